@@ -1,0 +1,41 @@
+"""volumelab: do networks need gradient descent to generalize? Measure it.
+
+Core objects:
+
+>>> import volumelab as vl
+>>> problem = vl.make_sensing(rows=5, cols=5, rank=1, num_measurements=15, seed=0)
+>>> model = vl.FactorizationModel(rows=5, cols=5, width=40, depth=2)
+>>> result = vl.GuessCheck(eps=0.02).run(problem, model, budget=100_000, seed=0)
+>>> result.metrics["prior_gen_loss"] > 0
+True
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import ModelError, OptimizerError, ProblemError, VolumelabError
+from .models import FactorizationModel
+from .optimizers import GradientDescent, GuessCheck, RunResult
+from .problems import Problem, load_problem, make_completion, make_problem, make_sensing, save_problem
+
+try:
+    __version__ = version("volumelab")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "FactorizationModel",
+    "GradientDescent",
+    "GuessCheck",
+    "ModelError",
+    "OptimizerError",
+    "Problem",
+    "ProblemError",
+    "RunResult",
+    "VolumelabError",
+    "__version__",
+    "load_problem",
+    "make_completion",
+    "make_problem",
+    "make_sensing",
+    "save_problem",
+]

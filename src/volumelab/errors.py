@@ -1,0 +1,17 @@
+"""Exceptions raised by volumelab. Every message says what was wrong and what to do."""
+
+
+class VolumelabError(ValueError):
+    """Base class for invalid input to volumelab (bad shapes, values, files or flags)."""
+
+
+class ProblemError(VolumelabError):
+    """A problem's arrays or generation parameters are invalid."""
+
+
+class ModelError(VolumelabError):
+    """A model or prior specification is invalid."""
+
+
+class OptimizerError(VolumelabError):
+    """An optimizer's configuration or budget is invalid."""

@@ -1,0 +1,15 @@
+"""Optimizers: each is a frozen config with ``run(problem, model, budget, seed) -> RunResult``."""
+
+from .base import RunResult, mean_and_stderr
+from .gradient import STEP_RULES, GradientDescent
+from .guess_check import GuessCheck, RunningMoments, block_size_for
+
+__all__ = [
+    "STEP_RULES",
+    "GradientDescent",
+    "GuessCheck",
+    "RunResult",
+    "RunningMoments",
+    "block_size_for",
+    "mean_and_stderr",
+]

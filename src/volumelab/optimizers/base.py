@@ -1,0 +1,60 @@
+"""What every optimizer returns."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RunResult", "mean_and_stderr"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one ``optimizer.run(problem, model, budget, seed)``.
+
+    Attributes:
+        method: ``"gnc"``, ``"gd"``, ...
+        status: ``"ok"``, ``"no_acceptance"``, ``"completed"``, ``"converged"``, ``"diverged"``.
+        metrics: Scalar results; a value that does not exist (e.g. the generalization
+            loss of G&C when nothing was accepted) is ``None``, never a made-up number.
+        standard_errors: Standard error of each metric that is an estimate.
+        history: Per-step logs (lists of equal length), e.g. ``step``, ``train_loss``.
+        diagnostics: Everything else worth keeping (sampler, timing, batch sizes).
+    """
+
+    method: str
+    status: str
+    metrics: Mapping[str, Any]
+    standard_errors: Mapping[str, float | None] = field(default_factory=dict)
+    history: Mapping[str, list] = field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metrics[key]
+
+    def to_dict(self, *, include_history: bool = False) -> dict[str, Any]:
+        """A flat JSON-ready dict: metrics, ``<metric>_stderr`` and diagnostics."""
+        out: dict[str, Any] = {"method": self.method, "status": self.status}
+        out.update(self.metrics)
+        for key, value in self.standard_errors.items():
+            out[f"{key}_stderr"] = value
+        out["diagnostics"] = dict(self.diagnostics)
+        if include_history:
+            out["history"] = {key: list(values) for key, values in self.history.items()}
+        return out
+
+
+def mean_and_stderr(count: int, mean: float, m2: float) -> tuple[float | None, float | None]:
+    """Mean and its standard error from a count, running mean and sum of squared deviations.
+
+    Returns ``(None, None)`` for no data and ``(mean, None)`` for a single value (the
+    standard error is undefined, not zero).
+    """
+    if count == 0:
+        return None, None
+    if count == 1:
+        return mean, None
+    variance = m2 / (count - 1)
+    return mean, math.sqrt(max(variance, 0.0) / count)

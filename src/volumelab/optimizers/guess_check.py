@@ -1,0 +1,250 @@
+"""Guess & Check: rejection sampling of the prior conditioned on ``L_train < eps``.
+
+arXiv 2506.03931, Sec. 2: G&C draws weights from the prior until the training loss
+is below ``eps``; statistically it samples the prior conditioned on fitting the data.
+For ``N`` draws this module reports the mean generalization loss of the accepted
+draws, the mean generalization loss of all draws (the prior's "chance" level), the
+number and rate of acceptances, and the standard error of each.
+
+Determinism: draws live in fixed blocks. The block size is a function of the model
+and sampler only, and block ``b`` is drawn from the generator ``(seed, "gnc", b)``.
+Per-block statistics are merged in block order with Chan et al.'s pairwise update,
+so results do not depend on batch size (how many blocks are processed together),
+thread count or processing order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .._rng import make_generator
+from ..device import available_memory_bytes, resolve_device
+from ..errors import OptimizerError
+from ..models import FactorizationModel
+from ..problems import Problem
+from ..samplers import PriorSampler, select_sampler
+from .base import RunResult, mean_and_stderr
+
+__all__ = ["GuessCheck", "RunningMoments", "block_size_for"]
+
+logger = logging.getLogger(__name__)
+
+#: Aim for blocks of about this many bytes of float32 working memory.
+_BLOCK_TARGET_BYTES = 1 << 24
+_MIN_BLOCK, _MAX_BLOCK = 64, 1 << 16
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def block_size_for(model: FactorizationModel, sampler: PriorSampler) -> int:
+    """Draws per randomness block: a power of two set by the model and sampler alone."""
+    per_draw = max(1, sampler.bytes_per_sample(model, torch.float32))
+    size = 1 << max(0, int(math.floor(math.log2(max(1, _BLOCK_TARGET_BYTES // per_draw)))))
+    return int(min(_MAX_BLOCK, max(_MIN_BLOCK, size)))
+
+
+@dataclass
+class RunningMoments:
+    """Count, mean and sum of squared deviations, mergeable (Chan, Golub, LeVeque 1979)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> "RunningMoments":
+        count = int(values.numel())
+        if count == 0:
+            return cls()
+        values = values.to(torch.float64)
+        mean = float(values.mean())
+        return cls(count, mean, float((values - mean).square().sum()))
+
+    def merge(self, other: "RunningMoments") -> None:
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean += delta * other.count / total
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.count = total
+
+    def summary(self) -> tuple[float | None, float | None]:
+        return mean_and_stderr(self.count, self.mean, self.m2)
+
+
+@dataclass
+class _Tally:
+    prior_gen: RunningMoments = field(default_factory=RunningMoments)
+    prior_train: RunningMoments = field(default_factory=RunningMoments)
+    accepted_gen: RunningMoments = field(default_factory=RunningMoments)
+    accepted_train: RunningMoments = field(default_factory=RunningMoments)
+    min_train: float = math.inf
+
+    def add_block(self, train: torch.Tensor, gen: torch.Tensor, eps: float) -> None:
+        accept = train < eps
+        self.prior_gen.merge(RunningMoments.of(gen))
+        self.prior_train.merge(RunningMoments.of(train))
+        self.accepted_gen.merge(RunningMoments.of(gen[accept]))
+        self.accepted_train.merge(RunningMoments.of(train[accept]))
+        if train.numel():
+            self.min_train = min(self.min_train, float(train.min()))
+
+
+@dataclass(frozen=True)
+class GuessCheck:
+    """Guess & Check by batched rejection sampling.
+
+    Attributes:
+        eps: Acceptance threshold on the training loss (``L_train < eps``).
+        sampler: ``"auto"`` (fastest exact sampler for the model) or a registered name.
+        batch_size: Draws processed together; ``None`` chooses from free memory. It
+            only controls memory and speed, never the result; it is rounded down to
+            whole blocks (at least one).
+        device: ``"auto" | "cpu" | "cuda"``.
+        dtype: ``"float32"`` (default) or ``"float64"`` for the draws; losses and
+            estimators are always accumulated in float64.
+        memory_fraction: Share of free memory a batch may use when sizing automatically.
+        progress: Show a progress bar.
+    """
+
+    eps: float
+    sampler: str = "auto"
+    batch_size: int | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    memory_fraction: float = 0.25
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise OptimizerError(f"eps must be a positive finite number, got {self.eps!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise OptimizerError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        if self.dtype not in _DTYPES:
+            raise OptimizerError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if not 0 < self.memory_fraction <= 1:
+            raise OptimizerError(f"memory_fraction must be in (0, 1], got {self.memory_fraction!r}")
+
+    def _blocks_per_batch(self, model, sampler, block, device, dtype) -> int:
+        per_block = sampler.bytes_per_sample(model, dtype) * block
+        if self.batch_size is not None:
+            return max(1, self.batch_size // block)
+        budget = available_memory_bytes(device) * self.memory_fraction
+        if per_block > budget:
+            raise OptimizerError(
+                f"one block of {block} draws of {model.describe()} needs {per_block / 2**30:.2f} GiB "
+                f"but only {budget / 2**30:.2f} GiB may be used on {device}; free memory or use a "
+                "smaller model"
+            )
+        # Beyond a few hundred MiB per batch there is nothing to gain on any device.
+        cap = 1 << 28 if device.type == "cpu" else 1 << 31
+        return int(max(1, min(budget, cap) // per_block))
+
+    def run(self, problem: Problem, model: FactorizationModel, budget: int, seed: int = 0) -> RunResult:
+        """Draw ``budget`` samples from the prior and keep those with ``L_train < eps``.
+
+        Args:
+            problem: The sensing / completion problem.
+            model: The factorization and its prior; its shape must match the problem.
+            budget: Number of prior draws ``N``.
+            seed: Seed of the draws (blocks use ``(seed, "gnc", block_index)``).
+
+        Returns:
+            A :class:`RunResult` with metrics ``gen_loss`` (mean over accepted draws, or
+            ``None`` when none was accepted), ``train_loss``, ``prior_gen_loss``,
+            ``prior_train_loss``, ``accepted``, ``samples``, ``acceptance_rate`` and
+            ``min_train_loss``, and their standard errors.
+        """
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise OptimizerError(f"the number of samples must be a positive integer, got {budget!r}")
+        if (model.rows, model.cols) != (problem.rows, problem.cols):
+            raise OptimizerError(
+                f"model is {model.rows}x{model.cols} but the problem is {problem.rows}x{problem.cols}"
+            )
+        device = resolve_device(self.device)
+        dtype = _DTYPES[self.dtype]
+        sampler = select_sampler(model, self.sampler)
+        block = block_size_for(model, sampler)
+        blocks_per_batch = self._blocks_per_batch(model, sampler, block, device, dtype)
+        tensors = problem.tensors(device, torch.float64)
+        num_blocks = -(-budget // block)
+        logger.debug(
+            "G&C: %d draws in %d blocks of %d, %d blocks per batch, sampler %s on %s",
+            budget, num_blocks, block, blocks_per_batch, sampler.name, device,
+        )
+
+        tally = _Tally()
+        start = time.perf_counter()
+        with tqdm(total=budget, unit="draw", unit_scale=True, disable=not self.progress, desc="G&C") as bar:
+            for first in range(0, num_blocks, blocks_per_batch):
+                indices = range(first, min(num_blocks, first + blocks_per_batch))
+                sizes = [min(block, budget - b * block) for b in indices]
+                draws = [
+                    sampler.sample(
+                        model, size, make_generator(seed, "gnc", b, device=device), dtype=dtype, device=device
+                    )
+                    for b, size in zip(indices, sizes)
+                ]
+                flat = torch.cat(draws).reshape(sum(sizes), -1).to(torch.float64)
+                train, gen = tensors.losses(flat)
+                if not (torch.isfinite(train).all() and torch.isfinite(gen).all()):
+                    raise OptimizerError(
+                        f"non-finite losses in prior draws of {model.describe()}; the prior "
+                        "overflowed (use dtype='float64' or the normalized prior)"
+                    )
+                for train_part, gen_part in zip(train.cpu().split(sizes), gen.cpu().split(sizes)):
+                    tally.add_block(train_part, gen_part, self.eps)
+                bar.update(sum(sizes))
+        seconds = time.perf_counter() - start
+        return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed)
+
+    def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed) -> RunResult:
+        accepted = tally.accepted_gen.count
+        gen_loss, gen_se = tally.accepted_gen.summary()
+        train_loss, train_se = tally.accepted_train.summary()
+        prior_gen, prior_gen_se = tally.prior_gen.summary()
+        prior_train, prior_train_se = tally.prior_train.summary()
+        rate = accepted / budget
+        metrics = {
+            "gen_loss": gen_loss,
+            "train_loss": train_loss,
+            "prior_gen_loss": prior_gen,
+            "prior_train_loss": prior_train,
+            "accepted": accepted,
+            "samples": budget,
+            "acceptance_rate": rate,
+            "min_train_loss": tally.min_train,
+            "eps": self.eps,
+        }
+        errors = {
+            "gen_loss": gen_se,
+            "train_loss": train_se,
+            "prior_gen_loss": prior_gen_se,
+            "prior_train_loss": prior_train_se,
+            "acceptance_rate": math.sqrt(rate * (1 - rate) / budget),
+        }
+        diagnostics = {
+            "sampler": sampler.name,
+            "block_size": block,
+            "batch_size": block * blocks_per_batch,
+            "device": str(device),
+            "seed": seed,
+            "seconds": seconds,
+            "draws_per_second": budget / seconds if seconds > 0 else None,
+        }
+        status = "ok" if accepted else "no_acceptance"
+        if not accepted:
+            logger.warning(
+                "G&C accepted none of %d draws at eps=%g (smallest training loss %.4g); "
+                "the generalization loss is undefined", budget, self.eps, tally.min_train,
+            )
+        return RunResult("gnc", status, metrics, errors, {}, diagnostics)

@@ -1,0 +1,417 @@
+"""Matrix sensing and completion problems (arXiv 2506.03931, Sec. 2).
+
+A problem is a set of training measurements ``(A_i, y_i)`` with ``y_i = <A_i, W*>``
+and a generalization basis ``{B}``: an orthonormal basis of the orthogonal
+complement of ``span{A_i}``, with targets ``<B, W*>``. Losses follow DESIGN.md:
+
+    L_train(W) = (1/m) sum_i (<A_i, W> - y_i)^2
+    L_gen(W)   = (1/t) sum_B (<B, W> - <B, W*>)^2
+
+All arrays are kept as float64 CPU tensors; :meth:`Problem.to` moves them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .._rng import make_generator
+from ..errors import ProblemError
+
+__all__ = [
+    "Problem",
+    "ProblemTensors",
+    "make_ground_truth",
+    "make_sensing",
+    "make_completion",
+    "make_problem",
+    "complement_basis",
+    "load_problem",
+    "save_problem",
+]
+
+Task = Literal["sensing", "completion", "custom"]
+
+# Tolerances for checking a user-supplied basis and targets (float64 arithmetic).
+_ORTHO_TOL = 1e-6
+_TARGET_TOL = 1e-6
+
+
+def _as_float64(name: str, value, ndim: int) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float64).cpu()
+    except (TypeError, ValueError) as exc:
+        raise ProblemError(f"{name} must be a numeric array: {exc}") from exc
+    if tensor.ndim != ndim:
+        raise ProblemError(f"{name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ProblemError(f"{name} contains {bad} NaN or infinite value(s)")
+    return tensor.contiguous()
+
+
+@dataclass(frozen=True)
+class ProblemTensors:
+    """Flattened, stacked measurement matrices on one device, ready for contractions.
+
+    Attributes:
+        operator: ``(n, m + t)`` matrix whose columns are the flattened ``A_i`` then
+            the flattened ``B``; ``vec(W) @ operator`` gives all inner products at once.
+        targets: ``(m + t,)`` vector ``[b_train, b_test]``.
+        num_train: ``m``.
+    """
+
+    operator: torch.Tensor
+    targets: torch.Tensor
+    num_train: int
+
+    def losses(self, flat_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train and generalization losses of a batch of end-to-end matrices.
+
+        Args:
+            flat_weights: ``(..., rows * cols)`` flattened end-to-end matrices, in the
+                operator's dtype.
+
+        Returns:
+            ``(train_loss, gen_loss)``, each of shape ``(...)``.
+        """
+        residual = flat_weights @ self.operator - self.targets
+        squared = residual.square()
+        return squared[..., : self.num_train].mean(-1), squared[..., self.num_train :].mean(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A matrix sensing / completion problem.
+
+    Attributes:
+        A_train: ``(m, rows, cols)`` measurement matrices.
+        b_train: ``(m,)`` measurements ``<A_i, W*>``.
+        A_test: ``(t, rows, cols)`` orthonormal basis of the complement of span{A_i}.
+        b_test: ``(t,)`` targets ``<B, W*>``.
+        W_star: optional ``(rows, cols)`` ground truth.
+        task: ``"sensing"``, ``"completion"`` or ``"custom"`` (built from arrays).
+        metadata: free-form generation parameters (seed, rank, norm, ...).
+    """
+
+    A_train: torch.Tensor
+    b_train: torch.Tensor
+    A_test: torch.Tensor
+    b_test: torch.Tensor
+    W_star: torch.Tensor | None = None
+    task: str = "custom"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        a_train = _as_float64("A_train", self.A_train, 3)
+        b_train = _as_float64("b_train", self.b_train, 1)
+        a_test = _as_float64("A_test", self.A_test, 3)
+        b_test = _as_float64("b_test", self.b_test, 1)
+        m, rows, cols = a_train.shape
+        if m < 1:
+            raise ProblemError("A_train must hold at least one measurement matrix")
+        if b_train.shape[0] != m:
+            raise ProblemError(f"b_train has {b_train.shape[0]} entries but A_train has {m} matrices")
+        if a_test.shape[1:] != (rows, cols):
+            raise ProblemError(
+                f"A_test matrices are {tuple(a_test.shape[1:])} but A_train matrices are {(rows, cols)}"
+            )
+        t = a_test.shape[0]
+        if t < 1:
+            raise ProblemError(
+                f"A_test is empty: with {m} measurements of a {rows}x{cols} matrix nothing is left "
+                "to generalize to; use fewer measurements than rows*cols"
+            )
+        if b_test.shape[0] != t:
+            raise ProblemError(f"b_test has {b_test.shape[0]} entries but A_test has {t} matrices")
+        n = rows * cols
+        if self.task == "sensing" and m >= n:
+            raise ProblemError(
+                f"{m} sensing measurements of a {rows}x{cols} matrix: need fewer than rows*cols = {n}"
+            )
+        w_star = None
+        if self.W_star is not None:
+            w_star = _as_float64("W_star", self.W_star, 2)
+            if w_star.shape != (rows, cols):
+                raise ProblemError(f"W_star has shape {tuple(w_star.shape)}, expected {(rows, cols)}")
+        self._check_basis(a_train.reshape(m, n), a_test.reshape(t, n))
+        if w_star is not None:
+            flat = w_star.reshape(n)
+            for name, mats, targets in (("b_train", a_train, b_train), ("b_test", a_test, b_test)):
+                expected = mats.reshape(-1, n) @ flat
+                error = (expected - targets).abs().max().item()
+                if error > _TARGET_TOL * max(1.0, flat.norm().item()):
+                    raise ProblemError(
+                        f"{name} disagrees with W_star by up to {error:.3g}; "
+                        f"{name} must equal the inner products with W_star"
+                    )
+        object.__setattr__(self, "A_train", a_train)
+        object.__setattr__(self, "b_train", b_train)
+        object.__setattr__(self, "A_test", a_test)
+        object.__setattr__(self, "b_test", b_test)
+        object.__setattr__(self, "W_star", w_star)
+        object.__setattr__(self, "metadata", dict(self.metadata))
+
+    @staticmethod
+    def _check_basis(train: torch.Tensor, test: torch.Tensor) -> None:
+        m, n = train.shape
+        t = test.shape[0]
+        gram = test @ test.T
+        deviation = (gram - torch.eye(t, dtype=gram.dtype)).abs().max().item()
+        if deviation > _ORTHO_TOL:
+            raise ProblemError(
+                f"A_test is not orthonormal (|B B^T - I| up to {deviation:.3g}); "
+                "the generalization basis must be orthonormal"
+            )
+        cross = (train @ test.T).abs().max().item()
+        scale = train.norm(dim=1).max().item()
+        if cross > _ORTHO_TOL * max(scale, 1.0):
+            raise ProblemError(
+                f"A_test is not orthogonal to the measurements (|<A_i, B>| up to {cross:.3g}); "
+                "the basis must span the orthogonal complement of span{A_i}"
+            )
+        rank = int(torch.linalg.matrix_rank(train).item())
+        if rank + t != n:
+            raise ProblemError(
+                f"A_test has {t} matrices but the complement of span{{A_i}} has dimension "
+                f"{n - rank} (= rows*cols - rank of the measurements)"
+            )
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def rows(self) -> int:
+        return int(self.A_train.shape[1])
+
+    @property
+    def cols(self) -> int:
+        return int(self.A_train.shape[2])
+
+    @property
+    def num_measurements(self) -> int:
+        return int(self.A_train.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.A_test.shape[0])
+
+    # ------------------------------------------------------------------ losses
+    def tensors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> ProblemTensors:
+        """The flattened measurement operator and targets on ``device``."""
+        n = self.rows * self.cols
+        operator = torch.cat([self.A_train.reshape(-1, n), self.A_test.reshape(-1, n)]).T.contiguous()
+        targets = torch.cat([self.b_train, self.b_test])
+        return ProblemTensors(
+            operator=operator.to(device=device, dtype=dtype),
+            targets=targets.to(device=device, dtype=dtype),
+            num_train=self.num_measurements,
+        )
+
+    def losses(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train, L_gen)`` of end-to-end matrices of shape ``(..., rows, cols)``."""
+        if weights.shape[-2:] != (self.rows, self.cols):
+            raise ProblemError(f"weights end in shape {tuple(weights.shape[-2:])}, expected {(self.rows, self.cols)}")
+        tensors = self.tensors(weights.device, weights.dtype)
+        return tensors.losses(weights.reshape(*weights.shape[:-2], -1))
+
+    def mean_squared_target(self) -> float:
+        """``mean_B <B, W*>^2``: the generalization loss of ``W = 0``."""
+        return float(self.b_test.square().mean())
+
+    # ---------------------------------------------------------------- storage
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "A_train": self.A_train.numpy(),
+            "b_train": self.b_train.numpy(),
+            "A_test": self.A_test.numpy(),
+            "b_test": self.b_test.numpy(),
+        }
+        if self.W_star is not None:
+            arrays["W_star"] = self.W_star.numpy()
+        return arrays
+
+    def save(self, path: str | Path) -> Path:
+        """Write the problem to ``path`` as ``.npz`` (see :func:`save_problem`)."""
+        return save_problem(self, path)
+
+    def __repr__(self) -> str:
+        return (
+            f"Problem(task={self.task!r}, rows={self.rows}, cols={self.cols}, "
+            f"measurements={self.num_measurements}, test={self.num_test})"
+        )
+
+
+# ---------------------------------------------------------------------- builders
+def make_ground_truth(
+    rows: int, cols: int, rank: int, *, norm: float = 1.0, generator: torch.Generator
+) -> torch.Tensor:
+    """A random ``rows x cols`` matrix of exact rank ``rank`` and Frobenius norm ``norm``.
+
+    ``W* = U V^T`` with i.i.d. standard Gaussian ``U (rows x rank)`` and ``V (cols x rank)``,
+    rescaled to the requested norm.
+    """
+    _check_shape(rows, cols)
+    if not isinstance(rank, int) or rank < 1:
+        raise ProblemError(f"rank must be a positive integer, got {rank!r}")
+    if rank > min(rows, cols):
+        raise ProblemError(f"rank {rank} exceeds min(rows, cols) = {min(rows, cols)}")
+    if not (math.isfinite(norm) and norm > 0):
+        raise ProblemError(f"norm must be a positive finite number, got {norm!r}")
+    left = torch.randn(rows, rank, generator=generator, dtype=torch.float64)
+    right = torch.randn(cols, rank, generator=generator, dtype=torch.float64)
+    truth = left @ right.T
+    return truth * (norm / truth.norm())
+
+
+def complement_basis(measurements: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis of the orthogonal complement of the measurements' span.
+
+    Args:
+        measurements: ``(m, rows, cols)``.
+
+    Returns:
+        ``(n - rank, rows, cols)`` with ``n = rows * cols``.
+    """
+    m, rows, cols = measurements.shape
+    flat = measurements.reshape(m, rows * cols).numpy()
+    _u, singular, vh = np.linalg.svd(flat, full_matrices=True)
+    tol = singular.max() * max(flat.shape) * np.finfo(np.float64).eps if singular.size else 0.0
+    rank = int((singular > tol).sum())
+    basis = vh[rank:]
+    return torch.from_numpy(np.ascontiguousarray(basis)).reshape(-1, rows, cols)
+
+
+def _check_shape(rows: int, cols: int) -> None:
+    for name, value in (("rows", rows), ("cols", cols)):
+        if not isinstance(value, int) or value < 1:
+            raise ProblemError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_measurements(num_measurements: int, rows: int, cols: int) -> None:
+    if not isinstance(num_measurements, int) or num_measurements < 1:
+        raise ProblemError(f"measurements must be a positive integer, got {num_measurements!r}")
+    if num_measurements >= rows * cols:
+        raise ProblemError(
+            f"measurements = {num_measurements} must be below rows*cols = {rows * cols}, "
+            "otherwise W* is determined and there is nothing left to generalize to"
+        )
+
+
+def make_sensing(
+    rows: int,
+    cols: int,
+    rank: int,
+    num_measurements: int,
+    *,
+    seed: int = 0,
+    norm: float = 1.0,
+) -> Problem:
+    """Matrix sensing: i.i.d. N(0, 1) measurement matrices scaled to unit Frobenius norm.
+
+    Randomness comes from the ``(seed, "data")`` stream only.
+    """
+    _check_shape(rows, cols)
+    _check_measurements(num_measurements, rows, cols)
+    generator = make_generator(seed, "data")
+    truth = make_ground_truth(rows, cols, rank, norm=norm, generator=generator)
+    measurements = torch.randn(num_measurements, rows, cols, generator=generator, dtype=torch.float64)
+    measurements = measurements / measurements.flatten(1).norm(dim=1).reshape(-1, 1, 1)
+    return _with_targets(
+        "sensing", measurements, truth, seed=seed, rank=rank, norm=norm
+    )
+
+
+def make_completion(
+    rows: int,
+    cols: int,
+    rank: int,
+    num_measurements: int,
+    *,
+    seed: int = 0,
+    norm: float = 1.0,
+) -> Problem:
+    """Matrix completion: one-hot measurements at distinct, uniformly random entries.
+
+    The generalization basis is the one-hot matrices at the unobserved entries.
+    """
+    _check_shape(rows, cols)
+    _check_measurements(num_measurements, rows, cols)
+    generator = make_generator(seed, "data")
+    truth = make_ground_truth(rows, cols, rank, norm=norm, generator=generator)
+    order = torch.randperm(rows * cols, generator=generator)
+    observed, unobserved = order[:num_measurements].sort().values, order[num_measurements:].sort().values
+    eye = torch.eye(rows * cols, dtype=torch.float64)
+    measurements = eye[observed].reshape(-1, rows, cols)
+    basis = eye[unobserved].reshape(-1, rows, cols)
+    return _with_targets(
+        "completion", measurements, truth, basis=basis, seed=seed, rank=rank, norm=norm
+    )
+
+
+def make_problem(
+    task: str, rows: int, cols: int, rank: int, num_measurements: int, *, seed: int = 0, norm: float = 1.0
+) -> Problem:
+    """Dispatch to :func:`make_sensing` or :func:`make_completion` by name."""
+    builders = {"sensing": make_sensing, "completion": make_completion}
+    if task not in builders:
+        raise ProblemError(f"unknown task {task!r}; expected one of {sorted(builders)}")
+    return builders[task](rows, cols, rank, num_measurements, seed=seed, norm=norm)
+
+
+def _with_targets(task, measurements, truth, *, basis=None, **metadata) -> Problem:
+    if basis is None:
+        basis = complement_basis(measurements)
+    n = truth.numel()
+    flat = truth.reshape(n)
+    return Problem(
+        A_train=measurements,
+        b_train=measurements.reshape(-1, n) @ flat,
+        A_test=basis,
+        b_test=basis.reshape(-1, n) @ flat,
+        W_star=truth,
+        task=task,
+        metadata=metadata,
+    )
+
+
+# ----------------------------------------------------------------------- storage
+_REQUIRED = ("A_train", "b_train", "A_test", "b_test")
+
+
+def save_problem(problem: Problem, path: str | Path) -> Path:
+    """Save as ``.npz`` with arrays ``A_train, b_train, A_test, b_test`` and optional ``W_star``."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **problem.to_arrays(), task=np.array(problem.task))
+    return path
+
+
+def load_problem(path: str | Path) -> Problem:
+    """Load a problem saved by :func:`save_problem` (or any ``.npz`` with the same arrays)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProblemError(f"problem file {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in _REQUIRED if key not in data.files]
+            if missing:
+                raise ProblemError(
+                    f"problem file {str(path)!r} lacks array(s) {', '.join(missing)}; "
+                    f"expected {', '.join(_REQUIRED)} and optionally W_star"
+                )
+            arrays = {key: data[key] for key in (*_REQUIRED, "W_star") if key in data.files}
+            task = str(data["task"]) if "task" in data.files else "custom"
+    except ProblemError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ProblemError(f"cannot read problem file {str(path)!r}: {exc}") from exc
+    try:
+        return Problem(**arrays, task=task, metadata={"source": str(path)})
+    except ProblemError as exc:
+        raise ProblemError(f"{path}: {exc}") from exc

@@ -1,0 +1,94 @@
+"""Prior samplers: draw end-to-end matrices ``W`` of a model under its prior.
+
+A sampler turns ``(model, num_samples, generator)`` into a ``(num_samples, rows, cols)``
+tensor whose distribution is exactly that of ``model.end_to_end(model.sample_prior(...))``.
+Fast samplers reach the same distribution with fewer random numbers or FLOPs; each is
+tested against the direct product for equality in distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ModelError
+from ..models import FactorizationModel
+
+__all__ = ["PriorSampler", "DIRECT", "register_sampler", "select_sampler", "available_samplers"]
+
+
+@dataclass(frozen=True)
+class PriorSampler:
+    """A named way of drawing end-to-end matrices from a model's prior.
+
+    Attributes:
+        name: Registry name (``"direct"``, ...).
+        supports: Whether this sampler is exact for a given model.
+        draw: ``(model, num_samples, generator, dtype, device) -> (num_samples, rows, cols)``.
+        bytes_per_sample: Peak working memory per draw, used to size batches.
+        priority: Higher wins in automatic selection among samplers that support a model.
+    """
+
+    name: str
+    supports: Callable[[FactorizationModel], bool]
+    draw: Callable[..., torch.Tensor]
+    bytes_per_sample: Callable[[FactorizationModel, torch.dtype], int]
+    priority: int = 0
+
+    def sample(
+        self,
+        model: FactorizationModel,
+        num_samples: int,
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
+        return self.draw(model, num_samples, generator, dtype=dtype, device=device)
+
+
+def _direct_draw(model, num_samples, generator, *, dtype, device):
+    return model.end_to_end(model.sample_prior(num_samples, generator, dtype=dtype, device=device))
+
+
+def _direct_bytes(model: FactorizationModel, dtype: torch.dtype) -> int:
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    # The layers, plus one activation and one product of the largest layer alive at once.
+    largest = max(out * inp for out, inp in model.layer_shapes)
+    return itemsize * (model.num_parameters + 2 * largest + 2 * model.rows * model.cols)
+
+
+DIRECT = PriorSampler(
+    name="direct",
+    supports=lambda model: True,
+    draw=_direct_draw,
+    bytes_per_sample=_direct_bytes,
+    priority=0,
+)
+
+_REGISTRY: dict[str, PriorSampler] = {DIRECT.name: DIRECT}
+
+
+def register_sampler(sampler: PriorSampler) -> PriorSampler:
+    """Add a sampler to the registry (replacing one of the same name)."""
+    _REGISTRY[sampler.name] = sampler
+    return sampler
+
+
+def available_samplers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def select_sampler(model: FactorizationModel, name: str = "auto") -> PriorSampler:
+    """The sampler named ``name``, or for ``"auto"`` the highest-priority exact one."""
+    if name == "auto":
+        candidates = [s for s in _REGISTRY.values() if s.supports(model)]
+        return max(candidates, key=lambda s: s.priority)
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown sampler {name!r}; expected 'auto' or one of {', '.join(available_samplers())}")
+    sampler = _REGISTRY[name]
+    if not sampler.supports(model):
+        raise ModelError(f"sampler {name!r} is not exact for {model.describe()}; use 'auto' or 'direct'")
+    return sampler
