@@ -1,0 +1,296 @@
+"""The ``volumelab`` command.
+
+Every bad flag, value or file ends in a one-line ``volumelab: error: ...`` on stderr
+and exit code 2, never a traceback (set ``VOLUMELAB_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import VolumelabError
+from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel
+from .optimizers import GradientDescent, GuessCheck, RunResult
+from .problems import Problem, load_problem, make_problem
+
+logger = logging.getLogger("volumelab")
+
+
+# --------------------------------------------------------------------- helpers
+def _echo_json(payload: dict) -> None:
+    click.echo(json.dumps(_json_safe(payload), indent=2, sort_keys=False))
+
+
+def _json_safe(value):
+    """Replace non-finite floats by ``None`` so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _show_progress(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+def _format(value, stderr=None, digits=4) -> str:
+    if value is None:
+        return "undefined"
+    text = f"{value:.{digits}g}"
+    if stderr is not None:
+        text += f" ± {stderr:.2g}"
+    return text
+
+
+def problem_options(func):
+    """``--problem P.npz`` or the generation flags of ``problem make``."""
+    options = [
+        click.option("--problem", "problem_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Problem file (.npz). Without it, one is generated from the flags below."),
+        click.option("--task", type=click.Choice(["sensing", "completion"]), default=None,
+                     help="Generate a problem of this task [default: sensing]."),
+        click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows of W* [default: 5]."),
+        click.option("--cols", type=click.IntRange(min=1), default=None, help="Columns of W* [default: 5]."),
+        click.option("--rank", type=click.IntRange(min=1), default=None, help="Rank of W* [default: 1]."),
+        click.option("--measurements", type=click.IntRange(min=1), default=None,
+                     help="Number of measurements m [default: 15]."),
+        click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Frobenius norm of W* [default: 1]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, problem_path, task, rows, cols, rank, measurements, norm, seed, **kwargs):
+        generation = {"task": task, "rows": rows, "cols": cols, "rank": rank,
+                      "measurements": measurements, "norm": norm}
+        if problem_path is not None:
+            given = [f"--{k}" for k, v in generation.items() if v is not None]
+            if given:
+                raise click.UsageError(f"--problem cannot be combined with {', '.join(given)}")
+            problem = load_problem(problem_path)
+        else:
+            problem = make_problem(
+                task or "sensing", rows or 5, cols or 5, rank or 1, measurements or 15,
+                seed=seed, norm=norm or 1.0,
+            )
+        return func(*args, problem=problem, seed=seed, **kwargs)
+
+    return wrapper
+
+
+def model_options(func):
+    options = [
+        click.option("--width", type=click.IntRange(min=1), required=True, help="Hidden width k."),
+        click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True, help="Depth d."),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True),
+        click.option("--negative-slope", type=float, default=0.2, show_default=True,
+                     help="Slope of leaky_relu for negative inputs."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def common_options(func):
+    options = [
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Seed of the data (when generated) and of the run."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+# ------------------------------------------------------------------------ CLI
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="volumelab")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """volumelab: Guess & Check vs gradient descent on deep factorizations."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="volumelab: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@common_options
+@problem_options
+@model_options
+@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True)
+@click.option("--scaling", type=click.Choice(SCALINGS), default="paper", show_default=True)
+@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm.")
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
+              help="Accept draws with L_train < eps.")
+@click.option("--samples", type=click.IntRange(min=1), required=True, help="Number of prior draws N.")
+@click.option("--sampler", default="auto", show_default=True, help="Prior sampler (auto picks the fastest exact one).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Draws per batch (memory only; default: from free memory).")
+def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
+        normalize, eps, samples, sampler, batch_size) -> None:
+    """Guess & Check: sample the prior, keep draws with L_train < eps."""
+    model = FactorizationModel(problem.rows, problem.cols, width, depth, activation, prior, scaling,
+                               normalize, negative_slope)
+    optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
+                           progress=_show_progress(as_json))
+    result = optimizer.run(problem, model, samples, seed=seed)
+    _report(result, problem, model, as_json)
+
+
+@cli.command()
+@common_options
+@problem_options
+@model_options
+@click.option("--init-scale", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), required=True, help="Step size.")
+@click.option("--steps", type=click.IntRange(min=0), required=True, help="Number of full-batch steps.")
+@click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum"]),
+              default="gd", show_default=True,
+              help="Step rule; 'momentum' is plain GD with heavy-ball momentum.")
+@click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Heavy-ball coefficient (default 0.9 for --optimizer momentum, else 0).")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop once L_train falls below this.")
+@click.option("--history", is_flag=True, help="Include the loss history in --json output.")
+def gd(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
+       step_rule, momentum, threshold, history) -> None:
+    """Full-batch gradient descent from small initialization."""
+    if step_rule == "momentum":
+        step_rule, beta = "gd", 0.9 if momentum is None else momentum
+    else:
+        beta = momentum or 0.0
+    model = FactorizationModel(problem.rows, problem.cols, width, depth, activation,
+                               negative_slope=negative_slope)
+    device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
+    optimizer = GradientDescent(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
+                                train_loss_threshold=threshold, device=device,
+                                progress=_show_progress(as_json))
+    result = optimizer.run(problem, model, steps, seed=seed)
+    _report(result, problem, model, as_json, include_history=history)
+
+
+def _report(result: RunResult, problem: Problem, model: FactorizationModel, as_json: bool,
+            include_history: bool = False) -> None:
+    if as_json:
+        payload = result.to_dict(include_history=include_history)
+        payload["model"] = model.describe()
+        payload["problem"] = {"task": problem.task, "rows": problem.rows, "cols": problem.cols,
+                              "measurements": problem.num_measurements, **problem.metadata}
+        _echo_json(payload)
+        return
+    metrics, errors = result.metrics, result.standard_errors
+    click.echo(f"{problem!r}; model width={model.width} depth={model.depth} activation={model.activation_name}")
+    if result.method == "gnc":
+        click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws "
+                   f"(rate {_format(metrics['acceptance_rate'], errors['acceptance_rate'])}) at eps={metrics['eps']}")
+        click.echo(f"G&C generalization loss:   {_format(metrics['gen_loss'], errors['gen_loss'])}")
+        click.echo(f"prior (chance) gen. loss:  {_format(metrics['prior_gen_loss'], errors['prior_gen_loss'])}")
+        if result.status == "no_acceptance":
+            click.echo(f"no draw was accepted (smallest L_train {metrics['min_train_loss']:.4g}); "
+                       "raise --samples or --eps")
+    else:
+        click.echo(f"GD ({result.diagnostics['optimizer']}) {result.status} after {metrics['steps']:,} steps")
+        click.echo(f"train loss:           {_format(metrics['train_loss'])}")
+        click.echo(f"generalization loss:  {_format(metrics['gen_loss'])}")
+
+
+@cli.group()
+def problem() -> None:
+    """Make and inspect problems."""
+
+
+@problem.command("make")
+@click.option("--task", type=click.Choice(["sensing", "completion"]), required=True)
+@click.option("--rows", type=click.IntRange(min=1), required=True)
+@click.option("--cols", type=click.IntRange(min=1), required=True)
+@click.option("--rank", type=click.IntRange(min=1), required=True)
+@click.option("--measurements", type=click.IntRange(min=1), required=True)
+@click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def problem_make(task, rows, cols, rank, measurements, norm, seed, out) -> None:
+    """Generate a sensing or completion problem and save it as .npz."""
+    made = make_problem(task, rows, cols, rank, measurements, seed=seed, norm=norm)
+    path = made.save(out)
+    click.echo(f"wrote {path}: {made!r}")
+
+
+@problem.command("show")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def problem_show(path, as_json) -> None:
+    """Describe a problem file."""
+    loaded = load_problem(path)
+    info = {"task": loaded.task, "rows": loaded.rows, "cols": loaded.cols,
+            "measurements": loaded.num_measurements, "test": loaded.num_test,
+            "has_ground_truth": loaded.W_star is not None,
+            "mean_squared_target": loaded.mean_squared_target()}
+    if as_json:
+        _echo_json(info)
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@click.option("--samples", type=click.IntRange(min=1), default=4_000_000, show_default=True)
+@click.option("--width", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def demo(samples, width, seed) -> None:
+    """A small end-to-end run: G&C and GD on a generated 5x5 rank-1 sensing problem."""
+    made = make_problem("sensing", 5, 5, 1, 15, seed=seed)
+    model = FactorizationModel(5, 5, width, 2)
+    click.echo(f"{made!r}, depth-2 linear factorization of width {width}")
+    click.echo(f"Guess & Check: {samples:,} Gaussian prior draws, eps = 0.02 ...")
+    gnc_result = GuessCheck(eps=0.02, progress=_show_progress(False)).run(made, model, samples, seed=seed)
+    click.echo("Gradient descent: group_rmsprop, lr 1e-2, init 1e-3, 5,000 steps ...")
+    gd_result = GradientDescent(lr=1e-2, init_scale=1e-3, step_rule="group_rmsprop").run(made, model, 5000, seed=seed)
+    m, e = gnc_result.metrics, gnc_result.standard_errors
+    click.echo("")
+    click.echo(f"  prior (chance) generalization loss: {_format(m['prior_gen_loss'], e['prior_gen_loss'])}")
+    click.echo(f"  G&C generalization loss:            {_format(m['gen_loss'], e['gen_loss'])}"
+               f"   ({m['accepted']} of {m['samples']:,} draws accepted)")
+    click.echo(f"  GD generalization loss:             {_format(gd_result.metrics['gen_loss'])}"
+               f"   (train loss {_format(gd_result.metrics['train_loss'])})")
+
+
+# ----------------------------------------------------------------------- entry
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    debug = bool(os.environ.get("VOLUMELAB_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="volumelab", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("volumelab: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        if debug:
+            raise
+        message = " ".join(exc.format_message().split())
+        click.echo(f"volumelab: error: {message} (see 'volumelab --help')", err=True)
+        return 2
+    except (VolumelabError, OSError) as exc:
+        if debug:
+            raise
+        click.echo(f"volumelab: error: {' '.join(str(exc).split())}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
