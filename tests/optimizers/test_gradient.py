@@ -1,0 +1,130 @@
+"""Gradient descent: the step rules against a hand-written reference, stopping, divergence."""
+
+import numpy as np
+import pytest
+import torch
+
+import volumelab as vl
+from volumelab._rng import make_generator
+from volumelab.errors import OptimizerError
+
+
+def _reference_run(problem, init, lr, steps, rule, beta, decay=0.99, eps=1e-6):
+    """Depth-1 model (W itself), written out in NumPy from DESIGN.md's step rule.
+
+    L(W) = (1/m) sum_i (<A_i, W> - y_i)^2, so grad L = (2/m) sum_i r_i A_i.
+    """
+    a = problem.A_train.numpy().reshape(problem.num_measurements, -1)
+    y = problem.b_train.numpy()
+    w = init.copy().reshape(-1)
+    ema, buffer = 0.0, np.zeros_like(w)
+    for t in range(1, steps + 1):
+        grad = 2.0 / len(y) * a.T @ (a @ w - y)
+        if rule == "group_rmsprop":
+            ema = decay * ema + (1 - decay) * float(grad @ grad)
+            grad = grad / (np.sqrt(ema / (1 - decay**t)) + eps)
+        buffer = beta * buffer + grad
+        w = w - lr * buffer
+    b = problem.A_test.numpy().reshape(problem.num_test, -1)
+    return np.mean((a @ w - y) ** 2), np.mean((b @ w - problem.b_test.numpy()) ** 2)
+
+
+@pytest.mark.parametrize(("rule", "beta"), [("gd", 0.0), ("gd", 0.9), ("group_rmsprop", 0.0), ("group_rmsprop", 0.9)])
+def test_step_rules_match_reference(sensing_problem, rule, beta):
+    model = vl.FactorizationModel(5, 5, 1, 1)
+    optimizer = vl.GradientDescent(lr=0.05, init_scale=1.0, step_rule=rule, momentum=beta)
+    result = optimizer.run(sensing_problem, model, 7, seed=4)
+    init = model.initialize(1.0, make_generator(4, "init"))[0].numpy()
+    train, gen = _reference_run(sensing_problem, init, 0.05, 7, rule, beta)
+    assert result.metrics["train_loss"] == pytest.approx(train, rel=1e-10)
+    assert result.metrics["gen_loss"] == pytest.approx(gen, rel=1e-10)
+    assert result.metrics["steps"] == 7 and result.status == "completed"
+
+
+def test_momentum_changes_the_trajectory(sensing_problem):
+    model = vl.FactorizationModel(5, 5, 10, 2)
+    plain, heavy = (vl.GradientDescent(lr=1e-2, step_rule="group_rmsprop", momentum=b).run(sensing_problem, model, 200)
+                    for b in (0.0, 0.9))
+    assert plain.metrics["train_loss"] != heavy.metrics["train_loss"]
+
+
+def test_gd_from_small_init_generalizes(sensing_problem):
+    model = vl.FactorizationModel(5, 5, 40, 2)
+    result = vl.GradientDescent(lr=1e-2, init_scale=1e-3, step_rule="group_rmsprop").run(
+        sensing_problem, model, 3000, seed=0)
+    prior_level = 1 / 5 + sensing_problem.mean_squared_target()
+    assert result.metrics["train_loss"] < 1e-4
+    assert result.metrics["gen_loss"] < 0.01 * prior_level
+    history = result.history
+    assert len(history["step"]) == len(history["train_loss"]) == len(history["gen_loss"]) > 100
+    assert history["train_loss"][-1] < history["train_loss"][0]
+
+
+def test_threshold_stops_early(sensing_problem):
+    model = vl.FactorizationModel(5, 5, 10, 2)
+    result = vl.GradientDescent(lr=1e-2, step_rule="group_rmsprop", train_loss_threshold=1e-2).run(
+        sensing_problem, model, 5000)
+    assert result.status == "converged"
+    assert 0 < result.metrics["steps"] < 5000
+    assert result.metrics["train_loss"] < 1e-2
+
+
+def test_divergence_is_reported_not_a_number(sensing_problem):
+    model = vl.FactorizationModel(5, 5, 10, 3)
+    result = vl.GradientDescent(lr=50.0, init_scale=1.0).run(sensing_problem, model, 500)
+    assert result.status == "diverged"
+    assert result.metrics["gen_loss"] is None and result.metrics["train_loss"] is None
+    assert result.metrics["diverged_at_step"] is not None
+
+
+def test_batch_equals_separate_runs(sensing_problem, rectangular_problem):
+    model = vl.FactorizationModel(5, 5, 8, 3, "tanh")
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in (0, 1, 2)]
+    optimizer = vl.GradientDescent(lr=1e-2, step_rule="group_rmsprop", momentum=0.9)
+    batched = optimizer.run_batch(problems, model, 100, seeds=[0, 1, 2])
+    for problem, seed, together in zip(problems, (0, 1, 2), batched):
+        alone = optimizer.run(problem, model, 100, seed=seed)
+        assert together.metrics["train_loss"] == pytest.approx(alone.metrics["train_loss"], rel=1e-9)
+        assert together.metrics["gen_loss"] == pytest.approx(alone.metrics["gen_loss"], rel=1e-9)
+
+
+def test_one_diverging_run_does_not_spoil_the_batch():
+    # Ground truth of norm 1000 makes plain GD at lr 0.1 blow up; norm 1 does not.
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=0, norm=n) for n in (1.0, 1000.0, 1.0, 1000.0)]
+    model = vl.FactorizationModel(5, 5, 10, 2)
+    optimizer = vl.GradientDescent(lr=0.1, init_scale=1.0)
+    results = optimizer.run_batch(problems, model, 300, seeds=[0, 1, 2, 3])
+    assert [r.status for r in results] == ["completed", "diverged", "completed", "diverged"]
+    for problem, seed, together in zip(problems, range(4), results):
+        alone = optimizer.run(problem, model, 300, seed=seed)
+        assert together.status == alone.status
+        assert together.metrics["diverged_at_step"] == alone.metrics["diverged_at_step"]
+        if alone.status == "completed":
+            assert together.metrics["gen_loss"] == pytest.approx(alone.metrics["gen_loss"], rel=1e-9)
+            assert together.metrics["steps"] == 300
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": 0.0}, "lr must be a positive finite"),
+        ({"lr": 1e-2, "init_scale": -1.0}, "init_scale must be a positive finite"),
+        ({"lr": 1e-2, "step_rule": "adam"}, "unknown step rule 'adam'"),
+        ({"lr": 1e-2, "momentum": 1.0}, "momentum must be in \\[0, 1\\)"),
+        ({"lr": 1e-2, "train_loss_threshold": 0.0}, "train_loss_threshold must be positive"),
+    ],
+)
+def test_bad_configuration(kwargs, message):
+    with pytest.raises(OptimizerError, match=message):
+        vl.GradientDescent(**kwargs)
+
+
+def test_bad_run_arguments(sensing_problem, rectangular_problem):
+    model = vl.FactorizationModel(5, 5, 5, 2)
+    optimizer = vl.GradientDescent(lr=1e-2)
+    with pytest.raises(OptimizerError, match="number of steps"):
+        optimizer.run(sensing_problem, model, -1)
+    with pytest.raises(OptimizerError, match="model is 5x5 but a problem is 4x6"):
+        optimizer.run(rectangular_problem, model, 10)
+    with pytest.raises(OptimizerError, match="one problem per seed"):
+        optimizer.run_batch([sensing_problem, sensing_problem], model, 10, seeds=[0, 1, 2])

@@ -1,0 +1,188 @@
+"""Sensing / completion problems: generation, basis properties, storage, bad input."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import volumelab as vl
+from volumelab.errors import ProblemError
+from volumelab.problems import complement_basis
+
+
+def _flat(mats: torch.Tensor) -> torch.Tensor:
+    return mats.reshape(mats.shape[0], -1)
+
+
+def _assert_valid_basis(problem: vl.Problem) -> None:
+    train, test = _flat(problem.A_train), _flat(problem.A_test)
+    n = problem.rows * problem.cols
+    torch.testing.assert_close(test @ test.T, torch.eye(test.shape[0], dtype=torch.float64), atol=1e-10, rtol=0)
+    assert (train @ test.T).abs().max() < 1e-10
+    assert torch.linalg.matrix_rank(torch.cat([train, test])) == n
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 6),
+    data=st.data(),
+)
+def test_sensing_properties(rows, cols, data):
+    n = rows * cols
+    if n < 2:
+        with pytest.raises(ProblemError, match="measurements"):
+            vl.make_sensing(rows, cols, 1, 1)
+        return
+    rank = data.draw(st.integers(1, min(rows, cols)))
+    m = data.draw(st.integers(1, n - 1))
+    seed = data.draw(st.integers(0, 2**31))
+    problem = vl.make_sensing(rows, cols, rank, m, seed=seed, norm=2.5)
+    assert problem.A_train.shape == (m, rows, cols) and problem.A_test.shape == (n - m, rows, cols)
+    torch.testing.assert_close(_flat(problem.A_train).norm(dim=1), torch.ones(m, dtype=torch.float64))
+    _assert_valid_basis(problem)
+    assert torch.linalg.matrix_rank(problem.W_star) == rank
+    assert problem.W_star.norm().item() == pytest.approx(2.5)
+    torch.testing.assert_close(problem.b_train, _flat(problem.A_train) @ problem.W_star.reshape(-1))
+    torch.testing.assert_close(problem.b_test, _flat(problem.A_test) @ problem.W_star.reshape(-1))
+
+
+def test_completion_properties():
+    problem = vl.make_completion(5, 4, 2, 9, seed=3)
+    train, test = _flat(problem.A_train), _flat(problem.A_test)
+    # One-hot measurements at distinct entries; the basis is the other entries.
+    for mats in (train, test):
+        assert ((mats == 0) | (mats == 1)).all() and (mats.sum(1) == 1).all()
+    observed = train.argmax(1)
+    unobserved = test.argmax(1)
+    assert len(set(observed.tolist())) == 9
+    assert sorted(observed.tolist() + unobserved.tolist()) == list(range(20))
+    _assert_valid_basis(problem)
+    torch.testing.assert_close(problem.b_test, problem.W_star.reshape(-1)[unobserved])
+
+
+def test_losses_match_definition(sensing_problem):
+    generator = torch.Generator().manual_seed(5)
+    weights = torch.randn(7, 5, 5, generator=generator, dtype=torch.float64)
+    train, gen = sensing_problem.losses(weights)
+    for i in range(7):
+        inner_train = torch.einsum("mij,ij->m", sensing_problem.A_train, weights[i])
+        inner_test = torch.einsum("tij,ij->t", sensing_problem.A_test, weights[i])
+        assert train[i].item() == pytest.approx(((inner_train - sensing_problem.b_train) ** 2).mean().item())
+        assert gen[i].item() == pytest.approx(((inner_test - sensing_problem.b_test) ** 2).mean().item())
+    zero_train, zero_gen = sensing_problem.losses(torch.zeros(5, 5, dtype=torch.float64))
+    assert zero_gen.item() == pytest.approx(sensing_problem.mean_squared_target())
+
+
+def test_same_seed_same_problem_and_different_seeds_differ():
+    first, again, other = (vl.make_sensing(5, 5, 1, 15, seed=s) for s in (4, 4, 5))
+    assert torch.equal(first.A_train, again.A_train) and torch.equal(first.W_star, again.W_star)
+    assert not torch.equal(first.A_train, other.A_train)
+
+
+def test_save_load_roundtrip(tmp_path, sensing_problem):
+    path = sensing_problem.save(tmp_path / "p.npz")
+    with np.load(path) as data:
+        assert {"A_train", "b_train", "A_test", "b_test", "W_star"} <= set(data.files)
+        assert data["A_train"].shape == (15, 5, 5) and data["b_test"].shape == (10,)
+    loaded = vl.load_problem(path)
+    assert loaded.task == "sensing"
+    for name in ("A_train", "b_train", "A_test", "b_test", "W_star"):
+        assert torch.equal(getattr(loaded, name), getattr(sensing_problem, name))
+
+
+def test_problem_from_arrays_without_ground_truth(sensing_problem):
+    arrays = sensing_problem.to_arrays()
+    arrays.pop("W_star")
+    problem = vl.Problem(**{k: v for k, v in arrays.items()})
+    assert problem.W_star is None and problem.num_test == 10
+
+
+def test_complement_basis_of_rank_deficient_measurements():
+    base = torch.randn(3, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    repeated = torch.cat([base, base[:1] * 2.0])  # 4 matrices spanning 3 dimensions
+    assert complement_basis(repeated).shape == (6, 3, 3)
+
+
+# ------------------------------------------------------------------- bad input
+def _arrays(problem):
+    return {k: v.copy() for k, v in problem.to_arrays().items()}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda a: a.update(b_train=a["b_train"][:-1]), "b_train has 14 entries"),
+        (lambda a: a.update(b_test=a["b_test"][:-1]), "b_test has 9 entries"),
+        (lambda a: a.update(A_test=a["A_test"][:, :4, :]), "A_test matrices are"),
+        (lambda a: a.update(A_train=a["A_train"][0]), "A_train must have 3 dimensions"),
+        (lambda a: a["A_train"].__setitem__((0, 0, 0), np.nan), "A_train contains 1 NaN"),
+        (lambda a: a["b_test"].__setitem__(0, np.inf), "b_test contains 1 NaN or infinite"),
+        (lambda a: a.update(W_star=a["W_star"][:4]), "W_star has shape"),
+        (lambda a: a.update(W_star=a["W_star"] * 2), "b_train disagrees with W_star"),
+        (lambda a: a.update(A_test=a["A_test"] * 1.5), "A_test is not orthonormal"),
+        (lambda a: a.update(A_test=a["A_test"][:-1], b_test=a["b_test"][:-1]), "complement of span"),
+        (lambda a: a.update(A_test=a["A_test"][:0], b_test=a["b_test"][:0]), "A_test is empty"),
+    ],
+)
+def test_bad_arrays_name_the_field(sensing_problem, mutate, message):
+    arrays = _arrays(sensing_problem)
+    mutate(arrays)
+    with pytest.raises(ProblemError, match=message):
+        vl.Problem(**arrays)
+
+
+def test_basis_not_orthogonal_to_measurements(sensing_problem):
+    arrays = _arrays(sensing_problem)
+    # Rotate one basis vector towards a measurement: still unit norm, no longer orthogonal.
+    a0 = arrays["A_train"][0] / np.linalg.norm(arrays["A_train"][0])
+    b0 = arrays["A_test"][0]
+    arrays["A_test"][0] = (b0 + a0) / np.linalg.norm(b0 + a0)
+    arrays.pop("W_star")
+    with pytest.raises(ProblemError, match="not (orthonormal|orthogonal)"):
+        vl.Problem(**arrays)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_measurements": 25}, "must be below rows\\*cols = 25"),
+        ({"num_measurements": 30}, "must be below rows\\*cols"),
+        ({"num_measurements": 0}, "measurements must be a positive integer"),
+        ({"rank": 6}, "rank 6 exceeds min\\(rows, cols\\) = 5"),
+        ({"rank": 0}, "rank must be a positive integer"),
+        ({"rows": 0}, "rows must be a positive integer"),
+        ({"norm": 0.0}, "norm must be a positive finite"),
+        ({"norm": float("nan")}, "norm must be a positive finite"),
+    ],
+)
+@pytest.mark.parametrize("task", ["sensing", "completion"])
+def test_bad_generation_parameters(task, kwargs, message):
+    params = {"rows": 5, "cols": 5, "rank": 1, "num_measurements": 15, **kwargs}
+    norm = params.pop("norm", 1.0)
+    with pytest.raises(ProblemError, match=message):
+        vl.make_problem(task, params["rows"], params["cols"], params["rank"], params["num_measurements"], norm=norm)
+
+
+def test_unknown_task():
+    with pytest.raises(ProblemError, match="unknown task 'denoising'"):
+        vl.make_problem("denoising", 5, 5, 1, 15)
+
+
+def test_sensing_arrays_with_too_many_measurements(sensing_problem):
+    arrays = _arrays(sensing_problem)
+    big = np.concatenate([arrays["A_train"], arrays["A_train"][:10]])
+    with pytest.raises(ProblemError, match="25 sensing measurements"):
+        vl.Problem(A_train=big, b_train=np.zeros(25), A_test=arrays["A_test"], b_test=arrays["b_test"], task="sensing")
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ProblemError, match="does not exist"):
+        vl.load_problem(tmp_path / "missing.npz")
+    np.savez(tmp_path / "partial.npz", A_train=np.zeros((1, 2, 2)))
+    with pytest.raises(ProblemError, match="lacks array\\(s\\) b_train, A_test, b_test"):
+        vl.load_problem(tmp_path / "partial.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ProblemError, match="cannot read problem file"):
+        vl.load_problem(tmp_path / "garbage.npz")
