@@ -301,6 +301,14 @@ def _check_measurements(num_measurements: int, rows: int, cols: int) -> None:
         )
 
 
+def _data_stream_and_truth(rows, cols, rank, num_measurements, seed, norm):
+    """Validate generation parameters; return the ``(seed, "data")`` generator and ``W*``."""
+    _check_shape(rows, cols)
+    _check_measurements(num_measurements, rows, cols)
+    generator = make_generator(seed, "data")
+    return generator, make_ground_truth(rows, cols, rank, norm=norm, generator=generator)
+
+
 def make_sensing(
     rows: int,
     cols: int,
@@ -314,10 +322,7 @@ def make_sensing(
 
     Randomness comes from the ``(seed, "data")`` stream only.
     """
-    _check_shape(rows, cols)
-    _check_measurements(num_measurements, rows, cols)
-    generator = make_generator(seed, "data")
-    truth = make_ground_truth(rows, cols, rank, norm=norm, generator=generator)
+    generator, truth = _data_stream_and_truth(rows, cols, rank, num_measurements, seed, norm)
     measurements = torch.randn(num_measurements, rows, cols, generator=generator, dtype=torch.float64)
     measurements = measurements / measurements.flatten(1).norm(dim=1).reshape(-1, 1, 1)
     return _with_targets(
@@ -338,10 +343,7 @@ def make_completion(
 
     The generalization basis is the one-hot matrices at the unobserved entries.
     """
-    _check_shape(rows, cols)
-    _check_measurements(num_measurements, rows, cols)
-    generator = make_generator(seed, "data")
-    truth = make_ground_truth(rows, cols, rank, norm=norm, generator=generator)
+    generator, truth = _data_stream_and_truth(rows, cols, rank, num_measurements, seed, norm)
     order = torch.randperm(rows * cols, generator=generator)
     observed, unobserved = order[:num_measurements].sort().values, order[num_measurements:].sort().values
     eye = torch.eye(rows * cols, dtype=torch.float64)
