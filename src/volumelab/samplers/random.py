@@ -22,30 +22,42 @@ def _marsaglia_tsang(shape_a: torch.Tensor, x: torch.Tensor, u: torch.Tensor) ->
     large ``d`` (chi-square degrees of freedom up to 10^4 and beyond).
 
     Args:
-        shape_a: ``(...)`` shape parameters ``a >= 1``.
-        x: ``(...)`` standard normals.
-        u: ``(...)`` uniforms on ``[0, 1)``.
+        shape_a: shape parameters ``a >= 1``, broadcastable to ``x`` (e.g. ``(r, 1)``).
+        x: float64 standard normals; overwritten.
+        u: float64 uniforms on ``[0, 1)``, same shape as ``x``; overwritten.
 
     Returns:
-        ``(value, accepted)``: the proposals ``d v`` and a boolean mask, both ``(...)``.
+        ``(value, accepted)``: the proposals ``d v`` and a boolean mask, shaped like ``x``.
     """
     d = shape_a - 1.0 / 3.0
     c = torch.rsqrt(9.0 * d)
-    w = c * x
-    positive = w > -1.0
-    safe_w = torch.where(positive, w, torch.zeros_like(w))
-    log_ratio = 0.5 * x * x + d * (3.0 * torch.log1p(safe_w) - safe_w * (3.0 + safe_w * (3.0 + safe_w)))
-    accepted = positive & (torch.log(u) < log_ratio)
-    value = d * (1.0 + safe_w) ** 3
+    w = x * c
+    valid = w > -1.0
+    w.clamp_(min=-0.5)  # only where invalid (rejected anyway); keeps log1p finite
+    polynomial = (w + 3.0).mul_(w).add_(3.0).mul_(w)  # 3w + 3w^2 + w^3
+    log_ratio = torch.log1p(w).mul_(3.0).sub_(polynomial).mul_(d).add_(x.square_().mul_(0.5))
+    accepted = torch.lt(u.log_(), log_ratio).logical_and_(valid)
+    value = w.add_(1.0).pow_(3).mul_(d)
     return value, accepted
+
+
+#: Up to this many degrees of freedom a chi-square is drawn as a sum (cheaper than rejection).
+SMALL_DEGREES = 8
 
 
 def chi_square(degrees: list[int], num_samples: int, generator: torch.Generator, *, device="cpu") -> torch.Tensor:
     """Exact chi-square variates with the given integer degrees of freedom.
 
-    ``chi2(1)`` is drawn as ``z^2``; ``chi2(nu)`` for ``nu >= 2`` as ``2 Gamma(nu / 2)``
-    by Marsaglia–Tsang rejection, redrawing rejected entries (in index order, from the
-    same generator) until all are accepted. Acceptance is above 95% for every ``nu >= 2``.
+    Two exact representations, chosen by ``nu`` (the choice only affects speed):
+
+    * ``nu <= 8``: ``chi2(nu) = -2 sum_{i <= nu // 2} log(1 - U_i) + [nu odd] z^2``, since
+      ``-2 log(1 - U) ~ Exp(1/2) = chi2(2)`` and ``z^2 ~ chi2(1)`` (independent terms add).
+    * ``nu > 8``: ``2 Gamma(nu / 2)`` by Marsaglia–Tsang rejection; rejected entries are
+      redrawn (in index order, from the same generator) until all are accepted.
+      Acceptance is above 98% for ``nu > 8``.
+
+    Uniforms are float64 (53 bits, so ``-2 log(1 - U)`` is not truncated before 73);
+    normals are float32, as everywhere else in the samplers.
 
     Args:
         degrees: ``r`` positive integers, one per output row.
@@ -55,31 +67,46 @@ def chi_square(degrees: list[int], num_samples: int, generator: torch.Generator,
     Returns:
         ``(r, n)`` float64 tensor; row ``i`` holds ``n`` i.i.d. ``chi2(degrees[i])``.
     """
+    if any(isinstance(nu, bool) or not isinstance(nu, int) or nu < 1 for nu in degrees):
+        raise ValueError(f"chi-square degrees of freedom must be positive integers, got {degrees}")
     rows = len(degrees)
     out = torch.empty(rows, num_samples, dtype=torch.float64, device=device)
-    ones = [i for i, nu in enumerate(degrees) if nu == 1]
-    gammas = [i for i, nu in enumerate(degrees) if nu >= 2]
-    if any(nu < 1 for nu in degrees):
-        raise ValueError(f"chi-square degrees of freedom must be positive integers, got {degrees}")
-    if ones:
-        z = torch.randn(len(ones), num_samples, generator=generator, dtype=torch.float64, device=device)
-        out[ones] = z.square()
-    if not gammas:
+    small = [i for i, nu in enumerate(degrees) if nu <= SMALL_DEGREES]
+    large = [i for i, nu in enumerate(degrees) if nu > SMALL_DEGREES]
+    for i in small:
+        nu = degrees[i]
+        total = torch.zeros(num_samples, dtype=torch.float64, device=device)
+        if nu // 2:
+            uniforms = torch.rand(nu // 2, num_samples, generator=generator, dtype=torch.float64, device=device)
+            total = uniforms.neg_().log1p_().sum(0).mul_(-2.0)
+        if nu % 2:
+            z = torch.randn(num_samples, generator=generator, dtype=torch.float32, device=device)
+            total = total + z.to(torch.float64).square_()
+        out[i] = total
+    if not large:
         return out
-    shape_a = torch.tensor([degrees[i] / 2.0 for i in gammas], dtype=torch.float64, device=device)
-    shape_a = shape_a.unsqueeze(1).expand(len(gammas), num_samples).reshape(-1)
-    x = torch.randn(shape_a.numel(), generator=generator, dtype=torch.float64, device=device)
-    u = torch.rand(shape_a.numel(), generator=generator, dtype=torch.float64, device=device)
-    value, accepted = _marsaglia_tsang(shape_a, x, u)
+    out[large] = _gamma_by_rejection([degrees[i] / 2.0 for i in large], num_samples, generator, device).mul_(2.0)
+    return out
+
+
+def _gamma_by_rejection(shapes: list[float], num_samples: int, generator: torch.Generator, device) -> torch.Tensor:
+    """``(r, n)`` float64 ``Gamma(shapes[i], 1)`` variates (every shape ``>= 1``), by Marsaglia–Tsang."""
+
+    def proposals(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(count, generator=generator, dtype=torch.float32, device=device)
+        u = torch.rand(count, generator=generator, dtype=torch.float64, device=device)
+        return x.to(torch.float64), u
+
+    shape_a = torch.tensor(shapes, dtype=torch.float64, device=device).unsqueeze(1)
+    x, u = proposals(len(shapes) * num_samples)
+    value, accepted = _marsaglia_tsang(shape_a, x.view(len(shapes), num_samples), u.view(len(shapes), num_samples))
+    value, accepted = value.reshape(-1), accepted.reshape(-1)
     pending = (~accepted).nonzero().flatten()
     while pending.numel():
-        x = torch.randn(pending.numel(), generator=generator, dtype=torch.float64, device=device)
-        u = torch.rand(pending.numel(), generator=generator, dtype=torch.float64, device=device)
-        retry, ok = _marsaglia_tsang(shape_a[pending], x, u)
+        retry, ok = _marsaglia_tsang(shape_a.flatten()[pending // num_samples], *proposals(pending.numel()))
         value[pending[ok]] = retry[ok]
         pending = pending[~ok]
-    out[gammas] = (2.0 * value).reshape(len(gammas), num_samples)
-    return out
+    return value.view(len(shapes), num_samples)
 
 
 def bartlett_factor(
