@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +31,7 @@ from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
 from ..samplers import PriorSampler, select_sampler
+from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
 __all__ = ["GuessCheck", "RunningMoments", "block_size_for"]
@@ -154,31 +153,6 @@ def _check_finite(train: torch.Tensor, gen: torch.Tensor, model: FactorizationMo
         )
 
 
-def _map_blocks_in_threads(work, num_blocks: int, workers: int):
-    """Yield ``work(b)`` for ``b = 0 .. num_blocks - 1`` in order, computed by ``workers`` threads.
-
-    Each thread runs with one intra-op thread, so a block is always computed by the
-    same serial code path (bitwise the same result for any ``workers`` and any
-    ``torch.set_num_threads``); the parallelism is across blocks, each with its own
-    generator. At most ``2 * workers`` blocks are in flight. ``torch.set_num_threads(1)``
-    in a thread also lowers PyTorch's process-wide default, so the caller's setting is
-    restored afterwards.
-    """
-    saved_threads = torch.get_num_threads()
-    pool = ThreadPoolExecutor(max_workers=workers, initializer=torch.set_num_threads, initargs=(1,))
-    pending: deque = deque()
-    next_block = 0
-    try:
-        while next_block < num_blocks or pending:
-            while next_block < num_blocks and len(pending) < 2 * workers:
-                pending.append(pool.submit(work, next_block))
-                next_block += 1
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(saved_threads)
-
-
 @dataclass(frozen=True)
 class GuessCheck:
     """Guess & Check by batched rejection sampling.
@@ -287,7 +261,7 @@ class GuessCheck:
         with tqdm(total=budget, unit="draw", unit_scale=True, disable=not self.progress, desc="G&C") as bar:
             if device.type == "cpu":
                 workers = max(1, min(self.workers or torch.get_num_threads(), blocks_per_batch, num_blocks))
-                for block_result, size in _map_blocks_in_threads(block_tally, num_blocks, workers):
+                for block_result, size in map_in_threads(block_tally, num_blocks, workers):
                     tally.merge(block_result)
                     bar.update(size)
             else:

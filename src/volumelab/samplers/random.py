@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ModelError
+
 __all__ = ["chi_square", "bartlett_factor"]
 
 
@@ -68,7 +70,7 @@ def chi_square(degrees: list[int], num_samples: int, generator: torch.Generator,
         ``(r, n)`` float64 tensor; row ``i`` holds ``n`` i.i.d. ``chi2(degrees[i])``.
     """
     if any(isinstance(nu, bool) or not isinstance(nu, int) or nu < 1 for nu in degrees):
-        raise ValueError(f"chi-square degrees of freedom must be positive integers, got {degrees}")
+        raise ModelError(f"chi-square degrees of freedom must be positive integers, got {degrees}")
     rows = len(degrees)
     out = torch.empty(rows, num_samples, dtype=torch.float64, device=device)
     small = [i for i, nu in enumerate(degrees) if nu <= SMALL_DEGREES]
@@ -132,7 +134,7 @@ def bartlett_factor(
         ``(p, p, num_samples)`` tensor in ``dtype``; ``[..., s]`` is the ``s``-th factor.
     """
     if degrees < size:
-        raise ValueError(f"Bartlett's decomposition needs degrees >= size, got {degrees} < {size}")
+        raise ModelError(f"Bartlett's decomposition needs degrees >= size, got {degrees} < {size}")
     factor = torch.zeros(size, size, num_samples, dtype=dtype, device=device)
     chi2 = chi_square([degrees - i for i in range(size)], num_samples, generator, device=device)
     diagonal = torch.arange(size, device=device)
