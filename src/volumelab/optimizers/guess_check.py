@@ -84,6 +84,16 @@ class RunningMoments:
         return mean_and_stderr(self.count, self.mean, self.m2)
 
 
+def _moments_of_rows(values: torch.Tensor) -> list[RunningMoments]:
+    """:class:`RunningMoments` of each row of a ``(rows, n)`` float64 tensor."""
+    count = int(values.shape[1])
+    if count == 0:
+        return [RunningMoments() for _ in range(values.shape[0])]
+    mean = values.mean(1, keepdim=True)
+    m2 = (values - mean).square_().sum(1)
+    return [RunningMoments(count, mu, sq) for mu, sq in zip(mean.flatten().tolist(), m2.tolist())]
+
+
 @dataclass
 class _Tally:
     prior_gen: RunningMoments = field(default_factory=RunningMoments)
@@ -94,15 +104,17 @@ class _Tally:
 
     @classmethod
     def of_block(cls, train: torch.Tensor, gen: torch.Tensor, eps: float) -> "_Tally":
-        """Statistics of one block's losses (float64 tensors of shape ``(block,)``)."""
+        """Statistics of one block's losses (float64 tensors of shape ``(block,)``).
+
+        Train and generalization losses are reduced together (a ``(2, block)`` stack),
+        which keeps the number of small tensor operations per block low.
+        """
+        both = torch.stack([gen, train])
+        prior_gen, prior_train = _moments_of_rows(both)
         accept = train < eps
-        return cls(
-            prior_gen=RunningMoments.of(gen),
-            prior_train=RunningMoments.of(train),
-            accepted_gen=RunningMoments.of(gen[accept]),
-            accepted_train=RunningMoments.of(train[accept]),
-            min_train=float(train.min()) if train.numel() else math.inf,
-        )
+        accepted_gen, accepted_train = _moments_of_rows(both[:, accept])
+        return cls(prior_gen, prior_train, accepted_gen, accepted_train,
+                    float(train.min()) if train.numel() else math.inf)
 
     def merge(self, other: "_Tally") -> None:
         self.prior_gen.merge(other.prior_gen)
