@@ -32,6 +32,7 @@ from ..device import resolve_device
 from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
+from ._threads import map_in_threads
 from .base import RunResult
 
 __all__ = ["GradientDescent", "STEP_RULES"]
@@ -39,6 +40,138 @@ __all__ = ["GradientDescent", "STEP_RULES"]
 logger = logging.getLogger(__name__)
 
 STEP_RULES = ("gd", "group_rmsprop")
+
+#: Steps between checks whether every run in a batch has stopped (a host sync).
+_CHECK_EVERY = 16
+
+
+class _ClosedFormObjective:
+    """``L_train`` and its gradient for a named activation, by hand (no autograd).
+
+    Forward: ``a_1 = W_1``, ``a_j = W_j sigma(a_{j-1})``, ``W = a_d``. With the train
+    residual ``r = A vec(W) - y`` (``A`` the ``m x n`` stacked flattened measurements),
+    ``dL/dvec(W) = (2/m) A^T r``; then for ``j = d..2``: ``dL/dW_j = G_j sigma(a_{j-1})^T``
+    and ``G_{j-1} = (W_j^T G_j) * sigma'(a_{j-1})``, with ``G_d = dL/dW`` and
+    ``dL/dW_1 = G_1``. The products with ``sigma'`` are PyTorch's own backward kernels
+    (``tanh_backward``, ``leaky_relu_backward``), so they match autograd exactly,
+    including the negative branch of leaky ReLU and ReLU at 0. Everything is batched over the leading run axis ``S``.
+    """
+
+    def __init__(self, model: FactorizationModel, operators: torch.Tensor, targets: torch.Tensor, num_train: int):
+        self.model = model
+        self.shapes = model.layer_shapes
+        self.offsets = [0]
+        for out, inp in self.shapes:
+            self.offsets.append(self.offsets[-1] + out * inp)
+        self.num_train = num_train
+        # operators: (n, m + t) when every run shares one problem, else (S, n, m + t).
+        self.shared = operators.ndim == 2
+        self.train_operator = operators[..., :num_train].contiguous()
+        # (2/m) A^T: maps the train residual to dL_train/dvec(W).
+        self.scaled_train_operator_t = (self.train_operator.transpose(-1, -2) * (2.0 / num_train)).contiguous()
+        self.operator = operators
+        self.train_targets = targets[..., :num_train]
+        self.targets = targets
+
+    def layers(self, params: torch.Tensor) -> list[torch.Tensor]:
+        size = params.shape[0]
+        return [
+            params[:, self.offsets[j] : self.offsets[j + 1]].view(size, out, inp)
+            for j, (out, inp) in enumerate(self.shapes)
+        ]
+
+    def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return flat @ operator
+        return torch.bmm(flat.unsqueeze(1), operator).squeeze(1)
+
+    def _forward(self, layers):
+        model = self.model
+        pre = [layers[0]]
+        post = []
+        for layer in layers[1:]:
+            post.append(model.sigma(pre[-1]))
+            pre.append(torch.matmul(layer, post[-1]))
+        return pre, post
+
+    def _backward_through_sigma(self, upstream, pre, post, out=None) -> torch.Tensor:
+        """``upstream * sigma'(pre)`` with PyTorch's own backward kernels (autograd's formulas)."""
+        name = self.model.activation
+        aten = torch.ops.aten
+        if name == "linear":
+            return upstream if out is None else out.copy_(upstream)
+        if name == "tanh":
+            if out is None:
+                return aten.tanh_backward(upstream, post)
+            return aten.tanh_backward.grad_input(upstream, post, grad_input=out)
+        slope = 0.0 if name == "relu" else self.model.negative_slope
+        if out is None:
+            return aten.leaky_relu_backward(upstream, pre, slope, False)
+        return aten.leaky_relu_backward.grad_input(upstream, pre, slope, False, grad_input=out)
+
+    def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train (S,), dL_train/dparams (S, P))``.
+
+        The gradient is written into a buffer reused across calls (one per ``params``).
+        """
+        if getattr(self, "_bound", None) is not params:
+            # Views of the parameters and of a gradient buffer, made once: the
+            # parameters are updated in place, so the views stay valid.
+            self._bound = params
+            self._layers = self.layers(params)
+            self._grad = torch.empty_like(params)
+            self._grad_layers = self.layers(self._grad)
+        layers, grads = self._layers, self._grad_layers
+        pre, post = self._forward(layers)
+        size = params.shape[0]
+        flat = pre[-1].view(size, -1)
+        residual = self._contract(flat, self.train_operator).sub_(self.train_targets)  # (S, m)
+        train = residual.square().mean(-1)
+        if self.shared:
+            upstream = residual @ self.scaled_train_operator_t
+        else:
+            upstream = torch.bmm(residual.unsqueeze(1), self.scaled_train_operator_t).squeeze(1)
+        upstream = upstream.view(size, self.model.rows, self.model.cols)
+        for j in range(len(layers) - 1, 0, -1):
+            torch.bmm(upstream, post[j - 1].transpose(1, 2), out=grads[j])
+            upstream = torch.bmm(layers[j].transpose(1, 2), upstream)
+            upstream = self._backward_through_sigma(upstream, pre[j - 1], post[j - 1], grads[0] if j == 1 else None)
+        return train, self._grad
+
+    def losses(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train, L_gen)``, each ``(S,)``."""
+        size = params.shape[0]
+        flat = self.model.end_to_end(self.layers(params)).reshape(size, -1)
+        squared = (self._contract(flat, self.operator) - self.targets).square()
+        return squared[:, : self.num_train].mean(-1), squared[:, self.num_train :].mean(-1)
+
+
+class _AutogradObjective(_ClosedFormObjective):
+    """The same objective through autograd: for callables and the normalized output."""
+
+    def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            leaf = params.detach().requires_grad_(True)
+            train, _gen = self.losses(leaf)
+            (grad,) = torch.autograd.grad(train.sum(), leaf)
+        return train.detach(), grad
+
+
+def _as_list(problem) -> list[Problem]:
+    return [problem] if isinstance(problem, Problem) else list(problem)
+
+
+def _objective_for(model, problems, device, dtype) -> _ClosedFormObjective:
+    tensors = [p.tensors(device, dtype) for p in problems]
+    if all(p is problems[0] for p in problems):
+        operators, targets = tensors[0].operator, tensors[0].targets
+    else:
+        operators = torch.stack([t.operator for t in tensors])  # (S, n, m + t)
+        targets = torch.stack([t.targets for t in tensors])  # (S, m + t)
+    kind = _ClosedFormObjective
+    if not isinstance(model.activation, str) or model.normalize:
+        kind = _AutogradObjective
+    return kind(model, operators, targets, tensors[0].num_train)
 
 
 @dataclass(frozen=True)
@@ -98,6 +231,44 @@ class GradientDescent:
         """
         return self.run_batch([problem], model, budget, [seed])[0]
 
+    def run_sweep(
+        self,
+        points: Sequence[tuple[Problem | Sequence[Problem], FactorizationModel]],
+        budget: int,
+        seeds: Sequence[int],
+        *,
+        workers: int | None = None,
+    ) -> list[list[RunResult]]:
+        """Run every ``(problem, model)`` point for all ``seeds``: one batch per point.
+
+        The seeds of a point advance together (:meth:`run_batch`); points (e.g. the widths
+        of a figure, whose shapes differ) run concurrently on ``workers`` threads
+        (default ``torch.get_num_threads()``), each with one intra-op thread, which is
+        where small batches get their speed. The result of a point does not depend on
+        ``workers``.
+
+        Args:
+            points: ``(problem or one problem per seed, model)`` pairs.
+            budget: Number of steps of every run.
+            seeds: Seeds of every point.
+            workers: Threads; ``None`` uses ``torch.get_num_threads()``.
+
+        Returns:
+            One list of :class:`RunResult` per point, in seed order.
+        """
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise OptimizerError(f"workers must be a positive integer or None, got {workers!r}")
+        points = list(points)
+        if resolve_device(self.device).type != "cpu":
+            return [self.run_batch(_as_list(problem), model, budget, seeds) for problem, model in points]
+
+        def work(index: int) -> list[RunResult]:
+            problem, model = points[index]
+            return self._run_batch(_as_list(problem), model, budget, seeds)
+
+        count = min(workers or torch.get_num_threads(), len(points))
+        return list(map_in_threads(work, len(points), count))
+
     def run_batch(
         self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
     ) -> list[RunResult]:
@@ -110,6 +281,16 @@ class GradientDescent:
             budget: Number of steps.
             seeds: One seed per run; run ``i`` starts from ``(seeds[i], "init")``.
         """
+        if resolve_device(self.device).type == "cpu":
+            # On the CPU a batch always runs on one thread with one intra-op thread: small
+            # tensors gain nothing from more, and the result then cannot depend on
+            # torch.set_num_threads (nor differ from the same point in run_sweep).
+            return list(map_in_threads(lambda _index: self._run_batch(problems, model, budget, seeds), 1, 1))[0]
+        return self._run_batch(problems, model, budget, seeds)
+
+    def _run_batch(
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
+    ) -> list[RunResult]:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
         seeds = list(seeds)
@@ -129,72 +310,71 @@ class GradientDescent:
 
         device = resolve_device(self.device)
         dtype = torch.float64
-        tensors = [p.tensors(device, dtype) for p in problems]
-        operator = torch.stack([t.operator for t in tensors])  # (S, n, m + t)
-        targets = torch.stack([t.targets for t in tensors]).unsqueeze(1)  # (S, 1, m + t)
-        m = tensors[0].num_train
         size = len(seeds)
-
-        def losses(weights):
-            flat = model.end_to_end(weights).reshape(size, 1, -1)
-            squared = (flat @ operator - targets).square().squeeze(1)
-            return squared[:, :m].mean(-1), squared[:, m:].mean(-1)
-
+        objective = _objective_for(model, problems, device, dtype)
         inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
-        params = [torch.stack([init[j] for init in inits]).to(device).requires_grad_(True) for j in range(model.depth)]
-        momentum_buffers = [torch.zeros_like(p) for p in params] if self.momentum else None
+        # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
+        # of whole-buffer operations instead of a few per layer.
+        params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
+        momentum_buffer = torch.zeros_like(params) if self.momentum else None
         ema = torch.zeros(size, dtype=dtype, device=device)
         active = torch.ones(size, dtype=torch.bool, device=device)
-        diverged_at = [None] * size
-        converged_at = [None] * size
-        steps_done = torch.zeros(size, dtype=torch.long)
+        converged = torch.zeros(size, dtype=torch.bool, device=device)
+        # A run is active for steps 0 .. s-1 and stops at step s (its loss is non-finite or
+        # below the threshold), so the step it stopped at is its count of active steps.
+        steps_done = torch.zeros(size, dtype=torch.long, device=device)
+        learning_rate = torch.tensor(self.lr, dtype=dtype, device=device)
         log_every = self.log_every or max(1, budget // 200)
-        history = {"step": [], "train_loss": [], "gen_loss": []}
+        logged: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        threshold = self.train_loss_threshold
+        rmsprop = self.step_rule == "group_rmsprop"
         start = time.perf_counter()
-
-        def record(step, train, gen):
-            history["step"].append(step)
-            history["train_loss"].append(train.detach().cpu().tolist())
-            history["gen_loss"].append(gen.detach().cpu().tolist())
 
         with tqdm(total=budget, unit="step", disable=not self.progress, desc=f"GD ({self.name})") as bar:
             for step in range(budget):
-                train, gen = losses(params)
+                train, grad = objective.train_loss_and_gradient(params)
                 if step % log_every == 0:
-                    record(step, train, gen)
-                finite = torch.isfinite(train)
-                newly_bad = active & ~finite
-                if self.train_loss_threshold is not None:
-                    reached = active & finite & (train < self.train_loss_threshold)
-                    for i in reached.nonzero().flatten().tolist():
-                        converged_at[i] = step
-                    active &= ~reached
-                for i in newly_bad.nonzero().flatten().tolist():
-                    diverged_at[i] = step
-                active &= finite
-                if not bool(active.any()):
+                    logged.append((step, train, objective.losses(params)[1]))
+                active.logical_and_(torch.isfinite(train))
+                if threshold is not None:
+                    reached = active & (train < threshold)
+                    converged.logical_or_(reached)
+                    active.logical_and_(~reached)
+                # A host sync only every few steps: a run that stopped is frozen (its
+                # update is masked), so the extra steps change nothing but the log,
+                # which is cut back to the step where the last run stopped.
+                if (step % _CHECK_EVERY == 0 or step == budget - 1) and not bool(active.any()):
                     break
-                grads = torch.autograd.grad(train.sum(), params)
-                with torch.no_grad():
-                    grads = [torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0) for g in grads]
-                    if self.step_rule == "group_rmsprop":
-                        squared_norm = sum(g.square().flatten(1).sum(1) for g in grads)
-                        ema.mul_(self.ema_decay).add_((1 - self.ema_decay) * squared_norm)
-                        corrected = ema / (1 - self.ema_decay ** (step + 1))
-                        scale = 1.0 / (corrected.sqrt() + self.stability_eps)
-                        grads = [g * scale.view(-1, 1, 1) for g in grads]
-                    if momentum_buffers is not None:
-                        for buffer, g in zip(momentum_buffers, grads):
-                            buffer.mul_(self.momentum).add_(g)
-                        grads = momentum_buffers
-                    mask = active.to(dtype).view(-1, 1, 1)
-                    for p, g in zip(params, grads):
-                        p.sub_(self.lr * mask * g)
-                    steps_done += active.cpu().long()
+                grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                step_size = torch.mul(active, learning_rate)  # lr for active runs, 0 for stopped ones
+                if rmsprop:
+                    ema.lerp_(torch.linalg.vecdot(grad, grad), 1 - self.ema_decay)
+                    corrected = ema * (1.0 / (1 - self.ema_decay ** (step + 1)))
+                    scale = corrected.sqrt_().add_(self.stability_eps).reciprocal_()
+                    if momentum_buffer is None:
+                        step_size.mul_(scale)
+                    else:
+                        grad.mul_(scale.unsqueeze(1))
+                if momentum_buffer is not None:
+                    grad = momentum_buffer.mul_(self.momentum).add_(grad)
+                params.addcmul_(grad, step_size.unsqueeze(1), value=-1.0)
+                steps_done += active
                 bar.update(1)
-        with torch.no_grad():
-            train, gen = losses(params)
-        record(int(steps_done.max()), train, gen)
+        if not bool(active.any()) and logged:
+            last_step = int(steps_done.max())
+            logged = [entry for entry in logged if entry[0] <= last_step]
+        train, gen = objective.losses(params)
+        logged.append((int(steps_done.max()), train, gen))
+        history = {
+            "step": [entry[0] for entry in logged],
+            "train_loss": torch.stack([entry[1] for entry in logged]).cpu().tolist(),
+            "gen_loss": torch.stack([entry[2] for entry in logged]).cpu().tolist(),
+        }
+        stopped = (~active).cpu().tolist()
+        converged = converged.cpu().tolist()
+        steps_done = steps_done.cpu()
+        diverged_at = [int(steps_done[i]) if stopped[i] and not converged[i] else None for i in range(size)]
+        converged_at = [int(steps_done[i]) if converged[i] else None for i in range(size)]
         seconds = time.perf_counter() - start
         results = []
         for i, seed in enumerate(seeds):

@@ -10,7 +10,9 @@ Determinism: draws live in fixed blocks. The block size is a function of the mod
 and sampler only, and block ``b`` is drawn from the generator ``(seed, "gnc", b)``.
 Per-block statistics are merged in block order with Chan et al.'s pairwise update,
 so results do not depend on batch size (how many blocks are processed together),
-thread count or processing order.
+thread count or processing order. On the CPU, blocks are computed in parallel by
+worker threads, each block serially (random-number generation is serial per
+generator, so per-block streams are what spreads it over the cores).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
 from ..samplers import PriorSampler, select_sampler
+from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
 __all__ = ["GuessCheck", "RunningMoments", "block_size_for"]
@@ -81,6 +84,16 @@ class RunningMoments:
         return mean_and_stderr(self.count, self.mean, self.m2)
 
 
+def _moments_of_rows(values: torch.Tensor) -> list[RunningMoments]:
+    """:class:`RunningMoments` of each row of a ``(rows, n)`` float64 tensor."""
+    count = int(values.shape[1])
+    if count == 0:
+        return [RunningMoments() for _ in range(values.shape[0])]
+    mean = values.mean(1, keepdim=True)
+    m2 = (values - mean).square_().sum(1)
+    return [RunningMoments(count, mu, sq) for mu, sq in zip(mean.flatten().tolist(), m2.tolist())]
+
+
 @dataclass
 class _Tally:
     prior_gen: RunningMoments = field(default_factory=RunningMoments)
@@ -89,14 +102,67 @@ class _Tally:
     accepted_train: RunningMoments = field(default_factory=RunningMoments)
     min_train: float = math.inf
 
-    def add_block(self, train: torch.Tensor, gen: torch.Tensor, eps: float) -> None:
+    @classmethod
+    def of_block(cls, train: torch.Tensor, gen: torch.Tensor, eps: float) -> "_Tally":
+        """Statistics of one block's losses (float64 tensors of shape ``(block,)``).
+
+        Train and generalization losses are reduced together (a ``(2, block)`` stack),
+        which keeps the number of small tensor operations per block low.
+        """
+        both = torch.stack([gen, train])
+        prior_gen, prior_train = _moments_of_rows(both)
         accept = train < eps
-        self.prior_gen.merge(RunningMoments.of(gen))
-        self.prior_train.merge(RunningMoments.of(train))
-        self.accepted_gen.merge(RunningMoments.of(gen[accept]))
-        self.accepted_train.merge(RunningMoments.of(train[accept]))
-        if train.numel():
-            self.min_train = min(self.min_train, float(train.min()))
+        accepted_gen, accepted_train = _moments_of_rows(both[:, accept])
+        return cls(prior_gen, prior_train, accepted_gen, accepted_train,
+                    float(train.min()) if train.numel() else math.inf)
+
+    def merge(self, other: "_Tally") -> None:
+        self.prior_gen.merge(other.prior_gen)
+        self.prior_train.merge(other.prior_train)
+        self.accepted_gen.merge(other.accepted_gen)
+        self.accepted_train.merge(other.accepted_train)
+        self.min_train = min(self.min_train, other.min_train)
+
+
+class _LossContraction:
+    """Train and generalization losses of a batch of draws as two small GEMMs.
+
+    With ``O`` the ``(m + t, rows * cols)`` stacked flattened measurement and test
+    matrices and ``V`` the ``(rows * cols, n)`` draws, ``R = O V - b`` holds every
+    residual; ``M (R * R)`` with the ``(2, m + t)`` averaging matrix ``M`` gives both
+    losses. All of it is float64 (the draws are cast once), whatever the draws' dtype.
+    """
+
+    def __init__(self, problem: Problem, device: torch.device) -> None:
+        tensors = problem.tensors(device, torch.float64)
+        self.operator_t = tensors.operator.T.contiguous()  # (m + t, rows * cols)
+        self.targets = tensors.targets.unsqueeze(1)  # (m + t, 1)
+        m, total = tensors.num_train, tensors.operator.shape[1]
+        averaging = torch.zeros(2, total, dtype=torch.float64, device=device)
+        averaging[0, :m] = 1.0 / m
+        averaging[1, m:] = 1.0 / (total - m)
+        self.averaging = averaging
+
+    def __call__(self, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses of ``draws (n, rows, cols)``; returns ``(train, gen)`` of shape ``(n,)``."""
+        count = draws.shape[0]
+        batch_last = draws.permute(1, 2, 0)
+        if batch_last.is_contiguous():  # the fast samplers' layout: no transpose copy
+            flat = batch_last.reshape(-1, count)
+        else:
+            flat = draws.reshape(count, -1).T
+        flat = flat.to(torch.float64)
+        residual = torch.addmm(self.targets, self.operator_t, flat, alpha=1.0, beta=-1.0)
+        losses = self.averaging @ residual.square_()
+        return losses[0], losses[1]
+
+
+def _check_finite(train: torch.Tensor, gen: torch.Tensor, model: FactorizationModel) -> None:
+    if not (torch.isfinite(train).all() and torch.isfinite(gen).all()):
+        raise OptimizerError(
+            f"non-finite losses in prior draws of {model.describe()}; the prior "
+            "overflowed (use dtype='float64' or the normalized prior)"
+        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +180,10 @@ class GuessCheck:
             estimators are always accumulated in float64.
         memory_fraction: Share of free memory a batch may use when sizing automatically.
         progress: Show a progress bar.
+        workers: CPU threads drawing blocks in parallel; ``None`` uses
+            ``torch.get_num_threads()``. Each block is computed by one thread with one
+            intra-op thread, so the result does not depend on this or on the thread
+            count (only speed does).
     """
 
     eps: float
@@ -123,8 +193,13 @@ class GuessCheck:
     dtype: str = "float32"
     memory_fraction: float = 0.25
     progress: bool = False
+    workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise OptimizerError(f"workers must be a positive integer or None, got {self.workers!r}")
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
             raise OptimizerError(f"eps must be a positive finite number, got {self.eps!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -175,39 +250,50 @@ class GuessCheck:
         sampler = select_sampler(model, self.sampler)
         block = block_size_for(model, sampler)
         blocks_per_batch = self._blocks_per_batch(model, sampler, block, device, dtype)
-        tensors = problem.tensors(device, torch.float64)
         num_blocks = -(-budget // block)
         logger.debug(
             "G&C: %d draws in %d blocks of %d, %d blocks per batch, sampler %s on %s",
             budget, num_blocks, block, blocks_per_batch, sampler.name, device,
         )
 
+        contraction = _LossContraction(problem, device)
+        eps = self.eps
+
+        def block_tally(index: int) -> tuple[_Tally, int]:
+            size = min(block, budget - index * block)
+            generator = make_generator(seed, "gnc", index, device=device)
+            draws = sampler.sample(model, size, generator, dtype=dtype, device=device)
+            train, gen = contraction(draws)
+            _check_finite(train, gen, model)
+            return _Tally.of_block(train.cpu(), gen.cpu(), eps), size
+
         tally = _Tally()
+        workers = 1
         start = time.perf_counter()
         with tqdm(total=budget, unit="draw", unit_scale=True, disable=not self.progress, desc="G&C") as bar:
-            for first in range(0, num_blocks, blocks_per_batch):
-                indices = range(first, min(num_blocks, first + blocks_per_batch))
-                sizes = [min(block, budget - b * block) for b in indices]
-                draws = [
-                    sampler.sample(
-                        model, size, make_generator(seed, "gnc", b, device=device), dtype=dtype, device=device
-                    )
-                    for b, size in zip(indices, sizes)
-                ]
-                flat = torch.cat(draws).reshape(sum(sizes), -1).to(torch.float64)
-                train, gen = tensors.losses(flat)
-                if not (torch.isfinite(train).all() and torch.isfinite(gen).all()):
-                    raise OptimizerError(
-                        f"non-finite losses in prior draws of {model.describe()}; the prior "
-                        "overflowed (use dtype='float64' or the normalized prior)"
-                    )
-                for train_part, gen_part in zip(train.cpu().split(sizes), gen.cpu().split(sizes)):
-                    tally.add_block(train_part, gen_part, self.eps)
-                bar.update(sum(sizes))
+            if device.type == "cpu":
+                workers = max(1, min(self.workers or torch.get_num_threads(), blocks_per_batch, num_blocks))
+                for block_result, size in map_in_threads(block_tally, num_blocks, workers):
+                    tally.merge(block_result)
+                    bar.update(size)
+            else:
+                for first in range(0, num_blocks, blocks_per_batch):
+                    indices = range(first, min(num_blocks, first + blocks_per_batch))
+                    sizes = [min(block, budget - b * block) for b in indices]
+                    draws = torch.cat([
+                        sampler.sample(model, size, make_generator(seed, "gnc", b, device=device), dtype=dtype,
+                                       device=device)
+                        for b, size in zip(indices, sizes)
+                    ])
+                    train, gen = contraction(draws)
+                    _check_finite(train, gen, model)
+                    for train_part, gen_part in zip(train.cpu().split(sizes), gen.cpu().split(sizes)):
+                        tally.merge(_Tally.of_block(train_part, gen_part, eps))
+                    bar.update(sum(sizes))
         seconds = time.perf_counter() - start
-        return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed)
+        return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers)
 
-    def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed) -> RunResult:
+    def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers) -> RunResult:
         accepted = tally.accepted_gen.count
         gen_loss, gen_se = tally.accepted_gen.summary()
         train_loss, train_se = tally.accepted_train.summary()
@@ -237,6 +323,7 @@ class GuessCheck:
             "block_size": block,
             "batch_size": block * blocks_per_batch,
             "device": str(device),
+            "workers": workers,
             "seed": seed,
             "seconds": seconds,
             "draws_per_second": budget / seconds if seconds > 0 else None,

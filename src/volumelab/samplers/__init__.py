@@ -1,5 +1,22 @@
-"""Exact prior samplers used by Guess & Check, chosen automatically per model."""
+"""Exact prior samplers used by G&C, chosen automatically per model.
+
+``direct`` draws every layer and multiplies; ``bartlett`` (linear nets) and ``gram``
+(depth-2 nonlinear nets) reach the same distribution of ``W`` with fewer random
+numbers (see :mod:`volumelab.samplers.fast`).
+"""
 
 from .base import DIRECT, PriorSampler, available_samplers, register_sampler, select_sampler
+from .fast import BARTLETT, GRAM
+from .random import bartlett_factor, chi_square
 
-__all__ = ["DIRECT", "PriorSampler", "available_samplers", "register_sampler", "select_sampler"]
+__all__ = [
+    "BARTLETT",
+    "DIRECT",
+    "GRAM",
+    "PriorSampler",
+    "available_samplers",
+    "bartlett_factor",
+    "chi_square",
+    "register_sampler",
+    "select_sampler",
+]

@@ -29,6 +29,12 @@ class PriorSampler:
         draw: ``(model, num_samples, generator, dtype, device) -> (num_samples, rows, cols)``.
         bytes_per_sample: Peak working memory per draw, used to size batches.
         priority: Higher wins in automatic selection among samplers that support a model.
+        random_numbers_per_sample: Random numbers one draw consumes (``None``: unknown);
+            the benchmarks compare throughput with the machine's random-number rate.
+
+    A sampler may return a non-contiguous view; when it is the batch-first view of a
+    batch-last buffer (``W.permute(1, 2, 0)`` contiguous), ``GuessCheck`` contracts the
+    losses on that buffer directly.
     """
 
     name: str
@@ -36,6 +42,7 @@ class PriorSampler:
     draw: Callable[..., torch.Tensor]
     bytes_per_sample: Callable[[FactorizationModel, torch.dtype], int]
     priority: int = 0
+    random_numbers_per_sample: Callable[[FactorizationModel], float] | None = None
 
     def sample(
         self,
@@ -66,6 +73,7 @@ DIRECT = PriorSampler(
     draw=_direct_draw,
     bytes_per_sample=_direct_bytes,
     priority=0,
+    random_numbers_per_sample=lambda model: float(model.num_parameters),
 )
 
 _REGISTRY: dict[str, PriorSampler] = {DIRECT.name: DIRECT}

@@ -1,0 +1,343 @@
+"""Throughput benchmarks: G&C draws/s, GD steps/s, time to a target standard error.
+
+Run from the repository root (each part stays under 10 minutes on 2 cores):
+
+    python benchmarks/run_benchmarks.py --part rng
+    python benchmarks/run_benchmarks.py --part gnc
+    python benchmarks/run_benchmarks.py --part precision
+    python benchmarks/run_benchmarks.py --part gd --activations linear
+    python benchmarks/run_benchmarks.py --part gd --activations tanh
+    python benchmarks/run_benchmarks.py --part gd --activations leaky_relu
+    python benchmarks/run_benchmarks.py --report          # writes benchmarks/RESULTS.md
+
+``--quick`` shrinks every part (fewer configurations, 10^4 GD steps) for a smoke run.
+Every fast number is measured in the same process, next to the naive reference of
+``benchmarks/naive.py``; timings are medians of repeats. Results go to
+``benchmarks/results/<part>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import naive  # noqa: E402
+
+import volumelab as vl  # noqa: E402
+from volumelab.optimizers._threads import map_in_threads  # noqa: E402
+from volumelab.samplers import select_sampler  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+REPEATS = 3
+TARGET_SECONDS = 0.8
+FIG1_WIDTHS = (5, 10, 20, 40, 80, 160)
+ACTIVATIONS = ("linear", "tanh", "leaky_relu")
+
+
+def machine() -> dict:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
+    except OSError:
+        model = "?"
+    return {
+        "cpu": model,
+        "logical_cpus": torch.multiprocessing.cpu_count() if hasattr(torch, "multiprocessing") else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def median_rate(run, count: int) -> tuple[float, list[float]]:
+    """Median of ``count / seconds`` over REPEATS calls of ``run()`` (after one warm-up)."""
+    run()
+    seconds = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return count / statistics.median(seconds), seconds
+
+
+def sized(rate_probe, minimum: int, target=TARGET_SECONDS) -> int:
+    """A work size that takes about ``target`` seconds, from a small probe."""
+    start = time.perf_counter()
+    rate_probe(minimum)
+    elapsed = max(time.perf_counter() - start, 1e-4)
+    return max(minimum, int(minimum * target / elapsed))
+
+
+# ---------------------------------------------------------------------------- rng
+def bench_rng(quick: bool) -> dict:
+    size = 1 << 24
+    buffer = torch.empty(size)
+    generator = torch.Generator().manual_seed(0)
+    single, _ = median_rate(lambda: buffer.normal_(generator=generator), size)
+    threads = torch.get_num_threads()
+    chunks = [torch.empty(size // threads) for _ in range(threads)]
+    generators = [torch.Generator().manual_seed(i) for i in range(threads)]
+
+    def parallel():
+        list(map_in_threads(lambda i: chunks[i].normal_(generator=generators[i]), threads, threads))
+
+    parallel_rate, _ = median_rate(parallel, size)
+    uniform, _ = median_rate(lambda: buffer.uniform_(generator=generator), size)
+    return {
+        "normal_float32_one_generator_per_s": single,
+        "normal_float32_all_cores_per_s": parallel_rate,
+        "uniform_float32_one_generator_per_s": uniform,
+        "threads": threads,
+    }
+
+
+def rng_rates() -> dict:
+    path = RESULTS / "rng.json"
+    if path.exists():
+        return json.loads(path.read_text())["results"]
+    return bench_rng(True)
+
+
+# ---------------------------------------------------------------------------- gnc
+def gnc_configs(quick: bool) -> list[dict]:
+    configs = []
+    widths = (5, 160) if quick else FIG1_WIDTHS
+    for activation in ACTIVATIONS:
+        for width in widths:
+            configs.append(dict(figure="1", width=width, depth=2, activation=activation, normalize=False, eps=0.02))
+    for width in (600, 10_000):
+        configs.append(dict(figure="1 (wider)", width=width, depth=2, activation="linear", normalize=False, eps=0.02))
+    depths = (10,) if quick else (2, 4, 6, 8, 10)
+    for activation in ACTIVATIONS:
+        for depth in depths if activation == "linear" else (depths[-1],) if quick else (2, 6, 10):
+            configs.append(dict(figure="2", width=5, depth=depth, activation=activation, normalize=True, eps=0.0035))
+    return configs
+
+
+def bench_gnc(quick: bool) -> list[dict]:
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    rates = rng_rates()
+    rows = []
+    for config in gnc_configs(quick):
+        model = vl.FactorizationModel(5, 5, config["width"], config["depth"], activation=config["activation"],
+                                      normalize=config["normalize"])
+        sampler = select_sampler(model)
+        batch = max(256, min(1 << 15, (1 << 25) // (4 * model.num_parameters)))
+        naive_count = sized(lambda n: naive.naive_gnc(problem, model, n, config["eps"], batch=batch), batch)
+        naive_rate, naive_seconds = median_rate(
+            lambda: naive.naive_gnc(problem, model, naive_count, config["eps"], batch=batch), naive_count)
+        gnc = vl.GuessCheck(eps=config["eps"])
+        fast_count = sized(lambda n: gnc.run(problem, model, n, seed=1), 1 << 16)
+        fast_rate, fast_seconds = median_rate(lambda: gnc.run(problem, model, fast_count, seed=1), fast_count)
+        numbers = sampler.random_numbers_per_sample(model)
+        bound = rates["normal_float32_all_cores_per_s"] / numbers
+        naive_numbers = float(model.num_parameters)
+        row = dict(config)
+        row.update(
+            sampler=sampler.name,
+            naive_draws_per_s=naive_rate,
+            fast_draws_per_s=fast_rate,
+            speedup=fast_rate / naive_rate,
+            random_numbers_per_draw=numbers,
+            naive_random_numbers_per_draw=naive_numbers,
+            rng_bound_draws_per_s=bound,
+            fraction_of_rng_bound=fast_rate / bound,
+            naive_rng_bound_draws_per_s=rates["normal_float32_one_generator_per_s"] / naive_numbers,
+            naive_seconds=naive_seconds,
+            fast_seconds=fast_seconds,
+            fast_draws_per_repeat=fast_count,
+        )
+        rows.append(row)
+        print(f"G&C fig {config['figure']:>9} {config['activation']:>10} w={config['width']:>5} d={config['depth']:>2} "
+              f"{sampler.name:>8}: naive {naive_rate:12,.0f}/s  fast {fast_rate:12,.0f}/s  x{fast_rate / naive_rate:6.1f}"
+              f"  ({100 * fast_rate / bound:4.0f}% of RNG bound)", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------- precision
+def bench_precision(quick: bool) -> list[dict]:
+    """Seconds to reach a target standard error of the accepted-draw generalization loss.
+
+    A pilot run (fast sampler) estimates the acceptance rate p and the variance s^2
+    of L_gen among accepted draws; reaching standard error e takes N = s^2 / (p e^2)
+    draws, i.e. N / (draws per second) seconds for each implementation.
+    """
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    cases = [
+        dict(figure="1", width=160, depth=2, activation="linear", normalize=False, eps=0.02, target_se=0.002),
+        dict(figure="1", width=160, depth=2, activation="tanh", normalize=False, eps=0.02, target_se=0.002),
+        dict(figure="2", width=5, depth=10, activation="linear", normalize=True, eps=0.0035, target_se=0.002),
+    ]
+    if quick:
+        cases = cases[:1]
+    rows = []
+    for case in cases:
+        model = vl.FactorizationModel(5, 5, case["width"], case["depth"], activation=case["activation"],
+                                      normalize=case["normalize"])
+        pilot = vl.GuessCheck(eps=case["eps"]).run(problem, model, 2_000_000 if quick else 8_000_000, seed=7)
+        rate = pilot.metrics["acceptance_rate"]
+        se = pilot.standard_errors["gen_loss"]
+        variance = se**2 * pilot.metrics["accepted"]
+        needed = variance / (rate * case["target_se"] ** 2)
+        batch = max(256, min(1 << 15, (1 << 25) // (4 * model.num_parameters)))
+        naive_count = sized(lambda n: naive.naive_gnc(problem, model, n, case["eps"], batch=batch), batch)
+        naive_rate, _ = median_rate(lambda: naive.naive_gnc(problem, model, naive_count, case["eps"], batch=batch),
+                                    naive_count)
+        gnc = vl.GuessCheck(eps=case["eps"])
+        fast_count = sized(lambda n: gnc.run(problem, model, n, seed=1), 1 << 16)
+        fast_rate, _ = median_rate(lambda: gnc.run(problem, model, fast_count, seed=1), fast_count)
+        row = dict(case)
+        row.update(acceptance_rate=rate, accepted_gen_loss_std=variance**0.5, draws_needed=needed,
+                   naive_seconds=needed / naive_rate, fast_seconds=needed / fast_rate,
+                   speedup=fast_rate / naive_rate)
+        rows.append(row)
+        print(f"SE {case['target_se']} fig {case['figure']} {case['activation']} w={case['width']} d={case['depth']}: "
+              f"{needed:,.0f} draws; naive {needed / naive_rate:,.0f} s, fast {needed / fast_rate:,.0f} s", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- gd
+def bench_gd(quick: bool, activations: list[str]) -> list[dict]:
+    """The GD arm of Figure 1: 6 widths x 8 seeds, group_rmsprop, lr 1e-4, init 1e-3."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    steps = 10_000 if quick else 100_000
+    naive_steps = 500 if quick else 2_000
+    seeds = list(range(8))
+    gd = vl.GradientDescent(lr=1e-4, step_rule="group_rmsprop", init_scale=1e-3)
+    rows = []
+    for activation in activations:
+        points = [(problem, vl.FactorizationModel(5, 5, w, 2, activation=activation)) for w in FIG1_WIDTHS]
+        start = time.perf_counter()
+        results = gd.run_sweep(points, steps, seeds)
+        fast_seconds = time.perf_counter() - start
+        naive_seconds_per_step = 0.0
+        for _problem, model in points:
+            naive.naive_gd_batch(gd, problem, model, 50, seeds)  # warm-up
+            begin = time.perf_counter()
+            naive.naive_gd_batch(gd, problem, model, naive_steps, seeds)
+            naive_seconds_per_step += (time.perf_counter() - begin) / naive_steps
+        naive_seconds = naive_seconds_per_step * steps
+        run_steps = steps * len(seeds) * len(points)
+        row = dict(
+            activation=activation, widths=list(FIG1_WIDTHS), seeds=len(seeds), steps=steps,
+            fast_seconds=fast_seconds, naive_seconds_extrapolated=naive_seconds,
+            naive_measured_steps=naive_steps, speedup=naive_seconds / fast_seconds,
+            fast_run_steps_per_s=run_steps / fast_seconds, naive_run_steps_per_s=run_steps / naive_seconds,
+            final_train_loss_median={w: statistics.median(r.metrics["train_loss"] for r in res)
+                                     for w, res in zip(FIG1_WIDTHS, results)},
+            statuses=sorted({r.status for res in results for r in res}),
+        )
+        rows.append(row)
+        print(f"GD fig 1 {activation}: {steps} steps x {len(seeds)} seeds x {len(points)} widths in "
+              f"{fast_seconds:.1f} s (naive, extrapolated from {naive_steps} steps: {naive_seconds:.0f} s)", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------- report
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def write_report() -> Path:
+    parts = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    lines = ["# Benchmark results", "",
+             "Generated by `python benchmarks/run_benchmarks.py --report` from `benchmarks/results/*.json`.",
+             "Every ratio compares the library with the naive reference of `benchmarks/naive.py` measured",
+             "in the same process, right after it; rates are medians of 3 timed repeats (after a warm-up).", ""]
+    any_part = next(iter(parts.values()), None)
+    if any_part:
+        info = any_part["machine"]
+        lines += ["## Machine", "", f"- CPU: {info['cpu']} ({info['logical_cpus']} logical CPUs)",
+                  f"- torch {info['torch']}, {info['torch_threads']} intra-op threads; Python {info['python']}",
+                  f"- {info['platform']}", ""]
+    if "rng" in parts:
+        r = parts["rng"]["results"]
+        lines += ["## Random-number throughput (the bound for exact samplers)", "",
+                  f"- `normal_` float32, one generator: {_fmt(r['normal_float32_one_generator_per_s'])} /s "
+                  "(serial: more threads do not help one generator)",
+                  f"- `normal_` float32, one generator per core, all cores: {_fmt(r['normal_float32_all_cores_per_s'])} /s",
+                  f"- `uniform_` float32, one generator: {_fmt(r['uniform_float32_one_generator_per_s'])} /s", ""]
+    if "gnc" in parts:
+        lines += ["## G&C draws per second (whole process: draws, losses, statistics)", "",
+                  "RNG bound = all-core normal rate / random numbers per draw (a chi-square counts 2).", "",
+                  "| fig | activation | width | depth | sampler | naive /s | fast /s | fast/naive | RN/draw | RNG bound /s | % of bound |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for row in parts["gnc"]["results"]:
+            lines.append(
+                f"| {row['figure']} | {row['activation']} | {row['width']} | {row['depth']} | {row['sampler']} | "
+                f"{_fmt(row['naive_draws_per_s'])} | {_fmt(row['fast_draws_per_s'])} | {row['speedup']:.1f} | "
+                f"{row['random_numbers_per_draw']:.0f} | {_fmt(row['rng_bound_draws_per_s'])} | "
+                f"{100 * row['fraction_of_rng_bound']:.0f}% |")
+        lines.append("")
+    if "precision" in parts:
+        lines += ["## Time to a target standard error of the G&C generalization loss", "",
+                  "| fig | activation | width | depth | eps | target SE | acceptance | draws needed | naive | fast | fast/naive |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in parts["precision"]["results"]:
+            lines.append(
+                f"| {row['figure']} | {row['activation']} | {row['width']} | {row['depth']} | {row['eps']} | "
+                f"{row['target_se']} | {row['acceptance_rate']:.2e} | {row['draws_needed']:.3g} | "
+                f"{row['naive_seconds']:,.0f} s | {row['fast_seconds']:,.1f} s | {row['speedup']:.1f} |")
+        lines.append("")
+    gd_rows = [row for name, part in parts.items() if name.startswith("gd") for row in part["results"]]
+    if gd_rows:
+        lines += ["## GD arm of Figure 1 (6 widths x 8 seeds, group_rmsprop, lr 1e-4, init 1e-3)", "",
+                  "Naive: the original autograd loop with a host check per step, one width at a time, timed on",
+                  "the stated number of steps and extrapolated linearly (its cost per step is constant).", "",
+                  "| activation | steps | fast wall time | fast run-steps/s | naive (extrapolated) | naive run-steps/s | fast/naive | statuses |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for row in gd_rows:
+            lines.append(
+                f"| {row['activation']} | {row['steps']:,} | {row['fast_seconds']:.1f} s | {_fmt(row['fast_run_steps_per_s'])} | "
+                f"{row['naive_seconds_extrapolated']:.0f} s (from {row['naive_measured_steps']} steps) | "
+                f"{_fmt(row['naive_run_steps_per_s'])} | {row['speedup']:.1f} | {', '.join(row['statuses'])} |")
+        lines.append("")
+    path = HERE / "RESULTS.md"
+    notes = HERE / "RESULTS_NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text()]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["rng", "gnc", "precision", "gd"], action="append")
+    parser.add_argument("--activations", nargs="+", default=list(ACTIVATIONS), choices=ACTIVATIONS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # "no acceptance" warnings from short timing runs are expected
+    RESULTS.mkdir(exist_ok=True)
+    for part in args.part or []:
+        if part == "rng":
+            results = bench_rng(args.quick)
+        elif part == "gnc":
+            results = bench_gnc(args.quick)
+        elif part == "precision":
+            results = bench_precision(args.quick)
+        else:
+            results = bench_gd(args.quick, args.activations)
+            part = "gd_" + "_".join(args.activations)
+        payload = {"machine": machine(), "quick": args.quick, "results": results}
+        (RESULTS / f"{part}.json").write_text(json.dumps(payload, indent=1, default=str))
+    if args.report:
+        print(f"wrote {write_report()}")
+
+
+if __name__ == "__main__":
+    main()
