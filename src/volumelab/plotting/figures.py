@@ -34,12 +34,13 @@ def _style(method: str, index: int) -> dict:
     return {"label": method, "color": _EXTRA_COLORS[index % len(_EXTRA_COLORS)], "marker": "^", "linestyle": "-"}
 
 
-def summarize(frame: "pd.DataFrame", panel: str | None = None) -> "pd.DataFrame":
+def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list | None = None) -> "pd.DataFrame":
     """Median, quartiles and counts of ``gen_loss`` per (panel, method, x).
 
     Returns:
         Columns ``panel, method, x, median, q25, q75, runs, missing, median_accepted``;
-        ``missing`` counts runs without a loss (NULL in the store).
+        ``missing`` counts runs without a loss (NULL in the store). Panels follow
+        ``panel_order`` (e.g. the grid's order) when given.
     """
     import pandas as pd
 
@@ -58,12 +59,15 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None) -> "pd.DataFrame"
         })
     summary = pd.DataFrame.from_records(records)
     if len(summary):
-        summary = summary.sort_values(["panel", "method", "x"], kind="stable").reset_index(drop=True)
+        order = {value: i for i, value in enumerate(panel_order or [])}
+        summary["_order"] = [order.get(value, len(order)) for value in summary["panel"]]
+        summary = summary.sort_values(["_order", "panel", "method", "x"], kind="stable")
+        summary = summary.drop(columns="_order").reset_index(drop=True)
     return summary
 
 
 def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | None, out_stem: Path,
-               x_log: bool = False, note: str = "") -> list[Path]:
+               x_log: bool = False, note: str = "", panel_order: list | None = None) -> list[Path]:
     """Draw the sweep and save ``<out_stem>.png`` and ``<out_stem>.pdf``.
 
     Args:
@@ -74,6 +78,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
         out_stem: Output path without suffix.
         x_log: Logarithmic x axis (base 2).
         note: Extra line under the title (e.g. the quick scale's deviations).
+        panel_order: Order of the panels (default: sorted).
 
     Returns:
         The written files.
@@ -83,7 +88,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    summary = summarize(frame, panel)
+    summary = summarize(frame, panel, panel_order)
     panels = list(dict.fromkeys(summary["panel"])) if len(summary) else [""]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=False)
     methods = list(dict.fromkeys(frame["method"]))
@@ -119,9 +124,11 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
             ax.set_title(f"{panel} = {panel_value}".replace("activation = ", ""), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, frameon=False)
-    heading = title + (f"\n{note}" if note else "")
+    import textwrap
+
+    heading = title + ("\n" + textwrap.fill(" ".join(note.split()), width=70 * len(panels)) if note else "")
     fig.suptitle(heading, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1))
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix in (".png", ".pdf"):

@@ -54,7 +54,7 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     if "gnc" in methods:
         header.append("G&C accepted (median) / seeds without acceptance")
     rows = []
-    for (panel, x), group in summary.groupby(["panel", "x"], sort=True):
+    for (panel, x), group in summary.groupby(["panel", "x"], sort=False):
         row = ([str(panel)] if section.panel else []) + [f"{x:g}" if isinstance(x, float) else str(x)]
         for m in methods:
             part = group[group["method"] == m]
@@ -167,12 +167,11 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     note = config.scale_note(plan.scale)
     title = config.title or config.name
     stem = out_dir / "plots" / config.name
-    if frame.empty:
-        summary = summarize(frame, panel)
-    else:
+    panel_order = config.grid.get(config.panel) if config.panel else None
+    if not frame.empty:
         plot_sweep(frame, title=f"{title} [{plan.scale}]", x_name=x_name, panel=panel, out_stem=stem,
-                   x_log=x_log, note=note)
-        summary = summarize(frame, panel)
+                   x_log=x_log, note=note, panel_order=panel_order)
+    summary = summarize(frame, panel, panel_order)
     verdict = judge(summary, config.claim)
     missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
     section = ReportSection(

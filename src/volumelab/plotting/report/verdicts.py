@@ -77,6 +77,8 @@ def _spearman(xs: list[float], ys: list[float]) -> float:
 
     if len(xs) < 3:
         return float("nan")
+    if len(set(ys)) == 1:  # no trend at all (spearmanr would warn and return NaN)
+        return 0.0
     return float(spearmanr(xs, ys).statistic)
 
 
