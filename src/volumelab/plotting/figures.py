@@ -126,7 +126,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     axes[0][0].legend(fontsize=8, frameon=False)
     import textwrap
 
-    heading = title + ("\n" + textwrap.fill(" ".join(note.split()), width=70 * len(panels)) if note else "")
+    heading = title + ("\n" + textwrap.fill(" ".join(note.split()), width=40 * len(panels) + 20) if note else "")
     fig.suptitle(heading, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1))
     out_stem.parent.mkdir(parents=True, exist_ok=True)
