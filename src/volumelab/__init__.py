@@ -17,6 +17,18 @@ from .models import FactorizationModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
 from .problems import Problem, load_problem, make_completion, make_problem, make_sensing, save_problem
 
+
+
+def load_results(directory):
+    """All runs stored under ``directory`` (a sweep's ``--out`` folder) as a pandas DataFrame.
+
+    See :func:`volumelab.experiments.load_results`; pandas is imported only when called.
+    """
+    from .experiments.results import load_results as _load
+
+    return _load(directory)
+
+
 try:
     __version__ = version("volumelab")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -34,6 +46,7 @@ __all__ = [
     "VolumelabError",
     "__version__",
     "load_problem",
+    "load_results",
     "make_completion",
     "make_problem",
     "make_sensing",

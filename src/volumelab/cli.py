@@ -267,6 +267,90 @@ def demo(samples, width, seed) -> None:
                f"   (train loss {_format(gd_result.metrics['train_loss'])})")
 
 
+# ------------------------------------------------------------------- sweeps
+_SCALE_OPTION = click.option("--scale", default="paper", show_default=True,
+                             help="Settings scale: 'paper' (the paper's budgets) or one the config defines, "
+                                  "e.g. 'quick'.")
+
+
+def sweep_options(func):
+    options = [
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run points in this process / a local process pool, or as Ray tasks."),
+        click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Parallel workers (local: processes; ray: CPUs of a local Ray instance)."),
+        click.option("--address", default=None, help="Ray cluster address (with --executor ray)."),
+        click.option("--no-report", is_flag=True, help="Only run and store; skip CSV, plots and report."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_one(config_path: Path, scale: str, out: Path, executor: str, workers: int, address, no_report: bool):
+    from .experiments import load_sweep, run_sweep
+    from .plotting.report import write_sweep_outputs
+
+    config = load_sweep(config_path)
+    outcome = run_sweep(config, scale=scale, out_dir=out, executor=executor, workers=workers, address=address)
+    if outcome.ran_rows == 0 and outcome.stored_before == outcome.planned_rows:
+        click.echo(f"{config.name} ({scale}): all {outcome.planned_rows} runs already stored in {out}; nothing to run")
+    else:
+        click.echo(f"{config.name} ({scale}): ran {outcome.ran_rows} runs in {outcome.seconds:.1f} s "
+                   f"({outcome.stored_before} were stored already) -> {out / 'results.sqlite'}")
+    if no_report:
+        return None
+    section = write_sweep_outputs(outcome.plan, out)
+    click.echo(f"  wrote {out / 'results.csv'}, {out / 'plots'}/{config.name}.png|pdf, {out / 'report.md'}")
+    if section.verdict is not None:
+        click.echo(f"  paper's claim: {section.verdict.sentence.replace('**', '')}")
+    return section
+
+
+@cli.command("run")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+@_SCALE_OPTION
+@sweep_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: runs/<scale>/<config name>].")
+def run_command(config_path, scale, executor, workers, address, no_report, out) -> None:
+    """Run the sweep described by a YAML CONFIG; finished runs are never repeated."""
+    from .experiments import load_sweep
+
+    if not config_path.is_file():
+        raise click.BadParameter(f"file {str(config_path)!r} does not exist", param_hint="CONFIG")
+    name = load_sweep(config_path).name
+    _run_one(config_path, scale, out or Path("runs") / scale / name, executor, workers, address, no_report)
+
+
+@cli.command("reproduce")
+@click.argument("figure", metavar="FIGURE|all")
+@click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="quick: minutes on a laptop CPU; paper: the paper's budgets.")
+@sweep_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
+def reproduce_command(figure, scale, executor, workers, address, no_report, out) -> None:
+    """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or all of them."""
+    from .experiments import figure_config_path, resolve_figure_names
+    from .plotting.report import write_report
+
+    names = resolve_figure_names(figure)
+    root = out or Path("runs") / scale
+    sections = []
+    for name in names:
+        section = _run_one(figure_config_path(name), scale, root / name, executor, workers, address, no_report)
+        if section is not None:
+            section.image = f"{name}/{section.image}"
+            sections.append(section)
+    if len(sections) > 1:
+        write_report(sections, root, title=f"volumelab: reproduction of arXiv 2506.03931 ({scale} scale)")
+        click.echo(f"combined report: {root / 'report.md'} and {root / 'report.html'}")
+        for section in sections:
+            if section.verdict is not None:
+                click.echo(f"  {section.name}: {section.verdict.outcome}")
+
+
 # ----------------------------------------------------------------------- entry
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code."""

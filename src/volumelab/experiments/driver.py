@@ -1,0 +1,269 @@
+"""The generic sweep driver: plan tasks from a config, run them, store every row at once.
+
+One driver runs every sweep; nothing here knows which field a sweep varies.
+
+A *task* is one (point, method) pair and the seeds still to run: G&C gets one task
+per seed (a seed's draws are independent of the others), GD one task per point with
+all unfinished seeds batched through ``run_batch``. Each task returns its rows and
+the driver writes them in one transaction as soon as it finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from .config import (
+    PAPER_SCALE,
+    ModelConfig,
+    ProblemConfig,
+    ResolvedPoint,
+    SweepConfig,
+    _validate_method,
+    load_sweep,
+    resolve_points,
+    run_key,
+)
+from .executors import make_executor
+from .methods import get_runner
+from .store import ResultRow, ResultsStore, utc_now
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "execute_task", "plan_sweep", "run_sweep"]
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """Everything one worker needs; plain data so it pickles to any executor."""
+
+    sweep: str
+    scale: str
+    point: int
+    coords: dict
+    x: Any
+    method: str
+    method_type: str
+    problem: dict
+    model: dict
+    settings: dict
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
+    prior_keys: tuple[str | None, ...]
+    cost: float
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.keys) + sum(k is not None for k in self.prior_keys)
+
+
+@dataclass
+class SweepPlan:
+    """The resolved points and all tasks of a sweep at one scale."""
+
+    config: SweepConfig
+    scale: str
+    points: list[ResolvedPoint]
+    tasks: list[SweepTask]
+    source: str = "<config>"
+
+    @property
+    def keys(self) -> list[str]:
+        keys = []
+        for task in self.tasks:
+            keys.extend(task.keys)
+            keys.extend(k for k in task.prior_keys if k is not None)
+        return keys
+
+
+@dataclass
+class SweepOutcome:
+    """What a call of :func:`run_sweep` did."""
+
+    out_dir: Path
+    planned_rows: int
+    stored_before: int
+    ran_rows: int
+    seconds: float
+    plan: SweepPlan = field(repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return self.stored_before + self.ran_rows >= self.planned_rows
+
+
+def prior_method_name(method: str) -> str:
+    return "prior" if method == "gnc" else f"{method}_prior"
+
+
+def _cost(point: ResolvedPoint, settings, num_seeds: int) -> float:
+    """A rough relative cost for scheduling the most expensive tasks first."""
+    params = point.model.width * point.model.width * max(1, point.model.depth - 1) + 10 * point.model.width
+    if hasattr(settings, "samples"):
+        return float(settings.samples) * params * num_seeds
+    if hasattr(settings, "steps"):
+        return 30.0 * float(settings.steps) * params * num_seeds
+    return float(num_seeds)
+
+
+def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "<config>") -> SweepPlan:
+    """Resolve the grid and split it into tasks (nothing runs)."""
+    points = resolve_points(config, scale, source=source)
+    x_field = config.x_field
+    seeds = config.seed_list
+    tasks = []
+    for point in points:
+        x = point.coords.get(x_field) if x_field else None
+        for method, settings in point.methods.items():
+            runner = get_runner(settings.type)
+            keys = [run_key(config.name, point, method, s) for s in seeds]
+            priors = [f"{k}:prior" if runner.prior_rows else None for k in keys]
+            groups = [list(range(len(seeds)))] if runner.batched else [[i] for i in range(len(seeds))]
+            for group in groups:
+                tasks.append(SweepTask(
+                    sweep=config.name, scale=scale, point=point.index, coords=dict(point.coords), x=x,
+                    method=method, method_type=settings.type, problem=point.problem.model_dump(),
+                    model=point.model.model_dump(), settings=settings.model_dump(),
+                    seeds=tuple(seeds[i] for i in group), keys=tuple(keys[i] for i in group),
+                    prior_keys=tuple(priors[i] for i in group), cost=_cost(point, settings, len(group)),
+                ))
+    return SweepPlan(config, scale, points, tasks, source)
+
+
+def execute_task(task: SweepTask) -> list[ResultRow]:
+    """Run one task and return its rows (called in the worker)."""
+    from .. import __version__
+    from ..models import FactorizationModel
+    from ..problems import make_problem
+    import torch
+
+    problem_cfg = ProblemConfig.model_validate(task.problem)
+    settings = _validate_method(task.method, task.settings)
+    model_cfg = ModelConfig.model_validate({**task.model, **settings.model})
+    runner = get_runner(task.method_type)
+    problems = [
+        make_problem(problem_cfg.task, problem_cfg.rows, problem_cfg.cols, problem_cfg.rank,
+                     problem_cfg.measurements, seed=seed, norm=problem_cfg.norm)
+        for seed in task.seeds
+    ]
+    model = FactorizationModel(problem_cfg.rows, problem_cfg.cols, **model_cfg.model_dump())
+    started = utc_now()
+    clock = time.perf_counter()
+    results = runner.run(problems, model, settings, list(task.seeds))
+    seconds = (time.perf_counter() - clock) / len(task.seeds)
+    finished = utc_now()
+    rows = []
+    for seed, key, prior_key, result in zip(task.seeds, task.keys, task.prior_keys, results):
+        config = {"sweep": task.sweep, "scale": task.scale, "point": task.point, "coords": task.coords,
+                  "problem": task.problem, "model": task.model,
+                  "method": {"name": task.method, **task.settings}, "seed": seed}
+        common = dict(sweep=task.sweep, scale=task.scale, point=task.point, x=task.x, coords=task.coords,
+                      seed=seed, config=config, seconds=seconds, started_at=started, finished_at=finished,
+                      volumelab_version=__version__, torch_version=torch.__version__,
+                      diagnostics=dict(result.diagnostics, batch_seeds=len(task.seeds)))
+        rows.append(ResultRow(run_key=key, method=task.method, method_type=task.method_type,
+                              status=result.status, metrics=dict(result.metrics),
+                              standard_errors=dict(result.standard_errors), **common))
+        if prior_key is not None:
+            metrics = {"gen_loss": result.metrics.get("prior_gen_loss"),
+                       "train_loss": result.metrics.get("prior_train_loss"),
+                       "samples": result.metrics.get("samples")}
+            errors = {"gen_loss": result.standard_errors.get("prior_gen_loss"),
+                      "train_loss": result.standard_errors.get("prior_train_loss")}
+            rows.append(ResultRow(run_key=prior_key, method=prior_method_name(task.method),
+                                  method_type="prior", status="ok", metrics=metrics, standard_errors=errors,
+                                  **common))
+    return rows
+
+
+def _remaining(task: SweepTask, done: set[str]) -> SweepTask | None:
+    """The task restricted to seeds with a missing row (or ``None`` when all are stored)."""
+    keep = [i for i, (k, p) in enumerate(zip(task.keys, task.prior_keys))
+            if k not in done or (p is not None and p not in done)]
+    if not keep:
+        return None
+    if len(keep) == len(task.seeds):
+        return task
+    pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
+    return SweepTask(**{**task.__dict__, "seeds": pick(task.seeds), "keys": pick(task.keys),
+                        "prior_keys": pick(task.prior_keys), "cost": task.cost * len(keep) / len(task.seeds)})
+
+
+def run_sweep(
+    config: SweepConfig | str | Path,
+    *,
+    scale: str = PAPER_SCALE,
+    out_dir: str | Path,
+    executor: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    progress: bool | None = None,
+) -> SweepOutcome:
+    """Run every unfinished (point, seed, method) of a sweep and store each row at once.
+
+    Args:
+        config: A validated config or the path of a YAML file.
+        scale: ``"paper"`` or a scale defined in the config's ``scales``.
+        out_dir: Output folder; holds ``results.sqlite`` (created if missing).
+        executor: ``"local"`` (in-process, or a process pool when ``workers > 1``) or ``"ray"``.
+        workers: Parallel workers.
+        address: Ray cluster address (``--executor ray`` only).
+        progress: Show a progress bar; default: when stderr is a terminal.
+
+    Returns:
+        A :class:`SweepOutcome`. Rerunning a finished sweep runs nothing.
+    """
+    source = "<config>"
+    if not isinstance(config, SweepConfig):
+        source = str(config)
+        config = load_sweep(config)
+    plan = plan_sweep(config, scale, source=source)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.yaml").write_text(
+        yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False), encoding="utf-8")
+    (out_dir / "resolved.json").write_text(json.dumps(
+        {"sweep": config.name, "scale": scale, "points": [
+            {"index": p.index, "coords": p.coords, **p.as_dict()} for p in plan.points]}, indent=1, default=str),
+        encoding="utf-8")
+    start = time.perf_counter()
+    with ResultsStore(out_dir) as store:
+        done = store.existing_keys(plan.keys)
+        todo = [t for t in (_remaining(task, done) for task in plan.tasks) if t is not None]
+        todo.sort(key=lambda t: -t.cost)
+        planned = len(plan.keys)
+        stored_before = len(done)
+        ran = 0
+        if todo:
+            logger.info("%s (%s): %d of %d runs to do in %d tasks", config.name, scale,
+                        planned - stored_before, planned, len(todo))
+            show = sys.stderr.isatty() if progress is None else progress
+            pool = make_executor(executor, workers, address)
+            try:
+                total_cost = sum(t.cost for t in todo)
+                with tqdm(total=total_cost, disable=not show, desc=f"{config.name} ({scale})",
+                          unit="", bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
+                    bar.set_postfix_str(f"0/{planned - stored_before} runs")
+                    for rows in pool.map_unordered(execute_task, todo):
+                        ran += store.add(rows)
+                        bar.set_postfix_str(f"{ran}/{planned - stored_before} runs")
+                        bar.update(_task_cost_of(rows, todo))
+            finally:
+                pool.close()
+    return SweepOutcome(out_dir, planned, stored_before, ran, time.perf_counter() - start, plan)
+
+
+def _task_cost_of(rows: list[ResultRow], todo: list[SweepTask]) -> float:
+    keys = {row.run_key for row in rows}
+    for task in todo:
+        if task.keys and task.keys[0] in keys:
+            return task.cost
+    return 0.0

@@ -1,0 +1,88 @@
+"""Stored rows as a pandas DataFrame, and the ``results.csv`` export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .store import DATABASE_NAME, ResultsStore
+
+if TYPE_CHECKING:  # pandas is imported lazily: ``import volumelab`` stays light
+    import pandas as pd
+
+__all__ = ["CSV_COLUMNS", "load_results", "rows_to_frame", "short_names"]
+
+#: Leading columns of ``results.csv`` (grid fields follow under their short names).
+CSV_COLUMNS = [
+    "figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss",
+    "status", "accepted", "samples", "acceptance_rate", "eps", "steps", "lr", "init_scale", "momentum",
+    "point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version",
+]
+
+
+def short_names(paths: Iterable[str]) -> dict[str, str]:
+    """``{"model.width": "width", ...}``; the full path with underscores where last parts clash."""
+    paths = list(paths)
+    last = [p.split(".")[-1] for p in paths]
+    return {p: (s if last.count(s) == 1 else p.replace(".", "_")) for p, s in zip(paths, last)}
+
+
+def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
+    """One DataFrame row per stored run; metrics that do not exist are NaN."""
+    import pandas as pd
+
+    records = []
+    all_paths: list[str] = []
+    for row in rows:
+        for path in row["coords"]:
+            if path not in all_paths:
+                all_paths.append(path)
+    names = short_names(all_paths)
+    for row in rows:
+        metrics, settings = row["metrics"], row["config"].get("method", {})
+        record = {
+            "figure": row["sweep"], "scale": row["scale"], "method": row["method"], "x": row["x"],
+            "seed": row["seed"], "gen_loss": row["gen_loss"], "gen_loss_stderr": row["gen_loss_stderr"],
+            "train_loss": row["train_loss"], "prior_gen_loss": metrics.get("prior_gen_loss"),
+            "status": row["status"], "accepted": metrics.get("accepted"), "samples": metrics.get("samples"),
+            "acceptance_rate": metrics.get("acceptance_rate"), "eps": settings.get("eps"),
+            "steps": metrics.get("steps") if row["method_type"] == "gd" else None,
+            "lr": settings.get("lr"), "init_scale": settings.get("init_scale"),
+            "momentum": settings.get("momentum"), "point": row["point"], "seconds": row["seconds"],
+            "run_id": row["id"], "run_key": row["run_key"], "finished_at": row["finished_at"],
+            "volumelab_version": row["volumelab_version"],
+        }
+        for path, value in row["coords"].items():
+            record[names[path]] = value
+        record["method_type"] = row["method_type"]
+        record["config"] = row["config"]
+        records.append(record)
+    columns = CSV_COLUMNS + [names[p] for p in all_paths if names[p] not in CSV_COLUMNS] + ["method_type", "config"]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for column in ("gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss", "acceptance_rate"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    numeric_x = pd.to_numeric(frame["x"], errors="coerce")
+    if numeric_x.notna().all():
+        frame["x"] = numeric_x
+    return frame
+
+
+def load_results(directory: str | Path) -> "pd.DataFrame":
+    """All runs stored under ``directory`` as a DataFrame (the same columns as ``results.csv``).
+
+    ``directory`` is a sweep's output folder (holding ``results.sqlite``) or a parent
+    of several, e.g. the output of ``volumelab reproduce all``.
+    """
+    import pandas as pd
+
+    directory = Path(directory)
+    databases = [directory / DATABASE_NAME] if (directory / DATABASE_NAME).is_file() else sorted(
+        directory.glob(f"*/{DATABASE_NAME}"))
+    if not databases:
+        raise FileNotFoundError(f"no {DATABASE_NAME} in {str(directory)!r} or its subfolders")
+    frames = []
+    for path in databases:
+        with ResultsStore(path, create=False) as store:
+            frames.append(rows_to_frame(store.fetch()))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -1,0 +1,194 @@
+"""The results store: one SQLite database per output folder, one row per finished run.
+
+Each (point, seed, method) run is written in its own transaction the moment it
+finishes, keyed by a hash of everything it depends on (``run_key``), so an
+interrupted sweep resumes without repeating work and a finished sweep reruns as a
+no-op. The database uses SQLite's write-ahead log: a killed process loses at most
+the run it was computing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "utc_now"]
+
+DATABASE_NAME = "results.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_key TEXT NOT NULL UNIQUE,
+    sweep TEXT NOT NULL,
+    scale TEXT NOT NULL,
+    method TEXT NOT NULL,
+    method_type TEXT NOT NULL,
+    point INTEGER NOT NULL,
+    x TEXT,
+    coords TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    gen_loss REAL,
+    gen_loss_stderr REAL,
+    train_loss REAL,
+    metrics TEXT NOT NULL,
+    standard_errors TEXT NOT NULL,
+    diagnostics TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seconds REAL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    volumelab_version TEXT NOT NULL,
+    torch_version TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, scale);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _finite(value: Any) -> Any:
+    """``None`` for missing or non-finite numbers (stored as SQL NULL, never a made-up value)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dumps(value: Any) -> str:
+    def clean(item):
+        if isinstance(item, dict):
+            return {str(k): clean(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(v) for v in item]
+        if isinstance(item, float):
+            return _finite(item)
+        return item
+
+    return json.dumps(clean(value), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One finished run, ready to store (built in the worker, written by the driver)."""
+
+    run_key: str
+    sweep: str
+    scale: str
+    method: str
+    method_type: str
+    point: int
+    x: Any
+    coords: dict
+    seed: int
+    status: str
+    metrics: dict
+    standard_errors: dict
+    diagnostics: dict
+    config: dict
+    seconds: float | None
+    started_at: str
+    finished_at: str
+    volumelab_version: str
+    torch_version: str
+
+    def values(self) -> tuple:
+        return (
+            self.run_key, self.sweep, self.scale, self.method, self.method_type, self.point,
+            json.dumps(self.x), _dumps(self.coords), self.seed, self.status,
+            _finite(self.metrics.get("gen_loss")), _finite(self.standard_errors.get("gen_loss")),
+            _finite(self.metrics.get("train_loss")), _dumps(self.metrics), _dumps(self.standard_errors),
+            _dumps(self.diagnostics), _dumps(self.config), self.seconds, self.started_at, self.finished_at,
+            self.volumelab_version, self.torch_version,
+        )
+
+
+_COLUMNS = (
+    "run_key, sweep, scale, method, method_type, point, x, coords, seed, status, gen_loss, gen_loss_stderr, "
+    "train_loss, metrics, standard_errors, diagnostics, config, seconds, started_at, finished_at, "
+    "volumelab_version, torch_version"
+)
+
+
+class ResultsStore:
+    """The SQLite results database of one output folder.
+
+    Args:
+        path: The database file, or a folder (then ``<folder>/results.sqlite``).
+        create: Create the file and schema if missing (otherwise a missing file is an error).
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        path = Path(path)
+        if path.is_dir() or (create and path.suffix != ".sqlite"):
+            path = path / DATABASE_NAME
+        if not create and not path.is_file():
+            raise FileNotFoundError(f"no results database at {str(path)!r}; run a sweep with --out there first")
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._connection = sqlite3.connect(str(path), timeout=60)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            self._connection.executescript(_SCHEMA)
+            self._connection.commit()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> "ResultsStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def existing_keys(self, keys: Iterable[str] | None = None) -> set[str]:
+        """Keys of the runs already stored (restricted to ``keys`` when given)."""
+        found = {row[0] for row in self._connection.execute("SELECT run_key FROM runs")}
+        return found if keys is None else found & set(keys)
+
+    def add(self, rows: Sequence[ResultRow]) -> int:
+        """Insert the rows of one finished task in a single transaction; returns how many were new."""
+        added = 0
+        with self._connection:
+            for row in rows:
+                try:
+                    self._connection.execute(
+                        f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 22)})", row.values()
+                    )
+                    added += 1
+                except sqlite3.IntegrityError:
+                    logger.warning("run %s is already stored; keeping the first result", row.run_key)
+        return added
+
+    def fetch(self, *, keys: Iterable[str] | None = None) -> list[dict]:
+        """Stored rows as dicts (JSON columns decoded), in insertion order."""
+        cursor = self._connection.execute("SELECT * FROM runs ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        wanted = None if keys is None else set(keys)
+        rows = []
+        for values in cursor:
+            row = dict(zip(names, values))
+            if wanted is not None and row["run_key"] not in wanted:
+                continue
+            for column in ("x", "coords", "metrics", "standard_errors", "diagnostics", "config"):
+                row[column] = json.loads(row[column]) if row[column] is not None else None
+            rows.append(row)
+        return rows
+
+    def count(self) -> int:
+        return int(self._connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0])

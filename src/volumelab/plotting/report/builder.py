@@ -1,0 +1,183 @@
+"""Write a sweep's outputs (``results.csv``, plots, report) and combined reports."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..figures import plot_sweep, summarize
+from .verdicts import Verdict, judge
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ...experiments.driver import SweepPlan
+
+__all__ = ["ReportSection", "write_report", "write_sweep_outputs"]
+
+
+@dataclass
+class ReportSection:
+    """One sweep in a report."""
+
+    name: str
+    title: str
+    description: str
+    scale: str
+    note: str
+    image: str  # path of the PNG relative to the report
+    x_name: str
+    panel: str | None
+    summary: "pd.DataFrame"
+    verdict: Verdict | None
+    runs: int
+    missing: dict  # method -> runs without a loss
+    seconds: float
+
+
+def _fmt(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
+def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
+    summary = section.summary
+    methods = [m for m in ("gnc", "gd", "prior") if m in set(summary["method"])]
+    methods += [m for m in dict.fromkeys(summary["method"]) if m not in methods]
+    header = ([section.panel] if section.panel else []) + [section.x_name]
+    for m in methods:
+        header.append({"gnc": "G&C median [IQR]", "gd": "GD median [IQR]", "prior": "prior median"}.get(
+            m, f"{m} median [IQR]"))
+    if "gnc" in methods:
+        header.append("G&C accepted (median) / seeds without acceptance")
+    rows = []
+    for (panel, x), group in summary.groupby(["panel", "x"], sort=False):
+        row = ([str(panel)] if section.panel else []) + [f"{x:g}" if isinstance(x, float) else str(x)]
+        for m in methods:
+            part = group[group["method"] == m]
+            if part.empty:
+                row.append("")
+                continue
+            r = part.iloc[0]
+            row.append(_fmt(r["median"]) if m.endswith("prior")
+                       else f"{_fmt(r['median'])} [{_fmt(r['q25'])}, {_fmt(r['q75'])}]")
+        if "gnc" in methods:
+            part = group[group["method"] == "gnc"]
+            row.append(f"{_fmt(part.iloc[0]['median_accepted'])} / {int(part.iloc[0]['missing'])}"
+                       if not part.empty else "")
+        rows.append(row)
+    return header, rows
+
+
+def _markdown(sections: list[ReportSection], title: str) -> str:
+    lines = [f"# {title}", "",
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. Curves are medians over "
+             "seeds with the interquartile range shaded; verdicts are computed from these numbers by the rules "
+             "stated under each figure.", ""]
+    for s in sections:
+        lines += [f"## {s.title or s.name} (`{s.name}`, scale `{s.scale}`)", ""]
+        if s.description:
+            lines += [s.description.strip(), ""]
+        if s.note:
+            lines += [f"*Scale `{s.scale}` deviates from the paper:* {s.note.strip()}", ""]
+        lines += [f"![{s.name}]({s.image})", ""]
+        if s.verdict is not None:
+            lines += [f"**Paper's claim:** {s.verdict.sentence}", "", f"Rule: {s.verdict.rule}", ""]
+            for p in s.verdict.panels:
+                label = f"{p.panel}: " if p.panel else ""
+                lines.append(f"- {label}{p.outcome} — {p.detail}")
+            lines.append("")
+        missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
+        lines += [f"{s.runs} runs stored; runs without a loss (G&C accepted nothing / GD diverged): "
+                  f"{missing or 'none'}. Compute time: {s.seconds:.0f} s.", ""]
+        header, rows = _table(s)
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html(sections: list[ReportSection], title: str) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}.holds{color:#1a7f37}.fails{color:#cf222e}.inconclusive{color:#9a6700}"
+             "</style></head><body>", f"<h1>{e(title)}</h1>",
+             "<p>Curves are medians over seeds with the interquartile range shaded; verdicts are computed from "
+             "these numbers by the rules stated under each figure.</p>"]
+    for s in sections:
+        parts.append(f"<h2>{e(s.title or s.name)} (<code>{e(s.name)}</code>, scale <code>{e(s.scale)}</code>)</h2>")
+        if s.description:
+            parts.append(f"<p>{e(s.description.strip())}</p>")
+        if s.note:
+            parts.append(f"<p><em>Scale {e(s.scale)} deviates from the paper:</em> {e(s.note.strip())}</p>")
+        parts.append(f"<img src='{e(s.image)}' alt='{e(s.name)}'>")
+        if s.verdict is not None:
+            cls = s.verdict.outcome.split()[0]
+            statement = s.verdict.sentence.replace("**", "")
+            parts.append(f"<p><b>Paper's claim:</b> <span class='{e(cls)}'>{e(statement)}</span></p>")
+            parts.append(f"<p>Rule: {e(s.verdict.rule)}</p><ul>")
+            for p in s.verdict.panels:
+                parts.append(f"<li>{e(p.panel + ': ' if p.panel else '')}<span class='{e(p.outcome)}'>"
+                             f"{e(p.outcome)}</span> — {e(p.detail)}</li>")
+            parts.append("</ul>")
+        missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
+        parts.append(f"<p>{s.runs} runs stored; runs without a loss: {e(missing or 'none')}. "
+                     f"Compute time: {s.seconds:.0f} s.</p>")
+        header, rows = _table(s)
+        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(sections: list[ReportSection], out_dir: Path, title: str = "volumelab reproduction report") -> list[Path]:
+    """Write ``report.md`` and ``report.html`` in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(_markdown(sections, title), encoding="utf-8")
+    page.write_text(_html(sections, title), encoding="utf-8")
+    return [md, page]
+
+
+def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
+    """Write ``results.csv``, ``plots/<name>.png|pdf`` and ``report.md|html`` for one sweep.
+
+    Only the rows of ``plan`` are used (an output folder may also hold other scales' rows).
+    """
+    from ...experiments.results import CSV_COLUMNS, rows_to_frame, short_names
+    from ...experiments.store import ResultsStore
+
+    config = plan.config
+    with ResultsStore(out_dir) as store:
+        frame = rows_to_frame(store.fetch(keys=plan.keys))
+    names = short_names(config.grid)
+    x_name = names.get(config.x_field, "x") if config.x_field else "x"
+    panel = names.get(config.panel) if config.panel else None
+    csv_columns = [c for c in frame.columns if c != "config"]
+    frame[csv_columns].to_csv(out_dir / "results.csv", index=False)
+    assert set(CSV_COLUMNS) <= set(csv_columns)
+    x_log = config.x_log if config.x_log is not None else x_name == "width"
+    note = config.scale_note(plan.scale)
+    title = config.title or config.name
+    stem = out_dir / "plots" / config.name
+    panel_order = config.grid.get(config.panel) if config.panel else None
+    if not frame.empty:
+        plot_sweep(frame, title=f"{title} [{plan.scale}]", x_name=x_name, panel=panel, out_stem=stem,
+                   x_log=x_log, note=note, panel_order=panel_order)
+    summary = summarize(frame, panel, panel_order)
+    verdict = judge(summary, config.claim)
+    missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
+    section = ReportSection(
+        name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
+        image=f"plots/{config.name}.png", x_name=x_name, panel=panel, summary=summary, verdict=verdict,
+        runs=len(frame), missing=missing, seconds=float(frame.loc[frame["method_type"] != "prior", "seconds"].fillna(0).sum()) if len(frame) else 0.0,
+    )
+    write_report([section], out_dir, title=f"volumelab: {title}")
+    return section

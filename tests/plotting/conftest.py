@@ -1,0 +1,13 @@
+"""Fixtures of the plotting tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from plot_testing import TINY, write_config
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return write_config(tmp_path, TINY, "tiny.yaml")

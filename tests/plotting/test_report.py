@@ -1,0 +1,62 @@
+"""Verdicts from data, and the plots and report written for a sweep."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from volumelab.experiments import load_sweep, run_sweep
+from volumelab.plotting import summarize
+from volumelab.plotting.report import judge, write_sweep_outputs
+
+from plot_testing import TINY, write_config
+
+
+def _summary(rows):
+    frame = pd.DataFrame(rows, columns=["activation", "method", "x", "seed", "gen_loss"])
+    frame["accepted"] = 10
+    return summarize(frame, "activation")
+
+
+def _width_rows(gnc_last, gd_value=0.01):
+    rows = []
+    for seed in range(4):
+        for x, gnc in ((5, 0.1), (160, gnc_last)):
+            rows += [("linear", "gnc", x, seed, gnc + 0.001 * seed), ("linear", "prior", x, seed, 0.25),
+                     ("linear", "gd", x, seed, gd_value)]
+    return rows
+
+
+def test_width_verdicts():
+    assert judge(_summary(_width_rows(0.24)), "width").outcome == "holds"
+    assert judge(_summary(_width_rows(0.12)), "width").outcome == "fails"  # G&C stays far from chance
+    assert judge(_summary(_width_rows(0.24, gd_value=0.2)), "width").outcome == "fails"  # GD is not low
+
+
+def test_depth_verdicts_and_missing_data():
+    falling = [("tanh", "gnc", d, s, 0.08 / d + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)]
+    flat = [("tanh", "gnc", d, s, 0.05 + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)]
+    assert judge(_summary(falling), "depth").outcome == "holds"
+    assert judge(_summary(flat), "depth").outcome == "fails"
+    missing = [r if r[2] != 8 else r[:4] + (None,) for r in falling]
+    verdict = judge(_summary(missing), "depth")
+    assert verdict.outcome == "inconclusive"
+    assert judge(_summary(falling), "none") is None
+
+
+def test_outputs_of_a_sweep(tmp_path):
+    text = TINY.replace("  model.width: [4, 8]\n", "  model.width: [4, 8]\n").replace(
+        "samples: 3000", "samples: 400").replace("eps: 0.1", "eps: 0.02")
+    config = load_sweep(write_config(tmp_path, text))
+    outcome = run_sweep(config, out_dir=tmp_path / "out")
+    section = write_sweep_outputs(outcome.plan, tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("results.csv", "report.md", "report.html", "plots/tiny.png", "plots/tiny.pdf"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "Rule:" in report and "plots/tiny.png" in report
+    frame = pd.read_csv(out / "results.csv")
+    no_acceptance = int(frame[frame["method"] == "gnc"]["gen_loss"].isna().sum())
+    assert section.missing["gnc"] == no_acceptance
+    if no_acceptance:
+        assert f"gnc: {no_acceptance}" in report
+    assert "<img src='plots/tiny.png'" in (out / "report.html").read_text()
