@@ -136,6 +136,8 @@ class _ClosedFormObjective:
             torch.bmm(upstream, post[j - 1].transpose(1, 2), out=grads[j])
             upstream = torch.bmm(layers[j].transpose(1, 2), upstream)
             upstream = self._backward_through_sigma(upstream, pre[j - 1], post[j - 1], grads[0] if j == 1 else None)
+        if len(layers) == 1:  # depth 1: the parameter is W itself
+            grads[0].copy_(upstream)
         return train, self._grad
 
     def losses(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
