@@ -129,3 +129,76 @@ def test_wide_linear_prior_gen_loss_closed_form():
     expected = 1 / 5 + problem.mean_squared_target()
     assert result.diagnostics["sampler"] == "bartlett"
     assert abs(result.metrics["prior_gen_loss"] - expected) < 5 * result.standard_errors["prior_gen_loss"]
+
+
+def _gamma_full_test_only(shapes, num_samples, generator):
+    """Marsaglia-Tsang with the logarithmic test alone, in the sampler's draw order."""
+    from volumelab.samplers.random import _marsaglia_tsang
+
+    shape_a = torch.tensor(shapes, dtype=torch.float64).unsqueeze(1)
+    x = torch.randn(len(shapes), num_samples, generator=generator, dtype=torch.float32).to(torch.float64)
+    u = torch.rand(len(shapes), num_samples, generator=generator, dtype=torch.float64)
+    value, accepted = _marsaglia_tsang(shape_a, x, u)
+    value, accepted = value.reshape(-1), accepted.reshape(-1)
+    pending = (~accepted).nonzero().flatten()
+    while pending.numel():
+        retry_x = torch.randn(pending.numel(), generator=generator, dtype=torch.float32).to(torch.float64)
+        retry_u = torch.rand(pending.numel(), generator=generator, dtype=torch.float64)
+        retry, ok = _marsaglia_tsang(shape_a.flatten()[pending // num_samples], retry_x, retry_u)
+        value[pending[ok]] = retry[ok]
+        pending = pending[~ok]
+    return value.view(len(shapes), num_samples)
+
+
+@pytest.mark.parametrize("shapes", [[4.5, 5.0, 6.5], [20.0], [5000.0, 4999.5]])
+def test_gamma_squeeze_accepts_exactly_what_the_full_test_accepts(shapes):
+    # The squeeze only skips logarithms: same proposals, same accepted set, same values.
+    from volumelab.samplers.random import _gamma_by_rejection
+    from volumelab.samplers.workspace import Workspace
+
+    fast = _gamma_by_rejection(shapes, 50_000, torch.Generator().manual_seed(3), "cpu", Workspace())
+    reference = _gamma_full_test_only(shapes, 50_000, torch.Generator().manual_seed(3))
+    assert torch.equal(fast, reference)
+
+
+@pytest.mark.parametrize("rows, cols, width, normalize", [(5, 5, 5, False), (5, 5, 11, False), (4, 6, 40, True),
+                                                          (6, 4, 10_000, False)])
+def test_two_layer_bartlett_path_equals_the_general_chain(rows, cols, width, normalize):
+    # The depth-2 path folds both scales into L and skips the dense factor; it uses the
+    # same random numbers in the same order as the chain, so draws agree to float32 rounding.
+    from volumelab.samplers.fast import _bartlett_chain
+
+    model = vl.FactorizationModel(rows, cols, width, 2, normalize=normalize)
+    fast = select_sampler(model).sample(model, 4096, torch.Generator().manual_seed(5))
+    chain = _bartlett_chain(model, 4096, torch.Generator().manual_seed(5), dtype=torch.float32, device="cpu")
+    torch.testing.assert_close(fast, chain, rtol=2e-5, atol=1e-6 * float(chain.abs().max()))
+
+
+@pytest.mark.parametrize("kwargs", [dict(width=40, depth=2), dict(width=5, depth=10, normalize=True),
+                                    dict(width=3, depth=3), dict(width=40, depth=2, activation="tanh")])
+def test_workspace_gives_the_same_draws_as_fresh_memory(kwargs):
+    from volumelab.samplers import Workspace
+
+    model = vl.FactorizationModel(5, 5, **kwargs)
+    sampler = select_sampler(model)
+    workspace = Workspace()
+    for seed in (1, 2):  # the second call reuses the first call's buffers
+        reused = sampler.sample(model, 1000, torch.Generator().manual_seed(seed), workspace=workspace).clone()
+        fresh = sampler.sample(model, 1000, torch.Generator().manual_seed(seed))
+        assert torch.equal(reused, fresh)
+
+
+def test_marsaglia_tsang_keeps_valid_proposals_far_in_the_left_tail():
+    # a = 4.5 (chi-square with 9 degrees): x = -4 gives w = c x = -0.65, a valid
+    # proposal (v = (1 + w)^3 > 0) that must keep its value d v and its exact test.
+    from volumelab.samplers.random import _marsaglia_tsang
+
+    a = torch.tensor([4.5, 4.5], dtype=torch.float64)
+    d = a - 1 / 3
+    c = 1 / torch.sqrt(9 * d)
+    x = torch.tensor([-4.0, -7.0], dtype=torch.float64)  # -7: w < -1, invalid
+    value, accepted = _marsaglia_tsang(a, x.clone(), torch.tensor([1e-300, 1e-300], dtype=torch.float64))
+    assert value[0].item() == pytest.approx((d[0] * (1 + c[0] * x[0]) ** 3).item(), rel=1e-12)
+    expected = (x[0] ** 2 / 2 + d[0] - d[0] * (1 + c[0] * x[0]) ** 3 + 3 * d[0] * torch.log1p(c[0] * x[0])).item()
+    assert accepted[0].item() == (torch.log(torch.tensor(1e-300)).item() < expected)
+    assert not accepted[1].item()

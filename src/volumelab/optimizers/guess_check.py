@@ -31,6 +31,7 @@ from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
 from ..samplers import PriorSampler, select_sampler
+from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
@@ -143,16 +144,21 @@ class _LossContraction:
         averaging[1, m:] = 1.0 / (total - m)
         self.averaging = averaging
 
-    def __call__(self, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Losses of ``draws (n, rows, cols)``; returns ``(train, gen)`` of shape ``(n,)``."""
+    def __call__(self, draws: torch.Tensor, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses of ``draws (n, rows, cols)``; returns ``(train, gen)`` of shape ``(n,)``.
+
+        With a ``workspace`` the float64 copy and the residuals reuse its memory.
+        """
         count = draws.shape[0]
         batch_last = draws.permute(1, 2, 0)
         if batch_last.is_contiguous():  # the fast samplers' layout: no transpose copy
             flat = batch_last.reshape(-1, count)
         else:
             flat = draws.reshape(count, -1).T
-        flat = flat.to(torch.float64)
-        residual = torch.addmm(self.targets, self.operator_t, flat, alpha=1.0, beta=-1.0)
+        device = flat.device
+        flat = scratch(workspace, "loss_flat", tuple(flat.shape), torch.float64, device).copy_(flat)
+        residual = scratch(workspace, "loss_residual", (self.operator_t.shape[0], count), torch.float64, device)
+        torch.addmm(self.targets, self.operator_t, flat, alpha=1.0, beta=-1.0, out=residual)
         losses = self.averaging @ residual.square_()
         return losses[0], losses[1]
 
@@ -262,8 +268,11 @@ class GuessCheck:
         def block_tally(index: int) -> tuple[_Tally, int]:
             size = min(block, budget - index * block)
             generator = make_generator(seed, "gnc", index, device=device)
-            draws = sampler.sample(model, size, generator, dtype=dtype, device=device)
-            train, gen = contraction(draws)
+            # Each worker thread reuses its own scratch memory from block to block; the
+            # block's draws are consumed (reduced to losses) before its next block.
+            workspace = thread_workspace() if device.type == "cpu" else None
+            draws = sampler.sample(model, size, generator, dtype=dtype, device=device, workspace=workspace)
+            train, gen = contraction(draws, workspace)
             _check_finite(train, gen, model)
             return _Tally.of_block(train.cpu(), gen.cpu(), eps), size
 

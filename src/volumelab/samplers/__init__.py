@@ -8,15 +8,18 @@ numbers (see :mod:`volumelab.samplers.fast`).
 from .base import DIRECT, PriorSampler, available_samplers, register_sampler, select_sampler
 from .fast import BARTLETT, GRAM
 from .random import bartlett_factor, chi_square
+from .workspace import Workspace, thread_workspace
 
 __all__ = [
     "BARTLETT",
     "DIRECT",
     "GRAM",
+    "Workspace",
     "PriorSampler",
     "available_samplers",
     "bartlett_factor",
     "chi_square",
     "register_sampler",
     "select_sampler",
+    "thread_workspace",
 ]

@@ -31,6 +31,8 @@ class PriorSampler:
         priority: Higher wins in automatic selection among samplers that support a model.
         random_numbers_per_sample: Random numbers one draw consumes (``None``: unknown);
             the benchmarks compare throughput with the machine's random-number rate.
+        uses_workspace: ``draw`` takes a ``workspace`` keyword (scratch memory reused
+            across calls, see :mod:`volumelab.samplers.workspace`).
 
     A sampler may return a non-contiguous view; when it is the batch-first view of a
     batch-last buffer (``W.permute(1, 2, 0)`` contiguous), ``GuessCheck`` contracts the
@@ -43,6 +45,7 @@ class PriorSampler:
     bytes_per_sample: Callable[[FactorizationModel, torch.dtype], int]
     priority: int = 0
     random_numbers_per_sample: Callable[[FactorizationModel], float] | None = None
+    uses_workspace: bool = False
 
     def sample(
         self,
@@ -52,7 +55,16 @@ class PriorSampler:
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        workspace=None,
     ) -> torch.Tensor:
+        """Draw ``num_samples`` end-to-end matrices ``(num_samples, rows, cols)``.
+
+        With a ``workspace`` (:class:`volumelab.samplers.Workspace`) a sampler that
+        supports one keeps its temporaries, and the returned draws, in that memory:
+        they are valid until the next call with the same workspace.
+        """
+        if workspace is not None and self.uses_workspace:
+            return self.draw(model, num_samples, generator, dtype=dtype, device=device, workspace=workspace)
         return self.draw(model, num_samples, generator, dtype=dtype, device=device)
 
 

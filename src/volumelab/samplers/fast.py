@@ -34,39 +34,46 @@ import torch
 
 from ..models import NORMALIZE_EPS, FactorizationModel
 from .base import PriorSampler, register_sampler
-from .random import bartlett_factor
+from .random import bartlett_factor, chi_square
+from .workspace import Workspace, scratch
 
 __all__ = ["BARTLETT", "GRAM"]
 
 
 # --------------------------------------------------------------------------- helpers
-def _matmul_lower(left: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+def _matmul_lower(left: torch.Tensor, lower: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``left @ lower`` for batch-last ``left (q, p, n)`` and lower-triangular ``lower (p, p, n)``."""
-    out = torch.zeros_like(left)
+    out = torch.zeros_like(left) if out is None else out.zero_()
     for j in range(lower.shape[0]):
         # Row j of a lower-triangular matrix is zero beyond column j.
         out[:, : j + 1].addcmul_(left[:, j, None, :], lower[None, j, : j + 1, :])
     return out
 
 
-def _matmul_dense_transpose(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+def _matmul_dense_transpose(left: torch.Tensor, right: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``left @ right^T`` for batch-last ``left (q, p, n)`` and ``right (s, p, n)``: ``(q, s, n)``."""
-    out = left.new_zeros(left.shape[0], right.shape[0], left.shape[2])
+    if out is None:
+        out = left.new_zeros(left.shape[0], right.shape[0], left.shape[2])
+    else:
+        out.zero_()
     for j in range(left.shape[1]):
         out.addcmul_(left[:, j, None, :], right[None, :, j, :])
     return out
 
 
-def _times_lower_transpose(gaussian: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+def _times_lower_transpose(gaussian: torch.Tensor, lower: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``gaussian @ lower^T`` for ``gaussian (a, p, n)`` and lower-triangular ``lower (p, p, n)``."""
-    out = gaussian.new_zeros(gaussian.shape[0], lower.shape[0], gaussian.shape[2])
+    if out is None:
+        out = gaussian.new_zeros(gaussian.shape[0], lower.shape[0], gaussian.shape[2])
+    else:
+        out.zero_()
     for j in range(lower.shape[1]):
         # Column j of a lower-triangular matrix is zero above row j.
         out[:, j:].addcmul_(gaussian[:, j, None, :], lower[None, j:, j, :])
     return out
 
 
-def _cholesky_semidefinite(gram: torch.Tensor) -> torch.Tensor:
+def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Lower Cholesky factor of batch-last positive semidefinite ``gram (p, p, n)``.
 
     Cholesky–Banachiewicz, column by column, vectorized over the samples. A pivot that
@@ -74,7 +81,7 @@ def _cholesky_semidefinite(gram: torch.Tensor) -> torch.Tensor:
     which is still a valid factor ``L L^T = G`` of a semidefinite matrix.
     """
     size = gram.shape[0]
-    lower = torch.zeros_like(gram)
+    lower = torch.zeros_like(gram) if out is None else out.zero_()
     for j in range(size):
         column = gram[j:, j]
         if j:
@@ -88,7 +95,7 @@ def _cholesky_semidefinite(gram: torch.Tensor) -> torch.Tensor:
 def _normalize_batch_last(product: torch.Tensor, model: FactorizationModel) -> torch.Tensor:
     if model.normalize:
         norm = product.square().sum((0, 1)).sqrt_()
-        product = product / (norm + NORMALIZE_EPS)
+        product = product.div_(norm.add_(NORMALIZE_EPS))
     return product
 
 
@@ -106,35 +113,92 @@ def _bartlett_plan(model: FactorizationModel) -> tuple[int, int, list[float]]:
     return model.cols, model.rows, scales
 
 
-def _bartlett_draw(model, num_samples, generator, *, dtype, device):
+def _bartlett_two_layers(model, in_dim, out_dim, scales, num_samples, generator, *, dtype, device, workspace):
+    """Depth 2 with ``k >= in_dim``: ``W = s_2 s_1 Z L^T`` without forming ``L`` densely.
+
+    The same random numbers in the same order as the general chain (the Bartlett
+    factor's chi-squares, then its strictly-lower normals, then ``Z``), so both paths
+    give identical draws; this one skips the dense factor and folds both scales into
+    ``L``'s ``in_dim (in_dim + 1) / 2`` entries.
+    """
+    scale = scales[0] * scales[1]
+    chi2 = chi_square([model.width - i for i in range(in_dim)], num_samples, generator, device=device,
+                      workspace=workspace)
+    diagonal = scratch(workspace, "diagonal", (in_dim, num_samples), dtype, device)
+    diagonal.copy_(chi2.sqrt_()).mul_(scale)
+    count = in_dim * (in_dim - 1) // 2
+    lower = scratch(workspace, "bartlett_normals", (count, num_samples), dtype, device)
+    lower.normal_(generator=generator).mul_(scale)
+    gaussian = scratch(workspace, "gaussian", (out_dim, in_dim, num_samples), dtype, device)
+    gaussian.normal_(generator=generator)
+    product = scratch(workspace, "product", (out_dim, in_dim, num_samples), dtype, device)
+    # (Z L^T)[:, c] = Z[:, c] L[c, c] + sum_{l < c} Z[:, l] L[c, l]; L's strictly lower
+    # entries are stored row by row, as torch.tril_indices orders them.
+    k = 0
+    for c in range(in_dim):
+        column = product[:, c]
+        torch.mul(gaussian[:, c], diagonal[c], out=column)
+        for l in range(c):
+            column.addcmul_(gaussian[:, l], lower[k])
+            k += 1
+    if model.rows < model.cols:
+        transposed = scratch(workspace, "product_t", (in_dim, out_dim, num_samples), dtype, device)
+        product = transposed.copy_(product.transpose(0, 1))  # (rows, cols, n)
+    return _normalize_batch_last(product, model).permute(2, 0, 1)
+
+
+def _bartlett_draw(model, num_samples, generator, *, dtype, device, workspace: Workspace | None = None):
+    in_dim, out_dim, scales = _bartlett_plan(model)
+    if len(scales) == 2 and model.width >= in_dim:
+        return _bartlett_two_layers(model, in_dim, out_dim, scales, num_samples, generator, dtype=dtype,
+                                    device=device, workspace=workspace)
+    return _bartlett_chain(model, num_samples, generator, dtype=dtype, device=device, workspace=workspace)
+
+
+def _bartlett_chain(model, num_samples, generator, *, dtype, device, workspace: Workspace | None = None):
+    """Any depth: the chain of square-root factors ``F_j = s_j F_{j-1} B_j``."""
     in_dim, out_dim, scales = _bartlett_plan(model)
     width = model.width
     rank = in_dim
     factor = None  # (in_dim, rank, n); None stands for the identity
     factor_is_lower = False
+    # Products alternate between two scratch buffers: a product's inputs are never its output.
+    parity = 0
     for scale in scales[:-1]:
         if width >= rank:
-            step = bartlett_factor(rank, width, num_samples, generator, scale=scale, dtype=dtype, device=device)
+            step = bartlett_factor(rank, width, num_samples, generator, scale=scale, dtype=dtype, device=device,
+                                   workspace=workspace, tag="_step")
             if factor is None:
-                factor, factor_is_lower = step, True
+                factor_is_lower = True
+                factor = step
+                if workspace is not None:  # the next layer's draw reuses the step's buffer
+                    factor = workspace.get(f"chain{parity}", step.shape, dtype, device).copy_(step)
+                    parity ^= 1
             else:
-                factor, factor_is_lower = _matmul_lower(factor, step), False
+                out = scratch(workspace, f"chain{parity}", factor.shape, dtype, device)
+                factor, factor_is_lower = _matmul_lower(factor, step, out), False
+                parity ^= 1
         else:
-            dense = torch.randn(width, rank, num_samples, generator=generator, dtype=dtype, device=device)
-            dense.mul_(scale)
+            dense = scratch(workspace, "dense", (width, rank, num_samples), dtype, device)
+            dense.normal_(generator=generator).mul_(scale)
             if factor is None:
-                factor = dense.permute(1, 0, 2).contiguous()
+                out = scratch(workspace, f"chain{parity}", (rank, width, num_samples), dtype, device)
+                factor = out.copy_(dense.permute(1, 0, 2))
             else:
-                factor = _matmul_dense_transpose(factor, dense)
+                out = scratch(workspace, f"chain{parity}", (factor.shape[0], width, num_samples), dtype, device)
+                factor = _matmul_dense_transpose(factor, dense, out)
+            parity ^= 1
             factor_is_lower, rank = False, width
-    gaussian = torch.randn(out_dim, rank, num_samples, generator=generator, dtype=dtype, device=device)
-    gaussian.mul_(scales[-1])
+    gaussian = scratch(workspace, "gaussian", (out_dim, rank, num_samples), dtype, device)
+    gaussian.normal_(generator=generator).mul_(scales[-1])
+    out = scratch(workspace, "product", (out_dim, in_dim, num_samples), dtype, device)
     if factor_is_lower:
-        product = _times_lower_transpose(gaussian, factor)  # (out_dim, in_dim, n)
+        product = _times_lower_transpose(gaussian, factor, out)  # (out_dim, in_dim, n)
     else:
-        product = _matmul_dense_transpose(gaussian, factor)
+        product = _matmul_dense_transpose(gaussian, factor, out)
     if model.rows < model.cols:
-        product = product.transpose(0, 1).contiguous()  # (rows, cols, n)
+        transposed = scratch(workspace, "product_t", (in_dim, out_dim, num_samples), dtype, device)
+        product = transposed.copy_(product.transpose(0, 1))  # (rows, cols, n)
     return _normalize_batch_last(product, model).permute(2, 0, 1)
 
 
@@ -165,6 +229,7 @@ BARTLETT = register_sampler(
         bytes_per_sample=_bartlett_bytes,
         priority=20,
         random_numbers_per_sample=_bartlett_random_numbers,
+        uses_workspace=True,
     )
 )
 
@@ -180,18 +245,36 @@ def _gram_supports(model: FactorizationModel) -> bool:
     )
 
 
-def _gram_draw(model, num_samples, generator, *, dtype, device):
+def _gram_draw(model, num_samples, generator, *, dtype, device, workspace: Workspace | None = None):
     hidden_scale, output_scale = model.layer_scales
     width, cols, rows = model.width, model.cols, model.rows
     # H^T, one (cols x k) matrix per sample; the entries of W_1 are i.i.d., so drawing the
     # transpose directly is the same as drawing W_1 and transposing.
-    hidden = torch.randn(num_samples, cols, width, generator=generator, dtype=dtype, device=device)
-    hidden = model.sigma(hidden.mul_(hidden_scale))
-    gram = torch.bmm(hidden, hidden.transpose(1, 2))  # (n, cols, cols) = H^T H
-    lower = _cholesky_semidefinite(gram.permute(1, 2, 0).contiguous())  # (cols, cols, n)
-    gaussian = torch.randn(rows, cols, num_samples, generator=generator, dtype=dtype, device=device)
-    product = _times_lower_transpose(gaussian.mul_(output_scale), lower)  # (rows, cols, n)
+    hidden = scratch(workspace, "hidden", (num_samples, cols, width), dtype, device)
+    hidden.normal_(generator=generator).mul_(hidden_scale)
+    hidden = _sigma_in_place(model, hidden)
+    gram = scratch(workspace, "gram", (num_samples, cols, cols), dtype, device)
+    torch.bmm(hidden, hidden.transpose(1, 2), out=gram)  # (n, cols, cols) = H^T H
+    gram_last = scratch(workspace, "gram_last", (cols, cols, num_samples), dtype, device)
+    gram_last.copy_(gram.permute(1, 2, 0))
+    lower = _cholesky_semidefinite(gram_last, scratch(workspace, "lower", (cols, cols, num_samples), dtype, device))
+    gaussian = scratch(workspace, "gaussian", (rows, cols, num_samples), dtype, device)
+    gaussian.normal_(generator=generator).mul_(output_scale)
+    out = scratch(workspace, "product", (rows, cols, num_samples), dtype, device)
+    product = _times_lower_transpose(gaussian, lower, out)  # (rows, cols, n)
     return _normalize_batch_last(product, model).permute(2, 0, 1)
+
+
+def _sigma_in_place(model: FactorizationModel, values: torch.Tensor) -> torch.Tensor:
+    """``model.sigma(values)``, in place for the named activations."""
+    name = model.activation
+    if name == "tanh":
+        return values.tanh_()
+    if name == "leaky_relu":
+        return torch.nn.functional.leaky_relu_(values, model.negative_slope)
+    if name == "relu":
+        return values.relu_()
+    return model.sigma(values)
 
 
 def _gram_random_numbers(model: FactorizationModel) -> float:
@@ -211,5 +294,6 @@ GRAM = register_sampler(
         bytes_per_sample=_gram_bytes,
         priority=10,
         random_numbers_per_sample=_gram_random_numbers,
+        uses_workspace=True,
     )
 )
