@@ -11,7 +11,8 @@ MODELS = {
     "bartlett": vl.FactorizationModel(5, 5, 40, 2),
     "bartlett-deep": vl.FactorizationModel(5, 5, 5, 6, normalize=True),
     "gram": vl.FactorizationModel(5, 5, 20, 2, activation="tanh"),
-    "direct": vl.FactorizationModel(5, 5, 5, 3, activation="leaky_relu", normalize=True),
+    "layerwise": vl.FactorizationModel(5, 5, 5, 3, activation="leaky_relu", normalize=True),
+    "direct": vl.FactorizationModel(5, 5, 40, 3, activation="tanh", normalize=True),
 }
 
 

@@ -52,6 +52,10 @@ CASES = [
     ("gram", dict(rows=5, cols=5, width=40, depth=2, activation="tanh")),
     ("gram", dict(rows=5, cols=5, width=40, depth=2, activation="leaky_relu")),
     ("gram", dict(rows=4, cols=6, width=9, depth=2, activation="relu", normalize=True)),
+    ("layerwise", dict(rows=5, cols=5, width=5, depth=10, activation="tanh", normalize=True)),
+    ("layerwise", dict(rows=5, cols=5, width=5, depth=6, activation="leaky_relu", normalize=True)),
+    ("layerwise", dict(rows=3, cols=6, width=7, depth=3, activation="relu", prior="uniform")),
+    ("layerwise", dict(rows=5, cols=5, width=4, depth=4, prior="uniform", normalize=True)),
 ]
 
 
@@ -73,11 +77,13 @@ def test_the_comparison_has_power():
 def test_samplers_are_chosen_only_where_exact():
     assert select_sampler(vl.FactorizationModel(5, 5, 10, 2)).name == "bartlett"
     assert select_sampler(vl.FactorizationModel(5, 5, 10, 1)).name == "direct"
-    assert select_sampler(vl.FactorizationModel(5, 5, 10, 2, prior="uniform")).name == "direct"
-    assert select_sampler(vl.FactorizationModel(5, 5, 10, 2, activation="tanh", prior="uniform")).name == "direct"
+    assert select_sampler(vl.FactorizationModel(5, 5, 10, 2, prior="uniform")).name == "layerwise"
+    assert select_sampler(vl.FactorizationModel(5, 5, 40, 2, prior="uniform")).name == "direct"
+    assert select_sampler(vl.FactorizationModel(5, 5, 10, 2, activation="tanh", prior="uniform")).name == "layerwise"
     assert select_sampler(vl.FactorizationModel(5, 5, 160, 2, activation="tanh")).name == "gram"
-    assert select_sampler(vl.FactorizationModel(5, 5, 5, 2, activation="tanh")).name == "direct"
-    assert select_sampler(vl.FactorizationModel(5, 5, 20, 3, activation="tanh")).name == "direct"
+    assert select_sampler(vl.FactorizationModel(5, 5, 5, 2, activation="tanh")).name == "layerwise"
+    assert select_sampler(vl.FactorizationModel(5, 5, 20, 3, activation="tanh")).name == "layerwise"
+    assert select_sampler(vl.FactorizationModel(5, 5, 40, 3, activation="tanh")).name == "direct"
     assert select_sampler(vl.FactorizationModel(5, 5, 20, 2, activation=torch.tanh)).name == "direct"
     with pytest.raises(vl.ModelError, match="not exact"):
         select_sampler(vl.FactorizationModel(5, 5, 10, 2, prior="uniform"), "bartlett")
