@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import time
 from pathlib import Path
 
 
@@ -32,3 +34,22 @@ def write_config(directory: Path, text: str, name: str = "sweep.yaml") -> Path:
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
 
+
+
+def record_task(task) -> tuple[str, int, int]:
+    """A stand-in task for executor tests: ``(name, pid, torch threads)``.
+
+    With a ``folder``, a single-threaded task marks its start there and waits (up to
+    30 s) until a second one has started, so it only returns if two run at once.
+    """
+    import torch
+
+    if task.single_threaded and task.folder:
+        folder = Path(task.folder)
+        (folder / f"started-{task.name}").touch()
+        deadline = time.time() + 30
+        while len(list(folder.glob("started-*"))) < 2:
+            if time.time() > deadline:
+                raise TimeoutError("no other single-threaded task started alongside")
+            time.sleep(0.01)
+    return task.name, os.getpid(), torch.get_num_threads()

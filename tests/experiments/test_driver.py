@@ -8,11 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
+
+import torch
 
 import volumelab
-from volumelab.experiments import load_sweep, plan_sweep, run_sweep
+from volumelab.experiments import execute_task, executors, load_sweep, plan_sweep, run_sweep
+from volumelab.experiments.executors import InProcessExecutor
 
-from sweep_testing import TINY, write_config
+from sweep_testing import TINY, record_task, write_config
 
 
 def _rows(out):
@@ -93,3 +97,42 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     assert len(after) == len(plan.keys)  # no duplicates (run_key is unique, and ids count rows)
     assert outcome.ran_rows == len(plan.keys) - len(before)  # nothing finished was rerun
     assert all(after[key] == before[key] for key in before)  # finished rows untouched (id, time, value)
+
+
+def test_gd_tasks_in_helper_processes_equal_one_by_one(tmp_path, tiny_config, monkeypatch):
+    """In-process, GD tasks run in helper processes (one per core); their rows equal those of
+    running each task alone in this process."""
+    monkeypatch.setattr(executors, "HELPER_MIN_COST", 0.0)  # the tiny sweep is below the real threshold
+    config = load_sweep(tiny_config)
+    plan = plan_sweep(config, "quick")
+    gd_tasks = [task for task in plan.tasks if task.method == "gd"]
+    assert len(gd_tasks) == 4 and all(task.single_threaded for task in gd_tasks)
+    assert not any(task.single_threaded for task in plan.tasks if task.method == "gnc")
+    run_sweep(config, scale="quick", out_dir=tmp_path / "out")
+    stored = _rows(tmp_path / "out")
+    assert len(stored) == len(plan.keys)
+    threads = torch.get_num_threads()
+    for task in gd_tasks:
+        for row in execute_task(task):  # alone, in this process
+            assert row.metrics["gen_loss"] is not None
+            assert stored[row.run_key][2] == row.metrics["gen_loss"]
+    assert torch.get_num_threads() == threads
+
+
+def test_in_process_executor_runs_single_threaded_tasks_concurrently(tmp_path):
+    """Multi-threaded tasks run here first, in order; single-threaded ones overlap in helper
+    processes with one torch thread each (each waits until two have started)."""
+    tasks = [SimpleNamespace(name=name, single_threaded=single, cost=1.0, folder=str(tmp_path))
+             for name, single in [("a", True), ("b", False), ("c", True), ("d", False)]]
+    executor = InProcessExecutor(helpers=2, min_helper_cost=0.0)
+    done = list(executor.map_unordered(record_task, tasks))
+    names = [name for name, _pid, _threads in done]
+    assert names[:2] == ["b", "d"] and sorted(names[2:]) == ["a", "c"]
+    where = {name: (pid, threads) for name, pid, threads in done}
+    assert where["b"] == where["d"] == (os.getpid(), torch.get_num_threads())
+    assert {where["a"][0], where["c"][0]}.isdisjoint({os.getpid()}) and where["a"][0] != where["c"][0]
+    assert where["a"][1] == where["c"][1] == 1
+    # Little single-threaded work: no helpers, everything here.
+    cheap = list(InProcessExecutor(helpers=2, min_helper_cost=10.0).map_unordered(
+        record_task, [SimpleNamespace(**{**t.__dict__, "folder": ""}) for t in tasks]))
+    assert {pid for _name, pid, _threads in cheap} == {os.getpid()}

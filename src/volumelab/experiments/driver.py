@@ -5,7 +5,9 @@ One driver runs every sweep; nothing here knows which field a sweep varies.
 A *task* is one (point, method) pair and the seeds still to run: G&C gets one task
 per seed (a seed's draws are independent of the others), GD one task per point with
 all unfinished seeds batched through ``run_batch``. Each task returns its rows and
-the driver writes them in one transaction as soon as it finishes.
+the driver writes them in one transaction as soon as it finishes. GD tasks are
+single-threaded on the CPU, so the in-process executor runs them concurrently, one
+per core (see :mod:`volumelab.experiments.executors`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class SweepTask:
     keys: tuple[str, ...]
     prior_keys: tuple[str | None, ...]
     cost: float
+    single_threaded: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -134,6 +137,7 @@ def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "
                     model=point.model.model_dump(), settings=settings.model_dump(),
                     seeds=tuple(seeds[i] for i in group), keys=tuple(keys[i] for i in group),
                     prior_keys=tuple(priors[i] for i in group), cost=_cost(point, settings, len(group)),
+                    single_threaded=runner.is_single_threaded(settings),
                 ))
     return SweepPlan(config, scale, points, tasks, source)
 

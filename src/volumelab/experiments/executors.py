@@ -3,12 +3,21 @@
 Every task is a pure function of its settings and seeds, so all executors give the
 same rows; they differ only in where and in what order tasks finish. Results come
 back to the driver, which alone writes to the store.
+
+A task whose ``single_threaded`` attribute is true computes on one thread (GD on the
+CPU: ``GradientDescent.run_batch`` runs a batch serially, so its result does not
+depend on where it runs). Such tasks are bound by Python's interpreter lock more
+than by arithmetic (hundreds of tiny tensor operations per step), so threads in one
+process do not run them faster; the in-process executor hands them to one helper
+process per core instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -19,6 +28,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor", "make_executor"]
 
 EXECUTORS = ("local", "ray")
+
+#: Total task cost (``SweepTask.cost`` units) of single-threaded tasks below which the
+#: in-process executor runs them here, one after the other: about 10 s of GD at width
+#: 5, several times what starting the helper processes costs (about 2 s).
+HELPER_MIN_COST = 1e9
 
 
 def threads_per_worker(workers: int) -> int:
@@ -32,6 +46,28 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _exit_with_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_process_worker(threads: int, parent: int) -> None:
+    """Set the torch threads and end this worker when the driver dies (even by SIGKILL)."""
+    _init_worker(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="volumelab-watch-parent", daemon=True).start()
+
+
+def _ready() -> int:
+    """A no-op task: submitting one per worker starts the processes (and their imports) early."""
+    return os.getpid()
+
+
+def _is_single_threaded(task: Any) -> bool:
+    return bool(getattr(task, "single_threaded", False))
+
+
 class Executor(Protocol):
     def map_unordered(self, function: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]: ...
 
@@ -39,24 +75,71 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
-    """Runs tasks one after the other in this process."""
+    """Runs tasks in this process, with every core busy.
+
+    Tasks that use all cores themselves (G&C spreads its blocks over threads) run here
+    one after the other, in the given order. Then the single-threaded tasks (GD) run
+    concurrently in ``helpers`` helper processes with one torch thread each, and come
+    back as each finishes; the helpers start while the first tasks run. When there is
+    only one core, one single-threaded task, or little single-threaded work (total cost
+    below ``min_helper_cost``), they run here too. A single-threaded task computes the
+    same wherever it runs, so the rows are those of running every task one by one.
+
+    Args:
+        helpers: Helper processes; ``None`` uses ``torch.get_num_threads()`` (the cores).
+        min_helper_cost: ``None``: :data:`HELPER_MIN_COST`.
+    """
 
     name = "in-process"
 
+    def __init__(self, helpers: int | None = None, min_helper_cost: float | None = None) -> None:
+        if helpers is not None and helpers < 1:
+            raise VolumelabError(f"helpers must be at least 1, got {helpers}")
+        self.helpers = helpers
+        self.min_helper_cost = min_helper_cost
+
     def map_unordered(self, function, tasks):
-        for task in tasks:
-            yield function(task)
+        import torch
+
+        tasks = list(tasks)
+        single = [task for task in tasks if _is_single_threaded(task)]
+        helpers = min(self.helpers or torch.get_num_threads(), len(single))
+        pool = None
+        min_cost = HELPER_MIN_COST if self.min_helper_cost is None else self.min_helper_cost
+        if helpers > 1 and sum(float(getattr(task, "cost", 0.0)) for task in single) >= min_cost:
+            pool = ProcessPoolExecutor(helpers, threads=1)
+            pool.start()
+        try:
+            for task in tasks:
+                if not _is_single_threaded(task):
+                    yield function(task)
+            if pool is not None:
+                logger.debug("running %d single-threaded tasks in %d helper processes", len(single), helpers)
+                yield from pool.map_unordered(function, single)
+            else:
+                for task in single:
+                    yield function(task)
+        finally:
+            if pool is not None:
+                pool.close()
 
     def close(self) -> None:
         pass
 
 
 class ProcessPoolExecutor:
-    """A pool of ``workers`` local processes (spawned), each with ``cores // workers`` torch threads."""
+    """A pool of ``workers`` local processes (spawned), each with ``cores // workers`` torch threads.
+
+    Args:
+        workers: Processes.
+        threads: Torch threads per process; ``None``: ``cores // workers``.
+
+    A worker exits by itself when the process that started it dies.
+    """
 
     name = "process pool"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, threads: int | None = None) -> None:
         import concurrent.futures
         import multiprocessing
 
@@ -64,9 +147,14 @@ class ProcessPoolExecutor:
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(threads_per_worker(workers),),
+            initializer=_init_process_worker,
+            initargs=(threads or threads_per_worker(workers), os.getpid()),
         )
+
+    def start(self) -> None:
+        """Start the worker processes now (otherwise they start with the first tasks)."""
+        for _ in range(self.workers):
+            self._pool.submit(_ready)
 
     def map_unordered(self, function, tasks):
         import concurrent.futures

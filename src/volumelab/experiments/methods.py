@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from ..device import resolve_device
 from ..models import FactorizationModel
 from ..optimizers import GradientDescent, GuessCheck, RunResult
 from ..problems import Problem
@@ -28,11 +29,18 @@ class MethodRunner:
         run: ``(problems, model, settings, seeds) -> [RunResult per seed]``.
         batched: Run all seeds of a point in one call (GD), or one task per seed (G&C).
         prior_rows: Also store the prior's chance level (``prior_gen_loss``) as rows.
+        single_threaded: ``settings -> bool``: a task computes on one thread, so the
+            in-process executor may run several at once, one per core (GD on the CPU).
+            ``None``: the task may use every core itself (G&C's block threads).
     """
 
     run: Callable[[Sequence[Problem], FactorizationModel, BaseModel, Sequence[int]], list[RunResult]]
     batched: bool = False
     prior_rows: bool = False
+    single_threaded: Callable[[BaseModel], bool] | None = None
+
+    def is_single_threaded(self, settings: BaseModel) -> bool:
+        return bool(self.single_threaded is not None and self.single_threaded(settings))
 
 
 def _run_gnc(problems, model, settings, seeds) -> list[RunResult]:
@@ -49,7 +57,9 @@ def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
 
 _RUNNERS: dict[str, MethodRunner] = {
     "gnc": MethodRunner(_run_gnc, batched=False, prior_rows=True),
-    "gd": MethodRunner(_run_gd, batched=True),
+    # GradientDescent.run_batch computes a batch on one thread with one intra-op thread on the CPU.
+    "gd": MethodRunner(_run_gd, batched=True,
+                       single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
 }
 
 
