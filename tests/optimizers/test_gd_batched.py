@@ -201,3 +201,28 @@ def test_same_result_for_any_thread_count(sensing_problem):
         outcomes.append([(r.metrics, r.history) for r in gd.run_batch([sensing_problem], model, 100, [0, 1, 2])])
         assert torch.get_num_threads() == threads
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("activation, depth, momentum", [("linear", 2, 0.0), ("tanh", 3, 0.9), ("leaky_relu", 2, 0.0)])
+def test_padded_widths_follow_the_unpadded_trajectories(sensing_problem, activation, depth, momentum):
+    # Zero hidden units get zero gradient under every step rule and stay zero, so a
+    # padded run differs from its own batch only by the rounding of sums with extra zeros.
+    gd = vl.GradientDescent(lr=1e-2, step_rule="group_rmsprop", momentum=momentum, init_scale=1e-2)
+    points = [(sensing_problem, vl.FactorizationModel(5, 5, w, depth, activation=activation)) for w in (5, 9, 16, 40)]
+    plain = gd.run_sweep(points, 400, [0, 1, 2])
+    padded = gd.run_sweep(points, 400, [0, 1, 2], pad_widths=True)
+    for width, runs, padded_runs in zip((5, 9, 16, 40), plain, padded):
+        band_max = 16 if width <= 16 else 40
+        for run, padded_run in zip(runs, padded_runs):
+            assert padded_run.diagnostics["padded_to_width"] == band_max
+            assert padded_run.status == run.status
+            for key in ("train_loss", "gen_loss"):
+                assert padded_run.metrics[key] == pytest.approx(run.metrics[key], rel=1e-11)
+    # The padding changed something real: the losses moved far from the start.
+    assert plain[0][0].metrics["train_loss"] < 0.5 * plain[0][0].history["train_loss"][0]
+
+
+def test_width_bands():
+    from volumelab.optimizers.gradient import _width_bucket
+
+    assert [_width_bucket(w) for w in (1, 2, 4, 5, 16, 17, 64, 65, 160, 256)] == [0, 1, 1, 2, 2, 3, 3, 4, 4, 4]

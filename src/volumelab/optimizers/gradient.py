@@ -159,6 +159,24 @@ class _AutogradObjective(_ClosedFormObjective):
         return train.detach(), grad
 
 
+def _width_bucket(width: int) -> int:
+    """``j`` with ``4^(j-1) < width <= 4^j``: widths in one band may share a padded batch."""
+    bucket, bound = 0, 1
+    while bound < width:
+        bucket, bound = bucket + 1, bound * 4
+    return bucket
+
+
+def _pad_layers(layers: list[torch.Tensor], model: FactorizationModel) -> list[torch.Tensor]:
+    """Embed the layers of a narrower net of the same depth into ``model``'s shapes, zero elsewhere."""
+    padded = []
+    for layer, (out, inp) in zip(layers, model.layer_shapes):
+        full = layer.new_zeros(out, inp)
+        full[: layer.shape[0], : layer.shape[1]] = layer
+        padded.append(full)
+    return padded
+
+
 def _as_list(problem) -> list[Problem]:
     return [problem] if isinstance(problem, Problem) else list(problem)
 
@@ -240,20 +258,33 @@ class GradientDescent:
         seeds: Sequence[int],
         *,
         workers: int | None = None,
+        pad_widths: bool = False,
     ) -> list[list[RunResult]]:
-        """Run every ``(problem, model)`` point for all ``seeds``: one batch per point.
+        """Run every ``(problem, model)`` point for all ``seeds``.
 
-        The seeds of a point advance together (:meth:`run_batch`); points (e.g. the widths
-        of a figure, whose shapes differ) run concurrently on ``workers`` threads
-        (default ``torch.get_num_threads()``), each with one intra-op thread, which is
-        where small batches get their speed. The result of a point does not depend on
-        ``workers``.
+        The seeds of a point always advance together (:meth:`run_batch`). Points whose
+        shapes differ (the widths of a figure) run, by default, one batch per point on
+        ``workers`` threads (default 1: small GD batches spend their time in Python
+        dispatch, which holds the GIL; measured on 2 cores, 6 widths took 10.1 s on one
+        thread and 13.8 s on two; use processes, as the sweep driver does, to use cores). Small batches are bound by per-operation overhead, so with
+        ``pad_widths=True`` the points that differ only in width advance as *one* batch
+        instead: every run is embedded in the widest net of its width band (factor 4)
+        with zero extra hidden units, and the bands run on ``workers`` threads.
+        For activations with ``sigma(0) = 0`` (all named ones) those units get zero
+        gradient under every step rule and stay exactly zero, and the step rule's global
+        gradient norm is unchanged, so each run follows its own trajectory. The padded
+        products add exact zeros, which can change the rounding of the sums (measured:
+        relative differences of order 1e-12 or below after 10^5 steps); the result of a
+        point then depends on the widths it was padded with, never on ``workers``.
 
         Args:
             points: ``(problem or one problem per seed, model)`` pairs.
             budget: Number of steps of every run.
             seeds: Seeds of every point.
-            workers: Threads; ``None`` uses ``torch.get_num_threads()``.
+            workers: Threads; ``None`` means 1 for unpadded points and
+                ``torch.get_num_threads()`` for padded bands (larger batches, whose kernels
+                release the GIL for longer).
+            pad_widths: Batch points that differ only in width as one padded batch.
 
         Returns:
             One list of :class:`RunResult` per point, in seed order.
@@ -261,6 +292,8 @@ class GradientDescent:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise OptimizerError(f"workers must be a positive integer or None, got {workers!r}")
         points = list(points)
+        if pad_widths:
+            return self._run_padded(points, budget, seeds, workers or torch.get_num_threads())
         if resolve_device(self.device).type != "cpu":
             return [self.run_batch(_as_list(problem), model, budget, seeds) for problem, model in points]
 
@@ -268,8 +301,56 @@ class GradientDescent:
             problem, model = points[index]
             return self._run_batch(_as_list(problem), model, budget, seeds)
 
-        count = min(workers or torch.get_num_threads(), len(points))
+        count = min(workers or 1, len(points))
         return list(map_in_threads(work, len(points), count))
+
+    def _run_padded(self, points, budget: int, seeds: Sequence[int], workers: int) -> list[list[RunResult]]:
+        """Points grouped by everything but the width; each group is one zero-padded batch.
+
+        Widths are grouped by factor-4 bands ((1, 4], (4, 16], (16, 64], ...), so padding
+        never more than quadruples a run's width, and which runs share a batch depends on
+        the sweep's widths alone, not on ``workers``.
+        """
+        seeds = list(seeds)
+        groups: dict[tuple, list[int]] = {}
+        for index, (problem, model) in enumerate(points):
+            problems = _as_list(problem)
+            paddable = isinstance(model.activation, str) and model.depth >= 2
+            key = (model.rows, model.cols, model.depth, model.activation_name, model.normalize, model.negative_slope,
+                   problems[0].num_measurements, problems[0].num_test,
+                   _width_bucket(model.width) if paddable else ("alone", index))
+            groups.setdefault(key, []).append(index)
+        results: list[list[RunResult] | None] = [None] * len(points)
+        device = resolve_device(self.device)
+
+        def run_group(indices: list[int]) -> None:
+            widest = max((points[i][1] for i in indices), key=lambda m: m.width)
+            batch_problems, inits = [], []
+            for i in indices:
+                problem, model = points[i]
+                problems = _as_list(problem)
+                if len(problems) == 1:
+                    problems = problems * len(seeds)
+                if len(problems) != len(seeds):
+                    raise OptimizerError(f"need one problem per seed, got {len(problems)} problems and {len(seeds)} seeds")
+                batch_problems += problems
+                for seed in seeds:
+                    init = model.initialize(self.init_scale, make_generator(seed, "init"), dtype=torch.float64)
+                    inits.append(_pad_layers(init, widest))
+            batch = self._run_batch(batch_problems, widest, budget, seeds * len(indices), inits)
+            for position, i in enumerate(indices):
+                results[i] = batch[position * len(seeds) : (position + 1) * len(seeds)]
+                for result in results[i]:
+                    result.diagnostics["padded_to_width"] = widest.width
+
+        ordered = list(groups.values())
+        if device.type == "cpu":
+            # Groups run on worker threads with one intra-op thread each (as unpadded points do).
+            list(map_in_threads(lambda g: run_group(ordered[g]), len(ordered), min(workers, len(ordered))))
+        else:
+            for indices in ordered:
+                run_group(indices)
+        return results
 
     def run_batch(
         self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
@@ -291,7 +372,8 @@ class GradientDescent:
         return self._run_batch(problems, model, budget, seeds)
 
     def _run_batch(
-        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int],
+        inits: list[list[torch.Tensor]] | None = None,
     ) -> list[RunResult]:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
@@ -314,7 +396,8 @@ class GradientDescent:
         dtype = torch.float64
         size = len(seeds)
         objective = _objective_for(model, problems, device, dtype)
-        inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
+        if inits is None:
+            inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
         # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
