@@ -54,9 +54,33 @@ def test_outputs_of_a_sweep(tmp_path):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "Rule:" in report and "plots/tiny.png" in report
+    assert "GD train loss (median)" in report
+    assert "GD did not fit the training data" in report  # 20 steps from a small initialization
     frame = pd.read_csv(out / "results.csv")
     no_acceptance = int(frame[frame["method"] == "gnc"]["gen_loss"].isna().sum())
     assert section.missing["gnc"] == no_acceptance
     if no_acceptance:
         assert f"gnc: {no_acceptance}" in report
     assert "<img src='plots/tiny.png'" in (out / "report.html").read_text()
+
+
+def test_report_says_where_gd_did_not_fit():
+    from volumelab.plotting.report.builder import GD_FIT_TRAIN_LOSS, ReportSection, _gd_fit_sentence, gd_fit
+
+    rows = []
+    for seed in range(3):
+        for depth, train in ((2, 1e-5), (8, 3e-2)):
+            rows.append(("tanh", "gd", depth, seed, 0.01, train, "gd"))
+            rows.append(("tanh", "gnc", depth, seed, 0.05, 0.005, "gnc"))
+    frame = pd.DataFrame(rows, columns=["activation", "method", "x", "seed", "gen_loss", "train_loss", "method_type"])
+    table = gd_fit(frame, "activation")
+    assert list(table["x"]) == [2, 8] and set(table["method"]) == {"gd"}
+    section = ReportSection(name="s", title="", description="", scale="quick", note="", image="", x_name="depth",
+                            panel="activation", summary=pd.DataFrame(), verdict=None, runs=12, missing={},
+                            seconds=0.0, gd_train=table)
+    sentence = _gd_fit_sentence(section)
+    assert f"above {GD_FIT_TRAIN_LOSS:g}" in sentence and "tanh depth 8 (0.03)" in sentence and "2 (" not in sentence
+    section.gd_train = gd_fit(frame[frame["x"] == 2], "activation")
+    assert _gd_fit_sentence(section).startswith("GD fit the training data at every point")
+    section.gd_train = gd_fit(frame[frame["method"] == "gnc"], "activation")
+    assert _gd_fit_sentence(section) is None

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
     from ...experiments.driver import SweepPlan
 
-__all__ = ["ReportSection", "write_report", "write_sweep_outputs"]
+__all__ = ["GD_FIT_TRAIN_LOSS", "ReportSection", "gd_fit", "write_report", "write_sweep_outputs"]
+
+#: A GD point whose median final training loss is above this has not fit its data: its
+#: generalization loss is not that of a trained network (the paper's GD reaches about 1e-4
+#: or less), and the report says so.
+GD_FIT_TRAIN_LOSS = 1e-3
 
 
 @dataclass
@@ -37,6 +42,48 @@ class ReportSection:
     runs: int
     missing: dict  # method -> runs without a loss
     seconds: float
+    gd_train: "pd.DataFrame | None" = None  # panel, method, x, median final train loss of GD-type methods
+
+
+def gd_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
+    """Median final training loss of every GD-type method per (panel, x).
+
+    Returns:
+        Columns ``panel, method, x, train_median``, in ``panel_order`` then ``x`` order.
+    """
+    import pandas as pd
+
+    columns = ["panel", "method", "x", "train_median"]
+    if frame.empty or "method_type" not in frame:
+        return pd.DataFrame(columns=columns)
+    data = frame[frame["method_type"] == "gd"].copy()
+    if data.empty:
+        return pd.DataFrame(columns=columns)
+    data["panel"] = data[panel] if panel and panel in data else ""
+    table = (data.groupby(["panel", "method", "x"], sort=False)["train_loss"].median()
+             .rename("train_median").reset_index())
+    order = {value: i for i, value in enumerate(panel_order or [])}
+    table["_order"] = [order.get(value, len(order)) for value in table["panel"]]
+    return table.sort_values(["_order", "method", "x"], kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _gd_fit_sentence(section: "ReportSection") -> str | None:
+    """Where GD did not fit the training data, in words (``None`` without GD rows)."""
+    table = section.gd_train
+    if table is None or table.empty:
+        return None
+    unfit = table[~(table["train_median"] <= GD_FIT_TRAIN_LOSS)]  # NaN (all diverged) counts as unfit
+    if unfit.empty:
+        return (f"GD fit the training data at every point (median final training loss at most "
+                f"{table['train_median'].max():.2g}).")
+    places = []
+    for (panel, method), group in unfit.groupby(["panel", "method"], sort=False):
+        where = ", ".join(f"{x:g} ({_fmt(v)})" for x, v in zip(group["x"], group["train_median"]))
+        label = " ".join(str(part) for part in (panel, method if method != "gd" else "") if part != "")
+        places.append(f"{label + ' ' if label else ''}{section.x_name} {where}")
+    return (f"GD did not fit the training data (median final training loss above {GD_FIT_TRAIN_LOSS:g}) at: "
+            + "; ".join(places) + ". Its generalization loss there is that of an unfinished run, not of a "
+            "trained network.")
 
 
 def _fmt(value: float) -> str:
@@ -53,6 +100,10 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
             m, f"{m} median [IQR]"))
     if "gnc" in methods:
         header.append("G&C accepted (median) / seeds without acceptance")
+    train = section.gd_train if section.gd_train is not None else None
+    gd_methods = list(dict.fromkeys(train["method"])) if train is not None and not train.empty else []
+    for m in gd_methods:
+        header.append(f"{'GD' if m == 'gd' else m} train loss (median)")
     rows = []
     for (panel, x), group in summary.groupby(["panel", "x"], sort=False):
         row = ([str(panel)] if section.panel else []) + [f"{x:g}" if isinstance(x, float) else str(x)]
@@ -68,6 +119,9 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
             part = group[group["method"] == "gnc"]
             row.append(f"{_fmt(part.iloc[0]['median_accepted'])} / {int(part.iloc[0]['missing'])}"
                        if not part.empty else "")
+        for m in gd_methods:
+            part = train[(train["panel"] == panel) & (train["x"] == x) & (train["method"] == m)]
+            row.append(_fmt(part.iloc[0]["train_median"]) if not part.empty else "")
         rows.append(row)
     return header, rows
 
@@ -93,6 +147,9 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         lines += [f"{s.runs} runs stored; runs without a loss (G&C accepted nothing / GD diverged): "
                   f"{missing or 'none'}. Compute time: {s.seconds:.0f} s.", ""]
+        fit = _gd_fit_sentence(s)
+        if fit:
+            lines += [fit, ""]
         header, rows = _table(s)
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
@@ -129,6 +186,9 @@ def _html(sections: list[ReportSection], title: str) -> str:
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         parts.append(f"<p>{s.runs} runs stored; runs without a loss: {e(missing or 'none')}. "
                      f"Compute time: {s.seconds:.0f} s.</p>")
+        fit = _gd_fit_sentence(s)
+        if fit:
+            parts.append(f"<p>{e(fit)}</p>")
         header, rows = _table(s)
         parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
@@ -177,7 +237,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     section = ReportSection(
         name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
         image=f"plots/{config.name}.png", x_name=x_name, panel=panel, summary=summary, verdict=verdict,
-        runs=len(frame), missing=missing, seconds=float(frame.loc[frame["method_type"] != "prior", "seconds"].fillna(0).sum()) if len(frame) else 0.0,
+        runs=len(frame), missing=missing, gd_train=gd_fit(frame, panel, panel_order), seconds=float(frame.loc[frame["method_type"] != "prior", "seconds"].fillna(0).sum()) if len(frame) else 0.0,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section
