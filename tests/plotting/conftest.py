@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from plot_testing import TINY, write_config
+from tiny_sweep import TINY, write_config
 
 
 @pytest.fixture

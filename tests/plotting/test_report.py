@@ -8,7 +8,7 @@ from volumelab.experiments import load_sweep, run_sweep
 from volumelab.plotting import summarize
 from volumelab.plotting.report import judge, write_sweep_outputs
 
-from plot_testing import TINY, write_config
+from tiny_sweep import TINY, write_config
 
 
 def _summary(rows):

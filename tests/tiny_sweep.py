@@ -1,4 +1,4 @@
-"""Tiny sweeps shared by the experiment tests (thousands of draws, tens of GD steps)."""
+"""A tiny sweep shared by the experiment and plotting tests (thousands of draws, tens of GD steps)."""
 
 from __future__ import annotations
 
