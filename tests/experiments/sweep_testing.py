@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-
 from tiny_sweep import TINY, write_config  # noqa: F401  (re-exported for the experiment tests)
 
 
