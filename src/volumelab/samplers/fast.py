@@ -44,39 +44,33 @@ __all__ = ["BARTLETT", "GRAM", "LAYERWISE"]
 
 
 # --------------------------------------------------------------------------- helpers
-def _matmul_lower(left: torch.Tensor, lower: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``left @ lower`` for batch-last ``left (q, p, n)`` and lower-triangular ``lower (p, p, n)``."""
-    out = torch.zeros_like(left) if out is None else out.zero_()
+def _matmul_lower(left: torch.Tensor, lower: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``left @ lower`` for batch-last ``left (q, p, n)`` and lower-triangular ``lower (p, p, n)``, into ``out``."""
+    out.zero_()
     for j in range(lower.shape[0]):
         # Row j of a lower-triangular matrix is zero beyond column j.
         out[:, : j + 1].addcmul_(left[:, j, None, :], lower[None, j, : j + 1, :])
     return out
 
 
-def _matmul_dense_transpose(left: torch.Tensor, right: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``left @ right^T`` for batch-last ``left (q, p, n)`` and ``right (s, p, n)``: ``(q, s, n)``."""
-    if out is None:
-        out = left.new_zeros(left.shape[0], right.shape[0], left.shape[2])
-    else:
-        out.zero_()
+def _matmul_dense_transpose(left: torch.Tensor, right: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``left @ right^T`` for batch-last ``left (q, p, n)`` and ``right (s, p, n)``, into ``out (q, s, n)``."""
+    out.zero_()
     for j in range(left.shape[1]):
         out.addcmul_(left[:, j, None, :], right[None, :, j, :])
     return out
 
 
-def _times_lower_transpose(gaussian: torch.Tensor, lower: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``gaussian @ lower^T`` for ``gaussian (a, p, n)`` and lower-triangular ``lower (p, p, n)``."""
-    if out is None:
-        out = gaussian.new_zeros(gaussian.shape[0], lower.shape[0], gaussian.shape[2])
-    else:
-        out.zero_()
+def _times_lower_transpose(gaussian: torch.Tensor, lower: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``gaussian @ lower^T`` for ``gaussian (a, p, n)`` and lower-triangular ``lower (p, p, n)``, into ``out``."""
+    out.zero_()
     for j in range(lower.shape[1]):
         # Column j of a lower-triangular matrix is zero above row j.
         out[:, j:].addcmul_(gaussian[:, j, None, :], lower[None, j:, j, :])
     return out
 
 
-def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of batch-last positive semidefinite ``gram (p, p, n)``.
 
     Cholesky–Banachiewicz, column by column, vectorized over the samples. A pivot that
@@ -84,7 +78,7 @@ def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor | None = None) 
     which is still a valid factor ``L L^T = G`` of a semidefinite matrix.
     """
     size = gram.shape[0]
-    lower = torch.zeros_like(gram) if out is None else out.zero_()
+    lower = out.zero_()
     for j in range(size):
         column = gram[j:, j]
         if j:
@@ -172,11 +166,10 @@ def _bartlett_chain(model, num_samples, generator, *, dtype, device, workspace: 
             step = bartlett_factor(rank, width, num_samples, generator, scale=scale, dtype=dtype, device=device,
                                    workspace=workspace, tag="_step")
             if factor is None:
+                # Copied out of the step's buffer, which the next layer's draw reuses.
+                factor = scratch(workspace, f"chain{parity}", step.shape, dtype, device).copy_(step)
                 factor_is_lower = True
-                factor = step
-                if workspace is not None:  # the next layer's draw reuses the step's buffer
-                    factor = workspace.get(f"chain{parity}", step.shape, dtype, device).copy_(step)
-                    parity ^= 1
+                parity ^= 1
             else:
                 out = scratch(workspace, f"chain{parity}", factor.shape, dtype, device)
                 factor, factor_is_lower = _matmul_lower(factor, step, out), False
