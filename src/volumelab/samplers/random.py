@@ -14,8 +14,7 @@ from .workspace import Workspace, scratch
 __all__ = ["chi_square", "bartlett_factor"]
 
 
-def _marsaglia_tsang(shape_a: torch.Tensor, x: torch.Tensor, u: torch.Tensor, workspace: Workspace | None = None,
-                     tag: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+def _marsaglia_tsang(shape_a: torch.Tensor, x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One round of Marsaglia & Tsang (2000) for ``Gamma(a, 1)``, ``a >= 1``, in float64.
 
     With ``d = a - 1/3``, ``c = 1 / sqrt(9 d)``, ``v = (1 + c x)^3`` for ``x ~ N(0, 1)``
@@ -29,26 +28,20 @@ def _marsaglia_tsang(shape_a: torch.Tensor, x: torch.Tensor, u: torch.Tensor, wo
         shape_a: shape parameters ``a >= 1``, broadcastable to ``x`` (e.g. ``(r, 1)``).
         x: float64 standard normals; overwritten.
         u: float64 uniforms on ``[0, 1)``, same shape as ``x``; overwritten.
-        workspace: Scratch memory for the temporaries (see :mod:`.workspace`).
 
     Returns:
         ``(value, accepted)``: the proposals ``d v`` and a boolean mask, shaped like ``x``.
     """
     d = shape_a - 1.0 / 3.0
     c = torch.rsqrt(9.0 * d)
-    shape, device = x.shape, x.device
-    w = torch.mul(x, c, out=scratch(workspace, f"mt_w{tag}", shape, torch.float64, device))
-    valid = torch.gt(w, -1.0, out=scratch(workspace, f"mt_valid{tag}", shape, torch.bool, device))
-    invalid = torch.logical_not(valid, out=scratch(workspace, f"mt_invalid{tag}", shape, torch.bool, device))
+    w = x * c
+    valid = w > -1.0
     # Proposals with v <= 0 are rejected whatever u is; a neutral w keeps log1p finite
     # there and leaves every valid proposal untouched.
-    w.masked_fill_(invalid, 0.0)
-    polynomial = torch.add(w, 3.0, out=scratch(workspace, f"mt_poly{tag}", shape, torch.float64, device))
-    polynomial.mul_(w).add_(3.0).mul_(w)  # 3w + 3w^2 + w^3
-    log_ratio = torch.log1p(w, out=scratch(workspace, f"mt_log{tag}", shape, torch.float64, device))
-    log_ratio.mul_(3.0).sub_(polynomial).mul_(d).add_(x.square_().mul_(0.5))
-    accepted = torch.lt(u.log_(), log_ratio, out=scratch(workspace, f"mt_ok{tag}", shape, torch.bool, device))
-    accepted.logical_and_(valid)
+    w.masked_fill_(~valid, 0.0)
+    polynomial = (w + 3.0).mul_(w).add_(3.0).mul_(w)  # 3w + 3w^2 + w^3
+    log_ratio = torch.log1p(w).mul_(3.0).sub_(polynomial).mul_(d).add_(x.square_().mul_(0.5))
+    accepted = torch.lt(u.log_(), log_ratio).logical_and_(valid)
     value = w.add_(1.0).pow_(3).mul_(d)
     return value, accepted
 
