@@ -273,9 +273,13 @@ class GradientDescent:
         For activations with ``sigma(0) = 0`` (all named ones) those units get zero
         gradient under every step rule and stay exactly zero, and the step rule's global
         gradient norm is unchanged, so each run follows its own trajectory. The padded
-        products add exact zeros, which can change the rounding of the sums (measured:
-        relative differences of order 1e-12 or below after 10^5 steps); the result of a
-        point then depends on the widths it was padded with, never on ``workers``.
+        products add exact zeros, which can change the rounding of the sums: after 400
+        steps the losses agree to 1e-11 relative (tested), but a long run amplifies
+        rounding differences along its trajectory: after 10^5 steps of figure 1's GD the
+        final generalization losses (about 1e-4) differed by up to 14% relative between
+        padded and unpadded runs (benchmarks/RESULTS.md). The result of a point then
+        depends on the widths it was padded with, never on ``workers``. The sweep driver
+        does not pad, so a stored run never depends on the other widths of its sweep.
 
         Args:
             points: ``(problem or one problem per seed, model)`` pairs.
