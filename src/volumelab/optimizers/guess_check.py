@@ -39,17 +39,28 @@ __all__ = ["GuessCheck", "RunningMoments", "block_size_for"]
 
 logger = logging.getLogger(__name__)
 
-#: Aim for blocks of about this many bytes of float32 working memory.
-_BLOCK_TARGET_BYTES = 1 << 24
-_MIN_BLOCK, _MAX_BLOCK = 64, 1 << 16
+#: Aim for blocks of about this many bytes of float32 working memory on a GPU, where a
+#: block is one sequence of kernel launches and must be large enough that the launches
+#: (about 70 per block) cost little next to the arithmetic. On the CPU a block is one
+#: worker thread's unit of work, sized by the sampler (``PriorSampler.cpu_block_bytes``).
+_CUDA_BLOCK_BYTES = 1 << 30
+_MIN_BLOCK = 64
+_MAX_BLOCK = {"cpu": 1 << 16, "cuda": 1 << 22}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def block_size_for(model: FactorizationModel, sampler: PriorSampler) -> int:
-    """Draws per randomness block: a power of two set by the model and sampler alone."""
+def block_size_for(model: FactorizationModel, sampler: PriorSampler, device_type: str = "cpu") -> int:
+    """Draws per randomness block: a power of two set by the model, sampler and device type alone.
+
+    The device type enters because CPU and GPU use different generators anyway (the same
+    seed gives the same law on both, not the same numbers); free memory, batch size and
+    thread count never do.
+    """
+    kind = "cuda" if device_type == "cuda" else "cpu"
+    target = _CUDA_BLOCK_BYTES if kind == "cuda" else sampler.cpu_block_bytes
     per_draw = max(1, sampler.bytes_per_sample(model, torch.float32))
-    size = 1 << max(0, int(math.floor(math.log2(max(1, _BLOCK_TARGET_BYTES // per_draw)))))
-    return int(min(_MAX_BLOCK, max(_MIN_BLOCK, size)))
+    size = 1 << max(0, int(math.floor(math.log2(max(1, target // per_draw)))))
+    return int(min(_MAX_BLOCK[kind], max(_MIN_BLOCK, size)))
 
 
 @dataclass
@@ -104,18 +115,17 @@ class _Tally:
     min_train: float = math.inf
 
     @classmethod
-    def of_block(cls, train: torch.Tensor, gen: torch.Tensor, eps: float) -> "_Tally":
-        """Statistics of one block's losses (float64 tensors of shape ``(block,)``).
+    def of_block(cls, losses: torch.Tensor, eps: float) -> "_Tally":
+        """Statistics of one block's losses: a float64 ``(2, block)`` tensor, rows ``(train, gen)``.
 
-        Train and generalization losses are reduced together (a ``(2, block)`` stack),
-        which keeps the number of small tensor operations per block low.
+        Both rows are reduced together, which keeps the number of small tensor
+        operations per block low.
         """
-        both = torch.stack([gen, train])
-        prior_gen, prior_train = _moments_of_rows(both)
-        accept = train < eps
-        accepted_gen, accepted_train = _moments_of_rows(both[:, accept])
+        train = losses[0]
+        prior_train, prior_gen = _moments_of_rows(losses)
+        accepted_train, accepted_gen = _moments_of_rows(losses[:, train < eps])
         return cls(prior_gen, prior_train, accepted_gen, accepted_train,
-                    float(train.min()) if train.numel() else math.inf)
+                   float(train.min()) if train.numel() else math.inf)
 
     def merge(self, other: "_Tally") -> None:
         self.prior_gen.merge(other.prior_gen)
@@ -131,10 +141,24 @@ class _LossContraction:
     With ``O`` the ``(m + t, rows * cols)`` stacked flattened measurement and test
     matrices and ``V`` the ``(rows * cols, n)`` draws, ``R = O V - b`` holds every
     residual; ``M (R * R)`` with the ``(2, m + t)`` averaging matrix ``M`` gives both
-    losses. All of it is float64 (the draws are cast once), whatever the draws' dtype.
+    losses.
+
+    Float64 draws are contracted in float64. Float32 draws are contracted in float32
+    (half the cost of casting them and contracting in float64), and every draw whose
+    float32 training loss is below ``2 eps`` (every draw that could be accepted, with a
+    factor-2 margin over the float32 error, which is about 1e-6 of the loss) gets both
+    losses recomputed in float64 from the same float32 draw. Acceptance decisions and
+    the accepted draws' statistics are therefore float64 exactly as if every draw had
+    been contracted in float64; only the prior's (all draws') statistics use float32
+    losses, whose relative error (~1e-6) lies far below their standard errors. For
+    ``eps < 1e-6``, where float32 residuals could come within a factor 2 of ``eps``,
+    every draw is contracted in float64.
     """
 
-    def __init__(self, problem: Problem, device: torch.device) -> None:
+    #: Below this eps every draw is contracted in float64.
+    FLOAT64_BELOW_EPS = 1e-6
+
+    def __init__(self, problem: Problem, device: torch.device, eps: float) -> None:
         tensors = problem.tensors(device, torch.float64)
         self.operator_t = tensors.operator.T.contiguous()  # (m + t, rows * cols)
         self.targets = tensors.targets.unsqueeze(1)  # (m + t, 1)
@@ -143,11 +167,24 @@ class _LossContraction:
         averaging[0, :m] = 1.0 / m
         averaging[1, m:] = 1.0 / (total - m)
         self.averaging = averaging
+        self.candidate_below = 2.0 * eps
+        self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS
+        self.operator_t32 = self.operator_t.to(torch.float32)
+        self.targets32 = self.targets.to(torch.float32)
+        self.averaging32 = averaging.to(torch.float32)
 
-    def __call__(self, draws: torch.Tensor, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Losses of ``draws (n, rows, cols)``; returns ``(train, gen)`` of shape ``(n,)``.
+    def _float64(self, flat: torch.Tensor, workspace: Workspace | None, tag: str = "") -> torch.Tensor:
+        count = flat.shape[1]
+        device = flat.device
+        flat64 = scratch(workspace, "loss_flat" + tag, tuple(flat.shape), torch.float64, device).copy_(flat)
+        residual = scratch(workspace, "loss_residual" + tag, (self.operator_t.shape[0], count), torch.float64, device)
+        torch.addmm(self.targets, self.operator_t, flat64, alpha=1.0, beta=-1.0, out=residual)
+        return self.averaging @ residual.square_()
 
-        With a ``workspace`` the float64 copy and the residuals reuse its memory.
+    def __call__(self, draws: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
+        """Losses of ``draws (n, rows, cols)``: a float64 ``(2, n)`` tensor, rows ``(train, gen)``.
+
+        With a ``workspace`` the temporaries reuse its memory.
         """
         count = draws.shape[0]
         batch_last = draws.permute(1, 2, 0)
@@ -155,16 +192,22 @@ class _LossContraction:
             flat = batch_last.reshape(-1, count)
         else:
             flat = draws.reshape(count, -1).T
+        if flat.dtype != torch.float32 or not self.float32_allowed:
+            return self._float64(flat, workspace)
         device = flat.device
-        flat = scratch(workspace, "loss_flat", tuple(flat.shape), torch.float64, device).copy_(flat)
-        residual = scratch(workspace, "loss_residual", (self.operator_t.shape[0], count), torch.float64, device)
-        torch.addmm(self.targets, self.operator_t, flat, alpha=1.0, beta=-1.0, out=residual)
-        losses = self.averaging @ residual.square_()
-        return losses[0], losses[1]
+        residual = scratch(workspace, "loss_residual32", (self.operator_t.shape[0], count), torch.float32, device)
+        torch.addmm(self.targets32, self.operator_t32, flat, alpha=1.0, beta=-1.0, out=residual)
+        losses32 = torch.mm(self.averaging32, residual.square_(),
+                            out=scratch(workspace, "loss_pair32", (2, count), torch.float32, device))
+        losses = scratch(workspace, "loss_pair", (2, count), torch.float64, device).copy_(losses32)
+        candidates = torch.lt(losses32[0], self.candidate_below).nonzero().flatten()
+        if candidates.numel():
+            losses[:, candidates] = self._float64(flat[:, candidates], None)
+        return losses
 
 
-def _check_finite(train: torch.Tensor, gen: torch.Tensor, model: FactorizationModel) -> None:
-    if not (torch.isfinite(train).all() and torch.isfinite(gen).all()):
+def _check_finite(losses: torch.Tensor, model: FactorizationModel) -> None:
+    if not bool(torch.isfinite(losses).all()):
         raise OptimizerError(
             f"non-finite losses in prior draws of {model.describe()}; the prior "
             "overflowed (use dtype='float64' or the normalized prior)"
@@ -180,7 +223,8 @@ class GuessCheck:
         sampler: ``"auto"`` (fastest exact sampler for the model) or a registered name.
         batch_size: Draws processed together; ``None`` chooses from free memory. It
             only controls memory and speed, never the result; it is rounded down to
-            whole blocks (at least one).
+            whole blocks (at least one). On a GPU, blocks (up to 2^22 draws, about
+            1 GiB) run one at a time and this has no effect.
         device: ``"auto" | "cpu" | "cuda"``.
         dtype: ``"float32"`` (default) or ``"float64"`` for the draws; losses and
             estimators are always accumulated in float64.
@@ -217,6 +261,16 @@ class GuessCheck:
 
     def _blocks_per_batch(self, model, sampler, block, device, dtype) -> int:
         per_block = sampler.bytes_per_sample(model, dtype) * block
+        if device.type != "cpu":
+            # A GPU runs one block at a time; it only has to fit (with room for the
+            # float64 losses and the allocator's slack).
+            budget = available_memory_bytes(device) * 0.8
+            if per_block > budget:
+                raise OptimizerError(
+                    f"one block of {block} draws of {model.describe()} needs {per_block / 2**30:.2f} GiB "
+                    f"but only {budget / 2**30:.2f} GiB is free on {device}; free GPU memory or use device='cpu'"
+                )
+            return 1
         if self.batch_size is not None:
             return max(1, self.batch_size // block)
         budget = available_memory_bytes(device) * self.memory_fraction
@@ -226,9 +280,8 @@ class GuessCheck:
                 f"but only {budget / 2**30:.2f} GiB may be used on {device}; free memory or use a "
                 "smaller model"
             )
-        # Beyond a few hundred MiB per batch there is nothing to gain on any device.
-        cap = 1 << 28 if device.type == "cpu" else 1 << 31
-        return int(max(1, min(budget, cap) // per_block))
+        # Beyond a few hundred MiB per batch there is nothing to gain.
+        return int(max(1, min(budget, 1 << 28) // per_block))
 
     def run(self, problem: Problem, model: FactorizationModel, budget: int, seed: int = 0) -> RunResult:
         """Draw ``budget`` samples from the prior and keep those with ``L_train < eps``.
@@ -254,7 +307,7 @@ class GuessCheck:
         device = resolve_device(self.device)
         dtype = _DTYPES[self.dtype]
         sampler = select_sampler(model, self.sampler)
-        block = block_size_for(model, sampler)
+        block = block_size_for(model, sampler, device.type)
         blocks_per_batch = self._blocks_per_batch(model, sampler, block, device, dtype)
         num_blocks = -(-budget // block)
         logger.debug(
@@ -262,7 +315,7 @@ class GuessCheck:
             budget, num_blocks, block, blocks_per_batch, sampler.name, device,
         )
 
-        contraction = _LossContraction(problem, device)
+        contraction = _LossContraction(problem, device, self.eps)
         eps = self.eps
 
         def block_tally(index: int) -> tuple[_Tally, int]:
@@ -272,9 +325,9 @@ class GuessCheck:
             # block's draws are consumed (reduced to losses) before its next block.
             workspace = thread_workspace() if device.type == "cpu" else None
             draws = sampler.sample(model, size, generator, dtype=dtype, device=device, workspace=workspace)
-            train, gen = contraction(draws, workspace)
-            _check_finite(train, gen, model)
-            return _Tally.of_block(train.cpu(), gen.cpu(), eps), size
+            losses = contraction(draws, workspace)
+            _check_finite(losses, model)
+            return _Tally.of_block(losses, eps), size
 
         tally = _Tally()
         workers = 1
@@ -286,19 +339,18 @@ class GuessCheck:
                     tally.merge(block_result)
                     bar.update(size)
             else:
-                for first in range(0, num_blocks, blocks_per_batch):
-                    indices = range(first, min(num_blocks, first + blocks_per_batch))
-                    sizes = [min(block, budget - b * block) for b in indices]
-                    draws = torch.cat([
-                        sampler.sample(model, size, make_generator(seed, "gnc", b, device=device), dtype=dtype,
-                                       device=device)
-                        for b, size in zip(indices, sizes)
-                    ])
-                    train, gen = contraction(draws)
-                    _check_finite(train, gen, model)
-                    for train_part, gen_part in zip(train.cpu().split(sizes), gen.cpu().split(sizes)):
-                        tally.merge(_Tally.of_block(train_part, gen_part, eps))
-                    bar.update(sum(sizes))
+                # On a GPU a block (millions of draws) fills the device by itself: blocks run
+                # one after the other, each reduced to its statistics on the device. The loss
+                # GEMMs always see one block, so their rounding cannot depend on batch size.
+                for index in range(num_blocks):
+                    size = min(block, budget - index * block)
+                    generator = make_generator(seed, "gnc", index, device=device)
+                    draws = sampler.sample(model, size, generator, dtype=dtype, device=device)
+                    losses = contraction(draws)
+                    del draws
+                    _check_finite(losses, model)
+                    tally.merge(_Tally.of_block(losses, eps))
+                    bar.update(size)
         seconds = time.perf_counter() - start
         return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers)
 

@@ -33,6 +33,10 @@ class PriorSampler:
             the benchmarks compare throughput with the machine's random-number rate.
         uses_workspace: ``draw`` takes a ``workspace`` keyword (scratch memory reused
             across calls, see :mod:`volumelab.samplers.workspace`).
+        cpu_block_bytes: Working memory of one G&C block on the CPU. Samplers that run
+            many small tensor operations on few bytes per draw (``bartlett``,
+            ``layerwise``) need larger blocks to amortize each operation's fixed cost;
+            bandwidth-bound ones prefer cache-sized blocks.
 
     A sampler may return a non-contiguous view; when it is the batch-first view of a
     batch-last buffer (``W.permute(1, 2, 0)`` contiguous), ``GuessCheck`` contracts the
@@ -46,6 +50,7 @@ class PriorSampler:
     priority: int = 0
     random_numbers_per_sample: Callable[[FactorizationModel], float] | None = None
     uses_workspace: bool = False
+    cpu_block_bytes: int = 1 << 24
 
     def sample(
         self,

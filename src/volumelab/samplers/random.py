@@ -46,102 +46,88 @@ def _marsaglia_tsang(shape_a: torch.Tensor, x: torch.Tensor, u: torch.Tensor) ->
     return value, accepted
 
 
-#: Up to this many degrees of freedom a chi-square is drawn as a sum (cheaper than rejection).
-SMALL_DEGREES = 8
-
-
-def chi_square(degrees: list[int], num_samples: int, generator: torch.Generator, *, device="cpu",
-               workspace: Workspace | None = None) -> torch.Tensor:
+def chi_square(degrees: list[int], num_samples: int, generator: torch.Generator, *, dtype=torch.float32,
+               device="cpu", workspace: Workspace | None = None) -> torch.Tensor:
     """Exact chi-square variates with the given integer degrees of freedom.
 
-    Two exact representations, chosen by ``nu`` (the choice only affects speed):
+    ``chi2(1) = z^2``; for ``nu >= 2``, ``chi2(nu) = 2 Gamma(nu / 2)`` with ``Gamma(a)``,
+    ``a >= 1``, drawn by Marsaglia-Tsang rejection (:func:`_gamma_by_rejection`).
+    Every row draws its proposals together (``nu = 1`` rows use the normal as ``z`` and
+    ignore their uniform), and rejected entries are redrawn in index order from the
+    same generator, so the output is a function of the generator's state alone.
 
-    * ``nu <= 8``: ``chi2(nu) = -2 sum_{i <= nu // 2} log(1 - U_i) + [nu odd] z^2``, since
-      ``-2 log(1 - U) ~ Exp(1/2) = chi2(2)`` and ``z^2 ~ chi2(1)`` (independent terms add).
-    * ``nu > 8``: ``2 Gamma(nu / 2)`` by Marsaglia-Tsang rejection; rejected entries are
-      redrawn (in index order, from the same generator) until all are accepted.
-      Acceptance is above 98% for ``nu > 8``.
-
-    Uniforms are float64 (53 bits, so ``-2 log(1 - U)`` is not truncated before 73);
-    normals are float32, as everywhere else in the samplers.
+    The arithmetic is in ``dtype``, the precision of the draws that use the variates
+    (float32 by default, like every normal the samplers draw); only the few proposals
+    that the squeeze leaves undecided get the logarithmic test, always in float64.
 
     Args:
         degrees: ``r`` positive integers, one per output row.
         num_samples: ``n``.
         generator: The only source of randomness.
+        dtype: ``torch.float32`` or ``torch.float64``.
         workspace: Scratch memory; the result then lives in it too (valid until the
             next call with the same workspace).
 
     Returns:
-        ``(r, n)`` float64 tensor; row ``i`` holds ``n`` i.i.d. ``chi2(degrees[i])``.
+        ``(r, n)`` tensor in ``dtype``; row ``i`` holds ``n`` i.i.d. ``chi2(degrees[i])``.
     """
     if any(isinstance(nu, bool) or not isinstance(nu, int) or nu < 1 for nu in degrees):
         raise ModelError(f"chi-square degrees of freedom must be positive integers, got {degrees}")
-    rows = len(degrees)
-    out = scratch(workspace, "chi2_out", (rows, num_samples), torch.float64, device)
-    small = [i for i, nu in enumerate(degrees) if nu <= SMALL_DEGREES]
-    large = [i for i, nu in enumerate(degrees) if nu > SMALL_DEGREES]
-    for i in small:
-        nu = degrees[i]
-        total = out[i].zero_()
-        if nu // 2:
-            uniforms = scratch(workspace, "chi2_uniforms", (nu // 2, num_samples), torch.float64, device)
-            uniforms.uniform_(generator=generator)
-            total.add_(uniforms.neg_().log1p_().sum(0), alpha=-2.0)
-        if nu % 2:
-            z = scratch(workspace, "chi2_z", (num_samples,), torch.float32, device).normal_(generator=generator)
-            total.add_(z.to(torch.float64).square_())
-    if large:
-        gamma = _gamma_by_rejection([degrees[i] / 2.0 for i in large], num_samples, generator, device, workspace)
-        if large == list(range(large[0], large[0] + len(large))):
-            out[large[0] : large[0] + len(large)] = gamma.mul_(2.0)
-        else:
-            out[large] = gamma.mul_(2.0)
-    return out
+    # Gamma(a) for a = nu / 2; a = 1/2 rows (nu = 1) take z^2 instead of the rejection value.
+    value = _gamma_by_rejection([max(nu / 2.0, 1.0) for nu in degrees], num_samples, generator, device, workspace,
+                                dtype=dtype, square_rows=[i for i, nu in enumerate(degrees) if nu == 1])
+    return value.mul_(2.0)
 
 
 def _gamma_by_rejection(shapes: list[float], num_samples: int, generator: torch.Generator, device,
-                        workspace: Workspace | None = None) -> torch.Tensor:
-    """``(r, n)`` float64 ``Gamma(shapes[i], 1)`` variates (every shape ``>= 1``), by Marsaglia-Tsang.
+                        workspace: Workspace | None = None, *, dtype=torch.float32,
+                        square_rows: list[int] = ()) -> torch.Tensor:
+    """``(r, n)`` ``Gamma(shapes[i], 1)`` variates (every shape ``>= 1``), by Marsaglia-Tsang, in ``dtype``.
 
-    The first round uses Marsaglia and Tsang's squeeze: a valid proposal (``v > 0``)
-    with ``u < 1 - 0.0331 x^4`` is accepted without logarithms, since that bound lies
-    below the acceptance ratio for every ``a >= 1`` (their Sec. 4). Only the few
-    proposals the squeeze leaves undecided (about 2% for the shapes used here) get the
-    exact logarithmic test. The accepted set is the same as with the full test alone.
+    The proposals of all rows come from one normal draw ``x`` and one uniform draw ``u``
+    (``(r, n)`` each, in that order). The first round uses Marsaglia and Tsang's
+    squeeze: a valid proposal (``v > 0``) with ``u < 1 - 0.0331 x^4`` is accepted
+    without logarithms, since that bound lies below the acceptance ratio for every
+    ``a >= 1`` (their Sec. 4). Only the proposals the squeeze leaves undecided (about 2%)
+    get the exact logarithmic test, in float64 on the same ``(x, u)``. Rejected entries
+    are redrawn, in index order, until all are accepted.
+
+    Rows listed in ``square_rows`` are ``x^2 / 2`` instead (``Gamma(1/2)``: half a
+    chi-square with one degree of freedom) and are never rejected.
     """
     rows = len(shapes)
     shape_a = torch.tensor(shapes, dtype=torch.float64, device=device).unsqueeze(1)
-    d = shape_a - 1.0 / 3.0
-    c = torch.rsqrt(9.0 * d)
+    d64 = shape_a - 1.0 / 3.0
+    d, c = d64.to(dtype), torch.rsqrt(9.0 * d64).to(dtype)
     size = (rows, num_samples)
-    x32 = scratch(workspace, "gamma_x32", size, torch.float32, device).normal_(generator=generator)
-    u = scratch(workspace, "gamma_u", size, torch.float64, device).uniform_(generator=generator)
-    x = scratch(workspace, "gamma_x", size, torch.float64, device).copy_(x32)
-    value = torch.mul(x, c, out=scratch(workspace, "gamma_value", size, torch.float64, device))  # w = c x
-    valid = torch.gt(value, -1.0, out=scratch(workspace, "gamma_valid", size, torch.bool, device))
-    value.add_(1.0).pow_(3)  # v = (1 + w)^3
-    squeeze = x.square_().square_().mul_(0.0331).add_(u)  # u + 0.0331 x^4
+    x = scratch(workspace, "gamma_x", size, dtype, device).normal_(generator=generator)
+    u = scratch(workspace, "gamma_u", size, dtype, device).uniform_(generator=generator)
+    value = torch.mul(x, c, out=scratch(workspace, "gamma_value", size, dtype, device)).add_(1.0)  # 1 + w
+    valid = torch.gt(value, 0.0, out=scratch(workspace, "gamma_valid", size, torch.bool, device))
+    value.pow_(3).mul_(d)  # d v, v = (1 + w)^3
+    squeeze = torch.mul(x, x, out=scratch(workspace, "gamma_squeeze", size, dtype, device))
+    squeeze = torch.addcmul(u, squeeze, squeeze, value=0.0331, out=squeeze)  # u + 0.0331 x^4
     accepted = torch.lt(squeeze, 1.0, out=scratch(workspace, "gamma_ok", size, torch.bool, device))
     accepted.logical_and_(valid)
-    value.mul_(d)  # d v
-    value, accepted, valid = value.view(-1), accepted.view(-1), valid.view(-1)
+    for i in square_rows:
+        torch.mul(x[i], x[i], out=value[i]).mul_(0.5)
+        accepted[i] = True
+    flat_value, accepted, valid = value.view(-1), accepted.view(-1), valid.view(-1)
     undecided = valid.logical_and_(accepted.logical_not()).nonzero().flatten()
     if undecided.numel():
-        # The exact test for the rest, on the same (x, u): x is recovered from the float32 draws.
         row_shapes = shape_a.flatten()[undecided // num_samples]
-        _, ok = _marsaglia_tsang(row_shapes, x32.view(-1)[undecided].to(torch.float64),
-                                 u.view(-1)[undecided].clone())
+        _, ok = _marsaglia_tsang(row_shapes, x.view(-1)[undecided].to(torch.float64),
+                                 u.view(-1)[undecided].to(torch.float64))
         accepted[undecided[ok]] = True
     pending = torch.logical_not(accepted).nonzero().flatten()
     while pending.numel():
         count = pending.numel()
-        retry_x = torch.randn(count, generator=generator, dtype=torch.float32, device=device).to(torch.float64)
-        retry_u = torch.rand(count, generator=generator, dtype=torch.float64, device=device)
+        retry_x = torch.randn(count, generator=generator, dtype=dtype, device=device).to(torch.float64)
+        retry_u = torch.rand(count, generator=generator, dtype=dtype, device=device).to(torch.float64)
         retry, ok = _marsaglia_tsang(shape_a.flatten()[pending // num_samples], retry_x, retry_u)
-        value[pending[ok]] = retry[ok]
+        flat_value[pending[ok]] = retry[ok].to(dtype)
         pending = pending[~ok]
-    return value.view(rows, num_samples)
+    return value
 
 
 def bartlett_factor(
@@ -170,7 +156,8 @@ def bartlett_factor(
     if degrees < size:
         raise ModelError(f"Bartlett's decomposition needs degrees >= size, got {degrees} < {size}")
     factor = scratch(workspace, f"bartlett{tag}", (size, size, num_samples), dtype, device).zero_()
-    chi2 = chi_square([degrees - i for i in range(size)], num_samples, generator, device=device, workspace=workspace)
+    chi2 = chi_square([degrees - i for i in range(size)], num_samples, generator, dtype=dtype, device=device,
+                      workspace=workspace)
     chi2.sqrt_().mul_(scale)
     for i in range(size):
         factor[i, i].copy_(chi2[i])
