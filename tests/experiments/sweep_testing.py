@@ -13,10 +13,18 @@ def record_task(task) -> tuple[str, int, int]:
     """A stand-in task for executor tests: ``(name, pid, torch threads)``.
 
     With a ``folder``, a single-threaded task marks its start there and waits (up to
-    30 s) until a second one has started, so it only returns if two run at once.
+    30 s) until a second one has started, so it only returns if two run at once. A task
+    that runs in-process on an accelerator (``device`` not ``"cpu"``) waits likewise for
+    two single-threaded tasks to have started, so it only returns if helpers overlap it.
     """
     import torch
 
+    if not task.single_threaded and getattr(task, "device", "cpu") != "cpu" and task.folder:
+        deadline = time.time() + 30
+        while len(list(Path(task.folder).glob("started-*"))) < 2:
+            if time.time() > deadline:
+                raise TimeoutError("the helpers did not run alongside an accelerator task")
+            time.sleep(0.01)
     if task.single_threaded and task.folder:
         folder = Path(task.folder)
         (folder / f"started-{task.name}").touch()

@@ -136,3 +136,16 @@ def test_in_process_executor_runs_single_threaded_tasks_concurrently(tmp_path):
     cheap = list(InProcessExecutor(helpers=2, min_helper_cost=10.0).map_unordered(
         record_task, [SimpleNamespace(**{**t.__dict__, "folder": ""}) for t in tasks]))
     assert {pid for _name, pid, _threads in cheap} == {os.getpid()}
+
+
+def test_helpers_run_alongside_tasks_on_an_accelerator(tmp_path):
+    """When the in-process tasks compute on a GPU the cores are free: the single-threaded
+    tasks start in the helpers at once instead of after them (each accelerator task waits
+    until both helper tasks have started)."""
+    tasks = [SimpleNamespace(name=name, single_threaded=single, device=device, cost=1.0, folder=str(tmp_path))
+             for name, single, device in [("a", True, "cpu"), ("b", False, "cuda"), ("c", True, "cpu"),
+                                          ("d", False, "cuda")]]
+    done = list(InProcessExecutor(helpers=2, min_helper_cost=0.0).map_unordered(record_task, tasks))
+    assert sorted(name for name, _pid, _threads in done) == ["a", "b", "c", "d"]
+    where = {name: pid for name, pid, _threads in done}
+    assert where["b"] == where["d"] == os.getpid() and os.getpid() not in (where["a"], where["c"])

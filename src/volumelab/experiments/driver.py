@@ -62,6 +62,7 @@ class SweepTask:
     prior_keys: tuple[str | None, ...]
     cost: float
     single_threaded: bool = False
+    device: str = "cpu"
 
     @property
     def num_rows(self) -> int:
@@ -117,6 +118,14 @@ def _cost(point: ResolvedPoint, settings, num_seeds: int) -> float:
     return float(num_seeds)
 
 
+def _device_type(settings) -> str:
+    """Where a method's task computes (``"cpu"`` or ``"cuda"``), as this machine resolves its ``device``."""
+    from ..device import resolve_device
+
+    device = getattr(settings, "device", None)
+    return resolve_device(device).type if device is not None else "cpu"
+
+
 def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "<config>") -> SweepPlan:
     """Resolve the grid and split it into tasks (nothing runs)."""
     points = resolve_points(config, scale, source=source)
@@ -138,6 +147,7 @@ def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "
                     seeds=tuple(seeds[i] for i in group), keys=tuple(keys[i] for i in group),
                     prior_keys=tuple(priors[i] for i in group), cost=_cost(point, settings, len(group)),
                     single_threaded=runner.is_single_threaded(settings),
+                    device=_device_type(settings),
                 ))
     return SweepPlan(config, scale, points, tasks, source)
 

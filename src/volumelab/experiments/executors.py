@@ -68,6 +68,11 @@ def _is_single_threaded(task: Any) -> bool:
     return bool(getattr(task, "single_threaded", False))
 
 
+def _runs_off_cpu(task: Any) -> bool:
+    """The task computes on an accelerator (its ``device`` attribute), leaving the cores free."""
+    return str(getattr(task, "device", "cpu")) != "cpu"
+
+
 class Executor(Protocol):
     def map_unordered(self, function: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]: ...
 
@@ -80,10 +85,12 @@ class InProcessExecutor:
     Tasks that use all cores themselves (G&C spreads its blocks over threads) run here
     one after the other, in the given order. Then the single-threaded tasks (GD) run
     concurrently in ``helpers`` helper processes with one torch thread each, and come
-    back as each finishes; the helpers start while the first tasks run. When there is
-    only one core, one single-threaded task, or little single-threaded work (total cost
-    below ``min_helper_cost``), they run here too. A single-threaded task computes the
-    same wherever it runs, so the rows are those of running every task one by one.
+    back as each finishes; the helpers start while the first tasks run. When every task
+    that runs here computes on an accelerator (G&C on a GPU), the cores are free, so the
+    helpers work on the single-threaded tasks *while* those run. When there is only one
+    core, one single-threaded task, or little single-threaded work (total cost below
+    ``min_helper_cost``), they run here too. A single-threaded task computes the same
+    wherever it runs, so the rows are those of running every task one by one.
 
     Args:
         helpers: Helper processes; ``None`` uses ``torch.get_num_threads()`` (the cores).
@@ -109,10 +116,19 @@ class InProcessExecutor:
         if helpers > 1 and sum(float(getattr(task, "cost", 0.0)) for task in single) >= min_cost:
             pool = ProcessPoolExecutor(helpers, threads=1)
             pool.start()
+        here = [task for task in tasks if not _is_single_threaded(task)]
         try:
-            for task in tasks:
-                if not _is_single_threaded(task):
+            if pool is not None and here and all(_runs_off_cpu(task) for task in here):
+                logger.debug("running %d single-threaded tasks in %d helper processes while %d accelerator "
+                             "tasks run here", len(single), helpers, len(here))
+                futures = pool.submit_all(function, single)
+                for task in here:
                     yield function(task)
+                    yield from pool.pop_finished(futures)
+                yield from pool.as_completed(futures)
+                return
+            for task in here:
+                yield function(task)
             if pool is not None:
                 logger.debug("running %d single-threaded tasks in %d helper processes", len(single), helpers)
                 yield from pool.map_unordered(function, single)
@@ -156,16 +172,31 @@ class ProcessPoolExecutor:
         for _ in range(self.workers):
             self._pool.submit(_ready)
 
-    def map_unordered(self, function, tasks):
+    def submit_all(self, function, tasks) -> list:
+        """Start every task now; returns their futures (see :meth:`pop_finished`, :meth:`as_completed`)."""
+        return [self._pool.submit(function, task) for task in tasks]
+
+    @staticmethod
+    def pop_finished(futures: list) -> Iterator[Any]:
+        """Results of the futures that are done, removed from ``futures``; does not wait."""
+        for future in [f for f in futures if f.done()]:
+            futures.remove(future)
+            yield future.result()
+
+    @staticmethod
+    def as_completed(futures: list) -> Iterator[Any]:
+        """Results of all ``futures`` as they finish; unfinished ones are cancelled if the caller stops."""
         import concurrent.futures
 
-        futures = [self._pool.submit(function, task) for task in tasks]
         try:
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
         finally:
             for future in futures:
                 future.cancel()
+
+    def map_unordered(self, function, tasks):
+        yield from self.as_completed(self.submit_all(function, tasks))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
