@@ -319,38 +319,34 @@ class GuessCheck:
         eps = self.eps
 
         def block_tally(index: int) -> tuple[_Tally, int]:
+            """Draw block ``index`` and reduce it to its statistics (on the block's device)."""
             size = min(block, budget - index * block)
             generator = make_generator(seed, "gnc", index, device=device)
-            # Each worker thread reuses its own scratch memory from block to block; the
-            # block's draws are consumed (reduced to losses) before its next block.
+            # Each CPU worker thread reuses its own scratch memory from block to block; the
+            # block's draws are consumed (reduced to losses) before its next block. A GPU's
+            # caching allocator recycles memory by itself.
             workspace = thread_workspace() if device.type == "cpu" else None
             draws = sampler.sample(model, size, generator, dtype=dtype, device=device, workspace=workspace)
             losses = contraction(draws, workspace)
+            del draws
             _check_finite(losses, model)
             return _Tally.of_block(losses, eps), size
 
         tally = _Tally()
         workers = 1
+        if device.type == "cpu":
+            workers = max(1, min(self.workers or torch.get_num_threads(), blocks_per_batch, num_blocks))
+            blocks = map_in_threads(block_tally, num_blocks, workers)
+        else:
+            # On a GPU one block (up to 2^22 draws) fills the device by itself: blocks run one
+            # after the other. The loss GEMMs always see one block, so their rounding cannot
+            # depend on batch size.
+            blocks = (block_tally(index) for index in range(num_blocks))
         start = time.perf_counter()
         with tqdm(total=budget, unit="draw", unit_scale=True, disable=not self.progress, desc="G&C") as bar:
-            if device.type == "cpu":
-                workers = max(1, min(self.workers or torch.get_num_threads(), blocks_per_batch, num_blocks))
-                for block_result, size in map_in_threads(block_tally, num_blocks, workers):
-                    tally.merge(block_result)
-                    bar.update(size)
-            else:
-                # On a GPU a block (millions of draws) fills the device by itself: blocks run
-                # one after the other, each reduced to its statistics on the device. The loss
-                # GEMMs always see one block, so their rounding cannot depend on batch size.
-                for index in range(num_blocks):
-                    size = min(block, budget - index * block)
-                    generator = make_generator(seed, "gnc", index, device=device)
-                    draws = sampler.sample(model, size, generator, dtype=dtype, device=device)
-                    losses = contraction(draws)
-                    del draws
-                    _check_finite(losses, model)
-                    tally.merge(_Tally.of_block(losses, eps))
-                    bar.update(size)
+            for block_result, size in blocks:
+                tally.merge(block_result)
+                bar.update(size)
         seconds = time.perf_counter() - start
         return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers)
 
