@@ -173,11 +173,12 @@ class _LossContraction:
         self.targets32 = self.targets.to(torch.float32)
         self.averaging32 = averaging.to(torch.float32)
 
-    def _float64(self, flat: torch.Tensor, workspace: Workspace | None, tag: str = "") -> torch.Tensor:
+    def _float64(self, flat: torch.Tensor, workspace: Workspace | None) -> torch.Tensor:
+        """Float64 ``(2, n)`` losses of flattened draws ``flat (rows * cols, n)``."""
         count = flat.shape[1]
         device = flat.device
-        flat64 = scratch(workspace, "loss_flat" + tag, tuple(flat.shape), torch.float64, device).copy_(flat)
-        residual = scratch(workspace, "loss_residual" + tag, (self.operator_t.shape[0], count), torch.float64, device)
+        flat64 = scratch(workspace, "loss_flat", tuple(flat.shape), torch.float64, device).copy_(flat)
+        residual = scratch(workspace, "loss_residual", (self.operator_t.shape[0], count), torch.float64, device)
         torch.addmm(self.targets, self.operator_t, flat64, alpha=1.0, beta=-1.0, out=residual)
         return self.averaging @ residual.square_()
 
@@ -226,8 +227,10 @@ class GuessCheck:
             whole blocks (at least one). On a GPU, blocks (up to 2^22 draws, about
             1 GiB) run one at a time and this has no effect.
         device: ``"auto" | "cpu" | "cuda"``.
-        dtype: ``"float32"`` (default) or ``"float64"`` for the draws; losses and
-            estimators are always accumulated in float64.
+        dtype: ``"float32"`` (default) or ``"float64"`` for the draws. Estimators are
+            always accumulated in float64, and acceptance is decided on float64 losses
+            (float32 draws get float64 losses wherever they could be accepted; see
+            ``_LossContraction``).
         memory_fraction: Share of free memory a batch may use when sizing automatically.
         progress: Show a progress bar.
         workers: CPU threads drawing blocks in parallel; ``None`` uses
