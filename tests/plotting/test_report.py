@@ -33,8 +33,9 @@ def test_width_verdicts():
 
 
 def test_depth_verdicts_and_missing_data():
-    falling = [("tanh", "gnc", d, s, 0.08 / d + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)]
-    flat = [("tanh", "gnc", d, s, 0.05 + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)]
+    chance = [("tanh", "prior", d, s, 0.1) for d in (2, 4, 6, 8) for s in range(3)]  # depth verdicts read G&C/prior
+    falling = [("tanh", "gnc", d, s, 0.08 / d + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)] + chance
+    flat = [("tanh", "gnc", d, s, 0.05 + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)] + chance
     assert judge(_summary(falling), "depth").outcome == "holds"
     assert judge(_summary(flat), "depth").outcome == "fails"
     missing = [r if r[2] != 8 else r[:4] + (None,) for r in falling]
@@ -55,6 +56,7 @@ def test_outputs_of_a_sweep(tmp_path):
     report = (out / "report.md").read_text()
     assert "Rule:" in report and "plots/tiny.png" in report
     assert "GD train loss (median)" in report
+    assert "G&C median ± SE [IQR] (seeds with a loss)" in report and "G&C / prior ± SE" in report
     assert "GD did not fit the training data" in report  # 20 steps from a small initialization
     frame = pd.read_csv(out / "results.csv")
     no_acceptance = int(frame[frame["method"] == "gnc"]["gen_loss"].isna().sum())
@@ -84,3 +86,158 @@ def test_report_says_where_gd_did_not_fit():
     assert _gd_fit_sentence(section).startswith("GD fit the training data at every point")
     section.gd_train = gd_fit(frame[frame["method"] == "gnc"], "activation")
     assert _gd_fit_sentence(section) is None
+
+
+# ---------------------------------------------------------------- seeds without a loss, standard errors, chance
+
+
+def _frame(rows, stderr_fraction=0.0):
+    """Rows ``(panel, method, x, seed, gen_loss)``; each run's standard error is ``stderr_fraction`` of its loss."""
+    frame = pd.DataFrame(rows, columns=["activation", "method", "x", "seed", "gen_loss"])
+    frame["gen_loss_stderr"] = frame["gen_loss"] * stderr_fraction
+    frame.loc[frame["method"] == "gd", "gen_loss_stderr"] = float("nan")  # GD rows have none
+    frame["accepted"] = 10
+    return frame
+
+
+def test_summary_counts_seeds_and_gives_the_standard_error_of_the_median():
+    import math
+
+    losses = [0.10, 0.12, 0.14, 0.20]
+    rows = [("tanh", "gnc", 5, seed, loss) for seed, loss in enumerate(losses)]
+    rows += [("tanh", "gnc", 5, 4, None), ("tanh", "gnc", 5, 5, None)]
+    summary = summarize(_frame(rows, stderr_fraction=0.1), "activation")
+    row = summary.iloc[0]
+    assert (row["runs"], row["with_loss"], row["missing"]) == (6, 4, 2)
+    spread = (pd.Series(losses).quantile(0.75) - pd.Series(losses).quantile(0.25)) / 1.349
+    run_variance = sum((0.1 * loss) ** 2 for loss in losses) / 4
+    assert math.isclose(row["median_stderr"], math.sqrt(math.pi / 2) * math.sqrt(spread ** 2 + run_variance) / 2)
+    one = summarize(_frame([("tanh", "gnc", 5, 0, 0.1), ("tanh", "gnc", 5, 1, None)]), "activation")
+    assert math.isnan(one.iloc[0]["median_stderr"])  # one seed: the spread between seeds is unknown
+
+
+def _width_frame(accepted_at_largest):
+    """8 seeds, widths 5 and 160; at width 160 only ``accepted_at_largest`` seeds accepted a draw."""
+    rows = []
+    for seed in range(8):
+        for width in (5, 160):
+            gnc = 0.10 + 0.002 * seed if width == 5 else (0.235 + 0.002 * seed if seed < accepted_at_largest else None)
+            rows += [("linear", "gnc", width, seed, gnc), ("linear", "prior", width, seed, 0.25 + 0.001 * seed),
+                     ("linear", "gd", width, seed, 1e-4 * (1 + 0.1 * seed))]
+    return _frame(rows, stderr_fraction=0.02)
+
+
+def test_point_where_fewer_than_half_of_the_seeds_have_a_loss_is_inconclusive():
+    verdict = judge(summarize(_width_frame(3), "activation"), "width")
+    assert verdict.outcome == "inconclusive"  # the median over 3 of 8 seeds leaves out the 5 hardest
+    assert "G&C at width 160 (3 of 8 seeds)" in verdict.panels[0].detail
+    assert judge(summarize(_width_frame(4), "activation"), "width").outcome == "holds"  # half is enough
+
+
+def _figure11_frame():
+    """Depth sweep modelled on figure 11 (unnormalized prior, quick scale): the prior's loss falls with depth.
+
+    G&C/prior goes 0.62 -> 0.74 (tanh), 0.50 -> 0.96 (leaky ReLU) and 0.49 -> 0.19 (linear)
+    from depth 2 to 10 while G&C's absolute loss falls in every panel.
+    """
+    panels = {"linear": ((0.15, 0.12), (0.49, 0.19)), "tanh": ((0.191, 0.0735), (0.62, 0.74)),
+              "leaky_relu": ((0.146, 0.0443), (0.50, 0.96))}
+    depths = (2, 4, 6, 8, 10)
+    rows = []
+    for panel, ((prior_first, prior_last), (ratio_first, ratio_last)) in panels.items():
+        for step, depth in enumerate(depths):
+            fraction = step / (len(depths) - 1)
+            prior = prior_first * (prior_last / prior_first) ** fraction
+            ratio = ratio_first + (ratio_last - ratio_first) * fraction
+            for seed in range(8):
+                noise = 1 + 0.04 * (seed - 3.5) / 3.5
+                rows += [(panel, "prior", depth, seed, prior * (1 + 0.01 * (seed - 3.5) / 3.5)),
+                         (panel, "gnc", depth, seed, ratio * prior * noise)]
+    return _frame(rows, stderr_fraction=0.03)
+
+
+def test_depth_verdict_reads_gnc_against_chance():
+    summary = summarize(_figure11_frame(), "activation", ["linear", "tanh", "leaky_relu"])
+    gnc = summary[summary["method"] == "gnc"].groupby("panel")["median"]
+    assert (gnc.first() > gnc.last()).all()  # G&C's absolute loss falls with depth in every panel
+    verdict = judge(summary, "depth")
+    outcomes = {p.panel: p.outcome for p in verdict.panels}
+    assert outcomes == {"linear": "holds", "tanh": "fails", "leaky_relu": "fails"}
+    assert verdict.outcome == "partly holds"
+    details = {p.panel: p.detail for p in verdict.panels}
+    assert "G&C/prior 0.62" in details["tanh"] and "-> 0.74" in details["tanh"]
+    assert "G&C/prior 0.50" in details["leaky_relu"] and "-> 0.96" in details["leaky_relu"]
+    assert "does not grow with depth" in details["tanh"] and "grows with depth" in details["linear"]
+
+
+def test_ablation_says_per_activation_whether_the_depth_improvement_survives(tmp_path):
+    from volumelab.plotting.report.builder import ReportSection, prior_normalized, write_report
+
+    frame = _figure11_frame()
+    frame["method_type"] = frame["method"]
+    frame["config"] = [{"model": {"normalize": False}, "method": {"name": m, "model": {}}} for m in frame["method"]]
+    assert prior_normalized(frame) is False
+    frame["config"] = [{"model": {"normalize": True}, "method": {"name": m, "model": {}}} for m in frame["method"]]
+    assert prior_normalized(frame) is True
+    summary = summarize(frame, "activation", ["linear", "tanh", "leaky_relu"])
+    verdict = judge(summary, "depth", normalized=False)
+    assert verdict.ablation and verdict.heading.startswith("Ablation")
+    assert "it survives for linear" in verdict.sentence
+    assert "it does not survive for tanh, leaky_relu" in verdict.sentence
+    assert not judge(summary, "depth", normalized=True).ablation
+    section = ReportSection(name="figure11", title="", description="", scale="quick", note="", image="", x_name="depth",
+                            panel="activation", summary=summary, verdict=verdict, runs=len(frame), missing={},
+                            seconds=0.0)
+    report = write_report([section], tmp_path)[0].read_text()
+    assert "**Ablation (G&C's prior not normalized):**" in report and "it survives for linear" in report
+    assert "G&C / prior ± SE" in report and "0.74 ± 0.017" in report
+
+
+def _falling_depth_frame(seed_spread, stderr_fraction):
+    """G&C's median falls from 0.5 to 0.3 times a flat chance level; seeds spread by ``seed_spread``."""
+    spreads = [-1.0, -0.6, -0.2, 0.2, 0.6, 1.0, -0.8, 0.8]
+    rows = []
+    for depth, base in ((2, 0.05), (4, 0.045), (6, 0.04), (8, 0.03)):
+        for seed, spread in enumerate(spreads):
+            rows += [("tanh", "gnc", depth, seed, base * (1 + seed_spread * spread)),
+                     ("tanh", "prior", depth, seed, 0.1 * (1 + 0.002 * spread))]
+    return _frame(rows, stderr_fraction)
+
+
+def test_trend_within_its_standard_errors_is_not_claimed():
+    steady = judge(summarize(_falling_depth_frame(0.01, 0.0), "activation"), "depth")
+    assert steady.outcome == "holds"
+    spread = judge(summarize(_falling_depth_frame(0.6, 0.0), "activation"), "depth")  # seeds disagree widely
+    assert spread.outcome == "inconclusive" and "within 2 SE" in spread.panels[0].detail
+    noisy_runs = _falling_depth_frame(0.01, 0.5)  # seeds agree, but each run's own estimate is noisy
+    assert judge(summarize(noisy_runs, "activation"), "depth").outcome == "inconclusive"
+    without_errors = noisy_runs.drop(columns="gen_loss_stderr")
+    assert judge(summarize(without_errors, "activation"), "depth").outcome == "holds"
+
+
+def _plotted_figure(monkeypatch, tmp_path, frame):
+    """The matplotlib figure :func:`plot_sweep` draws for ``frame`` (nothing is written)."""
+    import matplotlib.figure
+
+    from volumelab.plotting import plot_sweep
+
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, *args, **kwargs: figures.append(figure))
+    plot_sweep(frame, title="t", x_name="width", panel="activation", out_stem=tmp_path / "plot", x_log=True)
+    return figures[0]
+
+
+def test_plot_uses_a_log_axis_across_orders_of_magnitude_and_shows_seed_counts(monkeypatch, tmp_path):
+    figure = _plotted_figure(monkeypatch, tmp_path, _width_frame(3))  # GD ~1e-4, G&C and prior ~0.1-0.25
+    axes = figure.axes[0]
+    assert axes.get_yscale() == "log"
+    lowest, highest = axes.get_ylim()
+    assert lowest < 1e-4 < 0.25 < highest  # GD's curve is inside the axis, not on y = 0
+    labels = [text.get_text() for text in axes.texts]
+    assert "3/8" in labels  # seeds with a loss / seeds, where fewer than all have one
+    assert not any(label.startswith("8/8") for label in labels)
+    linear = _width_frame(8)
+    linear.loc[linear["method"] == "gd", "gen_loss"] = 0.05
+    axes = _plotted_figure(monkeypatch, tmp_path, linear).axes[0]
+    assert axes.get_yscale() == "linear" and axes.get_ylim()[0] == 0
+    assert len(axes.texts) == 0

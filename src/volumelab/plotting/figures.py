@@ -3,18 +3,23 @@
 One subplot per value of the sweep's ``panel`` field (e.g. the activation), one
 curve per method (G&C, GD, ...) and the prior's chance level as a dashed line, as in
 arXiv 2506.03931's figures. Runs whose loss does not exist (G&C accepted nothing,
-GD diverged) are left out of the median and counted on the plot.
+GD diverged) are left out of the median and counted on the plot: a point where some
+seeds have no loss is labelled ``n/N`` (seeds with a loss / seeds), and drawn with an
+open marker where fewer than half have one (the verdicts call such a point
+inconclusive). The y axis is logarithmic when the plotted medians span more than
+:data:`LOG_AXIS_SPAN` (GD's ~1e-4 next to G&C's ~1e-1), linear from zero otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["METHOD_STYLES", "plot_sweep", "summarize"]
+__all__ = ["LOG_AXIS_SPAN", "METHOD_STYLES", "log_axis", "median_standard_error", "plot_sweep", "summarize"]
 
 METHOD_STYLES = {
     "gnc": {"label": "G&C", "color": "#1f77b4", "marker": "o", "linestyle": "-"},
@@ -25,6 +30,17 @@ _EXTRA_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$"}
 
+#: The y axis is logarithmic when the largest positive median in the figure is more than
+#: this many times the smallest (two orders of magnitude); otherwise it is linear from zero.
+LOG_AXIS_SPAN = 100.0
+
+#: ``sqrt(pi / 2)``: the standard error of the median of ``n`` normal values is this times
+#: ``sigma / sqrt(n)``.
+MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
+
+#: The interquartile range of a normal distribution in units of its standard deviation.
+IQR_PER_SIGMA = 1.349
+
 
 def _style(method: str, index: int) -> dict:
     if method in METHOD_STYLES:
@@ -34,27 +50,67 @@ def _style(method: str, index: int) -> dict:
     return {"label": method, "color": _EXTRA_COLORS[index % len(_EXTRA_COLORS)], "marker": "^", "linestyle": "-"}
 
 
-def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list | None = None) -> "pd.DataFrame":
-    """Median, quartiles and counts of ``gen_loss`` per (panel, method, x).
+def median_standard_error(losses: list[float], run_standard_errors: list[float]) -> float:
+    """The standard error of the median of ``losses`` (one per seed), from their spread and the runs' own errors.
+
+    ``SE = sqrt(pi/2) * sqrt((IQR / 1.349)^2 + mean(s_i^2)) / sqrt(n)``: the normal-theory
+    standard error of a median of ``n`` values, with the seed-to-seed standard deviation
+    estimated robustly from the interquartile range and the runs' own (Monte Carlo)
+    standard errors ``s_i`` added in quadrature. The spread between seeds already contains
+    the runs' own noise, so this counts that noise twice: it errs on the side of a larger
+    error.
+
+    Args:
+        losses: The seeds' losses (only those that exist).
+        run_standard_errors: Each run's standard error of its loss, in the same order;
+            NaN where a run has none (GD's loss is exact for its run) counts as 0.
 
     Returns:
-        Columns ``panel, method, x, median, q25, q75, runs, missing, median_accepted``;
-        ``missing`` counts runs without a loss (NULL in the store). Panels follow
-        ``panel_order`` (e.g. the grid's order) when given.
+        The standard error, or NaN for fewer than two losses (the spread between seeds is unknown).
+    """
+    import numpy as np
+
+    values = np.asarray(losses, dtype=float)
+    if len(values) < 2:
+        return math.nan
+    q25, q75 = np.quantile(values, [0.25, 0.75])
+    spread = (q75 - q25) / IQR_PER_SIGMA
+    errors = np.nan_to_num(np.asarray(run_standard_errors, dtype=float), nan=0.0)
+    run_variance = float(np.mean(errors ** 2)) if len(errors) else 0.0
+    return MEDIAN_EFFICIENCY * math.sqrt(spread ** 2 + run_variance) / math.sqrt(len(values))
+
+
+def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list | None = None) -> "pd.DataFrame":
+    """Median, its standard error, quartiles and counts of ``gen_loss`` per (panel, method, x).
+
+    Returns:
+        Columns ``panel, method, x, median, median_stderr, q25, q75, runs, with_loss, missing,
+        median_accepted``. ``runs`` counts the runs (seeds) at the point, ``with_loss`` those
+        with a loss and ``missing`` those without one (NULL in the store: G&C accepted
+        nothing, GD diverged); the median and quartiles are over the ``with_loss`` seeds only.
+        ``median_stderr`` is :func:`median_standard_error` of those seeds' losses and their
+        ``gen_loss_stderr`` (NaN with fewer than two). Panels follow ``panel_order`` (e.g.
+        the grid's order) when given.
     """
     import pandas as pd
 
     data = frame.copy()
     data["panel"] = data[panel] if panel and panel in data else ""
+    if "gen_loss_stderr" not in data:
+        data["gen_loss_stderr"] = math.nan
+    if "accepted" not in data:
+        data["accepted"] = math.nan
     records = []
     for (panel_value, method, x), group in data.groupby(["panel", "method", "x"], sort=False, dropna=False):
-        losses = group["gen_loss"].dropna()
+        present = group[group["gen_loss"].notna()]
+        losses = present["gen_loss"].astype(float)
         records.append({
             "panel": panel_value, "method": method, "x": x,
             "median": losses.median() if len(losses) else float("nan"),
+            "median_stderr": median_standard_error(list(losses), list(present["gen_loss_stderr"].astype(float))),
             "q25": losses.quantile(0.25) if len(losses) else float("nan"),
             "q75": losses.quantile(0.75) if len(losses) else float("nan"),
-            "runs": len(group), "missing": int(group["gen_loss"].isna().sum()),
+            "runs": len(group), "with_loss": len(losses), "missing": int(group["gen_loss"].isna().sum()),
             "median_accepted": group["accepted"].median() if group["accepted"].notna().any() else float("nan"),
         })
     summary = pd.DataFrame.from_records(records)
@@ -64,6 +120,12 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list
         summary = summary.sort_values(["_order", "panel", "method", "x"], kind="stable")
         summary = summary.drop(columns="_order").reset_index(drop=True)
     return summary
+
+
+def log_axis(summary: "pd.DataFrame") -> bool:
+    """Whether the plotted medians span more than :data:`LOG_AXIS_SPAN` (then the y axis is logarithmic)."""
+    medians = [value for value in summary["median"] if value > 0] if len(summary) else []
+    return bool(medians) and max(medians) > LOG_AXIS_SPAN * min(medians)
 
 
 def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | None, out_stem: Path,
@@ -80,6 +142,10 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
         note: Extra line under the title (e.g. the quick scale's deviations).
         panel_order: Order of the panels (default: sorted).
 
+    The y axis is logarithmic where :func:`log_axis` says so. A point where some seeds
+    have no loss is labelled ``n/N`` (seeds with a loss / seeds) and has an open marker
+    where fewer than half have one.
+
     Returns:
         The written files.
     """
@@ -93,6 +159,8 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=False)
     methods = list(dict.fromkeys(frame["method"]))
     methods.sort(key=lambda m: (m.endswith("prior"), m))
+    y_log = log_axis(summary)
+    counted = False  # some point is labelled n/N
     for ax, panel_value in zip(axes[0], panels):
         part = summary[summary["panel"] == panel_value]
         for index, method in enumerate(methods):
@@ -104,11 +172,20 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
             ax.plot(x, rows["median"], color=style["color"], marker=style["marker"], linestyle=style["linestyle"],
                     label=style["label"], markersize=4, linewidth=1.6)
             ax.fill_between(x, rows["q25"], rows["q75"], color=style["color"], alpha=0.18, linewidth=0)
-            for xi, missing, runs in zip(x, rows["missing"], rows["runs"]):
-                if missing:
-                    ax.annotate(f"{missing}/{runs} none", (xi, 0), xycoords=("data", "axes fraction"),
-                                xytext=(0, 3), textcoords="offset points", fontsize=6, ha="center",
-                                color=style["color"])
+            scarce = rows[2 * rows["with_loss"] < rows["runs"]]
+            if len(scarce):  # fewer than half of the seeds have a loss: an open marker
+                ax.plot(scarce["x"], scarce["median"], linestyle="none", marker=style["marker"] or "o",
+                        markersize=5, markerfacecolor="white", markeredgecolor=style["color"], zorder=3)
+            for xi, median, with_loss, runs in zip(x, rows["median"], rows["with_loss"], rows["runs"]):
+                if with_loss == runs:
+                    continue
+                counted = True
+                if math.isnan(median):  # no seed has a loss: at the top of the panel, one line per method
+                    anchor, coordinates, offset, align = (xi, 1), ("data", "axes fraction"), -3 - 8 * index, "top"
+                else:  # under the point (above it is the prior's line where G&C nears chance)
+                    anchor, coordinates, offset, align = (xi, median), "data", -5, "top"
+                ax.annotate(f"{with_loss}/{runs}", anchor, xycoords=coordinates, xytext=(0, offset),
+                            textcoords="offset points", fontsize=6, ha="center", va=align, color=style["color"])
         if x_log:
             ax.set_xscale("log", base=2)
             ticks = sorted(set(part["x"]))
@@ -118,17 +195,25 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
             if len(ticks) <= 12:
                 ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel(AXIS_LABELS.get(x_name, x_name))
-        ax.set_ylabel("generalization loss")
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("generalization loss" + (" (log scale)" if y_log else ""))
+        if y_log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         if panel_value != "":
             ax.set_title(f"{panel} = {panel_value}".replace("activation = ", ""), fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="major")
     axes[0][0].legend(fontsize=8, frameon=False)
     import textwrap
 
     heading = title + ("\n" + textwrap.fill(" ".join(note.split()), width=40 * len(panels) + 20) if note else "")
     fig.suptitle(heading, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1))
+    bottom = 0.0
+    if counted:
+        fig.text(0.01, 0.01, "n/N: seeds with a loss / seeds (where some have none); open marker: fewer than half "
+                 "of the seeds have a loss (the median leaves out the others)", fontsize=6, color="#555555")
+        bottom = 0.04
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix in (".png", ".pdf"):

@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..figures import plot_sweep, summarize
-from .verdicts import Verdict, judge
+from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, judge, ratio_and_stderr
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ...experiments.driver import SweepPlan
 
-__all__ = ["GD_FIT_TRAIN_LOSS", "ReportSection", "gd_fit", "write_report", "write_sweep_outputs"]
+__all__ = [
+    "GD_FIT_TRAIN_LOSS", "ReportSection", "gd_fit", "prior_normalized", "write_report", "write_sweep_outputs",
+]
 
 #: A GD point whose median final training loss is above this has not fit its data: its
 #: generalization loss is not that of a trained network (the paper's GD reaches about 1e-4
@@ -90,14 +92,38 @@ def _fmt(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def _fmt_error(value: float) -> str:
+    """A standard error to two significant digits."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2g}"
+
+
+def _loss_cell(row, spread: bool) -> str:
+    """``median ± SE [q25, q75] (n/N)`` of one summary row; ``< half`` marks a point the verdicts cannot use."""
+    text = f"{_fmt(row['median'])} ± {_fmt_error(row['median_stderr'])}"
+    if spread:
+        text += f" [{_fmt(row['q25'])}, {_fmt(row['q75'])}]"
+    with_loss, runs = int(row["with_loss"]), int(row["runs"])
+    if with_loss < runs or spread:
+        text += f" ({with_loss}/{runs}{', < half' if with_loss < MIN_SEED_FRACTION * runs else ''})"
+    return text
+
+
+def _summary_point(row) -> SummaryPoint:
+    return SummaryPoint(float(row["median"]), float(row["median_stderr"]), int(row["with_loss"]), int(row["runs"]))
+
+
 def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     summary = section.summary
     methods = [m for m in ("gnc", "gd", "prior") if m in set(summary["method"])]
     methods += [m for m in dict.fromkeys(summary["method"]) if m not in methods]
     header = ([section.panel] if section.panel else []) + [section.x_name]
     for m in methods:
-        header.append({"gnc": "G&C median [IQR]", "gd": "GD median [IQR]", "prior": "prior median"}.get(
-            m, f"{m} median [IQR]"))
+        header.append({"gnc": "G&C median ± SE [IQR] (seeds with a loss)",
+                       "gd": "GD median ± SE [IQR] (seeds with a loss)", "prior": "prior median ± SE"}.get(
+            m, f"{m} median ± SE" + ("" if m.endswith("prior") else " [IQR] (seeds with a loss)")))
+    relative = "gnc" in methods and "prior" in methods
+    if relative:
+        header.append("G&C / prior ± SE")
     if "gnc" in methods:
         header.append("G&C accepted (median) / seeds without acceptance")
     train = section.gd_train if section.gd_train is not None else None
@@ -109,12 +135,14 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
         row = ([str(panel)] if section.panel else []) + [f"{x:g}" if isinstance(x, float) else str(x)]
         for m in methods:
             part = group[group["method"] == m]
-            if part.empty:
+            row.append(_loss_cell(part.iloc[0], spread=not m.endswith("prior")) if not part.empty else "")
+        if relative:
+            gnc, prior = group[group["method"] == "gnc"], group[group["method"] == "prior"]
+            if gnc.empty or prior.empty:
                 row.append("")
-                continue
-            r = part.iloc[0]
-            row.append(_fmt(r["median"]) if m.endswith("prior")
-                       else f"{_fmt(r['median'])} [{_fmt(r['q25'])}, {_fmt(r['q75'])}]")
+            else:
+                value, stderr = ratio_and_stderr(_summary_point(gnc.iloc[0]), _summary_point(prior.iloc[0]))
+                row.append(f"{_fmt(value)} ± {_fmt_error(stderr)}")
         if "gnc" in methods:
             part = group[group["method"] == "gnc"]
             row.append(f"{_fmt(part.iloc[0]['median_accepted'])} / {int(part.iloc[0]['missing'])}"
@@ -126,11 +154,18 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+_INTRODUCTION = (
+    "Curves are medians over the seeds with a loss, with the interquartile range shaded; a point where some seeds "
+    "have no loss (G&C accepted nothing, GD diverged) is labelled n/N (seeds with a loss / seeds), with an open "
+    "marker where fewer than half have one, and the y axis is logarithmic where the medians span more than two "
+    "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. Verdicts "
+    "are computed from these numbers by the rules stated under each figure."
+)
+
+
 def _markdown(sections: list[ReportSection], title: str) -> str:
     lines = [f"# {title}", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. Curves are medians over "
-             "seeds with the interquartile range shaded; verdicts are computed from these numbers by the rules "
-             "stated under each figure.", ""]
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. {_INTRODUCTION}", ""]
     for s in sections:
         lines += [f"## {s.title or s.name} (`{s.name}`, scale `{s.scale}`)", ""]
         if s.description:
@@ -139,7 +174,7 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
             lines += [f"*Scale `{s.scale}` deviates from the paper:* {s.note.strip()}", ""]
         lines += [f"![{s.name}]({s.image})", ""]
         if s.verdict is not None:
-            lines += [f"**Paper's claim:** {s.verdict.sentence}", "", f"Rule: {s.verdict.rule}", ""]
+            lines += [f"**{s.verdict.heading}:** {s.verdict.sentence}", "", f"Rule: {s.verdict.rule}", ""]
             for p in s.verdict.panels:
                 label = f"{p.panel}: " if p.panel else ""
                 lines.append(f"- {label}{p.outcome} — {p.detail}")
@@ -165,8 +200,7 @@ def _html(sections: list[ReportSection], title: str) -> str:
              "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
              "img{max-width:100%}.holds{color:#1a7f37}.fails{color:#cf222e}.inconclusive{color:#9a6700}"
              "</style></head><body>", f"<h1>{e(title)}</h1>",
-             "<p>Curves are medians over seeds with the interquartile range shaded; verdicts are computed from "
-             "these numbers by the rules stated under each figure.</p>"]
+             f"<p>{e(_INTRODUCTION)}</p>"]
     for s in sections:
         parts.append(f"<h2>{e(s.title or s.name)} (<code>{e(s.name)}</code>, scale <code>{e(s.scale)}</code>)</h2>")
         if s.description:
@@ -177,7 +211,7 @@ def _html(sections: list[ReportSection], title: str) -> str:
         if s.verdict is not None:
             cls = s.verdict.outcome.split()[0]
             statement = s.verdict.sentence.replace("**", "")
-            parts.append(f"<p><b>Paper's claim:</b> <span class='{e(cls)}'>{e(statement)}</span></p>")
+            parts.append(f"<p><b>{e(s.verdict.heading)}:</b> <span class='{e(cls)}'>{e(statement)}</span></p>")
             parts.append(f"<p>Rule: {e(s.verdict.rule)}</p><ul>")
             for p in s.verdict.panels:
                 parts.append(f"<li>{e(p.panel + ': ' if p.panel else '')}<span class='{e(p.outcome)}'>"
@@ -206,6 +240,24 @@ def write_report(sections: list[ReportSection], out_dir: Path, title: str = "vol
     return [md, page]
 
 
+def prior_normalized(frame: "pd.DataFrame") -> bool | None:
+    """Whether G&C sampled the normalized prior, from the G&C runs' stored settings.
+
+    Returns:
+        ``True`` or ``False`` when every G&C-type run of ``frame`` agrees, ``None`` when
+        there are none, they differ, or the frame has no stored settings.
+    """
+    if frame.empty or "config" not in frame or "method_type" not in frame:
+        return None
+    values = set()
+    for config, method_type in zip(frame["config"], frame["method_type"]):
+        if method_type != "gnc" or not isinstance(config, dict):
+            continue
+        model = {**(config.get("model") or {}), **((config.get("method") or {}).get("model") or {})}
+        values.add(bool(model.get("normalize", False)))
+    return values.pop() if len(values) == 1 else None
+
+
 def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     """Write ``results.csv``, ``plots/<name>.png|pdf`` and ``report.md|html`` for one sweep.
 
@@ -232,7 +284,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         plot_sweep(frame, title=f"{title} [{plan.scale}]", x_name=x_name, panel=panel, out_stem=stem,
                    x_log=x_log, note=note, panel_order=panel_order)
     summary = summarize(frame, panel, panel_order)
-    verdict = judge(summary, config.claim)
+    verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
     missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
     section = ReportSection(
         name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
