@@ -184,5 +184,5 @@ def test_load_errors(tmp_path):
     with pytest.raises(ProblemError, match="lacks array\\(s\\) b_train, A_test, b_test"):
         vl.load_problem(tmp_path / "partial.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
-    with pytest.raises(ProblemError, match="cannot read problem file"):
+    with pytest.raises(ProblemError, match="is not a volumelab problem file"):
         vl.load_problem(tmp_path / "garbage.npz")

@@ -2,7 +2,7 @@
 
 A problem is a set of training measurements ``(A_i, y_i)`` with ``y_i = <A_i, W*>``
 and a generalization basis ``{B}``: an orthonormal basis of the orthogonal
-complement of ``span{A_i}``, with targets ``<B, W*>``. Losses follow DESIGN.md:
+complement of ``span{A_i}``, with targets ``<B, W*>``. Losses follow docs/design.md:
 
     L_train(W) = (1/m) sum_i (<A_i, W> - y_i)^2
     L_gen(W)   = (1/t) sum_B (<B, W> - <B, W*>)^2
@@ -12,7 +12,10 @@ All arrays are kept as float64 CPU tensors; :meth:`Problem.to` moves them.
 
 from __future__ import annotations
 
+import json
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +46,11 @@ _TARGET_TOL = 1e-6
 
 
 def _as_float64(name: str, value, ndim: int) -> torch.Tensor:
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+        # Complex values would lose their imaginary part and strings/objects are not numbers.
+        raise ProblemError(f"{name} must be a real numeric array, got dtype {value.dtype}")
+    if isinstance(value, torch.Tensor) and (value.is_complex() or value.dtype == torch.bool):
+        raise ProblemError(f"{name} must be a real numeric array, got dtype {value.dtype}")
     try:
         tensor = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float64).cpu()
     except (TypeError, ValueError) as exc:
@@ -382,38 +390,70 @@ def _with_targets(task, measurements, truth, *, basis=None, **metadata) -> Probl
 
 # ----------------------------------------------------------------------- storage
 _REQUIRED = ("A_train", "b_train", "A_test", "b_test")
+_FORMAT = (
+    "a volumelab problem file is a .npz archive (as written by `volumelab problem make` or "
+    "Problem.save) with float arrays A_train (m, rows, cols), b_train (m,), A_test (t, rows, cols), "
+    "b_test (t,) and optionally W_star (rows, cols)"
+)
 
 
 def save_problem(problem: Problem, path: str | Path) -> Path:
-    """Save as ``.npz`` with arrays ``A_train, b_train, A_test, b_test`` and optional ``W_star``."""
+    """Save as ``.npz``: arrays ``A_train, b_train, A_test, b_test``, optional ``W_star``, the task and metadata.
+
+    The metadata (seed, rank, norm, ...) is stored as a JSON string and restored by
+    :func:`load_problem`.
+    """
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **problem.to_arrays(), task=np.array(problem.task))
+    metadata = {k: v for k, v in problem.metadata.items() if k != "source"}
+    np.savez(path, **problem.to_arrays(), task=np.array(problem.task),
+             metadata=np.array(json.dumps(metadata, sort_keys=True, default=str)))
     return path
 
 
-def load_problem(path: str | Path) -> Problem:
-    """Load a problem saved by :func:`save_problem` (or any ``.npz`` with the same arrays)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ProblemError(f"problem file {str(path)!r} does not exist")
+def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], str, dict]:
+    """The arrays, task and metadata of a problem archive; a :class:`ProblemError` for anything else."""
+    where = f"problem file {str(path)!r}"
+    if path.stat().st_size == 0:
+        raise ProblemError(f"{where} is empty; {_FORMAT}")
+    if not zipfile.is_zipfile(path):
+        raise ProblemError(f"{where} is not a volumelab problem file (not a .npz archive); {_FORMAT}")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in _REQUIRED if key not in data.files]
             if missing:
-                raise ProblemError(
-                    f"problem file {str(path)!r} lacks array(s) {', '.join(missing)}; "
-                    f"expected {', '.join(_REQUIRED)} and optionally W_star"
-                )
+                raise ProblemError(f"{where} lacks array(s) {', '.join(missing)}; {_FORMAT}")
             arrays = {key: data[key] for key in (*_REQUIRED, "W_star") if key in data.files}
             task = str(data["task"]) if "task" in data.files else "custom"
+            metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
     except ProblemError:
         raise
-    except (OSError, ValueError) as exc:
-        raise ProblemError(f"cannot read problem file {str(path)!r}: {exc}") from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ProblemError(f"{where} holds an object (non-numeric) array; {_FORMAT}") from exc
+        raise ProblemError(f"{where} is damaged or not a volumelab problem file ({exc}); {_FORMAT}") from exc
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        # A truncated or corrupted archive fails in zipfile, zlib or numpy's header parser.
+        raise ProblemError(f"{where} is damaged (truncated or corrupted archive: {exc}); {_FORMAT}") from exc
+    if not isinstance(metadata, dict):
+        raise ProblemError(f"{where}: its 'metadata' entry must be a JSON object")
+    return arrays, task, metadata
+
+
+def load_problem(path: str | Path) -> Problem:
+    """Load a problem saved by :func:`save_problem` (or any ``.npz`` with the same arrays).
+
+    Raises:
+        ProblemError: the file is missing, empty, not an ``.npz`` archive, damaged, lacks
+            an array, or holds arrays of the wrong shape, dtype or values (NaN/inf).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProblemError(f"problem file {str(path)!r} does not exist")
+    arrays, task, metadata = _read_archive(path)
     try:
-        return Problem(**arrays, task=task, metadata={"source": str(path)})
+        return Problem(**arrays, task=task, metadata={**metadata, "source": str(path)})
     except ProblemError as exc:
         raise ProblemError(f"{path}: {exc}") from exc
