@@ -101,7 +101,7 @@ def test_bad_problem_file_is_one_line(capsys, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"garbage")
     code, _, err = run(capsys, "gd", "--problem", bad, "--width", 5, "--lr", 0.1, "--steps", 1)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot read problem file" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not a volumelab problem file" in err
 
 
 def test_problem_show(capsys, problem_file):

@@ -12,6 +12,7 @@ True
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._results_version import RESULTS_VERSION
 from .errors import ModelError, OptimizerError, ProblemError, VolumelabError
 from .models import FactorizationModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
@@ -19,14 +20,14 @@ from .problems import Problem, load_problem, make_completion, make_problem, make
 
 
 
-def load_results(directory):
+def load_results(directory, *, all_versions: bool = False):
     """All runs stored under ``directory`` (a sweep's ``--out`` folder) as a pandas DataFrame.
 
     See :func:`volumelab.experiments.load_results`; pandas is imported only when called.
     """
     from .experiments.results import load_results as _load
 
-    return _load(directory)
+    return _load(directory, all_versions=all_versions)
 
 
 try:
@@ -35,6 +36,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "RESULTS_VERSION",
     "FactorizationModel",
     "GradientDescent",
     "GuessCheck",

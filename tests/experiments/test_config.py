@@ -21,7 +21,7 @@ def _error(tmp_path, text) -> str:
 
 def test_tiny_config_resolves(tiny_config):
     config = load_sweep(tiny_config)
-    points = resolve_points(config, "paper")
+    points = resolve_points(config)
     assert len(points) == 4
     assert [p.coords["model.width"] for p in points] == [4, 8, 4, 8]
     assert points[0].methods["gnc"].samples == 3000
@@ -117,6 +117,8 @@ def test_figure2_init_scales_follow_the_paper():
 
 def test_figure_names():
     assert resolve_figure_names("all") == list(FIGURES)
-    assert resolve_figure_names("fig2") == ["figure2"] == resolve_figure_names("2")
-    with pytest.raises(ConfigError):
-        resolve_figure_names("figure12")
+    assert resolve_figure_names("figure2") == ["figure2"]
+    # Only documented names: an alias such as "1" or "fig1" must not silently start a long run.
+    for name in ("figure12", "1", "fig1", "Figure1", " figure1", "ALL"):
+        with pytest.raises(ConfigError, match="figure1 ... figure11"):
+            resolve_figure_names(name)

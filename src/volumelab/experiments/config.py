@@ -43,11 +43,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .._counts import parse_count
+from .. import _results_version
 from ..errors import VolumelabError
 from ..models import ACTIVATIONS, PRIORS, SCALINGS
 
@@ -57,6 +59,7 @@ __all__ = [
     "GncMethodConfig",
     "ModelConfig",
     "ProblemConfig",
+    "key_settings",
     "ResolvedPoint",
     "SweepConfig",
     "load_sweep",
@@ -66,7 +69,12 @@ __all__ = [
     "sweep_from_dict",
 ]
 
-PAPER_SCALE = "paper"
+PAPER_SCALE = "paper"  # the base_scale of the packaged figure configs
+#: The label of a config's base values when it does not name them (``base_scale``).
+BASE_SCALE = "base"
+
+#: An integer count that may be written ``1e6`` or ``2.0e5`` (see :func:`volumelab._counts.parse_count`).
+Count = Annotated[int, BeforeValidator(parse_count)]
 
 
 class ConfigError(VolumelabError):
@@ -81,10 +89,10 @@ class ProblemConfig(_Strict):
     """The sensing / completion problem (see :func:`volumelab.make_problem`)."""
 
     task: Literal["sensing", "completion"] = "sensing"
-    rows: int = Field(5, ge=1)
-    cols: int = Field(5, ge=1)
-    rank: int = Field(1, ge=1)
-    measurements: int = Field(15, ge=1)
+    rows: Count = Field(5, ge=1)
+    cols: Count = Field(5, ge=1)
+    rank: Count = Field(1, ge=1)
+    measurements: Count = Field(15, ge=1)
     norm: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
@@ -99,8 +107,8 @@ class ProblemConfig(_Strict):
 class ModelConfig(_Strict):
     """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
 
-    width: int = Field(5, ge=1)
-    depth: int = Field(2, ge=1)
+    width: Count = Field(5, ge=1)
+    depth: Count = Field(2, ge=1)
     activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
     prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
     scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
@@ -118,6 +126,10 @@ class _MethodBase(_Strict):
 
     model: dict[str, Any] = Field(default_factory=dict)
 
+    #: Settings that decide where or in what pieces a run computes but never change its
+    #: numbers; they are left out of the results store's key (``run_key``).
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"device"})
+
     @field_validator("model")
     @classmethod
     def _model_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -132,11 +144,14 @@ class GncMethodConfig(_MethodBase):
 
     type: Literal["gnc"] = "gnc"
     eps: float = Field(gt=0)
-    samples: int = Field(ge=1)
+    samples: Count = Field(ge=1)
     sampler: str = "auto"
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: Count | None = Field(None, ge=1)
+
+    # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "sampler"})
 
 
 class GdMethodConfig(_MethodBase):
@@ -144,7 +159,7 @@ class GdMethodConfig(_MethodBase):
 
     type: Literal["gd"] = "gd"
     lr: float = Field(gt=0)
-    steps: int = Field(ge=0)
+    steps: Count = Field(ge=0)
     init_scale: float = Field(1e-3, gt=0)
     step_rule: Literal["gd", "group_rmsprop"] = "group_rmsprop"
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -224,6 +239,14 @@ class SweepConfig(_Strict):
     rules: list[RuleConfig] = Field(default_factory=list)
     seeds: int | list[int] = 8
     scales: dict[str, ScaleConfig] = Field(default_factory=dict)
+    base_scale: str = Field(BASE_SCALE, pattern=r"^[A-Za-z0-9_\-]+$")
+
+    @model_validator(mode="after")
+    def _base_scale_not_redefined(self) -> "SweepConfig":
+        if self.base_scale in self.scales:
+            raise ValueError(f"scale {self.base_scale!r} names the base values (base_scale); "
+                             "it cannot also be defined under 'scales'")
+        return self
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -236,7 +259,10 @@ class SweepConfig(_Strict):
                 raise ValueError(f"method name {name!r} must be letters, digits and underscores")
             if name.endswith("prior") or name == "prior":
                 raise ValueError(f"method name {name!r} is reserved for G&C's prior rows")
-            out[name] = _validate_method(name, raw)
+            try:
+                out[name] = _validate_method(name, raw)
+            except ValidationError as exc:
+                raise ValueError(_describe(exc, prefix=f"methods.{name}")) from None
         return out
 
     @field_validator("grid")
@@ -274,7 +300,8 @@ class SweepConfig(_Strict):
         return candidates[-1] if candidates else None
 
     def scale_names(self) -> list[str]:
-        return [PAPER_SCALE] + [s for s in self.scales if s != PAPER_SCALE]
+        """The base values' label first, then the named scales."""
+        return [self.base_scale] + list(self.scales)
 
     def scale_note(self, scale: str) -> str:
         spec = self.scales.get(scale)
@@ -308,14 +335,31 @@ class ResolvedPoint:
         }
 
 
-def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int) -> str:
-    """A stable identifier of one (point, seed, method) run: a hash of everything it depends on."""
+def key_settings(settings: BaseModel) -> dict[str, Any]:
+    """A method's settings without its ``execution_fields`` (which never change a result)."""
+    return settings.model_dump(exclude=set(getattr(settings, "execution_fields", ())))
+
+
+def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
+            resolved: Mapping[str, Any] | None = None) -> str:
+    """A stable identifier of one (point, seed, method) run.
+
+    It hashes everything that changes the run's numbers and nothing that does not:
+    the problem, the model as the method sees it, the method's settings less its
+    ``execution_fields`` (device choice, batch size), what the settings resolve to on
+    this machine (``resolved``: e.g. G&C's sampler, block size and device type), the
+    seed, and the package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method
+    names identify the row.
+    """
+    settings = point.methods[method]
     payload = {
+        "results_version": _results_version.RESULTS_VERSION,
         "sweep": sweep,
         "problem": point.problem.model_dump(),
-        "model": point.model.model_dump(),
+        "model": {**point.model.model_dump(), **getattr(settings, "model", {})},
         "method": method,
-        "settings": point.methods[method].model_dump(),
+        "settings": key_settings(settings),
+        "resolved": dict(resolved or {}),
         "seed": seed,
     }
     text = json.dumps(payload, sort_keys=True, default=_json_default)
@@ -401,13 +445,14 @@ def _check_rules(config: SweepConfig, tree: dict, rules: list[RuleConfig], where
                 raise ConfigError(f"{where}: {path!r} is swept by the grid and cannot also be overridden")
 
 
-def resolve_points(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "<config>") -> list[ResolvedPoint]:
-    """All grid points of ``config`` at ``scale``, resolved and validated.
+def resolve_points(config: SweepConfig, scale: str | None = None, *, source: str = "<config>") -> list[ResolvedPoint]:
+    """All grid points of ``config`` at ``scale`` (``None``: the base values), resolved and validated.
 
     Raises:
         ConfigError: naming ``source`` and the offending field.
     """
-    if scale != PAPER_SCALE and scale not in config.scales:
+    scale = config.base_scale if scale is None else scale
+    if scale != config.base_scale and scale not in config.scales:
         raise ConfigError(
             f"{source}: no scale {scale!r}; this config defines {', '.join(config.scale_names())}"
         )
@@ -450,9 +495,13 @@ def resolve_points(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str
         try:
             problem = ProblemConfig.model_validate(resolved["problem"])
             model = ModelConfig.model_validate(resolved["model"])
-            methods = {name: _validate_method(name, raw) for name, raw in resolved["methods"].items()}
-            for name, settings in methods.items():
-                ModelConfig.model_validate({**resolved["model"], **settings.model})
+            methods = {}
+            for name, raw in resolved["methods"].items():
+                try:
+                    methods[name] = _validate_method(name, raw)
+                    ModelConfig.model_validate({**resolved["model"], **methods[name].model})
+                except ValidationError as exc:
+                    raise ValueError(_describe(exc, prefix=f"methods.{name}")) from None
         except ValidationError as exc:
             raise ConfigError(f"{source}: at grid point {where} (scale {scale}): {_describe(exc)}") from None
         except ValueError as exc:
@@ -461,11 +510,18 @@ def resolve_points(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str
     return points
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """Pydantic's errors as ``field 'a.b': message (got value)``, with field paths under ``prefix``."""
     parts = []
     for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        loc = ".".join([prefix] * bool(prefix) + [str(p) for p in error["loc"]]) or "(top level)"
         message = error["msg"]
+        if error["type"] == "value_error":
+            # Our own validators' messages, without pydantic's "Value error, " prefix.
+            message = str(error.get("ctx", {}).get("error", message.removeprefix("Value error, ")))
+            if message.startswith("field '"):  # already described (a method's own settings)
+                parts.append(message)
+                continue
         if error["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see docs/experiments.md for the schema)"
         given = error.get("input")
@@ -499,6 +555,8 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(f"sweep config {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); a sweep config is a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     return sweep_from_dict(data, source=str(path))

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .config import (
-    PAPER_SCALE,
+    ConfigError,
     ModelConfig,
     ProblemConfig,
     ResolvedPoint,
@@ -36,11 +38,14 @@ from .config import (
 )
 from .executors import make_executor
 from .methods import get_runner
-from .store import ResultRow, ResultsStore, utc_now
+from .store import DATABASE_NAME, ResultRow, ResultsStore, utc_now
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "execute_task", "plan_sweep", "run_sweep"]
+__all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "describe_work", "execute_task", "plan_sweep", "run_sweep"]
+
+#: Called after each finished task with ``(runs done, runs to do, share of the work done, seconds)``.
+ProgressCallback = Callable[[int, int, float, float], None]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class SweepTask:
     cost: float
     single_threaded: bool = False
     device: str = "cpu"
+    work: tuple[float, str] = (1.0, "runs")
 
     @property
     def num_rows(self) -> int:
@@ -98,6 +104,7 @@ class SweepOutcome:
     ran_rows: int
     seconds: float
     plan: SweepPlan = field(repr=False)
+    stale_rows: int = 0
 
     @property
     def complete(self) -> bool:
@@ -108,26 +115,36 @@ def prior_method_name(method: str) -> str:
     return "prior" if method == "gnc" else f"{method}_prior"
 
 
-def _cost(point: ResolvedPoint, settings, num_seeds: int) -> float:
+def _cost(point: ResolvedPoint, work: tuple[float, str], num_seeds: int) -> float:
     """A rough relative cost for scheduling the most expensive tasks first."""
     params = point.model.width * point.model.width * max(1, point.model.depth - 1) + 10 * point.model.width
-    if hasattr(settings, "samples"):
-        return float(settings.samples) * params * num_seeds
-    if hasattr(settings, "steps"):
-        return 30.0 * float(settings.steps) * params * num_seeds
-    return float(num_seeds)
+    return work[0] * params * num_seeds
 
 
-def _device_type(settings) -> str:
-    """Where a method's task computes (``"cpu"`` or ``"cuda"``), as this machine resolves its ``device``."""
-    from ..device import resolve_device
+def _build_model(problem: ProblemConfig, model: ModelConfig):
+    from ..models import FactorizationModel
 
-    device = getattr(settings, "device", None)
-    return resolve_device(device).type if device is not None else "cpu"
+    return FactorizationModel(problem.rows, problem.cols, **model.model_dump())
 
 
-def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "<config>") -> SweepPlan:
-    """Resolve the grid and split it into tasks (nothing runs)."""
+def _with_device(settings, device: str | None):
+    """``settings`` with its ``device`` replaced (``volumelab run --device``), if it has one."""
+    if device is None or "device" not in type(settings).model_fields:
+        return settings
+    return settings.model_copy(update={"device": device})
+
+
+def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "<config>",
+               device: str | None = None) -> SweepPlan:
+    """Resolve the grid and split it into tasks (nothing runs).
+
+    Args:
+        config: The sweep.
+        scale: A scale the config defines; ``None`` for its base values.
+        source: The config's file name, for error messages.
+        device: Replace every method's ``device`` setting (``"auto" | "cpu" | "cuda"``).
+    """
+    scale = config.base_scale if scale is None else scale
     points = resolve_points(config, scale, source=source)
     x_field = config.x_field
     seeds = config.seed_list
@@ -135,27 +152,46 @@ def plan_sweep(config: SweepConfig, scale: str = PAPER_SCALE, *, source: str = "
     for point in points:
         x = point.coords.get(x_field) if x_field else None
         for method, settings in point.methods.items():
+            settings = _with_device(settings, device)
+            point.methods[method] = settings
             runner = get_runner(settings.type)
-            keys = [run_key(config.name, point, method, s) for s in seeds]
+            model = _build_model(point.problem, ModelConfig.model_validate({**point.model.model_dump(),
+                                                                             **settings.model}))
+            resolved = runner.resolved_settings(model, settings)
+            keys = [run_key(config.name, point, method, s, resolved=resolved) for s in seeds]
             priors = [f"{k}:prior" if runner.prior_rows else None for k in keys]
             groups = [list(range(len(seeds)))] if runner.batched else [[i] for i in range(len(seeds))]
+            work = runner.work_of(settings)
             for group in groups:
                 tasks.append(SweepTask(
                     sweep=config.name, scale=scale, point=point.index, coords=dict(point.coords), x=x,
                     method=method, method_type=settings.type, problem=point.problem.model_dump(),
                     model=point.model.model_dump(), settings=settings.model_dump(),
                     seeds=tuple(seeds[i] for i in group), keys=tuple(keys[i] for i in group),
-                    prior_keys=tuple(priors[i] for i in group), cost=_cost(point, settings, len(group)),
+                    prior_keys=tuple(priors[i] for i in group), cost=_cost(point, work, len(group)),
                     single_threaded=runner.is_single_threaded(settings),
-                    device=_device_type(settings),
+                    device=resolved["device_type"], work=work,
                 ))
     return SweepPlan(config, scale, points, tasks, source)
 
 
+def describe_work(tasks: list[SweepTask]) -> str:
+    """The work of ``tasks`` in words: stored runs and, per unit, the total (e.g. ``3.2e+10 prior draws``).
+
+    A run stores one row per seed and method (G&C also one for the prior's chance level).
+    """
+    runs = sum(t.num_rows for t in tasks)
+    totals: dict[str, float] = {}
+    for task in tasks:
+        amount, unit = task.work
+        totals[unit] = totals.get(unit, 0.0) + amount * len(task.seeds)
+    parts = [f"{amount:.3g} {unit}" for unit, amount in totals.items() if unit != "runs"]
+    return f"{runs} runs" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def execute_task(task: SweepTask) -> list[ResultRow]:
     """Run one task and return its rows (called in the worker)."""
-    from .. import __version__
-    from ..models import FactorizationModel
+    from .. import __version__, _results_version
     from ..problems import make_problem
     import torch
 
@@ -168,7 +204,7 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
                      problem_cfg.measurements, seed=seed, norm=problem_cfg.norm)
         for seed in task.seeds
     ]
-    model = FactorizationModel(problem_cfg.rows, problem_cfg.cols, **model_cfg.model_dump())
+    model = _build_model(problem_cfg, model_cfg)
     started = utc_now()
     clock = time.perf_counter()
     results = runner.run(problems, model, settings, list(task.seeds))
@@ -182,6 +218,7 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
         common = dict(sweep=task.sweep, scale=task.scale, point=task.point, x=task.x, coords=task.coords,
                       seed=seed, config=config, seconds=seconds, started_at=started, finished_at=finished,
                       volumelab_version=__version__, torch_version=torch.__version__,
+                      results_version=_results_version.RESULTS_VERSION,
                       diagnostics=dict(result.diagnostics, batch_seeds=len(task.seeds)))
         rows.append(ResultRow(run_key=key, method=task.method, method_type=task.method_type,
                               status=result.status, metrics=dict(result.metrics),
@@ -211,68 +248,143 @@ def _remaining(task: SweepTask, done: set[str]) -> SweepTask | None:
                         "prior_keys": pick(task.prior_keys), "cost": task.cost * len(keep) / len(task.seeds)})
 
 
+#: Files a sweep writes into its output folder (``--force`` removes them before another sweep uses it).
+_OUTPUTS = (DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm", "results.csv", "report.md",
+            "report.html", "sweep.yaml", "resolved.json", "plots")
+
+
+def _folder_sweep(out_dir: Path) -> tuple[str, str] | None:
+    """``(sweep, scale)`` of the sweep whose outputs ``out_dir`` holds, or ``None`` if it holds none."""
+    resolved = out_dir / "resolved.json"
+    if resolved.is_file():
+        try:
+            data = json.loads(resolved.read_text(encoding="utf-8"))
+            return str(data["sweep"]), str(data["scale"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    if (out_dir / DATABASE_NAME).is_file():
+        with ResultsStore(out_dir) as store:
+            pairs = store.sweeps()
+        if pairs:
+            return pairs[0]
+    return None
+
+
+def claim_output_folder(out_dir: Path, sweep: str, scale: str, *, force: bool = False) -> None:
+    """Make sure ``out_dir`` is free for ``(sweep, scale)``.
+
+    A folder that holds the outputs of the same sweep at the same scale is resumed. One
+    that holds another sweep (or scale) is refused, since its CSV and report would be
+    overwritten and its plots left behind; with ``force`` its outputs are removed first.
+
+    Raises:
+        ConfigError: the folder holds another sweep and ``force`` is false.
+    """
+    held = _folder_sweep(out_dir)
+    if held is None or held == (sweep, scale):
+        return
+    if not force:
+        raise ConfigError(
+            f"output folder {str(out_dir)!r} holds the results of sweep {held[0]!r} (scale {held[1]}), not "
+            f"{sweep!r} (scale {scale}); choose another --out, or pass --force to delete its outputs first")
+    logger.warning("removing the outputs of sweep %r (scale %s) from %s", held[0], held[1], out_dir)
+    for name in _OUTPUTS:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run_sweep(
     config: SweepConfig | str | Path,
     *,
-    scale: str = PAPER_SCALE,
+    scale: str | None = None,
     out_dir: str | Path,
     executor: str = "local",
     workers: int = 1,
     address: str | None = None,
-    progress: bool | None = None,
+    progress: bool | ProgressCallback | None = None,
+    device: str | None = None,
+    force: bool = False,
 ) -> SweepOutcome:
     """Run every unfinished (point, seed, method) of a sweep and store each row at once.
 
     Args:
         config: A validated config or the path of a YAML file.
-        scale: ``"paper"`` or a scale defined in the config's ``scales``.
+        scale: A scale defined in the config's ``scales``, or ``None`` for its base
+            values (labelled ``base_scale``: ``paper`` for the packaged figures).
         out_dir: Output folder; holds ``results.sqlite`` (created if missing).
         executor: ``"local"`` (in-process, or a process pool when ``workers > 1``) or ``"ray"``.
         workers: Parallel workers.
         address: Ray cluster address (``--executor ray`` only).
-        progress: Show a progress bar; default: when stderr is a terminal.
+        progress: ``True`` for a progress bar, a callable for progress reports after each
+            task (see :data:`ProgressCallback`), ``None`` for a bar when stderr is a terminal.
+        device: Replace every method's ``device`` setting.
+        force: Reuse an output folder that holds another sweep, deleting its outputs.
 
     Returns:
-        A :class:`SweepOutcome`. Rerunning a finished sweep runs nothing.
+        A :class:`SweepOutcome`. Rerunning a finished sweep runs nothing. Rows stored by
+        an older :data:`~volumelab.RESULTS_VERSION` never match a current key: they are
+        rerun, counted in ``stale_rows`` and left out of the outputs.
+
+    Raises:
+        ConfigError: the config is invalid, or ``out_dir`` holds another sweep.
     """
+    from .. import _results_version
+
+    version = _results_version.RESULTS_VERSION
     source = "<config>"
     if not isinstance(config, SweepConfig):
         source = str(config)
         config = load_sweep(config)
-    plan = plan_sweep(config, scale, source=source)
+    plan = plan_sweep(config, scale, source=source, device=device)
     out_dir = Path(out_dir)
+    claim_output_folder(out_dir, config.name, plan.scale, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.yaml").write_text(
         yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False), encoding="utf-8")
     (out_dir / "resolved.json").write_text(json.dumps(
-        {"sweep": config.name, "scale": scale, "points": [
+        {"sweep": config.name, "scale": plan.scale, "points": [
             {"index": p.index, "coords": p.coords, **p.as_dict()} for p in plan.points]}, indent=1, default=str),
         encoding="utf-8")
     start = time.perf_counter()
     with ResultsStore(out_dir) as store:
         done = store.existing_keys(plan.keys)
+        stale = store.count_other_versions(config.name, plan.scale, version)
+        if stale:
+            logger.warning("%s (%s): %d stored runs were computed by an older version of the code (results "
+                           "version before %d); they are rerun and left out of the outputs",
+                           config.name, plan.scale, stale, version)
         todo = [t for t in (_remaining(task, done) for task in plan.tasks) if t is not None]
         todo.sort(key=lambda t: -t.cost)
         planned = len(plan.keys)
         stored_before = len(done)
         ran = 0
         if todo:
-            logger.info("%s (%s): %d of %d runs to do in %d tasks", config.name, scale,
+            logger.info("%s (%s): %d of %d runs to do in %d tasks", config.name, plan.scale,
                         planned - stored_before, planned, len(todo))
-            show = sys.stderr.isatty() if progress is None else progress
+            report = progress if callable(progress) else None
+            show = (sys.stderr.isatty() if progress is None else bool(progress)) and report is None
             pool = make_executor(executor, workers, address)
             try:
-                total_cost = sum(t.cost for t in todo)
-                with tqdm(total=total_cost, disable=not show, desc=f"{config.name} ({scale})",
+                total_cost = sum(t.cost for t in todo) or 1.0
+                cost_done = 0.0
+                with tqdm(total=total_cost, disable=not show, desc=f"{config.name} ({plan.scale})",
                           unit="", bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
                     bar.set_postfix_str(f"0/{planned - stored_before} runs")
                     for rows in pool.map_unordered(execute_task, todo):
                         ran += store.add(rows)
+                        cost = _task_cost_of(rows, todo)
+                        cost_done += cost
                         bar.set_postfix_str(f"{ran}/{planned - stored_before} runs")
-                        bar.update(_task_cost_of(rows, todo))
+                        bar.update(cost)
+                        if report is not None:
+                            report(ran, planned - stored_before, cost_done / total_cost,
+                                   time.perf_counter() - start)
             finally:
                 pool.close()
-    return SweepOutcome(out_dir, planned, stored_before, ran, time.perf_counter() - start, plan)
+    return SweepOutcome(out_dir, planned, stored_before, ran, time.perf_counter() - start, plan, stale)
 
 
 def _task_cost_of(rows: list[ResultRow], todo: list[SweepTask]) -> float:

@@ -16,7 +16,9 @@ from pydantic import BaseModel
 from ..device import resolve_device
 from ..models import FactorizationModel
 from ..optimizers import GradientDescent, GuessCheck, RunResult
+from ..optimizers.guess_check import block_size_for
 from ..problems import Problem
+from ..samplers import select_sampler
 
 __all__ = ["MethodRunner", "get_runner", "register_method"]
 
@@ -38,6 +40,22 @@ class MethodRunner:
     batched: bool = False
     prior_rows: bool = False
     single_threaded: Callable[[BaseModel], bool] | None = None
+    resolved: Callable[[FactorizationModel, BaseModel], dict] | None = None
+    work: Callable[[BaseModel], tuple[float, str]] | None = None
+
+    def resolved_settings(self, model: FactorizationModel, settings: BaseModel) -> dict:
+        """What the settings resolve to on this machine that changes the numbers (part of the run key).
+
+        Always the device type (CPU and CUDA draw different random numbers), plus the
+        method's own (G&C: the sampler ``auto`` picks and the block size).
+        """
+        device = getattr(settings, "device", None)
+        extra = self.resolved(model, settings) if self.resolved is not None else {}
+        return {"device_type": resolve_device(device).type if device is not None else "cpu", **extra}
+
+    def work_of(self, settings: BaseModel) -> tuple[float, str]:
+        """``(amount, unit)`` of one seed's work, e.g. ``(1e9, "draws")``; ``(1, "runs")`` if unknown."""
+        return self.work(settings) if self.work is not None else (1.0, "runs")
 
     def is_single_threaded(self, settings: BaseModel) -> bool:
         return bool(self.single_threaded is not None and self.single_threaded(settings))
@@ -55,11 +73,20 @@ def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
     return optimizer.run_batch(list(problems), model, settings.steps, list(seeds))
 
 
+def _resolved_gnc(model: FactorizationModel, settings) -> dict:
+    """The sampler and block size G&C will use: both decide which random numbers make the draws."""
+    sampler = select_sampler(model, settings.sampler)
+    return {"sampler": sampler.name,
+            "block_size": block_size_for(model, sampler, resolve_device(settings.device).type)}
+
+
 _RUNNERS: dict[str, MethodRunner] = {
-    "gnc": MethodRunner(_run_gnc, batched=False, prior_rows=True),
+    "gnc": MethodRunner(_run_gnc, batched=False, prior_rows=True, resolved=_resolved_gnc,
+                        work=lambda settings: (float(settings.samples), "prior draws")),
     # GradientDescent.run_batch computes a batch on one thread with one intra-op thread on the CPU.
     "gd": MethodRunner(_run_gd, batched=True,
-                       single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
+                       single_threaded=lambda settings: resolve_device(settings.device).type == "cpu",
+                       work=lambda settings: (float(settings.steps), "GD steps")),
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -26,10 +25,9 @@ def figure_config_path(name: str) -> Path:
 
 
 def resolve_figure_names(name: str) -> list[str]:
-    """``"all"`` -> every figure; ``"figure2"``, ``"fig2"``, ``"2"`` -> ``["figure2"]``."""
-    if name.strip().lower() == "all":
+    """``"all"`` -> every figure; ``"figure2"`` -> ``["figure2"]``. Only these documented names are accepted."""
+    if name == "all":
         return list(FIGURES)
-    match = re.fullmatch(r"(?:fig(?:ure)?)?\s*(\d+)", name.strip().lower())
-    if not match or f"figure{int(match.group(1))}" not in FIGURES:
-        raise ConfigError(f"unknown figure {name!r}; expected figure1 ... figure11 or 'all'")
-    return [f"figure{int(match.group(1))}"]
+    if name not in FIGURES:
+        raise ConfigError(f"unknown figure {name!r}; expected one of figure1 ... figure11, or all")
+    return [name]

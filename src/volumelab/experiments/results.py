@@ -16,9 +16,13 @@ __all__ = ["CSV_COLUMNS", "load_results", "rows_to_frame", "short_names"]
 #: Leading columns of ``results.csv`` (grid fields follow under their short names).
 CSV_COLUMNS = [
     "figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss",
-    "status", "accepted", "samples", "acceptance_rate", "eps", "steps", "lr", "init_scale", "momentum",
-    "point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version",
+    "status", "accepted", "samples", "acceptance_rate", "acceptance_rate_low", "acceptance_rate_high", "eps",
+    "steps", "lr", "init_scale", "momentum", "point", "seconds", "run_id", "run_key", "finished_at",
+    "volumelab_version", "results_version",
 ]
+
+#: Integer columns: nullable integers, so a missing count stays empty instead of turning the column into floats.
+_COUNT_COLUMNS = ("seed", "accepted", "samples", "steps", "point", "run_id", "results_version")
 
 
 def short_names(paths: Iterable[str]) -> dict[str, str]:
@@ -46,12 +50,14 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
             "seed": row["seed"], "gen_loss": row["gen_loss"], "gen_loss_stderr": row["gen_loss_stderr"],
             "train_loss": row["train_loss"], "prior_gen_loss": metrics.get("prior_gen_loss"),
             "status": row["status"], "accepted": metrics.get("accepted"), "samples": metrics.get("samples"),
-            "acceptance_rate": metrics.get("acceptance_rate"), "eps": settings.get("eps"),
+            "acceptance_rate": metrics.get("acceptance_rate"),
+            "acceptance_rate_low": metrics.get("acceptance_rate_low"),
+            "acceptance_rate_high": metrics.get("acceptance_rate_high"), "eps": settings.get("eps"),
             "steps": metrics.get("steps") if row["method_type"] == "gd" else None,
             "lr": settings.get("lr"), "init_scale": settings.get("init_scale"),
             "momentum": settings.get("momentum"), "point": row["point"], "seconds": row["seconds"],
             "run_id": row["id"], "run_key": row["run_key"], "finished_at": row["finished_at"],
-            "volumelab_version": row["volumelab_version"],
+            "volumelab_version": row["volumelab_version"], "results_version": row.get("results_version"),
         }
         for path, value in row["coords"].items():
             record[names[path]] = value
@@ -60,20 +66,28 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
         records.append(record)
     columns = CSV_COLUMNS + [names[p] for p in all_paths if names[p] not in CSV_COLUMNS] + ["method_type", "config"]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in ("gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss", "acceptance_rate"):
+    for column in ("gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss", "acceptance_rate",
+                   "acceptance_rate_low", "acceptance_rate_high"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    for column in _COUNT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     numeric_x = pd.to_numeric(frame["x"], errors="coerce")
     if numeric_x.notna().all():
         frame["x"] = numeric_x
     return frame
 
 
-def load_results(directory: str | Path) -> "pd.DataFrame":
+def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.DataFrame":
     """All runs stored under ``directory`` as a DataFrame (the same columns as ``results.csv``).
 
-    ``directory`` is a sweep's output folder (holding ``results.sqlite``) or a parent
-    of several, e.g. the output of ``volumelab reproduce all``.
+    Args:
+        directory: A sweep's output folder (holding ``results.sqlite``) or a parent of
+            several, e.g. the output of ``volumelab reproduce all`` (``runs/quick`` by default).
+        all_versions: Also return rows computed by code of an older
+            :data:`~volumelab.RESULTS_VERSION` (they are never mixed in by default).
     """
+    from .. import _results_version
+
     import pandas as pd
 
     directory = Path(directory)
@@ -84,5 +98,8 @@ def load_results(directory: str | Path) -> "pd.DataFrame":
     frames = []
     for path in databases:
         with ResultsStore(path, create=False) as store:
-            frames.append(rows_to_frame(store.fetch()))
+            rows = store.fetch()
+        if not all_versions:
+            rows = [row for row in rows if row.get("results_version") == _results_version.RESULTS_VERSION]
+        frames.append(rows_to_frame(rows))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

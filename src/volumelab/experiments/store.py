@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL,
     finished_at TEXT NOT NULL,
     volumelab_version TEXT NOT NULL,
-    torch_version TEXT NOT NULL
+    torch_version TEXT NOT NULL,
+    results_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, scale);
 """
@@ -104,6 +105,7 @@ class ResultRow:
     finished_at: str
     volumelab_version: str
     torch_version: str
+    results_version: int | None = None
 
     def values(self) -> tuple:
         return (
@@ -112,14 +114,14 @@ class ResultRow:
             _finite(self.metrics.get("gen_loss")), _finite(self.standard_errors.get("gen_loss")),
             _finite(self.metrics.get("train_loss")), _dumps(self.metrics), _dumps(self.standard_errors),
             _dumps(self.diagnostics), _dumps(self.config), self.seconds, self.started_at, self.finished_at,
-            self.volumelab_version, self.torch_version,
+            self.volumelab_version, self.torch_version, self.results_version,
         )
 
 
 _COLUMNS = (
     "run_key, sweep, scale, method, method_type, point, x, coords, seed, status, gen_loss, gen_loss_stderr, "
     "train_loss, metrics, standard_errors, diagnostics, config, seconds, started_at, finished_at, "
-    "volumelab_version, torch_version"
+    "volumelab_version, torch_version, results_version"
 )
 
 
@@ -146,6 +148,18 @@ class ResultsStore:
         if create:
             self._connection.executescript(_SCHEMA)
             self._connection.commit()
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an older volumelab up to the current schema.
+
+        Rows from before the results version was recorded get ``NULL`` (version unknown:
+        never the current one).
+        """
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(runs)")}
+        if columns and "results_version" not in columns:
+            with self._connection:
+                self._connection.execute("ALTER TABLE runs ADD COLUMN results_version INTEGER")
 
     def close(self) -> None:
         self._connection.close()
@@ -168,7 +182,7 @@ class ResultsStore:
             for row in rows:
                 try:
                     self._connection.execute(
-                        f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 22)})", row.values()
+                        f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", row.values()
                     )
                     added += 1
                 except sqlite3.IntegrityError:
@@ -189,6 +203,17 @@ class ResultsStore:
                 row[column] = json.loads(row[column]) if row[column] is not None else None
             rows.append(row)
         return rows
+
+    def sweeps(self) -> list[tuple[str, str]]:
+        """The distinct ``(sweep, scale)`` pairs stored, in the order first stored."""
+        cursor = self._connection.execute("SELECT sweep, scale FROM runs GROUP BY sweep, scale ORDER BY MIN(id)")
+        return [(str(a), str(b)) for a, b in cursor]
+
+    def count_other_versions(self, sweep: str, scale: str, results_version: int) -> int:
+        """Rows of ``(sweep, scale)`` computed by code of another (or an unknown) results version."""
+        return int(self._connection.execute(
+            "SELECT COUNT(*) FROM runs WHERE sweep = ? AND scale = ? AND "
+            "(results_version IS NULL OR results_version != ?)", (sweep, scale, results_version)).fetchone()[0])
 
     def count(self) -> int:
         return int(self._connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
