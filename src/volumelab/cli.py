@@ -12,15 +12,18 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from . import __version__
+from ._counts import parse_count
 from .errors import VolumelabError
 from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
 from .problems import Problem, load_problem, make_problem
+from .samplers import available_samplers
 
 logger = logging.getLogger("volumelab")
 
@@ -39,6 +42,35 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+class CountType(click.ParamType):
+    """A positive (or non-negative) integer that may be written ``1000000``, ``1e6`` or ``1_000_000``."""
+
+    name = "count"
+
+    def __init__(self, minimum: int = 1) -> None:
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = parse_count(value)
+            except ValueError as exc:
+                self.fail(f"{value!r} is not a whole number ({exc})", param, ctx)
+            if not isinstance(number, int) or isinstance(number, bool):
+                self.fail(f"{value!r} is not a whole number (write e.g. 1000000 or 1e6)", param, ctx)
+        if number < self.minimum:
+            self.fail(f"{value!r} must be at least {self.minimum}", param, ctx)
+        return number
+
+
+DEVICE_OPTION = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where to compute: auto uses CUDA when PyTorch sees a GPU (GD's small models always run on the CPU "
+         "under auto).")
 
 
 def _show_progress(as_json: bool) -> bool:
@@ -60,7 +92,8 @@ def problem_options(func):
         click.option("--problem", "problem_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Problem file (.npz). Without it, one is generated from the flags below."),
         click.option("--task", type=click.Choice(["sensing", "completion"]), default=None,
-                     help="Generate a problem of this task [default: sensing]."),
+                     help="Generate a problem of this task [default: sensing]: Gaussian measurements of unit "
+                          "Frobenius norm, or observed entries."),
         click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows of W* [default: 5]."),
         click.option("--cols", type=click.IntRange(min=1), default=None, help="Columns of W* [default: 5]."),
         click.option("--rank", type=click.IntRange(min=1), default=None, help="Rank of W* [default: 1]."),
@@ -95,7 +128,8 @@ def model_options(func):
     options = [
         click.option("--width", type=click.IntRange(min=1), required=True, help="Hidden width k."),
         click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True, help="Depth d."),
-        click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True,
+                     help="Activation between layers (leaky_relu: slope --negative-slope)."),
         click.option("--negative-slope", type=float, default=0.2, show_default=True,
                      help="Slope of leaky_relu for negative inputs."),
     ]
@@ -108,8 +142,8 @@ def common_options(func):
     options = [
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of the data (when generated) and of the run."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+        DEVICE_OPTION,
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -130,15 +164,19 @@ def cli(verbose: int) -> None:
 @common_options
 @problem_options
 @model_options
-@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True)
-@click.option("--scaling", type=click.Choice(SCALINGS), default="paper", show_default=True)
+@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True,
+              help="Distribution P of the weights: standard normal or uniform on [-1, 1].")
+@click.option("--scaling", type=click.Choice(SCALINGS), default="paper", show_default=True,
+              help="paper: hidden layers P/sqrt(width), output layer P/sqrt(rows); "
+                   "fan_in: every layer P/sqrt(its fan-in).")
 @click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm.")
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
               help="Accept draws with L_train < eps.")
-@click.option("--samples", type=click.IntRange(min=1), required=True, help="Number of prior draws N.")
-@click.option("--sampler", default="auto", show_default=True, help="Prior sampler (auto picks the fastest exact one).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Draws per batch (memory only; default: from free memory).")
+@click.option("--samples", type=CountType(), required=True, help="Number of prior draws N (e.g. 1000000 or 1e6).")
+@click.option("--sampler", type=click.Choice(["auto", *available_samplers()]), default="auto", show_default=True,
+              help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
+@click.option("--batch-size", type=CountType(), default=None,
+              help="Draws per batch: memory only, never the result [default: from free memory].")
 def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
         normalize, eps, samples, sampler, batch_size) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
@@ -154,9 +192,10 @@ def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negat
 @common_options
 @problem_options
 @model_options
-@click.option("--init-scale", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--init-scale", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Multiplier of PyTorch's default linear-layer initialization.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), required=True, help="Step size.")
-@click.option("--steps", type=click.IntRange(min=0), required=True, help="Number of full-batch steps.")
+@click.option("--steps", type=CountType(minimum=0), required=True, help="Number of full-batch steps (e.g. 1e5).")
 @click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum"]),
               default="gd", show_default=True,
               help="Step rule; 'momentum' is plain GD with heavy-ball momentum.")
@@ -164,7 +203,8 @@ def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negat
               help="Heavy-ball coefficient (default 0.9 for --optimizer momentum, else 0).")
 @click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop once L_train falls below this.")
-@click.option("--history", is_flag=True, help="Include the loss history in --json output.")
+@click.option("--history", is_flag=True,
+              help="With --json: include the loss history (train and gen. loss every log interval).")
 def gd(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
        step_rule, momentum, threshold, history) -> None:
     """Full-batch gradient descent from small initialization."""
@@ -182,6 +222,16 @@ def gd(problem: Problem, seed, device, as_json, width, depth, activation, negati
     _report(result, problem, model, as_json, include_history=history)
 
 
+def _rate_text(metrics: dict) -> str:
+    """The acceptance rate with its exact 95% interval (an upper bound when nothing was accepted)."""
+    low, high = metrics.get("acceptance_rate_low"), metrics.get("acceptance_rate_high")
+    if high is None:
+        return f"rate {_format(metrics['acceptance_rate'])}"
+    if not metrics["accepted"]:
+        return f"rate 0, below {high:.2g} with 95% confidence"
+    return f"rate {_format(metrics['acceptance_rate'])} (95% interval {low:.3g} to {high:.3g})"
+
+
 def _report(result: RunResult, problem: Problem, model: FactorizationModel, as_json: bool,
             include_history: bool = False) -> None:
     if as_json:
@@ -194,8 +244,8 @@ def _report(result: RunResult, problem: Problem, model: FactorizationModel, as_j
     metrics, errors = result.metrics, result.standard_errors
     click.echo(f"{problem!r}; model width={model.width} depth={model.depth} activation={model.activation_name}")
     if result.method == "gnc":
-        click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws "
-                   f"(rate {_format(metrics['acceptance_rate'], errors['acceptance_rate'])}) at eps={metrics['eps']}")
+        click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
+                   f"{_rate_text(metrics)}")
         click.echo(f"G&C generalization loss:   {_format(metrics['gen_loss'], errors['gen_loss'])}")
         click.echo(f"prior (chance) gen. loss:  {_format(metrics['prior_gen_loss'], errors['prior_gen_loss'])}")
         if result.status == "no_acceptance":
@@ -213,14 +263,19 @@ def problem() -> None:
 
 
 @problem.command("make")
-@click.option("--task", type=click.Choice(["sensing", "completion"]), required=True)
-@click.option("--rows", type=click.IntRange(min=1), required=True)
-@click.option("--cols", type=click.IntRange(min=1), required=True)
-@click.option("--rank", type=click.IntRange(min=1), required=True)
-@click.option("--measurements", type=click.IntRange(min=1), required=True)
-@click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--task", type=click.Choice(["sensing", "completion"]), required=True,
+              help="sensing: Gaussian measurement matrices of unit Frobenius norm; completion: observed entries.")
+@click.option("--rows", type=click.IntRange(min=1), required=True, help="Rows of the ground truth W*.")
+@click.option("--cols", type=click.IntRange(min=1), required=True, help="Columns of W*.")
+@click.option("--rank", type=click.IntRange(min=1), required=True, help="Rank of W*.")
+@click.option("--measurements", type=click.IntRange(min=1), required=True,
+              help="Number of measurements m (below rows*cols).")
+@click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Frobenius norm of W*.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the problem's data stream.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (.npz; the suffix is added if missing).")
 def problem_make(task, rows, cols, rank, measurements, norm, seed, out) -> None:
     """Generate a sensing or completion problem and save it as .npz."""
     made = make_problem(task, rows, cols, rank, measurements, seed=seed, norm=norm)
@@ -230,14 +285,15 @@ def problem_make(task, rows, cols, rank, measurements, norm, seed, out) -> None:
 
 @problem.command("show")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def problem_show(path, as_json) -> None:
-    """Describe a problem file."""
+    """Describe a problem file: task, shape, measurements, test basis size, chance level of W = 0."""
     loaded = load_problem(path)
     info = {"task": loaded.task, "rows": loaded.rows, "cols": loaded.cols,
             "measurements": loaded.num_measurements, "test": loaded.num_test,
             "has_ground_truth": loaded.W_star is not None,
-            "mean_squared_target": loaded.mean_squared_target()}
+            "mean_squared_target": loaded.mean_squared_target(),
+            **{k: v for k, v in loaded.metadata.items() if k != "source"}}
     if as_json:
         _echo_json(info)
     else:
@@ -246,18 +302,24 @@ def problem_show(path, as_json) -> None:
 
 
 @cli.command()
-@click.option("--samples", type=click.IntRange(min=1), default=4_000_000, show_default=True)
-@click.option("--width", type=click.IntRange(min=1), default=40, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def demo(samples, width, seed) -> None:
-    """A small end-to-end run: G&C and GD on a generated 5x5 rank-1 sensing problem."""
+@click.option("--samples", type=CountType(), default=4_000_000, show_default=True,
+              help="G&C prior draws (e.g. 4e6).")
+@click.option("--width", type=click.IntRange(min=1), default=40, show_default=True, help="Hidden width k.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the problem and of both runs.")
+@DEVICE_OPTION
+def demo(samples, width, seed, device) -> None:
+    """A small end-to-end run: G&C and GD on a generated 5x5 rank-1 sensing problem, and what it shows."""
     made = make_problem("sensing", 5, 5, 1, 15, seed=seed)
     model = FactorizationModel(5, 5, width, 2)
     click.echo(f"{made!r}, depth-2 linear factorization of width {width}")
     click.echo(f"Guess & Check: {samples:,} Gaussian prior draws, eps = 0.02 ...")
-    gnc_result = GuessCheck(eps=0.02, progress=_show_progress(False)).run(made, model, samples, seed=seed)
+    gnc_result = GuessCheck(eps=0.02, device=device, progress=_show_progress(False)).run(made, model, samples,
+                                                                                           seed=seed)
     click.echo("Gradient descent: group_rmsprop, lr 1e-2, init 1e-3, 5,000 steps ...")
-    gd_result = GradientDescent(lr=1e-2, init_scale=1e-3, step_rule="group_rmsprop").run(made, model, 5000, seed=seed)
+    gd_device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
+    gd_result = GradientDescent(lr=1e-2, init_scale=1e-3, step_rule="group_rmsprop",
+                                device=gd_device).run(made, model, 5000, seed=seed)
     m, e = gnc_result.metrics, gnc_result.standard_errors
     click.echo("")
     click.echo(f"  prior (chance) generalization loss: {_format(m['prior_gen_loss'], e['prior_gen_loss'])}")
@@ -265,14 +327,40 @@ def demo(samples, width, seed) -> None:
                f"   ({m['accepted']} of {m['samples']:,} draws accepted)")
     click.echo(f"  GD generalization loss:             {_format(gd_result.metrics['gen_loss'])}"
                f"   (train loss {_format(gd_result.metrics['train_loss'])})")
+    click.echo("")
+    for line in _demo_conclusion(gnc_result, gd_result):
+        click.echo(line)
+
+
+def _demo_conclusion(gnc_result: RunResult, gd_result: RunResult) -> list[str]:
+    """What the demo's numbers show, in words, with the uncertainty that decides it."""
+    m, e = gnc_result.metrics, gnc_result.standard_errors
+    prior = m["prior_gen_loss"]
+    lines = ["What this run shows (measured, one seed):"]
+    if m["gen_loss"] is None:
+        lines.append("  G&C accepted no draw: raise --samples to compare it with chance.")
+    else:
+        difference = prior - m["gen_loss"]
+        error = math.hypot(e["gen_loss"] or 0.0, e["prior_gen_loss"] or 0.0)
+        if error > 0 and abs(difference) > 2 * error:
+            verdict = "better than" if difference > 0 else "worse than"
+            lines.append(f"  G&C generalizes {verdict} chance: its loss is {m['gen_loss'] / prior:.2f} x the "
+                         f"prior's ({abs(difference) / error:.1f} standard errors from it).")
+        else:
+            lines.append(f"  G&C's loss is within 2 standard errors of chance ({m['gen_loss'] / prior:.2f} x "
+                         "the prior's): no measurable advantage.")
+    gd_loss = gd_result.metrics["gen_loss"]
+    if gd_loss is None:
+        lines.append(f"  GD {gd_result.status}: no loss to compare.")
+    else:
+        lines.append(f"  GD's loss is {gd_loss / prior:.2g} x the prior's: gradient descent from small "
+                     "initialization finds a low-rank solution that generalizes.")
+    lines.append("  At depth 2, width 40 the paper (arXiv 2506.03931, Fig. 1) predicts G&C between GD and chance, "
+                 "moving to chance as width grows; try --width 5 and --width 160.")
+    return lines
 
 
 # ------------------------------------------------------------------- sweeps
-_SCALE_OPTION = click.option("--scale", default="paper", show_default=True,
-                             help="Settings scale: 'paper' (the paper's budgets) or one the config defines, "
-                                  "e.g. 'quick'.")
-
-
 def sweep_options(func):
     options = [
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -281,46 +369,89 @@ def sweep_options(func):
                      help="Parallel workers (local: processes; ray: CPUs of a local Ray instance)."),
         click.option("--address", default=None, help="Ray cluster address (with --executor ray)."),
         click.option("--no-report", is_flag=True, help="Only run and store; skip CSV, plots and report."),
+        click.option("--force", is_flag=True,
+                     help="Use an output folder that holds another sweep, deleting that sweep's outputs."),
+        DEVICE_OPTION,
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _run_one(config_path: Path, scale: str, out: Path, executor: str, workers: int, address, no_report: bool):
-    from .experiments import load_sweep, run_sweep
+class _ProgressLines:
+    """Progress as plain lines on stderr when it is not a terminal (logs, CI, ``nohup``)."""
+
+    def __init__(self, label: str, every_seconds: float = 30.0) -> None:
+        self.label, self.every, self.last = label, every_seconds, time.monotonic()
+
+    def __call__(self, done: int, total: int, share: float, seconds: float) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.every:
+            return
+        self.last = now
+        left = f", about {_duration(seconds * (1 - share) / share)} left" if 0 < share < 1 else ""
+        click.echo(f"{self.label}: {done}/{total} runs, {share:.0%} of the work, {_duration(seconds)} elapsed{left}",
+                   err=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _run_one(config_path: Path, scale: str | None, out: Path | None, options: dict):
+    """Run one sweep file and write its outputs; returns its report section (``None`` with --no-report)."""
+    from .experiments import load_sweep, plan_sweep, run_sweep
+    from .experiments.driver import describe_work
     from .plotting.report import write_sweep_outputs
 
     config = load_sweep(config_path)
-    outcome = run_sweep(config, scale=scale, out_dir=out, executor=executor, workers=workers, address=address)
+    plan = plan_sweep(config, scale, source=str(config_path), device=options["device"])
+    out = out or Path("runs") / plan.scale / config.name
+    note = config.scale_note(plan.scale)
+    click.echo(f"{config.name} ({plan.scale} scale): {describe_work(plan.tasks)} -> {out}"
+               + (f"\n  scale note: {note}" if note else ""))
+    progress = None if sys.stderr.isatty() else _ProgressLines(f"{config.name} ({plan.scale})")
+    outcome = run_sweep(config_path, scale=scale, out_dir=out, executor=options["executor"],
+                        workers=options["workers"], address=options["address"], device=options["device"],
+                        force=options["force"], progress=progress)
+    if outcome.stale_rows:
+        click.echo(f"  {outcome.stale_rows} stored runs came from an older version of the code; they were rerun "
+                   "and are left out of the outputs")
     if outcome.ran_rows == 0 and outcome.stored_before == outcome.planned_rows:
-        click.echo(f"{config.name} ({scale}): all {outcome.planned_rows} runs already stored in {out}; nothing to run")
+        click.echo(f"  all {outcome.planned_rows} runs already stored in {out}; nothing to run")
     else:
-        click.echo(f"{config.name} ({scale}): ran {outcome.ran_rows} runs in {outcome.seconds:.1f} s "
+        click.echo(f"  ran {outcome.ran_rows} runs in {outcome.seconds:.1f} s "
                    f"({outcome.stored_before} were stored already) -> {out / 'results.sqlite'}")
-    if no_report:
+    if options["no_report"]:
         return None
     section = write_sweep_outputs(outcome.plan, out)
     click.echo(f"  wrote {out / 'results.csv'}, {out / 'plots'}/{config.name}.png|pdf, {out / 'report.md'}")
     if section.verdict is not None:
-        click.echo(f"  paper's claim: {section.verdict.sentence.replace('**', '')}")
+        click.echo(f"  {section.verdict.heading.lower()}: {section.verdict.sentence.replace('**', '')}")
     return section
 
 
 @cli.command("run")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
-@_SCALE_OPTION
+@click.option("--scale", default=None,
+              help="A scale the config defines (the figures: quick or paper) [default: the config's base values, "
+                   "labelled by its base_scale: 'base', or 'paper' for the figure configs].")
 @sweep_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>/<config name>].")
-def run_command(config_path, scale, executor, workers, address, no_report, out) -> None:
-    """Run the sweep described by a YAML CONFIG; finished runs are never repeated."""
-    from .experiments import load_sweep
+def run_command(config_path, scale, out, **options) -> None:
+    """Run the sweep described by a YAML CONFIG; finished runs are never repeated.
 
+    It prints the work (runs, prior draws, GD steps) before starting; the packaged
+    figure configs' base values are the paper's budgets (hours): use --scale quick.
+    """
     if not config_path.is_file():
         raise click.BadParameter(f"file {str(config_path)!r} does not exist", param_hint="CONFIG")
-    name = load_sweep(config_path).name
-    _run_one(config_path, scale, out or Path("runs") / scale / name, executor, workers, address, no_report)
+    _run_one(config_path, scale, out, options)
 
 
 @cli.command("reproduce")
@@ -330,8 +461,8 @@ def run_command(config_path, scale, executor, workers, address, no_report, out) 
 @sweep_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
-def reproduce_command(figure, scale, executor, workers, address, no_report, out) -> None:
-    """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or all of them."""
+def reproduce_command(figure, scale, out, **options) -> None:
+    """Reproduce a figure of arXiv 2506.03931: FIGURE is figure1 ... figure11, or all."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 
@@ -339,7 +470,7 @@ def reproduce_command(figure, scale, executor, workers, address, no_report, out)
     root = out or Path("runs") / scale
     sections = []
     for name in names:
-        section = _run_one(figure_config_path(name), scale, root / name, executor, workers, address, no_report)
+        section = _run_one(figure_config_path(name), scale, root / name, options)
         if section is not None:
             section.image = f"{name}/{section.image}"
             sections.append(section)
@@ -359,9 +490,14 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="volumelab", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("volumelab: aborted", err=True)
-        return 130
+    except click.exceptions.Abort as exc:
+        # Click turns both Ctrl-C and an EOFError into Abort; only the first is the user's doing.
+        if isinstance(exc.__context__, KeyboardInterrupt) or exc.__context__ is None:
+            click.echo("volumelab: aborted", err=True)
+            return 130
+        if debug:
+            raise
+        return _internal_error(exc.__context__)
     except click.ClickException as exc:
         if debug:
             raise
@@ -373,7 +509,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"volumelab: error: {' '.join(str(exc).split())}", err=True)
         return 2
+    except Exception as exc:  # a bug, not bad input: one line, exit 1
+        if debug:
+            raise
+        return _internal_error(exc)
     return 0
+
+
+def _internal_error(exc: BaseException) -> int:
+    click.echo(f"volumelab: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+               "(set VOLUMELAB_DEBUG=1 for the traceback and please report it)", err=True)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
