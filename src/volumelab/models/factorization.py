@@ -25,7 +25,7 @@ from ..errors import ModelError
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS"]
 
-#: Added to the Frobenius norm when normalizing (DESIGN.md: ``W / (||W||_F + 1e-6)``).
+#: Added to the Frobenius norm when normalizing (docs/design.md: ``W / (||W||_F + 1e-6)``).
 NORMALIZE_EPS = 1e-6
 
 ACTIVATIONS = ("linear", "tanh", "leaky_relu", "relu")
@@ -106,7 +106,7 @@ class FactorizationModel:
 
     @property
     def layer_scales(self) -> tuple[float, ...]:
-        """Standard multiplier of the prior's ``P`` for each layer (DESIGN.md, "Prior")."""
+        """Standard multiplier of the prior's ``P`` for each layer (docs/design.md, "Prior")."""
         shapes = self.layer_shapes
         if self.scaling == "fan_in":
             return tuple(1.0 / math.sqrt(inp) for _out, inp in shapes)
@@ -189,7 +189,7 @@ class FactorizationModel:
     ) -> list[torch.Tensor]:
         """GD's small initialization: PyTorch's default linear-layer init times ``init_scale``.
 
-        Entries are ``U(-1/sqrt(fan_in), 1/sqrt(fan_in)) * init_scale`` (DESIGN.md, "GD").
+        Entries are ``U(-1/sqrt(fan_in), 1/sqrt(fan_in)) * init_scale`` (docs/design.md, "GD").
         """
         if not (math.isfinite(init_scale) and init_scale > 0):
             raise ModelError(f"init_scale must be a positive finite number, got {init_scale!r}")
