@@ -25,6 +25,10 @@ NUM_DRAWS = 200_000
 
 def _losses_and_entries(sampler, model, problem, seed, num=NUM_DRAWS, scale=1.0):
     draws = sampler.sample(model, num, torch.Generator().manual_seed(seed)) * scale
+    return _losses_and_entries_of(draws, model, problem)
+
+
+def _losses_and_entries_of(draws, model, problem):
     train, gen = problem.losses(draws.to(torch.float64))
     # Three entries in different rows and columns (the law is invariant under
     # row and column permutations for these priors).
@@ -65,6 +69,74 @@ def test_fast_sampler_equals_direct_in_distribution(name, kwargs):
     problem = vl.make_sensing(model.rows, model.cols, 1, model.rows * model.cols // 2, seed=3)
     assert select_sampler(model).name == name
     assert _min_p_value(model, problem) > ALPHA
+
+
+# ReLU at width cols + 1: on ~11% of draws a hidden column is all zero or H has rank < cols,
+# and on ~2% the Gram's Cholesky breaks down (a pivot <= 0 after round-off pivots). Width 9,
+# cols 6 (the case above) is too well conditioned to show it.
+SINGULAR_RELU = dict(rows=5, cols=5, width=6, depth=2, activation="relu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_factor_is_exact_on_singular_relu_grams(dtype):
+    # W = s_2 Z L^T has the law of the direct product only if L L^T = H^T H, so the factor
+    # must reproduce the Gram to rounding on every draw, singular ones included. Before the
+    # QR fallback, clamping a breakdown pivot dropped up to 150% of ||G|| in float32 (1.5e-4
+    # of draws off by more than 1e-4) and up to 1.7e-8 in float64; on this batch the old
+    # factor's worst was 7e4 eps (float32) and 7e5 eps (float64).
+    from volumelab.samplers.fast import _cholesky_semidefinite, _gram_factor
+
+    model = vl.FactorizationModel(**SINGULAR_RELU)
+    gram, lower = _gram_factor(model, 1 << 16, torch.Generator().manual_seed(7), dtype=dtype, device="cpu")
+    eps = torch.finfo(dtype).eps
+    # Not vacuous: singular Grams (smallest eigenvalue at rounding level: 11% of these draws)
+    # and Cholesky breakdowns, which take the QR path (2.2%), both occur in this batch.
+    eigenvalues = torch.linalg.eigvalsh(gram.permute(2, 0, 1).double())
+    assert (eigenvalues[:, 0] <= 8 * eps * eigenvalues[:, -1]).double().mean() > 0.05
+    _, broken = _cholesky_semidefinite(gram, torch.empty_like(gram))
+    assert broken.double().mean() > 0.01
+    assert not lower.permute(2, 0, 1).triu(1).any()  # lower triangular, as _times_lower_transpose needs
+    # Rounding-level bound on ||L L^T - G||_F / ||G||_F (p = cols = 5, k = width = 6, u = eps / 2):
+    # a completed Cholesky has |E_ij| <= gamma_{p+1} sqrt(G_ii G_jj), so ||E||_F <= (p + 1) u trace G
+    # <= (p + 1) u sqrt(p) ||G||_F ~ 6.7 eps (Higham, Thm. 10.3); the QR of H and the Gram's own
+    # rounding add a few (k + p) u sqrt(p) ||G||_F. Measured worst: 5 eps (float32), 6 eps
+    # (float64). 64 eps leaves room for the constants, 10^3 times below the old factor's errors.
+    product = torch.einsum("ikn,jkn->ijn", lower.double(), lower.double())
+    residual = (product - gram.double()).square().sum((0, 1)).sqrt()
+    norm = gram.double().square().sum((0, 1)).sqrt()
+    worst = (residual / norm.clamp(min=torch.finfo(torch.float64).tiny)).max().item()
+    assert worst <= 64 * eps, f"max ||L L^T - G|| / ||G|| = {worst:.3g} = {worst / eps:.3g} eps"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_sampler_equals_direct_on_singular_relu_grams(dtype):
+    """The losses and entries, plus ``||W||_F`` and ``sigma_min / sigma_max`` of ``W``, as KS tests above.
+
+    ``W = W_2 H`` has rank ``rank(H)``: the singular-value ratio sees the mass of rank-deficient
+    draws (~11%) and any factor that changes their rank or scale. Ratios below 1e-3 are clamped
+    there: a rank-deficient ``W``'s computed ratio is round-off (1e-7 in float32) whose exact
+    value differs between samplers. Seven statistics at ``ALPHA`` keep the case below 1%.
+    This checks the law of the QR path's draws; the old factor's breakdowns (1.5e-4 of
+    draws) are 40 times below the KS resolution at this ``n`` (0.0062), which is why
+    ``test_gram_factor_is_exact_on_singular_relu_grams`` checks the factor itself.
+    """
+    model = vl.FactorizationModel(**SINGULAR_RELU)
+    problem = vl.make_sensing(model.rows, model.cols, 1, model.rows * model.cols // 2, seed=3)
+    gram = select_sampler(model)
+    assert gram.name == "gram"
+
+    def statistics(sampler, seed):
+        draws = sampler.sample(model, NUM_DRAWS, torch.Generator().manual_seed(seed), dtype=dtype)
+        singular_values = torch.linalg.svdvals(draws.to(torch.float64))
+        norm = singular_values.square().sum(-1).sqrt()
+        ratio = (singular_values[:, -1] / singular_values[:, 0]).clamp(min=1e-3)
+        return [*_losses_and_entries_of(draws, model, problem), norm, ratio]
+
+    p_values = [
+        stats.ks_2samp(a.double().numpy(), b.double().numpy()).pvalue
+        for a, b in zip(statistics(gram, 11), statistics(DIRECT, 12))
+    ]
+    assert min(p_values) > ALPHA, p_values
 
 
 def test_the_comparison_has_power():
@@ -124,7 +196,7 @@ def test_bad_arguments_raise_clear_errors():
 
 
 def test_wide_linear_prior_gen_loss_closed_form():
-    """DESIGN.md: linear, Gaussian, unnormalized: E[L_gen] = 1/rows + mean_B <B, W*>^2 at any width.
+    """docs/design.md: linear, Gaussian, unnormalized: E[L_gen] = 1/rows + mean_B <B, W*>^2 at any width.
 
     Width 10^4 would need 10^5 random numbers per draw directly; Bartlett draws it
     for the price of width 5. Tolerance: 5 standard errors of the estimate.
