@@ -1,5 +1,7 @@
 """Gradient descent: the step rules against a hand-written reference, stopping, divergence."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,10 +9,11 @@ import torch
 import volumelab as vl
 from volumelab._rng import make_generator
 from volumelab.errors import OptimizerError
+from volumelab.optimizers.gradient import _ClosedFormObjective
 
 
 def _reference_run(problem, init, lr, steps, rule, beta, decay=0.99, eps=1e-6):
-    """Depth-1 model (W itself), written out in NumPy from DESIGN.md's step rule.
+    """Depth-1 model (W itself), written out in NumPy from docs/design.md's step rule.
 
     L(W) = (1/m) sum_i (<A_i, W> - y_i)^2, so grad L = (2/m) sum_i r_i A_i.
     """
@@ -102,6 +105,89 @@ def test_one_diverging_run_does_not_spoil_the_batch():
         if alone.status == "completed":
             assert together.metrics["gen_loss"] == pytest.approx(alone.metrics["gen_loss"], rel=1e-9)
             assert together.metrics["steps"] == 300
+
+
+def test_non_finite_gradient_with_finite_loss_is_divergence():
+    """A dead ReLU unit with a huge outgoing weight: ``L_train`` is finite, its gradient is NaN.
+
+    At width 1 with an init whose one hidden unit is dead (``W_1 < 0`` everywhere),
+    ``W = W_2 relu(W_1) = 0``, so ``L_train = mean(y^2)`` is finite. The backward pass
+    still forms ``W_2^T dL/dW``, which overflows for ``W_2 ~ 1e300`` and targets of
+    norm 1e10 (not for norm 1), and the dead unit's zero derivative times inf is NaN.
+    The loop used to zero such entries, so this run sat still and ended "completed".
+    """
+    model = vl.FactorizationModel(5, 5, 1, 2, activation="relu")
+    seed = 100
+    init = model.initialize(1e300, make_generator(seed, "init"))
+    assert bool((init[0] < 0).all()), "the hidden unit must start dead"
+    calm, loud = (vl.make_sensing(5, 5, 1, 15, seed=0, norm=norm) for norm in (1.0, 1e10))
+    params = torch.cat([layer.reshape(-1) for layer in init]).unsqueeze(0)
+    for problem, finite_gradient in ((calm, True), (loud, False)):
+        tensors = problem.tensors("cpu", torch.float64)
+        objective = _ClosedFormObjective(model, tensors.operator, tensors.targets, tensors.num_train)
+        train, grad = objective.train_loss_and_gradient(params.clone())
+        assert math.isfinite(float(train[0])) and bool(torch.isfinite(grad).all()) == finite_gradient
+
+    optimizer = vl.GradientDescent(lr=1e-2, init_scale=1e300, log_every=10)
+    calm_run, loud_run = optimizer.run_batch([calm, loud], model, 100, seeds=[seed, seed])
+    assert loud_run.status == "diverged"
+    assert loud_run.metrics == {"train_loss": None, "gen_loss": None, "steps": 0, "diverged_at_step": 0}
+    # Its loss at step 0 was finite and is kept; after it, the frozen run has none.
+    assert loud_run.history["step"] == list(range(0, 101, 10))
+    assert math.isfinite(loud_run.history["train_loss"][0])
+    assert loud_run.history["train_loss"][1:] == [None] * 10 and loud_run.history["gen_loss"][1:] == [None] * 10
+    # The other run (its gradient is exactly zero: a dead unit) is unaffected.
+    alone = optimizer.run(calm, model, 100, seed=seed)
+    assert calm_run.status == alone.status == "completed"
+    assert calm_run.metrics == alone.metrics and calm_run.history == alone.history
+
+
+@pytest.mark.parametrize("bad_value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    "config",
+    [dict(lr=0.05), dict(lr=1e-2, step_rule="group_rmsprop"), dict(lr=1e-2, step_rule="group_rmsprop", momentum=0.9),
+     dict(lr=0.05, momentum=0.9)],
+    ids=["gd", "rmsprop", "rmsprop-momentum", "gd-momentum"],
+)
+def test_a_non_finite_gradient_entry_stops_only_its_own_run(monkeypatch, config, bad_value):
+    """One gradient entry of run 1 turns non-finite at step 7 while its loss stays finite.
+
+    That run diverges at step 7 and is frozen there; the other runs of the batch end
+    exactly (bit for bit) as in the same batch without the fault, and as when run alone.
+    """
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(3)]
+    model = vl.FactorizationModel(5, 5, 6, 2, activation="tanh")
+    optimizer = vl.GradientDescent(**config, log_every=5)
+    clean = optimizer.run_batch(problems, model, 40, seeds=[0, 1, 2])
+    assert [run.status for run in clean] == ["completed"] * 3
+
+    original = _ClosedFormObjective.train_loss_and_gradient
+    steps = []
+
+    def faulty_train_loss_and_gradient(self, params):
+        train, grad = original(self, params)
+        if len(steps) == 7:
+            grad[1, 3] = bad_value
+        steps.append(len(steps))
+        return train, grad
+
+    monkeypatch.setattr(_ClosedFormObjective, "train_loss_and_gradient", faulty_train_loss_and_gradient)
+    faulted = optimizer.run_batch(problems, model, 40, seeds=[0, 1, 2])
+    monkeypatch.undo()
+
+    run = faulted[1]
+    assert run.status == "diverged"
+    assert run.metrics == {"train_loss": None, "gen_loss": None, "steps": 7, "diverged_at_step": 7}
+    assert run.history["step"] == clean[1].history["step"] == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    for key in ("train_loss", "gen_loss"):
+        assert run.history[key][:2] == clean[1].history[key][:2]  # steps 0 and 5, before the fault
+        assert run.history[key][2:] == [None] * 7
+    for index in (0, 2):
+        assert faulted[index].status == "completed"
+        assert faulted[index].metrics == clean[index].metrics
+        assert faulted[index].history == clean[index].history
+        alone = optimizer.run(problems[index], model, 40, seed=index)
+        assert faulted[index].metrics["gen_loss"] == pytest.approx(alone.metrics["gen_loss"], rel=1e-9)
 
 
 @pytest.mark.parametrize(

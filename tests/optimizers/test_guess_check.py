@@ -1,6 +1,6 @@
 """Guess & Check against closed forms, determinism, and explicit no-acceptance results.
 
-Closed forms (DESIGN.md, "Prior"):
+Closed forms (docs/design.md, "Prior"):
   * linear net, Gaussian prior, paper scaling, no normalization: the entries of W are
     uncorrelated with mean 0 and variance 1/rows (each hidden layer contributes
     k * (1/k) = 1, the output layer 1/rows), so for an orthonormal basis
@@ -10,11 +10,17 @@ Closed forms (DESIGN.md, "Prior"):
 Each estimate must lie within 4 of its own standard errors of the formula.
 """
 
+import math
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.stats import binom
 
 import volumelab as vl
 from volumelab.errors import OptimizerError
+from volumelab.optimizers import acceptance_rate_interval
 
 TOLERANCE_SE = 4.0
 
@@ -62,6 +68,11 @@ def test_accepted_draws_fit_the_data(sensing_problem):
     assert metrics["acceptance_rate"] == metrics["accepted"] / metrics["samples"]
     se = result.standard_errors
     assert se["gen_loss"] > 0 and se["acceptance_rate"] > 0
+    low, high = _clopper_pearson_by_bisection(metrics["accepted"], metrics["samples"])
+    assert metrics["acceptance_rate_low"] == pytest.approx(low, rel=1e-9)
+    assert metrics["acceptance_rate_high"] == pytest.approx(high, rel=1e-9)
+    assert metrics["acceptance_rate_low"] < metrics["acceptance_rate"] < metrics["acceptance_rate_high"]
+    assert result.diagnostics["acceptance_rate_interval"] == "two-sided 95% Clopper-Pearson"
 
 
 def test_everything_accepted_gives_the_prior(sensing_problem):
@@ -69,6 +80,10 @@ def test_everything_accepted_gives_the_prior(sensing_problem):
     result = vl.GuessCheck(eps=1e9).run(sensing_problem, model, 20_000, seed=0)
     assert result.metrics["accepted"] == 20_000
     assert result.metrics["gen_loss"] == pytest.approx(result.metrics["prior_gen_loss"], rel=1e-12)
+    # All accepted: the Wald standard error would be 0; the interval is [(0.025)^(1/N), 1].
+    assert result.standard_errors["acceptance_rate"] is None
+    assert result.metrics["acceptance_rate_high"] == 1.0
+    assert result.metrics["acceptance_rate_low"] == pytest.approx(0.025 ** (1 / 20_000), rel=1e-12)
 
 
 def test_no_acceptance_is_explicit(sensing_problem):
@@ -79,6 +94,78 @@ def test_no_acceptance_is_explicit(sensing_problem):
     assert result.metrics["gen_loss"] is None and result.standard_errors["gen_loss"] is None
     assert result.metrics["min_train_loss"] > 1e-6
     assert result.metrics["prior_gen_loss"] is not None
+    # No acceptance is not certainty of a zero rate: no standard error of 0, but the
+    # one-sided 95% upper bound, where 0 acceptances in N draws have probability 5%.
+    assert result.standard_errors["acceptance_rate"] is None
+    assert result.metrics["acceptance_rate_low"] == 0.0
+    high = result.metrics["acceptance_rate_high"]
+    assert high == pytest.approx(1 - 0.05 ** (1 / 5_000), rel=1e-9)
+    assert binom.cdf(0, 5_000, high) == pytest.approx(0.05, rel=1e-9)
+    assert result.diagnostics["acceptance_rate_interval"] == "one-sided 95% upper bound (no acceptance)"
+    payload = result.to_dict()
+    assert payload["acceptance_rate"] == 0 and payload["acceptance_rate_stderr"] is None
+    assert (payload["acceptance_rate_low"], payload["acceptance_rate_high"]) == (0.0, high)
+
+
+def _bisect(function, target: float, increasing: bool) -> float:
+    """The ``p`` in ``[0, 1]`` with ``function(p) = target``, by bisection in float64."""
+    low, high = 0.0, 1.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        if middle in (low, high):
+            break
+        if (function(middle) < target) == increasing:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def _clopper_pearson_by_bisection(accepted: int, samples: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The interval by its definition: ``P(X >= k; p_low) = alpha/2`` and ``P(X <= k; p_high) = alpha/2``."""
+    low = 0.0 if accepted == 0 else _bisect(lambda p: binom.sf(accepted - 1, samples, p), alpha / 2, increasing=True)
+    high = 1.0 if accepted == samples else _bisect(
+        lambda p: binom.cdf(accepted, samples, p), alpha / 2, increasing=False)
+    return low, high
+
+
+@pytest.mark.parametrize(("accepted", "samples"), [
+    (1, 1), (1, 2), (1, 10), (3, 17), (9, 10), (10, 10), (37, 1_000), (5, 70_001), (123, 10**6), (2, 10**9)])
+def test_acceptance_rate_interval_is_clopper_pearson(accepted, samples):
+    low, high = acceptance_rate_interval(accepted, samples)
+    want_low, want_high = _clopper_pearson_by_bisection(accepted, samples)
+    assert low == pytest.approx(want_low, rel=1e-9)
+    assert high == pytest.approx(want_high, rel=1e-9)
+
+
+@pytest.mark.parametrize("samples", [1, 2, 10, 5_000, 10**6, 10**12])
+def test_acceptance_rate_upper_bound_without_acceptance(samples):
+    low, high = acceptance_rate_interval(0, samples)
+    assert low == 0.0
+    # The closed form as written (its subtraction loses ~1e-16 absolute for large N).
+    assert high == pytest.approx(1 - 0.05 ** (1 / samples), rel=1e-12, abs=1e-15)
+    # The defining property: at the bound, no acceptance in N draws has probability 5%.
+    assert math.exp(samples * math.log1p(-high)) == pytest.approx(0.05, rel=1e-12)
+    if samples >= 5_000:
+        assert samples * high == pytest.approx(-math.log(0.05), rel=1e-3)  # the "rule of three"
+
+
+@given(samples=st.integers(1, 10**9), fraction=st.floats(0, 1))
+def test_acceptance_rate_interval_contains_the_rate(samples, fraction):
+    accepted = min(samples, int(fraction * samples))
+    low, high = acceptance_rate_interval(accepted, samples)
+    rate = accepted / samples
+    assert 0 <= low <= rate <= high <= 1
+    assert (low == 0) == (accepted == 0) and (high == 1) == (accepted == samples)
+    assert low < high
+
+
+def test_acceptance_rate_interval_rejects_bad_counts():
+    for accepted, samples in [(-1, 10), (11, 10), (0, 0)]:
+        with pytest.raises(OptimizerError, match="accepted"):
+            acceptance_rate_interval(accepted, samples)
+    with pytest.raises(OptimizerError, match="confidence"):
+        acceptance_rate_interval(1, 10, confidence=1.0)
 
 
 @pytest.mark.parametrize("activation", ["linear", "tanh"])

@@ -2,7 +2,7 @@
 
 from .base import RunResult, mean_and_stderr
 from .gradient import STEP_RULES, GradientDescent
-from .guess_check import GuessCheck, RunningMoments, block_size_for
+from .guess_check import GuessCheck, RunningMoments, acceptance_rate_interval, block_size_for
 
 __all__ = [
     "STEP_RULES",
@@ -10,6 +10,7 @@ __all__ = [
     "GuessCheck",
     "RunResult",
     "RunningMoments",
+    "acceptance_rate_interval",
     "block_size_for",
     "mean_and_stderr",
 ]

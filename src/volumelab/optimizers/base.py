@@ -20,7 +20,8 @@ class RunResult:
         metrics: Scalar results; a value that does not exist (e.g. the generalization
             loss of G&C when nothing was accepted) is ``None``, never a made-up number.
         standard_errors: Standard error of each metric that is an estimate.
-        history: Per-step logs (lists of equal length), e.g. ``step``, ``train_loss``.
+        history: Per-step logs (lists of equal length), e.g. ``step``, ``train_loss``;
+            ``None`` where a value does not exist (a GD run's losses after it diverged).
         diagnostics: Everything else worth keeping (sampler, timing, batch sizes).
     """
 

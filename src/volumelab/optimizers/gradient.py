@@ -14,6 +14,14 @@ The paper's adaptive rule (arXiv 2506.03931, App. "Gradient descent"), here
 Runs are batched over a leading axis: several seeds (or problems of equal shape)
 advance together, each with its own statistics, so ``run_batch`` of ``S`` seeds equals
 ``S`` calls of ``run``.
+
+A run diverges at the first step where its training loss or any entry of its gradient
+is not finite (the loss can stay finite while the gradient overflows, e.g. in the
+product of a huge layer with the upstream gradient). It stops there: its update is
+zero from that step on (the non-finite gradient is replaced, not multiplied, by zero),
+its status is ``"diverged"`` and its final losses are ``None``. Every operation of a
+step acts on each run's row alone, so the other runs of the batch continue exactly
+as without it.
 """
 
 from __future__ import annotations
@@ -159,24 +167,6 @@ class _AutogradObjective(_ClosedFormObjective):
         return train.detach(), grad
 
 
-def _width_bucket(width: int) -> int:
-    """``j`` with ``4^(j-1) < width <= 4^j``: widths in one band may share a padded batch."""
-    bucket, bound = 0, 1
-    while bound < width:
-        bucket, bound = bucket + 1, bound * 4
-    return bucket
-
-
-def _pad_layers(layers: list[torch.Tensor], model: FactorizationModel) -> list[torch.Tensor]:
-    """Embed the layers of a narrower net of the same depth into ``model``'s shapes, zero elsewhere."""
-    padded = []
-    for layer, (out, inp) in zip(layers, model.layer_shapes):
-        full = layer.new_zeros(out, inp)
-        full[: layer.shape[0], : layer.shape[1]] = layer
-        padded.append(full)
-    return padded
-
-
 def _as_list(problem) -> list[Problem]:
     return [problem] if isinstance(problem, Problem) else list(problem)
 
@@ -247,7 +237,9 @@ class GradientDescent:
 
         Returns:
             A :class:`RunResult` with metrics ``train_loss``, ``gen_loss`` (``None`` if
-            the run diverged), ``steps`` and ``diverged_at_step``, and a history.
+            the run diverged: its loss or a gradient entry became non-finite), ``steps``
+            and ``diverged_at_step`` (the first step with a non-finite loss or gradient),
+            and a history (``None`` entries after the step a run diverged at).
         """
         return self.run_batch([problem], model, budget, [seed])[0]
 
@@ -258,37 +250,21 @@ class GradientDescent:
         seeds: Sequence[int],
         *,
         workers: int | None = None,
-        pad_widths: bool = False,
     ) -> list[list[RunResult]]:
         """Run every ``(problem, model)`` point for all ``seeds``.
 
-        The seeds of a point always advance together (:meth:`run_batch`). Points whose
-        shapes differ (the widths of a figure) run, by default, one batch per point on
-        ``workers`` threads (default 1: small GD batches spend their time in Python
-        dispatch, which holds the GIL; measured on 2 cores, 6 widths took 10.1 s on one
-        thread and 13.8 s on two; use processes, as the sweep driver does, to use cores). Small batches are bound by per-operation overhead, so with
-        ``pad_widths=True`` the points that differ only in width advance as *one* batch
-        instead: every run is embedded in the widest net of its width band (factor 4)
-        with zero extra hidden units, and the bands run on ``workers`` threads.
-        For activations with ``sigma(0) = 0`` (all named ones) those units get zero
-        gradient under every step rule and stay exactly zero, and the step rule's global
-        gradient norm is unchanged, so each run follows its own trajectory. The padded
-        products add exact zeros, which can change the rounding of the sums: after 400
-        steps the losses agree to 1e-11 relative (tested), but a long run amplifies
-        rounding differences along its trajectory: after 10^5 steps of figure 1's GD the
-        final generalization losses (about 1e-4) differed by up to 14% relative between
-        padded and unpadded runs (benchmarks/RESULTS.md). The result of a point then
-        depends on the widths it was padded with, never on ``workers``. The sweep driver
-        does not pad, so a stored run never depends on the other widths of its sweep.
+        Each point is one batch of its seeds (:meth:`run_batch`), so its results depend
+        only on its own problem, model, budget and seeds: never on the other points of
+        the sweep, nor on ``workers``. On the CPU the points run on ``workers`` threads
+        (default 1: small GD batches spend their time in Python dispatch, which holds
+        the GIL; measured on 2 cores, 6 widths took 10.1 s on one thread and 13.8 s on
+        two; use processes, as the sweep driver does, to use cores).
 
         Args:
             points: ``(problem or one problem per seed, model)`` pairs.
             budget: Number of steps of every run.
             seeds: Seeds of every point.
-            workers: Threads; ``None`` means 1 for unpadded points and
-                ``torch.get_num_threads()`` for padded bands (larger batches, whose kernels
-                release the GIL for longer).
-            pad_widths: Batch points that differ only in width as one padded batch.
+            workers: Threads on the CPU; ``None`` means 1.
 
         Returns:
             One list of :class:`RunResult` per point, in seed order.
@@ -296,8 +272,6 @@ class GradientDescent:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise OptimizerError(f"workers must be a positive integer or None, got {workers!r}")
         points = list(points)
-        if pad_widths:
-            return self._run_padded(points, budget, seeds, workers or torch.get_num_threads())
         if resolve_device(self.device).type != "cpu":
             return [self.run_batch(_as_list(problem), model, budget, seeds) for problem, model in points]
 
@@ -307,54 +281,6 @@ class GradientDescent:
 
         count = min(workers or 1, len(points))
         return list(map_in_threads(work, len(points), count))
-
-    def _run_padded(self, points, budget: int, seeds: Sequence[int], workers: int) -> list[list[RunResult]]:
-        """Points grouped by everything but the width; each group is one zero-padded batch.
-
-        Widths are grouped by factor-4 bands ((1, 4], (4, 16], (16, 64], ...), so padding
-        never more than quadruples a run's width, and which runs share a batch depends on
-        the sweep's widths alone, not on ``workers``.
-        """
-        seeds = list(seeds)
-        groups: dict[tuple, list[int]] = {}
-        for index, (problem, model) in enumerate(points):
-            problems = _as_list(problem)
-            paddable = isinstance(model.activation, str) and model.depth >= 2
-            key = (model.rows, model.cols, model.depth, model.activation_name, model.normalize, model.negative_slope,
-                   problems[0].num_measurements, problems[0].num_test,
-                   _width_bucket(model.width) if paddable else ("alone", index))
-            groups.setdefault(key, []).append(index)
-        results: list[list[RunResult] | None] = [None] * len(points)
-        device = resolve_device(self.device)
-
-        def run_group(indices: list[int]) -> None:
-            widest = max((points[i][1] for i in indices), key=lambda m: m.width)
-            batch_problems, inits = [], []
-            for i in indices:
-                problem, model = points[i]
-                problems = _as_list(problem)
-                if len(problems) == 1:
-                    problems = problems * len(seeds)
-                if len(problems) != len(seeds):
-                    raise OptimizerError(f"need one problem per seed, got {len(problems)} problems and {len(seeds)} seeds")
-                batch_problems += problems
-                for seed in seeds:
-                    init = model.initialize(self.init_scale, make_generator(seed, "init"), dtype=torch.float64)
-                    inits.append(_pad_layers(init, widest))
-            batch = self._run_batch(batch_problems, widest, budget, seeds * len(indices), inits)
-            for position, i in enumerate(indices):
-                results[i] = batch[position * len(seeds) : (position + 1) * len(seeds)]
-                for result in results[i]:
-                    result.diagnostics["padded_to_width"] = widest.width
-
-        ordered = list(groups.values())
-        if device.type == "cpu":
-            # Groups run on worker threads with one intra-op thread each (as unpadded points do).
-            list(map_in_threads(lambda g: run_group(ordered[g]), len(ordered), min(workers, len(ordered))))
-        else:
-            for indices in ordered:
-                run_group(indices)
-        return results
 
     def run_batch(
         self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
@@ -376,8 +302,7 @@ class GradientDescent:
         return self._run_batch(problems, model, budget, seeds)
 
     def _run_batch(
-        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int],
-        inits: list[list[torch.Tensor]] | None = None,
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
     ) -> list[RunResult]:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
@@ -400,8 +325,7 @@ class GradientDescent:
         dtype = torch.float64
         size = len(seeds)
         objective = _objective_for(model, problems, device, dtype)
-        if inits is None:
-            inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
+        inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
         # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
@@ -409,10 +333,14 @@ class GradientDescent:
         ema = torch.zeros(size, dtype=dtype, device=device)
         active = torch.ones(size, dtype=torch.bool, device=device)
         converged = torch.zeros(size, dtype=torch.bool, device=device)
-        # A run is active for steps 0 .. s-1 and stops at step s (its loss is non-finite or
-        # below the threshold), so the step it stopped at is its count of active steps.
+        # A run is active for steps 0 .. s-1 and stops at step s (its loss or gradient is
+        # non-finite, or its loss is below the threshold), so the step it stopped at is
+        # its count of active steps.
         steps_done = torch.zeros(size, dtype=torch.long, device=device)
+        zero_row = torch.zeros(params.shape[1], dtype=dtype, device=device)
+        zero = zero_row[0]
         learning_rate = torch.tensor(self.lr, dtype=dtype, device=device)
+        momentum = torch.tensor(self.momentum, dtype=dtype, device=device)
         log_every = self.log_every or max(1, budget // 200)
         logged: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         threshold = self.train_loss_threshold
@@ -424,29 +352,38 @@ class GradientDescent:
                 train, grad = objective.train_loss_and_gradient(params)
                 if step % log_every == 0:
                     logged.append((step, train, objective.losses(params)[1]))
-                active.logical_and_(torch.isfinite(train))
                 if threshold is not None:
+                    # A non-finite loss is never below the threshold.
                     reached = active & (train < threshold)
                     converged.logical_or_(reached)
                     active.logical_and_(~reached)
+                # Every other run whose loss or some gradient entry is not finite diverges
+                # here. 0 * x is 0 for finite x and NaN for infinite or NaN x, so the probe
+                # <grad, 0> + 0 * loss is 0 exactly when both are finite, however large:
+                # an exact test, and on small batches much cheaper than isfinite(grad).all(1).
+                probe = torch.linalg.vecdot(grad, zero_row).addcmul_(train, zero)
+                active.logical_and_(probe == probe)
                 # A host sync only every few steps: a run that stopped is frozen (its
                 # update is masked), so the extra steps change nothing but the log,
                 # which is cut back to the step where the last run stopped.
                 if (step % _CHECK_EVERY == 0 or step == budget - 1) and not bool(active.any()):
                     break
-                grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
-                step_size = torch.mul(active, learning_rate)  # lr for active runs, 0 for stopped ones
+                # A stopped run's gradient is replaced (not multiplied: it may be
+                # non-finite) by zero, and so is its momentum, so its update is exactly
+                # zero and none of its statistics can turn non-finite: it stays frozen.
+                grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(active.unsqueeze(1))
+                step_size = learning_rate
                 if rmsprop:
                     ema.lerp_(torch.linalg.vecdot(grad, grad), 1 - self.ema_decay)
                     corrected = ema * (1.0 / (1 - self.ema_decay ** (step + 1)))
                     scale = corrected.sqrt_().add_(self.stability_eps).reciprocal_()
                     if momentum_buffer is None:
-                        step_size.mul_(scale)
+                        step_size = scale.mul_(learning_rate).unsqueeze(1)
                     else:
                         grad.mul_(scale.unsqueeze(1))
                 if momentum_buffer is not None:
-                    grad = momentum_buffer.mul_(self.momentum).add_(grad)
-                params.addcmul_(grad, step_size.unsqueeze(1), value=-1.0)
+                    grad = momentum_buffer.mul_(torch.mul(active, momentum).unsqueeze(1)).add_(grad)
+                params.addcmul_(grad, step_size, value=-1.0)
                 steps_done += active
                 bar.update(1)
         if not bool(active.any()) and logged:
@@ -489,6 +426,11 @@ class GradientDescent:
                 "train_loss": [row[i] for row in history["train_loss"]],
                 "gen_loss": [row[i] for row in history["gen_loss"]],
             }
+            if status == "diverged":
+                # After the step it diverged at, the run is frozen: it has no losses there.
+                for key in ("train_loss", "gen_loss"):
+                    run_history[key] = [None if logged_step > diverged_at[i] else value
+                                        for logged_step, value in zip(history["step"], run_history[key])]
             diagnostics = {
                 "optimizer": self.name,
                 "lr": self.lr,

@@ -4,7 +4,9 @@ arXiv 2506.03931, Sec. 2: G&C draws weights from the prior until the training lo
 is below ``eps``; statistically it samples the prior conditioned on fitting the data.
 For ``N`` draws this module reports the mean generalization loss of the accepted
 draws, the mean generalization loss of all draws (the prior's "chance" level), the
-number and rate of acceptances, and the standard error of each.
+number and rate of acceptances, and the standard error of each, plus an exact
+confidence interval for the acceptance rate (:func:`acceptance_rate_interval`), which
+stays informative when few or no draws are accepted.
 
 Determinism: draws live in fixed blocks. The block size is a function of the model
 and sampler only, and block ``b`` is drawn from the generator ``(seed, "gnc", b)``.
@@ -35,7 +37,7 @@ from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
-__all__ = ["GuessCheck", "RunningMoments", "block_size_for"]
+__all__ = ["ACCEPTANCE_CONFIDENCE", "GuessCheck", "RunningMoments", "acceptance_rate_interval", "block_size_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,56 @@ _CUDA_BLOCK_BYTES = 1 << 30
 _MIN_BLOCK = 64
 _MAX_BLOCK = {"cpu": 1 << 16, "cuda": 1 << 22}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: Confidence level of the reported acceptance-rate interval.
+ACCEPTANCE_CONFIDENCE = 0.95
+
+
+def acceptance_rate_interval(accepted: int, samples: int, confidence: float = ACCEPTANCE_CONFIDENCE
+                             ) -> tuple[float, float]:
+    """An exact confidence interval ``(low, high)`` for a binomial rate from ``accepted`` of ``samples``.
+
+    With ``alpha = 1 - confidence``:
+
+    * ``accepted == 0``: ``(0, 1 - alpha^(1/samples))``, the exact *one-sided* upper
+      confidence bound (the largest rate under which no acceptance in ``samples``
+      draws still has probability ``alpha``; about ``3 / samples`` at 95%, the "rule
+      of three"). The lower end is 0, which no number of rejections can exclude.
+    * otherwise the two-sided Clopper-Pearson interval, each tail ``alpha / 2``:
+      ``low = Beta(alpha/2; accepted, samples - accepted + 1)`` quantile and
+      ``high = Beta(1 - alpha/2; accepted + 1, samples - accepted)`` quantile, with
+      ``high = 1`` when every draw was accepted. It inverts the binomial tails
+      exactly: each end misses the true rate with probability at most ``alpha / 2``.
+
+    Reporting the one-sided bound at zero acceptances (rather than the two-sided
+    ``1 - (alpha/2)^(1/samples)``) lowers the coverage of the reported interval below
+    ``confidence`` only for rates between those two bounds, and never below
+    ``1 - 1.5 alpha`` (92.5% at 95%).
+
+    Args:
+        accepted: Number of accepted draws, ``0 <= accepted <= samples``.
+        samples: Number of draws, at least 1.
+        confidence: Confidence level in ``(0, 1)``.
+
+    Returns:
+        ``(low, high)`` with ``0 <= low <= accepted / samples <= high <= 1``.
+
+    Raises:
+        OptimizerError: For counts or a confidence level out of range.
+    """
+    if not 0 <= accepted <= samples or samples < 1:
+        raise OptimizerError(f"need 0 <= accepted <= samples and samples >= 1, got {accepted} of {samples}")
+    if not 0 < confidence < 1:
+        raise OptimizerError(f"confidence must be in (0, 1), got {confidence!r}")
+    alpha = 1.0 - confidence
+    if accepted == 0:
+        # 1 - alpha^(1/N), without the cancellation of 1 - (a number close to 1).
+        return 0.0, -math.expm1(math.log(alpha) / samples)
+    from scipy.stats import beta  # imported here: scipy is slow to import and only needed here
+
+    low = float(beta.ppf(alpha / 2, accepted, samples - accepted + 1))
+    high = 1.0 if accepted == samples else float(beta.ppf(1 - alpha / 2, accepted + 1, samples - accepted))
+    return low, high
 
 
 def block_size_for(model: FactorizationModel, sampler: PriorSampler, device_type: str = "cpu") -> int:
@@ -298,8 +350,16 @@ class GuessCheck:
         Returns:
             A :class:`RunResult` with metrics ``gen_loss`` (mean over accepted draws, or
             ``None`` when none was accepted), ``train_loss``, ``prior_gen_loss``,
-            ``prior_train_loss``, ``accepted``, ``samples``, ``acceptance_rate`` and
-            ``min_train_loss``, and their standard errors.
+            ``prior_train_loss``, ``accepted``, ``samples``, ``acceptance_rate``
+            (``accepted / samples``), ``acceptance_rate_low`` and
+            ``acceptance_rate_high`` (its 95% confidence interval: two-sided
+            Clopper-Pearson, or ``0`` and the one-sided 95% upper bound
+            ``1 - 0.05^(1/samples)`` when nothing was accepted; see
+            :func:`acceptance_rate_interval`) and ``min_train_loss``, and the standard
+            errors of the estimates. The acceptance rate's standard error is the Wald
+            ``sqrt(rate (1 - rate) / samples)`` when ``0 < accepted < samples`` and
+            ``None`` when all or no draws were accepted, where that formula gives 0 and
+            would claim certainty; the interval is the statement to use there.
         """
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise OptimizerError(f"the number of samples must be a positive integer, got {budget!r}")
@@ -360,6 +420,7 @@ class GuessCheck:
         prior_gen, prior_gen_se = tally.prior_gen.summary()
         prior_train, prior_train_se = tally.prior_train.summary()
         rate = accepted / budget
+        rate_low, rate_high = acceptance_rate_interval(accepted, budget)
         metrics = {
             "gen_loss": gen_loss,
             "train_loss": train_loss,
@@ -368,6 +429,8 @@ class GuessCheck:
             "accepted": accepted,
             "samples": budget,
             "acceptance_rate": rate,
+            "acceptance_rate_low": rate_low,
+            "acceptance_rate_high": rate_high,
             "min_train_loss": tally.min_train,
             "eps": self.eps,
         }
@@ -376,9 +439,14 @@ class GuessCheck:
             "train_loss": train_se,
             "prior_gen_loss": prior_gen_se,
             "prior_train_loss": prior_train_se,
-            "acceptance_rate": math.sqrt(rate * (1 - rate) / budget),
+            # The Wald standard error is 0 when all or no draws were accepted: undefined there.
+            "acceptance_rate": math.sqrt(rate * (1 - rate) / budget) if 0 < accepted < budget else None,
         }
         diagnostics = {
+            "acceptance_rate_interval": (
+                f"one-sided {ACCEPTANCE_CONFIDENCE:.0%} upper bound (no acceptance)" if accepted == 0
+                else f"two-sided {ACCEPTANCE_CONFIDENCE:.0%} Clopper-Pearson"
+            ),
             "sampler": sampler.name,
             "block_size": block,
             "batch_size": block * blocks_per_batch,
