@@ -94,10 +94,12 @@ def acceptance_rate_interval(accepted: int, samples: int, confidence: float = AC
     if accepted == 0:
         # 1 - alpha^(1/N), without the cancellation of 1 - (a number close to 1).
         return 0.0, -math.expm1(math.log(alpha) / samples)
-    from scipy.stats import beta  # imported here: scipy is slow to import and only needed here
+    # Imported here: scipy.special takes ~0.3 s to import (scipy.stats ~0.9 s) and only this needs it.
+    # betaincinv(a, b, q) is the q-quantile of Beta(a, b), i.e. scipy.stats.beta.ppf(q, a, b).
+    from scipy.special import betaincinv
 
-    low = float(beta.ppf(alpha / 2, accepted, samples - accepted + 1))
-    high = 1.0 if accepted == samples else float(beta.ppf(1 - alpha / 2, accepted + 1, samples - accepted))
+    low = float(betaincinv(accepted, samples - accepted + 1, alpha / 2))
+    high = 1.0 if accepted == samples else float(betaincinv(accepted + 1, samples - accepted, 1 - alpha / 2))
     return low, high
 
 
