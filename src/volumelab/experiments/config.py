@@ -1,30 +1,29 @@
 """Declarative sweep configs: schema, validation and resolution into points.
 
-A sweep file (YAML) describes one experiment::
+A sweep file (YAML) describes one experiment (docs/experiments.md has a full example)::
 
-    name: figure1
+    name: my_sweep
     claim: width                   # which paper claim the report checks (width | depth | none)
     x: model.width                 # swept field on the plots' x axis
     panel: model.activation        # optional: one subplot per value of this field
     problem: {kind: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
     model:   {kind: factorization, depth: 2, prior: gaussian, normalize: false}
     problem_seed: 0                # optional: every seed's problem is made from seed 0
-    methods:
-      gnc: {eps: 0.02, samples: 100000000}
-      gd:  {step_rule: group_rmsprop, lr: 1.0e-4, init_scale: 1.0e-3, steps: 100000}
+    methods:                       # name: settings; ``type`` (a registered method) defaults to the name
+      <name>: {<the optimizer's fields>, <its budget>, model: {<model overrides>}}
     grid:                          # cartesian product over any fields
       model.activation: [linear, tanh, leaky_relu]
       model.width: [5, 10, 20, 40, 80, 160]
     overrides:                     # per-value overrides, keyed by field then value
-      model.depth: {5: {methods.gd.init_scale: 0.1}}
+      model.width: {160: {methods.<name>.<field>: <value>}}
     rules:                         # overrides that need several fields to match
-      - when: {model.activation: leaky_relu, model.depth: [9, 10]}
-        set: {methods.gd.init_scale: 0.1}
+      - when: {model.activation: leaky_relu, model.width: [80, 160]}
+        set: {methods.<name>.<field>: <value>}
     seeds: 8                       # or an explicit list
     scales:                        # named deviations from the base (= paper) settings
       quick:
-        note: "eps 0.04 instead of 0.02"
-        set: {methods.gnc.samples: 200000}
+        note: "fewer draws"
+        set: {methods.<name>.<field>: <value>}
 
 Resolution order for one grid point: base values, then the grid values, then the
 base ``overrides`` and ``rules`` that match the point, then the scale's ``set``, then
