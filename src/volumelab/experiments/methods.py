@@ -333,7 +333,8 @@ class MethodSpec:
         budget_minimum: Smallest budget allowed.
         budget_unit: The budget's unit in work summaries (``"prior draws"``).
         exclude_fields: Optimizer fields a sweep does not set (run-only, e.g. ``progress``).
-        execution_fields: Settings that never change the numbers (left out of the run key).
+        execution_fields: Settings that never change the numbers (left out of the run key);
+            default: ``device`` where the optimizer has one.
         key_defaults: Fields left out of the run key at these (older rows') values.
         role: What the verdicts read it as (``sampler``, ``trainer``, or anything else: not read).
         label: Name in plots and reports (default: ``type``).
@@ -351,7 +352,7 @@ class MethodSpec:
     budget_minimum: int = 1
     budget_unit: str = "runs"
     exclude_fields: frozenset[str] = frozenset({"progress"})
-    execution_fields: frozenset[str] = frozenset({"device"})
+    execution_fields: frozenset[str] | None = None
     key_defaults: Mapping[str, Any] = field(default_factory=dict)
     role: str = "other"
     label: str = ""
@@ -366,6 +367,9 @@ class MethodSpec:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.type):
             raise ValueError(f"method type {self.type!r} must be letters, digits and underscores")
+        if self.execution_fields is None:
+            names = {item.name for item in dataclasses.fields(self.optimizer)}
+            object.__setattr__(self, "execution_fields", frozenset({"device"} & names))
         object.__setattr__(self, "settings", settings_model(
             self.type, self.optimizer, self.budget, budget_minimum=self.budget_minimum,
             exclude=frozenset(self.exclude_fields), execution_fields=frozenset(self.execution_fields),
