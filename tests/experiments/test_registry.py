@@ -218,3 +218,27 @@ def test_a_worker_imports_the_module_that_registers_a_method(constant_method, mo
         get_method("constant")
     assert get_method("constant", module=constant_method.module) is not None
     assert {"w_norm", "offset", "repeats"} <= {c.name for c in csv_method_columns()}
+
+
+@pytest.mark.parametrize("method", ["gnc", "gd"])
+def test_documented_method_settings_are_the_generated_ones(method):
+    """docs/experiments.md's "Method settings" table lists every setting of the built-in methods,
+    their defaults and their execution fields."""
+    text = (PACKAGE.parents[1] / "docs" / "experiments.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{method}` ("))
+    _, _, budget, fields, keyless, _ = row.split("|")
+    settings = get_method(method).settings
+    documented = dict(re.findall(r"`(\w+)` \(([^)]*)\)", fields))
+    assert set(documented) | {settings.budget_field, "type", "model"} == set(settings.model_fields)
+    assert re.match(rf"\s*`{settings.budget_field}`", budget)
+    for name, default in documented.items():
+        field = settings.model_fields[name]
+        if field.is_required():
+            assert default == "required", name
+        elif field.default is None:
+            assert default == "none", name
+        elif isinstance(field.default, (int, float)) and not isinstance(field.default, bool):
+            assert float(default) == field.default, name
+        else:
+            assert default == str(field.default), name
+    assert set(re.findall(r"`(\w+)`", keyless)) == set(settings.execution_fields)
