@@ -157,6 +157,19 @@ def test_method_names_that_would_clash_with_extra_rows_are_refused(tmp_path):
             load_sweep(path)
 
 
+def test_registrations_cannot_take_each_others_names():
+    gnc = get_method("gnc")
+    assert register_method(gnc) is gnc  # registering the same spec again is a no-op
+    clone = dataclasses.replace(gnc)
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(clone)
+    with pytest.raises(ValueError, match="'prior' is already"):
+        register_method(dataclasses.replace(get_method("gd"), type="prior"))
+    with pytest.raises(ValueError, match="'prior' is already"):
+        register_method(dataclasses.replace(gnc, type="gnc_copy"))  # its extra rows' type is taken
+    assert get_method("gnc") is gnc and "gnc_copy" not in method_types()
+
+
 # ------------------------------------------------------------------ a third method, registered from outside
 
 

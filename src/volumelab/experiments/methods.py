@@ -393,17 +393,24 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
-    """Make a method type usable in sweeps (settings, runs, CSV, plots, reports)."""
-    if spec.type in _METHODS and not replace:
-        if _METHODS[spec.type] is spec:
-            return spec
+    """Make a method type usable in sweeps (settings, runs, CSV, plots, reports).
+
+    Raises:
+        ValueError: the type is registered already (and ``replace`` is false), or the
+            type or one of its extra row types is another registration's row type.
+    """
+    current = _METHODS.get(spec.type)
+    if current is spec:
+        return spec
+    if current is not None and not replace:
         raise ValueError(f"method type {spec.type!r} is already registered (pass replace=True to replace it)")
-    taken = {kind.type for kind in _row_kinds().values()} - ({spec.type} if replace else set())
-    for extra in spec.extra_rows:
-        if extra.type in taken or extra.type == spec.type:
-            raise ValueError(f"method {spec.type!r}: extra row type {extra.type!r} is already a row type")
-    if spec.type in taken and spec.type not in _METHODS:
-        raise ValueError(f"method type {spec.type!r} is already an extra row type")
+    others = [other for name, other in _METHODS.items() if name != spec.type]
+    taken = {other.type for other in others} | {extra.type for other in others for extra in other.extra_rows}
+    for row_type in [spec.type] + [extra.type for extra in spec.extra_rows]:
+        if row_type in taken:
+            raise ValueError(f"method {spec.type!r}: row type {row_type!r} is already another registration's")
+    if len({spec.type, *(extra.type for extra in spec.extra_rows)}) != 1 + len(spec.extra_rows):
+        raise ValueError(f"method {spec.type!r}: its own and its extra rows' types must differ")
     _METHODS[spec.type] = spec
     return spec
 
