@@ -67,7 +67,7 @@ def test_outputs_of_a_sweep(tmp_path):
 
 
 def test_report_says_where_gd_did_not_fit():
-    from volumelab.plotting.report.builder import GD_FIT_TRAIN_LOSS, ReportSection, _gd_fit_sentence, gd_fit
+    from volumelab.plotting.report.builder import FIT_TRAIN_LOSS, ReportSection, _fit_sentence, trainer_fit
 
     rows = []
     for seed in range(3):
@@ -75,17 +75,17 @@ def test_report_says_where_gd_did_not_fit():
             rows.append(("tanh", "gd", depth, seed, 0.01, train, "gd"))
             rows.append(("tanh", "gnc", depth, seed, 0.05, 0.005, "gnc"))
     frame = pd.DataFrame(rows, columns=["activation", "method", "x", "seed", "gen_loss", "train_loss", "method_type"])
-    table = gd_fit(frame, "activation")
+    table = trainer_fit(frame, "activation")
     assert list(table["x"]) == [2, 8] and set(table["method"]) == {"gd"}
     section = ReportSection(name="s", title="", description="", scale="quick", note="", image="", x_name="depth",
                             panel="activation", summary=pd.DataFrame(), verdict=None, runs=12, missing={},
-                            seconds=0.0, gd_train=table)
-    sentence = _gd_fit_sentence(section)
-    assert f"above {GD_FIT_TRAIN_LOSS:g}" in sentence and "tanh depth 8 (0.03)" in sentence and "2 (" not in sentence
-    section.gd_train = gd_fit(frame[frame["x"] == 2], "activation")
-    assert _gd_fit_sentence(section).startswith("GD fit the training data at every point")
-    section.gd_train = gd_fit(frame[frame["method"] == "gnc"], "activation")
-    assert _gd_fit_sentence(section) is None
+                            seconds=0.0, fit=table)
+    sentence = _fit_sentence(section)
+    assert f"above {FIT_TRAIN_LOSS:g}" in sentence and "tanh depth 8 (0.03)" in sentence and "2 (" not in sentence
+    section.fit = trainer_fit(frame[frame["x"] == 2], "activation")
+    assert _fit_sentence(section).startswith("GD fit the training data at every point")
+    section.fit = trainer_fit(frame[frame["method"] == "gnc"], "activation")
+    assert _fit_sentence(section) is None
 
 
 # ---------------------------------------------------------------- seeds without a loss, standard errors, chance

@@ -1,25 +1,40 @@
-"""Declarative sweeps: config schema, generic driver, executors and the results store.
+"""Declarative sweeps: config schema, method registry, generic driver, executors and the results store.
 
 >>> from volumelab.experiments import load_sweep, run_sweep   # doctest: +SKIP
 >>> outcome = run_sweep(load_sweep("configs/figure1.yaml"), scale="quick", out_dir="runs/fig1")
+
+A method plugs in with one :func:`register_method` call (see :mod:`volumelab.experiments.methods`);
+problem and model kinds with :func:`register_problem_kind` / :func:`register_model_kind`.
 """
 
 from .config import (
     ConfigError,
-    GdMethodConfig,
-    GncMethodConfig,
+    FactorizationConfig,
+    FileProblemConfig,
+    GeneratedProblemConfig,
+    MethodSettings,
     ModelConfig,
     ProblemConfig,
     ResolvedPoint,
     SweepConfig,
     load_sweep,
-    register_method_config,
     resolve_points,
     sweep_from_dict,
 )
 from .driver import SweepOutcome, SweepPlan, SweepTask, execute_task, plan_sweep, run_sweep
 from .executors import EXECUTORS, make_executor
-from .methods import MethodRunner, register_method
+from .kinds import ModelKind, ProblemKind, register_model_kind, register_problem_kind
+from .methods import (
+    Column,
+    CountColumn,
+    ExtraRows,
+    MethodRunner,
+    MethodSpec,
+    get_method,
+    method_types,
+    register_method,
+    unregister_method,
+)
 from .paper import FIGURES, figure_config_path, resolve_figure_names
 from .results import load_results, rows_to_frame
 from .store import ResultsStore
@@ -27,12 +42,20 @@ from .store import ResultsStore
 __all__ = [
     "EXECUTORS",
     "FIGURES",
+    "Column",
     "ConfigError",
-    "GdMethodConfig",
-    "GncMethodConfig",
+    "CountColumn",
+    "ExtraRows",
+    "FactorizationConfig",
+    "FileProblemConfig",
+    "GeneratedProblemConfig",
     "MethodRunner",
+    "MethodSettings",
+    "MethodSpec",
     "ModelConfig",
+    "ModelKind",
     "ProblemConfig",
+    "ProblemKind",
     "ResolvedPoint",
     "ResultsStore",
     "SweepConfig",
@@ -41,15 +64,19 @@ __all__ = [
     "SweepTask",
     "execute_task",
     "figure_config_path",
+    "get_method",
     "load_results",
     "load_sweep",
     "make_executor",
+    "method_types",
     "plan_sweep",
     "register_method",
-    "register_method_config",
+    "register_model_kind",
+    "register_problem_kind",
     "resolve_figure_names",
     "resolve_points",
     "rows_to_frame",
     "run_sweep",
     "sweep_from_dict",
+    "unregister_method",
 ]

@@ -1,34 +1,39 @@
 """Declarative sweep configs: schema, validation and resolution into points.
 
-A sweep file (YAML) describes one experiment::
+A sweep file (YAML) describes one experiment (docs/experiments.md has a full example)::
 
-    name: figure1
+    name: my_sweep
     claim: width                   # which paper claim the report checks (width | depth | none)
     x: model.width                 # swept field on the plots' x axis
     panel: model.activation        # optional: one subplot per value of this field
-    problem: {task: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
-    model:   {depth: 2, prior: gaussian, normalize: false}
-    methods:
-      gnc: {eps: 0.02, samples: 100000000}
-      gd:  {step_rule: group_rmsprop, lr: 1.0e-4, init_scale: 1.0e-3, steps: 100000}
+    problem: {kind: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
+    model:   {kind: factorization, depth: 2, prior: gaussian, normalize: false}
+    problem_seed: 0                # optional: every seed's problem is made from seed 0
+    methods:                       # name: settings; ``type`` (a registered method) defaults to the name
+      <name>: {<the optimizer's fields>, <its budget>, model: {<model overrides>}}
     grid:                          # cartesian product over any fields
       model.activation: [linear, tanh, leaky_relu]
       model.width: [5, 10, 20, 40, 80, 160]
     overrides:                     # per-value overrides, keyed by field then value
-      model.depth: {5: {methods.gd.init_scale: 0.1}}
+      model.width: {160: {methods.<name>.<field>: <value>}}
     rules:                         # overrides that need several fields to match
-      - when: {model.activation: leaky_relu, model.depth: [9, 10]}
-        set: {methods.gd.init_scale: 0.1}
+      - when: {model.activation: leaky_relu, model.width: [80, 160]}
+        set: {methods.<name>.<field>: <value>}
     seeds: 8                       # or an explicit list
     scales:                        # named deviations from the base (= paper) settings
       quick:
-        note: "eps 0.04 instead of 0.02"
-        set: {methods.gnc.samples: 200000}
+        note: "fewer draws"
+        set: {methods.<name>.<field>: <value>}
 
 Resolution order for one grid point: base values, then the grid values, then the
 base ``overrides`` and ``rules`` that match the point, then the scale's ``set``, then
 the scale's ``overrides`` and ``rules``. Later steps win. Matching always looks at
 the point *before* any override, so overrides never chain.
+
+``problem`` and ``model`` are tagged unions (:mod:`volumelab.experiments.kinds`):
+``kind: sensing | completion | file`` (default ``sensing``) and ``kind: factorization``
+(the default). A method's settings are the fields of its optimizer plus its budget
+(:mod:`volumelab.experiments.methods`).
 
 Every resolved point is validated; any error names the file and the field.
 """
@@ -43,20 +48,32 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .._counts import parse_count
 from .. import _results_version
-from ..errors import VolumelabError
-from ..models import ACTIVATIONS, PRIORS, SCALINGS
+from ._schema import ConfigError, Count, Strict
+from .kinds import (
+    FactorizationConfig,
+    FileProblemConfig,
+    GeneratedProblemConfig,
+    model_key,
+    problem_key,
+    problem_kind,
+    validate_model,
+    validate_problem,
+)
+from .methods import MethodSettings, extra_row_types, get_method, method_types
 
 __all__ = [
     "ConfigError",
-    "GdMethodConfig",
-    "GncMethodConfig",
+    "Count",
+    "FactorizationConfig",
+    "FileProblemConfig",
+    "GeneratedProblemConfig",
+    "MethodSettings",
     "ModelConfig",
     "ProblemConfig",
     "key_settings",
@@ -64,7 +81,6 @@ __all__ = [
     "SweepConfig",
     "load_sweep",
     "method_types",
-    "register_method_config",
     "resolve_points",
     "sweep_from_dict",
 ]
@@ -73,125 +89,31 @@ PAPER_SCALE = "paper"  # the base_scale of the packaged figure configs
 #: The label of a config's base values when it does not name them (``base_scale``).
 BASE_SCALE = "base"
 
-#: An integer count that may be written ``1e6`` or ``2.0e5`` (see :func:`volumelab._counts.parse_count`).
-Count = Annotated[int, BeforeValidator(parse_count)]
+#: The default kinds' settings under their names from before kinds.
+ProblemConfig = GeneratedProblemConfig
+ModelConfig = FactorizationConfig
+
+_Strict = Strict
+
+#: Paths read under another name: ``problem.task`` is the problem's ``kind`` since kinds exist.
+_PATH_ALIASES = {"problem.task": "problem.kind"}
 
 
-class ConfigError(VolumelabError):
-    """A sweep config is invalid; the message names the file and the field."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProblemConfig(_Strict):
-    """The sensing / completion problem (see :func:`volumelab.make_problem`)."""
-
-    task: Literal["sensing", "completion"] = "sensing"
-    rows: Count = Field(5, ge=1)
-    cols: Count = Field(5, ge=1)
-    rank: Count = Field(1, ge=1)
-    measurements: Count = Field(15, ge=1)
-    norm: float = Field(1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check_sizes(self) -> "ProblemConfig":
-        if self.measurements >= self.rows * self.cols:
-            raise ValueError(f"measurements = {self.measurements} must be below rows*cols = {self.rows * self.cols}")
-        if self.rank > min(self.rows, self.cols):
-            raise ValueError(f"rank {self.rank} exceeds min(rows, cols) = {min(self.rows, self.cols)}")
-        return self
-
-
-class ModelConfig(_Strict):
-    """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
-
-    width: Count = Field(5, ge=1)
-    depth: Count = Field(2, ge=1)
-    activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
-    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
-    scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
-    normalize: bool = False
-    negative_slope: float = 0.2
-
-
-class _MethodBase(_Strict):
-    """Settings shared by all methods.
-
-    ``model`` overrides model fields for this method only, e.g. ``{normalize: false}``
-    for GD, which in the paper trains the plain factorization while G&C samples the
-    normalized one.
-    """
-
-    model: dict[str, Any] = Field(default_factory=dict)
-
-    #: Settings that decide where or in what pieces a run computes but never change its
-    #: numbers; they are left out of the results store's key (``run_key``).
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"device"})
-
-    @field_validator("model")
-    @classmethod
-    def _model_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(value) - set(ModelConfig.model_fields))
-        if unknown:
-            raise ValueError(f"unknown model field(s) {', '.join(unknown)}; known: {', '.join(ModelConfig.model_fields)}")
-        return value
-
-
-class GncMethodConfig(_MethodBase):
-    """Guess & Check: ``samples`` prior draws, accept ``L_train < eps``."""
-
-    type: Literal["gnc"] = "gnc"
-    eps: float = Field(gt=0)
-    samples: Count = Field(ge=1)
-    sampler: str = "auto"
-    device: str = "auto"
-    dtype: Literal["float32", "float64"] = "float32"
-    batch_size: Count | None = Field(None, ge=1)
-
-    # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
-    execution_fields: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "sampler"})
-
-
-class GdMethodConfig(_MethodBase):
-    """Full-batch gradient descent from small initialization."""
-
-    type: Literal["gd"] = "gd"
-    lr: float = Field(gt=0)
-    steps: Count = Field(ge=0)
-    init_scale: float = Field(1e-3, gt=0)
-    step_rule: Literal["gd", "group_rmsprop"] = "group_rmsprop"
-    momentum: float = Field(0.0, ge=0, lt=1)
-    device: str = "cpu"
-
-
-_METHOD_CONFIGS: dict[str, type[BaseModel]] = {"gnc": GncMethodConfig, "gd": GdMethodConfig}
-
-
-def register_method_config(type_name: str, config_class: type[BaseModel]) -> None:
-    """Make a new method ``type`` usable in sweep files (its runner is registered in
-    :mod:`volumelab.experiments.methods`)."""
-    _METHOD_CONFIGS[type_name] = config_class
-
-
-def method_types() -> list[str]:
-    return sorted(_METHOD_CONFIGS)
-
-
-def _validate_method(name: str, raw: Any) -> BaseModel:
+def _validate_method(name: str, raw: Any) -> MethodSettings:
     if isinstance(raw, BaseModel):
         return raw
     if not isinstance(raw, Mapping):
         raise ValueError(f"method {name!r} must be a mapping of settings, got {type(raw).__name__}")
     raw = dict(raw)
     type_name = raw.get("type", name)
-    if type_name not in _METHOD_CONFIGS:
+    try:
+        spec = get_method(type_name)
+    except KeyError:
         raise ValueError(
             f"method {name!r} has unknown type {type_name!r}; set 'type' to one of {', '.join(method_types())}"
-        )
+        ) from None
     raw["type"] = type_name
-    return _METHOD_CONFIGS[type_name].model_validate(raw)
+    return spec.settings.model_validate(raw)
 
 
 class ScaleConfig(_Strict):
@@ -231,8 +153,9 @@ class SweepConfig(_Strict):
     x: str | None = None
     x_log: bool | None = None
     panel: str | None = None
-    problem: ProblemConfig = Field(default_factory=ProblemConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    problem: Any = Field(default_factory=lambda: validate_problem({}))
+    model: Any = Field(default_factory=lambda: validate_model({}))
+    problem_seed: int | None = Field(None, ge=0)
     methods: dict[str, Any] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     overrides: dict[str, dict[Any, dict[str, Any]]] = Field(default_factory=dict)
@@ -241,12 +164,26 @@ class SweepConfig(_Strict):
     scales: dict[str, ScaleConfig] = Field(default_factory=dict)
     base_scale: str = Field(BASE_SCALE, pattern=r"^[A-Za-z0-9_\-]+$")
 
+    #: The folder relative problem paths are relative to (the sweep file's).
+    _base_dir: str | None = PrivateAttr(None)
+
     @model_validator(mode="after")
-    def _base_scale_not_redefined(self) -> "SweepConfig":
+    def _base_scale_not_redefined(self, info: ValidationInfo) -> "SweepConfig":
         if self.base_scale in self.scales:
             raise ValueError(f"scale {self.base_scale!r} names the base values (base_scale); "
                              "it cannot also be defined under 'scales'")
+        self._base_dir = (info.context or {}).get("base_dir")
         return self
+
+    @field_validator("problem", mode="before")
+    @classmethod
+    def _problem(cls, value: Any, info: ValidationInfo) -> BaseModel:
+        return validate_problem(value, base_dir=(info.context or {}).get("base_dir"))
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> BaseModel:
+        return validate_model(value)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -257,12 +194,23 @@ class SweepConfig(_Strict):
         for name, raw in value.items():
             if not isinstance(name, str) or not name.replace("_", "").isalnum():
                 raise ValueError(f"method name {name!r} must be letters, digits and underscores")
-            if name.endswith("prior") or name == "prior":
-                raise ValueError(f"method name {name!r} is reserved for G&C's prior rows")
+            for extra in sorted(extra_row_types()):
+                if name == extra or name.endswith(f"_{extra}"):
+                    raise ValueError(f"method name {name!r} is reserved: methods store their {extra!r} rows "
+                                     f"under names like it")
             try:
                 out[name] = _validate_method(name, raw)
             except ValidationError as exc:
                 raise ValueError(_describe(exc, prefix=f"methods.{name}")) from None
+        taken = {}
+        for name, settings in out.items():
+            for extra in get_method(settings.type).extra_rows:
+                row = extra.row_name(name)
+                if row in out or row in taken:
+                    raise ValueError(f"method {name!r} stores {extra.type!r} rows named {row!r}, which is also "
+                                     f"the name of {'method' if row in out else 'the rows of'} "
+                                     f"{row if row in out else taken[row]!r}; rename a method")
+                taken[row] = name
         return out
 
     @field_validator("grid")
@@ -316,27 +264,40 @@ class ResolvedPoint:
     Attributes:
         index: Position in the grid (row-major over the grid's keys in file order).
         coords: ``{field path: value}`` of the grid fields at this point.
-        problem: The problem settings.
-        model: The model settings.
+        problem: The problem settings (one of the problem kinds).
+        model: The model settings (one of the model kinds).
         methods: ``{method name: settings}``.
+        problem_seed: The seed every run's problem is made from; ``None``: each run's own seed.
     """
 
     index: int
     coords: dict[str, Any]
-    problem: ProblemConfig
-    model: ModelConfig
-    methods: dict[str, BaseModel]
+    problem: BaseModel
+    model: BaseModel
+    methods: dict[str, MethodSettings]
+    problem_seed: int | None = None
+
+    def model_for(self, method: str) -> BaseModel:
+        """The model as ``method`` sees it: the point's, with the method's ``model`` overrides."""
+        overrides = getattr(self.methods[method], "model", {})
+        if not overrides:
+            return self.model
+        return validate_model({**self.model.model_dump(), **overrides})
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "problem": self.problem.model_dump(),
             "model": self.model.model_dump(),
+            "problem_seed": self.problem_seed,
             "methods": {name: cfg.model_dump() for name, cfg in self.methods.items()},
         }
 
 
 def key_settings(settings: BaseModel) -> dict[str, Any]:
-    """A method's settings without its ``execution_fields`` (which never change a result)."""
+    """A method's settings less its ``execution_fields`` (which never change a result) and its
+    ``key_defaults`` fields at their older value (see :meth:`MethodSettings.key_settings`)."""
+    if isinstance(settings, MethodSettings):
+        return settings.key_settings()
     return settings.model_dump(exclude=set(getattr(settings, "execution_fields", ())))
 
 
@@ -345,23 +306,26 @@ def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
     """A stable identifier of one (point, seed, method) run.
 
     It hashes everything that changes the run's numbers and nothing that does not:
-    the problem, the model as the method sees it, the method's settings less its
-    ``execution_fields`` (device choice, batch size), what the settings resolve to on
-    this machine (``resolved``: e.g. G&C's sampler, block size and device type), the
-    seed, and the package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method
-    names identify the row.
+    the problem (as its kind keys it: a file problem by its contents), the seed its
+    problem is made from where that is not the run's seed (``problem_seed``), the model
+    as the method sees it, the method's settings less its ``execution_fields`` (device
+    choice, batch size), what the settings resolve to on this machine (``resolved``:
+    e.g. the device type, or a sampler's choice and block size), the seed, and the
+    package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method names identify the row.
     """
     settings = point.methods[method]
     payload = {
         "results_version": _results_version.RESULTS_VERSION,
         "sweep": sweep,
-        "problem": point.problem.model_dump(),
-        "model": {**point.model.model_dump(), **getattr(settings, "model", {})},
+        "problem": problem_key(point.problem),
+        "model": model_key(point.model_for(method)),
         "method": method,
         "settings": key_settings(settings),
         "resolved": dict(resolved or {}),
         "seed": seed,
     }
+    if point.problem_seed is not None:
+        payload["problem_seed"] = point.problem_seed
     text = json.dumps(payload, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -376,38 +340,49 @@ def _base_tree(config: SweepConfig) -> dict[str, Any]:
     return {
         "problem": config.problem.model_dump(),
         "model": config.model.model_dump(),
+        "problem_seed": config.problem_seed,
         "methods": {name: cfg.model_dump(exclude_unset=False) for name, cfg in config.methods.items()},
     }
 
 
+def _canonical(path: str) -> str:
+    return _PATH_ALIASES.get(path, path)
+
+
+def _model_fields(tree: dict[str, Any]) -> list[str]:
+    """The fields a method may override of the sweep's model (all but its ``kind``)."""
+    return [name for name in type(validate_model(tree["model"])).model_fields if name != "kind"]
+
+
 def _check_path(tree: dict[str, Any], path: str, where: str) -> None:
+    shown, path = path, _canonical(path)
     parts = path.split(".")
     node: Any = tree
     for depth, part in enumerate(parts):
         if len(parts) == 4 and depth == 3 and parts[0] == "methods" and parts[2] == "model":
-            if part not in ModelConfig.model_fields:
-                raise ConfigError(f"{where}: unknown field {path!r}; known model fields: "
-                                  f"{', '.join(ModelConfig.model_fields)}")
+            if part not in _model_fields(tree):
+                raise ConfigError(f"{where}: unknown field {shown!r}; known model fields: "
+                                  f"{', '.join(_model_fields(tree))}")
             return
         if not isinstance(node, dict) or part not in node:
             known = sorted(node) if isinstance(node, dict) else []
             prefix = ".".join(parts[:depth]) or "the top level"
             hint = f"; known fields under {prefix}: {', '.join(known)}" if known else ""
-            raise ConfigError(f"{where}: unknown field {path!r}{hint}")
+            raise ConfigError(f"{where}: unknown field {shown!r}{hint}")
         node = node[part]
     if isinstance(node, dict):
-        raise ConfigError(f"{where}: {path!r} is a section, not a field; name one of its fields")
+        raise ConfigError(f"{where}: {shown!r} is a section, not a field; name one of its fields")
 
 
 def _get(tree: dict[str, Any], path: str) -> Any:
     node = tree
-    for part in path.split("."):
+    for part in _canonical(path).split("."):
         node = node[part]
     return node
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
+    parts = _canonical(path).split(".")
     node = tree
     for part in parts[:-1]:
         node = node[part]
@@ -493,21 +468,43 @@ def resolve_points(config: SweepConfig, scale: str | None = None, *, source: str
                     _set(resolved, path, value)
         where = ", ".join(f"{k}={v!r}" for k, v in coords.items()) or "the single point"
         try:
-            problem = ProblemConfig.model_validate(resolved["problem"])
-            model = ModelConfig.model_validate(resolved["model"])
+            problem = _validated("problem", validate_problem, resolved["problem"], base_dir=config._base_dir)
+            model = _validated("model", validate_model, resolved["model"])
+            problem_seed = resolved["problem_seed"]
+            if problem_seed is not None:
+                if isinstance(problem_seed, bool) or not isinstance(problem_seed, int) or problem_seed < 0:
+                    raise ValueError(f"field 'problem_seed': must be a non-negative integer (got {problem_seed!r})")
+                if not problem_kind(problem).seeded:
+                    raise ValueError(f"field 'problem_seed': a {problem.kind!r} problem is the same for every "
+                                     "seed; problem_seed applies to generated problems only")
             methods = {}
             for name, raw in resolved["methods"].items():
                 try:
                     methods[name] = _validate_method(name, raw)
-                    ModelConfig.model_validate({**resolved["model"], **methods[name].model})
                 except ValidationError as exc:
                     raise ValueError(_describe(exc, prefix=f"methods.{name}")) from None
+                overrides = methods[name].model
+                if "kind" in overrides:
+                    raise ValueError(f"field 'methods.{name}.model.kind': a method cannot change the model kind")
+                unknown = sorted(set(overrides) - set(_model_fields(resolved)))
+                if unknown:
+                    raise ValueError(f"field 'methods.{name}.model': unknown model field(s) {', '.join(unknown)}; "
+                                     f"known: {', '.join(_model_fields(resolved))}")
+                _validated(f"methods.{name}.model", validate_model, {**model.model_dump(), **overrides})
         except ValidationError as exc:
             raise ConfigError(f"{source}: at grid point {where} (scale {scale}): {_describe(exc)}") from None
         except ValueError as exc:
             raise ConfigError(f"{source}: at grid point {where} (scale {scale}): {exc}") from None
-        points.append(ResolvedPoint(index, coords, problem, model, methods))
+        points.append(ResolvedPoint(index, coords, problem, model, methods, problem_seed))
     return points
+
+
+def _validated(prefix: str, validate, raw: Any, **options: Any) -> BaseModel:
+    """``validate(raw)``, its errors described under ``prefix`` (as a ``ValueError``)."""
+    try:
+        return validate(raw, **options)
+    except ValidationError as exc:
+        raise ValueError(_describe(exc, prefix=prefix)) from None
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
@@ -525,17 +522,24 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         if error["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see docs/experiments.md for the schema)"
         given = error.get("input")
-        detail = f" (got {given!r})" if error["type"] not in ("extra_forbidden", "missing") and not isinstance(given, dict) else ""
+        # An optimizer's own message already quotes the value it rejects.
+        quiet = ("extra_forbidden", "missing", "optimizer_settings")
+        detail = f" (got {given!r})" if error["type"] not in quiet and not isinstance(given, dict) else ""
         parts.append(f"field '{loc}': {message}{detail}")
     return "; ".join(parts)
 
 
-def sweep_from_dict(data: Any, *, source: str = "<config>") -> SweepConfig:
-    """Validate a parsed sweep (a dict) and check that every scale resolves."""
+def sweep_from_dict(data: Any, *, source: str = "<config>", base_dir: str | Path | None = None) -> SweepConfig:
+    """Validate a parsed sweep (a dict) and check that every scale resolves.
+
+    Args:
+        base_dir: The folder relative problem files are relative to (default: the
+            working directory; :func:`load_sweep` passes the file's folder).
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a sweep config must be a mapping at the top level, got {type(data).__name__}")
     try:
-        config = SweepConfig.model_validate(dict(data))
+        config = SweepConfig.model_validate(dict(data), context={"base_dir": str(base_dir) if base_dir else None})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
     for scale in config.scale_names():
@@ -559,7 +563,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: not a text file (not UTF-8); a sweep config is a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return sweep_from_dict(data, source=str(path))
+    return sweep_from_dict(data, source=str(path), base_dir=path.parent)
 
 
 def describe_point(point: ResolvedPoint) -> str:

@@ -1,13 +1,15 @@
 """The generic sweep driver: plan tasks from a config, run them, store every row at once.
 
-One driver runs every sweep; nothing here knows which field a sweep varies.
+One driver runs every sweep; nothing here knows which field a sweep varies, which
+problem or model kind it uses, or which methods it runs: those come from their
+registrations (:mod:`volumelab.experiments.kinds`, :mod:`volumelab.experiments.methods`).
 
-A *task* is one (point, method) pair and the seeds still to run: G&C gets one task
-per seed (a seed's draws are independent of the others), GD one task per point with
-all unfinished seeds batched through ``run_batch``. Each task returns its rows and
-the driver writes them in one transaction as soon as it finishes. GD tasks are
-single-threaded on the CPU, so the in-process executor runs them concurrently, one
-per core (see :mod:`volumelab.experiments.executors`).
+A *task* is one (point, method) pair and the seeds still to run: a method registered
+as ``batched`` gets one task per point with all unfinished seeds, any other one task
+per seed. Each task returns its rows (the method's own and its extra rows) and the
+driver writes them in one transaction as soon as it finishes. Tasks a method marks
+single-threaded run concurrently, one per core, in the in-process executor (see
+:mod:`volumelab.experiments.executors`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from tqdm.auto import tqdm
 
 from .config import (
     ConfigError,
-    ModelConfig,
-    ProblemConfig,
     ResolvedPoint,
     SweepConfig,
     _validate_method,
@@ -37,7 +37,8 @@ from .config import (
     run_key,
 )
 from .executors import make_executor
-from .methods import get_runner
+from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
+from .methods import get_method
 from .store import DATABASE_NAME, ResultRow, ResultsStore, utc_now
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ ProgressCallback = Callable[[int, int, float, float], None]
 
 @dataclass(frozen=True)
 class SweepTask:
-    """Everything one worker needs; plain data so it pickles to any executor."""
+    """Everything one worker needs; plain data so it pickles to any executor.
+
+    ``extra_keys`` holds, per seed, the keys of the method's extra rows (one per
+    :class:`~volumelab.experiments.methods.ExtraRows` it registers). ``method_module``
+    registers the method, for a worker process where it is not registered yet.
+    """
 
     sweep: str
     scale: str
@@ -64,15 +70,17 @@ class SweepTask:
     settings: dict
     seeds: tuple[int, ...]
     keys: tuple[str, ...]
-    prior_keys: tuple[str | None, ...]
+    extra_keys: tuple[tuple[str, ...], ...]
     cost: float
     single_threaded: bool = False
     device: str = "cpu"
     work: tuple[float, str] = (1.0, "runs")
+    problem_seed: int | None = None
+    method_module: str = ""
 
     @property
     def num_rows(self) -> int:
-        return len(self.keys) + sum(k is not None for k in self.prior_keys)
+        return len(self.keys) + sum(len(k) for k in self.extra_keys)
 
 
 @dataclass
@@ -90,7 +98,7 @@ class SweepPlan:
         keys = []
         for task in self.tasks:
             keys.extend(task.keys)
-            keys.extend(k for k in task.prior_keys if k is not None)
+            keys.extend(k for per_seed in task.extra_keys for k in per_seed)
         return keys
 
 
@@ -111,20 +119,14 @@ class SweepOutcome:
         return self.stored_before + self.ran_rows >= self.planned_rows
 
 
-def prior_method_name(method: str) -> str:
-    return "prior" if method == "gnc" else f"{method}_prior"
-
-
 def _cost(point: ResolvedPoint, work: tuple[float, str], num_seeds: int) -> float:
     """A rough relative cost for scheduling the most expensive tasks first."""
-    params = point.model.width * point.model.width * max(1, point.model.depth - 1) + 10 * point.model.width
-    return work[0] * params * num_seeds
+    return work[0] * model_size(point.model) * num_seeds
 
 
-def _build_model(problem: ProblemConfig, model: ModelConfig):
-    from ..models import FactorizationModel
-
-    return FactorizationModel(problem.rows, problem.cols, **model.model_dump())
+def _build_model(problem, model):
+    """The model of settings ``model`` for the problem of settings ``problem``."""
+    return build_model(model, problem_shape(problem))
 
 
 def _with_device(settings, device: str | None):
@@ -154,31 +156,31 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
         for method, settings in point.methods.items():
             settings = _with_device(settings, device)
             point.methods[method] = settings
-            runner = get_runner(settings.type)
-            model = _build_model(point.problem, ModelConfig.model_validate({**point.model.model_dump(),
-                                                                             **settings.model}))
-            resolved = runner.resolved_settings(model, settings)
+            spec = get_method(settings.type)
+            model = _build_model(point.problem, point.model_for(method))
+            resolved = spec.runner.resolved_settings(model, settings)
             keys = [run_key(config.name, point, method, s, resolved=resolved) for s in seeds]
-            priors = [f"{k}:prior" if runner.prior_rows else None for k in keys]
-            groups = [list(range(len(seeds)))] if runner.batched else [[i] for i in range(len(seeds))]
-            work = runner.work_of(settings)
+            extras = [tuple(f"{k}:{extra.type}" for extra in spec.extra_rows) for k in keys]
+            groups = [list(range(len(seeds)))] if spec.runner.batched else [[i] for i in range(len(seeds))]
+            work = spec.work_of(settings)
             for group in groups:
                 tasks.append(SweepTask(
                     sweep=config.name, scale=scale, point=point.index, coords=dict(point.coords), x=x,
                     method=method, method_type=settings.type, problem=point.problem.model_dump(),
                     model=point.model.model_dump(), settings=settings.model_dump(),
                     seeds=tuple(seeds[i] for i in group), keys=tuple(keys[i] for i in group),
-                    prior_keys=tuple(priors[i] for i in group), cost=_cost(point, work, len(group)),
-                    single_threaded=runner.is_single_threaded(settings),
-                    device=resolved["device_type"], work=work,
+                    extra_keys=tuple(extras[i] for i in group), cost=_cost(point, work, len(group)),
+                    single_threaded=spec.runner.is_single_threaded(settings),
+                    device=resolved["device_type"], work=work, problem_seed=point.problem_seed,
+                    method_module=spec.module,
                 ))
     return SweepPlan(config, scale, points, tasks, source)
 
 
 def describe_work(tasks: list[SweepTask]) -> str:
-    """The work of ``tasks`` in words: stored runs and, per unit, the total (e.g. ``3.2e+10 prior draws``).
+    """The work of ``tasks`` in words: stored rows and, per unit, the total (e.g. ``3.2e+10 <unit>``).
 
-    A run stores one row per seed and method (G&C also one for the prior's chance level).
+    A run stores one row per seed and method, plus the method's extra rows (e.g. a chance level).
     """
     runs = sum(t.num_rows for t in tasks)
     totals: dict[str, float] = {}
@@ -192,29 +194,29 @@ def describe_work(tasks: list[SweepTask]) -> str:
 def execute_task(task: SweepTask) -> list[ResultRow]:
     """Run one task and return its rows (called in the worker)."""
     from .. import __version__, _results_version
-    from ..problems import make_problem
     import torch
 
-    problem_cfg = ProblemConfig.model_validate(task.problem)
+    spec = get_method(task.method_type, task.method_module)
+    problem_settings = validate_problem(task.problem)
     settings = _validate_method(task.method, task.settings)
-    model_cfg = ModelConfig.model_validate({**task.model, **settings.model})
-    runner = get_runner(task.method_type)
-    problems = [
-        make_problem(problem_cfg.task, problem_cfg.rows, problem_cfg.cols, problem_cfg.rank,
-                     problem_cfg.measurements, seed=seed, norm=problem_cfg.norm)
-        for seed in task.seeds
-    ]
-    model = _build_model(problem_cfg, model_cfg)
+    model_settings = validate_model({**task.model, **settings.model})
+    if task.problem_seed is not None:  # one problem for every seed
+        problems = [build_problem(problem_settings, task.problem_seed)] * len(task.seeds)
+    else:
+        problems = [build_problem(problem_settings, seed) for seed in task.seeds]
+    model = _build_model(problem_settings, model_settings)
     started = utc_now()
     clock = time.perf_counter()
-    results = runner.run(problems, model, settings, list(task.seeds))
+    results = spec.runner.run(problems, model, settings, list(task.seeds))
     seconds = (time.perf_counter() - clock) / len(task.seeds)
     finished = utc_now()
     rows = []
-    for seed, key, prior_key, result in zip(task.seeds, task.keys, task.prior_keys, results):
+    for seed, key, extra_keys, result in zip(task.seeds, task.keys, task.extra_keys, results):
         config = {"sweep": task.sweep, "scale": task.scale, "point": task.point, "coords": task.coords,
                   "problem": task.problem, "model": task.model,
                   "method": {"name": task.method, **task.settings}, "seed": seed}
+        if task.problem_seed is not None:
+            config["problem_seed"] = task.problem_seed
         common = dict(sweep=task.sweep, scale=task.scale, point=task.point, x=task.x, coords=task.coords,
                       seed=seed, config=config, seconds=seconds, started_at=started, finished_at=finished,
                       volumelab_version=__version__, torch_version=torch.__version__,
@@ -223,29 +225,24 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
         rows.append(ResultRow(run_key=key, method=task.method, method_type=task.method_type,
                               status=result.status, metrics=dict(result.metrics),
                               standard_errors=dict(result.standard_errors), **common))
-        if prior_key is not None:
-            metrics = {"gen_loss": result.metrics.get("prior_gen_loss"),
-                       "train_loss": result.metrics.get("prior_train_loss"),
-                       "samples": result.metrics.get("samples")}
-            errors = {"gen_loss": result.standard_errors.get("prior_gen_loss"),
-                      "train_loss": result.standard_errors.get("prior_train_loss")}
-            rows.append(ResultRow(run_key=prior_key, method=prior_method_name(task.method),
-                                  method_type="prior", status="ok", metrics=metrics, standard_errors=errors,
-                                  **common))
+        for extra, extra_key in zip(spec.extra_rows, extra_keys):
+            status, metrics, errors = extra.build(result)
+            rows.append(ResultRow(run_key=extra_key, method=extra.row_name(task.method), method_type=extra.type,
+                                  status=status, metrics=metrics, standard_errors=errors, **common))
     return rows
 
 
 def _remaining(task: SweepTask, done: set[str]) -> SweepTask | None:
     """The task restricted to seeds with a missing row (or ``None`` when all are stored)."""
-    keep = [i for i, (k, p) in enumerate(zip(task.keys, task.prior_keys))
-            if k not in done or (p is not None and p not in done)]
+    keep = [i for i, (k, extras) in enumerate(zip(task.keys, task.extra_keys))
+            if k not in done or any(e not in done for e in extras)]
     if not keep:
         return None
     if len(keep) == len(task.seeds):
         return task
     pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
     return SweepTask(**{**task.__dict__, "seeds": pick(task.seeds), "keys": pick(task.keys),
-                        "prior_keys": pick(task.prior_keys), "cost": task.cost * len(keep) / len(task.seeds)})
+                        "extra_keys": pick(task.extra_keys), "cost": task.cost * len(keep) / len(task.seeds)})
 
 
 #: Files a sweep writes into its output folder (``--force`` removes them before another sweep uses it).

@@ -4,9 +4,10 @@ Every task is a pure function of its settings and seeds, so all executors give t
 same rows; they differ only in where and in what order tasks finish. Results come
 back to the driver, which alone writes to the store.
 
-A task whose ``single_threaded`` attribute is true computes on one thread (GD on the
-CPU: ``GradientDescent.run_batch`` runs a batch serially, so its result does not
-depend on where it runs). Such tasks are bound by Python's interpreter lock more
+A task whose ``single_threaded`` attribute is true computes on one thread (its
+method's registration says when: gradient descent on the CPU, whose
+``GradientDescent.run_batch`` runs a batch serially, so its result does not depend
+on where it runs). Such tasks are bound by Python's interpreter lock more
 than by arithmetic (hundreds of tiny tensor operations per step), so threads in one
 process do not run them faster; the in-process executor hands them to one helper
 process per core instead.
@@ -30,8 +31,8 @@ __all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "ProcessPoolExecutor", 
 EXECUTORS = ("local", "ray")
 
 #: Total task cost (``SweepTask.cost`` units) of single-threaded tasks below which the
-#: in-process executor runs them here, one after the other: about 10 s of GD at width
-#: 5, several times what starting the helper processes costs (about 2 s).
+#: in-process executor runs them here, one after the other: about 10 s of gradient
+#: descent at width 5, several times what starting the helper processes costs (about 2 s).
 HELPER_MIN_COST = 1e9
 
 
@@ -82,11 +83,11 @@ class Executor(Protocol):
 class InProcessExecutor:
     """Runs tasks in this process, with every core busy.
 
-    Tasks that use all cores themselves (G&C spreads its blocks over threads) run here
-    one after the other, in the given order. Then the single-threaded tasks (GD) run
-    concurrently in ``helpers`` helper processes with one torch thread each, and come
+    Tasks that use all cores themselves (e.g. Guess & Check spreads its blocks over
+    threads) run here one after the other, in the given order. Then the single-threaded
+    tasks (e.g. gradient descent on the CPU) run concurrently in ``helpers`` helper processes with one torch thread each, and come
     back as each finishes; the helpers start while the first tasks run. When every task
-    that runs here computes on an accelerator (G&C on a GPU), the cores are free, so the
+    that runs here computes on an accelerator (e.g. sampling on a GPU), the cores are free, so the
     helpers work on the single-threaded tasks *while* those run. When there is only one
     core, one single-threaded task, or little single-threaded work (total cost below
     ``min_helper_cost``), they run here too. A single-threaded task computes the same

@@ -6,23 +6,33 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .methods import csv_method_columns, row_kind
 from .store import DATABASE_NAME, ResultsStore
 
 if TYPE_CHECKING:  # pandas is imported lazily: ``import volumelab`` stays light
     import pandas as pd
 
-__all__ = ["CSV_COLUMNS", "load_results", "rows_to_frame", "short_names"]
+__all__ = ["CSV_COLUMNS", "csv_columns", "load_results", "rows_to_frame", "short_names"]
 
-#: Leading columns of ``results.csv`` (grid fields follow under their short names).
-CSV_COLUMNS = [
-    "figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss",
-    "status", "accepted", "samples", "acceptance_rate", "acceptance_rate_low", "acceptance_rate_high", "eps",
-    "steps", "lr", "init_scale", "momentum", "point", "seconds", "run_id", "run_key", "finished_at",
-    "volumelab_version", "results_version",
-]
-
+#: Columns of every row, before the methods' own columns ...
+_LEADING = ["figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "status"]
+#: ... and after them (the grid fields follow under their short names).
+_TRAILING = ["point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version", "results_version"]
+_FLOAT_COLUMNS = ("gen_loss", "gen_loss_stderr", "train_loss")
 #: Integer columns: nullable integers, so a missing count stays empty instead of turning the column into floats.
-_COUNT_COLUMNS = ("seed", "accepted", "samples", "steps", "point", "run_id", "results_version")
+_COUNT_COLUMNS = ("seed", "point", "run_id", "results_version")
+
+
+def csv_columns() -> list[str]:
+    """Leading columns of ``results.csv``: the generic ones and every registered method's
+    columns (grid fields follow under their short names)."""
+    return _LEADING + [c.name for c in csv_method_columns() if c.name not in _LEADING + _TRAILING] + _TRAILING
+
+
+def __getattr__(name: str):
+    if name == "CSV_COLUMNS":  # computed: methods registered later add their columns
+        return csv_columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def short_names(paths: Iterable[str]) -> dict[str, str]:
@@ -43,33 +53,34 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
             if path not in all_paths:
                 all_paths.append(path)
     names = short_names(all_paths)
+    method_columns = [c for c in csv_method_columns() if c.name not in _LEADING + _TRAILING]
     for row in rows:
         metrics, settings = row["metrics"], row["config"].get("method", {})
         record = {
             "figure": row["sweep"], "scale": row["scale"], "method": row["method"], "x": row["x"],
             "seed": row["seed"], "gen_loss": row["gen_loss"], "gen_loss_stderr": row["gen_loss_stderr"],
-            "train_loss": row["train_loss"], "prior_gen_loss": metrics.get("prior_gen_loss"),
-            "status": row["status"], "accepted": metrics.get("accepted"), "samples": metrics.get("samples"),
-            "acceptance_rate": metrics.get("acceptance_rate"),
-            "acceptance_rate_low": metrics.get("acceptance_rate_low"),
-            "acceptance_rate_high": metrics.get("acceptance_rate_high"), "eps": settings.get("eps"),
-            "steps": metrics.get("steps") if row["method_type"] == "gd" else None,
-            "lr": settings.get("lr"), "init_scale": settings.get("init_scale"),
-            "momentum": settings.get("momentum"), "point": row["point"], "seconds": row["seconds"],
-            "run_id": row["id"], "run_key": row["run_key"], "finished_at": row["finished_at"],
-            "volumelab_version": row["volumelab_version"], "results_version": row.get("results_version"),
+            "train_loss": row["train_loss"], "status": row["status"], "point": row["point"],
+            "seconds": row["seconds"], "run_id": row["id"], "run_key": row["run_key"],
+            "finished_at": row["finished_at"], "volumelab_version": row["volumelab_version"],
+            "results_version": row.get("results_version"),
         }
+        # A method's columns are filled on its own rows only (a column two methods
+        # share gets each one's value).
+        for column in row_kind(row["method_type"]).columns:
+            record[column.name] = column.value(metrics, settings)
         for path, value in row["coords"].items():
             record[names[path]] = value
         record["method_type"] = row["method_type"]
         record["config"] = row["config"]
         records.append(record)
-    columns = CSV_COLUMNS + [names[p] for p in all_paths if names[p] not in CSV_COLUMNS] + ["method_type", "config"]
+    leading = csv_columns()
+    columns = leading + [names[p] for p in all_paths if names[p] not in leading] + ["method_type", "config"]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in ("gen_loss", "gen_loss_stderr", "train_loss", "prior_gen_loss", "acceptance_rate",
-                   "acceptance_rate_low", "acceptance_rate_high"):
+    floats = list(_FLOAT_COLUMNS) + [c.name for c in method_columns if c.dtype == "float"]
+    counts = list(_COUNT_COLUMNS) + [c.name for c in method_columns if c.dtype == "count"]
+    for column in floats:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    for column in _COUNT_COLUMNS:
+    for column in counts:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     numeric_x = pd.to_numeric(frame["x"], errors="coerce")
     if numeric_x.notna().all():

@@ -1,13 +1,15 @@
 """Generalization loss against the swept field: median and interquartile range over seeds.
 
 One subplot per value of the sweep's ``panel`` field (e.g. the activation), one
-curve per method (G&C, GD, ...) and the prior's chance level as a dashed line, as in
-arXiv 2506.03931's figures. Runs whose loss does not exist (G&C accepted nothing,
-GD diverged) are left out of the median and counted on the plot: a point where some
-seeds have no loss is labelled ``n/N`` (seeds with a loss / seeds), and drawn with an
-open marker where fewer than half have one (the verdicts call such a point
-inconclusive). The y axis is logarithmic when the plotted medians span more than
-:data:`LOG_AXIS_SPAN` (GD's ~1e-4 next to G&C's ~1e-1), linear from zero otherwise.
+curve per method in the style its registration gives, and extra rows such as a
+chance level after the methods (dashed, in their registered style), as in arXiv
+2506.03931's figures. Runs whose loss does not exist (a method registered with a
+``no_loss`` reason, e.g. nothing accepted or a diverged run) are left out of the
+median and counted on the plot: a point where some seeds have no loss is labelled
+``n/N`` (seeds with a loss / seeds), and drawn with an open marker where fewer than
+half have one (the verdicts call such a point inconclusive). The y axis is
+logarithmic when the plotted medians span more than :data:`LOG_AXIS_SPAN`, linear
+from zero otherwise.
 """
 
 from __future__ import annotations
@@ -16,17 +18,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..experiments.methods import row_kind
+
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LOG_AXIS_SPAN", "METHOD_STYLES", "log_axis", "median_standard_error", "plot_sweep", "summarize"]
-
-METHOD_STYLES = {
-    "gnc": {"label": "G&C", "color": "#1f77b4", "marker": "o", "linestyle": "-"},
-    "gd": {"label": "GD", "color": "#d62728", "marker": "s", "linestyle": "-"},
-    "prior": {"label": "prior (chance)", "color": "#555555", "marker": None, "linestyle": "--"},
-}
-_EXTRA_COLORS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+__all__ = ["LOG_AXIS_SPAN", "log_axis", "median_standard_error", "method_types_of", "plot_sweep", "summarize"]
 
 AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$"}
 
@@ -42,12 +39,16 @@ MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2)
 IQR_PER_SIGMA = 1.349
 
 
-def _style(method: str, index: int) -> dict:
-    if method in METHOD_STYLES:
-        return METHOD_STYLES[method]
-    if method.endswith("_prior"):
-        return {**METHOD_STYLES["prior"], "label": method.replace("_", " ")}
-    return {"label": method, "color": _EXTRA_COLORS[index % len(_EXTRA_COLORS)], "marker": "^", "linestyle": "-"}
+def method_types_of(frame: "pd.DataFrame") -> dict[str, str]:
+    """``{method: method_type}`` of a results frame; without a ``method_type`` column a
+    method's type is its name (as in sweep files, where ``type`` defaults to the name)."""
+    if "method_type" not in frame:
+        return {str(m): str(m) for m in dict.fromkeys(frame["method"])}
+    return {str(m): str(t) for m, t in dict(zip(frame["method"], frame["method_type"])).items()}
+
+
+def _style(method: str, method_type: str, index: int) -> dict:
+    return row_kind(method_type).style_for(method, index)
 
 
 def median_standard_error(losses: list[float], run_standard_errors: list[float]) -> float:
@@ -63,7 +64,7 @@ def median_standard_error(losses: list[float], run_standard_errors: list[float])
     Args:
         losses: The seeds' losses (only those that exist).
         run_standard_errors: Each run's standard error of its loss, in the same order;
-            NaN where a run has none (GD's loss is exact for its run) counts as 0.
+            NaN where a run has none (a trainer's loss is exact for its run) counts as 0.
 
     Returns:
         The standard error, or NaN for fewer than two losses (the spread between seeds is unknown).
@@ -84,13 +85,15 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list
     """Median, its standard error, quartiles and counts of ``gen_loss`` per (panel, method, x).
 
     Returns:
-        Columns ``panel, method, x, median, median_stderr, q25, q75, runs, with_loss, missing,
-        median_accepted``. ``runs`` counts the runs (seeds) at the point, ``with_loss`` those
-        with a loss and ``missing`` those without one (NULL in the store: G&C accepted
-        nothing, GD diverged); the median and quartiles are over the ``with_loss`` seeds only.
-        ``median_stderr`` is :func:`median_standard_error` of those seeds' losses and their
-        ``gen_loss_stderr`` (NaN with fewer than two). Panels follow ``panel_order`` (e.g.
-        the grid's order) when given.
+        Columns ``panel, method, method_type, role, x, median, median_stderr, q25, q75, runs,
+        with_loss, missing, median_count``. ``role`` is what the method's registration says
+        the verdicts read it as. ``runs`` counts the runs (seeds) at the point, ``with_loss``
+        those with a loss and ``missing`` those without one (NULL in the store, e.g. nothing
+        accepted or a diverged run); the median and quartiles are over the ``with_loss``
+        seeds only. ``median_stderr`` is :func:`median_standard_error` of those seeds' losses
+        and their ``gen_loss_stderr`` (NaN with fewer than two). ``median_count`` is the
+        median of the count column the method registers for reports (NaN without one).
+        Panels follow ``panel_order`` (e.g. the grid's order) when given.
     """
     import pandas as pd
 
@@ -98,20 +101,23 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list
     data["panel"] = data[panel] if panel and panel in data else ""
     if "gen_loss_stderr" not in data:
         data["gen_loss_stderr"] = math.nan
-    if "accepted" not in data:
-        data["accepted"] = math.nan
+    types = method_types_of(data) if len(data) else {}
     records = []
     for (panel_value, method, x), group in data.groupby(["panel", "method", "x"], sort=False, dropna=False):
         present = group[group["gen_loss"].notna()]
         losses = present["gen_loss"].astype(float)
+        kind = row_kind(types.get(str(method), str(method)))
+        counted = kind.count_column.column if kind.count_column is not None else None
+        count = (group[counted].median() if counted in group and group[counted].notna().any()
+                 else float("nan"))
         records.append({
-            "panel": panel_value, "method": method, "x": x,
+            "panel": panel_value, "method": method, "method_type": kind.type, "role": kind.role, "x": x,
             "median": losses.median() if len(losses) else float("nan"),
             "median_stderr": median_standard_error(list(losses), list(present["gen_loss_stderr"].astype(float))),
             "q25": losses.quantile(0.25) if len(losses) else float("nan"),
             "q75": losses.quantile(0.75) if len(losses) else float("nan"),
             "runs": len(group), "with_loss": len(losses), "missing": int(group["gen_loss"].isna().sum()),
-            "median_accepted": group["accepted"].median() if group["accepted"].notna().any() else float("nan"),
+            "median_count": float(count),
         })
     summary = pd.DataFrame.from_records(records)
     if len(summary):
@@ -157,8 +163,9 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     summary = summarize(frame, panel, panel_order)
     panels = list(dict.fromkeys(summary["panel"])) if len(summary) else [""]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=False)
+    types = method_types_of(frame)
     methods = list(dict.fromkeys(frame["method"]))
-    methods.sort(key=lambda m: (m.endswith("prior"), m))
+    methods.sort(key=lambda m: (row_kind(types[m]).extra, m))  # extra rows (e.g. chance) after the methods
     y_log = log_axis(summary)
     counted = False  # some point is labelled n/N
     for ax, panel_value in zip(axes[0], panels):
@@ -167,7 +174,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
             rows = part[part["method"] == method].sort_values("x")
             if rows.empty:
                 continue
-            style = _style(method, index)
+            style = _style(method, types[method], index)
             x = rows["x"].to_numpy()
             ax.plot(x, rows["median"], color=style["color"], marker=style["marker"], linestyle=style["linestyle"],
                     label=style["label"], markersize=4, linewidth=1.6)
@@ -182,7 +189,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
                 counted = True
                 if math.isnan(median):  # no seed has a loss: at the top of the panel, one line per method
                     anchor, coordinates, offset, align = (xi, 1), ("data", "axes fraction"), -3 - 8 * index, "top"
-                else:  # under the point (above it is the prior's line where G&C nears chance)
+                else:  # under the point (above it may run the chance line a method nears)
                     anchor, coordinates, offset, align = (xi, median), "data", -5, "top"
                 ax.annotate(f"{with_loss}/{runs}", anchor, xycoords=coordinates, xytext=(0, offset),
                             textcoords="offset points", fontsize=6, ha="center", va=align, color=style["color"])

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..figures import plot_sweep, summarize
-from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, judge, ratio_and_stderr
+from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, row_kind
+from ..figures import method_types_of, plot_sweep, summarize
+from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, judge, ratio_and_stderr, read_roles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,13 +19,13 @@ if TYPE_CHECKING:
     from ...experiments.driver import SweepPlan
 
 __all__ = [
-    "GD_FIT_TRAIN_LOSS", "ReportSection", "gd_fit", "prior_normalized", "write_report", "write_sweep_outputs",
+    "FIT_TRAIN_LOSS", "ReportSection", "prior_normalized", "trainer_fit", "write_report", "write_sweep_outputs",
 ]
 
-#: A GD point whose median final training loss is above this has not fit its data: its
-#: generalization loss is not that of a trained network (the paper's GD reaches about 1e-4
-#: or less), and the report says so.
-GD_FIT_TRAIN_LOSS = 1e-3
+#: A trainer's point whose median final training loss is above this has not fit its data:
+#: its generalization loss is not that of a trained network (the paper's gradient descent
+#: reaches about 1e-4 or less), and the report says so.
+FIT_TRAIN_LOSS = 1e-3
 
 
 @dataclass
@@ -44,46 +45,53 @@ class ReportSection:
     runs: int
     missing: dict  # method -> runs without a loss
     seconds: float
-    gd_train: "pd.DataFrame | None" = None  # panel, method, x, median final train loss of GD-type methods
+    fit: "pd.DataFrame | None" = None  # panel, method, method_type, x, median final train loss of trainers
+    method_types: dict = field(default_factory=dict)  # method -> method_type (default: the method's name)
 
 
-def gd_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
-    """Median final training loss of every GD-type method per (panel, x).
+def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
+    """Median final training loss of every method with the role ``trainer``, per (panel, x).
 
     Returns:
-        Columns ``panel, method, x, train_median``, in ``panel_order`` then ``x`` order.
+        Columns ``panel, method, method_type, x, train_median``, in ``panel_order`` then ``x`` order.
     """
     import pandas as pd
 
-    columns = ["panel", "method", "x", "train_median"]
+    columns = ["panel", "method", "method_type", "x", "train_median"]
     if frame.empty or "method_type" not in frame:
         return pd.DataFrame(columns=columns)
-    data = frame[frame["method_type"] == "gd"].copy()
+    data = frame[[row_kind(t).role == TRAINER for t in frame["method_type"]]].copy()
     if data.empty:
         return pd.DataFrame(columns=columns)
     data["panel"] = data[panel] if panel and panel in data else ""
-    table = (data.groupby(["panel", "method", "x"], sort=False)["train_loss"].median()
+    table = (data.groupby(["panel", "method", "method_type", "x"], sort=False)["train_loss"].median()
              .rename("train_median").reset_index())
     order = {value: i for i, value in enumerate(panel_order or [])}
     table["_order"] = [order.get(value, len(order)) for value in table["panel"]]
     return table.sort_values(["_order", "method", "x"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
-def _gd_fit_sentence(section: "ReportSection") -> str | None:
-    """Where GD did not fit the training data, in words (``None`` without GD rows)."""
-    table = section.gd_train
+def _method_label(method: str, method_type: str) -> str:
+    """A method's name in a report: its type's label where it is named like its type, else its name."""
+    return row_kind(method_type).label if method == method_type else method
+
+
+def _fit_sentence(section: "ReportSection") -> str | None:
+    """Where a trainer did not fit the training data, in words (``None`` without trainer rows)."""
+    table = section.fit
     if table is None or table.empty:
         return None
-    unfit = table[~(table["train_median"] <= GD_FIT_TRAIN_LOSS)]  # NaN (all diverged) counts as unfit
+    who = "/".join(dict.fromkeys(row_kind(t).label for t in table["method_type"]))
+    unfit = table[~(table["train_median"] <= FIT_TRAIN_LOSS)]  # NaN (all diverged) counts as unfit
     if unfit.empty:
-        return (f"GD fit the training data at every point (median final training loss at most "
+        return (f"{who} fit the training data at every point (median final training loss at most "
                 f"{table['train_median'].max():.2g}).")
     places = []
-    for (panel, method), group in unfit.groupby(["panel", "method"], sort=False):
+    for (panel, method, method_type), group in unfit.groupby(["panel", "method", "method_type"], sort=False):
         where = ", ".join(f"{x:g} ({_fmt(v)})" for x, v in zip(group["x"], group["train_median"]))
-        label = " ".join(str(part) for part in (panel, method if method != "gd" else "") if part != "")
+        label = " ".join(str(part) for part in (panel, method if method != method_type else "") if part != "")
         places.append(f"{label + ' ' if label else ''}{section.x_name} {where}")
-    return (f"GD did not fit the training data (median final training loss above {GD_FIT_TRAIN_LOSS:g}) at: "
+    return (f"{who} did not fit the training data (median final training loss above {FIT_TRAIN_LOSS:g}) at: "
             + "; ".join(places) + ". Its generalization loss there is that of an unfinished run, not of a "
             "trained network.")
 
@@ -114,40 +122,48 @@ def _summary_point(row) -> SummaryPoint:
 
 def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     summary = section.summary
-    methods = [m for m in ("gnc", "gd", "prior") if m in set(summary["method"])]
-    methods += [m for m in dict.fromkeys(summary["method"]) if m not in methods]
+    types = dict(section.method_types)
+    if "method_type" in summary:
+        types.update({str(m): str(t) for m, t in zip(summary["method"], summary["method_type"])})
+    type_of = lambda m: types.get(m, m)  # noqa: E731
+    roles = read_roles(summary) if len(summary) else None
+    order = {SAMPLER: 0, TRAINER: 1, CHANCE: 2}
+    methods = sorted(dict.fromkeys(summary["method"]),
+                     key=lambda m: (order.get(row_kind(type_of(m)).role, 3), row_kind(type_of(m)).extra,
+                                    m != type_of(m)))
     header = ([section.panel] if section.panel else []) + [section.x_name]
     for m in methods:
-        header.append({"gnc": "G&C median ± SE [IQR] (seeds with a loss)",
-                       "gd": "GD median ± SE [IQR] (seeds with a loss)", "prior": "prior median ± SE"}.get(
-            m, f"{m} median ± SE" + ("" if m.endswith("prior") else " [IQR] (seeds with a loss)")))
-    relative = "gnc" in methods and "prior" in methods
+        kind = row_kind(type_of(m))
+        label = _method_label(m, type_of(m)) if not kind.extra else m
+        header.append(f"{label} median ± SE" + ("" if kind.extra else " [IQR] (seeds with a loss)"))
+    relative = roles is not None and roles.sampler in methods and roles.chance in methods
     if relative:
-        header.append("G&C / prior ± SE")
-    if "gnc" in methods:
-        header.append("G&C accepted (median) / seeds without acceptance")
-    train = section.gd_train if section.gd_train is not None else None
-    gd_methods = list(dict.fromkeys(train["method"])) if train is not None and not train.empty else []
-    for m in gd_methods:
-        header.append(f"{'GD' if m == 'gd' else m} train loss (median)")
+        header.append(f"{roles.labels[SAMPLER]} / {roles.labels[CHANCE]} ± SE")
+    counted = [m for m in methods if row_kind(type_of(m)).count_column is not None]
+    for m in counted:
+        header.append(row_kind(type_of(m)).count_column.header.format(label=_method_label(m, type_of(m))))
+    train = section.fit if section.fit is not None else None
+    fit_methods = list(dict.fromkeys(train["method"])) if train is not None and not train.empty else []
+    for m in fit_methods:
+        header.append(f"{_method_label(m, type_of(m))} train loss (median)")
     rows = []
     for (panel, x), group in summary.groupby(["panel", "x"], sort=False):
         row = ([str(panel)] if section.panel else []) + [f"{x:g}" if isinstance(x, float) else str(x)]
         for m in methods:
             part = group[group["method"] == m]
-            row.append(_loss_cell(part.iloc[0], spread=not m.endswith("prior")) if not part.empty else "")
+            row.append(_loss_cell(part.iloc[0], spread=not row_kind(type_of(m)).extra) if not part.empty else "")
         if relative:
-            gnc, prior = group[group["method"] == "gnc"], group[group["method"] == "prior"]
-            if gnc.empty or prior.empty:
+            sampler, chance = group[group["method"] == roles.sampler], group[group["method"] == roles.chance]
+            if sampler.empty or chance.empty:
                 row.append("")
             else:
-                value, stderr = ratio_and_stderr(_summary_point(gnc.iloc[0]), _summary_point(prior.iloc[0]))
+                value, stderr = ratio_and_stderr(_summary_point(sampler.iloc[0]), _summary_point(chance.iloc[0]))
                 row.append(f"{_fmt(value)} ± {_fmt_error(stderr)}")
-        if "gnc" in methods:
-            part = group[group["method"] == "gnc"]
-            row.append(f"{_fmt(part.iloc[0]['median_accepted'])} / {int(part.iloc[0]['missing'])}"
+        for m in counted:
+            part = group[group["method"] == m]
+            row.append(f"{_fmt(part.iloc[0]['median_count'])} / {int(part.iloc[0]['missing'])}"
                        if not part.empty else "")
-        for m in gd_methods:
+        for m in fit_methods:
             part = train[(train["panel"] == panel) & (train["x"] == x) & (train["method"] == m)]
             row.append(_fmt(part.iloc[0]["train_median"]) if not part.empty else "")
         rows.append(row)
@@ -156,16 +172,37 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
 
 _INTRODUCTION = (
     "Curves are medians over the seeds with a loss, with the interquartile range shaded; a point where some seeds "
-    "have no loss (G&C accepted nothing, GD diverged) is labelled n/N (seeds with a loss / seeds), with an open "
+    "have no loss ({no_loss}) is labelled n/N (seeds with a loss / seeds), with an open "
     "marker where fewer than half have one, and the y axis is logarithmic where the medians span more than two "
     "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. Verdicts "
     "are computed from these numbers by the rules stated under each figure."
 )
 
 
+def _no_loss(sections: list[ReportSection]) -> str:
+    """Why runs have no loss, e.g. ``"A accepted nothing / B diverged"``, from the methods' registrations."""
+    kinds = {}
+    for section in sections:
+        types = dict(section.method_types)
+        for method in dict.fromkeys(section.missing):
+            kind = row_kind(types.get(method, method))
+            if not kind.extra:
+                kinds.setdefault(kind.type, f"{kind.label} {kind.no_loss}")
+    if not kinds:  # no runs named: every registered method's reason
+        for method_type in method_types():
+            kind = row_kind(method_type)
+            kinds[kind.type] = f"{kind.label} {kind.no_loss}"
+    return " / ".join(kinds.values())
+
+
+def _introduction(sections: list[ReportSection]) -> str:
+    return _INTRODUCTION.format(no_loss=_no_loss(sections))
+
+
 def _markdown(sections: list[ReportSection], title: str) -> str:
     lines = [f"# {title}", "",
-             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. {_INTRODUCTION}", ""]
+             f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. {_introduction(sections)}",
+             ""]
     for s in sections:
         lines += [f"## {s.title or s.name} (`{s.name}`, scale `{s.scale}`)", ""]
         if s.description:
@@ -180,9 +217,9 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
                 lines.append(f"- {label}{p.outcome} — {p.detail}")
             lines.append("")
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
-        lines += [f"{s.runs} runs stored; runs without a loss (G&C accepted nothing / GD diverged): "
+        lines += [f"{s.runs} runs stored; runs without a loss ({_no_loss([s])}): "
                   f"{missing or 'none'}. Compute time: {s.seconds:.0f} s.", ""]
-        fit = _gd_fit_sentence(s)
+        fit = _fit_sentence(s)
         if fit:
             lines += [fit, ""]
         header, rows = _table(s)
@@ -200,7 +237,7 @@ def _html(sections: list[ReportSection], title: str) -> str:
              "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px}"
              "img{max-width:100%}.holds{color:#1a7f37}.fails{color:#cf222e}.inconclusive{color:#9a6700}"
              "</style></head><body>", f"<h1>{e(title)}</h1>",
-             f"<p>{e(_INTRODUCTION)}</p>"]
+             f"<p>{e(_introduction(sections))}</p>"]
     for s in sections:
         parts.append(f"<h2>{e(s.title or s.name)} (<code>{e(s.name)}</code>, scale <code>{e(s.scale)}</code>)</h2>")
         if s.description:
@@ -220,7 +257,7 @@ def _html(sections: list[ReportSection], title: str) -> str:
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         parts.append(f"<p>{s.runs} runs stored; runs without a loss: {e(missing or 'none')}. "
                      f"Compute time: {s.seconds:.0f} s.</p>")
-        fit = _gd_fit_sentence(s)
+        fit = _fit_sentence(s)
         if fit:
             parts.append(f"<p>{e(fit)}</p>")
         header, rows = _table(s)
@@ -241,17 +278,18 @@ def write_report(sections: list[ReportSection], out_dir: Path, title: str = "vol
 
 
 def prior_normalized(frame: "pd.DataFrame") -> bool | None:
-    """Whether G&C sampled the normalized prior, from the G&C runs' stored settings.
+    """Whether the sampler sampled the normalized prior, from the stored settings of the
+    runs of every method with the role ``sampler``.
 
     Returns:
-        ``True`` or ``False`` when every G&C-type run of ``frame`` agrees, ``None`` when
+        ``True`` or ``False`` when every such run of ``frame`` agrees, ``None`` when
         there are none, they differ, or the frame has no stored settings.
     """
     if frame.empty or "config" not in frame or "method_type" not in frame:
         return None
     values = set()
     for config, method_type in zip(frame["config"], frame["method_type"]):
-        if method_type != "gnc" or not isinstance(config, dict):
+        if row_kind(method_type).role != SAMPLER or not isinstance(config, dict):
             continue
         model = {**(config.get("model") or {}), **((config.get("method") or {}).get("model") or {})}
         values.add(bool(model.get("normalize", False)))
@@ -263,7 +301,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
 
     Only the rows of ``plan`` are used (an output folder may also hold other scales' rows).
     """
-    from ...experiments.results import CSV_COLUMNS, rows_to_frame, short_names
+    from ...experiments.results import csv_columns, rows_to_frame, short_names
     from ...experiments.store import ResultsStore
 
     config = plan.config
@@ -272,9 +310,9 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     names = short_names(config.grid)
     x_name = names.get(config.x_field, "x") if config.x_field else "x"
     panel = names.get(config.panel) if config.panel else None
-    csv_columns = [c for c in frame.columns if c != "config"]
-    frame[csv_columns].to_csv(out_dir / "results.csv", index=False)
-    assert set(CSV_COLUMNS) <= set(csv_columns)
+    written = [c for c in frame.columns if c != "config"]
+    frame[written].to_csv(out_dir / "results.csv", index=False)
+    assert set(csv_columns()) <= set(written)
     x_log = config.x_log if config.x_log is not None else x_name == "width"
     note = config.scale_note(plan.scale)
     title = config.title or config.name
@@ -286,10 +324,14 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     summary = summarize(frame, panel, panel_order)
     verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
     missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
+    types = method_types_of(frame) if len(frame) else {}
+    # Extra rows (e.g. a chance level) come from their method's runs and share its compute time.
+    own = [not row_kind(t).extra for t in frame["method_type"]] if len(frame) else []
     section = ReportSection(
         name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
         image=f"plots/{config.name}.png", x_name=x_name, panel=panel, summary=summary, verdict=verdict,
-        runs=len(frame), missing=missing, gd_train=gd_fit(frame, panel, panel_order), seconds=float(frame.loc[frame["method_type"] != "prior", "seconds"].fillna(0).sum()) if len(frame) else 0.0,
+        runs=len(frame), missing=missing, fit=trainer_fit(frame, panel, panel_order), method_types=types,
+        seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section

@@ -1,19 +1,26 @@
 """Measured verdicts on the paper's claims, computed from a sweep's summary table.
 
+Verdicts read methods by the *role* their registration gives them
+(:mod:`volumelab.experiments.methods`), never by name: the ``sampler`` (samples the
+prior and keeps what fits the data), the ``trainer`` (trains from an initialization)
+and the ``chance`` rows the sampler stores (the prior's loss on the same draws). Where
+a sweep has several methods of a role, the one named like its type is read, else the
+first by name. Texts use the roles' registered labels; below, S, T and C.
+
 The rules (also stated in every report, :data:`WIDTH_RULE` and :data:`DEPTH_RULE`, and in
 docs/experiments.md):
 
-* G&C is read against chance at the same point: ``r(x) = G&C median / prior median``
-  (the prior's loss is the chance level measured on the same draws), and
-  ``gap(x) = 1 - r(x)`` is G&C's advantage over chance.
-* **Width claim** (arXiv 2506.03931, Thm. 1 and Fig. 1): in each panel, G&C approaches
+* S is read against chance at the same point: ``r(x) = S median / C median``
+  (the chance level measured on the same draws), and ``gap(x) = 1 - r(x)`` is S's
+  advantage over chance.
+* **Width claim** (arXiv 2506.03931, Thm. 1 and Fig. 1): in each panel, S approaches
   chance if ``gap(largest width) <= 0.15`` and the gap shrinks,
-  ``gap(smallest width) - gap(largest width) > 2 SE``; GD stays low if, at every width,
-  ``GD median / prior median <= 0.5`` with ``0.5 - GD/prior > 2 SE``.
-* **Depth claim** (Thm. 2 and Fig. 2): in each panel, G&C's advantage over chance grows
+  ``gap(smallest width) - gap(largest width) > 2 SE``; T stays low if, at every width,
+  ``T median / C median <= 0.5`` with ``0.5 - T/C > 2 SE``.
+* **Depth claim** (Thm. 2 and Fig. 2): in each panel, S's advantage over chance grows
   with depth if ``r(largest depth) <= 0.8 * r(smallest depth)``, the Spearman rank
   correlation between depth and ``r`` is at most -0.5, and
-  ``r(smallest depth) - r(largest depth) > 2 SE``. Where G&C sampled the unnormalized
+  ``r(smallest depth) - r(largest depth) > 2 SE``. Where S sampled the unnormalized
   prior (figure 11, an ablation) the same rule says whether the depth improvement
   survives without normalization.
 * **Evidence** (both claims): medians are over the seeds with a loss; a point a rule
@@ -28,18 +35,22 @@ docs/experiments.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from ...experiments.methods import CHANCE, SAMPLER, TRAINER, companion, role_labels
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "DEPTH_RULE", "EVIDENCE_RULE", "PanelVerdict", "SummaryPoint", "Verdict", "WIDTH_RULE", "judge", "ratio_and_stderr",
+    "DEPTH_RULE", "EVIDENCE_RULE", "PanelVerdict", "Roles", "SummaryPoint", "Verdict", "WIDTH_RULE", "depth_rule",
+    "evidence_rule", "judge", "ratio_and_stderr", "read_roles", "width_rule",
 ]
 
 WIDTH_GAP_MAX = 0.15
-GD_FRACTION_MAX = 0.5
+TRAINER_FRACTION_MAX = 0.5
 DEPTH_RATIO_MAX = 0.8
 DEPTH_SPEARMAN_MAX = -0.5
 #: A claimed change counts only where it exceeds this many standard errors of the change.
@@ -47,37 +58,115 @@ CHANGE_STANDARD_ERRORS = 2.0
 #: A point where fewer than this fraction of the seeds have a loss makes a verdict inconclusive.
 MIN_SEED_FRACTION = 0.5
 
-EVIDENCE_RULE = (
-    f"Medians are over the seeds with a loss (for G&C, the seeds that accepted a draw); a point the rule needs "
-    f"where fewer than half of the seeds have a loss makes the panel inconclusive, since the seeds left out are "
-    f"those where G&C does worst. Each median has the standard error SE = sqrt(pi/2) * sqrt((IQR/1.349)^2 + "
-    f"mean(s_i^2)) / sqrt(n) over its n seeds with a loss (IQR: their interquartile range; s_i: each run's own "
-    f"standard error, 0 for GD); a ratio a/b of medians has SE sqrt(SE_a^2 + (a/b)^2 SE_b^2) / b and a difference "
-    f"sqrt(SE_1^2 + SE_2^2). A claimed change counts only where it exceeds {CHANGE_STANDARD_ERRORS:g} SE. A panel "
-    f"holds when every condition holds on the medians and every claimed change exceeds {CHANGE_STANDARD_ERRORS:g} "
-    f"SE; it fails when a condition does not hold on the medians; otherwise (the medians agree with the claim but "
-    f"a change is within {CHANGE_STANDARD_ERRORS:g} SE, or a SE is unknown because fewer than two seeds have a "
-    f"loss) it is inconclusive. A figure holds when every panel holds, fails when some panel fails and none holds, "
-    f"is inconclusive when every panel is, and partly holds otherwise."
-)
-WIDTH_RULE = (
-    f"G&C is read against chance at the same width: r = G&C median / prior median and gap = 1 - r (G&C's "
-    f"advantage over chance). G&C approaches chance if, at the largest width, gap <= {WIDTH_GAP_MAX} and the gap "
-    f"has shrunk since the smallest width by more than {CHANGE_STANDARD_ERRORS:g} SE; GD stays low if, at every "
-    f"width, GD median / prior median <= {GD_FRACTION_MAX:g}, below {GD_FRACTION_MAX:g} by more than "
-    f"{CHANGE_STANDARD_ERRORS:g} SE. Points needed: G&C and prior at the smallest and largest width, GD and prior "
-    f"at every width. The claim holds in a panel when both hold. " + EVIDENCE_RULE
-)
-DEPTH_RULE = (
-    f"G&C is read against chance at the same depth: r = G&C median / prior median (G&C's advantage over chance is "
-    f"1 - r; the prior's own loss changes with depth, so G&C's absolute loss alone does not show the claim). "
-    f"G&C's advantage over chance grows with depth if r at the largest depth is at most {DEPTH_RATIO_MAX:g} times "
-    f"r at the smallest depth, the Spearman rank correlation between depth and r is at most "
-    f"{DEPTH_SPEARMAN_MAX:g}, and r falls from the smallest to the largest depth by more than "
-    f"{CHANGE_STANDARD_ERRORS:g} SE. Points needed: G&C and prior at every depth. The claim holds in a panel when "
-    f"this holds; where G&C sampled the unnormalized prior (an ablation) the same rule says whether the depth "
-    f"improvement survives without normalization. " + EVIDENCE_RULE
-)
+
+def _labels(labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The words for the roles: ``labels``, else the registered ones, else the roles' names."""
+    words = {SAMPLER: SAMPLER, TRAINER: TRAINER, CHANCE: CHANCE, **role_labels()}
+    return {**words, **(labels or {})}
+
+
+def evidence_rule(labels: Mapping[str, str] | None = None) -> str:
+    """The evidence rule, in the words of ``labels`` (``{role: label}``; default: the registered labels)."""
+    s = _labels(labels)[SAMPLER]
+    return (
+        f"Medians are over the seeds with a loss; a point the rule needs where fewer than half of the seeds have a "
+        f"loss makes the panel inconclusive, since the seeds left out are those where {s} does worst. Each median "
+        f"has the standard error SE = sqrt(pi/2) * sqrt((IQR/1.349)^2 + mean(s_i^2)) / sqrt(n) over its n seeds "
+        f"with a loss (IQR: their interquartile range; s_i: each run's own standard error, 0 where a run has "
+        f"none); a ratio a/b of medians has SE sqrt(SE_a^2 + (a/b)^2 SE_b^2) / b and a difference "
+        f"sqrt(SE_1^2 + SE_2^2). A claimed change counts only where it exceeds {CHANGE_STANDARD_ERRORS:g} SE. A panel "
+        f"holds when every condition holds on the medians and every claimed change exceeds {CHANGE_STANDARD_ERRORS:g} "
+        f"SE; it fails when a condition does not hold on the medians; otherwise (the medians agree with the claim but "
+        f"a change is within {CHANGE_STANDARD_ERRORS:g} SE, or a SE is unknown because fewer than two seeds have a "
+        f"loss) it is inconclusive. A figure holds when every panel holds, fails when some panel fails and none holds, "
+        f"is inconclusive when every panel is, and partly holds otherwise."
+    )
+
+
+def width_rule(labels: Mapping[str, str] | None = None) -> str:
+    """The width rule, in the words of ``labels`` (see :func:`evidence_rule`)."""
+    words = _labels(labels)
+    s, t, c = words[SAMPLER], words[TRAINER], words[CHANCE]
+    return (
+        f"{s} is read against chance at the same width: r = {s} median / {c} median and gap = 1 - r ({s}'s "
+        f"advantage over chance). {s} approaches chance if, at the largest width, gap <= {WIDTH_GAP_MAX} and the gap "
+        f"has shrunk since the smallest width by more than {CHANGE_STANDARD_ERRORS:g} SE; {t} stays low if, at every "
+        f"width, {t} median / {c} median <= {TRAINER_FRACTION_MAX:g}, below {TRAINER_FRACTION_MAX:g} by more than "
+        f"{CHANGE_STANDARD_ERRORS:g} SE. Points needed: {s} and {c} at the smallest and largest width, {t} and {c} "
+        f"at every width. The claim holds in a panel when both hold. " + evidence_rule(labels)
+    )
+
+
+def depth_rule(labels: Mapping[str, str] | None = None) -> str:
+    """The depth rule, in the words of ``labels`` (see :func:`evidence_rule`)."""
+    words = _labels(labels)
+    s, c = words[SAMPLER], words[CHANCE]
+    return (
+        f"{s} is read against chance at the same depth: r = {s} median / {c} median ({s}'s advantage over chance is "
+        f"1 - r; the {c}'s own loss changes with depth, so {s}'s absolute loss alone does not show the claim). "
+        f"{s}'s advantage over chance grows with depth if r at the largest depth is at most {DEPTH_RATIO_MAX:g} times "
+        f"r at the smallest depth, the Spearman rank correlation between depth and r is at most "
+        f"{DEPTH_SPEARMAN_MAX:g}, and r falls from the smallest to the largest depth by more than "
+        f"{CHANGE_STANDARD_ERRORS:g} SE. Points needed: {s} and {c} at every depth. The claim holds in a panel when "
+        f"this holds; where {s} sampled the unnormalized prior (an ablation) the same rule says whether the depth "
+        f"improvement survives without normalization. " + evidence_rule(labels)
+    )
+
+
+def __getattr__(name: str) -> str:
+    """``EVIDENCE_RULE``, ``WIDTH_RULE`` and ``DEPTH_RULE``: the rules in the registered labels' words."""
+    rules = {"EVIDENCE_RULE": evidence_rule, "WIDTH_RULE": width_rule, "DEPTH_RULE": depth_rule}
+    if name in rules:
+        return rules[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The methods of a summary the verdicts read, by role, and the words for the roles."""
+
+    sampler: str | None
+    trainer: str | None
+    chance: str | None
+    labels: dict[str, str]
+
+
+def _primary(candidates: list[tuple[str, str]]) -> str | None:
+    """Of ``(method, method_type)`` pairs: the method named like its type, else the first by name."""
+    if not candidates:
+        return None
+    for method, method_type in sorted(candidates):
+        if method == method_type:
+            return method
+    return sorted(candidates)[0][0]
+
+
+def read_roles(summary: "pd.DataFrame") -> Roles:
+    """Which methods of ``summary`` (:func:`volumelab.plotting.summarize`) the verdicts read.
+
+    The chance rows are those the sampler stores with the role ``chance`` (see
+    :func:`volumelab.experiments.methods.companion`), else any rows of that role.
+    """
+    from ...experiments.methods import row_kind
+
+    methods = list(dict.fromkeys(summary["method"])) if len(summary) else []
+    if "method_type" in summary:
+        types = {str(m): str(t) for m, t in zip(summary["method"], summary["method_type"])}
+    else:
+        types = {str(m): str(m) for m in methods}
+    by_role: dict[str, list[tuple[str, str]]] = {}
+    for method in methods:
+        by_role.setdefault(row_kind(types[str(method)]).role, []).append((str(method), types[str(method)]))
+    sampler = _primary(by_role.get(SAMPLER, []))
+    trainer = _primary(by_role.get(TRAINER, []))
+    chance = companion(sampler, types[sampler], CHANCE) if sampler is not None else None
+    if chance not in types:
+        chance = _primary(by_role.get(CHANCE, []))
+    labels = {}
+    for role, method in ((SAMPLER, sampler), (TRAINER, trainer), (CHANCE, chance)):
+        if method is not None:
+            labels[role] = row_kind(types[method]).label if method == types[method] or role == CHANCE else method
+    return Roles(sampler, trainer, chance, _labels(labels))
 
 
 @dataclass
@@ -100,6 +189,7 @@ class Verdict:
         panels: One verdict per panel.
         ablation: The depth claim measured on the unnormalized prior (figure 11): the
             outcome says whether the depth improvement survives without normalization.
+        labels: ``{role: label}``: the words for the methods read (default: the registered labels).
     """
 
     claim: str
@@ -107,17 +197,21 @@ class Verdict:
     outcome: str
     panels: list[PanelVerdict] = field(default_factory=list)
     ablation: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def heading(self) -> str:
         """What the verdict is on, for a report: the paper's claim or the ablation."""
-        return "Ablation (G&C's prior not normalized)" if self.ablation else "Paper's claim"
+        s = _labels(self.labels)[SAMPLER]
+        return f"Ablation ({s}'s prior not normalized)" if self.ablation else "Paper's claim"
 
     @property
     def sentence(self) -> str:
+        words = _labels(self.labels)
+        s, t, c = words[SAMPLER], words[TRAINER], words[CHANCE]
         statement = {
-            "width": "G&C's generalization loss approaches the prior's as width grows while GD's stays low",
-            "depth": "G&C's advantage over chance (the prior's loss at the same depth) grows with depth",
+            "width": f"{s}'s generalization loss approaches the {c}'s as width grows while {t}'s stays low",
+            "depth": f"{s}'s advantage over chance (the {c}'s loss at the same depth) grows with depth",
         }.get(self.claim, "")
         if self.ablation:
             statement = "without normalization, " + statement + self._survival()
@@ -190,7 +284,7 @@ def ratio_and_stderr(numerator: SummaryPoint, denominator: SummaryPoint) -> tupl
     return value, stderr
 
 
-def _scarcity(needed: list[tuple[str, str, float, SummaryPoint | None]]) -> str | None:
+def _scarcity(needed: list[tuple[str, str, float, SummaryPoint | None]], sampler: str) -> str | None:
     """Which needed points have fewer than half of their seeds with a loss, in words (``None``: none)."""
     short = []
     for label, x_name, x, point in needed:
@@ -201,7 +295,7 @@ def _scarcity(needed: list[tuple[str, str, float, SummaryPoint | None]]) -> str 
     if not short:
         return None
     return ("fewer than half of the seeds have a loss: " + ", ".join(dict.fromkeys(short))
-            + "; the median over the others would leave out the seeds where G&C does worst")
+            + f"; the median over the others would leave out the seeds where {sampler} does worst")
 
 
 def _outcome(conditions: dict[str, bool], changes: list[_Change]) -> tuple[str, str]:
@@ -227,55 +321,58 @@ def _spearman(xs: list[float], ys: list[float]) -> float:
     return float(spearmanr(xs, ys).statistic)
 
 
-def _judge_width(summary, panel) -> PanelVerdict:
-    gnc, gd, prior = (_points(summary, panel, m) for m in ("gnc", "gd", "prior"))
-    if not gnc or not prior:
-        return PanelVerdict(str(panel), "inconclusive", "no G&C or prior data")
-    if not gd:
-        return PanelVerdict(str(panel), "inconclusive", "no GD data")
-    first, last = min(gnc), max(gnc)
-    needed = [("G&C", "width", x, gnc[x]) for x in (first, last)]
-    needed += [("prior", "width", x, prior.get(x)) for x in sorted({first, last, *gd})]
-    needed += [("GD", "width", x, gd[x]) for x in gd]
-    scarce = _scarcity(needed)
+def _judge_width(summary, panel, roles: Roles) -> PanelVerdict:
+    s, t, c = roles.labels[SAMPLER], roles.labels[TRAINER], roles.labels[CHANCE]
+    sampler, trainer, chance = (_points(summary, panel, m) if m is not None else {}
+                                for m in (roles.sampler, roles.trainer, roles.chance))
+    if not sampler or not chance:
+        return PanelVerdict(str(panel), "inconclusive", f"no {s} or {c} data")
+    if not trainer:
+        return PanelVerdict(str(panel), "inconclusive", f"no {t} data")
+    first, last = min(sampler), max(sampler)
+    needed = [(s, "width", x, sampler[x]) for x in (first, last)]
+    needed += [(c, "width", x, chance.get(x)) for x in sorted({first, last, *trainer})]
+    needed += [(t, "width", x, trainer[x]) for x in trainer]
+    scarce = _scarcity(needed, s)
     if scarce:
         return PanelVerdict(str(panel), "inconclusive", scarce)
-    ratio_first, stderr_first = ratio_and_stderr(gnc[first], prior[first])
-    ratio_last, stderr_last = ratio_and_stderr(gnc[last], prior[last])
-    gd_ratios = {x: ratio_and_stderr(gd[x], prior[x]) for x in gd}
-    if any(math.isnan(v) for v in (ratio_first, ratio_last, *(r for r, _ in gd_ratios.values()))):
-        return PanelVerdict(str(panel), "inconclusive", "a prior median is not positive")
+    ratio_first, stderr_first = ratio_and_stderr(sampler[first], chance[first])
+    ratio_last, stderr_last = ratio_and_stderr(sampler[last], chance[last])
+    trainer_ratios = {x: ratio_and_stderr(trainer[x], chance[x]) for x in trainer}
+    if any(math.isnan(v) for v in (ratio_first, ratio_last, *(r for r, _ in trainer_ratios.values()))):
+        return PanelVerdict(str(panel), "inconclusive", f"a {c} median is not positive")
     gap_first, gap_last = 1 - ratio_first, 1 - ratio_last
-    worst = max(gd_ratios, key=lambda x: gd_ratios[x][0])
+    worst = max(trainer_ratios, key=lambda x: trainer_ratios[x][0])
     conditions = {
         f"gap at width {last:g} {gap_last:.2f} > {WIDTH_GAP_MAX}": gap_last <= WIDTH_GAP_MAX,
         f"gap does not shrink ({gap_first:.2f} -> {gap_last:.2f})": gap_last < gap_first,
-        f"GD/prior {gd_ratios[worst][0]:.2g} > {GD_FRACTION_MAX:g} at width {worst:g}":
-            gd_ratios[worst][0] <= GD_FRACTION_MAX,
+        f"{t}/{c} {trainer_ratios[worst][0]:.2g} > {TRAINER_FRACTION_MAX:g} at width {worst:g}":
+            trainer_ratios[worst][0] <= TRAINER_FRACTION_MAX,
     }
     changes = [_Change("gap shrinks by", gap_first - gap_last, math.hypot(stderr_first, stderr_last))]
-    changes += [_Change(f"GD/prior below {GD_FRACTION_MAX:g} at width {x:g} by", GD_FRACTION_MAX - r, s)
-                for x, (r, s) in gd_ratios.items()]
+    changes += [_Change(f"{t}/{c} below {TRAINER_FRACTION_MAX:g} at width {x:g} by", TRAINER_FRACTION_MAX - r, e)
+                for x, (r, e) in trainer_ratios.items()]
     outcome, reason = _outcome(conditions, changes)
-    detail = (f"G&C/prior {ratio_first:.2f} ± {stderr_first:.2g} at width {first:g} -> {ratio_last:.2f} ± "
-              f"{stderr_last:.2g} at width {last:g} (gap to chance {gap_first:.2f} -> {gap_last:.2f}; G&C "
-              f"{gnc[last].median:.3g} vs prior {prior[last].median:.3g}); GD/prior at most "
-              f"{gd_ratios[worst][0]:.2g} ± {gd_ratios[worst][1]:.2g} (width {worst:g}); {reason}")
+    detail = (f"{s}/{c} {ratio_first:.2f} ± {stderr_first:.2g} at width {first:g} -> {ratio_last:.2f} ± "
+              f"{stderr_last:.2g} at width {last:g} (gap to chance {gap_first:.2f} -> {gap_last:.2f}; {s} "
+              f"{sampler[last].median:.3g} vs {c} {chance[last].median:.3g}); {t}/{c} at most "
+              f"{trainer_ratios[worst][0]:.2g} ± {trainer_ratios[worst][1]:.2g} (width {worst:g}); {reason}")
     return PanelVerdict(str(panel), outcome, detail)
 
 
-def _judge_depth(summary, panel) -> PanelVerdict:
-    gnc, prior = _points(summary, panel, "gnc"), _points(summary, panel, "prior")
-    if len(gnc) < 2 or not prior:
-        return PanelVerdict(str(panel), "inconclusive", "G&C ran at fewer than two depths, or no prior data")
-    depths = sorted(gnc)
-    needed = [("G&C", "depth", x, gnc[x]) for x in depths] + [("prior", "depth", x, prior.get(x)) for x in depths]
-    scarce = _scarcity(needed)
+def _judge_depth(summary, panel, roles: Roles) -> PanelVerdict:
+    s, c = roles.labels[SAMPLER], roles.labels[CHANCE]
+    sampler, chance = (_points(summary, panel, m) if m is not None else {} for m in (roles.sampler, roles.chance))
+    if len(sampler) < 2 or not chance:
+        return PanelVerdict(str(panel), "inconclusive", f"{s} ran at fewer than two depths, or no {c} data")
+    depths = sorted(sampler)
+    needed = [(s, "depth", x, sampler[x]) for x in depths] + [(c, "depth", x, chance.get(x)) for x in depths]
+    scarce = _scarcity(needed, s)
     if scarce:
         return PanelVerdict(str(panel), "inconclusive", scarce)
-    ratios = {x: ratio_and_stderr(gnc[x], prior[x]) for x in depths}
+    ratios = {x: ratio_and_stderr(sampler[x], chance[x]) for x in depths}
     if any(math.isnan(r) for r, _ in ratios.values()):
-        return PanelVerdict(str(panel), "inconclusive", "a prior median is not positive")
+        return PanelVerdict(str(panel), "inconclusive", f"a {c} median is not positive")
     first, last = depths[0], depths[-1]
     (ratio_first, stderr_first), (ratio_last, stderr_last) = ratios[first], ratios[last]
     relative = ratio_last / ratio_first
@@ -285,14 +382,14 @@ def _judge_depth(summary, panel) -> PanelVerdict:
             relative <= DEPTH_RATIO_MAX,
         f"Spearman rho {rho:.2f} > {DEPTH_SPEARMAN_MAX:g}": rho <= DEPTH_SPEARMAN_MAX,
     }
-    change = _Change("G&C/prior falls by", ratio_first - ratio_last, math.hypot(stderr_first, stderr_last))
+    change = _Change(f"{s}/{c} falls by", ratio_first - ratio_last, math.hypot(stderr_first, stderr_last))
     outcome, reason = _outcome(conditions, [change])
     advantage = {"holds": "grows with depth", "fails": "does not grow with depth",
                  "inconclusive": "not resolved"}[outcome]
-    detail = (f"G&C/prior {ratio_first:.2f} ± {stderr_first:.2g} at depth {first:g} -> {ratio_last:.2f} ± "
-              f"{stderr_last:.2g} at depth {last:g} (ratio {relative:.2f}, Spearman rho {rho:.2f}; G&C "
-              f"{gnc[first].median:.3g} -> {gnc[last].median:.3g}, prior {prior[first].median:.3g} -> "
-              f"{prior[last].median:.3g}); G&C's advantage over chance {1 - ratio_first:.2f} -> "
+    detail = (f"{s}/{c} {ratio_first:.2f} ± {stderr_first:.2g} at depth {first:g} -> {ratio_last:.2f} ± "
+              f"{stderr_last:.2g} at depth {last:g} (ratio {relative:.2f}, Spearman rho {rho:.2f}; {s} "
+              f"{sampler[first].median:.3g} -> {sampler[last].median:.3g}, {c} {chance[first].median:.3g} -> "
+              f"{chance[last].median:.3g}); {s}'s advantage over chance {1 - ratio_first:.2f} -> "
               f"{1 - ratio_last:.2f}: {advantage}; {reason}")
     return PanelVerdict(str(panel), outcome, detail)
 
@@ -304,18 +401,19 @@ def judge(summary: "pd.DataFrame", claim: str, *, normalized: bool | None = None
         summary: The summary table (columns ``panel, method, x, median, median_stderr,
             runs, with_loss``, ...).
         claim: ``"width"``, ``"depth"`` or anything else (no verdict).
-        normalized: Whether G&C sampled the normalized prior (``None``: unknown). A depth
-            claim with ``normalized=False`` is the paper's ablation (figure 11): the same
-            rule, reported as whether the depth improvement survives without normalization.
+        normalized: Whether the sampler sampled the normalized prior (``None``: unknown). A
+            depth claim with ``normalized=False`` is the paper's ablation (figure 11): the
+            same rule, reported as whether the depth improvement survives without normalization.
 
     Returns:
         The verdict, or ``None`` for no claim or an empty table.
     """
     if claim not in ("width", "depth") or summary.empty:
         return None
-    rule = WIDTH_RULE if claim == "width" else DEPTH_RULE
+    roles = read_roles(summary)
+    rule = width_rule(roles.labels) if claim == "width" else depth_rule(roles.labels)
     judge_panel = _judge_width if claim == "width" else _judge_depth
-    panels = [judge_panel(summary, p) for p in dict.fromkeys(summary["panel"])]
+    panels = [judge_panel(summary, p, roles) for p in dict.fromkeys(summary["panel"])]
     outcomes = {p.outcome for p in panels}
     if outcomes == {"holds"}:
         outcome = "holds"
@@ -325,4 +423,5 @@ def judge(summary: "pd.DataFrame", claim: str, *, normalized: bool | None = None
         outcome = "inconclusive"
     else:
         outcome = "partly holds"
-    return Verdict(claim, rule, outcome, panels, ablation=claim == "depth" and normalized is False)
+    return Verdict(claim, rule, outcome, panels, ablation=claim == "depth" and normalized is False,
+                   labels=roles.labels)

@@ -1,0 +1,296 @@
+"""Problem and model kinds: the tagged unions ``problem: {kind: ...}`` and ``model: {kind: ...}``.
+
+Each kind registers its settings class (a pydantic model whose ``kind`` field names
+it) and one build function; the sweep code builds every problem and model through
+them, so a new kind (a supervised problem, an MLP) is one more registration:
+
+* problems: ``sensing`` and ``completion`` (generated from a seed; the default kind is
+  ``sensing``, and ``task:`` is still read as ``kind:``) and ``file`` (a ``.npz``
+  problem, its path relative to the sweep file's folder);
+* models: ``factorization`` (the default).
+
+A kind also says what of its settings enters the results store's key (``key``): the
+kinds that existed before kinds did keep the key they had, so stored rows keep theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from ..models import ACTIVATIONS, PRIORS, SCALINGS
+from ._schema import Count, Strict
+
+__all__ = [
+    "DEFAULT_MODEL_KIND",
+    "DEFAULT_PROBLEM_KIND",
+    "FactorizationConfig",
+    "FileProblemConfig",
+    "GeneratedProblemConfig",
+    "ModelKind",
+    "ProblemKind",
+    "build_model",
+    "build_problem",
+    "model_key",
+    "model_kind",
+    "model_size",
+    "problem_key",
+    "problem_kind",
+    "problem_shape",
+    "register_model_kind",
+    "register_problem_kind",
+    "validate_model",
+    "validate_problem",
+]
+
+DEFAULT_PROBLEM_KIND = "sensing"
+DEFAULT_MODEL_KIND = "factorization"
+
+
+@dataclass(frozen=True)
+class ProblemKind:
+    """One kind of ``problem:`` in a sweep.
+
+    Attributes:
+        name: The ``kind`` value.
+        settings: Its pydantic settings class.
+        build: ``(settings, seed) -> Problem``; ``seed`` is ``None`` for an unseeded kind.
+        shape: ``settings -> (rows, cols)`` of the problem's matrices (for building the model).
+        key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
+        seeded: The problem is made from a seed (the run's, or ``problem_seed``); a fixed
+            problem (a file) is not.
+    """
+
+    name: str
+    settings: type[BaseModel]
+    build: Callable[[Any, int | None], Any]
+    shape: Callable[[Any], tuple[int, int]]
+    key: Callable[[Any], dict] | None = None
+    seeded: bool = True
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of ``model:`` in a sweep.
+
+    Attributes:
+        name: The ``kind`` value.
+        settings: Its pydantic settings class.
+        build: ``(settings, (rows, cols)) -> model``.
+        size: ``settings -> float``: relative cost of one unit of work (scheduling only).
+        key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
+    """
+
+    name: str
+    settings: type[BaseModel]
+    build: Callable[[Any, tuple[int, int]], Any]
+    size: Callable[[Any], float] = lambda settings: 1.0
+    key: Callable[[Any], dict] | None = None
+
+
+_PROBLEMS: dict[str, ProblemKind] = {}
+_MODELS: dict[str, ModelKind] = {}
+
+
+def register_problem_kind(kind: ProblemKind) -> ProblemKind:
+    _PROBLEMS[kind.name] = kind
+    return kind
+
+
+def register_model_kind(kind: ModelKind) -> ModelKind:
+    _MODELS[kind.name] = kind
+    return kind
+
+
+def _kind_of(raw: Mapping[str, Any], default: str, kinds: Mapping[str, Any], what: str, alias: str | None = None):
+    name = raw.get("kind", raw.get(alias, default) if alias else default)
+    if name not in kinds:
+        raise ValueError(f"unknown {what} kind {name!r}; known: {', '.join(sorted(kinds))}")
+    return kinds[name]
+
+
+def validate_problem(raw: Any, *, base_dir: str | Path | None = None) -> BaseModel:
+    """The settings of a ``problem:`` mapping, by its ``kind`` (default ``sensing``).
+
+    Args:
+        raw: The mapping (or already validated settings, returned as they are).
+        base_dir: Folder that relative file paths are relative to (the sweep file's).
+    """
+    if isinstance(raw, BaseModel):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"the problem must be a mapping of settings, got {type(raw).__name__}")
+    kind = _kind_of(raw, DEFAULT_PROBLEM_KIND, _PROBLEMS, "problem", alias="task")
+    return kind.settings.model_validate(dict(raw), context={"base_dir": base_dir})
+
+
+def validate_model(raw: Any) -> BaseModel:
+    """The settings of a ``model:`` mapping, by its ``kind`` (default ``factorization``)."""
+    if isinstance(raw, BaseModel):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"the model must be a mapping of settings, got {type(raw).__name__}")
+    return _kind_of(raw, DEFAULT_MODEL_KIND, _MODELS, "model").settings.model_validate(dict(raw))
+
+
+def problem_kind(settings: BaseModel) -> ProblemKind:
+    return _PROBLEMS[settings.kind]
+
+
+def model_kind(settings: BaseModel) -> ModelKind:
+    return _MODELS[settings.kind]
+
+
+def build_problem(settings: BaseModel, seed: int | None):
+    """The problem of ``settings`` made from ``seed`` (ignored by unseeded kinds)."""
+    kind = problem_kind(settings)
+    return kind.build(settings, seed if kind.seeded else None)
+
+
+def problem_shape(settings: BaseModel) -> tuple[int, int]:
+    return problem_kind(settings).shape(settings)
+
+
+def problem_key(settings: BaseModel) -> dict:
+    kind = problem_kind(settings)
+    return kind.key(settings) if kind.key is not None else settings.model_dump()
+
+
+def build_model(settings: BaseModel, shape: tuple[int, int]):
+    return model_kind(settings).build(settings, shape)
+
+
+def model_key(settings: BaseModel) -> dict:
+    kind = model_kind(settings)
+    return kind.key(settings) if kind.key is not None else settings.model_dump()
+
+
+def model_size(settings: BaseModel) -> float:
+    return float(model_kind(settings).size(settings))
+
+
+# ------------------------------------------------------------------ sensing, completion
+class GeneratedProblemConfig(Strict):
+    """A generated sensing / completion problem (see :func:`volumelab.make_problem`)."""
+
+    kind: Literal["sensing", "completion"] = DEFAULT_PROBLEM_KIND
+    rows: Count = Field(5, ge=1)
+    cols: Count = Field(5, ge=1)
+    rank: Count = Field(1, ge=1)
+    measurements: Count = Field(15, ge=1)
+    norm: float = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_is_kind(cls, data: Any) -> Any:
+        """``task:`` (the name before kinds) is read as ``kind:``."""
+        if isinstance(data, Mapping) and "task" in data:
+            data = dict(data)
+            task = data.pop("task")
+            if data.setdefault("kind", task) != task:
+                raise ValueError(f"task {task!r} and kind {data['kind']!r} disagree; give kind only")
+        return data
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> "GeneratedProblemConfig":
+        if self.measurements >= self.rows * self.cols:
+            raise ValueError(f"measurements = {self.measurements} must be below rows*cols = {self.rows * self.cols}")
+        if self.rank > min(self.rows, self.cols):
+            raise ValueError(f"rank {self.rank} exceeds min(rows, cols) = {min(self.rows, self.cols)}")
+        return self
+
+
+def _build_generated(settings: GeneratedProblemConfig, seed: int | None):
+    from ..problems import make_problem
+
+    return make_problem(settings.kind, settings.rows, settings.cols, settings.rank, settings.measurements,
+                        seed=seed, norm=settings.norm)
+
+
+def _generated_key(settings: GeneratedProblemConfig) -> dict:
+    """The key these problems had before kinds: ``task`` rather than ``kind``."""
+    return {"task": settings.kind, **settings.model_dump(exclude={"kind"})}
+
+
+for _name in ("sensing", "completion"):
+    register_problem_kind(ProblemKind(_name, GeneratedProblemConfig, _build_generated,
+                                      shape=lambda settings: (settings.rows, settings.cols), key=_generated_key))
+
+
+# ------------------------------------------------------------------ file
+_LOADED: dict[tuple[str, int, int], tuple[Any, str]] = {}
+
+
+def _load(path: str) -> tuple[Any, str]:
+    """``(problem, sha256 of the file)``, cached while the file is unchanged."""
+    from ..problems import load_problem
+
+    stat = os.stat(path)
+    marker = (path, stat.st_mtime_ns, stat.st_size)
+    if marker not in _LOADED:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        _LOADED[marker] = (load_problem(path), digest)
+    return _LOADED[marker]
+
+
+class FileProblemConfig(Strict):
+    """A problem stored as ``.npz`` (``volumelab problem make`` or :func:`volumelab.save_problem`).
+
+    ``path`` is relative to the sweep file's folder; it is stored absolute. Every seed
+    uses this one problem; the run key holds the file's contents (its SHA-256), not its path.
+    """
+
+    kind: Literal["file"] = "file"
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _existing_problem(cls, value: str, info: ValidationInfo) -> str:
+        path = Path(value).expanduser()
+        base_dir = (info.context or {}).get("base_dir")
+        if not path.is_absolute():
+            path = Path(base_dir or ".") / path
+        path = path.resolve()
+        if not path.is_file():
+            raise ValueError(f"problem file {str(path)!r} does not exist")
+        _load(str(path))  # a damaged file is an error here, naming the field
+        return str(path)
+
+
+register_problem_kind(ProblemKind(
+    "file", FileProblemConfig, lambda settings, seed: _load(settings.path)[0],
+    shape=lambda settings: (_load(settings.path)[0].rows, _load(settings.path)[0].cols),
+    key=lambda settings: {"kind": "file", "sha256": _load(settings.path)[1]}, seeded=False))
+
+
+# ------------------------------------------------------------------ factorization
+class FactorizationConfig(Strict):
+    """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
+
+    kind: Literal["factorization"] = DEFAULT_MODEL_KIND
+    width: Count = Field(5, ge=1)
+    depth: Count = Field(2, ge=1)
+    activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
+    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
+    scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
+    normalize: bool = False
+    negative_slope: float = 0.2
+
+
+def _build_factorization(settings: FactorizationConfig, shape: tuple[int, int]):
+    from ..models import FactorizationModel
+
+    return FactorizationModel(shape[0], shape[1], **settings.model_dump(exclude={"kind"}))
+
+
+register_model_kind(ModelKind(
+    DEFAULT_MODEL_KIND, FactorizationConfig, _build_factorization,
+    # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
+    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
+    key=lambda settings: settings.model_dump(exclude={"kind"})))

@@ -1,0 +1,94 @@
+"""The built-in methods of sweeps: Guess & Check and gradient descent, one registration each.
+
+This is the only module of :mod:`volumelab.experiments` and :mod:`volumelab.plotting`
+that names a method: everything else reads the :class:`~volumelab.experiments.methods.MethodSpec`
+registered here (settings, runner, CSV columns, plot style, verdict role, extra rows).
+"""
+
+from __future__ import annotations
+
+from ..device import resolve_device
+from ..optimizers import GradientDescent, GuessCheck, RunResult
+from ..optimizers.guess_check import block_size_for
+from ..samplers import select_sampler
+from .methods import CHANCE, SAMPLER, TRAINER, Column, CountColumn, ExtraRows, MethodRunner, MethodSpec, register_method
+
+__all__ = ["GD", "GNC"]
+
+
+# ------------------------------------------------------------------ Guess & Check
+def _run_gnc(problems, model, settings, seeds) -> list[RunResult]:
+    optimizer = settings.optimizer(progress=False)
+    return [optimizer.run(problem, model, settings.samples, seed=seed) for problem, seed in zip(problems, seeds)]
+
+
+def _resolved_gnc(model, settings) -> dict:
+    """The sampler and block size G&C will use: both decide which random numbers make the draws."""
+    sampler = select_sampler(model, settings.sampler)
+    return {"sampler": sampler.name,
+            "block_size": block_size_for(model, sampler, resolve_device(settings.device).type)}
+
+
+def _prior_row(result: RunResult) -> tuple[str, dict, dict]:
+    """The chance level of a G&C run: the prior's mean losses over all its draws."""
+    metrics = {"gen_loss": result.metrics.get("prior_gen_loss"),
+               "train_loss": result.metrics.get("prior_train_loss"),
+               "samples": result.metrics.get("samples")}
+    errors = {"gen_loss": result.standard_errors.get("prior_gen_loss"),
+              "train_loss": result.standard_errors.get("prior_train_loss")}
+    return "ok", metrics, errors
+
+
+GNC = register_method(MethodSpec(
+    type="gnc",
+    optimizer=GuessCheck,
+    budget="samples",
+    budget_unit="prior draws",
+    # One task per seed: a seed's draws are independent of the others, and each task
+    # spreads its blocks over every core.
+    runner=MethodRunner(_run_gnc, batched=False, resolved=_resolved_gnc),
+    # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
+    execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
+    role=SAMPLER,
+    label="G&C",
+    style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
+    columns=(Column("prior_gen_loss"), Column("accepted", dtype="count"), Column("samples", dtype="count"),
+             Column("acceptance_rate"), Column("acceptance_rate_low"), Column("acceptance_rate_high"),
+             Column("eps", source="setting")),
+    extra_rows=(ExtraRows(
+        type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
+        role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,
+                                          "linestyle": "--"},
+        columns=(Column("samples", dtype="count"), Column("eps", source="setting"))),),
+    no_loss="accepted nothing",
+    count_column=CountColumn("accepted", "{label} accepted (median) / seeds without acceptance"),
+))
+
+
+# ------------------------------------------------------------------ gradient descent
+def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
+    optimizer = settings.optimizer(progress=False)
+    return optimizer.run_batch(list(problems), model, settings.steps, list(seeds))
+
+
+GD = register_method(MethodSpec(
+    type="gd",
+    optimizer=GradientDescent,
+    budget="steps",
+    budget_minimum=0,
+    budget_unit="GD steps",
+    # All seeds of a point in one batch; GradientDescent.run_batch computes a batch on one
+    # thread with one intra-op thread on the CPU.
+    runner=MethodRunner(_run_gd, batched=True,
+                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
+    # log_every only changes the history, which the store does not keep.
+    execution_fields=frozenset({"device", "log_every"}),
+    # Settable from sweep files since the registry; rows stored before ran with these values.
+    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None},
+    role=TRAINER,
+    label="GD",
+    style={"color": "#d62728", "marker": "s", "linestyle": "-"},
+    columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
+             Column("momentum", source="setting")),
+    no_loss="diverged",
+))

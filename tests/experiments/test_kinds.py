@@ -1,0 +1,120 @@
+"""Problem and model kinds (tagged unions), file problems, problem_seed, and the figures' keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from volumelab import _results_version
+from volumelab.experiments import ConfigError, load_sweep, plan_sweep, run_sweep
+from volumelab.experiments.paper import FIGURES, figure_config_path
+from volumelab.problems import make_problem, save_problem
+
+from sweep_testing import TINY, write_config
+
+SENSING = "problem: {task: sensing, rows: 4, cols: 4, rank: 1, measurements: 8}"
+
+
+def _keys(tmp_path, text, name="k.yaml"):
+    return plan_sweep(load_sweep(write_config(tmp_path, text, name))).keys
+
+
+def _gen_losses(out):
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    try:
+        return {(method, seed, point): gen for method, seed, point, gen in connection.execute(
+            "SELECT method, seed, point, gen_loss FROM runs")}
+    finally:
+        connection.close()
+
+
+def test_packaged_figures_keep_their_run_keys():
+    """Every run key of the 11 figures at paper and quick scale, as before kinds and the method
+    registry (commit 0e1780b, results version 2): stored paper-figure runs are not rerun.
+
+    If this fails, a change altered what a figure's runs are keyed by (their settings, what
+    they resolve to on a CPU, or the key's form), so every stored run of those figures
+    would be rerun: make sure that is meant, then update the digest.
+    """
+    original = _results_version.RESULTS_VERSION
+    _results_version.RESULTS_VERSION = 2
+    try:
+        keys = {f"{name}/{scale}": plan_sweep(load_sweep(figure_config_path(name)), scale, device="cpu").keys
+                for name in FIGURES for scale in ("paper", "quick")}
+    finally:
+        _results_version.RESULTS_VERSION = original
+    assert sum(len(v) for v in keys.values()) == 12096
+    digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+    assert digest == "1d4f8649a10c949d60927e88cdd844b2aff5339eba2215358a969456eb46e2db"
+
+
+def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):
+    base = _keys(tmp_path, TINY)
+    assert _keys(tmp_path, TINY.replace("{task: sensing,", "{kind: sensing,")) == base
+    assert _keys(tmp_path, TINY.replace("{task: sensing, ", "{")) == base  # sensing is the default kind
+    assert _keys(tmp_path, TINY.replace("model: {depth: 2}", "model: {kind: factorization, depth: 2}")) == base
+    completion = _keys(tmp_path, TINY.replace("{task: sensing,", "{kind: completion,"))
+    assert set(completion).isdisjoint(base)
+
+
+def test_unknown_kinds_and_mixed_fields_are_named(tmp_path):
+    for text, words in ((TINY.replace("{task: sensing,", "{kind: tensor,"), ("problem kind 'tensor'", "file")),
+                        (TINY.replace("model: {depth: 2}", "model: {kind: mlp, depth: 2}"), ("model kind 'mlp'",)),
+                        (TINY.replace("{task: sensing,", "{kind: file, path: P.npz,"), ("problem",)),
+                        (TINY.replace("{task: sensing,", "{task: sensing, kind: completion,"), ("disagree",))):
+        with pytest.raises(ConfigError) as info:
+            load_sweep(write_config(tmp_path, text, "bad.yaml"))
+        assert "bad.yaml" in str(info.value) and all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_grid_over_the_problem_kind_and_the_old_path(tmp_path):
+    text = TINY.replace("  model.width: [4, 8]\n", "  model.width: [4]\n  problem.task: [sensing, completion]\n")
+    plan = plan_sweep(load_sweep(write_config(tmp_path, text)))
+    assert [p.problem.kind for p in plan.points] == ["sensing", "completion", "sensing", "completion"]
+
+
+def test_file_problem_is_the_same_for_every_seed_and_keyed_by_its_contents(tmp_path):
+    """A sweep on a saved problem equals one whose problems are all made from that problem's seed."""
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    save_problem(make_problem("sensing", 4, 4, 1, 8, seed=7), folder / "P.npz")
+    assert SENSING in TINY
+    from_file = TINY.replace(SENSING, "problem: {kind: file, path: P.npz}")  # relative to the sweep file
+    path = write_config(folder, from_file)
+    config = load_sweep(path)
+    assert config.problem.path == str((folder / "P.npz").resolve())
+    run_sweep(config, out_dir=tmp_path / "file")
+    seeded = TINY.replace("seeds: 3", "seeds: 3\nproblem_seed: 7")
+    run_sweep(load_sweep(write_config(tmp_path, seeded)), out_dir=tmp_path / "seeded")
+    assert _gen_losses(tmp_path / "file") == _gen_losses(tmp_path / "seeded")
+
+    keys = plan_sweep(config).keys
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(folder / "P.npz", moved / "P.npz")
+    assert _keys(moved, from_file) == keys  # the key holds the contents, not the path
+    save_problem(make_problem("sensing", 4, 4, 1, 8, seed=8), moved / "P.npz")
+    assert set(_keys(moved, from_file)).isdisjoint(keys)
+    with pytest.raises(ConfigError, match="problem_seed"):
+        load_sweep(write_config(folder, from_file + "problem_seed: 1\n", "bad.yaml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_sweep(write_config(tmp_path, from_file, "missing.yaml"))
+
+
+def test_problem_seed_sets_the_problem_apart_from_the_run_seeds(tmp_path):
+    base = _keys(tmp_path, TINY)
+    seeded = _keys(tmp_path, TINY + "problem_seed: 0\n")
+    # Seed 0's problem is the same, but the runs of seeds 1 and 2 are not: no key is shared.
+    assert set(seeded).isdisjoint(base) and len(seeded) == len(base)
+    assert _keys(tmp_path, TINY + "problem_seed: 0\n") == seeded
+    # problem_seed is a field like any other: a grid sweeps it (one problem per value, many run seeds).
+    text = TINY.replace("  model.width: [4, 8]\n", "  model.width: [4]\n  problem_seed: [3, 5]\n")
+    plan = plan_sweep(load_sweep(write_config(tmp_path, text)))
+    assert [p.problem_seed for p in plan.points] == [3, 5, 3, 5]
+    assert {t.problem_seed for t in plan.tasks} == {3, 5}
+    with pytest.raises(ConfigError, match="problem_seed"):
+        load_sweep(write_config(tmp_path, TINY + "problem_seed: -1\n", "bad.yaml"))
