@@ -1,10 +1,13 @@
 """Optimizers: each is a frozen config with ``run(problem, model, budget, seed) -> RunResult``."""
 
 from .base import RunResult, mean_and_stderr
-from .gradient import STEP_RULES, GradientDescent
+from . import transforms
+from .gradient import STEP_RULES, GDInfo, GDState, GradientDescent
 from .guess_check import GuessCheck, RunningMoments, acceptance_rate_interval, block_size_for
 
 __all__ = [
+    "GDInfo",
+    "GDState",
     "STEP_RULES",
     "GradientDescent",
     "GuessCheck",
@@ -13,4 +16,5 @@ __all__ = [
     "acceptance_rate_interval",
     "block_size_for",
     "mean_and_stderr",
+    "transforms",
 ]

@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -42,8 +43,18 @@ from ..models import FactorizationModel
 from ..problems import Problem
 from ._threads import map_in_threads
 from .base import RunResult
+from .transforms import (
+    GradientTransformation,
+    StepContext,
+    Update,
+    chain,
+    identity,
+    scale_by_group_rms,
+    scale_by_learning_rate,
+    trace_momentum,
+)
 
-__all__ = ["GradientDescent", "STEP_RULES"]
+__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +195,39 @@ def _objective_for(model, problems, device, dtype) -> _ClosedFormObjective:
     return kind(model, operators, targets, tensors[0].num_train)
 
 
+@dataclass
+class GDState:
+    """What carries over between GD steps of a batch of ``S`` runs (updated in place).
+
+    Attributes:
+        params: ``(S, P)`` all layers of every run, flattened.
+        transform: The step rule (:meth:`GradientDescent.transform`).
+        transform_state: Its state (RMS averages, momentum buffers).
+        objective: Training loss and gradient of every run.
+        active: ``(S,)`` runs still training.
+        converged: ``(S,)`` runs stopped by the loss threshold.
+        steps_done: ``(S,)`` active steps of each run.
+        zero_row: ``(P,)`` zeros (the finiteness probe).
+        step: Steps taken by the batch.
+    """
+
+    params: torch.Tensor
+    transform: GradientTransformation
+    transform_state: Any
+    objective: Any
+    active: torch.Tensor
+    converged: torch.Tensor
+    steps_done: torch.Tensor
+    zero_row: torch.Tensor
+    step: int = 0
+
+
+class GDInfo(NamedTuple):
+    """What one step logs: ``train_loss (S,)``, before the step's update."""
+
+    train_loss: torch.Tensor
+
+
 @dataclass(frozen=True)
 class GradientDescent:
     """Full-batch GD on ``L_train`` from ``init_scale`` times the default linear init.
@@ -301,11 +345,34 @@ class GradientDescent:
             return list(map_in_threads(lambda _index: self._run_batch(problems, model, budget, seeds), 1, 1))[0]
         return self._run_batch(problems, model, budget, seeds)
 
-    def _run_batch(
-        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
-    ) -> list[RunResult]:
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
+    # ------------------------------------------------------------ the step rule
+    def preconditioner(self) -> GradientTransformation:
+        """The preconditioner slot of the chain: identity (``gd``) or the global RMS scalar (``group_rmsprop``).
+
+        Subclasses (e.g. a natural-gradient optimizer) return their own transform here.
+        """
+        if self.step_rule == "group_rmsprop":
+            return scale_by_group_rms(decay=self.ema_decay, eps=self.stability_eps)
+        return identity()
+
+    def transform(self) -> GradientTransformation:
+        """The whole step rule: gradient -> preconditioner -> momentum -> step size."""
+        parts = [self.preconditioner()]
+        if self.momentum:
+            parts.append(trace_momentum(self.momentum))
+        parts.append(scale_by_learning_rate(self.lr))
+        return chain(*parts)
+
+    # --------------------------------------------------------- init and step
+    def init(self, problems: Sequence[Problem], model: FactorizationModel, seeds: Sequence[int]) -> GDState:
+        """The state before the first step: one run per ``(problem, seed)``, initialized from ``(seed, "init")``.
+
+        Args:
+            problems: One problem per run (all of the model's shape), or a single problem
+                shared by every seed.
+            model: The factorization.
+            seeds: One seed per run.
+        """
         seeds = list(seeds)
         problems = list(problems)
         if len(problems) == 1 and len(seeds) > 1:
@@ -317,10 +384,8 @@ class GradientDescent:
                 raise OptimizerError(
                     f"model is {model.rows}x{model.cols} but a problem is {problem.rows}x{problem.cols}"
                 )
-        num_train = {p.num_measurements for p in problems}
-        if len(num_train) != 1 or len({p.num_test for p in problems}) != 1:
+        if len({p.num_measurements for p in problems}) != 1 or len({p.num_test for p in problems}) != 1:
             raise OptimizerError("problems in one batch must have the same number of measurements")
-
         device = resolve_device(self.device)
         dtype = torch.float64
         size = len(seeds)
@@ -329,63 +394,79 @@ class GradientDescent:
         # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
-        momentum_buffer = torch.zeros_like(params) if self.momentum else None
-        ema = torch.zeros(size, dtype=dtype, device=device)
-        active = torch.ones(size, dtype=torch.bool, device=device)
-        converged = torch.zeros(size, dtype=torch.bool, device=device)
-        # A run is active for steps 0 .. s-1 and stops at step s (its loss or gradient is
-        # non-finite, or its loss is below the threshold), so the step it stopped at is
-        # its count of active steps.
-        steps_done = torch.zeros(size, dtype=torch.long, device=device)
-        zero_row = torch.zeros(params.shape[1], dtype=dtype, device=device)
-        zero = zero_row[0]
-        learning_rate = torch.tensor(self.lr, dtype=dtype, device=device)
-        momentum = torch.tensor(self.momentum, dtype=dtype, device=device)
+        transform = self.transform()
+        return GDState(
+            params=params, transform=transform, transform_state=transform.init(params), objective=objective,
+            active=torch.ones(size, dtype=torch.bool, device=device),
+            converged=torch.zeros(size, dtype=torch.bool, device=device),
+            steps_done=torch.zeros(size, dtype=torch.long, device=device),
+            zero_row=torch.zeros(params.shape[1], dtype=dtype, device=device),
+        )
+
+    def step(self, state: GDState, key: torch.Generator | None = None) -> tuple[GDState, GDInfo]:
+        """One full-batch step of every active run (in place; full-batch GD uses no randomness, ``key``).
+
+        A run is active for steps 0 .. s-1 and stops at step s: its loss is below
+        ``train_loss_threshold`` (converged), or its loss or some gradient entry is not
+        finite (diverged). A stopped run is frozen: its update is exactly zero.
+
+        Returns:
+            The state and :class:`GDInfo` (the training losses before the step).
+        """
+        train, grad = state.objective.train_loss_and_gradient(state.params)
+        active = state.active
+        threshold = self.train_loss_threshold
+        if threshold is not None:
+            # A non-finite loss is never below the threshold.
+            reached = active & (train < threshold)
+            state.converged.logical_or_(reached)
+            active.logical_and_(~reached)
+        # Every other run whose loss or some gradient entry is not finite diverges here.
+        # 0 * x is 0 for finite x and NaN for infinite or NaN x, so the probe
+        # <grad, 0> + 0 * loss is 0 exactly when both are finite, however large: an
+        # exact test, and on small batches much cheaper than isfinite(grad).all(1).
+        zero = state.zero_row[0]
+        probe = torch.linalg.vecdot(grad, state.zero_row).addcmul_(train, zero)
+        active.logical_and_(probe == probe)
+        # A stopped run's gradient is replaced (not multiplied: it may be non-finite) by
+        # zero, and so is its momentum, so its update is exactly zero and none of its
+        # statistics can turn non-finite: it stays frozen.
+        grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(active.unsqueeze(1))
+        context = StepContext(state.step, active, state.params, state.objective)
+        update, state.transform_state = state.transform.update(Update(grad), state.transform_state, context)
+        if update.factor is None:
+            state.params.sub_(update.direction)
+        else:
+            state.params.addcmul_(update.direction, update.factor, value=-1.0)
+        state.steps_done += active
+        state.step += 1
+        return state, GDInfo(train)
+
+    def _run_batch(
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
+    ) -> list[RunResult]:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+            raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
+        seeds = list(seeds)
+        state = self.init(problems, model, seeds)
+        objective, size, device = state.objective, len(seeds), state.params.device
         log_every = self.log_every or max(1, budget // 200)
         logged: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        threshold = self.train_loss_threshold
-        rmsprop = self.step_rule == "group_rmsprop"
         start = time.perf_counter()
 
         with tqdm(total=budget, unit="step", disable=not self.progress, desc=f"GD ({self.name})") as bar:
             for step in range(budget):
-                train, grad = objective.train_loss_and_gradient(params)
-                if step % log_every == 0:
-                    logged.append((step, train, objective.losses(params)[1]))
-                if threshold is not None:
-                    # A non-finite loss is never below the threshold.
-                    reached = active & (train < threshold)
-                    converged.logical_or_(reached)
-                    active.logical_and_(~reached)
-                # Every other run whose loss or some gradient entry is not finite diverges
-                # here. 0 * x is 0 for finite x and NaN for infinite or NaN x, so the probe
-                # <grad, 0> + 0 * loss is 0 exactly when both are finite, however large:
-                # an exact test, and on small batches much cheaper than isfinite(grad).all(1).
-                probe = torch.linalg.vecdot(grad, zero_row).addcmul_(train, zero)
-                active.logical_and_(probe == probe)
-                # A host sync only every few steps: a run that stopped is frozen (its
-                # update is masked), so the extra steps change nothing but the log,
-                # which is cut back to the step where the last run stopped.
-                if (step % _CHECK_EVERY == 0 or step == budget - 1) and not bool(active.any()):
+                gen = objective.losses(state.params)[1] if step % log_every == 0 else None
+                state, info = self.step(state)
+                if gen is not None:
+                    logged.append((step, info.train_loss, gen))  # both before the step's update
+                # A host sync only every few steps: a run that stopped is frozen, so the
+                # extra steps change nothing but the log, which is cut back to the step
+                # where the last run stopped.
+                if (step % _CHECK_EVERY == 0 or step == budget - 1) and not bool(state.active.any()):
                     break
-                # A stopped run's gradient is replaced (not multiplied: it may be
-                # non-finite) by zero, and so is its momentum, so its update is exactly
-                # zero and none of its statistics can turn non-finite: it stays frozen.
-                grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(active.unsqueeze(1))
-                step_size = learning_rate
-                if rmsprop:
-                    ema.lerp_(torch.linalg.vecdot(grad, grad), 1 - self.ema_decay)
-                    corrected = ema * (1.0 / (1 - self.ema_decay ** (step + 1)))
-                    scale = corrected.sqrt_().add_(self.stability_eps).reciprocal_()
-                    if momentum_buffer is None:
-                        step_size = scale.mul_(learning_rate).unsqueeze(1)
-                    else:
-                        grad.mul_(scale.unsqueeze(1))
-                if momentum_buffer is not None:
-                    grad = momentum_buffer.mul_(torch.mul(active, momentum).unsqueeze(1)).add_(grad)
-                params.addcmul_(grad, step_size, value=-1.0)
-                steps_done += active
                 bar.update(1)
+        active, params, steps_done, converged = state.active, state.params, state.steps_done, state.converged
         if not bool(active.any()) and logged:
             last_step = int(steps_done.max())
             logged = [entry for entry in logged if entry[0] <= last_step]

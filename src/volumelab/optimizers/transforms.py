@@ -1,0 +1,171 @@
+"""GD's step rules as small composable transforms: gradient -> preconditioner -> momentum -> step size.
+
+A transform has the shape ``init(params) -> state`` and
+``update(update, state, context) -> (update, state)``; :func:`chain` composes them
+left to right. Everything is batched over a leading run axis ``S``: parameters and
+gradients are ``(S, P)``.
+
+An :class:`Update` carries a direction ``(S, P)`` and a pending per-run factor
+``(S, 1)`` (or a 0-d tensor) that multiplies it. Scalar preconditioners (the paper's
+global RMS step) and the step size only multiply the factor; a transform that needs
+the update itself (momentum, a Gauss-Newton solve) calls :meth:`Update.materialize`
+first. The optimizer applies ``params -= factor * direction`` once. So a chain of
+scalar steps costs one pass over the parameters, and the rounding is that of the
+paper's formula written directly: ``lr * s`` first, then one multiply-add.
+
+Transforms here:
+
+* :func:`identity`: no preconditioning.
+* :func:`scale_by_group_rms` (arXiv 2506.03931, the authors' optimizer): divide by
+  ``sqrt(bias-corrected EMA of ||g||^2) + eps``, one scalar per run.
+* :func:`trace_momentum`: heavy-ball ``m <- beta m + u``, frozen for stopped runs.
+* :func:`scale_by_learning_rate`: multiply by ``lr``.
+
+A Gauss-Newton / Fisher preconditioner (natural gradient descent) plugs in as another
+transform in the preconditioner slot: its ``update`` gets the parameters and the
+objective through the :class:`StepContext`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = [
+    "GradientTransformation",
+    "StepContext",
+    "Update",
+    "chain",
+    "identity",
+    "scale_by_group_rms",
+    "scale_by_learning_rate",
+    "trace_momentum",
+]
+
+
+@dataclass
+class Update:
+    """``factor * direction``, with the per-run factor kept apart until it must be applied.
+
+    Attributes:
+        direction: ``(S, P)``; transforms may modify it in place (it is the step's own buffer).
+        factor: ``None`` (one), a 0-d tensor, or ``(S, 1)``.
+    """
+
+    direction: torch.Tensor
+    factor: torch.Tensor | None = None
+
+    def scaled(self, factor: torch.Tensor) -> "Update":
+        """The update times ``factor`` (0-d or ``(S, 1)``), without touching the direction."""
+        if self.factor is None:
+            return Update(self.direction, factor)
+        return Update(self.direction, self.factor.mul_(factor) if self.factor.ndim else self.factor * factor)
+
+    def materialize(self) -> torch.Tensor:
+        """The direction with the factor applied (in place): ``(S, P)``."""
+        if self.factor is not None:
+            self.direction.mul_(self.factor)
+            self.factor = None
+        return self.direction
+
+
+class StepContext(NamedTuple):
+    """What a transform may read besides the update.
+
+    Attributes:
+        step: Index of the step (0-based).
+        active: ``(S,)`` bool, runs still training; stopped runs must stay frozen.
+        params: ``(S, P)`` current parameters (read only).
+        objective: The objective (for curvature-based preconditioners).
+    """
+
+    step: int
+    active: torch.Tensor
+    params: torch.Tensor
+    objective: Any = None
+
+
+class GradientTransformation(NamedTuple):
+    """``init(params) -> state`` and ``update(update, state, context) -> (update, state)``."""
+
+    init: Callable[[torch.Tensor], Any]
+    update: Callable[[Update, Any, StepContext], tuple[Update, Any]]
+
+
+def identity() -> GradientTransformation:
+    """No preconditioning: the update passes unchanged."""
+    return GradientTransformation(lambda params: None, lambda update, state, context: (update, state))
+
+
+def scale_by_group_rms(*, decay: float = 0.99, eps: float = 1e-6) -> GradientTransformation:
+    """The paper's global adaptive step: one scalar per run for all parameters.
+
+    ``v <- decay v + (1 - decay) ||g||^2`` and the update is divided by
+    ``sqrt(v / (1 - decay^(t+1))) + eps`` (bias-corrected, t the step index).
+
+    Args:
+        decay: EMA decay of the squared gradient norm.
+        eps: Added to the root mean square.
+    """
+
+    def init(params: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(params.shape[0], dtype=params.dtype, device=params.device)
+
+    def update(update: Update, ema: torch.Tensor, context: StepContext) -> tuple[Update, torch.Tensor]:
+        direction = update.materialize()
+        ema.lerp_(torch.linalg.vecdot(direction, direction), 1 - decay)
+        corrected = ema * (1.0 / (1 - decay ** (context.step + 1)))
+        scale = corrected.sqrt_().add_(eps).reciprocal_()
+        return update.scaled(scale.unsqueeze(1)), ema
+
+    return GradientTransformation(init, update)
+
+
+def trace_momentum(beta: float) -> GradientTransformation:
+    """Heavy-ball momentum ``m <- beta m + u``; the update becomes ``m``.
+
+    A stopped run's buffer is zeroed (``beta`` is masked by ``active``), so with its
+    zeroed gradient its update is exactly zero.
+    """
+
+    def init(params: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"buffer": torch.zeros_like(params),
+                "beta": torch.tensor(beta, dtype=params.dtype, device=params.device)}
+
+    def update(update: Update, state: dict, context: StepContext) -> tuple[Update, dict]:
+        direction = update.materialize()
+        buffer = state["buffer"].mul_(torch.mul(context.active, state["beta"]).unsqueeze(1)).add_(direction)
+        return Update(buffer), state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(lr: float) -> GradientTransformation:
+    """Multiply the update by the step size ``lr``."""
+
+    def init(params: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(lr, dtype=params.dtype, device=params.device)
+
+    def update(update: Update, rate: torch.Tensor, context: StepContext) -> tuple[Update, torch.Tensor]:
+        return update.scaled(rate), rate
+
+    return GradientTransformation(init, update)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply ``transforms`` left to right; the state is the tuple of their states."""
+
+    def init(params: torch.Tensor) -> tuple:
+        return tuple(t.init(params) for t in transforms)
+
+    def update(update: Update, state: tuple, context: StepContext) -> tuple[Update, tuple]:
+        states = []
+        for transform, inner in zip(transforms, state):
+            update, inner = transform.update(update, inner, context)
+            states.append(inner)
+        return update, tuple(states)
+
+    return GradientTransformation(init, update)

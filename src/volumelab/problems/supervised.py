@@ -1,0 +1,278 @@
+"""Supervised tasks: inputs and targets, scored with the squared or the logistic loss.
+
+A :class:`SupervisedProblem` holds a training set and a test set. A model's outputs on
+the stacked inputs ``[X_train; X_test]`` (shape ``(..., n_train + n_test)``, any leading
+sample axes) are turned into losses in one place, :meth:`SupervisedProblem.losses`:
+
+* ``squared``: ``L = mean_i (f(x_i) - y_i)^2``;
+* ``logistic`` (labels ``y_i in {-1, +1}``): ``L = mean_i log(1 + exp(-y_i f(x_i)))``,
+  and the test error ``mean_i [y_i f(x_i) <= 0]`` (a zero output counts as an error).
+
+The generalization loss ``gen_loss`` is the test loss. Data sets:
+
+* ``teacher``: Gaussian inputs ``x ~ N(0, I_d)`` and a random teacher network
+  ``g(x) = a^T tanh(B x / sqrt(d)) / sqrt(h)`` (``B``, ``a`` standard Gaussian, ``h`` hidden
+  units); regression targets ``g(x) + noise * N(0, 1)``, classification labels
+  ``sign(g(x) + noise * N(0, 1))``.
+* ``digits``, ``breast_cancer``, ``diabetes``: the data sets that ship inside
+  scikit-learn (no download). ``digits`` keeps two classes (default 3 and 8: similar
+  shapes, so the task is not trivial), labelled ``-1``/``+1``; ``breast_cancer`` is
+  binary; ``diabetes`` is a regression (for the logistic loss its target is split at the
+  training median).
+
+Splits come from the ``(seed, "data")`` stream: a random permutation, the first
+``num_train`` points train and the rest (at most ``num_test``) test. Inputs are
+standardized with the training set's mean and standard deviation (constant features
+are left centred, not divided by zero); regression targets likewise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._rng import make_generator
+from ..errors import ProblemError
+
+__all__ = ["DATASETS", "LOSSES", "SupervisedProblem", "make_supervised"]
+
+LOSSES = ("squared", "logistic")
+DATASETS = ("teacher", "digits", "breast_cancer", "diabetes")
+
+
+def _float64(name: str, value, ndim: int) -> torch.Tensor:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise ProblemError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+    tensor = torch.as_tensor(array.astype(np.float64))
+    if tensor.ndim != ndim:
+        raise ProblemError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ProblemError(f"{name} contains NaN or infinite values")
+    return tensor.contiguous()
+
+
+@dataclass(frozen=True, eq=False)
+class SupervisedProblem:
+    """A supervised task: ``(X_train, y_train)`` to fit, ``(X_test, y_test)`` to generalize to.
+
+    Attributes:
+        X_train: ``(n, d)`` training inputs.
+        y_train: ``(n,)`` training targets (``-1``/``+1`` labels for the logistic loss).
+        X_test: ``(t, d)`` test inputs.
+        y_test: ``(t,)`` test targets.
+        loss: ``"squared"`` or ``"logistic"``.
+        metadata: How it was made (data set, seed, sizes, ...).
+    """
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    loss: str = "squared"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ProblemError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        x_train, x_test = _float64("X_train", self.X_train, 2), _float64("X_test", self.X_test, 2)
+        y_train, y_test = _float64("y_train", self.y_train, 1), _float64("y_test", self.y_test, 1)
+        if len(x_train) < 1 or len(x_test) < 1:
+            raise ProblemError("a supervised problem needs at least one training and one test point")
+        if x_train.shape[1] != x_test.shape[1]:
+            raise ProblemError(f"X_train has {x_train.shape[1]} features but X_test has {x_test.shape[1]}")
+        for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            if len(x) != len(y):
+                raise ProblemError(f"X_{name} has {len(x)} points but y_{name} has {len(y)} targets")
+        if self.loss == "logistic":
+            for name, y in (("y_train", y_train), ("y_test", y_test)):
+                if not bool(((y == 1) | (y == -1)).all()):
+                    raise ProblemError(f"{name}: the logistic loss needs labels -1 and +1")
+        for name, value in (("X_train", x_train), ("y_train", y_train), ("X_test", x_test), ("y_test", y_test)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "metadata", dict(self.metadata))
+
+    # ------------------------------------------------------------------ shape
+    task = "supervised"
+
+    @property
+    def num_train(self) -> int:
+        return int(self.X_train.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.X_test.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    def inputs(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``[X_train; X_test]``: ``(n + t, d)``, the points a model's outputs are computed on."""
+        return torch.cat([self.X_train, self.X_test]).to(device=device, dtype=dtype)
+
+    def targets(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """``[y_train; y_test]``: ``(n + t,)``."""
+        return torch.cat([self.y_train, self.y_test]).to(device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------ losses
+    def pointwise_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of each output against its target (same shapes)."""
+        if self.loss == "squared":
+            return (outputs - targets).square()
+        # log(1 + exp(-y f)), stable for any margin.
+        return torch.nn.functional.softplus(-targets * outputs)
+
+    def losses(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Losses of outputs on ``[X_train; X_test]``, batched over leading axes.
+
+        Args:
+            outputs: ``(..., n + t)``.
+
+        Returns:
+            ``train_loss`` and ``gen_loss`` (the test loss), each ``(...)``, and for the
+            logistic loss ``train_error`` and ``test_error`` as well.
+        """
+        size = self.num_train + self.num_test
+        if outputs.shape[-1] != size:
+            raise ProblemError(f"outputs end in {outputs.shape[-1]} values, expected n + t = {size}")
+        targets = self.targets(outputs.device, outputs.dtype)
+        pointwise = self.pointwise_loss(outputs, targets)
+        result = {"train_loss": pointwise[..., : self.num_train].mean(-1),
+                  "gen_loss": pointwise[..., self.num_train :].mean(-1)}
+        if self.loss == "logistic":
+            wrong = (targets * outputs <= 0).to(outputs.dtype)
+            result["train_error"] = wrong[..., : self.num_train].mean(-1)
+            result["test_error"] = wrong[..., self.num_train :].mean(-1)
+        return result
+
+    # ---------------------------------------------------------------- storage
+    def save(self, path: str | Path) -> Path:
+        """Write ``.npz`` with the four arrays, the loss and the metadata (JSON)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, X_train=self.X_train.numpy(), y_train=self.y_train.numpy(), X_test=self.X_test.numpy(),
+                 y_test=self.y_test.numpy(), task=np.array(self.task), loss=np.array(self.loss),
+                 metadata=np.array(json.dumps(self.metadata, sort_keys=True, default=str)))
+        return path
+
+    def __repr__(self) -> str:
+        source = self.metadata.get("data", "custom")
+        return (f"SupervisedProblem(data={source!r}, loss={self.loss!r}, train={self.num_train}, "
+                f"test={self.num_test}, features={self.num_features})")
+
+
+# ---------------------------------------------------------------------- builders
+def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = train.mean(0)
+    std = train.std(0)
+    std = np.where(std > 0, std, 1.0)  # a constant feature is centred, not divided by zero
+    return (train - mean) / std, (test - mean) / std
+
+
+def _teacher(num_points: int, num_features: int, hidden: int, noise: float, generator: torch.Generator):
+    inputs = torch.randn(num_points, num_features, generator=generator, dtype=torch.float64)
+    first = torch.randn(hidden, num_features, generator=generator, dtype=torch.float64)
+    second = torch.randn(hidden, generator=generator, dtype=torch.float64)
+    clean = torch.tanh(inputs @ first.T / math.sqrt(num_features)) @ second / math.sqrt(hidden)
+    noisy = clean + noise * torch.randn(num_points, generator=generator, dtype=torch.float64)
+    return inputs.numpy(), noisy.numpy()
+
+
+def _sklearn(data: str, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(inputs, targets, is_classification)`` of a data set bundled with scikit-learn."""
+    try:
+        from sklearn import datasets
+    except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
+        raise ProblemError("the real data sets need scikit-learn: pip install scikit-learn") from exc
+    if data == "digits":
+        bunch = datasets.load_digits()
+        keep = np.isin(bunch.target, classes)
+        labels = np.where(bunch.target[keep] == classes[1], 1.0, -1.0)
+        return bunch.data[keep].astype(np.float64), labels, True
+    if data == "breast_cancer":
+        bunch = datasets.load_breast_cancer()
+        return bunch.data.astype(np.float64), np.where(bunch.target == 1, 1.0, -1.0), True
+    bunch = datasets.load_diabetes()
+    return bunch.data.astype(np.float64), bunch.target.astype(np.float64), False
+
+
+def make_supervised(
+    data: str = "teacher",
+    num_train: int = 100,
+    *,
+    seed: int = 0,
+    loss: str | None = None,
+    num_test: int | None = None,
+    num_features: int = 10,
+    teacher_width: int = 4,
+    noise: float = 0.0,
+    classes: tuple[int, int] = (3, 8),
+) -> SupervisedProblem:
+    """A supervised problem from a data set, split and standardized from ``(seed, "data")``.
+
+    Args:
+        data: ``"teacher" | "digits" | "breast_cancer" | "diabetes"``.
+        num_train: Training points.
+        seed: Seed of the split (and of the teacher's data).
+        loss: ``"squared"`` or ``"logistic"``; default: logistic for the classification
+            sets (digits, breast_cancer), squared otherwise.
+        num_test: Test points (default: all remaining points; 1000 for the teacher).
+        num_features: Input dimension of the teacher.
+        teacher_width: Hidden units of the teacher.
+        noise: Standard deviation of the teacher's label noise.
+        classes: The two digits kept from ``digits`` (the second is labelled ``+1``).
+
+    Raises:
+        ProblemError: unknown data set or loss, or more points asked for than exist.
+    """
+    if data not in DATASETS:
+        raise ProblemError(f"unknown data set {data!r}; expected one of {', '.join(DATASETS)}")
+    if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
+        raise ProblemError(f"num_train must be a positive integer, got {num_train!r}")
+    if num_test is not None and (isinstance(num_test, bool) or not isinstance(num_test, int) or num_test < 1):
+        raise ProblemError(f"num_test must be a positive integer or None, got {num_test!r}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ProblemError(f"noise must be a non-negative number, got {noise!r}")
+    generator = make_generator(seed, "data")
+    if data == "teacher":
+        total = num_train + (1000 if num_test is None else num_test)
+        inputs, targets = _teacher(total, num_features, teacher_width, noise, generator)
+        classification = False
+    else:
+        inputs, targets, classification = _sklearn(data, tuple(classes))
+    loss = loss or ("logistic" if classification else "squared")
+    if loss not in LOSSES:
+        raise ProblemError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    available = len(inputs)
+    if num_train >= available:
+        raise ProblemError(f"{data} has {available} points: num_train = {num_train} leaves none to test on")
+    order = torch.randperm(available, generator=generator).numpy()
+    train_index = order[:num_train]
+    rest = order[num_train:]
+    test_index = rest if num_test is None else rest[:num_test]
+    if num_test is not None and num_test > len(rest):
+        raise ProblemError(f"{data} has {available} points: cannot take {num_train} to train and {num_test} to test")
+    x_train, x_test = _standardize(inputs[train_index], inputs[test_index])
+    y_train, y_test = targets[train_index], targets[test_index]
+    if loss == "logistic" and not classification:
+        # The teacher's label is the sign of its noisy output; a regression data set's
+        # target is split at the training median (the upper half is +1).
+        cut = 0.0 if data == "teacher" else np.median(y_train)
+        y_train, y_test = np.where(y_train > cut, 1.0, -1.0), np.where(y_test > cut, 1.0, -1.0)
+    elif loss == "squared" and not classification:
+        mean, std = y_train.mean(), y_train.std() or 1.0
+        y_train, y_test = (y_train - mean) / std, (y_test - mean) / std
+    metadata = {"data": data, "seed": seed, "num_train": num_train, "loss": loss}
+    if data == "teacher":
+        metadata.update(num_features=num_features, teacher_width=teacher_width, noise=noise)
+    if data == "digits":
+        metadata["classes"] = list(classes)
+    return SupervisedProblem(x_train, y_train, x_test, y_test, loss=loss, metadata=metadata)
