@@ -431,7 +431,7 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     section = write_sweep_outputs(outcome.plan, out)
     click.echo(f"  wrote {out / 'results.csv'}, {out / 'plots'}/{config.name}.png|pdf, {out / 'report.md'}")
     if section.verdict is not None:
-        click.echo(f"  {section.verdict.heading.lower()}: {section.verdict.sentence.replace('**', '')}")
+        click.echo(f"  {section.verdict.heading}: {section.verdict.sentence.replace('**', '')}")
     return section
 
 

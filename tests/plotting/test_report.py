@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from volumelab.experiments import load_sweep, run_sweep
 from volumelab.plotting import summarize
@@ -204,11 +205,28 @@ def _falling_depth_frame(seed_spread, stderr_fraction):
     return _frame(rows, stderr_fraction)
 
 
+def _disagreeing_depth_frame():
+    """The median falls (0.05 -> 0.0325, rho -1) but the seeds disagree: half fall sharply, half rise."""
+    rows = []
+    for seed in range(8):
+        start, end = (0.06, 0.01) if seed < 4 else (0.04, 0.055)
+        for step, depth in enumerate((2, 4, 6, 8)):
+            level = start + (end - start) * step / 3
+            rows += [("tanh", "gnc", depth, seed, level), ("tanh", "prior", depth, seed, 0.1)]
+    return _frame(rows)
+
+
 def test_trend_within_its_standard_errors_is_not_claimed():
     steady = judge(summarize(_falling_depth_frame(0.01, 0.0), "activation"), "depth")
     assert steady.outcome == "holds"
-    spread = judge(summarize(_falling_depth_frame(0.6, 0.0), "activation"), "depth")  # seeds disagree widely
-    assert spread.outcome == "inconclusive" and "within 2 SE" in spread.panels[0].detail
+    # Seeds differ widely in level but every seed falls by the same share: a seed is the same
+    # problem at every depth, so the change is measured on each seed (paired) and is clear.
+    offset = judge(summarize(_falling_depth_frame(0.6, 0.0), "activation"), "depth")
+    assert offset.outcome == "holds" and "paired over 8 seeds" in offset.panels[0].detail
+    # The seeds' own changes disagree: within 2 SE, however the medians move.
+    disagree = judge(summarize(_disagreeing_depth_frame(), "activation"), "depth")
+    assert disagree.outcome == "inconclusive" and "within 2 SE" in disagree.panels[0].detail
+    assert "paired over 8 seeds" in disagree.panels[0].detail
     noisy_runs = _falling_depth_frame(0.01, 0.5)  # seeds agree, but each run's own estimate is noisy
     assert judge(summarize(noisy_runs, "activation"), "depth").outcome == "inconclusive"
     without_errors = noisy_runs.drop(columns="gen_loss_stderr")
@@ -241,3 +259,26 @@ def test_plot_uses_a_log_axis_across_orders_of_magnitude_and_shows_seed_counts(m
     axes = _plotted_figure(monkeypatch, tmp_path, linear).axes[0]
     assert axes.get_yscale() == "linear" and axes.get_ylim()[0] == 0
     assert len(axes.texts) == 0
+
+
+def test_paired_change_equals_a_plain_computation():
+    """paired_ratio_change against numpy: per-seed ratio differences, SE with the runs' own errors."""
+    import numpy as np
+
+    from volumelab.plotting.report.verdicts import SummaryPoint, paired_ratio_change
+
+    generator = np.random.default_rng(0)
+    seeds = list(range(7))
+    a, b = generator.uniform(0.02, 0.1, 7), generator.uniform(0.02, 0.1, 7)
+    ca, cb = generator.uniform(0.1, 0.2, 7), generator.uniform(0.1, 0.2, 7)
+    ea, eb = 0.1 * a, 0.05 * b
+    point = lambda v, e: SummaryPoint(float(np.median(v)), 0.0, 7, 8, dict(zip(seeds, v)), dict(zip(seeds, e)))
+    zero = np.zeros(7)
+    value, stderr, count = paired_ratio_change(point(a, ea), point(ca, zero), point(b, eb), point(cb, zero))
+    d = a / ca - b / cb
+    own = (ea / ca) ** 2 + (eb / cb) ** 2
+    assert count == 7 and value == pytest.approx(d.mean(), rel=1e-12)
+    assert stderr == pytest.approx(np.sqrt((d.var(ddof=1) + own.mean()) / 7), rel=1e-12)
+    # A seed missing at one point is left out, not guessed.
+    partial = SummaryPoint(0.0, 0.0, 6, 8, dict(zip(seeds[1:], b[1:])), {})
+    assert paired_ratio_change(point(a, ea), point(ca, zero), partial, point(cb, zero))[2] == 6

@@ -86,13 +86,15 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list
 
     Returns:
         Columns ``panel, method, method_type, role, x, median, median_stderr, q25, q75, runs,
-        with_loss, missing, median_count``. ``role`` is what the method's registration says
+        with_loss, missing, median_count, seed_losses, seed_stderrs``. ``role`` is what the method's registration says
         the verdicts read it as. ``runs`` counts the runs (seeds) at the point, ``with_loss``
         those with a loss and ``missing`` those without one (NULL in the store, e.g. nothing
         accepted or a diverged run); the median and quartiles are over the ``with_loss``
         seeds only. ``median_stderr`` is :func:`median_standard_error` of those seeds' losses
         and their ``gen_loss_stderr`` (NaN with fewer than two). ``median_count`` is the
         median of the count column the method registers for reports (NaN without one).
+        ``seed_losses`` maps each seed with a loss to it, ``seed_stderrs`` to that run's own
+        standard error (0 where it has none).
         Panels follow ``panel_order`` (e.g. the grid's order) when given.
     """
     import pandas as pd
@@ -118,6 +120,12 @@ def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list
             "q75": losses.quantile(0.75) if len(losses) else float("nan"),
             "runs": len(group), "with_loss": len(losses), "missing": int(group["gen_loss"].isna().sum()),
             "median_count": float(count),
+            # Per-seed losses, for changes measured on the same seeds (paired) by the verdicts.
+            "seed_losses": ({int(seed): float(loss) for seed, loss in zip(present["seed"], losses)}
+                            if "seed" in present else {}),
+            "seed_stderrs": ({int(seed): (float(error) if math.isfinite(error) else 0.0) for seed, error
+                              in zip(present["seed"], present["gen_loss_stderr"].astype(float))}
+                             if "seed" in present else {}),
         })
     summary = pd.DataFrame.from_records(records)
     if len(summary):

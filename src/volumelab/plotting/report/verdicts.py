@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEPTH_RULE", "EVIDENCE_RULE", "PanelVerdict", "Roles", "SummaryPoint", "Verdict", "WIDTH_RULE", "depth_rule",
-    "evidence_rule", "judge", "ratio_and_stderr", "read_roles", "width_rule",
+    "evidence_rule", "judge", "paired_ratio_change", "ratio_and_stderr", "read_roles", "width_rule",
 ]
 
 WIDTH_GAP_MAX = 0.15
@@ -73,8 +73,13 @@ def evidence_rule(labels: Mapping[str, str] | None = None) -> str:
         f"loss makes the panel inconclusive, since the seeds left out are those where {s} does worst. Each median "
         f"has the standard error SE = sqrt(pi/2) * sqrt((IQR/1.349)^2 + mean(s_i^2)) / sqrt(n) over its n seeds "
         f"with a loss (IQR: their interquartile range; s_i: each run's own standard error, 0 where a run has "
-        f"none); a ratio a/b of medians has SE sqrt(SE_a^2 + (a/b)^2 SE_b^2) / b and a difference "
-        f"sqrt(SE_1^2 + SE_2^2). A claimed change counts only where it exceeds {CHANGE_STANDARD_ERRORS:g} SE. A panel "
+        f"none); a ratio a/b of medians has SE sqrt(SE_a^2 + (a/b)^2 SE_b^2) / b. A change of r = {s}/chance "
+        f"between two points of a curve is measured on the same seeds, since a seed makes the same problem at "
+        f"every point: per seed r_s = {s}_s / chance_s, the change is the mean over the n seeds with a loss at "
+        f"both points of the per-seed difference d_s of r_s, with SE = sqrt((var(d) + mean(v_s)) / n), v_s the "
+        f"variance of d_s propagated from its runs' own standard errors (where seeds cannot be matched, the "
+        f"difference of the medians' ratios with SE sqrt(SE_1^2 + SE_2^2)). A claimed change "
+        f"counts only where it exceeds {CHANGE_STANDARD_ERRORS:g} SE. A panel "
         f"holds when every condition holds on the medians and every claimed change exceeds {CHANGE_STANDARD_ERRORS:g} "
         f"SE; it fails when a condition does not hold on the medians; otherwise (the medians agree with the claim but "
         f"a change is within {CHANGE_STANDARD_ERRORS:g} SE, or a SE is unknown because fewer than two seeds have a "
@@ -236,6 +241,8 @@ class SummaryPoint:
     stderr: float
     with_loss: int
     runs: int
+    seed_losses: Mapping[int, float] = field(default_factory=dict)
+    seed_stderrs: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def scarce(self) -> bool:
@@ -250,6 +257,7 @@ class _Change:
     name: str
     value: float
     stderr: float
+    note: str = ""
 
     @property
     def shown(self) -> bool:
@@ -257,7 +265,7 @@ class _Change:
 
     @property
     def text(self) -> str:
-        return f"{self.name} {self.value:.3g} ± {self.stderr:.2g}"
+        return f"{self.name} {self.value:.3g} ± {self.stderr:.2g}" + (f" ({self.note})" if self.note else "")
 
 
 def _points(summary: "pd.DataFrame", panel, method: str) -> dict[float, SummaryPoint]:
@@ -267,8 +275,59 @@ def _points(summary: "pd.DataFrame", panel, method: str) -> dict[float, SummaryP
         runs = int(row["runs"]) if "runs" in row else 0
         with_loss = int(row["with_loss"]) if "with_loss" in row else runs - int(row.get("missing", 0))
         stderr = float(row["median_stderr"]) if "median_stderr" in row else math.nan
-        points[float(row["x"])] = SummaryPoint(float(row["median"]), stderr, with_loss, runs)
+        seeds, errors = ({}, {})
+        if "seed_losses" in row and isinstance(row["seed_losses"], Mapping):
+            seeds, errors = row["seed_losses"], row.get("seed_stderrs") or {}
+        points[float(row["x"])] = SummaryPoint(float(row["median"]), stderr, with_loss, runs, seeds, errors)
     return points
+
+
+def paired_ratio_change(sampler_from: SummaryPoint, chance_from: SummaryPoint, sampler_to: SummaryPoint,
+                        chance_to: SummaryPoint) -> tuple[float, float, int]:
+    """The change of ``r_s = sampler_s / chance_s`` from one point to another, on the same seeds.
+
+    Returns:
+        ``(mean over seeds of d_s = r_s(from) - r_s(to), its standard error, n)`` over the
+        ``n`` seeds with a loss and a positive chance level at both points. The standard
+        error is ``sqrt((var(d) + mean(v_s)) / n)``: the sample variance of the differences
+        plus the mean of each difference's own variance ``v_s``, propagated from its four
+        runs' standard errors (like the medians' SE, this leans large: the spread between
+        seeds already holds the runs' noise). NaN for ``n < 2``.
+    """
+
+    def ratio_and_variance(sampler: SummaryPoint, chance: SummaryPoint, seed: int) -> tuple[float, float]:
+        value, level = sampler.seed_losses[seed], chance.seed_losses[seed]
+        ratio = value / level
+        error_value = sampler.seed_stderrs.get(seed, 0.0)
+        error_level = chance.seed_stderrs.get(seed, 0.0)
+        return ratio, (error_value / level) ** 2 + (ratio * error_level / level) ** 2
+
+    differences, variances = [], []
+    for seed in sorted(set(sampler_from.seed_losses) & set(sampler_to.seed_losses)):
+        low, high = chance_from.seed_losses.get(seed), chance_to.seed_losses.get(seed)
+        if low is None or high is None or not (low > 0 and high > 0):
+            continue
+        ratio_from, variance_from = ratio_and_variance(sampler_from, chance_from, seed)
+        ratio_to, variance_to = ratio_and_variance(sampler_to, chance_to, seed)
+        differences.append(ratio_from - ratio_to)
+        variances.append(variance_from + variance_to)
+    count = len(differences)
+    if count == 0:
+        return math.nan, math.nan, 0
+    mean = sum(differences) / count
+    if count < 2:
+        return mean, math.nan, count
+    spread = sum((d - mean) ** 2 for d in differences) / (count - 1)
+    return mean, math.sqrt((spread + sum(variances) / count) / count), count
+
+
+def _ratio_change(name: str, sampler_from, chance_from, sampler_to, chance_to, unpaired: tuple[float, float]
+                  ) -> "_Change":
+    """The claimed fall of ``r`` from one point to another: paired over seeds where they match."""
+    value, stderr, count = paired_ratio_change(sampler_from, chance_from, sampler_to, chance_to)
+    if count >= 2:
+        return _Change(name, value, stderr, f"paired over {count} seeds")
+    return _Change(name, *unpaired)
 
 
 def ratio_and_stderr(numerator: SummaryPoint, denominator: SummaryPoint) -> tuple[float, float]:
@@ -308,7 +367,7 @@ def _outcome(conditions: dict[str, bool], changes: list[_Change]) -> tuple[str, 
         return "inconclusive", (f"the medians agree with the claim, but within {CHANGE_STANDARD_ERRORS:g} SE: "
                                 + "; ".join(c.text + ("" if math.isfinite(c.stderr) else " (SE unknown)")
                                             for c in unresolved))
-    return "holds", f"every change exceeds {CHANGE_STANDARD_ERRORS:g} SE"
+    return "holds", f"every change exceeds {CHANGE_STANDARD_ERRORS:g} SE ({changes[0].text})"
 
 
 def _spearman(xs: list[float], ys: list[float]) -> float:
@@ -349,7 +408,9 @@ def _judge_width(summary, panel, roles: Roles) -> PanelVerdict:
         f"{t}/{c} {trainer_ratios[worst][0]:.2g} > {TRAINER_FRACTION_MAX:g} at width {worst:g}":
             trainer_ratios[worst][0] <= TRAINER_FRACTION_MAX,
     }
-    changes = [_Change("gap shrinks by", gap_first - gap_last, math.hypot(stderr_first, stderr_last))]
+    # The gap shrinks by r(last) - r(first): the fall of r from the last width to the first.
+    changes = [_ratio_change("gap shrinks by", sampler[last], chance[last], sampler[first], chance[first],
+                             (gap_first - gap_last, math.hypot(stderr_first, stderr_last)))]
     changes += [_Change(f"{t}/{c} below {TRAINER_FRACTION_MAX:g} at width {x:g} by", TRAINER_FRACTION_MAX - r, e)
                 for x, (r, e) in trainer_ratios.items()]
     outcome, reason = _outcome(conditions, changes)
@@ -382,7 +443,8 @@ def _judge_depth(summary, panel, roles: Roles) -> PanelVerdict:
             relative <= DEPTH_RATIO_MAX,
         f"Spearman rho {rho:.2f} > {DEPTH_SPEARMAN_MAX:g}": rho <= DEPTH_SPEARMAN_MAX,
     }
-    change = _Change(f"{s}/{c} falls by", ratio_first - ratio_last, math.hypot(stderr_first, stderr_last))
+    change = _ratio_change(f"{s}/{c} falls by", sampler[first], chance[first], sampler[last], chance[last],
+                           (ratio_first - ratio_last, math.hypot(stderr_first, stderr_last)))
     outcome, reason = _outcome(conditions, [change])
     advantage = {"holds": "grows with depth", "fails": "does not grow with depth",
                  "inconclusive": "not resolved"}[outcome]
