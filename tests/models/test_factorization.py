@@ -45,6 +45,31 @@ def test_batched_forward_equals_single_forward(activation, depth, normalize):
     torch.testing.assert_close(batched[0], expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("activation", ["linear", "tanh", "relu", _callable_activation])
+def test_forward_reports_the_pre_and_post_activations_of_the_one_forward_pass(activation):
+    model = vl.FactorizationModel(3, 5, 4, 4, activation, normalize=True)
+    layers = model.sample_prior(6, torch.Generator().manual_seed(0), dtype=torch.float64)
+    pre, post = [], []
+    product = model.forward(layers, pre=pre, post=post)
+    assert len(pre) == 4 and len(post) == 3 and pre[0] is layers[0] and pre[-1] is product
+    for j in range(3):
+        assert torch.equal(post[j], model.sigma(pre[j]))
+        assert torch.equal(pre[j + 1], layers[j + 1] @ post[j])
+    assert torch.equal(model.end_to_end(layers), model.normalize_output(product))
+
+
+def test_normalization_in_place_over_any_axes():
+    model = vl.FactorizationModel(3, 5, 4, 2, normalize=True)
+    batch_first = torch.randn(7, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    expected = model.normalize_output(batch_first)
+    batch_last = batch_first.permute(1, 2, 0).contiguous()
+    got = model.normalize_output(batch_last, (0, 1), in_place=True)
+    assert got.data_ptr() == batch_last.data_ptr()
+    torch.testing.assert_close(got.permute(2, 0, 1), expected, rtol=1e-15, atol=0)
+    plain = vl.FactorizationModel(3, 5, 4, 2)
+    assert plain.normalize_output(batch_first) is batch_first
+
+
 def test_activations_are_the_named_functions():
     x = torch.linspace(-2, 2, 9, dtype=torch.float64)
     leaky = vl.FactorizationModel(2, 2, 2, 2, "leaky_relu")

@@ -99,7 +99,7 @@ def assert_matches_reference(result: vl.RunResult, reference: dict) -> None:
 def test_closed_form_gradient_equals_autograd(sensing_problem, activation, depth):
     model = vl.FactorizationModel(5, 5, 7, depth, activation=activation)
     tensors = sensing_problem.tensors("cpu", torch.float64)
-    args = (model, tensors.operator, tensors.targets, tensors.num_train)
+    args = (model, tensors)
     params = torch.randn(4, model.num_parameters, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     train_closed, grad_closed = _ClosedFormObjective(*args).train_loss_and_gradient(params)
     train_auto, grad_auto = _AutogradObjective(*args).train_loss_and_gradient(params)

@@ -124,7 +124,7 @@ def test_non_finite_gradient_with_finite_loss_is_divergence():
     params = torch.cat([layer.reshape(-1) for layer in init]).unsqueeze(0)
     for problem, finite_gradient in ((calm, True), (loud, False)):
         tensors = problem.tensors("cpu", torch.float64)
-        objective = _ClosedFormObjective(model, tensors.operator, tensors.targets, tensors.num_train)
+        objective = _ClosedFormObjective(model, tensors)
         train, grad = objective.train_loss_and_gradient(params.clone())
         assert math.isfinite(float(train[0])) and bool(torch.isfinite(grad).all()) == finite_gradient
 

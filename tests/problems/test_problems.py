@@ -75,6 +75,33 @@ def test_losses_match_definition(sensing_problem):
     assert zero_gen.item() == pytest.approx(sensing_problem.mean_squared_target())
 
 
+def test_every_contraction_of_the_task_gives_the_same_losses(sensing_problem):
+    """Batch-first, batch-last, train-only and stacked contractions are one set of losses."""
+    weights = torch.randn(7, 5, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    tensors = sensing_problem.tensors()
+    flat = weights.reshape(7, -1)
+    train, gen = tensors.losses(flat)
+    batch_last = tensors.batch_last_losses(tensors.batch_last_residuals(flat.T.contiguous()))
+    torch.testing.assert_close(batch_last, torch.stack([train, gen]), rtol=1e-13, atol=0)
+    train_only, residual = tensors.train_loss_and_residual(flat)
+    torch.testing.assert_close(train_only, train, rtol=1e-13, atol=0)
+    # (2/m) A^T r is the gradient of L_train in vec(W).
+    leaf = flat.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(tensors.losses(leaf)[0].sum(), leaf)
+    torch.testing.assert_close(tensors.train_gradient(residual), expected, rtol=1e-12, atol=1e-15)
+    # Stacked per run: run s uses its own problem.
+    others = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(7)]
+    stacked = vl.problems.ProblemTensors.stack([p.tensors() for p in others])
+    assert stacked.stacked and not tensors.stacked
+    stacked_train, stacked_gen = stacked.losses(flat)
+    for s, problem in enumerate(others):
+        one_train, one_gen = problem.losses(weights[s])
+        torch.testing.assert_close(stacked_train[s], one_train, rtol=1e-13, atol=0)
+        torch.testing.assert_close(stacked_gen[s], one_gen, rtol=1e-13, atol=0)
+    single = tensors.to(torch.float32)
+    assert single.operator.dtype == single.targets.dtype == torch.float32 and single.num_train == 15
+
+
 def test_same_seed_same_problem_and_different_seeds_differ():
     first, again, other = (vl.make_sensing(5, 5, 1, 15, seed=s) for s in (4, 4, 5))
     assert torch.equal(first.A_train, again.A_train) and torch.equal(first.W_star, again.W_star)

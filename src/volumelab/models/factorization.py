@@ -7,9 +7,14 @@ The model of arXiv 2506.03931 (Sec. 2), kept exact:
 with ``W_1`` of shape ``k x cols``, hidden layers ``k x k`` and ``W_d`` of shape
 ``rows x k`` (``k`` the width, ``d`` the depth; ``d = 1`` means ``W = W_1``).
 
-One definition, :meth:`FactorizationModel.end_to_end`, serves the single-instance
-forward pass (GD, NGD) and the batched forward over any leading sample axes (G&C):
-every layer is a tensor of shape ``(..., out, in)`` and ``torch.matmul`` broadcasts.
+One definition of the forward pass, :meth:`FactorizationModel.forward`, serves the
+single-instance forward (GD), the batched forward over any leading sample axes (G&C's
+direct sampler: every layer is a tensor of shape ``(..., out, in)`` and
+``torch.matmul`` broadcasts), the hand-written gradient (which asks it for the
+pre- and post-activations) and the batch-last samplers (which pass their own product
+kernel and the in-place activation). The activation is
+:attr:`FactorizationModel.activation_function` (:mod:`volumelab.models.activations`),
+the normalization :func:`normalize_frobenius`.
 """
 
 from __future__ import annotations
@@ -19,16 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import ModelError
+from .activations import ACTIVATIONS, Activation, activation_for
 
-__all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS"]
+__all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
 #: Added to the Frobenius norm when normalizing (docs/design.md: ``W / (||W||_F + 1e-6)``).
 NORMALIZE_EPS = 1e-6
 
-ACTIVATIONS = ("linear", "tanh", "leaky_relu", "relu")
 PRIORS = ("gaussian", "uniform")
 SCALINGS = ("paper", "fan_in")
 
@@ -65,14 +69,9 @@ class FactorizationModel:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ModelError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.activation, str):
-            if self.activation not in ACTIVATIONS:
-                raise ModelError(
-                    f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)} "
-                    "or a callable"
-                )
-        elif not callable(self.activation):
-            raise ModelError(f"activation must be a name or a callable, got {self.activation!r}")
+        # Validates the activation. Not a field: derived from ``activation`` and
+        # ``negative_slope``, made once.
+        object.__setattr__(self, "_activation_function", activation_for(self.activation, self.negative_slope))
         if self.prior not in PRIORS:
             raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
         if self.scaling not in SCALINGS:
@@ -82,10 +81,13 @@ class FactorizationModel:
 
     # ----------------------------------------------------------------- structure
     @property
+    def activation_function(self) -> Activation:
+        """The activation's value, in-place form and backward (:mod:`volumelab.models.activations`)."""
+        return self._activation_function
+
+    @property
     def activation_name(self) -> str:
-        if isinstance(self.activation, str):
-            return self.activation
-        return getattr(self.activation, "__name__", type(self.activation).__name__)
+        return self._activation_function.name
 
     @property
     def is_linear(self) -> bool:
@@ -115,20 +117,51 @@ class FactorizationModel:
 
     # ------------------------------------------------------------------- forward
     def sigma(self, x: torch.Tensor) -> torch.Tensor:
-        """The elementwise activation."""
-        name = self.activation
-        if callable(name):
-            return name(x)
-        if name == "linear":
-            return x
-        if name == "tanh":
-            return torch.tanh(x)
-        if name == "relu":
-            return torch.relu(x)
-        return F.leaky_relu(x, self.negative_slope)
+        """The elementwise activation, out of place."""
+        return self._activation_function(x)
+
+    def forward(
+        self,
+        weights: Sequence[torch.Tensor],
+        *,
+        activate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        multiply: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        pre: list[torch.Tensor] | None = None,
+        post: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The model's forward pass: ``a_1 = W_1``, ``a_j = W_j sigma(a_{j-1})``, returns ``a_d``.
+
+        This is the product before the optional normalization (:meth:`end_to_end` adds it).
+
+        Args:
+            weights: ``W_1, ..., W_d``. With the default ``multiply``, each of shape
+                ``(..., out, in)`` with the same (broadcastable) leading sample axes.
+            activate: The activation to apply; default :meth:`sigma` (out of place).
+                The samplers pass ``activation_function.in_place`` on their scratch buffers.
+            multiply: ``multiply(j, W_j, sigma(a_{j-1}))`` for ``j = 1 .. d - 1``
+                (0-based layer index); default ``W_j @ sigma(a_{j-1})``. The batch-last
+                samplers pass their product kernel, which also applies layer ``j``'s scale.
+            pre: When given, receives ``a_1, ..., a_d`` (pre-activations; ``a_d`` unnormalized).
+            post: When given, receives ``sigma(a_1), ..., sigma(a_{d-1})``.
+        """
+        if len(weights) != self.depth:
+            raise ModelError(f"expected {self.depth} weight matrices, got {len(weights)}")
+        if activate is None:
+            activate = self._activation_function
+        hidden = weights[0]
+        if pre is not None:
+            pre.append(hidden)
+        for j in range(1, len(weights)):
+            activated = activate(hidden)
+            hidden = weights[j] @ activated if multiply is None else multiply(j, weights[j], activated)
+            if post is not None:
+                post.append(activated)
+            if pre is not None:
+                pre.append(hidden)
+        return hidden
 
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The end-to-end matrix ``W`` from the layers.
+        """The end-to-end matrix ``W`` from the layers: :meth:`forward`, then :meth:`normalize_output`.
 
         Args:
             weights: ``W_1, ..., W_d``, each of shape ``(..., out, in)`` with the same
@@ -137,19 +170,18 @@ class FactorizationModel:
         Returns:
             ``(..., rows, cols)``, normalized when :attr:`normalize` is set.
         """
-        if len(weights) != self.depth:
-            raise ModelError(f"expected {self.depth} weight matrices, got {len(weights)}")
-        hidden = weights[0]
-        for layer in weights[1:]:
-            hidden = layer @ self.sigma(hidden)
-        return self.normalize_output(hidden)
+        return self.normalize_output(self.forward(weights))
 
-    def normalize_output(self, product: torch.Tensor) -> torch.Tensor:
-        """Apply the optional normalization ``W / (||W||_F + 1e-6)`` over the last two axes."""
+    def normalize_output(
+        self, product: torch.Tensor, dims: tuple[int, int] = (-2, -1), *, in_place: bool = False
+    ) -> torch.Tensor:
+        """The optional normalization ``W / (||W||_F + 1e-6)`` (:func:`normalize_frobenius`).
+
+        ``dims`` are the matrix axes (``(0, 1)`` for the samplers' batch-last buffers).
+        """
         if not self.normalize:
             return product
-        norm = torch.linalg.matrix_norm(product, keepdim=True)
-        return product / (norm + NORMALIZE_EPS)
+        return normalize_frobenius(product, dims, in_place=in_place)
 
     # -------------------------------------------------------------------- priors
     def sample_prior(
@@ -213,3 +245,22 @@ class FactorizationModel:
             "normalize": self.normalize,
             "negative_slope": self.negative_slope,
         }
+
+
+def normalize_frobenius(
+    product: torch.Tensor, dims: tuple[int, int] = (-2, -1), *, in_place: bool = False
+) -> torch.Tensor:
+    """``W / (||W||_F + 1e-6)``, the norm taken over the axes ``dims`` (docs/design.md, "Prior").
+
+    Out of place, the norm is ``torch.linalg.vector_norm``, whose backward is defined at
+    ``W = 0`` (autograd through a normalized model, e.g. a ReLU net whose units are all
+    off). In place (the samplers' scratch buffers, never under autograd), it is
+    ``sqrt(sum of squares)`` with the sum and the division written into ``product`` and the
+    norm's own memory. The two forms differ by a few ulps of the norm (the reduction order
+    differs), so each path keeps the form it has always used.
+    """
+    if in_place:
+        norm = product.square().sum(dims, keepdim=True).sqrt_()
+        return product.div_(norm.add_(NORMALIZE_EPS))
+    norm = torch.linalg.vector_norm(product, dim=dims, keepdim=True)
+    return product / (norm + NORMALIZE_EPS)

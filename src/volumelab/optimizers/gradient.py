@@ -40,7 +40,7 @@ from .._rng import make_generator
 from ..device import resolve_device
 from ..errors import OptimizerError
 from ..models import FactorizationModel
-from ..problems import Problem
+from ..problems import Problem, ProblemTensors
 from ._threads import map_in_threads
 from .base import RunResult
 from .transforms import (
@@ -67,30 +67,25 @@ _CHECK_EVERY = 16
 class _ClosedFormObjective:
     """``L_train`` and its gradient for a named activation, by hand (no autograd).
 
-    Forward: ``a_1 = W_1``, ``a_j = W_j sigma(a_{j-1})``, ``W = a_d``. With the train
-    residual ``r = A vec(W) - y`` (``A`` the ``m x n`` stacked flattened measurements),
-    ``dL/dvec(W) = (2/m) A^T r``; then for ``j = d..2``: ``dL/dW_j = G_j sigma(a_{j-1})^T``
-    and ``G_{j-1} = (W_j^T G_j) * sigma'(a_{j-1})``, with ``G_d = dL/dW`` and
-    ``dL/dW_1 = G_1``. The products with ``sigma'`` are PyTorch's own backward kernels
-    (``tanh_backward``, ``leaky_relu_backward``), so they match autograd exactly,
-    including the negative branch of leaky ReLU and ReLU at 0. Everything is batched over the leading run axis ``S``.
+    Forward: the model's (:meth:`FactorizationModel.forward`), ``a_1 = W_1``,
+    ``a_j = W_j sigma(a_{j-1})``, ``W = a_d``. The task gives the train residual
+    ``r = A vec(W) - y`` and ``dL/dvec(W) = (2/m) A^T r``
+    (:meth:`ProblemTensors.train_gradient`); then for ``j = d..2``:
+    ``dL/dW_j = G_j sigma(a_{j-1})^T`` and ``G_{j-1} = (W_j^T G_j) * sigma'(a_{j-1})``, with
+    ``G_d = dL/dW`` and ``dL/dW_1 = G_1``. The products with ``sigma'`` are the
+    activation's backward (PyTorch's own backward kernels), so they match autograd
+    exactly. Everything is batched over the leading run axis ``S``.
     """
 
-    def __init__(self, model: FactorizationModel, operators: torch.Tensor, targets: torch.Tensor, num_train: int):
+    def __init__(self, model: FactorizationModel, tensors: ProblemTensors):
         self.model = model
+        self.activation = model.activation_function
         self.shapes = model.layer_shapes
         self.offsets = [0]
         for out, inp in self.shapes:
             self.offsets.append(self.offsets[-1] + out * inp)
-        self.num_train = num_train
-        # operators: (n, m + t) when every run shares one problem, else (S, n, m + t).
-        self.shared = operators.ndim == 2
-        self.train_operator = operators[..., :num_train].contiguous()
-        # (2/m) A^T: maps the train residual to dL_train/dvec(W).
-        self.scaled_train_operator_t = (self.train_operator.transpose(-1, -2) * (2.0 / num_train)).contiguous()
-        self.operator = operators
-        self.train_targets = targets[..., :num_train]
-        self.targets = targets
+        # One operator shared by every run, or one per run (ProblemTensors.stack).
+        self.tensors = tensors
 
     def layers(self, params: torch.Tensor) -> list[torch.Tensor]:
         size = params.shape[0]
@@ -98,35 +93,6 @@ class _ClosedFormObjective:
             params[:, self.offsets[j] : self.offsets[j + 1]].view(size, out, inp)
             for j, (out, inp) in enumerate(self.shapes)
         ]
-
-    def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
-        if self.shared:
-            return flat @ operator
-        return torch.bmm(flat.unsqueeze(1), operator).squeeze(1)
-
-    def _forward(self, layers):
-        model = self.model
-        pre = [layers[0]]
-        post = []
-        for layer in layers[1:]:
-            post.append(model.sigma(pre[-1]))
-            pre.append(torch.matmul(layer, post[-1]))
-        return pre, post
-
-    def _backward_through_sigma(self, upstream, pre, post, out=None) -> torch.Tensor:
-        """``upstream * sigma'(pre)`` with PyTorch's own backward kernels (autograd's formulas)."""
-        name = self.model.activation
-        aten = torch.ops.aten
-        if name == "linear":
-            return upstream if out is None else out.copy_(upstream)
-        if name == "tanh":
-            if out is None:
-                return aten.tanh_backward(upstream, post)
-            return aten.tanh_backward.grad_input(upstream, post, grad_input=out)
-        slope = 0.0 if name == "relu" else self.model.negative_slope
-        if out is None:
-            return aten.leaky_relu_backward(upstream, pre, slope, False)
-        return aten.leaky_relu_backward.grad_input(upstream, pre, slope, False, grad_input=out)
 
     def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_train (S,), dL_train/dparams (S, P))``.
@@ -141,20 +107,16 @@ class _ClosedFormObjective:
             self._grad = torch.empty_like(params)
             self._grad_layers = self.layers(self._grad)
         layers, grads = self._layers, self._grad_layers
-        pre, post = self._forward(layers)
+        pre, post = [], []
+        product = self.model.forward(layers, pre=pre, post=post)
         size = params.shape[0]
-        flat = pre[-1].view(size, -1)
-        residual = self._contract(flat, self.train_operator).sub_(self.train_targets)  # (S, m)
-        train = residual.square().mean(-1)
-        if self.shared:
-            upstream = residual @ self.scaled_train_operator_t
-        else:
-            upstream = torch.bmm(residual.unsqueeze(1), self.scaled_train_operator_t).squeeze(1)
-        upstream = upstream.view(size, self.model.rows, self.model.cols)
+        train, residual = self.tensors.train_loss_and_residual(product.view(size, -1))  # (S,), (S, m)
+        upstream = self.tensors.train_gradient(residual).view(size, self.model.rows, self.model.cols)
+        backward = self.activation.backward
         for j in range(len(layers) - 1, 0, -1):
             torch.bmm(upstream, post[j - 1].transpose(1, 2), out=grads[j])
             upstream = torch.bmm(layers[j].transpose(1, 2), upstream)
-            upstream = self._backward_through_sigma(upstream, pre[j - 1], post[j - 1], grads[0] if j == 1 else None)
+            upstream = backward(upstream, pre[j - 1], post[j - 1], grads[0] if j == 1 else None)
         if len(layers) == 1:  # depth 1: the parameter is W itself
             grads[0].copy_(upstream)
         return train, self._grad
@@ -162,9 +124,7 @@ class _ClosedFormObjective:
     def losses(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_train, L_gen)``, each ``(S,)``."""
         size = params.shape[0]
-        flat = self.model.end_to_end(self.layers(params)).reshape(size, -1)
-        squared = (self._contract(flat, self.operator) - self.targets).square()
-        return squared[:, : self.num_train].mean(-1), squared[:, self.num_train :].mean(-1)
+        return self.tensors.losses(self.model.end_to_end(self.layers(params)).reshape(size, -1))
 
 
 class _AutogradObjective(_ClosedFormObjective):
@@ -183,16 +143,14 @@ def _as_list(problem) -> list[Problem]:
 
 
 def _objective_for(model, problems, device, dtype) -> _ClosedFormObjective:
-    tensors = [p.tensors(device, dtype) for p in problems]
     if all(p is problems[0] for p in problems):
-        operators, targets = tensors[0].operator, tensors[0].targets
+        tensors = problems[0].tensors(device, dtype)
     else:
-        operators = torch.stack([t.operator for t in tensors])  # (S, n, m + t)
-        targets = torch.stack([t.targets for t in tensors])  # (S, m + t)
+        tensors = ProblemTensors.stack([p.tensors(device, dtype) for p in problems])  # (S, n, m + t)
     kind = _ClosedFormObjective
-    if not isinstance(model.activation, str) or model.normalize:
+    if not model.activation_function.has_backward or model.normalize:
         kind = _AutogradObjective
-    return kind(model, operators, targets, tensors[0].num_train)
+    return kind(model, tensors)
 
 
 @dataclass

@@ -190,12 +190,13 @@ class _Tally:
 
 
 class _LossContraction:
-    """Train and generalization losses of a batch of draws as two small GEMMs.
+    """Train and generalization losses of a batch of draws, float32 where that is exact enough.
 
-    With ``O`` the ``(m + t, rows * cols)`` stacked flattened measurement and test
-    matrices and ``V`` the ``(rows * cols, n)`` draws, ``R = O V - b`` holds every
-    residual; ``M (R * R)`` with the ``(2, m + t)`` averaging matrix ``M`` gives both
-    losses.
+    The contraction is the task's (:meth:`ProblemTensors.batch_last_residuals` and
+    :meth:`ProblemTensors.batch_last_losses`): with ``O`` the ``(m + t, rows * cols)``
+    stacked flattened measurement and test matrices and ``V`` the ``(rows * cols, n)``
+    draws, ``R = O V - b`` holds every residual; ``M (R * R)`` with the ``(2, m + t)``
+    averaging matrix ``M`` gives both losses. This class only decides the precision.
 
     Float64 draws are contracted in float64. Float32 draws are contracted in float32
     (half the cost of casting them and contracting in float64), and every draw whose
@@ -213,28 +214,19 @@ class _LossContraction:
     FLOAT64_BELOW_EPS = 1e-6
 
     def __init__(self, problem: Problem, device: torch.device, eps: float) -> None:
-        tensors = problem.tensors(device, torch.float64)
-        self.operator_t = tensors.operator.T.contiguous()  # (m + t, rows * cols)
-        self.targets = tensors.targets.unsqueeze(1)  # (m + t, 1)
-        m, total = tensors.num_train, tensors.operator.shape[1]
-        averaging = torch.zeros(2, total, dtype=torch.float64, device=device)
-        averaging[0, :m] = 1.0 / m
-        averaging[1, m:] = 1.0 / (total - m)
-        self.averaging = averaging
+        # The task's contraction (ProblemTensors' batch-last GEMMs), in both precisions.
+        self.exact = problem.tensors(device, torch.float64)
+        self.fast = self.exact.to(torch.float32)
         self.candidate_below = 2.0 * eps
         self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS
-        self.operator_t32 = self.operator_t.to(torch.float32)
-        self.targets32 = self.targets.to(torch.float32)
-        self.averaging32 = averaging.to(torch.float32)
 
     def _float64(self, flat: torch.Tensor, workspace: Workspace | None) -> torch.Tensor:
         """Float64 ``(2, n)`` losses of flattened draws ``flat (rows * cols, n)``."""
         count = flat.shape[1]
         device = flat.device
         flat64 = scratch(workspace, "loss_flat", tuple(flat.shape), torch.float64, device).copy_(flat)
-        residual = scratch(workspace, "loss_residual", (self.operator_t.shape[0], count), torch.float64, device)
-        torch.addmm(self.targets, self.operator_t, flat64, alpha=1.0, beta=-1.0, out=residual)
-        return self.averaging @ residual.square_()
+        residual = scratch(workspace, "loss_residual", (self.exact.num_outputs, count), torch.float64, device)
+        return self.exact.batch_last_losses(self.exact.batch_last_residuals(flat64, out=residual))
 
     def __call__(self, draws: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
         """Losses of ``draws (n, rows, cols)``: a float64 ``(2, n)`` tensor, rows ``(train, gen)``.
@@ -250,10 +242,9 @@ class _LossContraction:
         if flat.dtype != torch.float32 or not self.float32_allowed:
             return self._float64(flat, workspace)
         device = flat.device
-        residual = scratch(workspace, "loss_residual32", (self.operator_t.shape[0], count), torch.float32, device)
-        torch.addmm(self.targets32, self.operator_t32, flat, alpha=1.0, beta=-1.0, out=residual)
-        losses32 = torch.mm(self.averaging32, residual.square_(),
-                            out=scratch(workspace, "loss_pair32", (2, count), torch.float32, device))
+        residual = scratch(workspace, "loss_residual32", (self.fast.num_outputs, count), torch.float32, device)
+        losses32 = self.fast.batch_last_losses(self.fast.batch_last_residuals(flat, out=residual),
+                                               out=scratch(workspace, "loss_pair32", (2, count), torch.float32, device))
         losses = scratch(workspace, "loss_pair", (2, count), torch.float64, device).copy_(losses32)
         candidates = torch.lt(losses32[0], self.candidate_below).nonzero().flatten()
         if candidates.numel():

@@ -16,7 +16,9 @@ import json
 import math
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -65,12 +67,27 @@ def _as_float64(name: str, value, ndim: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ProblemTensors:
-    """Flattened, stacked measurement matrices on one device, ready for contractions.
+    """The task's losses: flattened, stacked measurement matrices on one device, and the contractions.
+
+    Every loss in the package comes from here: a model's output ``W`` is flattened once
+    and contracted with the stacked operator (all ``<A_i, W>`` and ``<B, W>`` at once),
+    and the residuals against the targets become ``(L_train, L_gen)``. Two layouts:
+
+    * batch-first, ``flat (..., n)`` (GD, autograd, :meth:`Problem.losses`):
+      :meth:`losses`, and for GD's hand-written gradient :meth:`train_loss_and_residual`
+      and :meth:`train_gradient`;
+    * batch-last, ``flat (n, count)`` (G&C's samplers write each entry of ``W`` as a
+      contiguous vector over the draws): :meth:`batch_last_residuals` and
+      :meth:`batch_last_losses`, two GEMMs.
+
+    The operator may be stacked per run (:meth:`stack`): run ``s`` of a batch-first
+    ``flat (S, n)`` is then contracted with its own problem's operator.
 
     Attributes:
         operator: ``(n, m + t)`` matrix whose columns are the flattened ``A_i`` then
             the flattened ``B``; ``vec(W) @ operator`` gives all inner products at once.
-        targets: ``(m + t,)`` vector ``[b_train, b_test]``.
+            ``(S, n, m + t)`` when stacked.
+        targets: ``(m + t,)`` vector ``[b_train, b_test]``; ``(S, m + t)`` when stacked.
         num_train: ``m``.
     """
 
@@ -78,19 +95,93 @@ class ProblemTensors:
     targets: torch.Tensor
     num_train: int
 
+    @classmethod
+    def stack(cls, tensors: Sequence[ProblemTensors]) -> ProblemTensors:
+        """One operator per run, for problems of one shape (the runs of a GD batch)."""
+        if len({t.num_train for t in tensors}) != 1:
+            raise ProblemError("stacked problems must have the same number of measurements")
+        return cls(torch.stack([t.operator for t in tensors]), torch.stack([t.targets for t in tensors]),
+                   tensors[0].num_train)
+
+    def to(self, dtype: torch.dtype) -> ProblemTensors:
+        """The same tensors in ``dtype``."""
+        return ProblemTensors(self.operator.to(dtype), self.targets.to(dtype), self.num_train)
+
+    @property
+    def stacked(self) -> bool:
+        return self.operator.ndim == 3
+
+    @property
+    def num_outputs(self) -> int:
+        """``m + t``: measurements and basis matrices."""
+        return int(self.operator.shape[-1])
+
+    # ------------------------------------------------------------ batch-first
+    def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
+        if operator.ndim == 3:
+            return torch.bmm(flat.unsqueeze(1), operator).squeeze(1)
+        return flat @ operator
+
     def losses(self, flat_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and generalization losses of a batch of end-to-end matrices.
 
         Args:
             flat_weights: ``(..., rows * cols)`` flattened end-to-end matrices, in the
-                operator's dtype.
+                operator's dtype (``(S, rows * cols)`` when stacked).
 
         Returns:
             ``(train_loss, gen_loss)``, each of shape ``(...)``.
         """
-        residual = flat_weights @ self.operator - self.targets
+        residual = self._contract(flat_weights, self.operator) - self.targets
         squared = residual.square()
         return squared[..., : self.num_train].mean(-1), squared[..., self.num_train :].mean(-1)
+
+    @cached_property
+    def _train_operator(self) -> torch.Tensor:
+        return self.operator[..., : self.num_train].contiguous()
+
+    @cached_property
+    def _train_targets(self) -> torch.Tensor:
+        return self.targets[..., : self.num_train]
+
+    @cached_property
+    def _train_gradient_operator(self) -> torch.Tensor:
+        # (2/m) A^T: maps the train residual to dL_train/dvec(W).
+        return (self._train_operator.transpose(-1, -2) * (2.0 / self.num_train)).contiguous()
+
+    def train_loss_and_residual(self, flat_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train (...), r (..., m))`` with the train residual ``r = A vec(W) - y``.
+
+        Only the ``m`` training measurements are contracted (no basis: GD's steps).
+        """
+        residual = self._contract(flat_weights, self._train_operator).sub_(self._train_targets)
+        return residual.square().mean(-1), residual
+
+    def train_gradient(self, residual: torch.Tensor) -> torch.Tensor:
+        """``dL_train / dvec(W) = (2/m) A^T r`` from the train residual ``r (..., m)``: ``(..., n)``."""
+        return self._contract(residual, self._train_gradient_operator)
+
+    # ------------------------------------------------------------- batch-last
+    @cached_property
+    def _operator_t(self) -> torch.Tensor:
+        return self.operator.T.contiguous()  # (m + t, n)
+
+    @cached_property
+    def _averaging(self) -> torch.Tensor:
+        """``(2, m + t)``: row 0 averages the train outputs, row 1 the basis outputs."""
+        total, m = self.num_outputs, self.num_train
+        averaging = torch.zeros(2, total, dtype=self.operator.dtype, device=self.operator.device)
+        averaging[0, :m] = 1.0 / m
+        averaging[1, m:] = 1.0 / (total - m)
+        return averaging
+
+    def batch_last_residuals(self, flat: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``O vec(W) - b`` for batch-last ``flat (n, count)``: ``(m + t, count)``, one GEMM (into ``out``)."""
+        return torch.addmm(self.targets.unsqueeze(1), self._operator_t, flat, alpha=1.0, beta=-1.0, out=out)
+
+    def batch_last_losses(self, residual: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(2, count)`` losses, rows ``(train, gen)``, of ``residual (m + t, count)`` (squared in place)."""
+        return torch.mm(self._averaging, residual.square_(), out=out)
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,8 +19,8 @@ with ``L L^T = H^T H`` has exactly the law of the direct product.
   the cost is ``O(depth * rows * cols * min(rows, cols))`` per draw and the random
   numbers ``O(depth * min(rows, cols)^2 + rows * cols)``.
 * ``"layerwise"`` (any depth, named activation, either prior, width up to 32): the
-  direct product itself, computed batch-last; the same random numbers as ``direct``,
-  fewer and larger tensor operations.
+  direct product itself (the model's forward pass with a batch-last product kernel);
+  the same random numbers as ``direct``, fewer and larger tensor operations.
 * ``"gram"`` (depth 2, any named activation, Gaussian output layer, ``k > cols``).
   Draw ``H = sigma(W_1)``, form ``H^T H`` and its Cholesky factor, then draw the
   ``rows x cols`` matrix ``Z``: ``rows * cols`` normals instead of ``rows * k``.
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models import NORMALIZE_EPS, FactorizationModel
+from ..models import FactorizationModel
 from .base import PriorSampler, register_sampler
 from .random import bartlett_factor, chi_square
 from .workspace import Workspace, scratch
@@ -119,13 +119,6 @@ def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor) -> tuple[torch
     return lower, broken
 
 
-def _normalize_batch_last(product: torch.Tensor, model: FactorizationModel) -> torch.Tensor:
-    if model.normalize:
-        norm = product.square().sum((0, 1)).sqrt_()
-        product = product.div_(norm.add_(NORMALIZE_EPS))
-    return product
-
-
 # --------------------------------------------------------------------------- bartlett
 def _bartlett_supports(model: FactorizationModel) -> bool:
     return model.is_linear and model.depth >= 2 and model.prior == "gaussian"
@@ -170,7 +163,7 @@ def _bartlett_two_layers(model, in_dim, out_dim, scales, num_samples, generator,
     if model.rows < model.cols:
         transposed = scratch(workspace, "product_t", (in_dim, out_dim, num_samples), dtype, device)
         product = transposed.copy_(product.transpose(0, 1))  # (rows, cols, n)
-    return _normalize_batch_last(product, model).permute(2, 0, 1)
+    return model.normalize_output(product, (0, 1), in_place=True).permute(2, 0, 1)
 
 
 def _bartlett_draw(model, num_samples, generator, *, dtype, device, workspace: Workspace | None = None):
@@ -224,7 +217,7 @@ def _bartlett_chain(model, num_samples, generator, *, dtype, device, workspace: 
     if model.rows < model.cols:
         transposed = scratch(workspace, "product_t", (in_dim, out_dim, num_samples), dtype, device)
         product = transposed.copy_(product.transpose(0, 1))  # (rows, cols, n)
-    return _normalize_batch_last(product, model).permute(2, 0, 1)
+    return model.normalize_output(product, (0, 1), in_place=True).permute(2, 0, 1)
 
 
 def _bartlett_random_numbers(model: FactorizationModel) -> float:
@@ -283,7 +276,7 @@ def _gram_factor(model, num_samples, generator, *, dtype, device, workspace: Wor
     # transpose directly is the same as drawing W_1 and transposing.
     hidden = scratch(workspace, "hidden", (num_samples, cols, width), dtype, device)
     hidden.normal_(generator=generator).mul_(hidden_scale)
-    hidden = _sigma_in_place(model, hidden)
+    hidden = model.activation_function.in_place(hidden)
     gram = scratch(workspace, "gram", (num_samples, cols, cols), dtype, device)
     torch.bmm(hidden, hidden.transpose(1, 2), out=gram)  # (n, cols, cols) = H^T H
     gram_last = scratch(workspace, "gram_last", (cols, cols, num_samples), dtype, device)
@@ -311,25 +304,7 @@ def _gram_draw(model, num_samples, generator, *, dtype, device, workspace: Works
     gaussian.normal_(generator=generator).mul_(output_scale)
     out = scratch(workspace, "product", (model.rows, model.cols, num_samples), dtype, device)
     product = _times_lower_transpose(gaussian, lower, out)  # (rows, cols, n)
-    return _normalize_batch_last(product, model).permute(2, 0, 1)
-
-
-def _sigma_in_place(model: FactorizationModel, values: torch.Tensor) -> torch.Tensor:
-    """``model.sigma(values)``, in place for the named activations."""
-    name = model.activation
-    if name == "tanh":
-        if values.device.type == "cpu":
-            # tanh(x) = 2 sigmoid(2x) - 1: on CPU torch's sigmoid kernel is ~2.5x faster than its
-            # tanh (measured 1.2 vs 2.9 ns per float32 element, all four passes included), and
-            # tanh is the largest cost of a tanh draw after the normals. Max abs. difference
-            # from float64 tanh: 1.8e-7 (float32 tanh_: 3e-8); a test bounds it.
-            return values.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
-        return values.tanh_()
-    if name == "leaky_relu":
-        return torch.nn.functional.leaky_relu_(values, model.negative_slope)
-    if name == "relu":
-        return values.relu_()
-    return model.sigma(values)
+    return model.normalize_output(product, (0, 1), in_place=True).permute(2, 0, 1)
 
 
 def _gram_random_numbers(model: FactorizationModel) -> float:
@@ -385,8 +360,10 @@ def _layerwise_draw(model, num_samples, generator, *, dtype, device, workspace: 
     """The direct product ``W_d sigma(... sigma(W_1))``, computed batch-last.
 
     Every layer entry is an independent prior draw, all of them from one ``normal_``
-    (or ``uniform_``) call; the products are a few vectorized multiply-adds over
-    contiguous sample vectors instead of batched GEMMs of tiny matrices.
+    (or ``uniform_``) call. The forward pass is the model's own
+    (:meth:`FactorizationModel.forward`), given this layout's product kernel: a few
+    vectorized multiply-adds over contiguous sample vectors instead of batched GEMMs of
+    tiny matrices.
     """
     entries = scratch(workspace, "layer_entries", (model.num_parameters, num_samples), dtype, device)
     if model.prior == "gaussian":
@@ -398,14 +375,18 @@ def _layerwise_draw(model, num_samples, generator, *, dtype, device, workspace: 
         layers.append(entries[offset : offset + out * inp].view(out, inp, num_samples))
         offset += out * inp
     scales = model.layer_scales
-    # Layer j's scale is applied inside its product (``scale * Z_j h``), the first layer's up front.
-    hidden, parity = layers[0].mul_(scales[0]), 0
-    for layer, scale in zip(layers[1:], scales[1:]):
-        hidden = _sigma_in_place(model, hidden)
-        out = scratch(workspace, f"layerwise{parity}", (layer.shape[0], hidden.shape[1], num_samples), dtype, device)
-        hidden = _matmul_batch_last(layer, hidden, out, scale)
-        parity ^= 1
-    return _normalize_batch_last(hidden, model).permute(2, 0, 1)
+
+    def multiply(j: int, layer: torch.Tensor, activated: torch.Tensor) -> torch.Tensor:
+        # Layer j's scale is applied inside its product (``scale * Z_j h``); products
+        # alternate between two scratch buffers, so a product's input is never its output.
+        out = scratch(workspace, f"layerwise{(j - 1) % 2}", (layer.shape[0], activated.shape[1], num_samples),
+                      dtype, device)
+        return _matmul_batch_last(layer, activated, out, scales[j])
+
+    # The model's forward pass, batch-last: the first layer's scale up front, the in-place activation.
+    layers[0].mul_(scales[0])
+    product = model.forward(layers, activate=model.activation_function.in_place, multiply=multiply)
+    return model.normalize_output(product, (0, 1), in_place=True).permute(2, 0, 1)
 
 
 def _layerwise_bytes(model: FactorizationModel, dtype: torch.dtype) -> int:
