@@ -153,7 +153,8 @@ class FactorizationModel:
             pre.append(hidden)
         for j in range(1, len(weights)):
             activated = activate(hidden)
-            hidden = weights[j] @ activated if multiply is None else multiply(j, weights[j], activated)
+            # torch.matmul, not the @ operator: the same kernel without the operator's Python wrapper.
+            hidden = torch.matmul(weights[j], activated) if multiply is None else multiply(j, weights[j], activated)
             if post is not None:
                 post.append(activated)
             if pre is not None:

@@ -120,7 +120,7 @@ class ProblemTensors:
     def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
         if operator.ndim == 3:
             return torch.bmm(flat.unsqueeze(1), operator).squeeze(1)
-        return flat @ operator
+        return torch.matmul(flat, operator)
 
     def losses(self, flat_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and generalization losses of a batch of end-to-end matrices.
