@@ -214,3 +214,43 @@ def test_bad_run_arguments(sensing_problem, rectangular_problem):
         optimizer.run(rectangular_problem, model, 10)
     with pytest.raises(OptimizerError, match="one problem per seed"):
         optimizer.run_batch([sensing_problem, sensing_problem], model, 10, seeds=[0, 1, 2])
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("step_rule", ["gd", "group_rmsprop"])
+def test_both_ways_of_freezing_a_stopped_run_give_the_same_numbers(monkeypatch, step_rule, momentum):
+    """Small batches zero a stopped run's gradient with ``where``, large ones in place: same bits.
+
+    Run 1's gradient gets an infinite entry at step 7 and run 3's a NaN at step 12, so
+    both branches freeze diverged runs next to live ones.
+    """
+    from volumelab.optimizers import gradient
+
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(4)]
+    model = vl.FactorizationModel(5, 5, 8, 2, activation="tanh")
+    optimizer = vl.GradientDescent(lr=0.05, step_rule=step_rule, momentum=momentum, log_every=3)
+    original = _ClosedFormObjective.train_loss_and_gradient
+
+    def run(threshold: int) -> list:
+        steps = []
+
+        def faulty(self, params):
+            train, grad = original(self, params)
+            if len(steps) == 7:
+                grad[1, 3] = math.inf
+            if len(steps) == 12:
+                grad[3, 0] = math.nan
+            steps.append(None)
+            return train, grad
+
+        monkeypatch.setattr(_ClosedFormObjective, "train_loss_and_gradient", faulty)
+        monkeypatch.setattr(gradient, "_MASK_IN_PLACE_ABOVE", threshold)
+        return optimizer.run_batch(problems, model, 40, seeds=[0, 1, 2, 3])
+
+    in_place_runs, where_runs = run(0), run(10**9)  # 0: always in place; 10**9: always `where`
+    assert [r.status for r in in_place_runs] == ["completed", "diverged", "completed", "diverged"]
+    assert [r.metrics["diverged_at_step"] for r in in_place_runs] == [None, 7, None, 12]
+    for in_place, with_where in zip(in_place_runs, where_runs):
+        assert in_place.status == with_where.status
+        assert in_place.metrics == with_where.metrics
+        assert in_place.history == with_where.history

@@ -63,6 +63,9 @@ STEP_RULES = ("gd", "group_rmsprop")
 #: Steps between checks whether every run in a batch has stopped (a host sync).
 _CHECK_EVERY = 16
 
+#: Parameter count of a batch above which stopped runs' gradients are zeroed in place.
+_MASK_IN_PLACE_ABOVE = 4096
+
 
 class _ClosedFormObjective:
     """``L_train`` and its gradient for a named activation, by hand (no autograd).
@@ -167,6 +170,9 @@ class GDState:
         steps_done: ``(S,)`` active steps of each run.
         zero_row: ``(P,)`` zeros (the finiteness probe).
         step: Steps taken by the batch.
+        active_column: ``(S, 1)`` a view of ``active`` (made once: ``active`` changes in place).
+        zero: 0-d zero of the parameters' dtype.
+        mask_in_place: Zero stopped runs' gradients in place (large batches) or with ``where``.
     """
 
     params: torch.Tensor
@@ -178,6 +184,17 @@ class GDState:
     steps_done: torch.Tensor
     zero_row: torch.Tensor
     step: int = 0
+    active_column: torch.Tensor = None
+    zero: torch.Tensor = None
+    mask_in_place: bool = False
+
+    def __post_init__(self) -> None:
+        # Made once here: indexing or unsqueezing a tensor costs a microsecond a step.
+        self.active_column = self.active.unsqueeze(1)
+        self.zero = self.zero_row[0].clone()
+        # Measured on the 2-core CPU: `where` 2.6 us vs 4.1 us at 8 x 100 parameters,
+        # 10.4 us vs 6.5 us at 8 x 1600.
+        self.mask_in_place = self.params.numel() > _MASK_IN_PLACE_ABOVE
 
 
 class GDInfo(NamedTuple):
@@ -383,20 +400,25 @@ class GradientDescent:
         # 0 * x is 0 for finite x and NaN for infinite or NaN x, so the probe
         # <grad, 0> + 0 * loss is 0 exactly when both are finite, however large: an
         # exact test, and on small batches much cheaper than isfinite(grad).all(1).
-        zero = state.zero_row[0]
+        zero = state.zero
         probe = torch.linalg.vecdot(grad, state.zero_row).addcmul_(train, zero)
         active.logical_and_(probe == probe)
         # A stopped run's gradient is replaced (not multiplied: it may be non-finite) by
         # zero, and so is its momentum, so its update is exactly zero and none of its
-        # statistics can turn non-finite: it stays frozen.
-        grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(active.unsqueeze(1))
+        # statistics can turn non-finite: it stays frozen. An active run's gradient is
+        # finite (the probe), so it passes unchanged. Both forms give the same numbers;
+        # `where` is cheaper on small batches, the two in-place passes on large ones.
+        if state.mask_in_place:
+            grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(state.active_column)
+        else:
+            grad = torch.where(state.active_column, grad, zero)
         context = StepContext(state.step, active, state.params, state.objective)
         update, state.transform_state = state.transform.update(Update(grad), state.transform_state, context)
         if update.factor is None:
             state.params.sub_(update.direction)
         else:
             state.params.addcmul_(update.direction, update.factor, value=-1.0)
-        state.steps_done += active
+        state.steps_done.add_(active)
         state.step += 1
         return state, GDInfo(train)
 
