@@ -1,15 +1,28 @@
-"""G&C before and after a change, in one run: throughput and results on fixed instances.
+"""G&C and GD before and after a change, in one run: throughput and results on fixed instances.
 
 Checks out ``--before`` (a commit) into a temporary folder and measures it next to the
 working tree, alternating the two in separate processes so both see the same machine
-state. For each configuration it reports the median draws/s of each side, their ratio,
-and whether a fixed-seed run gives the same numbers (accepted count, G&C and prior
-generalization loss) on both.
+state. Each configuration gives one row of the output JSON, with ``kind`` saying which:
+
+* ``"gnc"`` (unit ``draws/s``): one :class:`volumelab.GuessCheck` run per process, after a
+  loose-eps warm-up. Fixed-seed numbers compared: accepted count, G&C and prior
+  generalization loss.
+* ``"gd"`` (unit ``steps/s``; one step advances all 8 runs of the batch):
+  :meth:`volumelab.GradientDescent.run_batch` at the paper's GD settings (``group_rmsprop``,
+  lr 1e-3, init scale 1e-3, one sensing problem per seed, seeds 0-7) on one torch thread.
+  Each process warms up with a 200-step batch, then times ``GD_BLOCKS`` batches of
+  ``GD_STEPS`` steps and reports their median (a single-process median is much less noisy
+  on a small shared machine than one long timing). Fixed-seed numbers compared: the final
+  ``gen_loss`` of each of the 8 runs.
+
+For each row it reports the median rate of each side (over ``--repeats`` processes), all
+the rates, their ratio after/before, and whether the fixed-seed numbers are the same on both.
 
     python benchmarks/compare_commits.py --before HEAD~3 --out benchmarks/results/compare/NAME.json
+    python benchmarks/compare_commits.py --before HEAD~3 --only gd --repeats 3
 
-A configuration whose sampler changed on purpose (e.g. a fix that alters the draws)
-is expected to differ in its numbers; its throughput still has to hold.
+A configuration whose sampler or step changed on purpose (e.g. a fix that alters the
+draws) is expected to differ in its numbers; its throughput still has to hold.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: (name, model keyword arguments, eps, draws for timing)
+#: G&C: (name, model keyword arguments, eps, draws for timing)
 CONFIGURATIONS = [
     ("linear d2 k5", dict(width=5, depth=2, activation="linear"), 0.02, 1 << 23),
     ("linear d2 k160", dict(width=160, depth=2, activation="linear"), 0.02, 1 << 23),
@@ -38,6 +51,19 @@ CONFIGURATIONS = [
     ("relu d2 k6 (gram, singular Grams)", dict(width=6, depth=2, activation="relu"), 0.05, 1 << 21),
     ("tanh d10 k5 normalized (layerwise)", dict(width=5, depth=10, activation="tanh", normalize=True), 0.01, 1 << 21),
 ]
+
+#: GD: (name, model keyword arguments, momentum)
+GD_CONFIGURATIONS = [
+    ("GD rmsprop d2 k5", dict(width=5, depth=2, activation="linear"), 0.0),
+    ("GD rmsprop d2 k40", dict(width=40, depth=2, activation="linear"), 0.0),
+    ("GD rmsprop d2 k160", dict(width=160, depth=2, activation="linear"), 0.0),
+    ("GD rmsprop+momentum d2 k5 tanh", dict(width=5, depth=2, activation="tanh"), 0.9),
+    ("GD rmsprop d10 k5 tanh", dict(width=5, depth=10, activation="tanh"), 0.0),
+]
+GD_SEEDS = 8  # one problem per seed, seeds range(GD_SEEDS)
+GD_WARMUP_STEPS = 200
+GD_STEPS = 1000  # steps per timed block
+GD_BLOCKS = 5  # timed blocks per process; the process reports their median
 
 _WORKER = r"""
 import json, sys, time
@@ -57,19 +83,102 @@ print(json.dumps({"rate": draws / seconds, "sampler": result.diagnostics.get("sa
                   "accepted": m["accepted"], "gen_loss": m["gen_loss"], "prior_gen_loss": m["prior_gen_loss"]}))
 """
 
+_GD_WORKER = r"""
+import json, statistics, sys, time
+import torch
+import volumelab as vl
+name, kwargs, momentum, runs, warmup, steps, blocks = json.loads(sys.argv[1])
+torch.set_num_threads(1)
+seeds = list(range(runs))
+problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in seeds]
+model = vl.FactorizationModel(5, 5, kwargs["width"], kwargs["depth"], kwargs["activation"])
+gd = vl.GradientDescent(lr=1e-3, init_scale=1e-3, step_rule="group_rmsprop", momentum=momentum)
+gd.run_batch(problems, model, warmup, seeds=seeds)  # warm-up: every code path runs once
+rates, losses = [], []
+for _ in range(blocks):
+    start = time.perf_counter()
+    results = gd.run_batch(problems, model, steps, seeds=seeds)
+    seconds = time.perf_counter() - start
+    rates.append(steps / seconds)
+    losses.append([r.metrics["gen_loss"] for r in results])
+print(json.dumps({"rate": statistics.median(rates), "block_rates": rates, "gen_loss": losses[-1],
+                  "deterministic": all(loss == losses[-1] for loss in losses)}))
+"""
+
+
+def _run_worker(src: Path, code: str, arguments: list) -> dict:
+    environment = dict(os.environ, PYTHONPATH=str(src))
+    output = subprocess.run([sys.executable, "-c", code, json.dumps(arguments)],
+                            env=environment, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
 
 def _measure(src: Path, configuration, seed: int) -> dict:
     name, kwargs, eps, draws = configuration
-    environment = dict(os.environ, PYTHONPATH=str(src))
-    output = subprocess.run([sys.executable, "-c", _WORKER, json.dumps([name, kwargs, eps, draws, seed])],
-                            env=environment, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return _run_worker(src, _WORKER, [name, kwargs, eps, draws, seed])
+
+
+def _measure_gd(src: Path, configuration) -> dict:
+    name, kwargs, momentum = configuration
+    return _run_worker(src, _GD_WORKER, [name, kwargs, momentum, GD_SEEDS, GD_WARMUP_STEPS, GD_STEPS, GD_BLOCKS])
+
+
+def _alternate(sides: dict, repeats: int, measure) -> dict:
+    runs = {side: [] for side in sides}
+    for _ in range(repeats):
+        for side, src in sides.items():  # alternate, so both see the same machine state
+            runs[side].append(measure(src))
+    return runs
+
+
+def _gnc_row(sides: dict, configuration, repeats: int) -> dict:
+    runs = _alternate(sides, repeats, lambda src: _measure(src, configuration, seed=1))
+    row = {"kind": "gnc", "unit": "draws/s", "configuration": configuration[0], "draws": configuration[3]}
+    for side in sides:
+        rates = [r["rate"] for r in runs[side]]
+        last = runs[side][-1]
+        row[side] = {"median_draws_per_s": statistics.median(rates), "rates": rates,
+                     **{k: last[k] for k in ("sampler", "accepted", "gen_loss", "prior_gen_loss")}}
+    row["ratio_after_over_before"] = (row["after"]["median_draws_per_s"]
+                                      / row["before"]["median_draws_per_s"])
+    row["same_numbers"] = all(row["before"][k] == row["after"][k]
+                              for k in ("accepted", "gen_loss", "prior_gen_loss"))
+    print(f"{row['configuration']:38s} before {row['before']['median_draws_per_s'] / 1e6:6.2f}M/s  "
+          f"after {row['after']['median_draws_per_s'] / 1e6:6.2f}M/s  "
+          f"ratio {row['ratio_after_over_before']:.3f}  same numbers: {row['same_numbers']}",
+          flush=True)
+    return row
+
+
+def _gd_row(sides: dict, configuration, repeats: int) -> dict:
+    name, kwargs, momentum = configuration
+    runs = _alternate(sides, repeats, lambda src: _measure_gd(src, configuration))
+    row = {"kind": "gd", "unit": "steps/s", "configuration": name, "model": kwargs, "momentum": momentum,
+           "runs_per_batch": GD_SEEDS, "steps": GD_STEPS, "blocks": GD_BLOCKS}
+    for side in sides:
+        rates = [r["rate"] for r in runs[side]]  # one per process: the median of its blocks
+        last = runs[side][-1]
+        row[side] = {"median_steps_per_s": statistics.median(rates), "rates": rates,
+                     "block_rates": [r["block_rates"] for r in runs[side]],
+                     "gen_loss": last["gen_loss"],
+                     "deterministic": all(r["deterministic"] and r["gen_loss"] == last["gen_loss"]
+                                          for r in runs[side])}
+    row["ratio_after_over_before"] = (row["after"]["median_steps_per_s"]
+                                      / row["before"]["median_steps_per_s"])
+    row["same_numbers"] = row["before"]["gen_loss"] == row["after"]["gen_loss"]
+    print(f"{name:38s} before {row['before']['median_steps_per_s']:8.0f}/s  "
+          f"after {row['after']['median_steps_per_s']:8.0f}/s  "
+          f"ratio {row['ratio_after_over_before']:.3f}  same numbers: {row['same_numbers']}",
+          flush=True)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", required=True, help="commit to compare the working tree with")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
+    parser.add_argument("--only", choices=("gnc", "gd", "all"), default="all",
+                        help="which configurations to measure (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compare" / "compare_commits.json")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", args.before], cwd=ROOT, capture_output=True, text=True,
@@ -80,26 +189,12 @@ def main() -> None:
         try:
             sides = {"before": Path(folder) / "src", "after": ROOT / "src"}
             rows = []
-            for configuration in CONFIGURATIONS:
-                runs = {side: [] for side in sides}
-                for _ in range(args.repeats):
-                    for side, src in sides.items():  # alternate, so both see the same machine state
-                        runs[side].append(_measure(src, configuration, seed=1))
-                row = {"configuration": configuration[0], "draws": configuration[3]}
-                for side in sides:
-                    rates = [r["rate"] for r in runs[side]]
-                    last = runs[side][-1]
-                    row[side] = {"median_draws_per_s": statistics.median(rates), "rates": rates,
-                                 **{k: last[k] for k in ("sampler", "accepted", "gen_loss", "prior_gen_loss")}}
-                row["ratio_after_over_before"] = (row["after"]["median_draws_per_s"]
-                                                  / row["before"]["median_draws_per_s"])
-                row["same_numbers"] = all(row["before"][k] == row["after"][k]
-                                          for k in ("accepted", "gen_loss", "prior_gen_loss"))
-                rows.append(row)
-                print(f"{row['configuration']:38s} before {row['before']['median_draws_per_s'] / 1e6:6.2f}M/s  "
-                      f"after {row['after']['median_draws_per_s'] / 1e6:6.2f}M/s  "
-                      f"ratio {row['ratio_after_over_before']:.3f}  same numbers: {row['same_numbers']}",
-                      flush=True)
+            if args.only in ("gnc", "all"):
+                for configuration in CONFIGURATIONS:
+                    rows.append(_gnc_row(sides, configuration, args.repeats))
+            if args.only in ("gd", "all"):
+                for configuration in GD_CONFIGURATIONS:
+                    rows.append(_gd_row(sides, configuration, args.repeats))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", folder], cwd=ROOT, check=False,
                            capture_output=True)
@@ -108,7 +203,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"before": commit, "machine": {"cpu": cpu, "cores": os.cpu_count(),
                                                                   "python": platform.python_version()},
-                                    "repeats": args.repeats, "rows": rows}, indent=1), encoding="utf-8")
+                                    "repeats": args.repeats, "only": args.only, "rows": rows}, indent=1),
+                        encoding="utf-8")
     print(f"wrote {args.out}")
 
 

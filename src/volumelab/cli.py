@@ -20,9 +20,9 @@ import click
 from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
-from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel
+from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
-from .problems import Problem, load_problem, make_problem
+from .problems import DATASETS, LOSSES, Problem, load_problem, make_problem, make_supervised
 from .samplers import available_samplers
 
 logger = logging.getLogger("volumelab")
@@ -86,9 +86,16 @@ def _format(value, stderr=None, digits=4) -> str:
     return text
 
 
+MODEL_FAMILIES = ("factorization", "mlp")
+
+
 def problem_options(func):
-    """``--problem P.npz`` or the generation flags of ``problem make``."""
+    """``--model``, and ``--problem P.npz`` or the generation flags of a matrix or a supervised problem."""
     options = [
+        click.option("--model", "family", type=click.Choice(MODEL_FAMILIES), default="factorization",
+                     show_default=True,
+                     help="Model family: a deep matrix factorization on a matrix problem, or an MLP "
+                          "f(x) = W_d s(... s(W_1 x)) on supervised data (--data).", ),
         click.option("--problem", "problem_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Problem file (.npz). Without it, one is generated from the flags below."),
         click.option("--task", type=click.Choice(["sensing", "completion"]), default=None,
@@ -101,35 +108,72 @@ def problem_options(func):
                      help="Number of measurements m [default: 15]."),
         click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Frobenius norm of W* [default: 1]."),
+        click.option("--data", type=click.Choice(DATASETS), default=None,
+                     help="With --model mlp: the data set [default: teacher]: a random tanh teacher on "
+                          "Gaussian inputs, or one bundled with scikit-learn (two digits, 3 vs 8)."),
+        click.option("--train", "num_train", type=CountType(), default=None,
+                     help="With --model mlp: training points [default: 100]; the rest (1000 for the teacher) test."),
+        click.option("--loss", type=click.Choice(LOSSES), default=None,
+                     help="With --model mlp: squared (regression) or logistic (labels -1/+1) "
+                          "[default: logistic for digits and breast_cancer, else squared]."),
     ]
     for option in reversed(options):
         func = option(func)
 
     @functools.wraps(func)
-    def wrapper(*args, problem_path, task, rows, cols, rank, measurements, norm, seed, **kwargs):
-        generation = {"task": task, "rows": rows, "cols": cols, "rank": rank,
-                      "measurements": measurements, "norm": norm}
+    def wrapper(*args, family, problem_path, task, rows, cols, rank, measurements, norm, data, num_train, loss,
+                seed, **kwargs):
+        matrix = {"task": task, "rows": rows, "cols": cols, "rank": rank, "measurements": measurements,
+                  "norm": norm}
+        supervised = {"data": data, "train": num_train, "loss": loss}
+        wrong = [f"--{k}" for k, v in (supervised if family == "factorization" else matrix).items() if v is not None]
+        if wrong:
+            need = "--model mlp" if family == "factorization" else "--model factorization"
+            raise click.UsageError(f"{', '.join(wrong)} need(s) {need}")
         if problem_path is not None:
-            given = [f"--{k}" for k, v in generation.items() if v is not None]
+            given = [f"--{k}" for k, v in {**matrix, **supervised}.items() if v is not None]
             if given:
                 raise click.UsageError(f"--problem cannot be combined with {', '.join(given)}")
             problem = load_problem(problem_path)
+        elif family == "mlp":
+            problem = make_supervised(data or "teacher", num_train or 100, seed=seed, loss=loss)
         else:
             problem = make_problem(
                 task or "sensing", rows or 5, cols or 5, rank or 1, measurements or 15,
                 seed=seed, norm=norm or 1.0,
             )
-        return func(*args, problem=problem, seed=seed, **kwargs)
+        return func(*args, family=family, problem=problem, seed=seed, **kwargs)
 
     return wrapper
+
+
+def _build_model(family: str, problem, width: int, depth: int, activation: str | None, negative_slope: float,
+                 **prior_options) -> FactorizationModel | MLPModel:
+    """The model of ``family`` shaped for ``problem``; a usage error when they do not fit."""
+    if family == "mlp":
+        if getattr(problem, "task", None) != "supervised":
+            raise click.UsageError("--model mlp needs a supervised problem (a --problem file of one, or --data)")
+        if prior_options.get("normalize"):
+            raise click.UsageError("--normalize applies to --model factorization only")
+        scaling = prior_options.get("scaling")
+        if scaling not in (None, "fan_in"):
+            raise click.UsageError(f"--scaling {scaling} applies to --model factorization; an MLP's prior is fan_in")
+        return MLPModel(problem.num_features, width, depth, activation or "relu",
+                        prior=prior_options.get("prior") or "gaussian", negative_slope=negative_slope)
+    if getattr(problem, "task", None) == "supervised":
+        raise click.UsageError("this problem file is a supervised problem: use --model mlp")
+    return FactorizationModel(problem.rows, problem.cols, width, depth, activation or "linear",
+                              prior_options.get("prior") or "gaussian", prior_options.get("scaling") or "paper",
+                              bool(prior_options.get("normalize")), negative_slope)
 
 
 def model_options(func):
     options = [
         click.option("--width", type=click.IntRange(min=1), required=True, help="Hidden width k."),
         click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True, help="Depth d."),
-        click.option("--activation", type=click.Choice(ACTIVATIONS), default="linear", show_default=True,
-                     help="Activation between layers (leaky_relu: slope --negative-slope)."),
+        click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+                     help="Activation between layers (leaky_relu: slope --negative-slope) "
+                          "[default: linear for a factorization, relu for an MLP]."),
         click.option("--negative-slope", type=float, default=0.2, show_default=True,
                      help="Slope of leaky_relu for negative inputs."),
     ]
@@ -166,10 +210,10 @@ def cli(verbose: int) -> None:
 @model_options
 @click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True,
               help="Distribution P of the weights: standard normal or uniform on [-1, 1].")
-@click.option("--scaling", type=click.Choice(SCALINGS), default="paper", show_default=True,
+@click.option("--scaling", type=click.Choice(SCALINGS), default=None,
               help="paper: hidden layers P/sqrt(width), output layer P/sqrt(rows); "
-                   "fan_in: every layer P/sqrt(its fan-in).")
-@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm.")
+                   "fan_in: every layer P/sqrt(its fan-in) [default: paper; an MLP's is fan_in].")
+@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm (factorization only).")
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
               help="Accept draws with L_train < eps.")
 @click.option("--samples", type=CountType(), required=True, help="Number of prior draws N (e.g. 1000000 or 1e6).")
@@ -177,11 +221,11 @@ def cli(verbose: int) -> None:
               help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
 @click.option("--batch-size", type=CountType(), default=None,
               help="Draws per batch: memory only, never the result [default: from free memory].")
-def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
+def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
         normalize, eps, samples, sampler, batch_size) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
-    model = FactorizationModel(problem.rows, problem.cols, width, depth, activation, prior, scaling,
-                               normalize, negative_slope)
+    model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
+                         normalize=normalize)
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
                            progress=_show_progress(as_json))
     result = optimizer.run(problem, model, samples, seed=seed)
@@ -205,15 +249,14 @@ def gnc(problem: Problem, seed, device, as_json, width, depth, activation, negat
               help="Stop once L_train falls below this.")
 @click.option("--history", is_flag=True,
               help="With --json: include the loss history (train and gen. loss every log interval).")
-def gd(problem: Problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
+def gd(family, problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
        step_rule, momentum, threshold, history) -> None:
     """Full-batch gradient descent from small initialization."""
     if step_rule == "momentum":
         step_rule, beta = "gd", 0.9 if momentum is None else momentum
     else:
         beta = momentum or 0.0
-    model = FactorizationModel(problem.rows, problem.cols, width, depth, activation,
-                               negative_slope=negative_slope)
+    model = _build_model(family, problem, width, depth, activation, negative_slope)
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
     optimizer = GradientDescent(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
@@ -232,29 +275,36 @@ def _rate_text(metrics: dict) -> str:
     return f"rate {_format(metrics['acceptance_rate'])} (95% interval {low:.3g} to {high:.3g})"
 
 
-def _report(result: RunResult, problem: Problem, model: FactorizationModel, as_json: bool,
-            include_history: bool = False) -> None:
+def _report(result: RunResult, problem, model, as_json: bool, include_history: bool = False) -> None:
     if as_json:
         payload = result.to_dict(include_history=include_history)
         payload["model"] = model.describe()
-        payload["problem"] = {"task": problem.task, "rows": problem.rows, "cols": problem.cols,
-                              "measurements": problem.num_measurements, **problem.metadata}
+        payload["problem"] = problem.summary()
         _echo_json(payload)
         return
     metrics, errors = result.metrics, result.standard_errors
-    click.echo(f"{problem!r}; model width={model.width} depth={model.depth} activation={model.activation_name}")
+    click.echo(f"{problem!r}; model {model.family} width={model.width} depth={model.depth} "
+               f"activation={model.activation_name}")
+    loss_name = "test loss" if model.family == "mlp" else "generalization loss"
     if result.method == "gnc":
         click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
                    f"{_rate_text(metrics)}")
-        click.echo(f"G&C generalization loss:   {_format(metrics['gen_loss'], errors['gen_loss'])}")
-        click.echo(f"prior (chance) gen. loss:  {_format(metrics['prior_gen_loss'], errors['prior_gen_loss'])}")
+        click.echo(f"G&C {loss_name}:".ljust(27) + _format(metrics['gen_loss'], errors['gen_loss']))
+        click.echo(f"prior (chance) {'test loss' if model.family == 'mlp' else 'gen. loss'}:".ljust(27)
+                   + _format(metrics['prior_gen_loss'], errors['prior_gen_loss']))
+        if "test_error" in metrics:
+            click.echo("G&C test error:".ljust(27) + _format(metrics["test_error"], errors.get("test_error")))
+            click.echo("prior test error:".ljust(27)
+                       + _format(metrics["prior_test_error"], errors.get("prior_test_error")))
         if result.status == "no_acceptance":
             click.echo(f"no draw was accepted (smallest L_train {metrics['min_train_loss']:.4g}); "
                        "raise --samples or --eps")
     else:
         click.echo(f"GD ({result.diagnostics['optimizer']}) {result.status} after {metrics['steps']:,} steps")
         click.echo(f"train loss:           {_format(metrics['train_loss'])}")
-        click.echo(f"generalization loss:  {_format(metrics['gen_loss'])}")
+        click.echo(f"{loss_name}:".ljust(22) + _format(metrics['gen_loss']))
+        if "test_error" in metrics:
+            click.echo("test error:".ljust(22) + _format(metrics["test_error"]))
 
 
 @cli.group()

@@ -210,7 +210,7 @@ def test_bad_run_arguments(sensing_problem, rectangular_problem):
     optimizer = vl.GradientDescent(lr=1e-2)
     with pytest.raises(OptimizerError, match="number of steps"):
         optimizer.run(sensing_problem, model, -1)
-    with pytest.raises(OptimizerError, match="model is 5x5 but a problem is 4x6"):
+    with pytest.raises(OptimizerError, match="model is 5x5 but the problem is 4x6"):
         optimizer.run(rectangular_problem, model, 10)
     with pytest.raises(OptimizerError, match="one problem per seed"):
         optimizer.run_batch([sensing_problem, sensing_problem], model, 10, seeds=[0, 1, 2])

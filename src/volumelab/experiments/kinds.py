@@ -5,9 +5,13 @@ it) and one build function; the sweep code builds every problem and model throug
 them, so a new kind (a supervised problem, an MLP) is one more registration:
 
 * problems: ``sensing`` and ``completion`` (generated from a seed; the default kind is
-  ``sensing``, and ``task:`` is still read as ``kind:``) and ``file`` (a ``.npz``
+  ``sensing``, and ``task:`` is still read as ``kind:``), ``supervised`` (a data set
+  split from a seed, :func:`volumelab.problems.make_supervised`) and ``file`` (a ``.npz``
   problem, its path relative to the sweep file's folder);
-* models: ``factorization`` (the default).
+* models: ``factorization`` (the default) and ``mlp``.
+
+A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
+problem, ``(1, features)`` (one output, the input dimension) of a supervised one.
 
 A kind also says what of its settings enters the results store's key (``key``): the
 kinds that existed before kinds did keep the key they had, so stored rows keep theirs.
@@ -24,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from ..models import ACTIVATIONS, PRIORS, SCALINGS
+from ..models import ACTIVATIONS, MLP_SCALINGS, PRIORS, SCALINGS
+from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
 __all__ = [
@@ -33,6 +38,8 @@ __all__ = [
     "FactorizationConfig",
     "FileProblemConfig",
     "GeneratedProblemConfig",
+    "MLPConfig",
+    "SupervisedProblemConfig",
     "ModelKind",
     "ProblemKind",
     "build_model",
@@ -263,9 +270,16 @@ class FileProblemConfig(Strict):
         return str(path)
 
 
+def _shape_of(problem) -> tuple[int, int]:
+    """What a model is built for: ``(rows, cols)`` of a matrix problem, ``(1, features)`` of a supervised one."""
+    if getattr(problem, "task", None) == "supervised":
+        return (1, problem.num_features)
+    return (problem.rows, problem.cols)
+
+
 register_problem_kind(ProblemKind(
     "file", FileProblemConfig, lambda settings, seed: _load(settings.path)[0],
-    shape=lambda settings: (_load(settings.path)[0].rows, _load(settings.path)[0].cols),
+    shape=lambda settings: _shape_of(_load(settings.path)[0]),
     key=lambda settings: {"kind": "file", "sha256": _load(settings.path)[1]}, seeded=False))
 
 
@@ -294,3 +308,57 @@ register_model_kind(ModelKind(
     # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
     size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
     key=lambda settings: settings.model_dump(exclude={"kind"})))
+
+
+# ------------------------------------------------------------------ supervised
+#: Input dimension of the data sets bundled with scikit-learn (digits: 8 x 8 pixels).
+BUNDLED_FEATURES = {"digits": 64, "breast_cancer": 30, "diabetes": 10}
+
+
+class SupervisedProblemConfig(Strict):
+    """A supervised data set, split and standardized from the seed (see :func:`volumelab.problems.make_supervised`)."""
+
+    kind: Literal["supervised"] = "supervised"
+    data: Literal[DATASETS] = "teacher"  # type: ignore[valid-type]
+    train: Count = Field(100, ge=1)
+    test: Count | None = Field(None, ge=1)
+    loss: Literal[LOSSES] | None = None  # type: ignore[valid-type]
+    features: Count = Field(10, ge=1)
+    teacher_width: Count = Field(4, ge=1)
+    noise: float = Field(0.0, ge=0)
+
+
+def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
+    from ..problems import make_supervised
+
+    return make_supervised(settings.data, settings.train, seed=seed, loss=settings.loss, num_test=settings.test,
+                           num_features=settings.features, teacher_width=settings.teacher_width, noise=settings.noise)
+
+
+register_problem_kind(ProblemKind(
+    "supervised", SupervisedProblemConfig, _build_supervised,
+    shape=lambda settings: (1, settings.features if settings.data == "teacher" else BUNDLED_FEATURES[settings.data])))
+
+
+# ------------------------------------------------------------------ mlp
+class MLPConfig(Strict):
+    """A deep MLP with one output and the standard prior (see :class:`volumelab.models.MLPModel`)."""
+
+    kind: Literal["mlp"] = "mlp"
+    width: Count = Field(32, ge=1)
+    depth: Count = Field(2, ge=1)
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
+    scaling: Literal[MLP_SCALINGS] = "fan_in"  # type: ignore[valid-type]
+    negative_slope: float = 0.2
+
+
+def _build_mlp(settings: MLPConfig, shape: tuple[int, int]):
+    from ..models import MLPModel
+
+    return MLPModel(shape[1], **settings.model_dump(exclude={"kind"}))
+
+
+register_model_kind(ModelKind(
+    "mlp", MLPConfig, _build_mlp,
+    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width))

@@ -36,6 +36,9 @@ def _prior_row(result: RunResult) -> tuple[str, dict, dict]:
                "samples": result.metrics.get("samples")}
     errors = {"gen_loss": result.standard_errors.get("prior_gen_loss"),
               "train_loss": result.standard_errors.get("prior_train_loss")}
+    if "prior_test_error" in result.metrics:  # a classification task
+        metrics["test_error"] = result.metrics["prior_test_error"]
+        errors["test_error"] = result.standard_errors.get("prior_test_error")
     return "ok", metrics, errors
 
 
@@ -54,12 +57,12 @@ GNC = register_method(MethodSpec(
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     columns=(Column("prior_gen_loss"), Column("accepted", dtype="count"), Column("samples", dtype="count"),
              Column("acceptance_rate"), Column("acceptance_rate_low"), Column("acceptance_rate_high"),
-             Column("eps", source="setting")),
+             Column("eps", source="setting"), Column("test_error"), Column("prior_test_error")),
     extra_rows=(ExtraRows(
         type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
         role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,
                                           "linestyle": "--"},
-        columns=(Column("samples", dtype="count"), Column("eps", source="setting"))),),
+        columns=(Column("samples", dtype="count"), Column("eps", source="setting"), Column("test_error"))),),
     no_loss="accepted nothing",
     count_column=CountColumn("accepted", "{label} accepted (median) / seeds without acceptance"),
 ))
@@ -89,6 +92,6 @@ GD = register_method(MethodSpec(
     label="GD",
     style={"color": "#d62728", "marker": "s", "linestyle": "-"},
     columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
-             Column("momentum", source="setting")),
+             Column("momentum", source="setting"), Column("test_error")),
     no_loss="diverged",
 ))

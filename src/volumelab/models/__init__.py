@@ -1,11 +1,16 @@
-"""Factorization models, activations, normalization and priors."""
+"""Model families (factorization, MLP), activations, normalization and priors."""
 
 from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
+from .layers import LayeredModel
+from .mlp import MLP_SCALINGS, MLPModel
 
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "LayeredModel",
+    "MLPModel",
+    "MLP_SCALINGS",
     "NORMALIZE_EPS",
     "PRIORS",
     "SCALINGS",

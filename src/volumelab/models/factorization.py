@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelError
-from .activations import ACTIVATIONS, Activation, activation_for
+from .activations import ACTIVATIONS, activation_for
+from .layers import LayeredModel
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
@@ -38,7 +39,7 @@ SCALINGS = ("paper", "fan_in")
 
 
 @dataclass(frozen=True)
-class FactorizationModel:
+class FactorizationModel(LayeredModel):
     """A deep factorization ``rows x cols`` of width ``k`` and depth ``d``, with its prior.
 
     Attributes:
@@ -81,15 +82,6 @@ class FactorizationModel:
 
     # ----------------------------------------------------------------- structure
     @property
-    def activation_function(self) -> Activation:
-        """The activation's value, in-place form and backward (:mod:`volumelab.models.activations`)."""
-        return self._activation_function
-
-    @property
-    def activation_name(self) -> str:
-        return self._activation_function.name
-
-    @property
     def is_linear(self) -> bool:
         """True when the activation is the identity (only the named ``"linear"``)."""
         return self.activation == "linear" or self.depth == 1
@@ -103,10 +95,6 @@ class FactorizationModel:
         return ((k, self.cols),) + ((k, k),) * (self.depth - 2) + ((self.rows, k),)
 
     @property
-    def num_parameters(self) -> int:
-        return sum(out * inp for out, inp in self.layer_shapes)
-
-    @property
     def layer_scales(self) -> tuple[float, ...]:
         """Standard multiplier of the prior's ``P`` for each layer (docs/design.md, "Prior")."""
         shapes = self.layer_shapes
@@ -116,10 +104,6 @@ class FactorizationModel:
         return (hidden,) * (len(shapes) - 1) + (1.0 / math.sqrt(self.rows),)
 
     # ------------------------------------------------------------------- forward
-    def sigma(self, x: torch.Tensor) -> torch.Tensor:
-        """The elementwise activation, out of place."""
-        return self._activation_function(x)
-
     def forward(
         self,
         weights: Sequence[torch.Tensor],
@@ -144,22 +128,7 @@ class FactorizationModel:
             pre: When given, receives ``a_1, ..., a_d`` (pre-activations; ``a_d`` unnormalized).
             post: When given, receives ``sigma(a_1), ..., sigma(a_{d-1})``.
         """
-        if len(weights) != self.depth:
-            raise ModelError(f"expected {self.depth} weight matrices, got {len(weights)}")
-        if activate is None:
-            activate = self._activation_function
-        hidden = weights[0]
-        if pre is not None:
-            pre.append(hidden)
-        for j in range(1, len(weights)):
-            activated = activate(hidden)
-            # torch.matmul, not the @ operator: the same kernel without the operator's Python wrapper.
-            hidden = torch.matmul(weights[j], activated) if multiply is None else multiply(j, weights[j], activated)
-            if post is not None:
-                post.append(activated)
-            if pre is not None:
-                pre.append(hidden)
-        return hidden
+        return self.propagate(weights[0], weights, activate=activate, multiply=multiply, pre=pre, post=post)
 
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrix ``W`` from the layers: :meth:`forward`, then :meth:`normalize_output`.
@@ -184,54 +153,24 @@ class FactorizationModel:
             return product
         return normalize_frobenius(product, dims, in_place=in_place)
 
-    # -------------------------------------------------------------------- priors
-    def sample_prior(
-        self,
-        num_samples: int,
-        generator: torch.Generator,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> list[torch.Tensor]:
-        """Draw ``num_samples`` independent weight tuples from the prior.
+    # ------------------------------------------------------------ for the task
+    family = "factorization"
 
-        The layers are drawn in order ``W_1, ..., W_d``, each for all samples at once,
-        from ``generator`` alone.
+    def outputs(self, weights: Sequence[torch.Tensor], tensors=None) -> torch.Tensor:
+        """What the task scores: the flattened end-to-end matrix, ``(..., rows * cols)``.
 
-        Returns:
-            ``[W_1, ..., W_d]`` with ``W_j`` of shape ``(num_samples, out_j, in_j)``.
+        ``tensors`` (the task's, :class:`volumelab.problems.ProblemTensors`) is not needed:
+        linear measurements contract ``vec(W)`` themselves.
         """
-        layers = []
-        for (out, inp), scale in zip(self.layer_shapes, self.layer_scales):
-            shape = (num_samples, out, inp)
-            if self.prior == "gaussian":
-                layer = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-            else:
-                layer = torch.rand(shape, generator=generator, dtype=dtype, device=device).mul_(2).sub_(1)
-            layers.append(layer.mul_(scale))
-        return layers
+        return self.end_to_end(weights).flatten(-2)
 
-    def initialize(
-        self,
-        init_scale: float,
-        generator: torch.Generator,
-        *,
-        batch_shape: tuple[int, ...] = (),
-        dtype: torch.dtype = torch.float64,
-        device: torch.device | str = "cpu",
-    ) -> list[torch.Tensor]:
-        """GD's small initialization: PyTorch's default linear-layer init times ``init_scale``.
-
-        Entries are ``U(-1/sqrt(fan_in), 1/sqrt(fan_in)) * init_scale`` (docs/design.md, "GD").
-        """
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise ModelError(f"init_scale must be a positive finite number, got {init_scale!r}")
-        layers = []
-        for out, inp in self.layer_shapes:
-            bound = init_scale / math.sqrt(inp)
-            uniform = torch.rand((*batch_shape, out, inp), generator=generator, dtype=dtype, device=device)
-            layers.append(uniform.mul_(2 * bound).sub_(bound))
-        return layers
+    def problem_mismatch(self, problem) -> str | None:
+        """Why ``problem`` cannot be scored on this model's outputs, or ``None``."""
+        if getattr(problem, "task", None) == "supervised":
+            return "a factorization model needs a matrix problem (sensing, completion); use --model mlp"
+        if (self.rows, self.cols) != (problem.rows, problem.cols):
+            return f"model is {self.rows}x{self.cols} but the problem is {problem.rows}x{problem.cols}"
+        return None
 
     def describe(self) -> dict:
         """A JSON-friendly description (used in results and reports)."""

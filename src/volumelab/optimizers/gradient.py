@@ -40,7 +40,7 @@ from .._rng import make_generator
 from ..device import resolve_device
 from ..errors import OptimizerError
 from ..models import FactorizationModel
-from ..problems import Problem, ProblemTensors
+from ..problems import Problem
 from ._threads import map_in_threads
 from .base import RunResult
 from .transforms import (
@@ -80,7 +80,7 @@ class _ClosedFormObjective:
     exactly. Everything is batched over the leading run axis ``S``.
     """
 
-    def __init__(self, model: FactorizationModel, tensors: ProblemTensors):
+    def __init__(self, model, tensors):
         self.model = model
         self.activation = model.activation_function
         self.shapes = model.layer_shapes
@@ -124,14 +124,25 @@ class _ClosedFormObjective:
             grads[0].copy_(upstream)
         return train, self._grad
 
+    def outputs(self, params: torch.Tensor) -> torch.Tensor:
+        """The model's outputs that the task scores, ``(S, ...)`` (:meth:`FactorizationModel.outputs`)."""
+        return self.model.outputs(self.layers(params), self.tensors)
+
     def losses(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_train, L_gen)``, each ``(S,)``."""
-        size = params.shape[0]
-        return self.tensors.losses(self.model.end_to_end(self.layers(params)).reshape(size, -1))
+        return self.tensors.losses(self.outputs(params))
+
+    def extra_metrics(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The task's metrics besides the losses (e.g. ``test_error``), each ``(S,)``."""
+        return self.tensors.extra_metrics(self.outputs(params))
 
 
 class _AutogradObjective(_ClosedFormObjective):
-    """The same objective through autograd: for callables and the normalized output."""
+    """The same objective through autograd: any model family's ``outputs`` and any task's losses.
+
+    The general path: the factorization with a callable activation or the normalized
+    output, and every other family (an MLP on supervised data).
+    """
 
     def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
@@ -149,11 +160,12 @@ def _objective_for(model, problems, device, dtype) -> _ClosedFormObjective:
     if all(p is problems[0] for p in problems):
         tensors = problems[0].tensors(device, dtype)
     else:
-        tensors = ProblemTensors.stack([p.tensors(device, dtype) for p in problems])  # (S, n, m + t)
-    kind = _ClosedFormObjective
-    if not model.activation_function.has_backward or model.normalize:
-        kind = _AutogradObjective
-    return kind(model, tensors)
+        each = [p.tensors(device, dtype) for p in problems]
+        tensors = type(each[0]).stack(each)  # one operator / data set per run
+    # The hand-written gradient is the factorization's (linear measurements of W).
+    closed_form = (model.family == "factorization" and model.activation_function.has_backward
+                   and not model.normalize)
+    return (_ClosedFormObjective if closed_form else _AutogradObjective)(model, tensors)
 
 
 @dataclass
@@ -355,11 +367,10 @@ class GradientDescent:
         if not seeds or len(problems) != len(seeds):
             raise OptimizerError(f"need one problem per seed, got {len(problems)} problems and {len(seeds)} seeds")
         for problem in problems:
-            if (problem.rows, problem.cols) != (model.rows, model.cols):
-                raise OptimizerError(
-                    f"model is {model.rows}x{model.cols} but a problem is {problem.rows}x{problem.cols}"
-                )
-        if len({p.num_measurements for p in problems}) != 1 or len({p.num_test for p in problems}) != 1:
+            mismatch = model.problem_mismatch(problem)
+            if mismatch:
+                raise OptimizerError(mismatch)
+        if len({p.num_train for p in problems}) != 1 or len({p.num_test for p in problems}) != 1:
             raise OptimizerError("problems in one batch must have the same number of measurements")
         device = resolve_device(self.device)
         dtype = torch.float64
@@ -451,6 +462,7 @@ class GradientDescent:
             last_step = int(steps_done.max())
             logged = [entry for entry in logged if entry[0] <= last_step]
         train, gen = objective.losses(params)
+        extra = {name: values.cpu().tolist() for name, values in objective.extra_metrics(params).items()}
         logged.append((int(steps_done.max()), train, gen))
         history = {
             "step": [entry[0] for entry in logged],
@@ -472,6 +484,7 @@ class GradientDescent:
                 if diverged_at[i] is None:
                     diverged_at[i] = int(steps_done[i])
                 final_train = final_gen = None
+                extra_values = {name: None for name in extra}
             elif converged_at[i] is not None:
                 status = "converged"
             else:
@@ -481,6 +494,7 @@ class GradientDescent:
                 "gen_loss": final_gen,
                 "steps": int(steps_done[i]),
                 "diverged_at_step": diverged_at[i],
+                **(extra_values if status == "diverged" else {name: values[i] for name, values in extra.items()}),
             }
             run_history = {
                 "step": list(history["step"]),

@@ -110,6 +110,11 @@ def block_size_for(model: FactorizationModel, sampler: PriorSampler, device_type
     seed gives the same law on both, not the same numbers); free memory, batch size and
     thread count never do.
     """
+    fixed = getattr(model, "gnc_block_size", None)
+    if fixed is not None:
+        # A family whose draws' memory depends on the data (an MLP's activations on every
+        # input) fixes its block size: the result then cannot depend on the data's size.
+        return int(fixed)
     kind = "cuda" if device_type == "cuda" else "cpu"
     target = _CUDA_BLOCK_BYTES if kind == "cuda" else sampler.cpu_block_bytes
     per_draw = max(1, sampler.bytes_per_sample(model, torch.float32))
@@ -162,30 +167,32 @@ def _moments_of_rows(values: torch.Tensor) -> list[RunningMoments]:
 
 @dataclass
 class _Tally:
-    prior_gen: RunningMoments = field(default_factory=RunningMoments)
-    prior_train: RunningMoments = field(default_factory=RunningMoments)
-    accepted_gen: RunningMoments = field(default_factory=RunningMoments)
-    accepted_train: RunningMoments = field(default_factory=RunningMoments)
+    """Moments of every row of the blocks' ``(rows, n)`` scores, over all draws and over the accepted ones.
+
+    Row 0 is ``L_train``, row 1 ``L_gen``, then the task's extra metrics (e.g. ``test_error``).
+    """
+
+    prior: list[RunningMoments] = field(default_factory=list)
+    accepted: list[RunningMoments] = field(default_factory=list)
     min_train: float = math.inf
 
     @classmethod
     def of_block(cls, losses: torch.Tensor, eps: float) -> "_Tally":
-        """Statistics of one block's losses: a float64 ``(2, block)`` tensor, rows ``(train, gen)``.
+        """Statistics of one block's scores: a float64 ``(rows, block)`` tensor, rows ``(train, gen, ...)``.
 
-        Both rows are reduced together, which keeps the number of small tensor
+        All rows are reduced together, which keeps the number of small tensor
         operations per block low.
         """
         train = losses[0]
-        prior_train, prior_gen = _moments_of_rows(losses)
-        accepted_train, accepted_gen = _moments_of_rows(losses[:, train < eps])
-        return cls(prior_gen, prior_train, accepted_gen, accepted_train,
+        return cls(_moments_of_rows(losses), _moments_of_rows(losses[:, train < eps]),
                    float(train.min()) if train.numel() else math.inf)
 
     def merge(self, other: "_Tally") -> None:
-        self.prior_gen.merge(other.prior_gen)
-        self.prior_train.merge(other.prior_train)
-        self.accepted_gen.merge(other.accepted_gen)
-        self.accepted_train.merge(other.accepted_train)
+        if not self.prior:
+            self.prior = [RunningMoments() for _ in other.prior]
+            self.accepted = [RunningMoments() for _ in other.accepted]
+        for mine, theirs in zip(self.prior + self.accepted, other.prior + other.accepted):
+            mine.merge(theirs)
         self.min_train = min(self.min_train, other.min_train)
 
 
@@ -250,6 +257,53 @@ class _LossContraction:
         if candidates.numel():
             losses[:, candidates] = self._float64(flat[:, candidates], None)
         return losses
+
+
+class _OutputScorer:
+    """Scores of draws of any model family whose task scores its outputs (an MLP on supervised data).
+
+    A draw is the model's layers (the ``direct`` sampler); the task's tensors turn the
+    model's outputs into ``(L_train, L_gen, *extra metrics)``. Float32 draws run the
+    forward pass in float32, their scores are taken in float64 from those outputs, and
+    every draw whose training loss is below ``2 eps`` (any that could be accepted) is
+    scored again from a float64 forward pass of the same draw, as
+    :class:`_LossContraction` does for matrices: acceptance and the accepted draws'
+    statistics are float64 throughout.
+    """
+
+    FLOAT64_BELOW_EPS = _LossContraction.FLOAT64_BELOW_EPS
+
+    def __init__(self, model, problem, device: torch.device, eps: float) -> None:
+        self.model = model
+        self.exact = problem.tensors(device, torch.float64)
+        self.fast = self.exact.to(torch.float32)
+        self.metric_names = tuple(self.exact.metric_names)
+        self.candidate_below = 2.0 * eps
+        self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS
+
+    def _scores(self, layers, tensors) -> torch.Tensor:
+        outputs = self.model.outputs(layers, tensors).to(torch.float64)
+        train, gen = self.exact.losses(outputs)
+        extra = self.exact.extra_metrics(outputs)
+        return torch.stack([train, gen, *(extra[name] for name in self.metric_names)])
+
+    def __call__(self, draws, workspace: Workspace | None = None) -> torch.Tensor:
+        """Scores of ``draws`` (the layers, each ``(n, out, in)``): float64 ``(rows, n)``."""
+        if draws[0].dtype != torch.float32 or not self.float32_allowed:
+            return self._scores([layer.to(torch.float64) for layer in draws], self.exact)
+        scores = self._scores(draws, self.fast)
+        candidates = torch.lt(scores[0], self.candidate_below).nonzero().flatten()
+        if candidates.numel():
+            scores[:, candidates] = self._scores([layer[candidates].to(torch.float64) for layer in draws],
+                                                 self.exact)
+        return scores
+
+
+def _scorer_for(model, problem, device: torch.device, eps: float):
+    """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer."""
+    if model.family == "factorization":
+        return _LossContraction(problem, device, eps)
+    return _OutputScorer(model, problem, device, eps)
 
 
 def _check_finite(losses: torch.Tensor, model: FactorizationModel) -> None:
@@ -356,10 +410,9 @@ class GuessCheck:
         """
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise OptimizerError(f"the number of samples must be a positive integer, got {budget!r}")
-        if (model.rows, model.cols) != (problem.rows, problem.cols):
-            raise OptimizerError(
-                f"model is {model.rows}x{model.cols} but the problem is {problem.rows}x{problem.cols}"
-            )
+        mismatch = model.problem_mismatch(problem)
+        if mismatch:
+            raise OptimizerError(mismatch)
         device = resolve_device(self.device)
         dtype = _DTYPES[self.dtype]
         sampler = select_sampler(model, self.sampler)
@@ -371,7 +424,7 @@ class GuessCheck:
             budget, num_blocks, block, blocks_per_batch, sampler.name, device,
         )
 
-        contraction = _LossContraction(problem, device, self.eps)
+        contraction = _scorer_for(model, problem, device, self.eps)
         eps = self.eps
 
         def block_tally(index: int) -> tuple[_Tally, int]:
@@ -404,14 +457,16 @@ class GuessCheck:
                 tally.merge(block_result)
                 bar.update(size)
         seconds = time.perf_counter() - start
-        return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers)
+        names = getattr(contraction, "metric_names", ())
+        return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers, names)
 
-    def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers) -> RunResult:
-        accepted = tally.accepted_gen.count
-        gen_loss, gen_se = tally.accepted_gen.summary()
-        train_loss, train_se = tally.accepted_train.summary()
-        prior_gen, prior_gen_se = tally.prior_gen.summary()
-        prior_train, prior_train_se = tally.prior_train.summary()
+    def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers,
+                metric_names=()) -> RunResult:
+        accepted = tally.accepted[1].count
+        train_loss, train_se = tally.accepted[0].summary()
+        gen_loss, gen_se = tally.accepted[1].summary()
+        prior_train, prior_train_se = tally.prior[0].summary()
+        prior_gen, prior_gen_se = tally.prior[1].summary()
         rate = accepted / budget
         rate_low, rate_high = acceptance_rate_interval(accepted, budget)
         metrics = {
@@ -435,6 +490,10 @@ class GuessCheck:
             # The Wald standard error is 0 when all or no draws were accepted: undefined there.
             "acceptance_rate": math.sqrt(rate * (1 - rate) / budget) if 0 < accepted < budget else None,
         }
+        # The task's extra metrics (e.g. test_error): over the accepted draws, and the prior's.
+        for index, name in enumerate(metric_names, start=2):
+            metrics[name], errors[name] = tally.accepted[index].summary()
+            metrics[f"prior_{name}"], errors[f"prior_{name}"] = tally.prior[index].summary()
         diagnostics = {
             "acceptance_rate_interval": (
                 f"one-sided {ACCEPTANCE_CONFIDENCE:.0%} upper bound (no acceptance)" if accepted == 0

@@ -1,4 +1,5 @@
-"""Ground truth, measurements, generalization basis, and ``.npz`` storage."""
+"""Tasks: matrix sensing / completion (ground truth, measurements, generalization basis) and
+supervised data, with their losses and ``.npz`` storage."""
 
 from .core import (
     Problem,
@@ -11,8 +12,14 @@ from .core import (
     make_sensing,
     save_problem,
 )
+from .supervised import DATASETS, LOSSES, SupervisedProblem, SupervisedTensors, make_supervised
 
 __all__ = [
+    "DATASETS",
+    "LOSSES",
+    "SupervisedProblem",
+    "SupervisedTensors",
+    "make_supervised",
     "Problem",
     "ProblemTensors",
     "complement_basis",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -115,6 +115,13 @@ class ProblemTensors:
     def num_outputs(self) -> int:
         """``m + t``: measurements and basis matrices."""
         return int(self.operator.shape[-1])
+
+    #: Metrics besides the two losses (a classification task adds its error rates).
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def extra_metrics(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Metrics besides ``(L_train, L_gen)``: none for linear measurements."""
+        return {}
 
     # ------------------------------------------------------------ batch-first
     def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
@@ -297,6 +304,16 @@ class Problem:
     @property
     def num_test(self) -> int:
         return int(self.A_test.shape[0])
+
+    @property
+    def num_train(self) -> int:
+        """``m``, as every task names its number of training points."""
+        return self.num_measurements
+
+    def summary(self) -> dict:
+        """A JSON-friendly description (the CLI's ``problem`` key)."""
+        return {"task": self.task, "rows": self.rows, "cols": self.cols, "measurements": self.num_measurements,
+                **self.metadata}
 
     # ------------------------------------------------------------------ losses
     def tensors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> ProblemTensors:
@@ -481,10 +498,12 @@ def _with_targets(task, measurements, truth, *, basis=None, **metadata) -> Probl
 
 # ----------------------------------------------------------------------- storage
 _REQUIRED = ("A_train", "b_train", "A_test", "b_test")
+_SUPERVISED = ("X_train", "y_train", "X_test", "y_test")
 _FORMAT = (
     "a volumelab problem file is a .npz archive (as written by `volumelab problem make` or "
     "Problem.save) with float arrays A_train (m, rows, cols), b_train (m,), A_test (t, rows, cols), "
-    "b_test (t,) and optionally W_star (rows, cols)"
+    "b_test (t,) and optionally W_star (rows, cols); or, for a supervised problem (SupervisedProblem.save), "
+    "X_train (n, d), y_train (n,), X_test (t, d), y_test (t,) and the loss"
 )
 
 
@@ -513,11 +532,16 @@ def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], str, dict]:
         raise ProblemError(f"{where} is not a volumelab problem file (not a .npz archive); {_FORMAT}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in _REQUIRED if key not in data.files]
+            task = str(data["task"]) if "task" in data.files else "custom"
+            supervised = task == "supervised" or "X_train" in data.files
+            required = _SUPERVISED if supervised else _REQUIRED
+            missing = [key for key in required if key not in data.files]
             if missing:
                 raise ProblemError(f"{where} lacks array(s) {', '.join(missing)}; {_FORMAT}")
-            arrays = {key: data[key] for key in (*_REQUIRED, "W_star") if key in data.files}
-            task = str(data["task"]) if "task" in data.files else "custom"
+            optional = ("loss",) if supervised else ("W_star",)
+            arrays = {key: data[key] for key in (*required, *optional) if key in data.files}
+            if supervised:
+                task = "supervised"
             metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
     except ProblemError:
         raise
@@ -533,8 +557,11 @@ def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], str, dict]:
     return arrays, task, metadata
 
 
-def load_problem(path: str | Path) -> Problem:
+def load_problem(path: str | Path):
     """Load a problem saved by :func:`save_problem` (or any ``.npz`` with the same arrays).
+
+    A supervised problem's file (:meth:`SupervisedProblem.save`) gives a
+    :class:`~volumelab.problems.supervised.SupervisedProblem`.
 
     Raises:
         ProblemError: the file is missing, empty, not an ``.npz`` archive, damaged, lacks
@@ -545,6 +572,11 @@ def load_problem(path: str | Path) -> Problem:
         raise ProblemError(f"problem file {str(path)!r} does not exist")
     arrays, task, metadata = _read_archive(path)
     try:
+        if task == "supervised":
+            from .supervised import SupervisedProblem
+
+            loss = str(arrays.pop("loss")) if "loss" in arrays else "squared"
+            return SupervisedProblem(**arrays, loss=loss, metadata={**metadata, "source": str(path)})
         return Problem(**arrays, task=task, metadata={**metadata, "source": str(path)})
     except ProblemError as exc:
         raise ProblemError(f"{path}: {exc}") from exc

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ import torch
 from .._rng import make_generator
 from ..errors import ProblemError
 
-__all__ = ["DATASETS", "LOSSES", "SupervisedProblem", "make_supervised"]
+__all__ = ["DATASETS", "LOSSES", "SupervisedProblem", "SupervisedTensors", "make_supervised"]
 
 LOSSES = ("squared", "logistic")
 DATASETS = ("teacher", "digits", "breast_cancer", "diabetes")
@@ -55,6 +56,67 @@ def _float64(name: str, value, ndim: int) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ProblemError(f"{name} contains NaN or infinite values")
     return tensor.contiguous()
+
+
+@dataclass(frozen=True)
+class SupervisedTensors:
+    """The supervised task's losses on one device: every loss of a supervised problem comes from here.
+
+    A model's outputs on ``inputs`` (``[X_train; X_test]``), shape ``(..., n + t)`` for any
+    leading sample axes, become the losses in :meth:`losses` and the error rates in
+    :meth:`extra_metrics` (logistic loss only).
+
+    Attributes:
+        inputs: ``(n + t, d)``, or ``(S, n + t, d)`` stacked (one data set per run).
+        targets: ``(n + t,)``, or ``(S, n + t)`` stacked.
+        num_train: ``n``.
+        loss: ``"squared"`` or ``"logistic"``.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    num_train: int
+    loss: str = "squared"
+
+    @classmethod
+    def stack(cls, tensors: Sequence["SupervisedTensors"]) -> "SupervisedTensors":
+        """One data set per run, for problems of one shape and loss (the runs of a GD batch)."""
+        if len({(t.num_train, tuple(t.inputs.shape), t.loss) for t in tensors}) != 1:
+            raise ProblemError("stacked supervised problems must have the same sizes and loss")
+        return cls(torch.stack([t.inputs for t in tensors]), torch.stack([t.targets for t in tensors]),
+                   tensors[0].num_train, tensors[0].loss)
+
+    def to(self, dtype: torch.dtype) -> "SupervisedTensors":
+        """The same tensors in ``dtype``."""
+        return SupervisedTensors(self.inputs.to(dtype), self.targets.to(dtype), self.num_train, self.loss)
+
+    @property
+    def stacked(self) -> bool:
+        return self.inputs.ndim == 3
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Metrics besides the two losses: the error rates of a classification task."""
+        return ("train_error", "test_error") if self.loss == "logistic" else ()
+
+    def _pointwise(self, outputs: torch.Tensor) -> torch.Tensor:
+        if self.loss == "squared":
+            return (outputs - self.targets).square()
+        # log(1 + exp(-y f)), stable for any margin.
+        return torch.nn.functional.softplus(-self.targets * outputs)
+
+    def losses(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(train_loss, gen_loss)`` (the test loss), each ``(...)``, of outputs ``(..., n + t)``."""
+        pointwise = self._pointwise(outputs)
+        return pointwise[..., : self.num_train].mean(-1), pointwise[..., self.num_train :].mean(-1)
+
+    def extra_metrics(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``train_error`` and ``test_error`` (``mean [y f(x) <= 0]``) for the logistic loss; else none."""
+        if self.loss != "logistic":
+            return {}
+        wrong = (self.targets * outputs <= 0).to(outputs.dtype)
+        return {"train_error": wrong[..., : self.num_train].mean(-1),
+                "test_error": wrong[..., self.num_train :].mean(-1)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,13 +182,20 @@ class SupervisedProblem:
         """``[y_train; y_test]``: ``(n + t,)``."""
         return torch.cat([self.y_train, self.y_test]).to(device=device, dtype=dtype)
 
+    @property
+    def num_measurements(self) -> int:
+        """``n``: the training points (the name matrix problems use)."""
+        return self.num_train
+
+    def summary(self) -> dict:
+        """A JSON-friendly description (the CLI's ``problem`` key)."""
+        return {"task": self.task, "loss": self.loss, "train": self.num_train, "test": self.num_test,
+                "features": self.num_features, **self.metadata}
+
     # ------------------------------------------------------------------ losses
-    def pointwise_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The loss of each output against its target (same shapes)."""
-        if self.loss == "squared":
-            return (outputs - targets).square()
-        # log(1 + exp(-y f)), stable for any margin.
-        return torch.nn.functional.softplus(-targets * outputs)
+    def tensors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> SupervisedTensors:
+        """The task's inputs, targets and losses on ``device`` (:class:`SupervisedTensors`)."""
+        return SupervisedTensors(self.inputs(device, dtype), self.targets(device, dtype), self.num_train, self.loss)
 
     def losses(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Losses of outputs on ``[X_train; X_test]``, batched over leading axes.
@@ -141,15 +210,9 @@ class SupervisedProblem:
         size = self.num_train + self.num_test
         if outputs.shape[-1] != size:
             raise ProblemError(f"outputs end in {outputs.shape[-1]} values, expected n + t = {size}")
-        targets = self.targets(outputs.device, outputs.dtype)
-        pointwise = self.pointwise_loss(outputs, targets)
-        result = {"train_loss": pointwise[..., : self.num_train].mean(-1),
-                  "gen_loss": pointwise[..., self.num_train :].mean(-1)}
-        if self.loss == "logistic":
-            wrong = (targets * outputs <= 0).to(outputs.dtype)
-            result["train_error"] = wrong[..., : self.num_train].mean(-1)
-            result["test_error"] = wrong[..., self.num_train :].mean(-1)
-        return result
+        tensors = self.tensors(outputs.device, outputs.dtype)
+        train, gen = tensors.losses(outputs)
+        return {"train_loss": train, "gen_loss": gen, **tensors.extra_metrics(outputs)}
 
     # ---------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:

@@ -1,9 +1,14 @@
-"""Prior samplers: draw end-to-end matrices ``W`` of a model under its prior.
+"""Prior samplers: draw what a model's task scores, under the model's prior.
 
-A sampler turns ``(model, num_samples, generator)`` into a ``(num_samples, rows, cols)``
-tensor whose distribution is exactly that of ``model.end_to_end(model.sample_prior(...))``.
-Fast samplers reach the same distribution with fewer random numbers or FLOPs; each is
+For a factorization, a draw is the end-to-end matrix: a sampler turns
+``(model, num_samples, generator)`` into a ``(num_samples, rows, cols)`` tensor whose
+distribution is exactly that of ``model.end_to_end(model.sample_prior(...))``. Fast
+samplers reach the same distribution with fewer random numbers or FLOPs; each is
 tested against the direct product for equality in distribution.
+
+For any other family (an MLP) the only sampler is ``direct`` and a draw is the layers
+themselves, ``model.sample_prior(...)``: the task scores the network's outputs on its
+inputs (:meth:`MLPModel.outputs`).
 """
 
 from __future__ import annotations
@@ -74,14 +79,16 @@ class PriorSampler:
 
 
 def _direct_draw(model, num_samples, generator, *, dtype, device):
-    return model.end_to_end(model.sample_prior(num_samples, generator, dtype=dtype, device=device))
+    layers = model.sample_prior(num_samples, generator, dtype=dtype, device=device)
+    return model.end_to_end(layers) if model.family == "factorization" else layers
 
 
 def _direct_bytes(model: FactorizationModel, dtype: torch.dtype) -> int:
     itemsize = torch.empty((), dtype=dtype).element_size()
     # The layers, plus one activation and one product of the largest layer alive at once.
     largest = max(out * inp for out, inp in model.layer_shapes)
-    return itemsize * (model.num_parameters + 2 * largest + 2 * model.rows * model.cols)
+    outputs = model.rows * model.cols if model.family == "factorization" else 0
+    return itemsize * (model.num_parameters + 2 * largest + 2 * outputs)
 
 
 DIRECT = PriorSampler(

@@ -121,7 +121,7 @@ def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor) -> tuple[torch
 
 # --------------------------------------------------------------------------- bartlett
 def _bartlett_supports(model: FactorizationModel) -> bool:
-    return model.is_linear and model.depth >= 2 and model.prior == "gaussian"
+    return model.family == "factorization" and model.is_linear and model.depth >= 2 and model.prior == "gaussian"
 
 
 def _bartlett_plan(model: FactorizationModel) -> tuple[int, int, list[float]]:
@@ -256,7 +256,8 @@ BARTLETT = register_sampler(
 # ------------------------------------------------------------------------------ gram
 def _gram_supports(model: FactorizationModel) -> bool:
     return (
-        model.depth == 2
+        model.family == "factorization"
+        and model.depth == 2
         and not model.is_linear
         and isinstance(model.activation, str)
         and model.prior == "gaussian"
@@ -335,7 +336,7 @@ LAYERWISE_MAX_WIDTH = 32
 
 
 def _layerwise_supports(model: FactorizationModel) -> bool:
-    return isinstance(model.activation, str) and model.depth >= 2 and model.width <= LAYERWISE_MAX_WIDTH
+    return model.family == "factorization" and isinstance(model.activation, str) and model.depth >= 2 and model.width <= LAYERWISE_MAX_WIDTH
 
 
 _ZERO = {}

@@ -1,0 +1,143 @@
+"""What every layered model family shares: the prior, GD's initialization and the forward recursion.
+
+A family (a frozen dataclass) states its ``layer_shapes`` (``(out, in)`` of
+``W_1, ..., W_d``), its ``layer_scales`` (the prior's multiplier of each layer), its
+``prior`` (``"gaussian"`` or ``"uniform"``) and its activation; :class:`LayeredModel`
+gives it the rest, once for all families:
+
+* :meth:`LayeredModel.sample_prior`: draws of every layer, batched over a sample axis;
+* :meth:`LayeredModel.initialize`: GD's initialization, PyTorch's default linear-layer
+  init ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` times ``init_scale``;
+* :meth:`LayeredModel.propagate`: the forward recursion ``a_j = W_j sigma(a_{j-1})`` from a
+  first pre-activation ``a_1`` (``W_1`` itself for a factorization, ``W_1 X^T`` for an
+  MLP), with hooks for the samplers' kernels and the hand-written gradient.
+
+A family adds :meth:`outputs` (its outputs in the layout its task scores: the flattened
+end-to-end matrix, or the network's outputs on the task's inputs), ``check_problem``
+and ``describe``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import ModelError
+from .activations import Activation
+
+__all__ = ["LayeredModel"]
+
+
+class LayeredModel:
+    """Mixin of the layered model families (:class:`FactorizationModel`, :class:`MLPModel`)."""
+
+    #: Set by the family's ``__post_init__`` (:func:`volumelab.models.activations.activation_for`).
+    _activation_function: Activation
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def activation_function(self) -> Activation:
+        """The activation's value, in-place form and backward (:mod:`volumelab.models.activations`)."""
+        return self._activation_function
+
+    @property
+    def activation_name(self) -> str:
+        return self._activation_function.name
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(out * inp for out, inp in self.layer_shapes)
+
+    def sigma(self, x: torch.Tensor) -> torch.Tensor:
+        """The elementwise activation, out of place."""
+        return self._activation_function(x)
+
+    # ------------------------------------------------------------------- forward
+    def propagate(
+        self,
+        first: torch.Tensor,
+        weights: Sequence[torch.Tensor],
+        *,
+        activate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        multiply: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        pre: list[torch.Tensor] | None = None,
+        post: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``a_j = W_j sigma(a_{j-1})`` for ``j = 2 .. d`` from ``a_1 = first``; returns ``a_d``.
+
+        Args:
+            first: The first pre-activation ``a_1``.
+            weights: ``W_1, ..., W_d`` (``W_1`` is only counted: ``first`` stands for it).
+            activate: The activation to apply; default :meth:`sigma` (out of place).
+            multiply: ``multiply(j, W_j, sigma(a_{j-1}))`` (0-based ``j``); default ``W_j @ sigma(a_{j-1})``.
+            pre: When given, receives ``a_1, ..., a_d``.
+            post: When given, receives ``sigma(a_1), ..., sigma(a_{d-1})``.
+        """
+        if len(weights) != len(self.layer_shapes):
+            raise ModelError(f"expected {len(self.layer_shapes)} weight matrices, got {len(weights)}")
+        if activate is None:
+            activate = self._activation_function
+        hidden = first
+        if pre is not None:
+            pre.append(hidden)
+        for j in range(1, len(weights)):
+            activated = activate(hidden)
+            # torch.matmul, not the @ operator: the same kernel without the operator's Python wrapper.
+            hidden = torch.matmul(weights[j], activated) if multiply is None else multiply(j, weights[j], activated)
+            if post is not None:
+                post.append(activated)
+            if pre is not None:
+                pre.append(hidden)
+        return hidden
+
+    # -------------------------------------------------------------------- priors
+    def sample_prior(
+        self,
+        num_samples: int,
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> list[torch.Tensor]:
+        """Draw ``num_samples`` independent weight tuples from the prior.
+
+        The layers are drawn in order ``W_1, ..., W_d``, each for all samples at once,
+        from ``generator`` alone: ``P`` standard normal (``gaussian``) or ``U[-1, 1]``
+        (``uniform``), times the layer's scale.
+
+        Returns:
+            ``[W_1, ..., W_d]`` with ``W_j`` of shape ``(num_samples, out_j, in_j)``.
+        """
+        layers = []
+        for (out, inp), scale in zip(self.layer_shapes, self.layer_scales):
+            shape = (num_samples, out, inp)
+            if self.prior == "gaussian":
+                layer = torch.randn(shape, generator=generator, dtype=dtype, device=device)
+            else:
+                layer = torch.rand(shape, generator=generator, dtype=dtype, device=device).mul_(2).sub_(1)
+            layers.append(layer.mul_(scale))
+        return layers
+
+    def initialize(
+        self,
+        init_scale: float,
+        generator: torch.Generator,
+        *,
+        batch_shape: tuple[int, ...] = (),
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ) -> list[torch.Tensor]:
+        """GD's initialization: PyTorch's default linear-layer init times ``init_scale``.
+
+        Entries are ``U(-1/sqrt(fan_in), 1/sqrt(fan_in)) * init_scale`` (docs/design.md, "GD").
+        """
+        if not (math.isfinite(init_scale) and init_scale > 0):
+            raise ModelError(f"init_scale must be a positive finite number, got {init_scale!r}")
+        layers = []
+        for out, inp in self.layer_shapes:
+            bound = init_scale / math.sqrt(inp)
+            uniform = torch.rand((*batch_shape, out, inp), generator=generator, dtype=dtype, device=device)
+            layers.append(uniform.mul_(2 * bound).sub_(bound))
+        return layers
