@@ -1,0 +1,114 @@
+"""The MLP family from the CLI (`--model mlp`) and from a sweep (`kind: mlp`, `kind: supervised`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from volumelab.cli import main
+from volumelab.experiments.kinds import BUNDLED_FEATURES, build_problem, problem_shape, validate_problem
+from volumelab.problems import make_supervised
+
+from tiny_sweep import write_config
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_gnc_and_gd_print_the_same_keys_for_both_families_plus_test_error(capsys):
+    matrix_gnc = json.loads(run(capsys, "gnc", "--width", 4, "--eps", 0.2, "--samples", 3000, "--json")[1])
+    mlp_gnc = json.loads(run(capsys, "gnc", "--model", "mlp", "--data", "breast_cancer", "--train", 40,
+                             "--width", 8, "--eps", 0.5, "--samples", 5000, "--json")[1])
+    assert set(matrix_gnc) <= set(mlp_gnc)
+    assert {"test_error", "test_error_stderr", "prior_test_error", "prior_test_error_stderr"} <= set(mlp_gnc)
+    assert mlp_gnc["model"]["family"] == "mlp" and mlp_gnc["model"]["in_features"] == 30
+    assert mlp_gnc["problem"]["data"] == "breast_cancer" and mlp_gnc["problem"]["train"] == 40
+
+    matrix_gd = json.loads(run(capsys, "gd", "--width", 4, "--lr", 0.1, "--steps", 20, "--json")[1])
+    mlp_gd = json.loads(run(capsys, "gd", "--model", "mlp", "--data", "digits", "--train", 50, "--width", 8,
+                            "--lr", 0.1, "--init-scale", 1, "--steps", 50, "--json")[1])
+    assert set(matrix_gd) <= set(mlp_gd) and "test_error" in mlp_gd and "test_error" not in matrix_gd
+    regression = json.loads(run(capsys, "gd", "--model", "mlp", "--width", 8, "--lr", 0.05, "--init-scale", 1,
+                                "--steps", 20, "--json")[1])
+    assert regression["problem"]["data"] == "teacher" and regression["problem"]["loss"] == "squared"
+    assert set(matrix_gd) == set(regression)
+
+
+def test_an_mlp_problem_file_runs_and_the_text_report_names_the_test_loss(capsys, tmp_path):
+    path = make_supervised("digits", 40, seed=3).save(tmp_path / "digits.npz")
+    code, out, err = run(capsys, "gnc", "--model", "mlp", "--problem", path, "--width", 8, "--eps", 0.6,
+                         "--samples", 4000)
+    assert code == 0, err
+    assert "G&C test loss:" in out and "G&C test error:" in out and "prior test error:" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["gd", "--model", "mlp", "--rows", 4, "--width", 3, "--lr", 1, "--steps", 2], "--rows need(s) --model factorization"),
+        (["gnc", "--data", "digits", "--width", 3, "--eps", 0.1, "--samples", 10], "--data need(s) --model mlp"),
+        (["gnc", "--model", "mlp", "--normalize", "--width", 3, "--eps", 0.1, "--samples", 10],
+         "--normalize applies to --model factorization only"),
+        (["gnc", "--model", "mlp", "--scaling", "paper", "--width", 3, "--eps", 0.1, "--samples", 10],
+         "an MLP's prior is fan_in"),
+        (["gd", "--model", "mlp", "--data", "iris", "--width", 3, "--lr", 1, "--steps", 2], "Invalid value for '--data'"),
+        (["gd", "--model", "mlp", "--train", 10000, "--data", "digits", "--width", 3, "--lr", 1, "--steps", 2],
+         "leaves none to test on"),
+    ],
+)
+def test_bad_mlp_flags_are_one_line_errors(capsys, args, message):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("volumelab: error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_matrix_problem_file_with_model_mlp_is_a_usage_error(capsys, tmp_path):
+    from volumelab import make_sensing
+
+    path = make_sensing(4, 4, 1, 8, seed=0).save(tmp_path / "p.npz")
+    code, _out, err = run(capsys, "gnc", "--model", "mlp", "--problem", path, "--width", 3, "--eps", 1,
+                          "--samples", 10)
+    assert code == 2 and "needs a supervised problem" in err
+    supervised = make_supervised("teacher", 10, seed=0).save(tmp_path / "s.npz")
+    code, _out, err = run(capsys, "gnc", "--problem", supervised, "--width", 3, "--eps", 1, "--samples", 10)
+    assert code == 2 and "use --model mlp" in err
+
+
+@pytest.mark.parametrize("data", sorted(BUNDLED_FEATURES))
+def test_the_supervised_kind_states_the_shape_of_the_problem_it_builds(data):
+    settings = validate_problem({"kind": "supervised", "data": data, "train": 20})
+    assert problem_shape(settings) == (1, build_problem(settings, 0).num_features)
+
+
+MLP_SWEEP = """\
+name: tiny-mlp
+claim: width
+x: model.width
+problem: {kind: supervised, data: breast_cancer, train: 30}
+model: {kind: mlp, depth: 2, activation: relu}
+methods:
+  gnc: {eps: 0.5, samples: 3000}
+  gd: {lr: 0.1, steps: 30, init_scale: 1.0}
+grid:
+  model.width: [4, 8]
+seeds: 2
+"""
+
+
+def test_an_mlp_sweep_runs_and_stores_test_errors(capsys, tmp_path):
+    config = write_config(tmp_path, MLP_SWEEP)
+    code, out, err = run(capsys, "run", config, "--out", tmp_path / "out")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert {row["method"] for row in rows} == {"gnc", "gd", "prior"} and len(rows) == 2 * 2 * 3
+    for row in rows:
+        assert 0.0 <= float(row["test_error"]) <= 1.0
+    # The same sweep again: every run is found in the store.
+    code, out, err = run(capsys, "run", config, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "all 12 runs already stored" in out, out
