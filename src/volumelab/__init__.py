@@ -14,9 +14,18 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._results_version import RESULTS_VERSION
 from .errors import ModelError, OptimizerError, ProblemError, VolumelabError
-from .models import FactorizationModel
+from .models import FactorizationModel, MLPModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
-from .problems import Problem, load_problem, make_completion, make_problem, make_sensing, save_problem
+from .problems import (
+    Problem,
+    SupervisedProblem,
+    load_problem,
+    make_completion,
+    make_problem,
+    make_sensing,
+    make_supervised,
+    save_problem,
+)
 
 
 
@@ -30,6 +39,16 @@ def load_results(directory, *, all_versions: bool = False):
     return _load(directory, all_versions=all_versions)
 
 
+def load_arrays(directory, run_key=None):
+    """Arrays kept by runs (G&C's ``keep_samples``, GD's ``keep_outputs``) in a sweep's results store.
+
+    See :func:`volumelab.experiments.load_arrays`.
+    """
+    from .experiments.results import load_arrays as _load
+
+    return _load(directory, run_key)
+
+
 try:
     __version__ = version("volumelab")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -39,6 +58,7 @@ __all__ = [
     "RESULTS_VERSION",
     "FactorizationModel",
     "GradientDescent",
+    "MLPModel",
     "GuessCheck",
     "ModelError",
     "OptimizerError",
@@ -47,10 +67,13 @@ __all__ = [
     "RunResult",
     "VolumelabError",
     "__version__",
+    "load_arrays",
     "load_problem",
     "load_results",
     "make_completion",
     "make_problem",
     "make_sensing",
+    "make_supervised",
     "save_problem",
+    "SupervisedProblem",
 ]

@@ -221,15 +221,22 @@ def cli(verbose: int) -> None:
               help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
 @click.option("--batch-size", type=CountType(), default=None,
               help="Draws per batch: memory only, never the result [default: from free memory].")
+@click.option("--keep-samples", type=CountType(minimum=0), default=0, show_default=True,
+              help="Keep up to K accepted draws (W of a factorization, the layers of an MLP) with their "
+                   "losses; written to --save.")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the kept draws to this .npz file (numpy.load reads it).")
 def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
-        normalize, eps, samples, sampler, batch_size) -> None:
+        normalize, eps, samples, sampler, batch_size, keep_samples, save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
+    if bool(keep_samples) != (save_path is not None):
+        raise click.UsageError("--keep-samples K and --save PATH.npz go together")
     model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
                          normalize=normalize)
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
-                           progress=_show_progress(as_json))
+                           progress=_show_progress(as_json), keep_samples=keep_samples)
     result = optimizer.run(problem, model, samples, seed=seed)
-    _report(result, problem, model, as_json)
+    _report(result, problem, model, as_json, save_path=save_path)
 
 
 @cli.command()
@@ -249,8 +256,11 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
               help="Stop once L_train falls below this.")
 @click.option("--history", is_flag=True,
               help="With --json: include the loss history (train and gen. loss every log interval).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the final layers and outputs (W of a factorization, f on [X_train; X_test] of an "
+                   "MLP) to this .npz file.")
 def gd(family, problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
-       step_rule, momentum, threshold, history) -> None:
+       step_rule, momentum, threshold, history, save_path) -> None:
     """Full-batch gradient descent from small initialization."""
     if step_rule == "momentum":
         step_rule, beta = "gd", 0.9 if momentum is None else momentum
@@ -260,9 +270,9 @@ def gd(family, problem, seed, device, as_json, width, depth, activation, negativ
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
     optimizer = GradientDescent(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
-                                progress=_show_progress(as_json))
+                                progress=_show_progress(as_json), keep_outputs=save_path is not None)
     result = optimizer.run(problem, model, steps, seed=seed)
-    _report(result, problem, model, as_json, include_history=history)
+    _report(result, problem, model, as_json, include_history=history, save_path=save_path)
 
 
 def _rate_text(metrics: dict) -> str:
@@ -275,11 +285,28 @@ def _rate_text(metrics: dict) -> str:
     return f"rate {_format(metrics['acceptance_rate'])} (95% interval {low:.3g} to {high:.3g})"
 
 
-def _report(result: RunResult, problem, model, as_json: bool, include_history: bool = False) -> None:
+def _save_arrays(result: RunResult, path: Path | None) -> str | None:
+    """Write the run's arrays to ``path`` (``.npz``); the path written, or ``None``."""
+    if path is None:
+        return None
+    import numpy as np
+
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **result.arrays)
+    return str(path)
+
+
+def _report(result: RunResult, problem, model, as_json: bool, include_history: bool = False,
+            save_path: Path | None = None) -> None:
+    saved = _save_arrays(result, save_path)
     if as_json:
         payload = result.to_dict(include_history=include_history)
         payload["model"] = model.describe()
         payload["problem"] = problem.summary()
+        if saved:
+            payload["saved"] = saved
         _echo_json(payload)
         return
     metrics, errors = result.metrics, result.standard_errors
@@ -305,6 +332,9 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
         click.echo(f"{loss_name}:".ljust(22) + _format(metrics['gen_loss']))
         if "test_error" in metrics:
             click.echo("test error:".ljust(22) + _format(metrics["test_error"]))
+    if saved:
+        what = ", ".join(f"{name} {tuple(value.shape)}" for name, value in result.arrays.items()) or "nothing"
+        click.echo(f"saved {what} to {saved}")
 
 
 @cli.group()

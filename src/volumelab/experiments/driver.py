@@ -39,7 +39,7 @@ from .config import (
 from .executors import make_executor
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
-from .store import DATABASE_NAME, ResultRow, ResultsStore, utc_now
+from .store import DATABASE_NAME, ResultRow, ResultsStore, encode_arrays, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,8 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
                       diagnostics=dict(result.diagnostics, batch_seeds=len(task.seeds)))
         rows.append(ResultRow(run_key=key, method=task.method, method_type=task.method_type,
                               status=result.status, metrics=dict(result.metrics),
-                              standard_errors=dict(result.standard_errors), **common))
+                              standard_errors=dict(result.standard_errors),
+                              arrays=encode_arrays(result.arrays), **common))
         for extra, extra_key in zip(spec.extra_rows, extra_keys):
             status, metrics, errors = extra.build(result)
             rows.append(ResultRow(run_key=extra_key, method=extra.row_name(task.method), method_type=extra.type,

@@ -52,6 +52,8 @@ GNC = register_method(MethodSpec(
     runner=MethodRunner(_run_gnc, batched=False, resolved=_resolved_gnc),
     # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
     execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
+    # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
+    key_defaults={"keep_samples": 0},
     role=SAMPLER,
     label="G&C",
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
@@ -87,7 +89,7 @@ GD = register_method(MethodSpec(
     # log_every only changes the history, which the store does not keep.
     execution_fields=frozenset({"device", "log_every"}),
     # Settable from sweep files since the registry; rows stored before ran with these values.
-    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None},
+    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False},
     role=TRAINER,
     label="GD",
     style={"color": "#d62728", "marker": "s", "linestyle": "-"},

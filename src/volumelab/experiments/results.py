@@ -12,7 +12,7 @@ from .store import DATABASE_NAME, ResultsStore
 if TYPE_CHECKING:  # pandas is imported lazily: ``import volumelab`` stays light
     import pandas as pd
 
-__all__ = ["CSV_COLUMNS", "csv_columns", "load_results", "rows_to_frame", "short_names"]
+__all__ = ["CSV_COLUMNS", "csv_columns", "load_arrays", "load_results", "rows_to_frame", "short_names"]
 
 #: Columns of every row, before the methods' own columns ...
 _LEADING = ["figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "status"]
@@ -88,6 +88,16 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
     return frame
 
 
+def _databases(directory: str | Path) -> list[Path]:
+    """``directory``'s results database, or those of its subfolders."""
+    directory = Path(directory)
+    databases = [directory / DATABASE_NAME] if (directory / DATABASE_NAME).is_file() else sorted(
+        directory.glob(f"*/{DATABASE_NAME}"))
+    if not databases:
+        raise FileNotFoundError(f"no {DATABASE_NAME} in {str(directory)!r} or its subfolders")
+    return databases
+
+
 def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.DataFrame":
     """All runs stored under ``directory`` as a DataFrame (the same columns as ``results.csv``).
 
@@ -101,11 +111,7 @@ def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.Da
 
     import pandas as pd
 
-    directory = Path(directory)
-    databases = [directory / DATABASE_NAME] if (directory / DATABASE_NAME).is_file() else sorted(
-        directory.glob(f"*/{DATABASE_NAME}"))
-    if not databases:
-        raise FileNotFoundError(f"no {DATABASE_NAME} in {str(directory)!r} or its subfolders")
+    databases = _databases(directory)
     frames = []
     for path in databases:
         with ResultsStore(path, create=False) as store:
@@ -114,3 +120,26 @@ def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.Da
             rows = [row for row in rows if row.get("results_version") == _results_version.RESULTS_VERSION]
         frames.append(rows_to_frame(rows))
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def load_arrays(directory: str | Path, run_key: str | None = None) -> dict:
+    """The arrays runs kept (accepted draws, final weights: the methods' keep settings), from a sweep's store.
+
+    Args:
+        directory: A sweep's output folder (holding ``results.sqlite``) or a parent of several.
+        run_key: One run's key (the ``run_key`` column of :func:`load_results`).
+
+    Returns:
+        With ``run_key``: that run's arrays, a dict of NumPy arrays (a ``KeyError`` when it
+        kept none). Without: ``{run_key: arrays}`` for every run that kept some.
+    """
+    databases = _databases(directory)
+    found: dict = {}
+    for path in databases:
+        with ResultsStore(path, create=False) as store:
+            found.update(store.arrays(run_key))
+    if run_key is None:
+        return found
+    if run_key not in found:
+        raise KeyError(f"run {run_key!r} kept no arrays in {str(directory)!r} (set keep_samples / keep_outputs)")
+    return found[run_key]

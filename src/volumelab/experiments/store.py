@@ -9,6 +9,7 @@ the run it was computing.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "utc_now"]
+__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "encode_arrays", "utc_now"]
 
 DATABASE_NAME = "results.sqlite"
 
@@ -53,7 +54,22 @@ CREATE TABLE IF NOT EXISTS runs (
     results_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, scale);
+CREATE TABLE IF NOT EXISTS arrays (
+    run_key TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
 """
+
+
+def encode_arrays(arrays) -> bytes | None:
+    """A run's arrays as ``.npz`` bytes (``None`` when it has none)."""
+    if not arrays:
+        return None
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    return buffer.getvalue()
 
 
 def utc_now() -> str:
@@ -106,6 +122,8 @@ class ResultRow:
     volumelab_version: str
     torch_version: str
     results_version: int | None = None
+    #: The run's optional arrays (:attr:`volumelab.RunResult.arrays`) as ``.npz`` bytes.
+    arrays: bytes | None = None
 
     def values(self) -> tuple:
         return (
@@ -160,6 +178,8 @@ class ResultsStore:
         if columns and "results_version" not in columns:
             with self._connection:
                 self._connection.execute("ALTER TABLE runs ADD COLUMN results_version INTEGER")
+        with self._connection:  # stores written before runs kept arrays
+            self._connection.execute("CREATE TABLE IF NOT EXISTS arrays (run_key TEXT PRIMARY KEY, data BLOB NOT NULL)")
 
     def close(self) -> None:
         self._connection.close()
@@ -184,6 +204,9 @@ class ResultsStore:
                     self._connection.execute(
                         f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", row.values()
                     )
+                    if row.arrays is not None:
+                        self._connection.execute("INSERT OR REPLACE INTO arrays (run_key, data) VALUES (?, ?)",
+                                                 (row.run_key, sqlite3.Binary(row.arrays)))
                     added += 1
                 except sqlite3.IntegrityError:
                     logger.warning("run %s is already stored; keeping the first result", row.run_key)
@@ -203,6 +226,19 @@ class ResultsStore:
                 row[column] = json.loads(row[column]) if row[column] is not None else None
             rows.append(row)
         return rows
+
+    def arrays(self, run_key: str | None = None) -> dict[str, dict[str, "np.ndarray"]]:
+        """Stored arrays by run key (only ``run_key``'s when given), each a dict of NumPy arrays."""
+        import numpy as np
+
+        query, parameters = "SELECT run_key, data FROM arrays", ()
+        if run_key is not None:
+            query, parameters = query + " WHERE run_key = ?", (run_key,)
+        out = {}
+        for key, data in self._connection.execute(query, parameters):
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                out[key] = {name: archive[name] for name in archive.files}
+        return out
 
     def sweeps(self) -> list[tuple[str, str]]:
         """The distinct ``(sweep, scale)`` pairs stored, in the order first stored."""

@@ -23,6 +23,11 @@ class RunResult:
         history: Per-step logs (lists of equal length), e.g. ``step``, ``train_loss``;
             ``None`` where a value does not exist (a GD run's losses after it diverged).
         diagnostics: Everything else worth keeping (sampler, timing, batch sizes).
+        arrays: Optional outputs to analyse, NumPy arrays by name (empty unless asked
+            for): G&C's kept accepted draws (``GuessCheck(keep_samples=K)``), GD's final
+            layers and outputs (``GradientDescent(keep_outputs=True)``). Not part of
+            :meth:`to_dict`; a sweep stores them in its results store
+            (:func:`volumelab.load_arrays`).
     """
 
     method: str
@@ -31,6 +36,7 @@ class RunResult:
     standard_errors: Mapping[str, float | None] = field(default_factory=dict)
     history: Mapping[str, list] = field(default_factory=dict)
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    arrays: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]

@@ -230,6 +230,10 @@ class GradientDescent:
         log_every: Steps between history entries; ``None`` gives about 200 entries.
         device: ``"auto" | "cpu" | "cuda"``.
         progress: Show a progress bar.
+        keep_outputs: Return each run's final ``layer_1 .. layer_d`` and ``outputs`` (what
+            the task scores: the flattened end-to-end matrix, or the MLP's outputs on
+            ``[X_train; X_test]``), plus ``W`` ``(rows, cols)`` for a factorization, in
+            the result's ``arrays`` (none for a diverged run).
     """
 
     lr: float
@@ -242,6 +246,7 @@ class GradientDescent:
     log_every: int | None = None
     device: str = "cpu"
     progress: bool = False
+    keep_outputs: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -463,6 +468,7 @@ class GradientDescent:
             logged = [entry for entry in logged if entry[0] <= last_step]
         train, gen = objective.losses(params)
         extra = {name: values.cpu().tolist() for name, values in objective.extra_metrics(params).items()}
+        kept = self._final_arrays(objective, params) if self.keep_outputs else None
         logged.append((int(steps_done.max()), train, gen))
         history = {
             "step": [entry[0] for entry in logged],
@@ -518,5 +524,16 @@ class GradientDescent:
             }
             if status == "diverged":
                 logger.warning("GD (seed %d) diverged at step %s", seed, diverged_at[i])
-            results.append(RunResult("gd", status, metrics, {}, run_history, diagnostics))
+            arrays = {} if kept is None or status == "diverged" else {k: v[i] for k, v in kept.items()}
+            results.append(RunResult("gd", status, metrics, {}, run_history, diagnostics, arrays))
         return results
+
+    @staticmethod
+    def _final_arrays(objective, params: torch.Tensor) -> dict:
+        """Every run's final layers and outputs, as NumPy arrays with a leading run axis."""
+        layers = objective.layers(params)
+        arrays = {f"layer_{j + 1}": layer.cpu().numpy().copy() for j, layer in enumerate(layers)}
+        arrays["outputs"] = objective.outputs(params).cpu().numpy()
+        if objective.model.family == "factorization":
+            arrays["W"] = objective.model.end_to_end(layers).cpu().numpy()
+        return arrays

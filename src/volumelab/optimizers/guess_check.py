@@ -175,6 +175,9 @@ class _Tally:
     prior: list[RunningMoments] = field(default_factory=list)
     accepted: list[RunningMoments] = field(default_factory=list)
     min_train: float = math.inf
+    #: Kept accepted draws (``keep_samples``): arrays by name, in block order.
+    kept: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    kept_count: int = 0
 
     @classmethod
     def of_block(cls, losses: torch.Tensor, eps: float) -> "_Tally":
@@ -194,6 +197,26 @@ class _Tally:
         for mine, theirs in zip(self.prior + self.accepted, other.prior + other.accepted):
             mine.merge(theirs)
         self.min_train = min(self.min_train, other.min_train)
+
+    def keep(self, other: "_Tally", limit: int) -> None:
+        """Append ``other``'s kept draws (the next block's) up to ``limit`` in all."""
+        room = limit - self.kept_count
+        if room <= 0 or not other.kept_count:
+            return
+        for name, parts in other.kept.items():
+            self.kept.setdefault(name, []).extend(part[:room] for part in parts)
+        self.kept_count += min(room, other.kept_count)
+
+
+def _kept_draws(draws, chosen: torch.Tensor, scores: torch.Tensor, names: tuple[str, ...]) -> dict:
+    """The chosen draws (``W`` of a factorization, or each layer) and their scores, copied to the CPU."""
+    if isinstance(draws, torch.Tensor):
+        kept = {"W": draws[chosen].cpu()}
+    else:
+        kept = {f"layer_{j + 1}": layer[chosen].cpu() for j, layer in enumerate(draws)}
+    for row, name in enumerate(names):
+        kept[name] = scores[row, chosen].cpu()
+    return {name: [value] for name, value in kept.items()}
 
 
 class _LossContraction:
@@ -336,6 +359,11 @@ class GuessCheck:
             ``torch.get_num_threads()``. Each block is computed by one thread with one
             intra-op thread, so the result does not depend on this or on the thread
             count (only speed does).
+        keep_samples: Keep up to this many accepted draws (the first ones, in draw
+            order) in the result's ``arrays``: ``W`` ``(K, rows, cols)`` for a
+            factorization (the fast samplers draw ``W`` only, not the layers), or
+            ``layer_1 .. layer_d`` for other families, with their ``train_loss``,
+            ``gen_loss`` (and e.g. ``test_error``). Kept draws are in the draws' dtype.
     """
 
     eps: float
@@ -346,8 +374,11 @@ class GuessCheck:
     memory_fraction: float = 0.25
     progress: bool = False
     workers: int | None = None
+    keep_samples: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.keep_samples, bool) or not isinstance(self.keep_samples, int) or self.keep_samples < 0:
+            raise OptimizerError(f"keep_samples must be a non-negative integer, got {self.keep_samples!r}")
         if self.workers is not None and (
             isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
         ):
@@ -426,6 +457,8 @@ class GuessCheck:
 
         contraction = _scorer_for(model, problem, device, self.eps)
         eps = self.eps
+        keep = self.keep_samples
+        row_names = ("train_loss", "gen_loss", *getattr(contraction, "metric_names", ()))
 
         def block_tally(index: int) -> tuple[_Tally, int]:
             """Draw block ``index`` and reduce it to its statistics (on the block's device)."""
@@ -437,9 +470,15 @@ class GuessCheck:
             workspace = thread_workspace() if device.type == "cpu" else None
             draws = sampler.sample(model, size, generator, dtype=dtype, device=device, workspace=workspace)
             losses = contraction(draws, workspace)
-            del draws
             _check_finite(losses, model)
-            return _Tally.of_block(losses, eps), size
+            block_result = _Tally.of_block(losses, eps)
+            if keep:
+                chosen = torch.nonzero(losses[0] < eps).flatten()[:keep]
+                if chosen.numel():
+                    block_result.kept = _kept_draws(draws, chosen, losses, row_names)
+                    block_result.kept_count = int(chosen.numel())
+            del draws
+            return block_result, size
 
         tally = _Tally()
         workers = 1
@@ -455,6 +494,8 @@ class GuessCheck:
         with tqdm(total=budget, unit="draw", unit_scale=True, disable=not self.progress, desc="G&C") as bar:
             for block_result, size in blocks:
                 tally.merge(block_result)
+                if keep:
+                    tally.keep(block_result, keep)
                 bar.update(size)
         seconds = time.perf_counter() - start
         names = getattr(contraction, "metric_names", ())
@@ -509,9 +550,12 @@ class GuessCheck:
             "draws_per_second": budget / seconds if seconds > 0 else None,
         }
         status = "ok" if accepted else "no_acceptance"
+        arrays = {name: torch.cat(parts).numpy() for name, parts in tally.kept.items()}
         if not accepted:
             logger.warning(
                 "G&C accepted none of %d draws at eps=%g (smallest training loss %.4g); "
                 "the generalization loss is undefined", budget, self.eps, tally.min_train,
             )
-        return RunResult("gnc", status, metrics, errors, {}, diagnostics)
+        if self.keep_samples:
+            diagnostics["kept_samples"] = tally.kept_count
+        return RunResult("gnc", status, metrics, errors, {}, diagnostics, arrays)
