@@ -23,6 +23,7 @@ from .config import (
 )
 from .driver import SweepOutcome, SweepPlan, SweepTask, execute_task, plan_sweep, run_sweep
 from .executors import EXECUTORS, make_executor
+from ._schema import Count, Strict
 from .kinds import ModelKind, ProblemKind, register_model_kind, register_problem_kind
 from .methods import (
     Column,
@@ -36,10 +37,13 @@ from .methods import (
     unregister_method,
 )
 from .paper import FIGURES, figure_config_path, resolve_figure_names
-from .results import load_results, rows_to_frame
+from .results import load_arrays, load_results, rows_to_frame
 from .store import ResultsStore
 
 __all__ = [
+    "Count",
+    "Strict",
+    "load_arrays",
     "EXECUTORS",
     "FIGURES",
     "Column",

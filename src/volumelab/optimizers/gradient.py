@@ -82,7 +82,6 @@ class _ClosedFormObjective:
 
     def __init__(self, model, tensors):
         self.model = model
-        self.activation = model.activation_function
         self.shapes = model.layer_shapes
         self.offsets = [0]
         for out, inp in self.shapes:
@@ -115,7 +114,7 @@ class _ClosedFormObjective:
         size = params.shape[0]
         train, residual = self.tensors.train_loss_and_residual(product.view(size, -1))  # (S,), (S, m)
         upstream = self.tensors.train_gradient(residual).view(size, self.model.rows, self.model.cols)
-        backward = self.activation.backward
+        backward = self.model.activation_function.backward
         for j in range(len(layers) - 1, 0, -1):
             torch.bmm(upstream, post[j - 1].transpose(1, 2), out=grads[j])
             upstream = torch.bmm(layers[j].transpose(1, 2), upstream)

@@ -28,6 +28,7 @@ are left centred, not divided by zero); regression targets likewise.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -87,8 +88,8 @@ class SupervisedTensors:
                    tensors[0].num_train, tensors[0].loss)
 
     def to(self, dtype: torch.dtype) -> "SupervisedTensors":
-        """The same tensors in ``dtype``."""
-        return SupervisedTensors(self.inputs.to(dtype), self.targets.to(dtype), self.num_train, self.loss)
+        """The same tensors in ``dtype`` (a subclass keeps its class and fields)."""
+        return dataclasses.replace(self, inputs=self.inputs.to(dtype), targets=self.targets.to(dtype))
 
     @property
     def stacked(self) -> bool:
