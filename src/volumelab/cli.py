@@ -22,7 +22,7 @@ from ._counts import parse_count
 from .errors import VolumelabError
 from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
 from .optimizers import GradientDescent, GuessCheck, RunResult
-from .problems import DATASETS, LOSSES, Problem, load_problem, make_problem, make_supervised
+from .problems import DATASETS, LOSSES, load_problem, make_problem, make_supervised
 from .samplers import available_samplers
 
 logger = logging.getLogger("volumelab")

@@ -156,7 +156,7 @@ def test_model_and_problem_mismatches_are_clear_errors():
         vl.GuessCheck(eps=0.1).run(supervised, vl.FactorizationModel(5, 5, 4, 2), 100)
     with pytest.raises(vl.OptimizerError, match="takes 7 input features but the problem has 10"):
         vl.GuessCheck(eps=0.1).run(supervised, MLPModel(7, 4, 2), 100)
-    with pytest.raises(ModelError, match="unknown MLP scaling"):
+    with pytest.raises(ModelError, match="unknown scaling .paper. for a mlp model"):
         MLPModel(3, 4, 2, scaling="paper")
     with pytest.raises(vl.ModelError, match="not exact"):
         vl.GuessCheck(eps=0.1, sampler="bartlett").run(supervised, MLPModel(10, 4, 2, "linear"), 100)

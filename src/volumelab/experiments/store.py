@@ -227,7 +227,7 @@ class ResultsStore:
             rows.append(row)
         return rows
 
-    def arrays(self, run_key: str | None = None) -> dict[str, dict[str, "np.ndarray"]]:
+    def arrays(self, run_key: str | None = None) -> dict[str, dict]:
         """Stored arrays by run key (only ``run_key``'s when given), each a dict of NumPy arrays."""
         import numpy as np
 

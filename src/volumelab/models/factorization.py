@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ModelError
-from .activations import ACTIVATIONS, activation_for
+from .activations import ACTIVATIONS
 from .layers import LayeredModel
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
@@ -66,19 +65,7 @@ class FactorizationModel(LayeredModel):
     negative_slope: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("rows", "cols", "width", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ModelError(f"{name} must be a positive integer, got {value!r}")
-        # Validates the activation. Not a field: derived from ``activation`` and
-        # ``negative_slope``, made once.
-        object.__setattr__(self, "_activation_function", activation_for(self.activation, self.negative_slope))
-        if self.prior not in PRIORS:
-            raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
-        if self.scaling not in SCALINGS:
-            raise ModelError(f"unknown scaling {self.scaling!r}; expected one of {', '.join(SCALINGS)}")
-        if not (math.isfinite(self.negative_slope)):
-            raise ModelError(f"negative_slope must be finite, got {self.negative_slope!r}")
+        self._validate(("rows", "cols", "width", "depth"), SCALINGS)
 
     # ----------------------------------------------------------------- structure
     @property
@@ -104,15 +91,7 @@ class FactorizationModel(LayeredModel):
         return (hidden,) * (len(shapes) - 1) + (1.0 / math.sqrt(self.rows),)
 
     # ------------------------------------------------------------------- forward
-    def forward(
-        self,
-        weights: Sequence[torch.Tensor],
-        *,
-        activate: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        multiply: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        pre: list[torch.Tensor] | None = None,
-        post: list[torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    def forward(self, weights: Sequence[torch.Tensor], **hooks) -> torch.Tensor:
         """The model's forward pass: ``a_1 = W_1``, ``a_j = W_j sigma(a_{j-1})``, returns ``a_d``.
 
         This is the product before the optional normalization (:meth:`end_to_end` adds it).
@@ -120,15 +99,13 @@ class FactorizationModel(LayeredModel):
         Args:
             weights: ``W_1, ..., W_d``. With the default ``multiply``, each of shape
                 ``(..., out, in)`` with the same (broadcastable) leading sample axes.
-            activate: The activation to apply; default :meth:`sigma` (out of place).
-                The samplers pass ``activation_function.in_place`` on their scratch buffers.
-            multiply: ``multiply(j, W_j, sigma(a_{j-1}))`` for ``j = 1 .. d - 1``
-                (0-based layer index); default ``W_j @ sigma(a_{j-1})``. The batch-last
-                samplers pass their product kernel, which also applies layer ``j``'s scale.
-            pre: When given, receives ``a_1, ..., a_d`` (pre-activations; ``a_d`` unnormalized).
-            post: When given, receives ``sigma(a_1), ..., sigma(a_{d-1})``.
+            hooks: ``activate``, ``multiply``, ``pre``, ``post`` of :meth:`LayeredModel.propagate`.
+                The samplers pass ``activate=activation_function.in_place`` on their scratch
+                buffers and, batch-last, their product kernel as ``multiply`` (it also applies
+                layer ``j``'s scale); GD's gradient collects ``pre`` and ``post`` (``a_d`` is
+                unnormalized).
         """
-        return self.propagate(weights[0], weights, activate=activate, multiply=multiply, pre=pre, post=post)
+        return self.propagate(weights[0], weights, **hooks)
 
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrix ``W`` from the layers: :meth:`forward`, then :meth:`normalize_output`.

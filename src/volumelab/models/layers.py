@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..errors import ModelError
-from .activations import Activation
+from .activations import Activation, activation_for
 
 __all__ = ["LayeredModel"]
 
@@ -35,6 +35,30 @@ class LayeredModel:
 
     #: Set by the family's ``__post_init__`` (:func:`volumelab.models.activations.activation_for`).
     _activation_function: Activation
+
+    def _validate(self, counts: tuple[str, ...], scalings: tuple[str, ...]) -> None:
+        """The checks every family's ``__post_init__`` runs, and the activation, made once.
+
+        Args:
+            counts: Fields that must be positive integers (sizes).
+            scalings: The prior scalings this family knows.
+        """
+        from .factorization import PRIORS
+
+        for name in counts:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelError(f"{name} must be a positive integer, got {value!r}")
+        # Validates the activation. Not a field: derived from ``activation`` and
+        # ``negative_slope``, made once.
+        object.__setattr__(self, "_activation_function", activation_for(self.activation, self.negative_slope))
+        if self.prior not in PRIORS:
+            raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
+        if self.scaling not in scalings:
+            raise ModelError(f"unknown scaling {self.scaling!r} for a {self.family} model; "
+                             f"expected one of {', '.join(scalings)}")
+        if not math.isfinite(self.negative_slope):
+            raise ModelError(f"negative_slope must be finite, got {self.negative_slope!r}")
 
     # ----------------------------------------------------------------- structure
     @property

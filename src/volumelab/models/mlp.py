@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelError
-from .activations import activation_for
-from .factorization import PRIORS
 from .layers import LayeredModel
 
 __all__ = ["MLPModel", "MLP_SCALINGS"]
@@ -57,17 +55,7 @@ class MLPModel(LayeredModel):
     negative_slope: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("in_features", "width", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ModelError(f"{name} must be a positive integer, got {value!r}")
-        object.__setattr__(self, "_activation_function", activation_for(self.activation, self.negative_slope))
-        if self.prior not in PRIORS:
-            raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
-        if self.scaling not in MLP_SCALINGS:
-            raise ModelError(f"unknown MLP scaling {self.scaling!r}; expected one of {', '.join(MLP_SCALINGS)}")
-        if not math.isfinite(self.negative_slope):
-            raise ModelError(f"negative_slope must be finite, got {self.negative_slope!r}")
+        self._validate(("in_features", "width", "depth"), MLP_SCALINGS)
 
     family = "mlp"
     #: Draws per G&C randomness block. Fixed, because a draw's memory is its activations
