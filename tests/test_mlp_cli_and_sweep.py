@@ -112,3 +112,12 @@ def test_an_mlp_sweep_runs_and_stores_test_errors(capsys, tmp_path):
     code, out, err = run(capsys, "run", config, "--out", tmp_path / "out")
     assert code == 0, err
     assert "all 12 runs already stored" in out, out
+
+
+def test_problem_show_describes_a_supervised_file(capsys, tmp_path):
+    path = make_supervised("digits", 30, seed=0).save(tmp_path / "d.npz")
+    code, out, err = run(capsys, "problem", "show", path, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["task"] == "supervised" and info["train"] == 30 and info["features"] == 64
+    assert info["loss"] == "logistic" and info["classes"] == [3, 8]

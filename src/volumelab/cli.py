@@ -369,11 +369,14 @@ def problem_make(task, rows, cols, rank, measurements, norm, seed, out) -> None:
 def problem_show(path, as_json) -> None:
     """Describe a problem file: task, shape, measurements, test basis size, chance level of W = 0."""
     loaded = load_problem(path)
-    info = {"task": loaded.task, "rows": loaded.rows, "cols": loaded.cols,
-            "measurements": loaded.num_measurements, "test": loaded.num_test,
-            "has_ground_truth": loaded.W_star is not None,
-            "mean_squared_target": loaded.mean_squared_target(),
-            **{k: v for k, v in loaded.metadata.items() if k != "source"}}
+    if loaded.task == "supervised":
+        info = {key: value for key, value in loaded.summary().items() if key != "source"}
+    else:
+        info = {"task": loaded.task, "rows": loaded.rows, "cols": loaded.cols,
+                "measurements": loaded.num_measurements, "test": loaded.num_test,
+                "has_ground_truth": loaded.W_star is not None,
+                "mean_squared_target": loaded.mean_squared_target(),
+                **{k: v for k, v in loaded.metadata.items() if k != "source"}}
     if as_json:
         _echo_json(info)
     else:
