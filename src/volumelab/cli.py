@@ -372,7 +372,7 @@ def problem_show(path, as_json) -> None:
     if loaded.task == "supervised":
         info = {key: value for key, value in loaded.summary().items() if key != "source"}
     else:
-        info = {"task": loaded.task, "rows": loaded.rows, "cols": loaded.cols,
+        info = {**{key: value for key, value in loaded.summary().items() if key in ("task", "rows", "cols", "shape")},
                 "measurements": loaded.num_measurements, "test": loaded.num_test,
                 "has_ground_truth": loaded.W_star is not None,
                 "mean_squared_target": loaded.mean_squared_target(),

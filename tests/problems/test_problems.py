@@ -143,7 +143,8 @@ def _arrays(problem):
         (lambda a: a.update(b_train=a["b_train"][:-1]), "b_train has 14 entries"),
         (lambda a: a.update(b_test=a["b_test"][:-1]), "b_test has 9 entries"),
         (lambda a: a.update(A_test=a["A_test"][:, :4, :]), "A_test matrices are"),
-        (lambda a: a.update(A_train=a["A_train"][0]), "A_train must have 3 dimensions"),
+        (lambda a: a.update(A_train=a["A_train"][0]), "b_train has 15 entries but A_train has 5 matrices"),
+        (lambda a: a.update(A_train=a["A_train"][0, 0]), "A_train must have at least 2 dimensions"),
         (lambda a: a["A_train"].__setitem__((0, 0, 0), np.nan), "A_train contains 1 NaN"),
         (lambda a: a["b_test"].__setitem__(0, np.inf), "b_test contains 1 NaN or infinite"),
         (lambda a: a.update(W_star=a["W_star"][:4]), "W_star has shape"),
@@ -213,3 +214,25 @@ def test_load_errors(tmp_path):
     (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
     with pytest.raises(ProblemError, match="is not a volumelab problem file"):
         vl.load_problem(tmp_path / "garbage.npz")
+
+
+def test_measurements_of_an_array_of_any_order():
+    """Order-3 measurements: the losses equal a plain loop over the inner products."""
+    generator = torch.Generator().manual_seed(0)
+    truth = torch.randn(3, 2, 4, generator=generator, dtype=torch.float64)
+    measurements = torch.randn(10, 3, 2, 4, generator=generator, dtype=torch.float64)
+    basis = vl.problems.complement_basis(measurements.reshape(10, 2, 12)).reshape(-1, 3, 2, 4)
+    problem = vl.Problem(measurements, (measurements * truth).sum((1, 2, 3)), basis, (basis * truth).sum((1, 2, 3)),
+                         W_star=truth)
+    assert problem.shape == (3, 2, 4) and problem.num_test == 14 and problem.summary()["shape"] == [3, 2, 4]
+    guesses = torch.randn(5, 3, 2, 4, generator=generator, dtype=torch.float64)
+    train, gen = problem.losses(guesses)
+    for s in range(5):
+        residual = [float((a * guesses[s]).sum() - y) for a, y in zip(problem.A_train, problem.b_train)]
+        assert float(train[s]) == pytest.approx(sum(r * r for r in residual) / 10, rel=1e-12)
+        basis_residual = [float((b * (guesses[s] - truth)).sum()) for b in problem.A_test]
+        assert float(gen[s]) == pytest.approx(sum(r * r for r in basis_residual) / 14, rel=1e-12)
+    with pytest.raises(vl.ProblemError, match="not a matrix"):
+        problem.rows
+    with pytest.raises(vl.OptimizerError, match="model is 3x2 but the problem is 3x2x4"):
+        vl.GuessCheck(eps=1.0).run(problem, vl.FactorizationModel(3, 2, 4, 2), 100)

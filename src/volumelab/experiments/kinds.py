@@ -274,7 +274,7 @@ def _shape_of(problem) -> tuple[int, int]:
     """What a model is built for: ``(rows, cols)`` of a matrix problem, ``(1, features)`` of a supervised one."""
     if getattr(problem, "task", None) == "supervised":
         return (1, problem.num_features)
-    return (problem.rows, problem.cols)
+    return problem.shape
 
 
 register_problem_kind(ProblemKind(

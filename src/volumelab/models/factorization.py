@@ -145,8 +145,8 @@ class FactorizationModel(LayeredModel):
         """Why ``problem`` cannot be scored on this model's outputs, or ``None``."""
         if getattr(problem, "task", None) == "supervised":
             return "a factorization model needs a matrix problem (sensing, completion); use --model mlp"
-        if (self.rows, self.cols) != (problem.rows, problem.cols):
-            return f"model is {self.rows}x{self.cols} but the problem is {problem.rows}x{problem.cols}"
+        if (self.rows, self.cols) != problem.shape:
+            return f"model is {self.rows}x{self.cols} but the problem is {'x'.join(map(str, problem.shape))}"
         return None
 
     def describe(self) -> dict:

@@ -47,7 +47,7 @@ _ORTHO_TOL = 1e-6
 _TARGET_TOL = 1e-6
 
 
-def _as_float64(name: str, value, ndim: int) -> torch.Tensor:
+def _as_float64(name: str, value, ndim: int, *, at_least: bool = False) -> torch.Tensor:
     if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
         # Complex values would lose their imaginary part and strings/objects are not numbers.
         raise ProblemError(f"{name} must be a real numeric array, got dtype {value.dtype}")
@@ -57,8 +57,9 @@ def _as_float64(name: str, value, ndim: int) -> torch.Tensor:
         tensor = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float64).cpu()
     except (TypeError, ValueError) as exc:
         raise ProblemError(f"{name} must be a numeric array: {exc}") from exc
-    if tensor.ndim != ndim:
-        raise ProblemError(f"{name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}")
+    if tensor.ndim < ndim if at_least else tensor.ndim != ndim:
+        raise ProblemError(f"{name} must have {'at least ' if at_least else ''}{ndim} dimensions, "
+                           f"got shape {tuple(tensor.shape)}")
     if not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ProblemError(f"{name} contains {bad} NaN or infinite value(s)")
@@ -193,10 +194,13 @@ class ProblemTensors:
 
 @dataclass(frozen=True, eq=False)
 class Problem:
-    """A matrix sensing / completion problem.
+    """Linear measurements of an output array: matrix sensing / completion (and any order).
+
+    The measured array has :attr:`shape` (``(rows, cols)`` for a matrix, the generated
+    tasks; any order ``>= 1`` from arrays); every measurement is an array of that shape.
 
     Attributes:
-        A_train: ``(m, rows, cols)`` measurement matrices.
+        A_train: ``(m, rows, cols)`` measurement matrices (``(m, *shape)`` in general).
         b_train: ``(m,)`` measurements ``<A_i, W*>``.
         A_test: ``(t, rows, cols)`` orthonormal basis of the complement of span{A_i}.
         b_test: ``(t,)`` targets ``<B, W*>``.
@@ -214,37 +218,38 @@ class Problem:
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        a_train = _as_float64("A_train", self.A_train, 3)
+        a_train = _as_float64("A_train", self.A_train, 2, at_least=True)
         b_train = _as_float64("b_train", self.b_train, 1)
-        a_test = _as_float64("A_test", self.A_test, 3)
+        a_test = _as_float64("A_test", self.A_test, 2, at_least=True)
         b_test = _as_float64("b_test", self.b_test, 1)
-        m, rows, cols = a_train.shape
+        m, shape = a_train.shape[0], tuple(a_train.shape[1:])
+        what = f"a {'x'.join(map(str, shape))} {'matrix' if len(shape) == 2 else 'array'}"
         if m < 1:
             raise ProblemError("A_train must hold at least one measurement matrix")
         if b_train.shape[0] != m:
             raise ProblemError(f"b_train has {b_train.shape[0]} entries but A_train has {m} matrices")
-        if a_test.shape[1:] != (rows, cols):
+        if tuple(a_test.shape[1:]) != shape:
             raise ProblemError(
-                f"A_test matrices are {tuple(a_test.shape[1:])} but A_train matrices are {(rows, cols)}"
+                f"A_test matrices are {tuple(a_test.shape[1:])} but A_train matrices are {shape}"
             )
         t = a_test.shape[0]
         if t < 1:
             raise ProblemError(
-                f"A_test is empty: with {m} measurements of a {rows}x{cols} matrix nothing is left "
-                "to generalize to; use fewer measurements than rows*cols"
+                f"A_test is empty: with {m} measurements of {what} nothing is left "
+                "to generalize to; use fewer measurements than its number of entries"
             )
         if b_test.shape[0] != t:
             raise ProblemError(f"b_test has {b_test.shape[0]} entries but A_test has {t} matrices")
-        n = rows * cols
+        n = math.prod(shape)
         if self.task == "sensing" and m >= n:
             raise ProblemError(
-                f"{m} sensing measurements of a {rows}x{cols} matrix: need fewer than rows*cols = {n}"
+                f"{m} sensing measurements of {what}: need fewer than its {n} entries (rows*cols)"
             )
         w_star = None
         if self.W_star is not None:
-            w_star = _as_float64("W_star", self.W_star, 2)
-            if w_star.shape != (rows, cols):
-                raise ProblemError(f"W_star has shape {tuple(w_star.shape)}, expected {(rows, cols)}")
+            w_star = _as_float64("W_star", self.W_star, len(shape))
+            if tuple(w_star.shape) != shape:
+                raise ProblemError(f"W_star has shape {tuple(w_star.shape)}, expected {shape}")
         self._check_basis(a_train.reshape(m, n), a_test.reshape(t, n))
         if w_star is not None:
             flat = w_star.reshape(n)
@@ -290,12 +295,22 @@ class Problem:
 
     # ------------------------------------------------------------------ shapes
     @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the measured array (``(rows, cols)`` for a matrix)."""
+        return tuple(int(size) for size in self.A_train.shape[1:])
+
+    @property
     def rows(self) -> int:
-        return int(self.A_train.shape[1])
+        return self._matrix_shape()[0]
 
     @property
     def cols(self) -> int:
-        return int(self.A_train.shape[2])
+        return self._matrix_shape()[1]
+
+    def _matrix_shape(self) -> tuple[int, int]:
+        if len(self.shape) != 2:
+            raise ProblemError(f"this problem measures an array of shape {self.shape}, not a matrix")
+        return self.shape
 
     @property
     def num_measurements(self) -> int:
@@ -312,13 +327,13 @@ class Problem:
 
     def summary(self) -> dict:
         """A JSON-friendly description (the CLI's ``problem`` key)."""
-        return {"task": self.task, "rows": self.rows, "cols": self.cols, "measurements": self.num_measurements,
-                **self.metadata}
+        size = {"rows": self.rows, "cols": self.cols} if len(self.shape) == 2 else {"shape": list(self.shape)}
+        return {"task": self.task, **size, "measurements": self.num_measurements, **self.metadata}
 
     # ------------------------------------------------------------------ losses
     def tensors(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64) -> ProblemTensors:
         """The flattened measurement operator and targets on ``device``."""
-        n = self.rows * self.cols
+        n = math.prod(self.shape)
         operator = torch.cat([self.A_train.reshape(-1, n), self.A_test.reshape(-1, n)]).T.contiguous()
         targets = torch.cat([self.b_train, self.b_test])
         return ProblemTensors(
@@ -328,11 +343,12 @@ class Problem:
         )
 
     def losses(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L_train, L_gen)`` of end-to-end matrices of shape ``(..., rows, cols)``."""
-        if weights.shape[-2:] != (self.rows, self.cols):
-            raise ProblemError(f"weights end in shape {tuple(weights.shape[-2:])}, expected {(self.rows, self.cols)}")
+        """``(L_train, L_gen)`` of end-to-end matrices of shape ``(..., rows, cols)`` (``(..., *shape)``)."""
+        order = len(self.shape)
+        if tuple(weights.shape[-order:]) != self.shape:
+            raise ProblemError(f"weights end in shape {tuple(weights.shape[-order:])}, expected {self.shape}")
         tensors = self.tensors(weights.device, weights.dtype)
-        return tensors.losses(weights.reshape(*weights.shape[:-2], -1))
+        return tensors.losses(weights.reshape(*weights.shape[:-order], -1))
 
     def mean_squared_target(self) -> float:
         """``mean_B <B, W*>^2``: the generalization loss of ``W = 0``."""
@@ -356,8 +372,9 @@ class Problem:
 
     def __repr__(self) -> str:
         return (
-            f"Problem(task={self.task!r}, rows={self.rows}, cols={self.cols}, "
-            f"measurements={self.num_measurements}, test={self.num_test})"
+            f"Problem(task={self.task!r}, "
+            + (f"rows={self.rows}, cols={self.cols}, " if len(self.shape) == 2 else f"shape={self.shape}, ")
+            + f"measurements={self.num_measurements}, test={self.num_test})"
         )
 
 
