@@ -108,13 +108,18 @@ class _ClosedFormObjective:
             self._layers = self.layers(params)
             self._grad = torch.empty_like(params)
             self._grad_layers = self.layers(self._grad)
+            # Bound once (a few attribute lookups fewer per step on small models).
+            model = self.model
+            self._propagate, self._backward = model.propagate, model.activation_function.backward
+            self._output_shape = (params.shape[0], model.rows, model.cols)
         layers, grads = self._layers, self._grad_layers
         pre, post = [], []
-        product = self.model.forward(layers, pre=pre, post=post)
+        # The factorization's forward pass, a_1 = W_1 (FactorizationModel.forward).
+        product = self._propagate(layers[0], layers, pre=pre, post=post)
         size = params.shape[0]
         train, residual = self.tensors.train_loss_and_residual(product.view(size, -1))  # (S,), (S, m)
-        upstream = self.tensors.train_gradient(residual).view(size, self.model.rows, self.model.cols)
-        backward = self.model.activation_function.backward
+        upstream = self.tensors.train_gradient(residual).view(self._output_shape)
+        backward = self._backward
         for j in range(len(layers) - 1, 0, -1):
             torch.bmm(upstream, post[j - 1].transpose(1, 2), out=grads[j])
             upstream = torch.bmm(layers[j].transpose(1, 2), upstream)
