@@ -254,3 +254,48 @@ def test_both_ways_of_freezing_a_stopped_run_give_the_same_numbers(monkeypatch, 
         assert in_place.status == with_where.status
         assert in_place.metrics == with_where.metrics
         assert in_place.history == with_where.history
+
+
+@pytest.mark.parametrize("step_rule", ["gd", "group_rmsprop"])
+def test_an_overflowing_gradient_norm_is_divergence_not_a_frozen_run(monkeypatch, step_rule):
+    """Finite gradient entries of 1e200 at step 7: ||g||^2 overflows to inf.
+
+    group_rmsprop used to divide by sqrt(inf) = inf there, so the run stood still and was
+    reported "completed" with the loss it had; it is now "diverged" at step 7, and the
+    other runs of the batch end as without the fault.
+    """
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(3)]
+    model = vl.FactorizationModel(5, 5, 6, 2, activation="tanh")
+    optimizer = vl.GradientDescent(lr=0.05, step_rule=step_rule, log_every=5)
+    clean = optimizer.run_batch(problems, model, 40, seeds=[0, 1, 2])
+    original = _ClosedFormObjective.train_loss_and_gradient
+    steps = []
+
+    def overflowing(self, params):
+        train, grad = original(self, params)
+        if len(steps) == 7:
+            grad[1] = 1e200  # every entry finite, the squared norm is not
+        steps.append(None)
+        return train, grad
+
+    monkeypatch.setattr(_ClosedFormObjective, "train_loss_and_gradient", overflowing)
+    faulted = optimizer.run_batch(problems, model, 40, seeds=[0, 1, 2])
+    assert faulted[1].status == "diverged" and faulted[1].metrics["diverged_at_step"] == 7
+    for index in (0, 2):
+        assert faulted[index].metrics == clean[index].metrics and faulted[index].history == clean[index].history
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_reusing_the_probe_norm_gives_the_numbers_of_computing_it_again(monkeypatch, momentum):
+    """group_rmsprop reads ||g||^2 from the step's finiteness probe; computing it afresh gives the same bits."""
+    from volumelab.optimizers.transforms import StepContext
+
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(4)]
+    model = vl.FactorizationModel(5, 5, 8, 3, activation="tanh")
+    optimizer = vl.GradientDescent(lr=1e-2, init_scale=0.1, step_rule="group_rmsprop", momentum=momentum,
+                                   log_every=7)
+    shared = optimizer.run_batch(problems, model, 150, seeds=range(4))
+    monkeypatch.setattr(StepContext, "squared_norm", lambda self, direction: torch.linalg.vecdot(direction, direction))
+    fresh = optimizer.run_batch(problems, model, 150, seeds=range(4))
+    for a, b in zip(shared, fresh):
+        assert a.metrics == b.metrics and a.history == b.history

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -73,7 +74,7 @@ class FactorizationModel(LayeredModel):
         """True when the activation is the identity (only the named ``"linear"``)."""
         return self.activation == "linear" or self.depth == 1
 
-    @property
+    @cached_property  # made once: the forward pass checks the layer count on every call
     def layer_shapes(self) -> tuple[tuple[int, int], ...]:
         """``(out, in)`` of ``W_1, ..., W_d``."""
         if self.depth == 1:

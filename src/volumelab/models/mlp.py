@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -66,7 +67,7 @@ class MLPModel(LayeredModel):
     is_linear = False
     normalize = False
 
-    @property
+    @cached_property  # made once: the forward pass checks the layer count on every call
     def layer_shapes(self) -> tuple[tuple[int, int], ...]:
         """``(out, in)`` of ``W_1, ..., W_d``."""
         if self.depth == 1:

@@ -17,7 +17,9 @@ advance together, each with its own statistics, so ``run_batch`` of ``S`` seeds 
 
 A run diverges at the first step where its training loss or any entry of its gradient
 is not finite (the loss can stay finite while the gradient overflows, e.g. in the
-product of a huge layer with the upstream gradient). It stops there: its update is
+product of a huge layer with the upstream gradient), or where the squared norm of its
+gradient overflows float64 (entries beyond about 1e154: the adaptive step's average of
+``||g||^2`` would be infinite and freeze the run). It stops there: its update is
 zero from that step on (the non-finite gradient is replaced, not multiplied, by zero),
 its status is ``"diverged"`` and its final losses are ``None``. Every operation of a
 step acts on each run's row alone, so the other runs of the batch continue exactly
@@ -421,7 +423,13 @@ class GradientDescent:
         # <grad, 0> + 0 * loss is 0 exactly when both are finite, however large: an
         # exact test, and on small batches much cheaper than isfinite(grad).all(1).
         zero = state.zero
-        probe = torch.linalg.vecdot(grad, state.zero_row).addcmul_(train, zero)
+        # ||g||^2 is +inf or NaN exactly when an entry is not finite (or the norm overflows
+        # float64, which would overflow the step's statistics too); adding the loss makes
+        # one finiteness test for both. The transforms reuse ||g||^2 (StepContext.squared_norm).
+        squared_norm = torch.linalg.vecdot(grad, grad)
+        # 0 * x is 0 for finite x and NaN for infinite or NaN x: the probe is 0 exactly
+        # when both are finite (cheaper than isfinite on small batches).
+        probe = torch.mul(squared_norm, zero).addcmul_(train, zero)
         active.logical_and_(probe == probe)
         # A stopped run's gradient is replaced (not multiplied: it may be non-finite) by
         # zero, and so is its momentum, so its update is exactly zero and none of its
@@ -432,7 +440,7 @@ class GradientDescent:
             grad = torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0).mul_(state.active_column)
         else:
             grad = torch.where(state.active_column, grad, zero)
-        context = StepContext(state.step, active, state.params, state.objective)
+        context = StepContext(state.step, active, state.params, state.objective, grad, squared_norm, zero)
         update, state.transform_state = state.transform.update(Update(grad), state.transform_state, context)
         if update.factor is None:
             state.params.sub_(update.direction)

@@ -59,10 +59,14 @@ class Update:
     factor: torch.Tensor | None = None
 
     def scaled(self, factor: torch.Tensor) -> "Update":
-        """The update times ``factor`` (0-d or ``(S, 1)``), without touching the direction."""
+        """The update times ``factor`` (0-d or ``(S, 1)``), without touching the direction (in place)."""
         if self.factor is None:
-            return Update(self.direction, factor)
-        return Update(self.direction, self.factor.mul_(factor) if self.factor.ndim else self.factor * factor)
+            self.factor = factor
+        elif self.factor.ndim:
+            self.factor.mul_(factor)
+        else:
+            self.factor = self.factor * factor
+        return self
 
     def materialize(self) -> torch.Tensor:
         """The direction with the factor applied (in place): ``(S, P)``."""
@@ -72,7 +76,7 @@ class Update:
         return self.direction
 
 
-class StepContext(NamedTuple):
+class StepContext:
     """What a transform may read besides the update.
 
     Attributes:
@@ -80,12 +84,30 @@ class StepContext(NamedTuple):
         active: ``(S,)`` bool, runs still training; stopped runs must stay frozen.
         params: ``(S, P)`` current parameters (read only).
         objective: The objective (for curvature-based preconditioners).
+        gradient: The step's gradient as the chain received it (stopped runs' rows zero), or ``None``.
     """
 
-    step: int
-    active: torch.Tensor
-    params: torch.Tensor
-    objective: Any = None
+    __slots__ = ("step", "active", "params", "objective", "gradient", "_raw_sq_norm", "_sq_norm", "_zero")
+
+    def __init__(self, step: int, active: torch.Tensor, params: torch.Tensor, objective: Any = None,
+                 gradient: torch.Tensor | None = None, raw_sq_norm: torch.Tensor | None = None,
+                 zero: torch.Tensor | None = None) -> None:
+        self.step, self.active, self.params, self.objective = step, active, params, objective
+        self.gradient, self._raw_sq_norm, self._sq_norm, self._zero = gradient, raw_sq_norm, None, zero
+
+    def squared_norm(self, direction: torch.Tensor) -> torch.Tensor:
+        """``||direction||^2`` per run, ``(S,)``.
+
+        When ``direction`` is the step's gradient itself, this is the squared norm the
+        optimizer already took for its finiteness check (zero for stopped runs, whose
+        gradient rows are zero): the same numbers as computing it again, once per step.
+        """
+        if direction is not self.gradient or self._raw_sq_norm is None:
+            return torch.linalg.vecdot(direction, direction)
+        if self._sq_norm is None:
+            zero = self._zero if self._zero is not None else 0.0
+            self._sq_norm = torch.where(self.active, self._raw_sq_norm, zero)
+        return self._sq_norm
 
 
 class GradientTransformation(NamedTuple):
@@ -116,7 +138,7 @@ def scale_by_group_rms(*, decay: float = 0.99, eps: float = 1e-6) -> GradientTra
 
     def update(update: Update, ema: torch.Tensor, context: StepContext) -> tuple[Update, torch.Tensor]:
         direction = update.materialize()
-        ema.lerp_(torch.linalg.vecdot(direction, direction), 1 - decay)
+        ema.lerp_(context.squared_norm(direction), 1 - decay)
         corrected = ema * (1.0 / (1 - decay ** (context.step + 1)))
         scale = corrected.sqrt_().add_(eps).reciprocal_()
         return update.scaled(scale.unsqueeze(1)), ema
@@ -156,16 +178,17 @@ def scale_by_learning_rate(lr: float) -> GradientTransformation:
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
-    """Apply ``transforms`` left to right; the state is the tuple of their states."""
+    """Apply ``transforms`` left to right; the state is the list of their states."""
 
-    def init(params: torch.Tensor) -> tuple:
-        return tuple(t.init(params) for t in transforms)
+    def init(params: torch.Tensor) -> list:
+        return [t.init(params) for t in transforms]
+
+    updates = tuple(t.update for t in transforms)
 
     def update(update: Update, state: tuple, context: StepContext) -> tuple[Update, tuple]:
-        states = []
-        for transform, inner in zip(transforms, state):
-            update, inner = transform.update(update, inner, context)
-            states.append(inner)
-        return update, tuple(states)
+        states = list(state)
+        for index, transform_update in enumerate(updates):
+            update, states[index] = transform_update(update, states[index], context)
+        return update, states
 
     return GradientTransformation(init, update)
