@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._results_version import RESULTS_VERSION
 from .errors import ModelError, OptimizerError, ProblemError, VolumelabError
 from .models import FactorizationModel, MLPModel
-from .optimizers import GradientDescent, GuessCheck, RunResult
+from .optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .problems import (
     Problem,
     SupervisedProblem,
@@ -59,6 +59,7 @@ __all__ = [
     "FactorizationModel",
     "GradientDescent",
     "MLPModel",
+    "NaturalGradientDescent",
     "GuessCheck",
     "ModelError",
     "OptimizerError",

@@ -4,6 +4,7 @@ from .base import RunResult, mean_and_stderr
 from . import transforms
 from .gradient import STEP_RULES, GDInfo, GDState, GradientDescent
 from .guess_check import GuessCheck, RunningMoments, acceptance_rate_interval, block_size_for
+from .natural_gradient import SOLVES, NaturalGradientDescent
 
 __all__ = [
     "GDInfo",
@@ -11,6 +12,8 @@ __all__ = [
     "STEP_RULES",
     "GradientDescent",
     "GuessCheck",
+    "NaturalGradientDescent",
+    "SOLVES",
     "RunResult",
     "RunningMoments",
     "acceptance_rate_interval",

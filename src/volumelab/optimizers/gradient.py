@@ -32,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -205,6 +206,8 @@ class GDState:
     active_column: torch.Tensor = None
     zero: torch.Tensor = None
     mask_in_place: bool = False
+    #: Runs stopped by a failed preconditioner solve: run index -> the reason.
+    failures: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Made once here: indexing or unsqueezing a tensor costs a microsecond a step.
@@ -269,6 +272,9 @@ class GradientDescent:
             raise OptimizerError(f"train_loss_threshold must be positive, got {self.train_loss_threshold!r}")
         if self.log_every is not None and self.log_every < 1:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
+
+    #: The ``RunResult.method`` of its runs.
+    method = "gd"
 
     @property
     def name(self) -> str:
@@ -442,6 +448,8 @@ class GradientDescent:
             grad = torch.where(state.active_column, grad, zero)
         context = StepContext(state.step, active, state.params, state.objective, grad, squared_norm, zero)
         update, state.transform_state = state.transform.update(Update(grad), state.transform_state, context)
+        if context.failures:  # a preconditioner stopped these runs (their update rows are zero)
+            state.failures.update(context.failures)
         if update.factor is None:
             state.params.sub_(update.direction)
         else:
@@ -494,10 +502,17 @@ class GradientDescent:
         converged_at = [int(steps_done[i]) if converged[i] else None for i in range(size)]
         seconds = time.perf_counter() - start
         results = []
+        failures = state.failures
         for i, seed in enumerate(seeds):
             final_train = float(train[i])
             final_gen = float(gen[i])
-            if diverged_at[i] is not None or not (math.isfinite(final_train) and math.isfinite(final_gen)):
+            if i in failures:
+                # The preconditioner's solve failed (a singular system, CG out of budget):
+                # the run stopped there and has no result, like a diverged one.
+                status = "solve_failed"
+                final_train = final_gen = None
+                extra_values = {name: None for name in extra}
+            elif diverged_at[i] is not None or not (math.isfinite(final_train) and math.isfinite(final_gen)):
                 status = "diverged"
                 if diverged_at[i] is None:
                     diverged_at[i] = int(steps_done[i])
@@ -507,22 +522,23 @@ class GradientDescent:
                 status = "converged"
             else:
                 status = "completed"
+            no_result = status in ("diverged", "solve_failed")
             metrics = {
                 "train_loss": final_train,
                 "gen_loss": final_gen,
                 "steps": int(steps_done[i]),
-                "diverged_at_step": diverged_at[i],
-                **(extra_values if status == "diverged" else {name: values[i] for name, values in extra.items()}),
+                "diverged_at_step": diverged_at[i] if status == "diverged" else None,
+                **(extra_values if no_result else {name: values[i] for name, values in extra.items()}),
             }
             run_history = {
                 "step": list(history["step"]),
                 "train_loss": [row[i] for row in history["train_loss"]],
                 "gen_loss": [row[i] for row in history["gen_loss"]],
             }
-            if status == "diverged":
-                # After the step it diverged at, the run is frozen: it has no losses there.
+            if no_result:
+                # After the step it stopped at, the run is frozen: it has no losses there.
                 for key in ("train_loss", "gen_loss"):
-                    run_history[key] = [None if logged_step > diverged_at[i] else value
+                    run_history[key] = [None if logged_step > int(steps_done[i]) else value
                                         for logged_step, value in zip(history["step"], run_history[key])]
             diagnostics = {
                 "optimizer": self.name,
@@ -535,9 +551,14 @@ class GradientDescent:
                 "seconds": seconds,
             }
             if status == "diverged":
-                logger.warning("GD (seed %d) diverged at step %s", seed, diverged_at[i])
-            arrays = {} if kept is None or status == "diverged" else {k: v[i] for k, v in kept.items()}
-            results.append(RunResult("gd", status, metrics, {}, run_history, diagnostics, arrays))
+                logger.warning("%s (seed %d) diverged at step %s", self.method.upper(), seed, diverged_at[i])
+            if status == "solve_failed":
+                metrics["failed_at_step"] = int(steps_done[i])
+                diagnostics["failure"] = failures[i]
+                logger.warning("%s (seed %d) stopped at step %d: %s", self.method.upper(), seed,
+                               int(steps_done[i]), failures[i])
+            arrays = {} if kept is None or no_result else {k: v[i] for k, v in kept.items()}
+            results.append(RunResult(self.method, status, metrics, {}, run_history, diagnostics, arrays))
         return results
 
     @staticmethod

@@ -85,15 +85,25 @@ class StepContext:
         params: ``(S, P)`` current parameters (read only).
         objective: The objective (for curvature-based preconditioners).
         gradient: The step's gradient as the chain received it (stopped runs' rows zero), or ``None``.
+        failures: Runs a transform stopped this step (:meth:`fail`): index -> reason.
     """
 
-    __slots__ = ("step", "active", "params", "objective", "gradient", "_raw_sq_norm", "_sq_norm", "_zero")
+    __slots__ = ("step", "active", "params", "objective", "gradient", "_raw_sq_norm", "_sq_norm", "_zero", "failures")
 
     def __init__(self, step: int, active: torch.Tensor, params: torch.Tensor, objective: Any = None,
                  gradient: torch.Tensor | None = None, raw_sq_norm: torch.Tensor | None = None,
                  zero: torch.Tensor | None = None) -> None:
         self.step, self.active, self.params, self.objective = step, active, params, objective
         self.gradient, self._raw_sq_norm, self._sq_norm, self._zero = gradient, raw_sq_norm, None, zero
+        self.failures: dict[int, str] = {}
+
+    def fail(self, index: int, reason: str) -> None:
+        """Stop run ``index`` at this step (its update row must be zero): e.g. a solve that failed.
+
+        The run is marked inactive at once, so the transforms after this one freeze it too.
+        """
+        self.active[index] = False
+        self.failures[index] = reason
 
     def squared_norm(self, direction: torch.Tensor) -> torch.Tensor:
         """``||direction||^2`` per run, ``(S,)``.

@@ -124,6 +124,26 @@ class ProblemTensors:
         """Metrics besides ``(L_train, L_gen)``: none for linear measurements."""
         return {}
 
+    def run(self, index: int) -> "ProblemTensors":
+        """Run ``index``'s tensors of a stacked batch (the tensors themselves when not stacked)."""
+        if not self.stacked:
+            return self
+        return ProblemTensors(self.operator[index], self.targets[index], self.num_train)
+
+    def train_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The ``m`` values the training loss sees, ``<A_i, W>``, of flattened outputs ``(..., n)``."""
+        return torch.matmul(outputs, self.operator[..., : self.num_train])
+
+    def loss_derivatives(self, train_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First and second derivatives of ``L_train`` in each train output ``z_i = <A_i, W>``.
+
+        ``L = (1/m) sum (z_i - y_i)^2``: ``dL/dz = (2/m)(z - y)`` and the (diagonal)
+        Hessian ``2/m``. The generalized Gauss-Newton matrix is ``J^T diag(h) J``.
+        """
+        m = self.num_train
+        residual = train_outputs - self.targets[..., :m]
+        return residual * (2.0 / m), torch.full_like(residual, 2.0 / m)
+
     # ------------------------------------------------------------ batch-first
     def _contract(self, flat: torch.Tensor, operator: torch.Tensor) -> torch.Tensor:
         if operator.ndim == 3:

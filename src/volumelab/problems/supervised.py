@@ -100,6 +100,30 @@ class SupervisedTensors:
         """Metrics besides the two losses: the error rates of a classification task."""
         return ("train_error", "test_error") if self.loss == "logistic" else ()
 
+    def run(self, index: int) -> "SupervisedTensors":
+        """Run ``index``'s tensors of a stacked batch (the tensors themselves when not stacked)."""
+        if not self.stacked:
+            return self
+        return dataclasses.replace(self, inputs=self.inputs[index], targets=self.targets[index])
+
+    def train_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The ``n`` values the training loss sees: the outputs on ``X_train``."""
+        return outputs[..., : self.num_train]
+
+    def loss_derivatives(self, train_outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First and second derivatives of ``L_train`` in each training output ``z_i = f(x_i)``.
+
+        Squared: ``(2/n)(z - y)`` and ``2/n``. Logistic: ``-y sigmoid(-y z) / n`` and
+        ``sigmoid(z) sigmoid(-z) / n`` (the Fisher of the Bernoulli likelihood).
+        """
+        n = self.num_train
+        targets = self.targets[..., :n]
+        if self.loss == "squared":
+            residual = train_outputs - targets
+            return residual * (2.0 / n), torch.full_like(residual, 2.0 / n)
+        return (-targets * torch.sigmoid(-targets * train_outputs) / n,
+                torch.sigmoid(train_outputs) * torch.sigmoid(-train_outputs) / n)
+
     def _pointwise(self, outputs: torch.Tensor) -> torch.Tensor:
         if self.loss == "squared":
             return (outputs - self.targets).square()

@@ -1,0 +1,251 @@
+"""Natural gradient descent: GD preconditioned by the generalized Gauss-Newton matrix.
+
+    theta <- theta - lr (G + lambda I)^{-1} grad L,        G = J^T diag(h) J
+
+``J`` is the Jacobian of the outputs the training loss sees (``z_i = <A_i, W>`` for a
+matrix task, ``z_i = f(x_i)`` for supervised data) in the parameters, and ``h`` the
+loss's second derivative in each ``z_i`` (the task's :meth:`loss_derivatives`): ``2/m``
+for the squared loss, ``sigmoid(z) sigmoid(-z) / n`` for the logistic one. For these
+losses ``G`` is the Fisher information. NGD (arXiv 2111.11542) follows nearly the same
+path in output space whatever the parametrization, so depth cannot shape its solution.
+
+It is the preconditioner of GD's chain (:mod:`volumelab.optimizers.transforms`), so
+momentum and the adaptive step compose with it. Three solves of the same system:
+
+* ``dense``: form ``G + lambda I`` (``P x P``) and solve it (small models);
+* ``dual``: with ``grad L = J^T e`` (``e = dL/dz``), ``d = J^T v`` where
+  ``(diag(h) J J^T + lambda I) v = e``: an ``m x m`` system, for more parameters than
+  outputs (the push-through identity; with ``lambda = 0`` it is the minimum-norm
+  solution of ``G d = grad L``, the pseudo-inverse);
+* ``cg``: conjugate gradients on ``(G + lambda I) d = grad L`` with ``G v`` from one
+  Jacobian-vector and one vector-Jacobian product (``torch.func``), for models too large
+  for either.
+
+``auto`` picks ``dual`` when there are fewer training outputs than parameters and
+``dense`` otherwise. A solve that fails (a singular system without damping, CG out of
+its iteration budget, non-finite numbers) stops that run with status
+``"solve_failed"`` and the reason in its diagnostics; it never returns a made-up step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import OptimizerError
+from .gradient import GradientDescent
+from .transforms import GradientTransformation, StepContext, Update, chain
+
+__all__ = ["NaturalGradientDescent", "SOLVES", "natural_gradient_direction", "scale_by_natural_gradient"]
+
+SOLVES = ("auto", "dense", "dual", "cg")
+
+#: A system whose smallest eigenvalue (dense) or pivot (dual) is below this share of its
+#: largest is treated as singular when there is no damping.
+_SINGULAR_RTOL = 1e-12
+
+
+class SolveFailed(Exception):
+    """The natural-gradient system of one run could not be solved (the message says why)."""
+
+
+def _train_outputs_function(objective, run: int):
+    """``theta (P,) -> z (m,)``: the training outputs of run ``run`` as a function of its parameters."""
+    tensors = objective.tensors.run(run)
+    model = objective.model
+
+    def train_outputs(theta: torch.Tensor) -> torch.Tensor:
+        layers = objective.layers(theta.unsqueeze(0))
+        return tensors.train_outputs(model.outputs(layers, tensors))[0]
+
+    return train_outputs, tensors
+
+
+def _pick(solve: str, num_outputs: int, num_parameters: int) -> str:
+    if solve != "auto":
+        return solve
+    return "dual" if num_outputs < num_parameters else "dense"
+
+
+def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.Tensor, run: int, *,
+                               damping: float, solve: str = "auto", cg_tol: float = 1e-10,
+                               cg_max_iter: int | None = None) -> tuple[torch.Tensor, str]:
+    """``(G + damping I)^{-1} gradient`` for run ``run``, and the solve used.
+
+    Args:
+        objective: GD's objective (its model, task tensors and parameter layout).
+        params: ``(P,)`` the run's parameters.
+        gradient: ``(P,)`` the vector to precondition (the run's gradient).
+        run: The run's index in the batch (which task tensors it uses).
+        damping: ``lambda >= 0``.
+        solve: ``"auto" | "dense" | "dual" | "cg"``.
+        cg_tol: CG stops when the residual is below ``cg_tol`` times ``||gradient||``.
+        cg_max_iter: CG's iteration budget (default ``3 P``: exact arithmetic needs at most
+            ``P``, rounding on ill-conditioned systems more).
+
+    Raises:
+        SolveFailed: the system is singular without damping, CG did not converge, or the
+            result is not finite.
+    """
+    function, tensors = _train_outputs_function(objective, run)
+    num_parameters = params.numel()
+    with torch.enable_grad():
+        outputs = function(params)
+    first, second = tensors.loss_derivatives(outputs.detach())
+    method = _pick(solve, outputs.numel(), num_parameters)
+    if method == "cg":
+        direction = _cg(function, params, gradient, second, damping, cg_tol, cg_max_iter or 3 * num_parameters)
+    else:
+        jacobian = torch.func.jacrev(function)(params)  # (m, P)
+        if method == "dense":
+            direction = _dense(jacobian, second, gradient, damping)
+        else:
+            direction = _dual(jacobian, second, first, damping)
+    if not bool(torch.isfinite(direction).all()):
+        raise SolveFailed(f"the {method} solve gave non-finite numbers")
+    return direction, method
+
+
+def _dense(jacobian, second, gradient, damping):
+    system = jacobian.T @ (second.unsqueeze(1) * jacobian)
+    if damping == 0:
+        eigenvalues = torch.linalg.eigvalsh(system)
+        if float(eigenvalues[0]) <= _SINGULAR_RTOL * max(float(eigenvalues[-1]), 0.0):
+            raise SolveFailed(
+                f"the Gauss-Newton matrix ({system.shape[0]} x {system.shape[0]}) is singular "
+                "(more parameters than training outputs, or a degenerate point); set damping > 0"
+            )
+    system = system + damping * torch.eye(system.shape[0], dtype=system.dtype, device=system.device)
+    solution, info = torch.linalg.solve_ex(system, gradient)
+    if int(info) != 0:
+        raise SolveFailed("the damped Gauss-Newton system is singular; raise the damping")
+    return solution
+
+
+def _dual(jacobian, second, first, damping):
+    kernel = jacobian @ jacobian.T  # (m, m)
+    system = second.unsqueeze(1) * kernel
+    if damping == 0:
+        scale = float(torch.linalg.matrix_norm(system, ord=2))
+        smallest = float(torch.linalg.svdvals(system)[-1]) if system.numel() else 0.0
+        if smallest <= _SINGULAR_RTOL * scale:
+            raise SolveFailed(
+                f"the output-space system ({system.shape[0]} x {system.shape[0]}) is singular "
+                "(more training outputs than parameters, or a rank-deficient Jacobian); set damping > 0"
+            )
+    system = system + damping * torch.eye(system.shape[0], dtype=system.dtype, device=system.device)
+    coefficients, info = torch.linalg.solve_ex(system, first)
+    if int(info) != 0:
+        raise SolveFailed("the damped output-space system is singular; raise the damping")
+    return jacobian.T @ coefficients
+
+
+def _cg(function, params, gradient, second, damping, tolerance, max_iter):
+    _outputs, pullback = torch.func.vjp(function, params)
+
+    def product(vector: torch.Tensor) -> torch.Tensor:
+        _, pushed = torch.func.jvp(function, (params,), (vector,))
+        return pullback(second * pushed)[0] + damping * vector
+
+    solution = torch.zeros_like(gradient)
+    residual = gradient.clone()
+    direction = residual.clone()
+    norm_sq = float(residual @ residual)
+    target = (tolerance * math.sqrt(float(gradient @ gradient))) ** 2
+    for _ in range(max_iter):
+        if norm_sq <= target:
+            return solution
+        image = product(direction)
+        curvature = float(direction @ image)
+        if not curvature > 0:
+            raise SolveFailed("CG met a direction of zero curvature: the Gauss-Newton matrix is singular "
+                              "without damping; set damping > 0")
+        step = norm_sq / curvature
+        solution = solution + step * direction
+        residual = residual - step * image
+        new_norm_sq = float(residual @ residual)
+        direction = residual + (new_norm_sq / norm_sq) * direction
+        norm_sq = new_norm_sq
+    if norm_sq <= target:
+        return solution
+    raise SolveFailed(f"CG did not converge in {max_iter} iterations (relative residual "
+                      f"{math.sqrt(norm_sq / max(float(gradient @ gradient), 1e-300)):.2g}); raise the damping "
+                      "or the iteration budget")
+
+
+def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
+                              cg_max_iter: int | None = None) -> GradientTransformation:
+    """The preconditioner ``(G + damping I)^{-1}``, one solve per active run.
+
+    Needs the step's objective in the :class:`StepContext` (GD passes it). A run whose
+    solve fails is stopped through :meth:`StepContext.fail` (its row of the update is zero).
+    """
+
+    def init(params: torch.Tensor) -> dict:
+        return {"solves": {}}
+
+    def update(update: Update, state: dict, context: StepContext) -> tuple[Update, dict]:
+        gradient = update.materialize()
+        out = torch.zeros_like(gradient)
+        active = context.active.tolist()
+        for run, running in enumerate(active):
+            if not running:
+                continue
+            try:
+                out[run], method = natural_gradient_direction(
+                    context.objective, context.params[run], gradient[run], run, damping=damping, solve=solve,
+                    cg_tol=cg_tol, cg_max_iter=cg_max_iter)
+                state["solves"][method] = state["solves"].get(method, 0) + 1
+            except SolveFailed as failure:
+                context.fail(run, f"step {context.step}: {failure}")
+        return Update(out), state
+
+    return GradientTransformation(init, update)
+
+
+@dataclass(frozen=True)
+class NaturalGradientDescent(GradientDescent):
+    """Full-batch natural gradient descent: :class:`GradientDescent` with the Gauss-Newton preconditioner.
+
+    Attributes (besides GD's):
+        damping: ``lambda >= 0`` added to ``G``; 0 asks for the pseudo-inverse, which
+            fails (status ``solve_failed``) where ``G`` is singular and the solve is dense.
+        solve: ``"auto" | "dense" | "dual" | "cg"`` (see the module docstring).
+        cg_tol: CG's relative residual tolerance.
+        cg_max_iter: CG's iteration budget per step (default: three times the number of parameters).
+
+    ``step_rule="group_rmsprop"`` rescales the natural-gradient step by the paper's
+    global RMS; ``momentum`` adds heavy-ball momentum after it.
+    """
+
+    damping: float = 1e-3
+    solve: str = "auto"
+    cg_tol: float = 1e-10
+    cg_max_iter: int | None = None
+
+    method = "ngd"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (isinstance(self.damping, (int, float)) and math.isfinite(self.damping) and self.damping >= 0):
+            raise OptimizerError(f"damping must be a non-negative finite number, got {self.damping!r}")
+        if self.solve not in SOLVES:
+            raise OptimizerError(f"unknown solve {self.solve!r}; expected one of {', '.join(SOLVES)}")
+        if not 0 < self.cg_tol < 1:
+            raise OptimizerError(f"cg_tol must be in (0, 1), got {self.cg_tol!r}")
+        if self.cg_max_iter is not None and (isinstance(self.cg_max_iter, bool) or not isinstance(
+                self.cg_max_iter, int) or self.cg_max_iter < 1):
+            raise OptimizerError(f"cg_max_iter must be a positive integer or None, got {self.cg_max_iter!r}")
+
+    @property
+    def name(self) -> str:
+        return "ngd" + ("+" + self.step_rule if self.step_rule != "gd" else "") + ("+momentum" if self.momentum else "")
+
+    def preconditioner(self) -> GradientTransformation:
+        natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
+                                            cg_max_iter=self.cg_max_iter)
+        if self.step_rule == "group_rmsprop":
+            return chain(natural, super().preconditioner())
+        return natural

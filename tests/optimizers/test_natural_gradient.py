@@ -1,0 +1,162 @@
+"""Natural gradient descent against independent computations (float64 throughout).
+
+References are built here without the optimizer's code: the Jacobian of the training
+outputs with ``torch.func.jacrev`` of a forward pass written in the test, the Gauss-Newton
+matrix ``J^T diag(h) J`` from it, and ``torch.linalg.solve`` / ``pinv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import volumelab as vl
+from volumelab._rng import make_generator
+from volumelab.models import MLPModel
+from volumelab.optimizers.gradient import _objective_for
+from volumelab.optimizers.natural_gradient import natural_gradient_direction
+from volumelab.optimizers.transforms import identity
+from volumelab.problems import make_supervised
+
+
+def factorization_train_outputs(problem, model):
+    """theta -> <A_i, W(theta)> for a factorization, written out (tanh or linear)."""
+    shapes = model.layer_shapes
+    sigma = torch.tanh if model.activation == "tanh" else (lambda x: x)
+    A = problem.A_train.reshape(problem.num_measurements, -1)
+
+    def outputs(theta):
+        layers, offset = [], 0
+        for out, inp in shapes:
+            layers.append(theta[offset : offset + out * inp].reshape(out, inp))
+            offset += out * inp
+        product = layers[0]
+        for layer in layers[1:]:
+            product = layer @ sigma(product)
+        return A @ product.reshape(-1)
+
+    return outputs
+
+
+def reference_direction(function, theta, first_derivative, second_derivative, damping):
+    jacobian = torch.func.jacrev(function)(theta)
+    z = function(theta)
+    e, h = first_derivative(z), second_derivative(z)
+    gradient = jacobian.T @ e
+    system = jacobian.T @ torch.diag(h) @ jacobian + damping * torch.eye(theta.numel(), dtype=theta.dtype)
+    return torch.linalg.solve(system, gradient), gradient
+
+
+@pytest.mark.parametrize("depth, activation", [(1, "linear"), (2, "linear"), (3, "tanh")])
+@pytest.mark.parametrize("damping", [1e-2, 1e-6])
+def test_dense_dual_and_cg_solves_match_a_jacrev_reference(depth, activation, damping):
+    problem = vl.make_sensing(5, 5, 1, 15, seed=1)
+    model = vl.FactorizationModel(5, 5, 4, depth, activation)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    theta = torch.randn(model.num_parameters, generator=make_generator(2, "test"), dtype=torch.float64) * 0.5
+    function = factorization_train_outputs(problem, model)
+    m = problem.num_measurements
+    expected, gradient = reference_direction(function, theta, lambda z: (z - problem.b_train) * (2 / m),
+                                             lambda z: torch.full_like(z, 2 / m), damping)
+    # The objective's gradient is the same vector (the hand-written one, or autograd's).
+    _train, objective_gradient = objective.train_loss_and_gradient(theta.unsqueeze(0).clone())
+    torch.testing.assert_close(objective_gradient[0], gradient, rtol=1e-10, atol=1e-13)
+    scale = float(expected.norm())
+    for solve in ("dense", "dual", "cg"):
+        direction, used = natural_gradient_direction(objective, theta, gradient, 0, damping=damping, solve=solve)
+        assert used == solve
+        # Tolerance: the systems' condition numbers reach ~1e8 at damping 1e-6; 1e-6 of the norm.
+        assert float((direction - expected).norm()) <= 1e-6 * scale, solve
+
+
+def test_one_undamped_step_at_depth_one_lands_on_the_minimum_norm_interpolant():
+    """W_1 = W_0 + A^+ (y - A vec(W_0)) after one NGD step with lr 1 and damping 0 (the dual solve)."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=3)
+    model = vl.FactorizationModel(5, 5, 1, 1)
+    optimizer = vl.NaturalGradientDescent(lr=1.0, init_scale=1.0, damping=0.0, solve="dual", keep_outputs=True)
+    result = optimizer.run(problem, model, 1, seed=4)
+    W0 = model.initialize(1.0, make_generator(4, "init"))[0].reshape(-1)
+    A = problem.A_train.reshape(15, -1)
+    expected = W0 + torch.linalg.pinv(A) @ (problem.b_train - A @ W0)
+    torch.testing.assert_close(torch.from_numpy(result.arrays["W"]).reshape(-1), expected, rtol=1e-9, atol=1e-12)
+    assert result.metrics["train_loss"] < 1e-20
+
+
+def test_a_depth_one_logistic_direction_is_newtons():
+    """For a linear model the logistic loss's Hessian is its Gauss-Newton matrix: NGD's step is Newton's (IRLS)."""
+    problem = make_supervised("breast_cancer", 60, seed=0)  # 30 features < 60 points: G has full rank
+    model = MLPModel(problem.num_features, 1, 1)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    w = torch.randn(30, generator=make_generator(5, "test"), dtype=torch.float64) * 0.1
+
+    def loss(weights):
+        margins = problem.y_train * (problem.X_train @ weights)
+        return torch.nn.functional.softplus(-margins).mean()
+
+    gradient = torch.func.grad(loss)(w)
+    newton = torch.linalg.solve(torch.func.hessian(loss)(w), gradient)
+    for solve in ("dense", "cg"):
+        direction, _ = natural_gradient_direction(objective, w, gradient, 0, damping=0.0, solve=solve)
+        torch.testing.assert_close(direction, newton, rtol=1e-7, atol=1e-10)
+
+
+def test_with_the_identity_preconditioner_ngd_is_gd_step_for_step():
+    @dataclasses.dataclass(frozen=True)
+    class Unpreconditioned(vl.NaturalGradientDescent):
+        def preconditioner(self):
+            return identity()
+
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(3)]
+    model = vl.FactorizationModel(5, 5, 6, 3, "tanh")
+    for settings in (dict(lr=0.05), dict(lr=0.05, momentum=0.9)):
+        gd = vl.GradientDescent(init_scale=0.3, log_every=1, **settings).run_batch(problems, model, 60, range(3))
+        ngd = Unpreconditioned(init_scale=0.3, log_every=1, **settings).run_batch(problems, model, 60, range(3))
+        for a, b in zip(gd, ngd):
+            assert a.history == b.history and a.metrics == b.metrics and b.method == "ngd"
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_outputs_move_the_same_way_whatever_the_depth_to_first_order(depth):
+    """With full-rank J and damping -> 0, J (J^T H J)^+ J^T e = H^{-1} e: the training outputs move by
+    -lr (z - y) for the squared loss at any depth. Measured with lr 1e-6: second-order terms are
+    ~lr^2 ||.||, so the relative deviation is ~1e-6; the test allows 1e-4."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=5)
+    model = vl.FactorizationModel(5, 5, 5, depth)
+    lr = 1e-6
+    result = vl.NaturalGradientDescent(lr=lr, init_scale=1.0, damping=1e-12, solve="dual",
+                                       keep_outputs=True).run(problem, model, 1, seed=6)
+    A = problem.A_train.reshape(15, -1)
+    start = model.end_to_end(model.initialize(1.0, make_generator(6, "init")))
+    z0 = A @ start.reshape(-1)
+    z1 = A @ torch.from_numpy(result.arrays["W"]).reshape(-1)
+    expected = -(z0 - problem.b_train)
+    assert float(((z1 - z0) / lr - expected).norm()) <= 1e-4 * float(expected.norm())
+
+
+def test_failures_end_with_a_status_and_a_reason_never_numbers():
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    model = vl.FactorizationModel(5, 5, 5, 2)
+    singular = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=0.0, solve="dense").run(problem, model, 5)
+    assert singular.status == "solve_failed" and singular.metrics["train_loss"] is None
+    assert singular.metrics["failed_at_step"] == 0 and "singular" in singular.diagnostics["failure"]
+    starved = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-8, solve="cg", cg_max_iter=2).run(
+        problem, model, 5)
+    assert starved.status == "solve_failed" and "did not converge in 2 iterations" in starved.diagnostics["failure"]
+    # The other runs of a batch are unaffected by one run's failure.
+    batch = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run_batch([problem], model, 20, [0, 1])
+    alone = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run(problem, model, 20, seed=1)
+    assert batch[1].metrics == alone.metrics
+    for bad, message in ((dict(damping=-1.0), "damping"), (dict(solve="qr"), "unknown solve"),
+                         (dict(cg_max_iter=0), "cg_max_iter")):
+        with pytest.raises(vl.OptimizerError, match=message):
+            vl.NaturalGradientDescent(lr=0.1, **bad)
+
+
+def test_ngd_runs_an_mlp_with_the_logistic_loss():
+    problem = make_supervised("digits", 40, seed=0)
+    model = MLPModel(problem.num_features, 8, 2, "tanh")
+    result = vl.NaturalGradientDescent(lr=0.5, init_scale=1.0, damping=1e-3).run(problem, model, 30, seed=0)
+    assert result.status == "completed" and result.method == "ngd"
+    assert result.metrics["train_error"] == 0.0 and 0 <= result.metrics["test_error"] < 0.2
