@@ -21,7 +21,7 @@ from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
 from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
-from .optimizers import GradientDescent, GuessCheck, RunResult
+from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .problems import DATASETS, LOSSES, load_problem, make_problem, make_supervised
 from .samplers import available_samplers
 
@@ -239,40 +239,70 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
     _report(result, problem, model, as_json, save_path=save_path)
 
 
-@cli.command()
-@common_options
-@problem_options
-@model_options
-@click.option("--init-scale", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="Multiplier of PyTorch's default linear-layer initialization.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), required=True, help="Step size.")
-@click.option("--steps", type=CountType(minimum=0), required=True, help="Number of full-batch steps (e.g. 1e5).")
-@click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum"]),
-              default="gd", show_default=True,
-              help="Step rule; 'momentum' is plain GD with heavy-ball momentum.")
-@click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Heavy-ball coefficient (default 0.9 for --optimizer momentum, else 0).")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop once L_train falls below this.")
-@click.option("--history", is_flag=True,
-              help="With --json: include the loss history (train and gen. loss every log interval).")
-@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the final layers and outputs (W of a factorization, f on [X_train; X_test] of an "
-                   "MLP) to this .npz file.")
-def gd(family, problem, seed, device, as_json, width, depth, activation, negative_slope, init_scale, lr, steps,
-       step_rule, momentum, threshold, history, save_path) -> None:
-    """Full-batch gradient descent from small initialization."""
+def trainer_options(func):
+    """The options of the step-based trainers (``gd``, ``ngd``)."""
+    options = [
+        click.option("--init-scale", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+                     help="Multiplier of PyTorch's default linear-layer initialization."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), required=True, help="Step size."),
+        click.option("--steps", type=CountType(minimum=0), required=True,
+                     help="Number of full-batch steps (e.g. 1e5)."),
+        click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum"]),
+                     default="gd", show_default=True,
+                     help="Step rule; 'momentum' is plain steps with heavy-ball momentum."),
+        click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+                     help="Heavy-ball coefficient (default 0.9 for --optimizer momentum, else 0)."),
+        click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop once L_train falls below this."),
+        click.option("--history", is_flag=True,
+                     help="With --json: include the loss history (train and gen. loss every log interval)."),
+        click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write the final layers and outputs (W of a factorization, f on [X_train; X_test] of "
+                          "an MLP) to this .npz file."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train(optimizer_class, family, problem, seed, device, as_json, width, depth, activation, negative_slope,
+           init_scale, lr, steps, step_rule, momentum, threshold, history, save_path, **extra) -> None:
     if step_rule == "momentum":
         step_rule, beta = "gd", 0.9 if momentum is None else momentum
     else:
         beta = momentum or 0.0
     model = _build_model(family, problem, width, depth, activation, negative_slope)
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
-    optimizer = GradientDescent(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
+    optimizer = optimizer_class(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
-                                progress=_show_progress(as_json), keep_outputs=save_path is not None)
+                                progress=_show_progress(as_json), keep_outputs=save_path is not None, **extra)
     result = optimizer.run(problem, model, steps, seed=seed)
     _report(result, problem, model, as_json, include_history=history, save_path=save_path)
+
+
+@cli.command()
+@common_options
+@problem_options
+@model_options
+@trainer_options
+def gd(**options) -> None:
+    """Full-batch gradient descent from small initialization."""
+    _train(GradientDescent, **options)
+
+
+@cli.command()
+@common_options
+@problem_options
+@model_options
+@trainer_options
+@click.option("--damping", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="lambda added to the Gauss-Newton matrix; 0 asks for the pseudo-inverse.")
+@click.option("--solve", type=click.Choice(list(SOLVES)), default="auto", show_default=True,
+              help="dense (P x P system), dual (outputs x outputs, for more parameters than outputs), "
+                   "cg (matrix-free conjugate gradients); auto: dual when outputs < parameters, else dense.")
+def ngd(damping, solve, **options) -> None:
+    """Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."""
+    _train(NaturalGradientDescent, damping=damping, solve=solve, **options)
 
 
 def _rate_text(metrics: dict) -> str:
@@ -327,7 +357,10 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
             click.echo(f"no draw was accepted (smallest L_train {metrics['min_train_loss']:.4g}); "
                        "raise --samples or --eps")
     else:
-        click.echo(f"GD ({result.diagnostics['optimizer']}) {result.status} after {metrics['steps']:,} steps")
+        click.echo(f"{result.method.upper()} ({result.diagnostics['optimizer']}) {result.status} after "
+                   f"{metrics['steps']:,} steps")
+        if result.status == "solve_failed":
+            click.echo(f"stopped: {result.diagnostics['failure']}")
         click.echo(f"train loss:           {_format(metrics['train_loss'])}")
         click.echo(f"{loss_name}:".ljust(22) + _format(metrics['gen_loss']))
         if "test_error" in metrics:

@@ -14,7 +14,7 @@ import pytest
 import volumelab
 from volumelab.experiments import ConfigError, get_method, load_sweep, plan_sweep, run_sweep, unregister_method
 from volumelab.experiments.methods import csv_method_columns, extra_row_types, method_types, register_method
-from volumelab.optimizers import GradientDescent, GuessCheck
+from volumelab.optimizers import NaturalGradientDescent, GradientDescent, GuessCheck
 from volumelab.plotting.report import write_sweep_outputs
 from volumelab.problems import make_problem
 
@@ -80,14 +80,15 @@ def test_no_method_is_named_outside_its_registration():
 
 
 def test_the_registration_module_registers_the_builtins():
-    assert {"gnc", "gd"} <= set(method_types())
-    for spec in (get_method("gnc"), get_method("gd")):
+    assert {"gnc", "gd", "ngd"} <= set(method_types())
+    for spec in (get_method("gnc"), get_method("gd"), get_method("ngd")):
         assert spec.module == "volumelab.experiments.registry"
     text = REGISTRATION.read_text(encoding="utf-8")
-    assert text.count("register_method(MethodSpec(") == 2
+    assert text.count("register_method(MethodSpec(") == 3
 
 
-@pytest.mark.parametrize("method, optimizer, budget", [("gnc", GuessCheck, "samples"), ("gd", GradientDescent, "steps")])
+@pytest.mark.parametrize("method, optimizer, budget", [("gnc", GuessCheck, "samples"), ("gd", GradientDescent, "steps"),
+                                                       ("ngd", NaturalGradientDescent, "steps")])
 def test_settings_are_the_optimizers_fields_with_its_defaults(method, optimizer, budget):
     settings = get_method(method).settings
     fields = [f for f in dataclasses.fields(optimizer) if f.name != "progress"]
@@ -233,7 +234,7 @@ def test_a_worker_imports_the_module_that_registers_a_method(constant_method, mo
     assert {"w_norm", "offset", "repeats"} <= {c.name for c in csv_method_columns()}
 
 
-@pytest.mark.parametrize("method", ["gnc", "gd"])
+@pytest.mark.parametrize("method", ["gnc", "gd", "ngd"])
 def test_documented_method_settings_are_the_generated_ones(method):
     """docs/experiments.md's "Method settings" table lists every setting of the built-in methods,
     their defaults and their execution fields."""

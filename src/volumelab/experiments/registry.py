@@ -1,4 +1,5 @@
-"""The built-in methods of sweeps: Guess & Check and gradient descent, one registration each.
+"""The built-in methods of sweeps: Guess & Check, gradient descent and natural gradient descent,
+one registration each.
 
 This is the only module of :mod:`volumelab.experiments` and :mod:`volumelab.plotting`
 that names a method: everything else reads the :class:`~volumelab.experiments.methods.MethodSpec`
@@ -8,12 +9,12 @@ registered here (settings, runner, CSV columns, plot style, verdict role, extra 
 from __future__ import annotations
 
 from ..device import resolve_device
-from ..optimizers import GradientDescent, GuessCheck, RunResult
+from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from ..optimizers.guess_check import block_size_for
 from ..samplers import select_sampler
 from .methods import CHANCE, SAMPLER, TRAINER, Column, CountColumn, ExtraRows, MethodRunner, MethodSpec, register_method
 
-__all__ = ["GD", "GNC"]
+__all__ = ["GD", "GNC", "NGD"]
 
 
 # ------------------------------------------------------------------ Guess & Check
@@ -96,4 +97,26 @@ GD = register_method(MethodSpec(
     columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
              Column("momentum", source="setting"), Column("test_error")),
     no_loss="diverged",
+))
+
+
+# ------------------------------------------------------------------ natural gradient descent
+NGD = register_method(MethodSpec(
+    type="ngd",
+    optimizer=NaturalGradientDescent,
+    budget="steps",
+    budget_minimum=0,
+    budget_unit="NGD steps",
+    # The same batched runner as GD: run_batch is inherited.
+    runner=MethodRunner(_run_gd, batched=True,
+                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
+    execution_fields=frozenset({"device", "log_every"}),
+    # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
+    # studies state their own.
+    role="other",
+    label="NGD",
+    style={"color": "#2ca02c", "marker": "^", "linestyle": "-"},
+    columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
+             Column("momentum", source="setting"), Column("damping", source="setting"), Column("test_error")),
+    no_loss="diverged or its solve failed",
 ))
