@@ -8,7 +8,7 @@ them, so a new kind (a supervised problem, an MLP) is one more registration:
   ``sensing``, and ``task:`` is still read as ``kind:``), ``supervised`` (a data set
   split from a seed, :func:`volumelab.problems.make_supervised`) and ``file`` (a ``.npz``
   problem, its path relative to the sweep file's folder);
-* models: ``factorization`` (the default) and ``mlp``.
+* models: ``factorization`` (the default), ``mlp`` and ``diagonal``.
 
 A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
 problem, ``(1, features)`` (one output, the input dimension) of a supervised one.
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from ..models import ACTIVATIONS, MLP_SCALINGS, PRIORS, SCALINGS
+from ..models import ACTIVATIONS, DIAGONAL_FORMS, MLP_SCALINGS, PRIORS, SCALINGS
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
@@ -38,6 +38,7 @@ __all__ = [
     "FactorizationConfig",
     "FileProblemConfig",
     "GeneratedProblemConfig",
+    "DiagonalConfig",
     "MLPConfig",
     "SupervisedProblemConfig",
     "ModelKind",
@@ -326,18 +327,22 @@ class SupervisedProblemConfig(Strict):
     features: Count = Field(10, ge=1)
     teacher_width: Count = Field(4, ge=1)
     noise: float = Field(0.0, ge=0)
+    nonzero: Count = Field(3, ge=1)
 
 
 def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
     from ..problems import make_supervised
 
     return make_supervised(settings.data, settings.train, seed=seed, loss=settings.loss, num_test=settings.test,
-                           num_features=settings.features, teacher_width=settings.teacher_width, noise=settings.noise)
+                           num_features=settings.features, teacher_width=settings.teacher_width, noise=settings.noise,
+                           teacher_nonzero=settings.nonzero)
 
 
 register_problem_kind(ProblemKind(
     "supervised", SupervisedProblemConfig, _build_supervised,
-    shape=lambda settings: (1, settings.features if settings.data == "teacher" else BUNDLED_FEATURES[settings.data])))
+    shape=lambda settings: (1, BUNDLED_FEATURES.get(settings.data, settings.features)),
+    # Keyed without `nonzero` unless it matters (only the sparse teacher reads it).
+    key=lambda settings: settings.model_dump(exclude=set() if settings.data == "sparse_teacher" else {"nonzero"})))
 
 
 # ------------------------------------------------------------------ mlp
@@ -362,3 +367,22 @@ def _build_mlp(settings: MLPConfig, shape: tuple[int, int]):
 register_model_kind(ModelKind(
     "mlp", MLPConfig, _build_mlp,
     size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width))
+
+
+# ------------------------------------------------------------------ diagonal
+class DiagonalConfig(Strict):
+    """A deep diagonal linear network (see :class:`volumelab.models.DiagonalNetwork`)."""
+
+    kind: Literal["diagonal"] = "diagonal"
+    depth: Count = Field(2, ge=1)
+    form: Literal[DIAGONAL_FORMS] = "product"  # type: ignore[valid-type]
+    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
+
+
+def _build_diagonal(settings: DiagonalConfig, shape: tuple[int, int]):
+    from ..models import DiagonalNetwork
+
+    return DiagonalNetwork(shape[1], **settings.model_dump(exclude={"kind"}))
+
+
+register_model_kind(ModelKind("diagonal", DiagonalConfig, _build_diagonal, size=lambda s: 10.0 * s.depth))

@@ -2,12 +2,15 @@
 
 from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
+from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
 from .layers import LayeredModel
 from .mlp import MLP_SCALINGS, MLPModel
 
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "DIAGONAL_FORMS",
+    "DiagonalNetwork",
     "LayeredModel",
     "MLPModel",
     "MLP_SCALINGS",

@@ -95,6 +95,15 @@ class MLPModel(LayeredModel):
         first = torch.matmul(weights[0], inputs.transpose(-1, -2))
         return self.propagate(first, weights, pre=pre, post=post).squeeze(-2)
 
+    def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        """``w = W_d ... W_1`` ``(..., d)`` of a deep *linear* network (``activation="linear"``); else ``None``."""
+        if self.activation != "linear":
+            return None
+        product = weights[0]
+        for layer in weights[1:]:
+            product = torch.matmul(layer, product)
+        return product.squeeze(-2)
+
     def outputs(self, weights: Sequence[torch.Tensor], tensors) -> torch.Tensor:
         """What the task scores: ``f`` on the task's inputs ``[X_train; X_test]``, ``(..., N)``."""
         return self.forward(weights, tensors.inputs)

@@ -140,8 +140,20 @@ class _ClosedFormObjective:
         return self.tensors.losses(self.outputs(params))
 
     def extra_metrics(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The task's metrics besides the losses (e.g. ``test_error``), each ``(S,)``."""
-        return self.tensors.extra_metrics(self.outputs(params))
+        """The task's metrics besides the losses (e.g. ``test_error``), each ``(S,)``.
+
+        For a model that is a linear predictor ``w`` (a diagonal or deep linear network) on
+        a task that scores one (:meth:`SupervisedTensors.linear_predictor_metrics`), also
+        ``w``'s margins and sparsity.
+        """
+        layers = self.layers(params)
+        metrics = self.tensors.extra_metrics(self.model.outputs(layers, self.tensors))
+        predictor = getattr(self.model, "linear_predictor", None)
+        if predictor is not None and hasattr(self.tensors, "linear_predictor_metrics"):
+            w = predictor(layers)
+            if w is not None:
+                metrics.update(self.tensors.linear_predictor_metrics(w))
+        return metrics
 
 
 class _AutogradObjective(_ClosedFormObjective):
@@ -528,7 +540,9 @@ class GradientDescent:
                 "gen_loss": final_gen,
                 "steps": int(steps_done[i]),
                 "diverged_at_step": diverged_at[i] if status == "diverged" else None,
-                **(extra_values if no_result else {name: values[i] for name, values in extra.items()}),
+                # A metric that does not exist for this run (the sparsity of w = 0) is None.
+                **(extra_values if no_result else {name: values[i] if math.isfinite(values[i]) else None
+                                                   for name, values in extra.items()}),
             }
             run_history = {
                 "step": list(history["step"]),

@@ -14,6 +14,11 @@ The generalization loss ``gen_loss`` is the test loss. Data sets:
   ``g(x) = a^T tanh(B x / sqrt(d)) / sqrt(h)`` (``B``, ``a`` standard Gaussian, ``h`` hidden
   units); regression targets ``g(x) + noise * N(0, 1)``, classification labels
   ``sign(g(x) + noise * N(0, 1))``.
+* ``sparse_teacher``, ``linear_teacher``: linearly separable binary classification,
+  Gaussian inputs ``x ~ N(0, I_d)`` and labels ``sign(<x, w*> + noise * N(0, 1))`` with a
+  unit-norm ``w*`` that has ``teacher_nonzero`` entries of equal size (sparse) or
+  Gaussian entries (dense); 10,000 test points by default; inputs are not
+  re-standardized (that would move them off the hyperplane through the origin).
 * ``digits``, ``breast_cancer``, ``diabetes``: the data sets that ship inside
   scikit-learn (no download). ``digits`` keeps two classes (default 3 and 8: similar
   shapes, so the task is not trivial), labelled ``-1``/``+1``; ``breast_cancer`` is
@@ -44,7 +49,9 @@ from ..errors import ProblemError
 __all__ = ["DATASETS", "LOSSES", "SupervisedProblem", "SupervisedTensors", "make_supervised"]
 
 LOSSES = ("squared", "logistic")
-DATASETS = ("teacher", "digits", "breast_cancer", "diabetes")
+DATASETS = ("teacher", "digits", "breast_cancer", "diabetes", "sparse_teacher", "linear_teacher")
+#: Linearly separable teachers (labels sign(<x, w*>)): classification, 10,000 test points by default.
+LINEAR_TEACHERS = ("sparse_teacher", "linear_teacher")
 
 
 def _float64(name: str, value, ndim: int) -> torch.Tensor:
@@ -123,6 +130,25 @@ class SupervisedTensors:
             return residual * (2.0 / n), torch.full_like(residual, 2.0 / n)
         return (-targets * torch.sigmoid(-targets * train_outputs) / n,
                 torch.sigmoid(train_outputs) * torch.sigmoid(-train_outputs) / n)
+
+    def linear_predictor_metrics(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a linear predictor ``w`` ``(..., d)`` shows beyond its losses, each ``(...)``.
+
+        ``sparsity``: ``||w||_1^2 / ||w||_2^2`` (between 1 for one non-zero entry and ``d``
+        for equal entries; NaN for ``w = 0``). For the logistic loss also the normalized
+        training margins ``margin_l2 = min_i y_i <w, x_i> / ||w||_2`` and
+        ``margin_l1 = min_i y_i <w, x_i> / ||w||_1`` (negative when a training point is
+        misclassified).
+        """
+        l1, l2 = w.abs().sum(-1), w.norm(dim=-1)
+        metrics = {"sparsity": l1.square() / l2.square()}
+        if self.loss == "logistic":
+            n = self.num_train
+            scores = torch.matmul(self.inputs[..., :n, :], w.unsqueeze(-1)).squeeze(-1)
+            smallest = (self.targets[..., :n] * scores).min(-1).values
+            metrics["margin_l2"] = smallest / l2
+            metrics["margin_l1"] = smallest / l1
+        return metrics
 
     def _pointwise(self, outputs: torch.Tensor) -> torch.Tensor:
         if self.loss == "squared":
@@ -274,6 +300,23 @@ def _teacher(num_points: int, num_features: int, hidden: int, noise: float, gene
     return inputs.numpy(), noisy.numpy()
 
 
+def _linear_teacher(num_points: int, num_features: int, nonzero: int | None, noise: float,
+                    generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Gaussian inputs, labels and ``w*``: labels ``sign(<x, w*> + noise N(0, 1))``, ``w*`` with ``nonzero`` random
+    entries of +-1 (``None``: dense standard Gaussian), normalized to unit norm."""
+    inputs = torch.randn(num_points, num_features, generator=generator, dtype=torch.float64)
+    if nonzero is None:
+        teacher = torch.randn(num_features, generator=generator, dtype=torch.float64)
+    else:
+        teacher = torch.zeros(num_features, dtype=torch.float64)
+        support = torch.randperm(num_features, generator=generator)[:nonzero]
+        signs = torch.randint(0, 2, (nonzero,), generator=generator).to(torch.float64).mul_(2).sub_(1)
+        teacher[support] = signs
+    teacher /= teacher.norm()
+    noisy = inputs @ teacher + noise * torch.randn(num_points, generator=generator, dtype=torch.float64)
+    return inputs.numpy(), np.where(noisy.numpy() > 0, 1.0, -1.0), teacher.tolist()
+
+
 def _sklearn(data: str, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(inputs, targets, is_classification)`` of a data set bundled with scikit-learn."""
     try:
@@ -303,6 +346,7 @@ def make_supervised(
     teacher_width: int = 4,
     noise: float = 0.0,
     classes: tuple[int, int] = (3, 8),
+    teacher_nonzero: int = 3,
 ) -> SupervisedProblem:
     """A supervised problem from a data set, split and standardized from ``(seed, "data")``.
 
@@ -317,6 +361,7 @@ def make_supervised(
         teacher_width: Hidden units of the teacher.
         noise: Standard deviation of the teacher's label noise.
         classes: The two digits kept from ``digits`` (the second is labelled ``+1``).
+        teacher_nonzero: Non-zero entries of the ``sparse_teacher``'s ``w*``.
 
     Raises:
         ProblemError: unknown data set or loss, or more points asked for than exist.
@@ -334,6 +379,15 @@ def make_supervised(
         total = num_train + (1000 if num_test is None else num_test)
         inputs, targets = _teacher(total, num_features, teacher_width, noise, generator)
         classification = False
+    elif data in LINEAR_TEACHERS:
+        if data == "sparse_teacher" and not 1 <= teacher_nonzero <= num_features:
+            raise ProblemError(f"teacher_nonzero must be between 1 and num_features = {num_features}, "
+                               f"got {teacher_nonzero!r}")
+        total = num_train + (10_000 if num_test is None else num_test)
+        inputs, targets, teacher = _linear_teacher(total, num_features,
+                                                   teacher_nonzero if data == "sparse_teacher" else None,
+                                                   noise, generator)
+        classification = True
     else:
         inputs, targets, classification = _sklearn(data, tuple(classes))
     loss = loss or ("logistic" if classification else "squared")
@@ -348,7 +402,12 @@ def make_supervised(
     test_index = rest if num_test is None else rest[:num_test]
     if num_test is not None and num_test > len(rest):
         raise ProblemError(f"{data} has {available} points: cannot take {num_train} to train and {num_test} to test")
-    x_train, x_test = _standardize(inputs[train_index], inputs[test_index])
+    if data in LINEAR_TEACHERS:
+        # Already standard Gaussian; re-standardizing would move the points off the
+        # teacher's separating hyperplane through the origin.
+        x_train, x_test = inputs[train_index], inputs[test_index]
+    else:
+        x_train, x_test = _standardize(inputs[train_index], inputs[test_index])
     y_train, y_test = targets[train_index], targets[test_index]
     if loss == "logistic" and not classification:
         # The teacher's label is the sign of its noisy output; a regression data set's
@@ -361,6 +420,10 @@ def make_supervised(
     metadata = {"data": data, "seed": seed, "num_train": num_train, "loss": loss}
     if data == "teacher":
         metadata.update(num_features=num_features, teacher_width=teacher_width, noise=noise)
+    if data in LINEAR_TEACHERS:
+        metadata.update(num_features=num_features, noise=noise, teacher=teacher)
+        if data == "sparse_teacher":
+            metadata["teacher_nonzero"] = teacher_nonzero
     if data == "digits":
         metadata["classes"] = list(classes)
     return SupervisedProblem(x_train, y_train, x_test, y_test, loss=loss, metadata=metadata)
