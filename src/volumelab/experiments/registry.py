@@ -77,6 +77,10 @@ def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
     return optimizer.run_batch(list(problems), model, settings.steps, list(seeds))
 
 
+_BATCHED = MethodRunner(_run_gd, batched=True,
+                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu")
+
+
 GD = register_method(MethodSpec(
     type="gd",
     optimizer=GradientDescent,
@@ -85,8 +89,7 @@ GD = register_method(MethodSpec(
     budget_unit="GD steps",
     # All seeds of a point in one batch; GradientDescent.run_batch computes a batch on one
     # thread with one intra-op thread on the CPU.
-    runner=MethodRunner(_run_gd, batched=True,
-                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
+    runner=_BATCHED,
     # log_every only changes the history, which the store does not keep.
     execution_fields=frozenset({"device", "log_every"}),
     # Settable from sweep files since the registry; rows stored before ran with these values.
@@ -108,8 +111,7 @@ NGD = register_method(MethodSpec(
     budget_minimum=0,
     budget_unit="NGD steps",
     # The same batched runner as GD: run_batch is inherited.
-    runner=MethodRunner(_run_gd, batched=True,
-                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu"),
+    runner=_BATCHED,
     execution_fields=frozenset({"device", "log_every"}),
     # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
     # studies state their own.

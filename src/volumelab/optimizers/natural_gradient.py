@@ -108,37 +108,30 @@ def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.
     return direction, method
 
 
-def _dense(jacobian, second, gradient, damping):
-    system = jacobian.T @ (second.unsqueeze(1) * jacobian)
+def _solve_damped(system: torch.Tensor, rhs: torch.Tensor, damping: float, name: str, why: str) -> torch.Tensor:
+    """``(system + damping I)^{-1} rhs``; without damping, a singular ``system`` is a :class:`SolveFailed`."""
+    size = system.shape[0]
     if damping == 0:
-        eigenvalues = torch.linalg.eigvalsh(system)
-        if float(eigenvalues[0]) <= _SINGULAR_RTOL * max(float(eigenvalues[-1]), 0.0):
-            raise SolveFailed(
-                f"the Gauss-Newton matrix ({system.shape[0]} x {system.shape[0]}) is singular "
-                "(more parameters than training outputs, or a degenerate point); set damping > 0"
-            )
-    system = system + damping * torch.eye(system.shape[0], dtype=system.dtype, device=system.device)
-    solution, info = torch.linalg.solve_ex(system, gradient)
+        singular_values = torch.linalg.svdvals(system)
+        if float(singular_values[-1]) <= _SINGULAR_RTOL * float(singular_values[0]):
+            raise SolveFailed(f"the {name} ({size} x {size}) is singular ({why}); set damping > 0")
+    system = system + damping * torch.eye(size, dtype=system.dtype, device=system.device)
+    solution, info = torch.linalg.solve_ex(system, rhs)
     if int(info) != 0:
-        raise SolveFailed("the damped Gauss-Newton system is singular; raise the damping")
+        raise SolveFailed(f"the damped {name} is singular; raise the damping")
     return solution
 
 
+def _dense(jacobian, second, gradient, damping):
+    system = jacobian.T @ (second.unsqueeze(1) * jacobian)  # G = J^T diag(h) J, (P, P)
+    return _solve_damped(system, gradient, damping, "Gauss-Newton matrix",
+                         "more parameters than training outputs, or a degenerate point")
+
+
 def _dual(jacobian, second, first, damping):
-    kernel = jacobian @ jacobian.T  # (m, m)
-    system = second.unsqueeze(1) * kernel
-    if damping == 0:
-        scale = float(torch.linalg.matrix_norm(system, ord=2))
-        smallest = float(torch.linalg.svdvals(system)[-1]) if system.numel() else 0.0
-        if smallest <= _SINGULAR_RTOL * scale:
-            raise SolveFailed(
-                f"the output-space system ({system.shape[0]} x {system.shape[0]}) is singular "
-                "(more training outputs than parameters, or a rank-deficient Jacobian); set damping > 0"
-            )
-    system = system + damping * torch.eye(system.shape[0], dtype=system.dtype, device=system.device)
-    coefficients, info = torch.linalg.solve_ex(system, first)
-    if int(info) != 0:
-        raise SolveFailed("the damped output-space system is singular; raise the damping")
+    system = second.unsqueeze(1) * (jacobian @ jacobian.T)  # diag(h) J J^T, (m, m)
+    coefficients = _solve_damped(system, first, damping, "output-space system",
+                                 "more training outputs than parameters, or a rank-deficient Jacobian")
     return jacobian.T @ coefficients
 
 
