@@ -127,3 +127,24 @@ def test_a_custom_preconditioner_plugs_into_the_chain():
         params = params - 0.1 * buffer
         state, _ = gd.step(state)
     torch.testing.assert_close(state.params[0], params, rtol=1e-12, atol=1e-14)
+
+
+def test_scaling_never_modifies_a_transforms_state():
+    """A transform that scales by its own per-run state tensor, then the step size: the state stays."""
+    weights = torch.tensor([[2.0], [3.0]], dtype=torch.float64)
+
+    def init(params):
+        return weights.clone()
+
+    def update(update, state, context):
+        return update.scaled(state), state
+
+    transform = chain(GradientTransformation(init, update), scale_by_learning_rate(0.5))
+    params = torch.zeros(2, 4, dtype=torch.float64)
+    state = transform.init(params)
+    active = torch.ones(2, dtype=torch.bool)
+    for step in range(3):
+        out, state = transform.update(Update(torch.ones(2, 4, dtype=torch.float64)), state, StepContext(step, active, params))
+        torch.testing.assert_close(out.factor, weights * 0.5)
+    torch.testing.assert_close(state[0], weights)
+    assert float(state[1]) == 0.5

@@ -57,22 +57,28 @@ class Update:
 
     direction: torch.Tensor
     factor: torch.Tensor | None = None
+    #: The factor is this update's own tensor (may be multiplied in place), not a transform's state.
+    owns_factor: bool = False
 
-    def scaled(self, factor: torch.Tensor) -> "Update":
-        """The update times ``factor`` (0-d or ``(S, 1)``), without touching the direction (in place)."""
+    def scaled(self, factor: torch.Tensor, *, owned: bool = False) -> "Update":
+        """The update times ``factor`` (0-d or ``(S, 1)``), without touching the direction (in place).
+
+        ``owned``: ``factor`` is a fresh tensor the update may modify; a transform's state
+        (a step size, a saved scale) is never modified: the first product is a new tensor.
+        """
         if self.factor is None:
-            self.factor = factor
-        elif self.factor.ndim:
+            self.factor, self.owns_factor = factor, owned
+        elif self.owns_factor and self.factor.shape == torch.broadcast_shapes(self.factor.shape, factor.shape):
             self.factor.mul_(factor)
         else:
-            self.factor = self.factor * factor
+            self.factor, self.owns_factor = self.factor * factor, True
         return self
 
     def materialize(self) -> torch.Tensor:
         """The direction with the factor applied (in place): ``(S, P)``."""
         if self.factor is not None:
             self.direction.mul_(self.factor)
-            self.factor = None
+            self.factor, self.owns_factor = None, False
         return self.direction
 
 
@@ -151,7 +157,7 @@ def scale_by_group_rms(*, decay: float = 0.99, eps: float = 1e-6) -> GradientTra
         ema.lerp_(context.squared_norm(direction), 1 - decay)
         corrected = ema * (1.0 / (1 - decay ** (context.step + 1)))
         scale = corrected.sqrt_().add_(eps).reciprocal_()
-        return update.scaled(scale.unsqueeze(1)), ema
+        return update.scaled(scale.unsqueeze(1), owned=True), ema
 
     return GradientTransformation(init, update)
 
