@@ -68,7 +68,7 @@ class Update:
         """
         if self.factor is None:
             self.factor, self.owns_factor = factor, owned
-        elif self.owns_factor and self.factor.shape == torch.broadcast_shapes(self.factor.shape, factor.shape):
+        elif self.owns_factor and (factor.ndim == 0 or factor.shape == self.factor.shape):
             self.factor.mul_(factor)
         else:
             self.factor, self.owns_factor = self.factor * factor, True
