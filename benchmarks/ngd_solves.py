@@ -8,7 +8,7 @@ median steps/s over repeats, each solve's ratio to the reference, which solve ``
 picks, and the largest relative difference between each solve's final parameters and the
 reference's (the same steps from the same start).
 
-    python benchmarks/ngd_solves.py --repeats 3 --out benchmarks/results/ngd_solves.json
+    python benchmarks/ngd_solves.py --repeats 3 --out benchmarks/results/ngd/ngd_solves.json
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def timed(function, repeats: int) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "ngd_solves.json")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "ngd" / "ngd_solves.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
