@@ -299,3 +299,21 @@ def test_reusing_the_probe_norm_gives_the_numbers_of_computing_it_again(monkeypa
     fresh = optimizer.run_batch(problems, model, 150, seeds=range(4))
     for a, b in zip(shared, fresh):
         assert a.metrics == b.metrics and a.history == b.history
+
+
+def test_squared_norm_is_recomputed_after_an_earlier_transform_scaled_the_gradient_in_place():
+    """A chain step size -> group RMS: the RMS transform materializes the step size into the gradient
+    buffer, so the norm taken before the chain is stale; it must read ||lr g||^2, not ||g||^2."""
+    from volumelab.optimizers.transforms import StepContext, Update, chain, scale_by_group_rms, scale_by_learning_rate
+
+    gradient = torch.tensor([[3.0, 4.0], [1.0, 0.0]], dtype=torch.float64)
+    active = torch.ones(2, dtype=torch.bool)
+    zero = torch.zeros((), dtype=torch.float64)
+    context = StepContext(0, active, torch.zeros_like(gradient), None, gradient,
+                          torch.linalg.vecdot(gradient, gradient), zero)
+    transform = chain(scale_by_learning_rate(0.5), scale_by_group_rms(decay=0.0, eps=0.0))
+    update, _ = transform.update(Update(gradient), transform.init(gradient), context)
+    # decay 0: v = ||0.5 g||^2, so the step is 0.5 g / ||0.5 g|| = g / ||g||, a unit vector per run.
+    step = update.materialize()
+    expected = torch.tensor([[0.6, 0.8], [1.0, 0.0]], dtype=torch.float64)
+    assert torch.allclose(step, expected, rtol=0, atol=1e-15)

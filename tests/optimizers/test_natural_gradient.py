@@ -148,6 +148,8 @@ def test_failures_end_with_a_status_and_a_reason_never_numbers():
     batch = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run_batch([problem], model, 20, [0, 1])
     alone = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run(problem, model, 20, seed=1)
     assert batch[1].metrics == alone.metrics
+    # What auto resolved to is in every run's diagnostics: 15 measurements < 50 parameters.
+    assert alone.diagnostics["solve"] == "dual" and alone.diagnostics["damping"] == 1e-3
     for bad, message in ((dict(damping=-1.0), "damping"), (dict(solve="qr"), "unknown solve"),
                          (dict(cg_max_iter=0), "cg_max_iter")):
         with pytest.raises(vl.OptimizerError, match=message):

@@ -83,6 +83,9 @@ def test_teacher_labels_follow_the_teacher():
     ({"data": "breast_cancer", "num_train": 569}, "leaves none to test"),
     ({"data": "breast_cancer", "num_train": 0}, "positive integer"),
     ({"data": "teacher", "noise": -1.0}, "noise"),
+    ({"data": "teacher", "num_features": 0}, "num_features must be a positive integer"),
+    ({"data": "sparse_teacher", "num_features": 2.5}, "num_features must be a positive integer"),
+    ({"data": "teacher", "teacher_width": 0}, "teacher_width must be a positive integer"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, match):
     kwargs = {"num_train": 10, **kwargs}

@@ -42,8 +42,8 @@ __all__ = ["NaturalGradientDescent", "SOLVES", "natural_gradient_direction", "sc
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
-#: A system whose smallest eigenvalue (dense) or pivot (dual) is below this share of its
-#: largest is treated as singular when there is no damping.
+#: Without damping, a system whose smallest singular value is at most this share of its
+#: largest is treated as singular (dense and dual alike).
 _SINGULAR_RTOL = 1e-12
 
 
@@ -176,10 +176,10 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
     solve fails is stopped through :meth:`StepContext.fail` (its row of the update is zero).
     """
 
-    def init(params: torch.Tensor) -> dict:
-        return {"solves": {}}
+    def init(params: torch.Tensor) -> None:
+        return None
 
-    def update(update: Update, state: dict, context: StepContext) -> tuple[Update, dict]:
+    def update(update: Update, state: None, context: StepContext) -> tuple[Update, None]:
         gradient = update.materialize()
         out = torch.zeros_like(gradient)
         active = context.active.tolist()
@@ -187,10 +187,9 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
             if not running:
                 continue
             try:
-                out[run], method = natural_gradient_direction(
+                out[run], _method = natural_gradient_direction(
                     context.objective, context.params[run], gradient[run], run, damping=damping, solve=solve,
                     cg_tol=cg_tol, cg_max_iter=cg_max_iter)
-                state["solves"][method] = state["solves"].get(method, 0) + 1
             except SolveFailed as failure:
                 context.fail(run, f"step {context.step}: {failure}")
         return Update(out), state
@@ -235,6 +234,10 @@ class NaturalGradientDescent(GradientDescent):
     @property
     def name(self) -> str:
         return "ngd" + ("+" + self.step_rule if self.step_rule != "gd" else "") + ("+momentum" if self.momentum else "")
+
+    def run_diagnostics(self, problems, num_parameters: int) -> dict:
+        """What each run's diagnostics add: the damping and the solve ``auto`` resolved to."""
+        return {"damping": self.damping, "solve": _pick(self.solve, problems[0].num_train, num_parameters)}
 
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,

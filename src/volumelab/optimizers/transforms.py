@@ -94,13 +94,17 @@ class StepContext:
         failures: Runs a transform stopped this step (:meth:`fail`): index -> reason.
     """
 
-    __slots__ = ("step", "active", "params", "objective", "gradient", "_raw_sq_norm", "_sq_norm", "_zero", "failures")
+    __slots__ = ("step", "active", "params", "objective", "gradient", "_raw_sq_norm", "_sq_norm", "_zero", "failures",
+                 "_version")
 
     def __init__(self, step: int, active: torch.Tensor, params: torch.Tensor, objective: Any = None,
                  gradient: torch.Tensor | None = None, raw_sq_norm: torch.Tensor | None = None,
                  zero: torch.Tensor | None = None) -> None:
         self.step, self.active, self.params, self.objective = step, active, params, objective
         self.gradient, self._raw_sq_norm, self._sq_norm, self._zero = gradient, raw_sq_norm, None, zero
+        # The gradient's in-place version counter now: a transform that scales it in place
+        # (materialize, or its own in-place edit) bumps it, and the saved norm is then stale.
+        self._version = gradient._version if gradient is not None else None
         self.failures: dict[int, str] = {}
 
     def fail(self, index: int, reason: str) -> None:
@@ -114,11 +118,14 @@ class StepContext:
     def squared_norm(self, direction: torch.Tensor) -> torch.Tensor:
         """``||direction||^2`` per run, ``(S,)``.
 
-        When ``direction`` is the step's gradient itself, this is the squared norm the
-        optimizer already took for its finiteness check (zero for stopped runs, whose
-        gradient rows are zero): the same numbers as computing it again, once per step.
+        When ``direction`` is the step's gradient itself, unmodified since the step began,
+        this is the squared norm the optimizer already took for its finiteness check (zero
+        for stopped runs, whose gradient rows are zero): the same numbers as computing it
+        again, once per step. Once an earlier transform has changed the gradient in place
+        (e.g. materialized a step size into it), the norm is computed afresh.
         """
-        if direction is not self.gradient or self._raw_sq_norm is None:
+        if (direction is not self.gradient or self._raw_sq_norm is None
+                or direction._version != self._version):
             return torch.linalg.vecdot(direction, direction)
         if self._sq_norm is None:
             zero = self._zero if self._zero is not None else 0.0

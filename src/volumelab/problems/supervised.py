@@ -351,7 +351,9 @@ def make_supervised(
     """A supervised problem from a data set, split and standardized from ``(seed, "data")``.
 
     Args:
-        data: ``"teacher" | "digits" | "breast_cancer" | "diabetes"``.
+        data: ``"teacher"`` (regression on a random tanh network), ``"sparse_teacher"`` /
+            ``"linear_teacher"`` (separable binary labels ``sign(<x, w*>)`` of a sparse or
+            dense ``w*``), or the scikit-learn sets ``"digits" | "breast_cancer" | "diabetes"``.
         num_train: Training points.
         seed: Seed of the split (and of the teacher's data).
         loss: ``"squared"`` or ``"logistic"``; default: logistic for the classification
@@ -364,7 +366,8 @@ def make_supervised(
         teacher_nonzero: Non-zero entries of the ``sparse_teacher``'s ``w*``.
 
     Raises:
-        ProblemError: unknown data set or loss, or more points asked for than exist.
+        ProblemError: unknown data set or loss, a size that is not a positive integer, or
+            more points asked for than exist.
     """
     if data not in DATASETS:
         raise ProblemError(f"unknown data set {data!r}; expected one of {', '.join(DATASETS)}")
@@ -372,6 +375,9 @@ def make_supervised(
         raise ProblemError(f"num_train must be a positive integer, got {num_train!r}")
     if num_test is not None and (isinstance(num_test, bool) or not isinstance(num_test, int) or num_test < 1):
         raise ProblemError(f"num_test must be a positive integer or None, got {num_test!r}")
+    for name, value in (("num_features", num_features), ("teacher_width", teacher_width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ProblemError(f"{name} must be a positive integer, got {value!r}")
     if not (math.isfinite(noise) and noise >= 0):
         raise ProblemError(f"noise must be a non-negative number, got {noise!r}")
     generator = make_generator(seed, "data")
