@@ -112,3 +112,24 @@ def test_a_sweep_stores_kept_arrays_loadable_by_run_key(tmp_path):
             assert float(gen) == pytest.approx(row.gen_loss, rel=1e-12)
     with pytest.raises(KeyError, match="kept no arrays"):
         vl.load_arrays(tmp_path / "out", "no-such-run")
+
+
+@pytest.mark.parametrize("method", ["gd", "ngd"])
+def test_a_recorded_trajectory_is_the_outputs_of_runs_stopped_at_each_checkpoint(method):
+    """trajectory[k] equals the final outputs of the same run given trajectory_steps[k] steps; trajectory_train
+    is <A_i, W> of it; a batch that stops early repeats its final outputs up to the budget."""
+    optimizer_class = vl.GradientDescent if method == "gd" else vl.NaturalGradientDescent
+    problem = vl.make_sensing(4, 4, 1, 10, seed=2)
+    model = vl.FactorizationModel(4, 4, 3, 2)
+    recorded = optimizer_class(lr=0.05, init_scale=0.3, trajectory_every=7).run(problem, model, 30, seed=1)
+    steps = recorded.arrays["trajectory_steps"].tolist()
+    assert steps == [0, 7, 14, 21, 28, 30]
+    A = problem.A_train.reshape(problem.num_measurements, -1).numpy()
+    for k, step in enumerate(steps):
+        alone = optimizer_class(lr=0.05, init_scale=0.3, keep_outputs=True).run(problem, model, step, seed=1)
+        assert np.array_equal(recorded.arrays["trajectory"][k], alone.arrays["outputs"])
+        assert np.allclose(recorded.arrays["trajectory_train"][k], A @ alone.arrays["outputs"], rtol=1e-12)
+    stopped = optimizer_class(lr=0.05, init_scale=0.3, trajectory_every=7, train_loss_threshold=1.0).run(
+        problem, model, 30, seed=1)
+    assert stopped.status == "converged" and stopped.arrays["trajectory_steps"].tolist() == steps
+    assert all(np.array_equal(row, stopped.arrays["trajectory"][0]) for row in stopped.arrays["trajectory"])

@@ -300,9 +300,13 @@ def gd(**options) -> None:
 @click.option("--solve", type=click.Choice(list(SOLVES)), default="auto", show_default=True,
               help="dense (P x P system), dual (outputs x outputs, for more parameters than outputs), "
                    "cg (matrix-free conjugate gradients); auto: dual when outputs < parameters, else dense.")
-def ngd(damping, solve, **options) -> None:
+@click.option("--fisher", type=click.Choice(["train", "output"]), default="train", show_default=True,
+              help="train: the Gauss-Newton matrix of the outputs the loss sees (NGD as defined); output: "
+                   "J^T J over every entry of a factorization's W (natural gradient in the whole function "
+                   "space, an ablation).")
+def ngd(damping, solve, fisher, **options) -> None:
     """Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."""
-    _train(NaturalGradientDescent, damping=damping, solve=solve, **options)
+    _train(NaturalGradientDescent, damping=damping, solve=solve, fisher=fisher, **options)
 
 
 def _rate_text(metrics: dict) -> str:
@@ -578,7 +582,8 @@ def run_command(config_path, scale, out, **options) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
 def reproduce_command(figure, scale, out, **options) -> None:
-    """Reproduce a figure of arXiv 2506.03931: FIGURE is figure1 ... figure11, or all."""
+    """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
+    ngd-invariance-width, ngd-completion, ngd-sparse: arXiv 2111.11542); all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 
@@ -589,9 +594,10 @@ def reproduce_command(figure, scale, out, **options) -> None:
         section = _run_one(figure_config_path(name), scale, root / name, options)
         if section is not None:
             section.image = f"{name}/{section.image}"
+            section.extra_images = [f"{name}/{image}" for image in section.extra_images]
             sections.append(section)
     if len(sections) > 1:
-        write_report(sections, root, title=f"volumelab: reproduction of arXiv 2506.03931 ({scale} scale)")
+        write_report(sections, root, title=f"volumelab: reproduction ({scale} scale)")
         click.echo(f"combined report: {root / 'report.md'} and {root / 'report.html'}")
         for section in sections:
             if section.verdict is not None:

@@ -116,7 +116,10 @@ def test_figure2_init_scales_follow_the_paper():
 
 
 def test_figure_names():
-    assert resolve_figure_names("all") == list(FIGURES)
+    # "all": every figure, then the packaged studies.
+    from volumelab.experiments.paper import STUDIES
+
+    assert resolve_figure_names("all") == list(FIGURES) + list(STUDIES)
     assert resolve_figure_names("figure2") == ["figure2"]
     # Only documented names: an alias such as "1" or "fig1" must not silently start a long run.
     for name in ("figure12", "1", "fig1", "Figure1", " figure1", "ALL"):

@@ -131,7 +131,8 @@ def test_non_finite_gradient_with_finite_loss_is_divergence():
     optimizer = vl.GradientDescent(lr=1e-2, init_scale=1e300, log_every=10)
     calm_run, loud_run = optimizer.run_batch([calm, loud], model, 100, seeds=[seed, seed])
     assert loud_run.status == "diverged"
-    assert loud_run.metrics == {"train_loss": None, "gen_loss": None, "steps": 0, "diverged_at_step": 0}
+    assert loud_run.metrics == {"train_loss": None, "gen_loss": None, "steps": 0, "diverged_at_step": 0,
+                                "effective_rank": None}
     # Its loss at step 0 was finite and is kept; after it, the frozen run has none.
     assert loud_run.history["step"] == list(range(0, 101, 10))
     assert math.isfinite(loud_run.history["train_loss"][0])
@@ -177,7 +178,8 @@ def test_a_non_finite_gradient_entry_stops_only_its_own_run(monkeypatch, config,
 
     run = faulted[1]
     assert run.status == "diverged"
-    assert run.metrics == {"train_loss": None, "gen_loss": None, "steps": 7, "diverged_at_step": 7}
+    assert run.metrics == {"train_loss": None, "gen_loss": None, "steps": 7, "diverged_at_step": 7,
+                           "effective_rank": None}
     assert run.history["step"] == clean[1].history["step"] == [0, 5, 10, 15, 20, 25, 30, 35, 40]
     for key in ("train_loss", "gen_loss"):
         assert run.history[key][:2] == clean[1].history[key][:2]  # steps 0 and 5, before the fault
@@ -317,3 +319,27 @@ def test_squared_norm_is_recomputed_after_an_earlier_transform_scaled_the_gradie
     step = update.materialize()
     expected = torch.tensor([[0.6, 0.8], [1.0, 0.0]], dtype=torch.float64)
     assert torch.allclose(step, expected, rtol=0, atol=1e-15)
+
+
+def test_effective_rank_against_a_numpy_loop():
+    """exp(entropy of sigma / sum sigma) (Roy & Vetterli 2007): k equal singular values give k."""
+    import numpy as np
+
+    from volumelab.optimizers.gradient import effective_rank
+
+    generator = np.random.default_rng(0)
+    matrices = generator.standard_normal((4, 5, 6))
+    matrices[1] = np.outer(generator.standard_normal(5), generator.standard_normal(6))  # rank one
+    matrices[2] = 0.0
+    matrices[3] = np.diag([2.0, 2.0, 2.0, 0.0, 0.0]) @ np.eye(5, 6)  # three equal singular values
+    expected = []
+    for matrix in matrices:
+        sigma = np.linalg.svd(matrix, compute_uv=False)
+        if sigma.sum() == 0:
+            expected.append(np.nan)
+            continue
+        p = sigma / sigma.sum()
+        expected.append(float(np.exp(-sum(x * np.log(x) for x in p if x > 0))))
+    got = effective_rank(torch.tensor(matrices)).numpy()
+    assert np.allclose(got, expected, rtol=1e-12, equal_nan=True)
+    assert abs(got[1] - 1) < 1e-6 and abs(got[3] - 3) < 1e-12 and np.isnan(got[2])

@@ -162,3 +162,109 @@ def test_ngd_runs_an_mlp_with_the_logistic_loss():
     result = vl.NaturalGradientDescent(lr=0.5, init_scale=1.0, damping=1e-3).run(problem, model, 30, seed=0)
     assert result.status == "completed" and result.method == "ngd"
     assert result.metrics["train_error"] == 0.0 and 0 <= result.metrics["test_error"] < 0.2
+
+
+# ---------------------------------------------------------------- fisher="output" (the ablation)
+def whole_matrix(problem, model):
+    """theta -> vec(W(theta)), written out (the outputs ``fisher="output"`` takes the Fisher over)."""
+    train = factorization_train_outputs(problem, model)
+    A = problem.A_train.reshape(problem.num_measurements, -1)
+    shapes = model.layer_shapes
+
+    def outputs(theta):
+        layers, offset = [], 0
+        for out, inp in shapes:
+            layers.append(theta[offset : offset + out * inp].reshape(out, inp))
+            offset += out * inp
+        product = layers[0]
+        for layer in layers[1:]:
+            product = layer @ product
+        return product.reshape(-1)
+
+    assert train is not None and A is not None
+    return outputs
+
+
+@pytest.mark.parametrize("solve", ["dense", "dual", "cg"])
+def test_output_fisher_solves_match_a_jacrev_reference(solve):
+    """(J_W^T J_W + lambda I)^{-1} grad L, J_W the Jacobian of the whole W, against jacrev + solve."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=3)
+    model = vl.FactorizationModel(5, 5, 4, 2)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    theta = torch.randn(model.num_parameters, generator=make_generator(4, "test"), dtype=torch.float64) * 0.5
+    train = factorization_train_outputs(problem, model)
+    y = problem.b_train
+    loss = lambda t: ((train(t) - y) ** 2).mean()  # noqa: E731
+    gradient = torch.func.grad(loss)(theta)
+    jacobian = torch.func.jacrev(whole_matrix(problem, model))(theta)  # (25, P)
+    damping = 1e-4
+    expected = torch.linalg.solve(jacobian.T @ jacobian + damping * torch.eye(theta.numel(), dtype=theta.dtype),
+                                  gradient)
+    direction, used = natural_gradient_direction(objective, theta, gradient, 0, damping=damping, solve=solve,
+                                                 fisher="output")
+    assert used == solve
+    assert torch.allclose(direction, expected, rtol=1e-7, atol=1e-9 * float(expected.abs().max()))
+
+
+def test_output_fisher_at_depth_one_is_gradient_descent():
+    """Depth 1: J_W = I, so (I + 0 I)^{-1} grad L = grad L: NGD with the output Fisher is GD, step for step."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    model = vl.FactorizationModel(5, 5, 5, 1)
+    ngd = vl.NaturalGradientDescent(lr=0.1, init_scale=0.1, damping=0.0, solve="dense", fisher="output",
+                                    log_every=1).run(problem, model, 40, seed=0)
+    gd = vl.GradientDescent(lr=0.1, init_scale=0.1, log_every=1).run(problem, model, 40, seed=0)
+    assert ngd.status == gd.status == "completed"
+    assert ngd.history["train_loss"] == pytest.approx(gd.history["train_loss"], rel=1e-12)
+    assert ngd.metrics["gen_loss"] == pytest.approx(gd.metrics["gen_loss"], rel=1e-12)
+
+
+def test_output_fisher_step_moves_w_like_a_depth_one_gradient_step():
+    """Depth 2, small lr: W changes by -lr grad_W L up to O(lr^2) (the function-space gradient step),
+    while the training-output Fisher changes W by -lr A^+ r-type steps shaped by the parametrization.
+    Tolerance: relative error below 1e-4 at lr 1e-5 (the second-order term is ~lr * ||step||)."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    model = vl.FactorizationModel(5, 5, 5, 2)
+    lr = 1e-5
+    before = vl.NaturalGradientDescent(lr=lr, init_scale=0.5, damping=0.0, fisher="output", keep_outputs=True)
+    start = before.run(problem, model, 0, seed=0).arrays["W"]
+    after = before.run(problem, model, 1, seed=0).arrays["W"]
+    W = torch.tensor(start, dtype=torch.float64).requires_grad_(True)
+    A = problem.A_train.reshape(problem.num_measurements, -1)
+    loss = ((A @ W.reshape(-1) - problem.b_train) ** 2).mean()
+    (grad_W,) = torch.autograd.grad(loss, W)
+    expected = -lr * grad_W.numpy()
+    change = after - start
+    assert abs(change - expected).max() <= 1e-4 * abs(expected).max()
+
+
+def test_output_fisher_needs_a_factorization():
+    problem = make_supervised("digits", 20, seed=0)
+    model = MLPModel(problem.num_features, 4, 2, "tanh")
+    with pytest.raises(vl.OptimizerError, match="fisher='output'"):
+        vl.NaturalGradientDescent(lr=0.1, fisher="output").run(problem, model, 2, seed=0)
+    with pytest.raises(vl.OptimizerError, match="unknown fisher"):
+        vl.NaturalGradientDescent(lr=0.1, fisher="full")
+
+
+@pytest.mark.parametrize("solve", ["dense", "dual", "cg"])
+def test_an_mlp_direction_matches_a_jacrev_reference_on_the_training_points(solve):
+    """Depth-2 tanh MLP, logistic loss: (J^T diag(h) J + lambda I)^{-1} grad L with J of a forward pass on
+    X_train written here (the optimizer differentiates its training view, never the test points)."""
+    problem = make_supervised("breast_cancer", 25, seed=1)
+    model = MLPModel(problem.num_features, 6, 2, "tanh")
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    theta = torch.randn(model.num_parameters, generator=make_generator(6, "test"), dtype=torch.float64) * 0.3
+    (h_out, h_in), (o_out, o_in) = model.layer_shapes
+    X, y, n = problem.X_train, problem.y_train, problem.num_train
+
+    def outputs(t):
+        W1 = t[: h_out * h_in].reshape(h_out, h_in)
+        W2 = t[h_out * h_in :].reshape(o_out, o_in)
+        return (torch.tanh(X @ W1.T) @ W2.T)[:, 0]
+
+    first = lambda z: -y * torch.sigmoid(-y * z) / n  # noqa: E731
+    second = lambda z: torch.sigmoid(z) * torch.sigmoid(-z) / n  # noqa: E731
+    expected, gradient = reference_direction(outputs, theta, first, second, 1e-4)
+    direction, used = natural_gradient_direction(objective, theta, gradient, 0, damping=1e-4, solve=solve)
+    assert used == solve
+    torch.testing.assert_close(direction, expected, rtol=1e-7, atol=1e-9 * float(expected.abs().max()))

@@ -3,7 +3,8 @@
 A sweep file (YAML) describes one experiment (docs/experiments.md has a full example)::
 
     name: my_sweep
-    claim: width                   # which paper claim the report checks (width | depth | none)
+    claim: width                   # which claim the report checks (width | depth | ngd-invariance |
+                                   # ngd-invariance-width | ngd-completion | ngd-sparse | none)
     x: model.width                 # swept field on the plots' x axis
     panel: model.activation        # optional: one subplot per value of this field
     problem: {kind: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
@@ -149,7 +150,8 @@ class SweepConfig(_Strict):
     title: str = ""
     description: str = ""
     figure: int | None = None
-    claim: Literal["width", "depth", "none"] = "none"
+    claim: Literal["width", "depth", "ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse",
+                   "none"] = "none"
     x: str | None = None
     x_log: bool | None = None
     panel: str | None = None

@@ -8,7 +8,8 @@ them, so a new kind (a supervised problem, an MLP) is one more registration:
   ``sensing``, and ``task:`` is still read as ``kind:``), ``supervised`` (a data set
   split from a seed, :func:`volumelab.problems.make_supervised`) and ``file`` (a ``.npz``
   problem, its path relative to the sweep file's folder);
-* models: ``factorization`` (the default), ``mlp`` and ``diagonal``.
+* models: ``factorization`` (the default), ``mlp``, ``diagonal`` and ``linear_classifier``
+  (a deep linear classifier, fully connected or diagonal by its ``architecture`` field).
 
 A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
 problem, ``(1, features)`` (one output, the input dimension) of a supervised one.
@@ -39,6 +40,7 @@ __all__ = [
     "FileProblemConfig",
     "GeneratedProblemConfig",
     "DiagonalConfig",
+    "LinearClassifierConfig",
     "MLPConfig",
     "SupervisedProblemConfig",
     "ModelKind",
@@ -386,3 +388,37 @@ def _build_diagonal(settings: DiagonalConfig, shape: tuple[int, int]):
 
 
 register_model_kind(ModelKind("diagonal", DiagonalConfig, _build_diagonal, size=lambda s: 10.0 * s.depth))
+
+
+# ------------------------------------------------------------------ linear classifiers
+class LinearClassifierConfig(Strict):
+    """A deep linear classifier ``f(x) = <w, x>`` under one of two parametrizations, chosen by ``architecture``.
+
+    ``fully_connected``: a deep linear network (an MLP with the linear activation) of hidden
+    ``width`` (default: the input dimension); ``diagonal``: a deep diagonal network of the
+    given ``form`` (see :class:`volumelab.models.DiagonalNetwork`). Both are the same
+    function class, so a sweep over ``architecture`` isolates what the parametrization
+    does. ``width`` is read by the fully connected net only, ``form`` by the diagonal one
+    (a grid over ``architecture`` sets both).
+    """
+
+    kind: Literal["linear_classifier"] = "linear_classifier"
+    architecture: Literal["fully_connected", "diagonal"] = "diagonal"
+    depth: Count = Field(2, ge=1)
+    width: Count | None = Field(None, ge=1)
+    form: Literal[DIAGONAL_FORMS] = "difference"  # type: ignore[valid-type]
+    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
+
+
+def _build_linear_classifier(settings: LinearClassifierConfig, shape: tuple[int, int]):
+    from ..models import DiagonalNetwork, MLPModel
+
+    features = shape[1]
+    if settings.architecture == "diagonal":
+        return DiagonalNetwork(features, settings.depth, settings.form, settings.prior)
+    return MLPModel(features, settings.width or features, settings.depth, "linear", prior=settings.prior)
+
+
+register_model_kind(ModelKind(
+    "linear_classifier", LinearClassifierConfig, _build_linear_classifier,
+    size=lambda s: 10.0 * s.depth if s.architecture == "diagonal" else (s.width or 10) ** 2 * s.depth))

@@ -1,4 +1,5 @@
-"""The paper's figures (arXiv 2506.03931, Figs. 1-11) as packaged sweep configs."""
+"""The packaged sweep configs: the figures of arXiv 2506.03931 (Figs. 1-11) and the
+natural-gradient studies (arXiv 2111.11542)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 
 from .config import ConfigError
 
-__all__ = ["FIGURES", "figure_config_path", "resolve_figure_names"]
+__all__ = ["FIGURES", "PACKAGED", "STUDIES", "figure_config_path", "resolve_figure_names"]
 
 FIGURES = tuple(f"figure{i}" for i in range(1, 12))
+#: Studies beyond those figures, one packaged config each.
+STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse")
+PACKAGED = FIGURES + STUDIES
 
 
 def _config_dir() -> Path:
@@ -17,7 +21,7 @@ def _config_dir() -> Path:
 
 
 def figure_config_path(name: str) -> Path:
-    """The packaged YAML of ``figureN``."""
+    """The packaged YAML of ``figureN`` or a study."""
     path = _config_dir() / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no packaged config for {name!r} (looked for {path})")
@@ -25,9 +29,10 @@ def figure_config_path(name: str) -> Path:
 
 
 def resolve_figure_names(name: str) -> list[str]:
-    """``"all"`` -> every figure; ``"figure2"`` -> ``["figure2"]``. Only these documented names are accepted."""
+    """``"all"`` -> every figure and study; ``"figure2"`` -> ``["figure2"]``. Only these documented names are accepted."""
     if name == "all":
-        return list(FIGURES)
-    if name not in FIGURES:
-        raise ConfigError(f"unknown figure {name!r}; expected one of figure1 ... figure11, or all")
+        return list(PACKAGED)
+    if name not in PACKAGED:
+        raise ConfigError(f"unknown figure or study {name!r}; expected one of figure1 ... figure11, "
+                          f"{', '.join(STUDIES)}, or all")
     return [name]

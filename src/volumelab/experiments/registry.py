@@ -72,6 +72,11 @@ GNC = register_method(MethodSpec(
 
 
 # ------------------------------------------------------------------ gradient descent
+#: What a trained model's rows report besides the losses: the test error of a classifier,
+#: the effective rank of a factorization's W, and a linear predictor's sparsity and margins.
+_TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("sparsity"), Column("margin_l2"),
+                    Column("margin_l1"))
+
 def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
     optimizer = settings.optimizer(progress=False)
     return optimizer.run_batch(list(problems), model, settings.steps, list(seeds))
@@ -93,12 +98,13 @@ GD = register_method(MethodSpec(
     # log_every only changes the history, which the store does not keep.
     execution_fields=frozenset({"device", "log_every"}),
     # Settable from sweep files since the registry; rows stored before ran with these values.
-    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False},
+    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False,
+                  "trajectory_every": 0},
     role=TRAINER,
     label="GD",
     style={"color": "#d62728", "marker": "s", "linestyle": "-"},
     columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
-             Column("momentum", source="setting"), Column("test_error")),
+             Column("momentum", source="setting"), *_TRAINED_METRICS),
     no_loss="diverged",
 ))
 
@@ -113,12 +119,13 @@ NGD = register_method(MethodSpec(
     # The same batched runner as GD: run_batch is inherited.
     runner=_BATCHED,
     execution_fields=frozenset({"device", "log_every"}),
+    key_defaults={"trajectory_every": 0},
     # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
     # studies state their own.
     role="other",
     label="NGD",
     style={"color": "#2ca02c", "marker": "^", "linestyle": "-"},
     columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
-             Column("momentum", source="setting"), Column("damping", source="setting"), Column("test_error")),
+             Column("momentum", source="setting"), Column("damping", source="setting"), *_TRAINED_METRICS),
     no_loss="diverged or its solve failed",
 ))

@@ -73,6 +73,25 @@ _CHECK_EVERY = 16
 _MASK_IN_PLACE_ABOVE = 4096
 
 
+def effective_rank(matrices: torch.Tensor) -> torch.Tensor:
+    """The effective rank of each matrix of ``(S, rows, cols)`` (Roy and Vetterli 2007), ``(S,)``.
+
+    ``exp(-sum_i p_i log p_i)`` with ``p_i = sigma_i / sum_j sigma_j`` the normalized
+    singular values: ``k`` for ``k`` equal non-zero singular values, 1 for rank one, and
+    NaN for the zero matrix (which has no spectrum to normalize).
+    """
+    # One matrix at a time: a batched SVD may round differently from a single one, and a
+    # run's numbers must not depend on the batch it ran in.
+    # A matrix with a non-finite entry (a diverged run) has no spectrum: NaN.
+    finite = torch.isfinite(matrices).flatten(1).all(1)
+    singular = torch.stack([torch.linalg.svdvals(matrix) if ok else torch.full(matrix.shape[-1:], torch.nan)
+                            [: min(matrix.shape)].to(matrix) for matrix, ok in zip(matrices, finite.tolist())])
+    total = singular.sum(-1, keepdim=True)
+    shares = singular / total
+    entropy = -torch.special.xlogy(shares, shares).sum(-1)
+    return torch.where(total.squeeze(-1) > 0, entropy.exp(), torch.nan)  # NaN stays NaN
+
+
 class _ClosedFormObjective:
     """``L_train`` and its gradient for a named activation, by hand (no autograd).
 
@@ -151,6 +170,8 @@ class _ClosedFormObjective:
         """
         layers = self.layers(params)
         metrics = self.tensors.extra_metrics(self.model.outputs(layers, self.tensors))
+        if self.model.family == "factorization":
+            metrics["effective_rank"] = effective_rank(self.model.end_to_end(layers))
         predictor = getattr(self.model, "linear_predictor", None)
         if predictor is not None and hasattr(self.tensors, "linear_predictor_metrics"):
             w = predictor(layers)
@@ -258,6 +279,12 @@ class GradientDescent:
             the task scores: the flattened end-to-end matrix, or the MLP's outputs on
             ``[X_train; X_test]``), plus ``W`` ``(rows, cols)`` for a factorization, in
             the result's ``arrays`` (none for a diverged run).
+        trajectory_every: Every this many steps (and at the end) record each run's
+            outputs along the run, in ``arrays``: ``trajectory`` ``(K, *outputs)`` (the
+            end-to-end matrix of a factorization, the MLP's outputs on ``[X_train;
+            X_test]``), ``trajectory_train`` ``(K, m)`` (what the training loss sees)
+            and ``trajectory_steps`` ``(K,)``. ``0`` (the default) records nothing.
+            A stopped run's later entries repeat its final outputs.
     """
 
     lr: float
@@ -271,6 +298,7 @@ class GradientDescent:
     device: str = "cpu"
     progress: bool = False
     keep_outputs: bool = False
+    trajectory_every: int = 0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -287,6 +315,9 @@ class GradientDescent:
             raise OptimizerError(f"train_loss_threshold must be positive, got {self.train_loss_threshold!r}")
         if self.log_every is not None and self.log_every < 1:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
+        if (isinstance(self.trajectory_every, bool) or not isinstance(self.trajectory_every, int)
+                or self.trajectory_every < 0):
+            raise OptimizerError(f"trajectory_every must be a non-negative integer, got {self.trajectory_every!r}")
 
     #: The ``RunResult.method`` of its runs.
     method = "gd"
@@ -486,8 +517,12 @@ class GradientDescent:
         logged: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         start = time.perf_counter()
 
+        every = self.trajectory_every
+        trajectory: list[tuple[int, torch.Tensor]] = []
         with tqdm(total=budget, unit="step", disable=not self.progress, desc=f"GD ({self.name})") as bar:
             for step in range(budget):
+                if every and step % every == 0:
+                    trajectory.append((step, objective.outputs(state.params).clone()))
                 gen = objective.losses(state.params)[1] if step % log_every == 0 else None
                 state, info = self.step(state)
                 if gen is not None:
@@ -505,6 +540,14 @@ class GradientDescent:
         train, gen = objective.losses(params)
         extra = {name: values.cpu().tolist() for name, values in objective.extra_metrics(params).items()}
         kept = self._final_arrays(objective, params) if self.keep_outputs else None
+        if every:
+            # Every checkpoint up to the budget, so that runs of different batches line up:
+            # after the batch stopped early its runs are frozen at their final outputs.
+            final = objective.outputs(params).clone()
+            recorded = {step for step, _ in trajectory}
+            trajectory += [(step, final) for step in range(0, budget, every) if step not in recorded]
+            trajectory.append((budget, final))
+            kept = {**(kept or {}), **self._trajectory_arrays(objective, trajectory)}
         logged.append((int(steps_done.max()), train, gen))
         history = {
             "step": [entry[0] for entry in logged],
@@ -580,6 +623,17 @@ class GradientDescent:
             arrays = {} if kept is None or no_result else {k: v[i] for k, v in kept.items()}
             results.append(RunResult(self.method, status, metrics, {}, run_history, diagnostics, arrays))
         return results
+
+    @staticmethod
+    def _trajectory_arrays(objective, trajectory: list[tuple[int, torch.Tensor]]) -> dict:
+        """The recorded outputs as arrays with a leading run axis: ``(S, K, ...)``, ``(S, K, m)``, ``(S, K)``."""
+        steps = torch.tensor([step for step, _ in trajectory])
+        outputs = torch.stack([values for _, values in trajectory], dim=1)  # (S, K, ...)
+        size = outputs.shape[0]
+        flat = outputs.reshape(size, outputs.shape[1], -1)
+        train = torch.stack([objective.tensors.run(i).train_outputs(flat[i]) for i in range(size)])
+        return {"trajectory": outputs.cpu().numpy(), "trajectory_train": train.cpu().numpy(),
+                "trajectory_steps": steps.expand(size, -1).numpy().copy()}
 
     @staticmethod
     def _final_arrays(objective, params: torch.Tensor) -> dict:

@@ -38,7 +38,7 @@ from ..errors import OptimizerError
 from .gradient import GradientDescent
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["NaturalGradientDescent", "SOLVES", "natural_gradient_direction", "scale_by_natural_gradient"]
+__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "natural_gradient_direction", "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
@@ -51,16 +51,43 @@ class SolveFailed(Exception):
     """The natural-gradient system of one run could not be solved (the message says why)."""
 
 
-def _train_outputs_function(objective, run: int):
-    """``theta (P,) -> z (m,)``: the training outputs of run ``run`` as a function of its parameters."""
+FISHERS = ("train", "output")
+
+
+def _outputs_function(objective, run: int, fisher: str):
+    """``theta (P,) -> z``: what the Fisher is taken over, as a function of run ``run``'s parameters.
+
+    ``"train"``: the ``m`` outputs the training loss sees; ``"output"``: every output of
+    the model (all entries of a factorization's ``W``).
+    """
     tensors = objective.tensors.run(run)
     model = objective.model
+    # The training points only: an MLP's outputs on the test points are not differentiated.
+    training = tensors.training_view()
 
     def train_outputs(theta: torch.Tensor) -> torch.Tensor:
         layers = objective.layers(theta.unsqueeze(0))
-        return tensors.train_outputs(model.outputs(layers, tensors))[0]
+        return training.train_outputs(model.outputs(layers, training))[0]
 
-    return train_outputs, tensors
+    def all_outputs(theta: torch.Tensor) -> torch.Tensor:
+        layers = objective.layers(theta.unsqueeze(0))
+        return model.outputs(layers, tensors)[0].reshape(-1)
+
+    return (train_outputs if fisher == "train" else all_outputs), tensors
+
+
+def _derivatives(tensors, outputs: torch.Tensor, fisher: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/dz, h)`` in the outputs ``z`` the Fisher is over.
+
+    ``"train"``: the task's first and second loss derivatives. ``"output"``: the
+    gradient of the training loss in every output (``A^T dL/dz_train`` for a matrix task)
+    and ``h = 1``, the Fisher of a unit-variance Gaussian over all outputs.
+    """
+    if fisher == "train":
+        return tensors.loss_derivatives(outputs)
+    train, pullback = torch.func.vjp(tensors.train_outputs, outputs)
+    first, _second = tensors.loss_derivatives(train)
+    return pullback(first)[0], torch.ones_like(outputs)
 
 
 def _pick(solve: str, num_outputs: int, num_parameters: int) -> str:
@@ -71,7 +98,7 @@ def _pick(solve: str, num_outputs: int, num_parameters: int) -> str:
 
 def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.Tensor, run: int, *,
                                damping: float, solve: str = "auto", cg_tol: float = 1e-10,
-                               cg_max_iter: int | None = None) -> tuple[torch.Tensor, str]:
+                               cg_max_iter: int | None = None, fisher: str = "train") -> tuple[torch.Tensor, str]:
     """``(G + damping I)^{-1} gradient`` for run ``run``, and the solve used.
 
     Args:
@@ -84,16 +111,20 @@ def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.
         cg_tol: CG stops when the residual is below ``cg_tol`` times ``||gradient||``.
         cg_max_iter: CG's iteration budget (default ``3 P``: exact arithmetic needs at most
             ``P``, rounding on ill-conditioned systems more).
+        fisher: ``"train"`` (the Gauss-Newton matrix of the outputs the loss sees: the
+            definition) or ``"output"`` (``J^T J`` over every output of the model, a
+            factorization's whole ``W``: natural gradient in the full function space, an
+            ablation that shows what the training outputs leave undetermined).
 
     Raises:
         SolveFailed: the system is singular without damping, CG did not converge, or the
             result is not finite.
     """
-    function, tensors = _train_outputs_function(objective, run)
+    function, tensors = _outputs_function(objective, run, fisher)
     num_parameters = params.numel()
     with torch.enable_grad():
         outputs = function(params)
-    first, second = tensors.loss_derivatives(outputs.detach())
+    first, second = _derivatives(tensors, outputs.detach(), fisher)
     method = _pick(solve, outputs.numel(), num_parameters)
     if method == "cg":
         direction = _cg(function, params, gradient, second, damping, cg_tol, cg_max_iter or 3 * num_parameters)
@@ -169,7 +200,7 @@ def _cg(function, params, gradient, second, damping, tolerance, max_iter):
 
 
 def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
-                              cg_max_iter: int | None = None) -> GradientTransformation:
+                              cg_max_iter: int | None = None, fisher: str = "train") -> GradientTransformation:
     """The preconditioner ``(G + damping I)^{-1}``, one solve per active run.
 
     Needs the step's objective in the :class:`StepContext` (GD passes it). A run whose
@@ -189,7 +220,7 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
             try:
                 out[run], _method = natural_gradient_direction(
                     context.objective, context.params[run], gradient[run], run, damping=damping, solve=solve,
-                    cg_tol=cg_tol, cg_max_iter=cg_max_iter)
+                    cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher)
             except SolveFailed as failure:
                 context.fail(run, f"step {context.step}: {failure}")
         return Update(out), state
@@ -207,6 +238,9 @@ class NaturalGradientDescent(GradientDescent):
         solve: ``"auto" | "dense" | "dual" | "cg"`` (see the module docstring).
         cg_tol: CG's relative residual tolerance.
         cg_max_iter: CG's iteration budget per step (default: three times the number of parameters).
+        fisher: ``"train"`` (default: the Gauss-Newton matrix of the training outputs, as
+            defined above) or ``"output"`` (the Fisher over every output of a
+            factorization, all entries of ``W``: see :func:`natural_gradient_direction`).
 
     ``step_rule="group_rmsprop"`` rescales the natural-gradient step by the paper's
     global RMS; ``momentum`` adds heavy-ball momentum after it.
@@ -216,6 +250,7 @@ class NaturalGradientDescent(GradientDescent):
     solve: str = "auto"
     cg_tol: float = 1e-10
     cg_max_iter: int | None = None
+    fisher: str = "train"
 
     method = "ngd"
 
@@ -223,6 +258,8 @@ class NaturalGradientDescent(GradientDescent):
         super().__post_init__()
         if not (isinstance(self.damping, (int, float)) and math.isfinite(self.damping) and self.damping >= 0):
             raise OptimizerError(f"damping must be a non-negative finite number, got {self.damping!r}")
+        if self.fisher not in FISHERS:
+            raise OptimizerError(f"unknown fisher {self.fisher!r}; expected one of {', '.join(FISHERS)}")
         if self.solve not in SOLVES:
             raise OptimizerError(f"unknown solve {self.solve!r}; expected one of {', '.join(SOLVES)}")
         if not 0 < self.cg_tol < 1:
@@ -236,12 +273,19 @@ class NaturalGradientDescent(GradientDescent):
         return "ngd" + ("+" + self.step_rule if self.step_rule != "gd" else "") + ("+momentum" if self.momentum else "")
 
     def run_diagnostics(self, problems, num_parameters: int) -> dict:
-        """What each run's diagnostics add: the damping and the solve ``auto`` resolved to."""
-        return {"damping": self.damping, "solve": _pick(self.solve, problems[0].num_train, num_parameters)}
+        """What each run's diagnostics add: the damping, the Fisher and the solve ``auto`` resolved to."""
+        outputs = problems[0].num_train if self.fisher == "train" else math.prod(problems[0].shape)
+        return {"damping": self.damping, "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
+
+    def init(self, problems, model, seeds):
+        if self.fisher == "output" and model.family != "factorization":
+            raise OptimizerError(f"fisher='output' needs a model whose outputs are the whole function (a "
+                                 f"factorization's W); {model.family} has outputs only on data points")
+        return super().init(problems, model, seeds)
 
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
-                                            cg_max_iter=self.cg_max_iter)
+                                            cg_max_iter=self.cg_max_iter, fisher=self.fisher)
         if self.step_rule == "group_rmsprop":
             return chain(natural, super().preconditioner())
         return natural

@@ -130,6 +130,11 @@ class ProblemTensors:
             return self
         return ProblemTensors(self.operator[index], self.targets[index], self.num_train)
 
+    def training_view(self) -> "ProblemTensors":
+        """The tensors a model needs for the training outputs: all of them (the model's
+        output is the whole array, whatever the measurements)."""
+        return self
+
     def train_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """The ``m`` values the training loss sees, ``<A_i, W>``, of flattened outputs ``(..., n)``."""
         return torch.matmul(outputs, self.operator[..., : self.num_train])

@@ -113,6 +113,12 @@ class SupervisedTensors:
             return self
         return dataclasses.replace(self, inputs=self.inputs[index], targets=self.targets[index])
 
+    def training_view(self) -> "SupervisedTensors":
+        """These tensors cut to the training points (one run's): a model's outputs on it are
+        exactly what the training loss sees, without the test points' forward pass."""
+        n = self.num_train
+        return dataclasses.replace(self, inputs=self.inputs[..., :n, :], targets=self.targets[..., :n])
+
     def train_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """The ``n`` values the training loss sees: the outputs on ``X_train``."""
         return outputs[..., : self.num_train]

@@ -47,6 +47,7 @@ class ReportSection:
     seconds: float
     fit: "pd.DataFrame | None" = None  # panel, method, method_type, x, median final train loss of trainers
     method_types: dict = field(default_factory=dict)  # method -> method_type (default: the method's name)
+    extra_images: list = field(default_factory=list)  # a study's own plots, relative to the report
 
 
 def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
@@ -210,6 +211,8 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
         if s.note:
             lines += [f"*Scale `{s.scale}` deviates from the paper:* {s.note.strip()}", ""]
         lines += [f"![{s.name}]({s.image})", ""]
+        for image in s.extra_images:
+            lines += [f"![{s.name}: measurements of the claim]({image})", ""]
         if s.verdict is not None:
             lines += [f"**{s.verdict.heading}:** {s.verdict.sentence}", "", f"Rule: {s.verdict.rule}", ""]
             for p in s.verdict.panels:
@@ -245,6 +248,8 @@ def _html(sections: list[ReportSection], title: str) -> str:
         if s.note:
             parts.append(f"<p><em>Scale {e(s.scale)} deviates from the paper:</em> {e(s.note.strip())}</p>")
         parts.append(f"<img src='{e(s.image)}' alt='{e(s.name)}'>")
+        for image in s.extra_images:
+            parts.append(f"<img src='{e(image)}' alt='{e(s.name)}: measurements of the claim'>")
         if s.verdict is not None:
             cls = s.verdict.outcome.split()[0]
             statement = s.verdict.sentence.replace("**", "")
@@ -322,7 +327,15 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         plot_sweep(frame, title=f"{title} [{plan.scale}]", x_name=x_name, panel=panel, out_stem=stem,
                    x_log=x_log, note=note, panel_order=panel_order)
     summary = summarize(frame, panel, panel_order)
-    verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
+    extra_images = []
+    from ...studies import STUDY_CLAIMS, judge_study
+
+    if config.claim in STUDY_CLAIMS:
+        verdict, paths = judge_study(config.claim, frame, out_dir, list(names.values()),
+                                     stem=out_dir / "plots" / f"{config.name}-claim", title=f"{title} [{plan.scale}]")
+        extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
+    else:
+        verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
     missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
     types = method_types_of(frame) if len(frame) else {}
     # Extra rows (e.g. a chance level) come from their method's runs and share its compute time.
@@ -332,6 +345,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         image=f"plots/{config.name}.png", x_name=x_name, panel=panel, summary=summary, verdict=verdict,
         runs=len(frame), missing=missing, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
+        extra_images=extra_images,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section

@@ -194,6 +194,7 @@ class Verdict:
         panels: One verdict per panel.
         ablation: The depth claim measured on the unnormalized prior (figure 11): the
             outcome says whether the depth improvement survives without normalization.
+        statement: The claim in words where it is not the width or depth claim (a study's).
         labels: ``{role: label}``: the words for the methods read (default: the registered labels).
     """
 
@@ -203,6 +204,8 @@ class Verdict:
     panels: list[PanelVerdict] = field(default_factory=list)
     ablation: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    #: The claim in words, for verdicts that are not the width/depth claims (a study's).
+    statement: str = ""
 
     @property
     def heading(self) -> str:
@@ -217,7 +220,7 @@ class Verdict:
         statement = {
             "width": f"{s}'s generalization loss approaches the {c}'s as width grows while {t}'s stays low",
             "depth": f"{s}'s advantage over chance (the {c}'s loss at the same depth) grows with depth",
-        }.get(self.claim, "")
+        }.get(self.claim, self.statement)
         if self.ablation:
             statement = "without normalization, " + statement + self._survival()
         return f"**{self.outcome.upper()}** (measured): {statement}."
