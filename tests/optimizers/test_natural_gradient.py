@@ -28,16 +28,21 @@ def factorization_train_outputs(problem, model):
     A = problem.A_train.reshape(problem.num_measurements, -1)
 
     def outputs(theta):
-        layers, offset = [], 0
-        for out, inp in shapes:
-            layers.append(theta[offset : offset + out * inp].reshape(out, inp))
-            offset += out * inp
-        product = layers[0]
-        for layer in layers[1:]:
-            product = layer @ sigma(product)
-        return A @ product.reshape(-1)
+        return A @ end_to_end(theta, shapes, sigma).reshape(-1)
 
     return outputs
+
+
+def end_to_end(theta, shapes, sigma=lambda x: x):
+    """W = W_d sigma(... sigma(W_1)) from the flat parameters, written out."""
+    layers, offset = [], 0
+    for out, inp in shapes:
+        layers.append(theta[offset : offset + out * inp].reshape(out, inp))
+        offset += out * inp
+    product = layers[0]
+    for layer in layers[1:]:
+        product = layer @ sigma(product)
+    return product
 
 
 def reference_direction(function, theta, first_derivative, second_derivative, damping):
@@ -165,24 +170,9 @@ def test_ngd_runs_an_mlp_with_the_logistic_loss():
 
 
 # ---------------------------------------------------------------- fisher="output" (the ablation)
-def whole_matrix(problem, model):
-    """theta -> vec(W(theta)), written out (the outputs ``fisher="output"`` takes the Fisher over)."""
-    train = factorization_train_outputs(problem, model)
-    A = problem.A_train.reshape(problem.num_measurements, -1)
-    shapes = model.layer_shapes
-
-    def outputs(theta):
-        layers, offset = [], 0
-        for out, inp in shapes:
-            layers.append(theta[offset : offset + out * inp].reshape(out, inp))
-            offset += out * inp
-        product = layers[0]
-        for layer in layers[1:]:
-            product = layer @ product
-        return product.reshape(-1)
-
-    assert train is not None and A is not None
-    return outputs
+def whole_matrix(model):
+    """theta -> vec(W(theta)) of a linear factorization (the outputs ``fisher="output"`` takes the Fisher over)."""
+    return lambda theta: end_to_end(theta, model.layer_shapes).reshape(-1)
 
 
 @pytest.mark.parametrize("solve", ["dense", "dual", "cg"])
@@ -196,7 +186,7 @@ def test_output_fisher_solves_match_a_jacrev_reference(solve):
     y = problem.b_train
     loss = lambda t: ((train(t) - y) ** 2).mean()  # noqa: E731
     gradient = torch.func.grad(loss)(theta)
-    jacobian = torch.func.jacrev(whole_matrix(problem, model))(theta)  # (25, P)
+    jacobian = torch.func.jacrev(whole_matrix(model))(theta)  # (25, P)
     damping = 1e-4
     expected = torch.linalg.solve(jacobian.T @ jacobian + damping * torch.eye(theta.numel(), dtype=theta.dtype),
                                   gradient)
