@@ -62,6 +62,12 @@ def _outputs_function(objective, run: int, fisher: str):
     """
     tensors = objective.tensors.run(run)
     model = objective.model
+    if fisher == "output":
+        def all_outputs(theta: torch.Tensor) -> torch.Tensor:
+            layers = objective.layers(theta.unsqueeze(0))
+            return model.outputs(layers, tensors)[0].reshape(-1)
+
+        return all_outputs, tensors
     # The training points only: an MLP's outputs on the test points are not differentiated.
     training = tensors.training_view()
 
@@ -69,11 +75,7 @@ def _outputs_function(objective, run: int, fisher: str):
         layers = objective.layers(theta.unsqueeze(0))
         return training.train_outputs(model.outputs(layers, training))[0]
 
-    def all_outputs(theta: torch.Tensor) -> torch.Tensor:
-        layers = objective.layers(theta.unsqueeze(0))
-        return model.outputs(layers, tensors)[0].reshape(-1)
-
-    return (train_outputs if fisher == "train" else all_outputs), tensors
+    return train_outputs, tensors
 
 
 def _derivatives(tensors, outputs: torch.Tensor, fisher: str) -> tuple[torch.Tensor, torch.Tensor]:

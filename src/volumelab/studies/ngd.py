@@ -92,14 +92,14 @@ class Stat:
 
 
 def _mean_and_stderr(values: list[float]) -> tuple[float, float, int]:
-    values = [v for v in values if math.isfinite(v)]
-    n = len(values)
-    if n == 0:
+    """Mean of the finite ``values``, its standard error (``scipy.stats.sem``; NaN below two) and their count."""
+    import numpy as np
+    from scipy.stats import sem
+
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    if finite.size == 0:
         return math.nan, math.nan, 0
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan, n
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n), n
+    return float(finite.mean()), float(sem(finite)) if finite.size > 1 else math.nan, int(finite.size)
 
 
 def _exceeds(value: float, stderr: float) -> bool:
