@@ -7,7 +7,8 @@ state. Each configuration gives one row of the output JSON, with ``kind`` saying
 * ``"gnc"`` (unit ``draws/s``): one :class:`volumelab.GuessCheck` run per process, after a
   loose-eps warm-up. Fixed-seed numbers compared: accepted count, G&C and prior
   generalization loss.
-* ``"gd"`` (unit ``steps/s``; one step advances all 8 runs of the batch):
+* ``"gd"`` (unit ``steps/s``; one step advances all 8 runs of the batch; the supervised rows
+  train an MLP on one data split per seed, lr 1e-2, init scale 1, with their own step counts):
   :meth:`volumelab.GradientDescent.run_batch` at the paper's GD settings (``group_rmsprop``,
   lr 1e-3, init scale 1e-3, one sensing problem per seed, seeds 0-7) on one torch thread.
   Each process warms up with a 200-step batch, then times ``GD_BLOCKS`` batches of
@@ -60,6 +61,15 @@ GD_CONFIGURATIONS = [
     ("GD rmsprop+momentum d2 k5 tanh", dict(width=5, depth=2, activation="tanh"), 0.9),
     ("GD rmsprop d10 k5 tanh", dict(width=5, depth=10, activation="tanh"), 0.0),
 ]
+#: GD on supervised data (autograd path): an MLP on digits, and a fully connected deep linear
+#: classifier on the sparse teacher (20 training points, 10,000 test points). ``steps`` and
+#: ``blocks`` are per configuration (a step here costs far more than a factorization's).
+GD_SUPERVISED_CONFIGURATIONS = [
+    ("GD mlp d2 k32 tanh digits n40", dict(data="digits", train=40, width=32, depth=2, activation="tanh",
+                                           steps=200, blocks=3), 0.0),
+    ("GD linear d2 k50 sparse_teacher n20", dict(data="sparse_teacher", train=20, width=50, depth=2,
+                                                 activation="linear", steps=20, blocks=3), 0.0),
+]
 GD_SEEDS = 8  # one problem per seed, seeds range(GD_SEEDS)
 GD_WARMUP_STEPS = 200
 GD_STEPS = 1000  # steps per timed block
@@ -90,9 +100,17 @@ import volumelab as vl
 name, kwargs, momentum, runs, warmup, steps, blocks = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 seeds = list(range(runs))
-problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in seeds]
-model = vl.FactorizationModel(5, 5, kwargs["width"], kwargs["depth"], kwargs["activation"])
-gd = vl.GradientDescent(lr=1e-3, init_scale=1e-3, step_rule="group_rmsprop", momentum=momentum)
+if "data" in kwargs:  # supervised: one split per seed, the MLP family
+    from volumelab.models import MLPModel
+    from volumelab.problems import make_supervised
+    problems = [make_supervised(kwargs["data"], kwargs["train"], seed=s, num_features=50) for s in seeds]
+    model = MLPModel(problems[0].num_features, kwargs["width"], kwargs["depth"], kwargs["activation"])
+    gd = vl.GradientDescent(lr=1e-2, init_scale=1.0, step_rule="group_rmsprop", momentum=momentum)
+    steps, blocks, warmup = kwargs["steps"], kwargs["blocks"], kwargs["steps"]
+else:
+    problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in seeds]
+    model = vl.FactorizationModel(5, 5, kwargs["width"], kwargs["depth"], kwargs["activation"])
+    gd = vl.GradientDescent(lr=1e-3, init_scale=1e-3, step_rule="group_rmsprop", momentum=momentum)
 gd.run_batch(problems, model, warmup, seeds=seeds)  # warm-up: every code path runs once
 rates, losses = [], []
 for _ in range(blocks):
@@ -154,7 +172,7 @@ def _gd_row(sides: dict, configuration, repeats: int) -> dict:
     name, kwargs, momentum = configuration
     runs = _alternate(sides, repeats, lambda src: _measure_gd(src, configuration))
     row = {"kind": "gd", "unit": "steps/s", "configuration": name, "model": kwargs, "momentum": momentum,
-           "runs_per_batch": GD_SEEDS, "steps": GD_STEPS, "blocks": GD_BLOCKS}
+           "runs_per_batch": GD_SEEDS, "steps": kwargs.get("steps", GD_STEPS), "blocks": kwargs.get("blocks", GD_BLOCKS)}
     for side in sides:
         rates = [r["rate"] for r in runs[side]]  # one per process: the median of its blocks
         last = runs[side][-1]
@@ -177,8 +195,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", required=True, help="commit to compare the working tree with")
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
-    parser.add_argument("--only", choices=("gnc", "gd", "all"), default="all",
-                        help="which configurations to measure (default: all)")
+    parser.add_argument("--only", choices=("gnc", "gd", "gd-supervised", "all"), default="all",
+                        help="which configurations to measure (default: all; gd: the factorization's GD rows, "
+                             "gd-supervised: GD on supervised data)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compare" / "compare_commits.json")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", args.before], cwd=ROOT, capture_output=True, text=True,
@@ -194,6 +213,9 @@ def main() -> None:
                     rows.append(_gnc_row(sides, configuration, args.repeats))
             if args.only in ("gd", "all"):
                 for configuration in GD_CONFIGURATIONS:
+                    rows.append(_gd_row(sides, configuration, args.repeats))
+            if args.only in ("gd-supervised", "all"):
+                for configuration in GD_SUPERVISED_CONFIGURATIONS:
                     rows.append(_gd_row(sides, configuration, args.repeats))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", folder], cwd=ROOT, check=False,

@@ -188,9 +188,14 @@ class _AutogradObjective(_ClosedFormObjective):
     """
 
     def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train, dL_train/dparams)`` from the forward pass on the training points only
+        (the task's training view: an MLP's test points are not run every step)."""
+        training = getattr(self, "_training", None)
+        if training is None:
+            training = self._training = self.tensors.training_view()
         with torch.enable_grad():
             leaf = params.detach().requires_grad_(True)
-            train, _gen = self.losses(leaf)
+            train = training.losses(self.model.outputs(self.layers(leaf), training))[0]
             (grad,) = torch.autograd.grad(train.sum(), leaf)
         return train.detach(), grad
 
