@@ -304,9 +304,14 @@ def gd(**options) -> None:
               help="train: the Gauss-Newton matrix of the outputs the loss sees (NGD as defined); output: "
                    "J^T J over every entry of a factorization's W (natural gradient in the whole function "
                    "space, an ablation).")
-def ngd(damping, solve, fisher, **options) -> None:
+@click.option("--damping-decay", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
+              show_default=True, help="Multiply the damping by this every step (1: constant).")
+@click.option("--damping-min", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="The floor of the decaying damping (at most --damping).")
+def ngd(damping, solve, fisher, damping_decay, damping_min, **options) -> None:
     """Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."""
-    _train(NaturalGradientDescent, damping=damping, solve=solve, fisher=fisher, **options)
+    _train(NaturalGradientDescent, damping=damping, solve=solve, fisher=fisher, damping_decay=damping_decay,
+           damping_min=damping_min, **options)
 
 
 def _rate_text(metrics: dict) -> str:

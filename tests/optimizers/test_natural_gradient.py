@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -258,3 +259,34 @@ def test_an_mlp_direction_matches_a_jacrev_reference_on_the_training_points(solv
     direction, used = natural_gradient_direction(objective, theta, gradient, 0, damping=1e-4, solve=solve)
     assert used == solve
     torch.testing.assert_close(direction, expected, rtol=1e-7, atol=1e-9 * float(expected.abs().max()))
+
+
+def test_a_damping_schedule_solves_each_step_with_its_own_damping():
+    """damping_decay r, damping_min mu: step t solves with max(lambda r^t, mu), checked step by step against
+    natural_gradient_direction with that damping (a plain loop over the steps written here)."""
+    from volumelab.optimizers.natural_gradient import damping_at
+
+    problem = vl.make_sensing(5, 5, 1, 15, seed=2)
+    model = vl.FactorizationModel(5, 5, 4, 2)
+    lam, decay, floor, lr = 1e-1, 0.5, 1e-3, 0.1
+    scheduled = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam, damping_decay=decay, damping_min=floor,
+                                          keep_outputs=True).run(problem, model, 12, seed=0)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    start = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, keep_outputs=True).run(problem, model, 0, seed=0)
+    theta = torch.cat([torch.as_tensor(start.arrays[f"layer_{j + 1}"]).reshape(-1) for j in range(2)])
+    for step in range(12):
+        expected_damping = max(lam * decay ** step, floor)
+        assert damping_at(step, lam, decay, floor) == expected_damping
+        _, gradient = objective.train_loss_and_gradient(theta.unsqueeze(0))
+        direction, _ = natural_gradient_direction(objective, theta, gradient[0].clone(), 0, damping=expected_damping)
+        theta = theta - lr * direction
+    final = torch.cat([torch.as_tensor(scheduled.arrays[f"layer_{j + 1}"]).reshape(-1) for j in range(2)])
+    torch.testing.assert_close(final, theta, rtol=1e-10, atol=1e-12)
+    # The schedule matters: a constant damping lands elsewhere.
+    constant = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam, keep_outputs=True).run(
+        problem, model, 12, seed=0)
+    assert not np.allclose(constant.arrays["layer_1"], scheduled.arrays["layer_1"], rtol=1e-6)
+    for bad, message in ((dict(damping_decay=0.0), "damping_decay"), (dict(damping_decay=1.5), "damping_decay"),
+                         (dict(damping=1e-3, damping_min=1e-2), "damping_min")):
+        with pytest.raises(vl.OptimizerError, match=message):
+            vl.NaturalGradientDescent(lr=0.1, **bad)

@@ -38,7 +38,7 @@ from ..errors import OptimizerError
 from .gradient import GradientDescent
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "natural_gradient_direction", "scale_by_natural_gradient"]
+__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "damping_at", "natural_gradient_direction", "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
@@ -201,9 +201,19 @@ def _cg(function, params, gradient, second, damping, tolerance, max_iter):
                       "or the iteration budget")
 
 
+def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0) -> float:
+    """The damping of step ``step`` (0-based): ``max(damping * decay^step, floor)``."""
+    return max(damping * decay ** step, floor) if decay != 1.0 else damping
+
+
 def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
-                              cg_max_iter: int | None = None, fisher: str = "train") -> GradientTransformation:
-    """The preconditioner ``(G + damping I)^{-1}``, one solve per active run.
+                              cg_max_iter: int | None = None, fisher: str = "train", damping_decay: float = 1.0,
+                              damping_min: float = 0.0) -> GradientTransformation:
+    """The preconditioner ``(G + lambda_t I)^{-1}``, one solve per active run.
+
+    ``lambda_t = max(damping * damping_decay^t, damping_min)`` at step ``t``
+    (:func:`damping_at`): constant by default, or large first (robust steps far from the
+    solution) and small later (closer to the pseudo-inverse).
 
     Needs the step's objective in the :class:`StepContext` (GD passes it). A run whose
     solve fails is stopped through :meth:`StepContext.fail` (its row of the update is zero).
@@ -216,12 +226,13 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
         gradient = update.materialize()
         out = torch.zeros_like(gradient)
         active = context.active.tolist()
+        current = damping_at(context.step, damping, damping_decay, damping_min)
         for run, running in enumerate(active):
             if not running:
                 continue
             try:
                 out[run], _method = natural_gradient_direction(
-                    context.objective, context.params[run], gradient[run], run, damping=damping, solve=solve,
+                    context.objective, context.params[run], gradient[run], run, damping=current, solve=solve,
                     cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher)
             except SolveFailed as failure:
                 context.fail(run, f"step {context.step}: {failure}")
@@ -235,7 +246,8 @@ class NaturalGradientDescent(GradientDescent):
     """Full-batch natural gradient descent: :class:`GradientDescent` with the Gauss-Newton preconditioner.
 
     Attributes (besides GD's):
-        damping: ``lambda >= 0`` added to ``G``; 0 asks for the pseudo-inverse, which
+        damping: ``lambda >= 0`` added to ``G`` (at the first step, see ``damping_decay``);
+            0 asks for the pseudo-inverse, which
             fails (status ``solve_failed``) where ``G`` is singular and the solve is dense.
         solve: ``"auto" | "dense" | "dual" | "cg"`` (see the module docstring).
         cg_tol: CG's relative residual tolerance.
@@ -243,6 +255,8 @@ class NaturalGradientDescent(GradientDescent):
         fisher: ``"train"`` (default: the Gauss-Newton matrix of the training outputs, as
             defined above) or ``"output"`` (the Fisher over every output of a
             factorization, all entries of ``W``: see :func:`natural_gradient_direction`).
+        damping_decay: ``lambda`` is multiplied by this every step (``1``: constant).
+        damping_min: The floor of the decaying damping.
 
     ``step_rule="group_rmsprop"`` rescales the natural-gradient step by the paper's
     global RMS; ``momentum`` adds heavy-ball momentum after it.
@@ -253,6 +267,8 @@ class NaturalGradientDescent(GradientDescent):
     cg_tol: float = 1e-10
     cg_max_iter: int | None = None
     fisher: str = "train"
+    damping_decay: float = 1.0
+    damping_min: float = 0.0
 
     method = "ngd"
 
@@ -260,6 +276,11 @@ class NaturalGradientDescent(GradientDescent):
         super().__post_init__()
         if not (isinstance(self.damping, (int, float)) and math.isfinite(self.damping) and self.damping >= 0):
             raise OptimizerError(f"damping must be a non-negative finite number, got {self.damping!r}")
+        if not (isinstance(self.damping_decay, (int, float)) and 0 < self.damping_decay <= 1):
+            raise OptimizerError(f"damping_decay must be in (0, 1], got {self.damping_decay!r}")
+        if not (isinstance(self.damping_min, (int, float)) and 0 <= self.damping_min <= self.damping):
+            raise OptimizerError(f"damping_min must be between 0 and damping = {self.damping!r}, "
+                                 f"got {self.damping_min!r}")
         if self.fisher not in FISHERS:
             raise OptimizerError(f"unknown fisher {self.fisher!r}; expected one of {', '.join(FISHERS)}")
         if self.solve not in SOLVES:
@@ -277,7 +298,8 @@ class NaturalGradientDescent(GradientDescent):
     def run_diagnostics(self, problems, num_parameters: int) -> dict:
         """What each run's diagnostics add: the damping, the Fisher and the solve ``auto`` resolved to."""
         outputs = problems[0].num_train if self.fisher == "train" else math.prod(problems[0].shape)
-        return {"damping": self.damping, "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
+        return {"damping": self.damping, "damping_decay": self.damping_decay, "damping_min": self.damping_min,
+                "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
         if self.fisher == "output" and model.family != "factorization":
@@ -287,7 +309,8 @@ class NaturalGradientDescent(GradientDescent):
 
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
-                                            cg_max_iter=self.cg_max_iter, fisher=self.fisher)
+                                            cg_max_iter=self.cg_max_iter, fisher=self.fisher,
+                                            damping_decay=self.damping_decay, damping_min=self.damping_min)
         if self.step_rule == "group_rmsprop":
             return chain(natural, super().preconditioner())
         return natural
