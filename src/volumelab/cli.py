@@ -588,7 +588,7 @@ def run_command(config_path, scale, out, **options) -> None:
               help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
 def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
-    ngd-invariance-width, ngd-completion, ngd-sparse: arXiv 2111.11542); all runs every one."""
+    ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542); all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 

@@ -28,11 +28,10 @@ counts only beyond :data:`CHANGE_STANDARD_ERRORS` standard errors.
   depth-1 level if at every depth the mean over seeds of ``NGD_s(d) / NGD_s(smallest)``
   lies in ``[1/FLAT_BAND, FLAT_BAND]``; it changes with depth if the mean lies outside
   by more than 2 SE. The claim holds when both hold and fails when either fails.
-* ``ngd-sparse`` (x: training points, panels: architecture). GD's solution depends on
-  the architecture if, at every number of training points, the diagonal network's
+* ``ngd-sparse`` (x: training points or depth, panels: architecture). GD's solution depends on
+  the architecture if, at every point of the sweep, the diagonal network's
   median sparsity ``||w||_1^2 / ||w||_2^2`` is at most 0.8 times the fully connected
-  net's and the paired difference exceeds 2 SE; NGD's does not if, at every number of
-  training points, the ratio of the two architectures' median sparsities lies in
+  net's and the paired difference exceeds 2 SE; NGD's does not if, at every point, the ratio of the two architectures' median sparsities lies in
   ``[1/FLAT_BAND, FLAT_BAND]`` and their median test errors differ by at most
   :data:`ERROR_BAND`. The claim holds when both hold and fails when either fails on the
   medians.
@@ -190,10 +189,11 @@ _RULES = {
         f"that mean lies outside by more than {CHANGE_STANDARD_ERRORS:g} SE. The claim holds when both hold and "
         "fails when either fails."),
     "ngd-sparse": (
-        f"GD's solution depends on the architecture if, at every number of training points, the diagonal network's "
+        f"GD's solution depends on the architecture if, at every point of the sweep (number of training points or "
+        f"depth), the diagonal network's "
         f"median sparsity ||w||_1^2/||w||_2^2 is at most {FALL_RATIO:g} times the fully connected net's and the "
-        f"per-seed difference exceeds {CHANGE_STANDARD_ERRORS:g} SE. NGD's does not if, at every number of "
-        f"training points, the ratio of the two architectures' median sparsities lies in "
+        f"per-seed difference exceeds {CHANGE_STANDARD_ERRORS:g} SE. NGD's does not if, at every point, the "
+        f"ratio of the two architectures' median sparsities lies in "
         f"[{1 / FLAT_BAND:g}, {FLAT_BAND:g}] and their median test errors differ by at most {ERROR_BAND:g}. The "
         "claim holds when both hold and fails when either fails on the medians."),
 }
@@ -348,6 +348,8 @@ def _judge_sparse(frame, out_dir: Path, coords: list[str]) -> tuple[Verdict, Non
     claim = "ngd-sparse"
     panels, outcomes = [], []
     points = sorted(set(frame["x"]))
+    swept = next((c for c in coords if c != "architecture"), "x")
+    label = "n" if swept == "train" else swept
     for method in (GD, NGD):
         rows = frame[frame["method"] == method]
         if rows.empty:
@@ -368,14 +370,14 @@ def _judge_sparse(frame, out_dir: Path, coords: list[str]) -> tuple[Verdict, Non
             else:
                 met = 1 / FLAT_BAND <= ratio <= FLAT_BAND and abs(e_diag.median - e_full.median) <= ERROR_BAND
                 point_outcomes.append("holds" if met else "fails")
-            parts.append(f"n={x:g}: sparsity diagonal {s_diag.text} vs fully connected {s_full.text} (ratio "
+            parts.append(f"{label} {x:g}: sparsity diagonal {s_diag.text} vs fully connected {s_full.text} (ratio "
                          f"{ratio:.2f}; paired difference {mean:.3g} ± {stderr:.2g}); test error {e_diag.median:.3g} "
                          f"vs {e_full.median:.3g}")
         outcome = _combine(point_outcomes)
         outcomes.append(outcome)
-        label = ("GD: the diagonal network's solution is sparser" if method == GD
-                 else "NGD: the solution does not depend on the architecture")
-        panels.append(PanelVerdict(label, outcome, "; ".join(parts)))
+        heading = ("GD: the diagonal network's solution is sparser" if method == GD
+                   else "NGD: the solution does not depend on the architecture")
+        panels.append(PanelVerdict(heading, outcome, "; ".join(parts)))
     return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim]), None
 
 
@@ -388,7 +390,7 @@ _JUDGES: dict[str, Callable] = {
 
 
 # ------------------------------------------------------------------ plots
-def _plot(claim: str, frame, distances, out_stem: Path, title: str) -> list[Path]:
+def _plot(claim: str, frame, distances, out_stem: Path, title: str, x_label: str = "x") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,6 +411,7 @@ def _plot(claim: str, frame, distances, out_stem: Path, title: str) -> list[Path
                 lo = [rows[rows["depth"] == d][column].quantile(0.25) for d in depths]
                 hi = [rows[rows["depth"] == d][column].quantile(0.75) for d in depths]
                 ax.plot(depths, med, "o-", color=colors[method], label=labels[method])
+                ax.set_xticks(depths)
                 ax.fill_between(depths, lo, hi, color=colors[method], alpha=0.2)
             ax.axhline(INVARIANCE_MAX, color="#555555", linestyle=":", label=f"{INVARIANCE_MAX:g} (rule)")
             ax.set(xlabel="depth $d$", ylabel=f"distance to depth 1 ({name})", yscale="log")
@@ -447,6 +450,7 @@ def _plot(claim: str, frame, distances, out_stem: Path, title: str) -> list[Path
             depths = sorted(set(rows["x"]))
             ax.plot(depths, [rows[rows["x"] == d]["effective_rank"].median() for d in depths], "o-",
                     color=colors[method], label=labels[method])
+            ax.set_xticks(depths)
         ax.set(xlabel="depth $d$", ylabel="effective rank of W (median)")
         ax.legend(fontsize=8)
     elif claim == "ngd-sparse":
@@ -460,8 +464,8 @@ def _plot(claim: str, frame, distances, out_stem: Path, title: str) -> list[Path
                 for ax, column in zip(axes, ("sparsity", "test_error")):
                     ax.plot(xs, [rows[rows["x"] == x][column].median() for x in xs], "o" + style,
                             color=colors[method], label=f"{labels[method]}, {architecture.replace('_', ' ')}")
-        axes[0].set(xlabel="training points $n$", ylabel="sparsity ||w||_1^2/||w||_2^2 (median)", yscale="log")
-        axes[1].set(xlabel="training points $n$", ylabel="test error (median)")
+        axes[0].set(xlabel=x_label, ylabel="sparsity ||w||_1^2/||w||_2^2 (median)", yscale="log")
+        axes[1].set(xlabel=x_label, ylabel="test error (median)")
         for ax in axes:
             ax.legend(fontsize=8)
     else:
@@ -489,5 +493,7 @@ def judge_study(claim: str, frame: "pd.DataFrame", out_dir: Path, coords: list[s
         title: The plot's title.
     """
     verdict, distances = _JUDGES[claim](frame, Path(out_dir), coords)
-    paths = _plot(claim, frame, distances, stem, title) if stem is not None and not frame.empty else []
+    swept = next((c for c in coords if c not in ("architecture",)), "x")
+    x_label = {"train": "training points $n$", "depth": "depth $d$", "width": "width $k$"}.get(swept, swept)
+    paths = _plot(claim, frame, distances, stem, title, x_label) if stem is not None and not frame.empty else []
     return verdict, paths
