@@ -62,13 +62,17 @@ GD_CONFIGURATIONS = [
     ("GD rmsprop d10 k5 tanh", dict(width=5, depth=10, activation="tanh"), 0.0),
 ]
 #: GD on supervised data (autograd path): an MLP on digits, and a fully connected deep linear
-#: classifier on the sparse teacher (20 training points, 10,000 test points). ``steps`` and
-#: ``blocks`` are per configuration (a step here costs far more than a factorization's).
+#: classifier on the sparse teacher (20 training points, 10,000 test points); and NGD
+#: (``ngd=True``: lr 0.1, damping 1e-4, auto solve) on a factorization and an MLP. ``steps``
+#: and ``blocks`` are per configuration (a step here costs far more than a factorization's GD step).
 GD_SUPERVISED_CONFIGURATIONS = [
     ("GD mlp d2 k32 tanh digits n40", dict(data="digits", train=40, width=32, depth=2, activation="tanh",
                                            steps=200, blocks=3), 0.0),
     ("GD linear d2 k50 sparse_teacher n20", dict(data="sparse_teacher", train=20, width=50, depth=2,
                                                  activation="linear", steps=20, blocks=3), 0.0),
+    ("NGD d2 k5 (dual)", dict(width=5, depth=2, activation="linear", ngd=True, steps=200, blocks=3), 0.0),
+    ("NGD mlp d2 k16 tanh digits n40 (dual)", dict(data="digits", train=40, width=16, depth=2, activation="tanh",
+                                                   ngd=True, steps=20, blocks=3), 0.0),
 ]
 GD_SEEDS = 8  # one problem per seed, seeds range(GD_SEEDS)
 GD_WARMUP_STEPS = 200
@@ -106,11 +110,14 @@ if "data" in kwargs:  # supervised: one split per seed, the MLP family
     problems = [make_supervised(kwargs["data"], kwargs["train"], seed=s, num_features=50) for s in seeds]
     model = MLPModel(problems[0].num_features, kwargs["width"], kwargs["depth"], kwargs["activation"])
     gd = vl.GradientDescent(lr=1e-2, init_scale=1.0, step_rule="group_rmsprop", momentum=momentum)
-    steps, blocks, warmup = kwargs["steps"], kwargs["blocks"], kwargs["steps"]
 else:
     problems = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in seeds]
     model = vl.FactorizationModel(5, 5, kwargs["width"], kwargs["depth"], kwargs["activation"])
     gd = vl.GradientDescent(lr=1e-3, init_scale=1e-3, step_rule="group_rmsprop", momentum=momentum)
+if kwargs.get("ngd"):
+    gd = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3 if "data" not in kwargs else 1.0, damping=1e-4)
+if "steps" in kwargs:
+    steps, blocks, warmup = kwargs["steps"], kwargs["blocks"], kwargs["steps"]
 gd.run_batch(problems, model, warmup, seeds=seeds)  # warm-up: every code path runs once
 rates, losses = [], []
 for _ in range(blocks):
@@ -197,7 +204,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
     parser.add_argument("--only", choices=("gnc", "gd", "gd-supervised", "all"), default="all",
                         help="which configurations to measure (default: all; gd: the factorization's GD rows, "
-                             "gd-supervised: GD on supervised data)")
+                             "gd-supervised: GD on supervised data and NGD)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compare" / "compare_commits.json")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", args.before], cwd=ROOT, capture_output=True, text=True,
