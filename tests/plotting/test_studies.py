@@ -115,3 +115,18 @@ def test_an_invariance_sweep_reads_its_trajectories_back_from_the_store(tmp_path
     report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "NGD, training outputs" in report and "GD, whole W" in report
     assert "plots/tiny-invariance-claim.png" in report and (tmp_path / "out" / "plots" / "tiny-invariance-claim.png").is_file()
+
+
+def test_max_margin_against_closed_forms():
+    """Orthogonal points x_i = a_i e_i are all support vectors: w_i = y_i / a_i, margin 1 / sqrt(sum 1/a_i^2).
+    With a redundant point ((2, 0) behind (1, 0)) the answer is w = (1, -1), margin 1/sqrt(2)."""
+    from volumelab.studies.ngd import max_margin_l2
+
+    scales = np.array([1.0, 2.0, 0.5, 3.0])
+    inputs = np.diag(scales)
+    labels = np.array([1.0, -1.0, -1.0, 1.0])
+    assert max_margin_l2(inputs, labels) == pytest.approx(1 / math.sqrt(np.sum(1 / scales ** 2)), rel=1e-7)
+    assert max_margin_l2(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0, -1.0])) == \
+        pytest.approx(1 / math.sqrt(2), rel=1e-7)
+    # Not separable: the same point with both labels.
+    assert math.isnan(max_margin_l2(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([1.0, -1.0])))

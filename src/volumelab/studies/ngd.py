@@ -31,10 +31,12 @@ counts only beyond :data:`CHANGE_STANDARD_ERRORS` standard errors.
 * ``ngd-sparse`` (x: training points or depth, panels: architecture). GD's solution depends on
   the architecture if, at every point of the sweep, the diagonal network's
   median sparsity ``||w||_1^2 / ||w||_2^2`` is at most 0.8 times the fully connected
-  net's and the paired difference exceeds 2 SE; NGD's does not if, at every point, the ratio of the two architectures' median sparsities lies in
-  ``[1/FLAT_BAND, FLAT_BAND]`` and their median test errors differ by at most
-  :data:`ERROR_BAND`. The claim holds when both hold and fails when either fails on the
-  medians.
+  net's and the paired difference exceeds 2 SE; NGD's does not if, at every point, the
+  ratio of the two architectures' median sparsities lies in ``[1/FLAT_BAND, FLAT_BAND]``
+  and their median test errors differ by at most :data:`ERROR_BAND`; GD on the fully
+  connected net approaches the max-l2-margin classifier if its median l2 training margin
+  is at least :data:`MARGIN_FRACTION` of the largest (:func:`max_margin_l2`). The claim
+  holds when all three hold and fails when any fails on the medians.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from ..plotting.report.verdicts import CHANGE_STANDARD_ERRORS, PanelVerdict, Ver
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ERROR_BAND", "FLAT_BAND", "INVARIANCE_MAX", "STUDY_CLAIMS", "judge_study", "study_rule",
-           "trajectory_distances"]
+__all__ = ["ERROR_BAND", "FLAT_BAND", "INVARIANCE_MAX", "MARGIN_FRACTION", "STUDY_CLAIMS", "judge_study",
+           "max_margin_l2", "study_rule", "trajectory_distances"]
 
 #: NGD's trajectories "nearly coincide" when their relative distance is at most this.
 INVARIANCE_MAX = 0.1
@@ -60,6 +62,8 @@ INVARIANCE_MAX = 0.1
 FLAT_BAND = 1.25
 #: Two test errors "agree" when they differ by at most this (absolute).
 ERROR_BAND = 0.02
+#: GD "approaches" the max-l2-margin classifier when its l2 margin is at least this share of the largest.
+MARGIN_FRACTION = 0.9
 #: A fall "counts" when the later value is at most this times the earlier one.
 FALL_RATIO = 0.8
 FALL_SPEARMAN = -0.5
@@ -195,15 +199,18 @@ _RULES = {
         f"per-seed difference exceeds {CHANGE_STANDARD_ERRORS:g} SE. NGD's does not if, at every point, the "
         f"ratio of the two architectures' median sparsities lies in "
         f"[{1 / FLAT_BAND:g}, {FLAT_BAND:g}] and their median test errors differ by at most {ERROR_BAND:g}. The "
-        "claim holds when both hold and fails when either fails on the medians."),
+        "GD on the fully connected net approaches the max-l2-margin classifier if, at every point, its median l2 "
+        f"training margin is at least {MARGIN_FRACTION:g} of the largest l2 margin of its training set (a "
+        "hard-margin SVM without bias, solved with SciPy's SLSQP). The claim holds when all three hold and fails "
+        "when any fails on the medians."),
 }
 
 _STATEMENTS = {
     "ngd-invariance": "NGD's trajectories of different depths nearly coincide, GD's do not",
     "ngd-invariance-width": "NGD's invariance across depth improves as the network gets wider",
     "ngd-completion": "GD's generalization improves with depth while NGD's stays at the depth-1 level",
-    "ngd-sparse": ("GD's solution depends on the architecture (sparse on a diagonal network) while NGD's does "
-                   "not"),
+    "ngd-sparse": ("GD's solution depends on the architecture (sparse on a diagonal network, near the "
+                   "max-l2-margin classifier on a fully connected one) while NGD's does not"),
 }
 
 STUDY_CLAIMS = tuple(_RULES)
@@ -378,7 +385,65 @@ def _judge_sparse(frame, out_dir: Path, coords: list[str]) -> tuple[Verdict, Non
         heading = ("GD: the diagonal network's solution is sparser" if method == GD
                    else "NGD: the solution does not depend on the architecture")
         panels.append(PanelVerdict(heading, outcome, "; ".join(parts)))
+    margin = _judge_max_margin(frame, points, label)
+    if margin is not None:
+        panels.append(margin)
+        outcomes.append(margin.outcome)
     return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim]), None
+
+
+def max_margin_l2(inputs, labels) -> float:
+    """The largest l2 margin ``max_{||w|| = 1} min_i y_i <w, x_i>`` of separable data (no bias).
+
+    Solved as the hard-margin SVM ``min ||w||^2 / 2`` subject to ``y_i <w, x_i> >= 1``
+    (SciPy's SLSQP, from the minimum-norm solution of ``y_i <w, x_i> = 1``); the margin is
+    ``1 / ||w*||``. NaN when the solver fails (e.g. data that are not separable).
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    X = np.asarray(inputs, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    signed = y[:, None] * X
+    start = np.linalg.lstsq(signed, np.ones(len(y)), rcond=None)[0]
+    result = minimize(lambda w: 0.5 * w @ w, start, jac=lambda w: w, method="SLSQP",
+                      constraints=[{"type": "ineq", "fun": lambda w: signed @ w - 1.0, "jac": lambda w: signed}],
+                      options={"ftol": 1e-12, "maxiter": 500})
+    if not result.success or float((signed @ result.x).min()) < 1 - 1e-6:
+        return math.nan
+    return 1.0 / float(np.linalg.norm(result.x))
+
+
+def _margin_ratios(rows) -> list[float]:
+    """Each run's l2 training margin over the largest one its training set allows."""
+    from ..experiments.kinds import build_problem, validate_problem
+
+    ratios = []
+    for margin, seed, config in zip(rows["margin_l2"], rows["seed"], rows["config"]):
+        if margin is None or not math.isfinite(float(margin)) or not isinstance(config, dict):
+            continue
+        problem = build_problem(validate_problem(config["problem"]), int(config.get("problem_seed", seed)))
+        best = max_margin_l2(problem.X_train.numpy(), problem.y_train.numpy())
+        if math.isfinite(best) and best > 0:
+            ratios.append(float(margin) / best)
+    return ratios
+
+
+def _judge_max_margin(frame, points, label) -> PanelVerdict | None:
+    """Whether GD on the fully connected net approaches the max-l2-margin classifier (a measured panel)."""
+    if "margin_l2" not in frame or "config" not in frame:
+        return None
+    rows = frame[(frame["method"] == GD) & (frame["architecture"] == "fully_connected")]
+    if rows.empty:
+        return None
+    parts, outcomes = [], []
+    for x in points:
+        stat = Stat.of(_margin_ratios(rows[rows["x"] == x]))
+        outcomes.append("inconclusive" if stat.n < 2 else ("holds" if stat.median >= MARGIN_FRACTION else "fails"))
+        parts.append(f"{label} {x:g}: {stat.text}")
+    return PanelVerdict(f"GD on the fully connected net approaches the max-l2-margin classifier (median l2 margin / "
+                        f"max margin at least {MARGIN_FRACTION:g})", _combine(outcomes),
+                        "margin ratio: " + "; ".join(parts))
 
 
 _JUDGES: dict[str, Callable] = {
