@@ -377,9 +377,14 @@ def _judge_sparse(frame, out_dir: Path, coords: list[str]) -> tuple[Verdict, Non
             else:
                 met = 1 / FLAT_BAND <= ratio <= FLAT_BAND and abs(e_diag.median - e_full.median) <= ERROR_BAND
                 point_outcomes.append("holds" if met else "fails")
+            margins = ""
+            if "margin_l2" in here and "margin_l1" in here:
+                margins = "; normalized margins l2/l1 " + " vs ".join(
+                    f"{Stat.of(part['margin_l2']).median:.3g}/{Stat.of(part['margin_l1']).median:.3g}"
+                    for part in (diag, full))
             parts.append(f"{label} {x:g}: sparsity diagonal {s_diag.text} vs fully connected {s_full.text} (ratio "
                          f"{ratio:.2f}; paired difference {mean:.3g} ± {stderr:.2g}); test error {e_diag.median:.3g} "
-                         f"vs {e_full.median:.3g}")
+                         f"vs {e_full.median:.3g}{margins}")
         outcome = _combine(point_outcomes)
         outcomes.append(outcome)
         heading = ("GD: the diagonal network's solution is sparser" if method == GD
