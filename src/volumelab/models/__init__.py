@@ -4,7 +4,7 @@ from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
 from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
 from .layers import LayeredModel
-from .mlp import MLP_SCALINGS, MLPModel
+from .mlp import MLP_PARAMETRIZATIONS, MLP_SCALINGS, MLPModel
 
 __all__ = [
     "ACTIVATIONS",
@@ -13,6 +13,7 @@ __all__ = [
     "DiagonalNetwork",
     "LayeredModel",
     "MLPModel",
+    "MLP_PARAMETRIZATIONS",
     "MLP_SCALINGS",
     "NORMALIZE_EPS",
     "PRIORS",

@@ -1,4 +1,4 @@
-"""The activations of the factorization model, each defined once.
+"""The activations of every layered model (factorization, MLP), each defined once.
 
 An :class:`Activation` carries everything any path needs of ``sigma``:
 
@@ -16,6 +16,7 @@ object; ``FactorizationModel.activation_function`` holds it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,10 +25,11 @@ import torch.nn.functional as F
 
 from ..errors import ModelError
 
-__all__ = ["ACTIVATIONS", "Activation", "CallableActivation", "LeakyReLU", "Linear", "ReLU", "Tanh", "activation_for"]
+__all__ = ["ACTIVATIONS", "Absolute", "Activation", "CallableActivation", "LeakyReLU", "Linear", "ReLU", "Tanh",
+           "activation_for"]
 
 #: The named activations.
-ACTIVATIONS = ("linear", "tanh", "leaky_relu", "relu")
+ACTIVATIONS = ("linear", "tanh", "leaky_relu", "relu", "abs")
 
 _ATEN = torch.ops.aten
 
@@ -129,6 +131,36 @@ def _leaky_relu_backward(upstream, pre, slope, out):
 
 
 @dataclass(frozen=True)
+class Absolute(Activation):
+    """``a x + b |x|``: the absolute value (``a = 0, b = 1``) and its family.
+
+    For ``x ~ N(0, q)``, ``E[(a x + b|x|)^2] = (a^2 + b^2) q`` and ``E[sigma'(x)^2] = a^2 + b^2``,
+    so with weights of variance ``1 / fan_in`` and ``a^2 + b^2 = 1`` the pre-activations'
+    variance is preserved layer to layer and so is the size of gradients: the edge of
+    chaos of this family. ``a = b = 1/2`` is ReLU, ``a = 1, b = 0`` the identity.
+    The derivative is ``a + b sign(x)``, with ``sign(0) = 0`` (autograd's convention for ``|x|``).
+    """
+
+    a: float = 0.0
+    b: float = 1.0
+    name = "abs"
+
+    def __call__(self, x):
+        if self.a == 0.0:
+            return torch.abs(x) if self.b == 1.0 else torch.abs(x).mul_(self.b)
+        return torch.abs(x).mul_(self.b).add_(x, alpha=self.a)
+
+    def in_place(self, x):
+        if self.a == 0.0:
+            return x.abs_() if self.b == 1.0 else x.abs_().mul_(self.b)
+        return x.copy_(self(x))
+
+    def backward(self, upstream, pre, post, out=None):
+        slope = torch.sign(pre).mul_(self.b).add_(self.a)
+        return torch.mul(upstream, slope) if out is None else torch.mul(upstream, slope, out=out)
+
+
+@dataclass(frozen=True)
 class CallableActivation(Activation):
     """A user's elementwise callable: value only (gradients go through autograd)."""
 
@@ -150,9 +182,12 @@ class CallableActivation(Activation):
         raise ModelError(f"activation {self.name!r} has no hand-written derivative; use autograd")
 
 
-def activation_for(activation: str | Callable[[torch.Tensor], torch.Tensor], negative_slope: float = 0.2
-                   ) -> Activation:
-    """The :class:`Activation` of a name in :data:`ACTIVATIONS` or of an elementwise callable."""
+def activation_for(activation: str | Callable[[torch.Tensor], torch.Tensor], negative_slope: float = 0.2,
+                   abs_coefficients: tuple[float, float] = (0.0, 1.0)) -> Activation:
+    """The :class:`Activation` of a name in :data:`ACTIVATIONS` or of an elementwise callable.
+
+    ``abs_coefficients``: ``(a, b)`` of ``abs`` (``a x + b |x|``).
+    """
     if not isinstance(activation, str):
         if not callable(activation):
             raise ModelError(f"activation must be a name or a callable, got {activation!r}")
@@ -165,6 +200,11 @@ def activation_for(activation: str | Callable[[torch.Tensor], torch.Tensor], neg
         return LeakyReLU(negative_slope)
     if activation == "relu":
         return ReLU()
+    if activation == "abs":
+        a, b = (float(c) for c in abs_coefficients)
+        if not (math.isfinite(a) and math.isfinite(b)) or b == 0.0:
+            raise ModelError(f"abs needs finite coefficients (a, b) with b != 0, got {abs_coefficients!r}")
+        return Absolute(a, b)
     raise ModelError(
         f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)} or a callable"
     )

@@ -51,7 +51,8 @@ class LayeredModel:
                 raise ModelError(f"{name} must be a positive integer, got {value!r}")
         # Validates the activation. Not a field: derived from ``activation`` and
         # ``negative_slope``, made once.
-        object.__setattr__(self, "_activation_function", activation_for(self.activation, self.negative_slope))
+        object.__setattr__(self, "_activation_function", activation_for(
+            self.activation, self.negative_slope, getattr(self, "abs_coefficients", (0.0, 1.0))))
         if self.prior not in PRIORS:
             raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
         if self.scaling not in scalings:

@@ -1,19 +1,45 @@
 """Deep fully connected networks (MLPs) on supervised data: the second model family.
 
-    f(x) = W_d sigma(W_{d-1} sigma(... sigma(W_1 x)))
+    f(x) = m_d W_d sigma(m_{d-1} W_{d-1} sigma(... sigma(m_1 W_1 x)))
 
 with ``W_1`` of shape ``k x in_features``, hidden layers ``k x k`` and ``W_d`` of shape
 ``1 x k`` (one output: a regression value or a classification margin); ``d = 1`` is the
-linear model ``f(x) = W_1 x``. No biases.
+linear model ``f(x) = m_1 W_1 x``. With ``bias=True`` every layer also has a bias: it is
+a weight on a constant input 1 (the layer's last column, ``W_j`` is ``out x (in + 1)``),
+drawn, initialized, multiplied and trained like the layer's other weights.
 
 The forward pass is the factorization's recursion (:meth:`LayeredModel.propagate`)
-started from ``a_1 = W_1 X^T``: on ``N`` inputs stacked as ``X (N, in_features)``, every
-``a_j`` is ``(..., out_j, N)`` and the outputs are ``a_d`` without its unit axis,
+started from ``a_1 = m_1 W_1 X^T``: on ``N`` inputs stacked as ``X (N, in_features)``,
+every ``a_j`` is ``(..., out_j, N)`` and the outputs are ``a_d`` without its unit axis,
 ``(..., N)``, for any leading sample axes (G&C's draws, GD's runs).
 
-The prior is the standard one (``scaling="fan_in"``): every entry of ``W_j`` is
-``P / sqrt(fan_in_j)`` with ``P`` standard normal or uniform on ``[-1, 1]``, so that
-pre-activations stay of order one at any width and depth.
+Parametrizations (docs/design.md, "MLP"; ``n_j`` is layer ``j``'s fan-in, ``k`` the width).
+Each fixes the prior's scale of the stored weights ``W_j``, the forward multiplier
+``m_j`` and GD's per-layer learning-rate multiplier:
+
+=============  =========================  ====================  =============================
+               stored ``W_j`` scale        multiplier ``m_j``     learning rate (times ``lr``)
+=============  =========================  ====================  =============================
+``standard``   ``1/sqrt(n_j)``             1                     1
+``ntk``        1                           ``1/sqrt(n_j)``       1
+``mup``        ``1/sqrt(n_j)``             1; readout            input layer ``k`` (fan-out),
+                                           ``1/sqrt(n_d)``       hidden 1, readout 1
+=============  =========================  ====================  =============================
+
+``standard`` and ``ntk`` give the same law of the function at initialization and differ
+in how GD moves it: under ``ntk`` a step changes every layer's output by ``O(1/sqrt(k))``
+and the NTK has a finite limit as ``k`` grows (Jacot et al. 2018); this is the scaling of
+the overparameterized-learning framework (arXiv 2205.13507), whose learning rate
+transfers across widths. ``mup`` is the maximal-update parametrization for SGD (Yang &
+Hu 2021, Tensor Programs IV/V, Table 3): readout variance ``1/n_d^2`` (here the stored
+``1/n_d`` times the multiplier ``1/sqrt(n_d)``, so its effective learning rate is
+``lr / n_d``), input-layer learning rate ``lr * k``. For ``d = 1`` all three coincide
+with ``standard``.
+
+The prior is Gaussian or uniform on ``[-1, 1]`` times the stored scale; GD's
+initialization (:meth:`MLPModel.initialize`) is uniform on ``[-s, s]`` with ``s`` the stored
+scale times ``init_scale`` (PyTorch's default linear-layer initialization under
+``standard``).
 """
 
 from __future__ import annotations
@@ -28,9 +54,10 @@ import torch
 from ..errors import ModelError
 from .layers import LayeredModel
 
-__all__ = ["MLPModel", "MLP_SCALINGS"]
+__all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
 
 MLP_SCALINGS = ("fan_in",)
+MLP_PARAMETRIZATIONS = ("standard", "ntk", "mup")
 
 
 @dataclass(frozen=True)
@@ -41,10 +68,13 @@ class MLPModel(LayeredModel):
         in_features: Input dimension.
         width: Hidden width ``k >= 1`` (ignored when ``depth == 1``).
         depth: Number of weight matrices ``d >= 1``.
-        activation: ``"linear" | "tanh" | "leaky_relu" | "relu"`` or an elementwise callable.
+        activation: ``"linear" | "tanh" | "leaky_relu" | "relu" | "abs"`` or an elementwise callable.
         prior: ``"gaussian"`` or ``"uniform"`` (see the module docstring).
-        scaling: ``"fan_in"`` (the standard prior).
+        scaling: ``"fan_in"`` (the prior's scale comes from each layer's fan-in).
         negative_slope: Slope of ``leaky_relu`` for negative inputs.
+        parametrization: ``"standard" | "ntk" | "mup"`` (the module docstring's table).
+        bias: Give every layer a bias (a weight on a constant input 1).
+        abs_coefficients: ``(a, b)`` of the ``abs`` activation ``a x + b |x|``.
     """
 
     in_features: int
@@ -54,8 +84,19 @@ class MLPModel(LayeredModel):
     prior: str = "gaussian"
     scaling: str = "fan_in"
     negative_slope: float = 0.2
+    parametrization: str = "standard"
+    bias: bool = False
+    abs_coefficients: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
+        if self.parametrization not in MLP_PARAMETRIZATIONS:
+            raise ModelError(f"unknown parametrization {self.parametrization!r}; "
+                             f"expected one of {', '.join(MLP_PARAMETRIZATIONS)}")
+        if not isinstance(self.bias, bool):
+            raise ModelError(f"bias must be true or false, got {self.bias!r}")
+        object.__setattr__(self, "abs_coefficients", tuple(float(c) for c in self.abs_coefficients))
+        if len(self.abs_coefficients) != 2:
+            raise ModelError(f"abs_coefficients must be two numbers (a, b), got {self.abs_coefficients!r}")
         self._validate(("in_features", "width", "depth"), MLP_SCALINGS)
 
     family = "mlp"
@@ -68,17 +109,62 @@ class MLPModel(LayeredModel):
     normalize = False
 
     @cached_property  # made once: the forward pass checks the layer count on every call
-    def layer_shapes(self) -> tuple[tuple[int, int], ...]:
-        """``(out, in)`` of ``W_1, ..., W_d``."""
+    def fan_ins(self) -> tuple[int, ...]:
+        """The fan-in ``n_j`` of every layer (its inputs, not counting the bias)."""
         if self.depth == 1:
-            return ((1, self.in_features),)
-        k = self.width
-        return ((k, self.in_features),) + ((k, k),) * (self.depth - 2) + ((1, k),)
+            return (self.in_features,)
+        return (self.in_features,) + (self.width,) * (self.depth - 1)
+
+    @cached_property
+    def layer_shapes(self) -> tuple[tuple[int, int], ...]:
+        """``(out, in)`` of ``W_1, ..., W_d`` (``in`` counts the bias column)."""
+        outs = (self.width,) * (self.depth - 1) + (1,)
+        return tuple((out, fan_in + int(self.bias)) for out, fan_in in zip(outs, self.fan_ins))
+
+    @cached_property
+    def _stored_divisors(self) -> tuple[float, ...]:
+        """``s`` with the stored weights' scale ``1/s``: ``sqrt(n_j)``, or 1 under ``ntk``."""
+        if self.parametrization == "ntk" and self.depth > 1:
+            return (1.0,) * self.depth
+        return tuple(math.sqrt(n) for n in self.fan_ins)
 
     @property
     def layer_scales(self) -> tuple[float, ...]:
-        """``1 / sqrt(fan_in)`` for every layer."""
-        return tuple(1.0 / math.sqrt(inp) for _out, inp in self.layer_shapes)
+        """The prior's scale of every stored layer (the module docstring's table)."""
+        return tuple(1.0 / s for s in self._stored_divisors)
+
+    @cached_property
+    def layer_multipliers(self) -> tuple[float, ...]:
+        """The forward multiplier ``m_j`` of every layer."""
+        if self.depth == 1 or self.parametrization == "standard":
+            return (1.0,) * self.depth
+        if self.parametrization == "ntk":
+            return tuple(1.0 / math.sqrt(n) for n in self.fan_ins)
+        return (1.0,) * (self.depth - 1) + (1.0 / math.sqrt(self.fan_ins[-1]),)  # mup: the readout
+
+    @cached_property
+    def learning_rate_multipliers(self) -> tuple[float, ...]:
+        """GD's per-layer learning-rate multiplier (``mup``: the input layer's is the width)."""
+        if self.depth > 1 and self.parametrization == "mup":
+            return (float(self.width),) + (1.0,) * (self.depth - 1)
+        return (1.0,) * self.depth
+
+    def initialize(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),
+                   dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """GD's initialization: ``U(-s, s)`` per stored layer, ``s = init_scale / divisor`` (module docstring).
+
+        Under ``standard`` this is PyTorch's default linear-layer initialization times
+        ``init_scale`` (the bound ``1/sqrt(fan_in)``), drawn exactly as before biases and
+        parametrizations existed.
+        """
+        if not (math.isfinite(init_scale) and init_scale > 0):
+            raise ModelError(f"init_scale must be a positive finite number, got {init_scale!r}")
+        layers = []
+        for (out, inp), divisor in zip(self.layer_shapes, self._stored_divisors):
+            bound = init_scale / divisor
+            uniform = torch.rand((*batch_shape, out, inp), generator=generator, dtype=dtype, device=device)
+            layers.append(uniform.mul_(2 * bound).sub_(bound))
+        return layers
 
     def forward(self, weights: Sequence[torch.Tensor], inputs: torch.Tensor, *,
                 pre: list[torch.Tensor] | None = None, post: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -92,12 +178,26 @@ class MLPModel(LayeredModel):
         """
         if inputs.shape[-1] != self.in_features:
             raise ModelError(f"inputs have {inputs.shape[-1]} features, the model takes {self.in_features}")
-        first = torch.matmul(weights[0], inputs.transpose(-1, -2))
-        return self.propagate(first, weights, pre=pre, post=post).squeeze(-2)
+        if not self.bias and self.parametrization == "standard":  # the plain recursion, no multipliers
+            first = torch.matmul(weights[0], inputs.transpose(-1, -2))
+            return self.propagate(first, weights, pre=pre, post=post).squeeze(-2)
+        multipliers = self.layer_multipliers
+        first = self._affine(weights[0], inputs.transpose(-1, -2), multipliers[0])
+        return self.propagate(first, weights, multiply=lambda j, layer, act: self._affine(layer, act, multipliers[j]),
+                              pre=pre, post=post).squeeze(-2)
+
+    def _affine(self, layer: torch.Tensor, activated: torch.Tensor, multiplier: float) -> torch.Tensor:
+        """``m (W a + b)``: the layer (its last column the bias, with ``bias=True``) on inputs ``a (..., in, N)``."""
+        if self.bias:
+            result = torch.matmul(layer[..., :-1], activated) + layer[..., -1:]
+        else:
+            result = torch.matmul(layer, activated)
+        return result if multiplier == 1.0 else result * multiplier
 
     def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
-        """``w = W_d ... W_1`` ``(..., d)`` of a deep *linear* network (``activation="linear"``); else ``None``."""
-        if self.activation != "linear":
+        """``w = W_d ... W_1`` ``(..., d)`` of a deep *linear* network (``activation="linear"``, no bias,
+        ``standard`` parametrization); else ``None``."""
+        if self.activation != "linear" or self.bias or self.parametrization != "standard":
             return None
         product = weights[0]
         for layer in weights[1:]:
@@ -120,4 +220,5 @@ class MLPModel(LayeredModel):
         """A JSON-friendly description (used in results and reports)."""
         return {"family": self.family, "in_features": self.in_features, "width": self.width, "depth": self.depth,
                 "activation": self.activation_name, "prior": self.prior, "scaling": self.scaling,
-                "negative_slope": self.negative_slope}
+                "negative_slope": self.negative_slope, "parametrization": self.parametrization, "bias": self.bias,
+                "abs_coefficients": list(self.abs_coefficients)}

@@ -57,6 +57,7 @@ from .transforms import (
     identity,
     scale_by_group_rms,
     scale_by_learning_rate,
+    scale_by_parameter,
     trace_momentum,
 )
 
@@ -453,6 +454,12 @@ class GradientDescent:
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
         transform = self.transform()
+        rates = getattr(model, "learning_rate_multipliers", None)
+        if rates is not None and any(rate != 1.0 for rate in rates):
+            # Per-layer learning rates (muP): the whole step of each layer times its factor.
+            row = torch.cat([torch.full((out * inp,), rate, dtype=dtype)
+                             for (out, inp), rate in zip(model.layer_shapes, rates)])
+            transform = chain(transform, scale_by_parameter(row))
         return GDState(
             params=params, transform=transform, transform_state=transform.init(params), objective=objective,
             active=torch.ones(size, dtype=torch.bool, device=device),

@@ -42,6 +42,7 @@ __all__ = [
     "identity",
     "scale_by_group_rms",
     "scale_by_learning_rate",
+    "scale_by_parameter",
     "trace_momentum",
 ]
 
@@ -196,6 +197,25 @@ def scale_by_learning_rate(lr: float) -> GradientTransformation:
 
     def update(update: Update, rate: torch.Tensor, context: StepContext) -> tuple[Update, torch.Tensor]:
         return update.scaled(rate), rate
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_parameter(factors: torch.Tensor) -> GradientTransformation:
+    """Multiply each parameter's update by its own factor: per-layer learning rates (e.g. muP's).
+
+    Args:
+        factors: ``(P,)`` one factor per parameter, shared by every run.
+    """
+
+    def init(params: torch.Tensor) -> torch.Tensor:
+        if factors.shape != params.shape[1:]:
+            raise ValueError(f"need one factor per parameter ({params.shape[1]}), got shape {tuple(factors.shape)}")
+        return factors.to(dtype=params.dtype, device=params.device)
+
+    def update(update: Update, row: torch.Tensor, context: StepContext) -> tuple[Update, torch.Tensor]:
+        # Out of place: the direction may be a transform's state (momentum's buffer).
+        return Update(update.direction * row, update.factor, update.owns_factor), row
 
     return GradientTransformation(init, update)
 
