@@ -215,7 +215,11 @@ def cli(verbose: int) -> None:
                    "fan_in: every layer P/sqrt(its fan-in) [default: paper; an MLP's is fan_in].")
 @click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm (factorization only).")
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Accept draws with L_train < eps.")
+              help="Accept draws with L_train < eps (with --accept train_error: training error < eps).")
+@click.option("--accept", type=click.Choice(["train_loss", "train_error"]), default="train_loss", show_default=True,
+              help="What must be below --eps: the training loss, or the training error of a classifier "
+                   "(--model mlp, logistic loss; any eps <= 1/n accepts exactly the draws with 100% training "
+                   "accuracy).")
 @click.option("--samples", type=CountType(), required=True, help="Number of prior draws N (e.g. 1000000 or 1e6).")
 @click.option("--sampler", type=click.Choice(["auto", *available_samplers()]), default="auto", show_default=True,
               help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
@@ -227,14 +231,17 @@ def cli(verbose: int) -> None:
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
 def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
-        normalize, eps, samples, sampler, batch_size, keep_samples, save_path) -> None:
+        normalize, eps, accept, samples, sampler, batch_size, keep_samples, save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     if bool(keep_samples) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
+    if accept == "train_error" and "train_error" not in problem.tensors().metric_names:
+        raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
+                               "loss); this problem has no training error")
     model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
                          normalize=normalize)
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
-                           progress=_show_progress(as_json), keep_samples=keep_samples)
+                           progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept)
     result = optimizer.run(problem, model, samples, seed=seed)
     _report(result, problem, model, as_json, save_path=save_path)
 

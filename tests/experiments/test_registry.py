@@ -80,11 +80,11 @@ def test_no_method_is_named_outside_its_registration():
 
 
 def test_the_registration_module_registers_the_builtins():
-    assert {"gnc", "gd", "ngd"} <= set(method_types())
-    for spec in (get_method("gnc"), get_method("gd"), get_method("ngd")):
+    assert {"gnc", "gd", "ngd", "ntk"} <= set(method_types())
+    for spec in (get_method("gnc"), get_method("gd"), get_method("ngd"), get_method("ntk")):
         assert spec.module == "volumelab.experiments.registry"
     text = REGISTRATION.read_text(encoding="utf-8")
-    assert text.count("register_method(MethodSpec(") == 3
+    assert text.count("register_method(MethodSpec(") == 4
 
 
 @pytest.mark.parametrize("method, optimizer, budget", [("gnc", GuessCheck, "samples"), ("gd", GradientDescent, "steps"),

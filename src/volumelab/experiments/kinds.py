@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from ..models import ACTIVATIONS, DIAGONAL_FORMS, MLP_SCALINGS, PRIORS, SCALINGS
+from ..models import ACTIVATIONS, DIAGONAL_FORMS, MLP_PARAMETRIZATIONS, MLP_SCALINGS, PRIORS, SCALINGS
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
@@ -349,7 +349,10 @@ register_problem_kind(ProblemKind(
 
 # ------------------------------------------------------------------ mlp
 class MLPConfig(Strict):
-    """A deep MLP with one output and the standard prior (see :class:`volumelab.models.MLPModel`)."""
+    """A deep MLP with one output (see :class:`volumelab.models.MLPModel`).
+
+    ``abs_a``, ``abs_b``: the coefficients of the ``abs`` activation ``a x + b |x|``.
+    """
 
     kind: Literal["mlp"] = "mlp"
     width: Count = Field(32, ge=1)
@@ -358,17 +361,32 @@ class MLPConfig(Strict):
     prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
     scaling: Literal[MLP_SCALINGS] = "fan_in"  # type: ignore[valid-type]
     negative_slope: float = 0.2
+    parametrization: Literal[MLP_PARAMETRIZATIONS] = "standard"  # type: ignore[valid-type]
+    bias: bool = False
+    abs_a: float = 0.0
+    abs_b: float = 1.0
+
+
+#: MLP fields that joined the run key after MLP rows were stored, with the value those rows had.
+_MLP_KEY_DEFAULTS = {"parametrization": "standard", "bias": False, "abs_a": 0.0, "abs_b": 1.0}
 
 
 def _build_mlp(settings: MLPConfig, shape: tuple[int, int]):
     from ..models import MLPModel
 
-    return MLPModel(shape[1], **settings.model_dump(exclude={"kind"}))
+    values = settings.model_dump(exclude={"kind", "abs_a", "abs_b"})
+    return MLPModel(shape[1], **values, abs_coefficients=(settings.abs_a, settings.abs_b))
+
+
+def _mlp_key(settings: MLPConfig) -> dict:
+    dumped = settings.model_dump()
+    return {name: value for name, value in dumped.items()
+            if name not in _MLP_KEY_DEFAULTS or value != _MLP_KEY_DEFAULTS[name]}
 
 
 register_model_kind(ModelKind(
     "mlp", MLPConfig, _build_mlp,
-    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width))
+    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width, key=_mlp_key))
 
 
 # ------------------------------------------------------------------ diagonal

@@ -9,12 +9,13 @@ registered here (settings, runner, CSV columns, plot style, verdict role, extra 
 from __future__ import annotations
 
 from ..device import resolve_device
+from ..diagnostics.spectrum import NTKAtInit
 from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from ..optimizers.guess_check import block_size_for
 from ..samplers import select_sampler
 from .methods import CHANCE, SAMPLER, TRAINER, Column, CountColumn, ExtraRows, MethodRunner, MethodSpec, register_method
 
-__all__ = ["GD", "GNC", "NGD"]
+__all__ = ["GD", "GNC", "NGD", "NTK"]
 
 
 # ------------------------------------------------------------------ Guess & Check
@@ -54,7 +55,8 @@ GNC = register_method(MethodSpec(
     # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
     execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
     # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
-    key_defaults={"keep_samples": 0},
+    # The acceptance criterion changes the numbers; rows stored before it accepted on train_loss.
+    key_defaults={"keep_samples": 0, "accept": "train_loss"},
     role=SAMPLER,
     label="G&C",
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
@@ -75,7 +77,8 @@ GNC = register_method(MethodSpec(
 #: What a trained model's rows report besides the losses: the test error of a classifier,
 #: the effective rank of a factorization's W, and a linear predictor's sparsity and margins.
 _TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("sparsity"), Column("margin_l2"),
-                    Column("margin_l1"))
+                    Column("margin_l1"), Column("ntk_lambda_min"), Column("ntk_lambda_max"), Column("ntk_change"),
+                    Column("param_change"), Column("loss_rate"), Column("predicted_rate"))
 
 def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
     optimizer = settings.optimizer(progress=False)
@@ -99,7 +102,7 @@ GD = register_method(MethodSpec(
     execution_fields=frozenset({"device", "log_every"}),
     # Settable from sweep files since the registry; rows stored before ran with these values.
     key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False,
-                  "trajectory_every": 0},
+                  "trajectory_every": 0, "ntk_metrics": False},
     role=TRAINER,
     label="GD",
     style={"color": "#d62728", "marker": "s", "linestyle": "-"},
@@ -119,7 +122,7 @@ NGD = register_method(MethodSpec(
     # The same batched runner as GD: run_batch is inherited.
     runner=_BATCHED,
     execution_fields=frozenset({"device", "log_every"}),
-    key_defaults={"trajectory_every": 0},
+    key_defaults={"trajectory_every": 0, "ntk_metrics": False},
     # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
     # studies state their own.
     role="other",
@@ -128,4 +131,27 @@ NGD = register_method(MethodSpec(
     columns=(Column("steps", dtype="count"), Column("lr", source="setting"), Column("init_scale", source="setting"),
              Column("momentum", source="setting"), Column("damping", source="setting"), *_TRAINED_METRICS),
     no_loss="diverged or its solve failed",
+))
+
+
+# ------------------------------------------------------------------ the NTK at initialization
+def _run_ntk(problems, model, settings, seeds) -> list[RunResult]:
+    optimizer = settings.optimizer(progress=False)
+    return [optimizer.run(problem, model, settings.draws, seed=seed) for problem, seed in zip(problems, seeds)]
+
+
+NTK = register_method(MethodSpec(
+    type="ntk",
+    optimizer=NTKAtInit,
+    budget="draws",
+    budget_unit="NTK Grams",
+    runner=MethodRunner(_run_ntk, batched=False),
+    # The Gram's two implementations and its memory budget give the same numbers.
+    execution_fields=frozenset({"device", "ntk_method", "memory_bytes"}),
+    role="other",
+    label="NTK at init",
+    style={"color": "#9467bd", "marker": "D", "linestyle": "-"},
+    columns=(Column("num_train", dtype="count"), Column("draws", dtype="count"), Column("lambda_min"),
+             Column("lambda_max"), Column("lambda_min_limit"), Column("lambda_max_limit"), Column("condition")),
+    no_loss="gave a non-finite NTK",
 ))

@@ -291,6 +291,15 @@ class GradientDescent:
             X_test]``), ``trajectory_train`` ``(K, m)`` (what the training loss sees)
             and ``trajectory_steps`` ``(K,)``. ``0`` (the default) records nothing.
             A stopped run's later entries repeat its final outputs.
+        ntk_metrics: Add each run's NTK and laziness metrics (:func:`_ntk_metrics`):
+            ``ntk_lambda_min`` and ``ntk_lambda_max`` of the empirical NTK of the training
+            outputs at the initialization, ``ntk_change`` (``||K_T - K_0||_F / ||K_0||_F``),
+            ``param_change`` (``||theta_T - theta_0|| / ||theta_0||``), the measured
+            ``loss_rate`` ``ln(L_0 / L_T) / T`` and the ``predicted_rate`` of the linearized
+            dynamics (plain steps of a loss with a constant output Hessian ``h``, e.g. the
+            squared loss, ``h = 2/m``): ``L_T <= rho^(2T) L_0`` with
+            ``rho = max_i |1 - lr h lambda_i|`` over the NTK's eigenvalues, so
+            ``predicted_rate = -2 ln rho`` (``None`` where that bound does not apply).
     """
 
     lr: float
@@ -305,6 +314,7 @@ class GradientDescent:
     progress: bool = False
     keep_outputs: bool = False
     trajectory_every: int = 0
+    ntk_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -531,6 +541,7 @@ class GradientDescent:
 
         every = self.trajectory_every
         trajectory: list[tuple[int, torch.Tensor]] = []
+        initial = state.params.clone() if self.ntk_metrics else None
         with tqdm(total=budget, unit="step", disable=not self.progress, desc=f"GD ({self.name})") as bar:
             for step in range(budget):
                 if every and step % every == 0:
@@ -632,9 +643,44 @@ class GradientDescent:
                 diagnostics["failure"] = failures[i]
                 logger.warning("%s (seed %d) stopped at step %d: %s", self.method.upper(), seed,
                                int(steps_done[i]), failures[i])
+            if initial is not None:
+                metrics.update(self._ntk_metrics(objective, initial[i], None if no_result else params[i], i,
+                                                 run_history["train_loss"][0], final_train, int(steps_done[i])))
             arrays = {} if kept is None or no_result else {k: v[i] for k, v in kept.items()}
             results.append(RunResult(self.method, status, metrics, {}, run_history, diagnostics, arrays))
         return results
+
+    def _ntk_metrics(self, objective, initial: torch.Tensor, final: torch.Tensor | None, run: int,
+                     initial_loss: float | None, final_loss: float | None, steps: int) -> dict:
+        """Run ``run``'s NTK at initialization and its laziness (see ``ntk_metrics``); ``None`` values where
+        the run has no final parameters (diverged) or a quantity does not exist."""
+        from ..diagnostics.ntk import empirical_ntk, ntk_eigenvalues
+
+        model, tensors = objective.model, objective.tensors.run(run)
+
+        def gram(flat: torch.Tensor) -> torch.Tensor:
+            return empirical_ntk(model, [layer[0] for layer in objective.layers(flat.unsqueeze(0))], tensors)
+
+        start = gram(initial)
+        eigenvalues = ntk_eigenvalues(start)
+        out = {"ntk_lambda_min": float(eigenvalues[0]), "ntk_lambda_max": float(eigenvalues[-1]),
+               "ntk_change": None, "param_change": None, "loss_rate": None, "predicted_rate": None}
+        if final is None:
+            return out
+        out["ntk_change"] = float(torch.linalg.matrix_norm(gram(final) - start) / torch.linalg.matrix_norm(start))
+        out["param_change"] = float(torch.linalg.vector_norm(final - initial) / torch.linalg.vector_norm(initial))
+        if steps > 0 and initial_loss and final_loss and final_loss > 0:
+            out["loss_rate"] = math.log(initial_loss / final_loss) / steps
+        rates = getattr(model, "learning_rate_multipliers", None)
+        plain = (self.step_rule == "gd" and not self.momentum and (rates is None or all(r == 1.0 for r in rates)))
+        training = tensors.training_view()
+        outputs = training.train_outputs(model.outputs(objective.layers(initial.unsqueeze(0)), training))
+        second = training.loss_derivatives(outputs)[1]
+        if plain and bool((second == second.flatten()[0]).all()):
+            h = float(second.flatten()[0])
+            rho = max(abs(1 - self.lr * h * float(eigenvalues[0])), abs(1 - self.lr * h * float(eigenvalues[-1])))
+            out["predicted_rate"] = -2 * math.log(rho) if 0 < rho < 1 else None
+        return out
 
     @staticmethod
     def _trajectory_arrays(objective, trajectory: list[tuple[int, torch.Tensor]]) -> dict:

@@ -2,6 +2,9 @@
 
 arXiv 2506.03931, Sec. 2: G&C draws weights from the prior until the training loss
 is below ``eps``; statistically it samples the prior conditioned on fitting the data.
+For a classifier, ``accept="train_error"`` conditions on the training error instead
+(``train_error < eps``; with ``eps <= 1/n`` that is 100% training accuracy), the
+criterion of the volume hypothesis on real data (Chiang et al., ICLR 2023).
 For ``N`` draws this module reports the mean generalization loss of the accepted
 draws, the mean generalization loss of all draws (the prior's "chance" level), the
 number and rate of acceptances, and the standard error of each, plus an exact
@@ -37,7 +40,8 @@ from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
-__all__ = ["ACCEPTANCE_CONFIDENCE", "GuessCheck", "RunningMoments", "acceptance_rate_interval", "block_size_for"]
+__all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "GuessCheck", "RunningMoments", "acceptance_rate_interval",
+           "block_size_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ _CUDA_BLOCK_BYTES = 1 << 30
 _MIN_BLOCK = 64
 _MAX_BLOCK = {"cpu": 1 << 16, "cuda": 1 << 22}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: What a draw must bring below ``eps`` to be accepted: a score row of the task.
+ACCEPT_CRITERIA = ("train_loss", "train_error")
 
 #: Confidence level of the reported acceptance-rate interval.
 ACCEPTANCE_CONFIDENCE = 0.95
@@ -180,14 +186,15 @@ class _Tally:
     kept_count: int = 0
 
     @classmethod
-    def of_block(cls, losses: torch.Tensor, eps: float) -> "_Tally":
+    def of_block(cls, losses: torch.Tensor, eps: float, accept_row: int = 0) -> "_Tally":
         """Statistics of one block's scores: a float64 ``(rows, block)`` tensor, rows ``(train, gen, ...)``.
 
-        All rows are reduced together, which keeps the number of small tensor
+        A draw is accepted when its score in row ``accept_row`` (0: ``L_train``) is below
+        ``eps``. All rows are reduced together, which keeps the number of small tensor
         operations per block low.
         """
         train = losses[0]
-        return cls(_moments_of_rows(losses), _moments_of_rows(losses[:, train < eps]),
+        return cls(_moments_of_rows(losses), _moments_of_rows(losses[:, losses[accept_row] < eps]),
                    float(train.min()) if train.numel() else math.inf)
 
     def merge(self, other: "_Tally") -> None:
@@ -292,17 +299,25 @@ class _OutputScorer:
     scored again from a float64 forward pass of the same draw, as
     :class:`_LossContraction` does for matrices: acceptance and the accepted draws'
     statistics are float64 throughout.
+
+    With ``accept="train_error"`` every draw is scored from a float64 forward pass. The
+    candidate margin does not transfer to a 0/1 criterion: a training point counts as
+    an error when ``y f(x) <= 0``, and a float32 output within rounding of 0 can have
+    either sign however large or small the draw's loss is, so no threshold on the
+    float32 loss (or error) picks out every draw whose float64 training error could be
+    0. Scoring everything in float64 makes each decision exactly the float64 one, at
+    the cost of the float64 forward pass.
     """
 
     FLOAT64_BELOW_EPS = _LossContraction.FLOAT64_BELOW_EPS
 
-    def __init__(self, model, problem, device: torch.device, eps: float) -> None:
+    def __init__(self, model, problem, device: torch.device, eps: float, accept: str = "train_loss") -> None:
         self.model = model
         self.exact = problem.tensors(device, torch.float64)
         self.fast = self.exact.to(torch.float32)
         self.metric_names = tuple(self.exact.metric_names)
         self.candidate_below = 2.0 * eps
-        self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS
+        self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS and accept == "train_loss"
 
     def _scores(self, layers, tensors) -> torch.Tensor:
         outputs = self.model.outputs(layers, tensors).to(torch.float64)
@@ -322,11 +337,11 @@ class _OutputScorer:
         return scores
 
 
-def _scorer_for(model, problem, device: torch.device, eps: float):
+def _scorer_for(model, problem, device: torch.device, eps: float, accept: str = "train_loss"):
     """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer."""
     if model.family == "factorization":
         return _LossContraction(problem, device, eps)
-    return _OutputScorer(model, problem, device, eps)
+    return _OutputScorer(model, problem, device, eps, accept)
 
 
 def _check_finite(losses: torch.Tensor, model: FactorizationModel) -> None:
@@ -342,7 +357,8 @@ class GuessCheck:
     """Guess & Check by batched rejection sampling.
 
     Attributes:
-        eps: Acceptance threshold on the training loss (``L_train < eps``).
+        eps: Acceptance threshold: a draw is accepted when its ``accept`` score is
+            below it (``L_train < eps`` by default).
         sampler: ``"auto"`` (fastest exact sampler for the model) or a registered name.
         batch_size: Draws processed together; ``None`` chooses from free memory. It
             only controls memory and speed, never the result; it is rounded down to
@@ -364,6 +380,13 @@ class GuessCheck:
             factorization (the fast samplers draw ``W`` only, not the layers), or
             ``layer_1 .. layer_d`` for other families, with their ``train_loss``,
             ``gen_loss`` (and e.g. ``test_error``). Kept draws are in the draws' dtype.
+        accept: What must be below ``eps``: ``"train_loss"`` (``L_train``, the paper's
+            G&C) or ``"train_error"`` (the training error of a classification task, the
+            logistic loss; any ``eps`` in ``(0, 1/n]`` accepts exactly the draws that
+            classify all ``n`` training points correctly). With ``"train_error"`` every
+            draw is scored from a float64 forward pass (see ``_OutputScorer``), so
+            acceptance is the float64 decision; the reported statistics keep their
+            meaning (``gen_loss`` is the accepted draws' mean test loss, ...).
     """
 
     eps: float
@@ -375,8 +398,11 @@ class GuessCheck:
     progress: bool = False
     workers: int | None = None
     keep_samples: int = 0
+    accept: str = "train_loss"
 
     def __post_init__(self) -> None:
+        if self.accept not in ACCEPT_CRITERIA:
+            raise OptimizerError(f"accept must be one of {', '.join(ACCEPT_CRITERIA)}, got {self.accept!r}")
         if isinstance(self.keep_samples, bool) or not isinstance(self.keep_samples, int) or self.keep_samples < 0:
             raise OptimizerError(f"keep_samples must be a non-negative integer, got {self.keep_samples!r}")
         if self.workers is not None and (
@@ -417,7 +443,7 @@ class GuessCheck:
         return int(max(1, min(budget, 1 << 28) // per_block))
 
     def run(self, problem: Problem, model: FactorizationModel, budget: int, seed: int = 0) -> RunResult:
-        """Draw ``budget`` samples from the prior and keep those with ``L_train < eps``.
+        """Draw ``budget`` samples from the prior and keep those with ``L_train < eps`` (or ``train_error``).
 
         Args:
             problem: The sensing / completion problem.
@@ -437,13 +463,22 @@ class GuessCheck:
             errors of the estimates. The acceptance rate's standard error is the Wald
             ``sqrt(rate (1 - rate) / samples)`` when ``0 < accepted < samples`` and
             ``None`` when all or no draws were accepted, where that formula gives 0 and
-            would claim certainty; the interval is the statement to use there.
+            would claim certainty; the interval is the statement to use there. ``eps``
+            and ``accept`` are echoed in the metrics.
+
+        Raises:
+            OptimizerError: A bad budget, a model that does not fit the problem, or
+                ``accept="train_error"`` on a task without a training error.
         """
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise OptimizerError(f"the number of samples must be a positive integer, got {budget!r}")
         mismatch = model.problem_mismatch(problem)
         if mismatch:
             raise OptimizerError(mismatch)
+        if self.accept != "train_loss" and self.accept not in getattr(problem.tensors("cpu"), "metric_names", ()):
+            raise OptimizerError(
+                f"accept={self.accept!r} needs a task that reports {self.accept} (a supervised problem with the "
+                "logistic loss); this one reports only train_loss and gen_loss: use accept='train_loss'")
         device = resolve_device(self.device)
         dtype = _DTYPES[self.dtype]
         sampler = select_sampler(model, self.sampler)
@@ -455,10 +490,11 @@ class GuessCheck:
             budget, num_blocks, block, blocks_per_batch, sampler.name, device,
         )
 
-        contraction = _scorer_for(model, problem, device, self.eps)
+        contraction = _scorer_for(model, problem, device, self.eps, self.accept)
         eps = self.eps
         keep = self.keep_samples
         row_names = ("train_loss", "gen_loss", *getattr(contraction, "metric_names", ()))
+        accept_row = row_names.index(self.accept)
 
         def block_tally(index: int) -> tuple[_Tally, int]:
             """Draw block ``index`` and reduce it to its statistics (on the block's device)."""
@@ -471,9 +507,9 @@ class GuessCheck:
             draws = sampler.sample(model, size, generator, dtype=dtype, device=device, workspace=workspace)
             losses = contraction(draws, workspace)
             _check_finite(losses, model)
-            block_result = _Tally.of_block(losses, eps)
+            block_result = _Tally.of_block(losses, eps, accept_row)
             if keep:
-                chosen = torch.nonzero(losses[0] < eps).flatten()[:keep]
+                chosen = torch.nonzero(losses[accept_row] < eps).flatten()[:keep]
                 if chosen.numel():
                     block_result.kept = _kept_draws(draws, chosen, losses, row_names)
                     block_result.kept_count = int(chosen.numel())
@@ -522,6 +558,7 @@ class GuessCheck:
             "acceptance_rate_high": rate_high,
             "min_train_loss": tally.min_train,
             "eps": self.eps,
+            "accept": self.accept,
         }
         errors = {
             "gen_loss": gen_se,
