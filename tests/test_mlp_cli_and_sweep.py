@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -124,3 +125,71 @@ def test_problem_show_describes_a_supervised_file(capsys, tmp_path):
     info = json.loads(out)
     assert info["task"] == "supervised" and info["train"] == 30 and info["features"] == 64
     assert info["loss"] == "logistic" and info["classes"] == [3, 8]
+
+
+def test_ntk_command_prints_the_eigenvalues_of_an_autograd_loop_gram(capsys):
+    """`volumelab ntk` against J J^T of one prior draw, J from a plain autograd loop over examples."""
+    import torch
+
+    from volumelab._rng import make_generator
+    from volumelab.diagnostics import training_outputs_function
+    from volumelab.models import MLPModel
+
+    code, out, _ = run(capsys, "ntk", "--data", "digits", "--train", 12, "--width", 16, "--depth", 3,
+                       "--activation", "tanh", "--parametrization", "ntk", "--seed", 5, "--json")
+    assert code == 0
+    got = json.loads(out)
+    problem = make_supervised("digits", 12, seed=5)
+    model = MLPModel(64, 16, 3, "tanh", parametrization="ntk")
+    layers = [layer[0].clone().requires_grad_() for layer in
+              model.sample_prior(1, make_generator(5, "ntk", 0), dtype=torch.float64)]
+    outputs = training_outputs_function(model, problem)(layers)
+    jacobian = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(outputs[i], layers,
+                                                                                 retain_graph=True)])
+                            for i in range(12)])
+    eigenvalues = torch.linalg.eigvalsh(jacobian @ jacobian.T)
+    assert got["num_train"] == 12 and got["draws"] == 1
+    assert got["lambda_min"] == pytest.approx(float(eigenvalues[0]), rel=1e-9)
+    assert got["lambda_max"] == pytest.approx(float(eigenvalues[-1]), rel=1e-9)
+    assert got["lambda_min_limit"] is None  # closed form for ReLU only
+    # Plain text; several draws give a mean with its standard error and the spread over draws.
+    code, out, _ = run(capsys, "ntk", "--data", "breast_cancer", "--train", 10, "--width", 32, "--draws", 4)
+    assert code == 0 and "lambda_min:" in out and "lambda_max:" in out and "num_train:" in out
+    several = json.loads(run(capsys, "ntk", "--data", "teacher", "--train", 8, "--width", 32, "--draws", 4,
+                             "--parametrization", "ntk", "--json")[1])
+    singles = []
+    wide, teacher = MLPModel(10, 32, 2, "relu", parametrization="ntk"), make_supervised("teacher", 8, seed=0)
+    for draw in range(4):
+        layers = wide.sample_prior(1, make_generator(0, "ntk", draw), dtype=torch.float64)
+        params = [layer[0].clone().requires_grad_() for layer in layers]
+        outs = training_outputs_function(wide, teacher)(params)
+        rows = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(outs[i], params, retain_graph=True)])
+                            for i in range(8)])
+        singles.append(float(torch.linalg.eigvalsh(rows @ rows.T)[0]))
+    mean = sum(singles) / 4
+    std = math.sqrt(sum((v - mean) ** 2 for v in singles) / 3)
+    assert several["lambda_min"] == pytest.approx(mean, rel=1e-9)
+    assert several["lambda_min_std"] == pytest.approx(std, rel=1e-7)
+    assert several["lambda_min_stderr"] == pytest.approx(std / 2, rel=1e-7)
+    assert several["lambda_min_limit"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--width", 8, "--train", 0], "--train"),
+    (["--width", 8, "--abs-b", 2.0], "--abs-a and --abs-b need --activation abs"),
+    (["--width", 8, "--data", "mnist"], "--data"),
+    (["--width", 8, "--parametrization", "yang"], "--parametrization"),
+])
+def test_ntk_command_rejects_bad_input_with_exit_code_2(capsys, args, message):
+    code, _, err = run(capsys, "ntk", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_mlp_options_reach_the_model_and_are_refused_for_a_factorization(capsys):
+    got = json.loads(run(capsys, "gd", "--model", "mlp", "--data", "digits", "--train", 20, "--width", 8,
+                         "--parametrization", "mup", "--bias", "--activation", "abs", "--abs-a", 0.5, "--abs-b", 0.5,
+                         "--lr", 0.05, "--init-scale", 1, "--steps", 5, "--json")[1])
+    assert got["model"]["parametrization"] == "mup" and got["model"]["bias"] is True
+    assert got["model"]["abs_coefficients"] == [0.5, 0.5]
+    code, _, err = run(capsys, "gd", "--width", 4, "--parametrization", "ntk", "--lr", 0.1, "--steps", 5)
+    assert code == 2 and "--parametrization need(s) --model mlp" in err

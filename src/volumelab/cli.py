@@ -20,7 +20,7 @@ import click
 from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
-from .models import ACTIVATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
+from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .problems import DATASETS, LOSSES, load_problem, make_problem, make_supervised
 from .samplers import available_samplers
@@ -158,13 +158,38 @@ def _build_model(family: str, problem, width: int, depth: int, activation: str |
         scaling = prior_options.get("scaling")
         if scaling not in (None, "fan_in"):
             raise click.UsageError(f"--scaling {scaling} applies to --model factorization; an MLP's prior is fan_in")
+        mlp = prior_options.get("mlp") or {}
+        if ("abs_a" in mlp or "abs_b" in mlp) and (activation or "relu") != "abs":
+            raise click.UsageError("--abs-a and --abs-b need --activation abs")
         return MLPModel(problem.num_features, width, depth, activation or "relu",
-                        prior=prior_options.get("prior") or "gaussian", negative_slope=negative_slope)
+                        prior=prior_options.get("prior") or "gaussian", negative_slope=negative_slope,
+                        parametrization=mlp.get("parametrization", "standard"), bias=bool(mlp.get("bias", False)),
+                        abs_coefficients=(mlp.get("abs_a", 0.0), mlp.get("abs_b", 1.0)))
+    if prior_options.get("mlp"):
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in prior_options["mlp"])
+        raise click.UsageError(f"{flags} need(s) --model mlp")
     if getattr(problem, "task", None) == "supervised":
         raise click.UsageError("this problem file is a supervised problem: use --model mlp")
     return FactorizationModel(problem.rows, problem.cols, width, depth, activation or "linear",
                               prior_options.get("prior") or "gaussian", prior_options.get("scaling") or "paper",
                               bool(prior_options.get("normalize")), negative_slope)
+
+
+#: The MLP's own options (``--model mlp``): its parametrization, biases and the abs activation's coefficients.
+MLP_OPTIONS = (
+    click.option("--parametrization", type=click.Choice(MLP_PARAMETRIZATIONS), default=None,
+                 help="With --model mlp: standard (PyTorch's), ntk (every layer's output / sqrt(fan-in)) or mup "
+                      "[default: standard]."),
+    click.option("--bias", is_flag=True, help="With --model mlp: give every layer a bias."),
+    click.option("--abs-a", type=float, default=None, help="With --activation abs: a in a*x + b*|x| [default: 0]."),
+    click.option("--abs-b", type=float, default=None, help="With --activation abs: b in a*x + b*|x| [default: 1]."),
+)
+
+
+def _mlp_fields(parametrization, bias, abs_a, abs_b) -> dict:
+    """The MLP options given on the command line (an empty dict when none was)."""
+    given = {"parametrization": parametrization, "bias": bias or None, "abs_a": abs_a, "abs_b": abs_b}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def model_options(func):
@@ -176,6 +201,7 @@ def model_options(func):
                           "[default: linear for a factorization, relu for an MLP]."),
         click.option("--negative-slope", type=float, default=0.2, show_default=True,
                      help="Slope of leaky_relu for negative inputs."),
+        *MLP_OPTIONS,
     ]
     for option in reversed(options):
         func = option(func)
@@ -230,8 +256,9 @@ def cli(verbose: int) -> None:
                    "losses; written to --save.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
-def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, prior, scaling,
-        normalize, eps, accept, samples, sampler, batch_size, keep_samples, save_path) -> None:
+def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, parametrization, bias,
+        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, sampler, batch_size, keep_samples,
+        save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     if bool(keep_samples) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
@@ -239,7 +266,7 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
         raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
                                "loss); this problem has no training error")
     model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
-                         normalize=normalize)
+                         normalize=normalize, mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
                            progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept)
     result = optimizer.run(problem, model, samples, seed=seed)
@@ -273,12 +300,14 @@ def trainer_options(func):
 
 
 def _train(optimizer_class, family, problem, seed, device, as_json, width, depth, activation, negative_slope,
-           init_scale, lr, steps, step_rule, momentum, threshold, history, save_path, **extra) -> None:
+           parametrization, bias, abs_a, abs_b, init_scale, lr, steps, step_rule, momentum, threshold, history,
+           save_path, **extra) -> None:
     if step_rule == "momentum":
         step_rule, beta = "gd", 0.9 if momentum is None else momentum
     else:
         beta = momentum or 0.0
-    model = _build_model(family, problem, width, depth, activation, negative_slope)
+    model = _build_model(family, problem, width, depth, activation, negative_slope,
+                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
     optimizer = optimizer_class(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
@@ -384,6 +413,49 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
     if saved:
         what = ", ".join(f"{name} {tuple(value.shape)}" for name, value in result.arrays.items()) or "nothing"
         click.echo(f"saved {what} to {saved}")
+
+
+@cli.command()
+@click.option("--data", type=click.Choice(DATASETS), default="teacher", show_default=True,
+              help="The data set: a random tanh teacher on Gaussian inputs, or one bundled with scikit-learn.")
+@click.option("--train", "num_train", type=CountType(), default=100, show_default=True,
+              help="Training points: the NTK Gram matrix is num_train x num_train.")
+@model_options
+@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True,
+              help="Distribution of the weights at initialization (times each layer's stored scale).")
+@click.option("--draws", type=CountType(), default=1, show_default=True,
+              help="Independent prior draws of the weights; the eigenvalues are their means (with SE).")
+@click.option("--ntk-method", type=click.Choice(["jacobian", "vp"]), default="jacobian", show_default=True,
+              help="Jacobian contraction (vmap(jacrev)) or NTK-vector products (jvp of vjp): the same Gram.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the data split and of the draws.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
+def ntk(data, num_train, width, depth, activation, negative_slope, parametrization, bias, abs_a, abs_b, prior, draws,
+        ntk_method, seed, as_json) -> None:
+    """The empirical NTK of an MLP at initialization on the training set: its extreme eigenvalues."""
+    from .diagnostics.spectrum import NTKAtInit
+
+    problem = make_supervised(data, num_train, seed=seed)
+    model = _build_model("mlp", problem, width, depth, activation, negative_slope, prior=prior,
+                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
+    result = NTKAtInit(ntk_method=ntk_method).run(problem, model, draws, seed=seed)
+    metrics, errors = result.metrics, result.standard_errors
+    if result.status != "ok":
+        raise VolumelabError(f"the NTK of prior draw {result.diagnostics.get('non_finite_draw')} is not finite")
+    if as_json:
+        _echo_json({**metrics, "lambda_min_stderr": errors.get("lambda_min"),
+                    "lambda_max_stderr": errors.get("lambda_max"), "status": result.status,
+                    "seconds": result.diagnostics["seconds"], "num_parameters": model.num_parameters,
+                    "model": model.describe(), "problem": problem.summary()})
+        return
+    click.echo(f"{problem!r}; model mlp width={model.width} depth={model.depth} activation={model.activation_name} "
+               f"parametrization={model.parametrization}; {draws} draw(s)")
+    click.echo("lambda_min:".ljust(20) + _format(metrics["lambda_min"], errors.get("lambda_min")))
+    click.echo("lambda_max:".ljust(20) + _format(metrics["lambda_max"], errors.get("lambda_max")))
+    if metrics.get("lambda_min_limit") is not None:
+        click.echo("infinite width:".ljust(20) + f"lambda_min {_format(metrics['lambda_min_limit'])}, "
+                   f"lambda_max {_format(metrics['lambda_max_limit'])} (arc-cosine kernels)")
+    click.echo("num_train:".ljust(20) + f"{metrics['num_train']}")
 
 
 @cli.group()
@@ -595,7 +667,9 @@ def run_command(config_path, scale, out, **options) -> None:
               help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
 def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
-    ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542); all runs every one."""
+    ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542; mlp-ntk,
+    mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume: arXiv 2205.13507 and the volume hypothesis
+    on real data); all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 

@@ -152,6 +152,7 @@ NTK = register_method(MethodSpec(
     label="NTK at init",
     style={"color": "#9467bd", "marker": "D", "linestyle": "-"},
     columns=(Column("num_train", dtype="count"), Column("draws", dtype="count"), Column("lambda_min"),
-             Column("lambda_max"), Column("lambda_min_limit"), Column("lambda_max_limit"), Column("condition")),
+             Column("lambda_max"), Column("lambda_min_std"), Column("lambda_max_std"), Column("lambda_min_limit"),
+             Column("lambda_max_limit"), Column("condition")),
     no_loss="gave a non-finite NTK",
 ))
