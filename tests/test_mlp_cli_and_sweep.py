@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 
@@ -154,7 +155,8 @@ def test_ntk_command_prints_the_eigenvalues_of_an_autograd_loop_gram(capsys):
     assert got["lambda_min_limit"] is None  # closed form for ReLU only
     # Plain text; several draws give a mean with its standard error and the spread over draws.
     code, out, _ = run(capsys, "ntk", "--data", "breast_cancer", "--train", 10, "--width", 32, "--draws", 4)
-    assert code == 0 and "lambda_min:" in out and "lambda_max:" in out and "num_train:" in out
+    assert code == 0 and "num_train:          10" in out
+    assert re.search(r"lambda_min: +[0-9.e-]+ ± [0-9.e-]+ \(spread over draws [0-9.e-]+\)", out)
     several = json.loads(run(capsys, "ntk", "--data", "teacher", "--train", 8, "--width", 32, "--draws", 4,
                              "--parametrization", "ntk", "--json")[1])
     singles = []
@@ -171,7 +173,27 @@ def test_ntk_command_prints_the_eigenvalues_of_an_autograd_loop_gram(capsys):
     assert several["lambda_min"] == pytest.approx(mean, rel=1e-9)
     assert several["lambda_min_std"] == pytest.approx(std, rel=1e-7)
     assert several["lambda_min_stderr"] == pytest.approx(std / 2, rel=1e-7)
-    assert several["lambda_min_limit"] > 0
+    from volumelab.diagnostics import arccos_ntk
+
+    limit = torch.linalg.eigvalsh(arccos_ntk(teacher.inputs()[:8], 2))
+    assert several["lambda_min_limit"] == pytest.approx(float(limit[0]), rel=1e-12)
+    assert several["lambda_max_limit"] == pytest.approx(float(limit[-1]), rel=1e-12)
+    # The arc-cosine limit is that of unit-variance weights: none for the uniform prior.
+    uniform = json.loads(run(capsys, "ntk", "--data", "teacher", "--train", 8, "--width", 32, "--prior", "uniform",
+                             "--parametrization", "ntk", "--json")[1])
+    assert uniform["lambda_min_limit"] is None and uniform["lambda_min_std"] is None  # one draw: no spread
+
+
+def test_ntk_at_init_ends_diverged_on_a_non_finite_gram(monkeypatch):
+    import torch
+
+    from volumelab.diagnostics import spectrum
+    from volumelab.models import MLPModel
+
+    monkeypatch.setattr(spectrum, "empirical_ntk", lambda *a, **k: torch.full((6, 6), float("nan")))
+    result = spectrum.NTKAtInit().run(make_supervised("teacher", 6, seed=0), MLPModel(10, 8, 2), 3, seed=0)
+    assert result.status == "diverged" and result.diagnostics["non_finite_draw"] == 0
+    assert "lambda_min" not in result.metrics
 
 
 @pytest.mark.parametrize("args, message", [

@@ -450,8 +450,11 @@ def ntk(data, num_train, width, depth, activation, negative_slope, parametrizati
         return
     click.echo(f"{problem!r}; model mlp width={model.width} depth={model.depth} activation={model.activation_name} "
                f"parametrization={model.parametrization}; {draws} draw(s)")
-    click.echo("lambda_min:".ljust(20) + _format(metrics["lambda_min"], errors.get("lambda_min")))
-    click.echo("lambda_max:".ljust(20) + _format(metrics["lambda_max"], errors.get("lambda_max")))
+    for name in ("lambda_min", "lambda_max"):
+        spread = f" (spread over draws {metrics[f'{name}_std']:.4g})" if metrics.get(f"{name}_std") is not None else ""
+        click.echo(f"{name}:".ljust(20) + _format(metrics[name], errors.get(name)) + spread)
+    if metrics.get("condition") is not None:
+        click.echo("condition number:".ljust(20) + _format(metrics["condition"]))
     if metrics.get("lambda_min_limit") is not None:
         click.echo("infinite width:".ljust(20) + f"lambda_min {_format(metrics['lambda_min_limit'])}, "
                    f"lambda_max {_format(metrics['lambda_max_limit'])} (arc-cosine kernels)")

@@ -34,9 +34,13 @@ __all__ = ["NTKAtInit", "closed_form_limit"]
 
 
 def closed_form_limit(model, problem) -> tuple[float, float] | None:
-    """``(lambda_min, lambda_max)`` of the infinite-width NTK on the training inputs, or ``None`` without a closed form."""
+    """``(lambda_min, lambda_max)`` of the infinite-width NTK on the training inputs, or ``None`` without a closed form.
+
+    The arc-cosine kernels are the limit of unit-variance weights: a bias-free ReLU MLP
+    under the ntk parametrization with the Gaussian prior (the uniform prior's variance is 1/3).
+    """
     if (getattr(model, "family", None) != "mlp" or model.activation_name != "relu" or model.bias
-            or model.parametrization != "ntk" or model.depth < 2):
+            or model.parametrization != "ntk" or model.depth < 2 or model.prior != "gaussian"):
         return None
     eigenvalues = ntk_eigenvalues(arccos_ntk(problem.inputs()[: problem.num_train], model.depth))
     return float(eigenvalues[0]), float(eigenvalues[-1])

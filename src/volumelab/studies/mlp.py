@@ -78,19 +78,23 @@ _RULES = {
         "it concentrates (the median relative spread over draws, std/mean of lambda_min, at the largest width is "
         f"at most {CONCENTRATION_RATIO:g} times that at the smallest); and where the infinite-width value has a "
         f"closed form (ntk parametrization, ReLU: arc-cosine kernels), the median at the largest width is within "
-        f"{LIMIT_TOLERANCE:.0%} of it. A panel holds when all its conditions hold and fails when one fails on the "
-        "medians; the claim holds when every panel holds. Medians carry the SE of "
-        "volumelab.plotting.figures.median_standard_error."),
+        f"{LIMIT_TOLERANCE:.0%} of it (the median over seeds of lambda_min / limit, each seed's limit on its own "
+        "training set, within 1 ± "
+        f"{LIMIT_TOLERANCE:g}). A condition that cannot be measured (one width, one draw per seed) is inconclusive. "
+        "A panel holds when all its conditions hold and fails when one fails on the medians; the claim holds when "
+        "every panel holds. Medians carry the SE of volumelab.plotting.figures.median_standard_error."),
     "mlp-convergence": (
-        "GD converges linearly if every run's measured rate ln(L_0/L_T)/T is positive; the NTK's bound holds if, "
+        "Every run's measured rate ln(L_0/L_T)/T must be positive; the NTK's bound holds if, "
         f"at every width, the mean over seeds of loss_rate - predicted_rate is not below 0 by more than {S:g} SE "
         "(predicted_rate = -2 ln max_i |1 - lr h lambda_i(K_0)|, h = 2/n for the mean squared loss); the rate "
         f"does not degrade with width if the median rate at the largest width is at least {RATE_KEEP:g} times "
-        "that at the smallest. A panel (depth) holds when all three hold and fails when one fails."),
+        "that at the smallest (inconclusive with one width or fewer than 2 seeds). A panel (depth) holds when all "
+        "three hold and fails when one fails."),
     "mlp-lazy": (
         "GD trains lazily if, in every depth, the least-squares slope of log param_change "
         "(||theta_T - theta_0|| / ||theta_0||) and of log ntk_change (||K_T - K_0||_F / ||K_0||_F) against "
-        f"log width, over all runs, is negative by more than {S:g} SE (its regression standard error). The slopes "
+        f"log width, over all runs, is negative by more than {S:g} SE (its regression standard error); it fails "
+        "if a slope is 0 or positive and is inconclusive otherwise. The slopes "
         "are reported next to -1/2, the order of both changes in the lazy regime (Jacot et al. 2018, Lee et al. "
         "2019); they do not enter the verdict."),
     "mlp-lr-transfer": (
@@ -99,22 +103,23 @@ _RULES = {
         f"width is counted in grid steps (factors of 2). Under ntk and mup the learning rate transfers when the "
         f"shift is at most {TRANSFER_STEPS} step (fails at {DRIFT_STEPS + 1} or more, inconclusive in between); "
         f"under standard it drifts when the shift is at least {DRIFT_STEPS} steps (fails at 0, inconclusive at "
-        f"1). The claim holds when all three hold. The best learning rate by median test loss is reported next "
-        "to it."),
+        f"1); with one width, or a width where every learning rate diverged, it is inconclusive. The claim holds "
+        "when all three hold. The best learning rate by median test loss is reported next to it."),
     "mlp-volume": (
         "Test error of G&C (the accepted draws' mean) and of GD, paired over seeds (the same split). G&C falls "
         "behind GD as width grows if the mean over seeds of (G&C - GD)(largest width) - (G&C - GD)(smallest "
         f"width) is positive by more than {S:g} SE, with the Gaussian prior; it fails if that change is negative "
         f"by more than {S:g} SE and is inconclusive otherwise. The uniform prior's change, each method's test "
         "error, the prior's (chance) test error and the acceptance rate are reported next to it; depth is "
-        "compared at each width the same way, as a measurement."),
+        "compared at each width the same way, as a measurement. Over the depths (panels): holds when every panel "
+        "holds, fails when every panel fails, partly holds when some hold, and otherwise fails if one fails."),
 }
 
 _STATEMENTS = {
     "mlp-ntk": ("the NTK's smallest eigenvalue at initialization stays away from 0 and concentrates as width "
                 "grows (the framework's one strong assumption), towards its infinite-width value"),
-    "mlp-convergence": ("GD on a wide MLP converges linearly, at least at the rate the NTK's smallest "
-                        "eigenvalue predicts, and not slower as width grows"),
+    "mlp-convergence": ("GD drives a wide MLP's training loss down at least at the linear rate the NTK at "
+                        "initialization predicts, and not slower as width grows"),
     "mlp-lazy": "wide MLPs train lazily: GD moves the weights and the NTK less, relatively, the wider the net",
     "mlp-lr-transfer": ("the best learning rate stays put across widths under the ntk parametrization and muP, "
                         "and drifts under the standard one"),
@@ -192,38 +197,49 @@ def _grid_steps(a: float, b: float, lrs: list[float]) -> int:
 # ------------------------------------------------------------------ judges
 def _judge_ntk(frame, out_dir: Path, coords: list[str]) -> Verdict:
     claim = "mlp-ntk"
-    rows = frame[(frame["method"] == NTK) & frame["lambda_min"].notna()]
+    rows = frame[frame["method"] == NTK]
     panels, outcomes = [], []
     parametrizations = sorted(set(rows["parametrization"])) if "parametrization" in rows else [None]
     for parametrization in parametrizations:
         part_p = rows if parametrization is None else rows[rows["parametrization"] == parametrization]
         for depth in sorted(set(part_p["depth"])):
             part = part_p[part_p["depth"] == depth]
-            widths = sorted(set(part["width"]))
+            widths = sorted(set(part["width"]))  # every run's width, with a finite NTK or not
             first, last = widths[0], widths[-1]
-            at = {w: part[part["width"] == w] for w in widths}
+            at = {w: part[(part["width"] == w) & part["lambda_min"].notna()] for w in widths}
+            failed = int(part["lambda_min"].isna().sum())
             lam = {w: Stat.of(at[w]["lambda_min"]) for w in widths}
             spread = {w: Stat.of((at[w]["lambda_min_std"] / at[w]["lambda_min"]).tolist()) for w in widths}
-            positive = "holds" if _exceeds_by(lam[last], POSITIVE_STANDARD_ERRORS) else (
-                "fails" if not lam[last].median > 0 else "inconclusive")
-            concentrates = "holds" if spread[last].median <= CONCENTRATION_RATIO * spread[first].median else "fails"
+            if lam[last].n == 0:
+                positive = "fails"  # no draw at the largest width gave a finite NTK
+            else:
+                positive = "holds" if _exceeds_by(lam[last], POSITIVE_STANDARD_ERRORS) else (
+                    "fails" if not lam[last].median > 0 else "inconclusive")
+            if len(widths) < 2 or not (math.isfinite(spread[first].median) and math.isfinite(spread[last].median)):
+                concentrates = "inconclusive"  # one width, or a single draw per seed: no spread to compare
+            else:
+                concentrates = "holds" if spread[last].median <= CONCENTRATION_RATIO * spread[first].median else "fails"
             conditions = [positive, concentrates]
             limits = _values(at[last], "lambda_min_limit")
             limit_text = ""
-            if limits:
-                limit = float(sum(limits) / len(limits))
-                distance = abs(lam[last].median - limit) / limit
-                conditions.append("holds" if distance <= LIMIT_TOLERANCE else "fails")
-                limit_text = (f"; infinite-width value {limit:.3g} (closed form, mean over seeds' training sets), "
-                              f"distance at width {last:g}: {distance:.1%}")
+            if limits and any(limit <= 0 for limit in limits):
+                conditions.append("inconclusive")
+                limit_text = "; a closed-form limit is not positive (a singular infinite-width kernel)"
+            elif limits:
+                ratio = Stat.of([float(v) / float(limit) for v, limit in
+                                 zip(at[last]["lambda_min"], at[last]["lambda_min_limit"]) if not _isnan(limit)])
+                conditions.append("holds" if abs(ratio.median - 1) <= LIMIT_TOLERANCE else "fails")
+                limit_text = (f"; measured / infinite-width value (closed form, each seed's training set) at "
+                              f"width {last:g}: {ratio.text}; limit median {Stat.of(limits).median:.3g}")
             outcome = _combine(conditions)
             outcomes.append(outcome)
             name = f"{parametrization}, depth {depth:g}" if parametrization else f"depth {depth:g}"
             growth = lam[last].median / lam[first].median if lam[first].median > 0 else math.nan
             panels.append(PanelVerdict(name, outcome, (
                 "median lambda_min: " + "; ".join(f"width {w:g}: {lam[w].text}" for w in widths)
-                + f" (x{growth:.3g} from width {first:g} to {last:g}); relative spread over draws: "
-                + ", ".join(f"{spread[w].median:.3g}" for w in widths) + limit_text)))
+                + f" (x{growth:.3g} from width {first:g} to {last:g}); relative spread over draws (std/mean): "
+                + ", ".join(f"{spread[w].median:.3g}" for w in widths) + f" ({concentrates})" + limit_text
+                + (f"; {failed} of {len(part)} runs gave a non-finite NTK" if failed else ""))))
     if not outcomes:
         panels.append(PanelVerdict("", "inconclusive", "no NTK runs"))
     return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
@@ -243,25 +259,25 @@ def _judge_convergence(frame, out_dir: Path, coords: list[str]) -> Verdict:
         rates = {w: Stat.of(part[part["width"] == w]["loss_rate"]) for w in widths}
         predicted = {w: Stat.of(part[part["width"] == w]["predicted_rate"]) for w in widths}
         runs = _values(part, "loss_rate")
-        missing = len(part) - len(runs)
-        linear = "holds" if runs and missing == 0 and all(r > 0 for r in runs) else "fails"
+        positive = sum(r > 0 for r in runs)
+        linear = "holds" if runs and positive == len(part) else "fails"
         bound_parts, bound = [], []
         for w in widths:
             here = part[part["width"] == w]
             measured, bounded = _by_seed(here, "loss_rate"), _by_seed(here, "predicted_rate")
             mean, stderr, n = _mean_and_stderr([measured[s] - bounded[s] for s in sorted(set(measured) & set(bounded))])
-            bound.append("inconclusive" if n == 0 else ("holds" if mean >= 0 else (
-                "fails" if _exceeds(-mean, stderr) else "inconclusive")))
+            bound.append("inconclusive" if n < 2 else ("fails" if _exceeds(-mean, stderr) else "holds"))
             bound_parts.append(f"width {w:g}: {rates[w].median:.3g} vs {predicted[w].median:.3g} "
                                f"(difference {mean:.3g} ± {stderr:.2g})")
         keep = rates[widths[-1]].median / rates[widths[0]].median if rates[widths[0]].median > 0 else math.nan
-        keeps = "holds" if keep >= RATE_KEEP else "fails"
+        keeps = "inconclusive" if len(widths) < 2 or not math.isfinite(keep) else (
+            "holds" if keep >= RATE_KEEP else "fails")
         outcome = _combine([linear, _combine(bound), keeps])
         outcomes.append(outcome)
         gap = {w: Stat.of((part[part["width"] == w]["gen_loss"] - part[part["width"] == w]["train_loss"]).tolist())
                for w in widths}
         panels.append(PanelVerdict(f"depth {depth:g}", outcome, (
-            f"{len(runs)} of {len(part)} runs with a positive rate: {linear}; measured vs predicted rate (median, "
+            f"{positive} of {len(part)} runs with a positive rate: {linear}; measured vs predicted rate (median, "
             "per step): " + "; ".join(bound_parts) + f"; bound {_combine(bound)}; rate at width {widths[-1]:g} / "
             f"width {widths[0]:g}: {keep:.3g} ({keeps}); generalization gap (test - training loss): "
             + "; ".join(f"width {w:g}: {gap[w].text}" for w in widths))))
@@ -281,7 +297,7 @@ def _judge_lazy(frame, out_dir: Path, coords: list[str]) -> Verdict:
         for column in ("param_change", "ntk_change"):
             slope, stderr, n = log_log_slope(part["width"], part[column])
             conditions.append("holds" if _exceeds(-slope, stderr) else (
-                "fails" if _exceeds(slope, stderr) else "inconclusive"))
+                "fails" if math.isfinite(slope) and slope >= 0 else "inconclusive"))
             medians = ", ".join(f"{Stat.of(part[part['width'] == w][column]).median:.3g}" for w in widths)
             texts.append(f"{column}: medians {medians} at widths {', '.join(f'{w:g}' for w in widths)}; log-log slope "
                          f"{slope:.3f} ± {stderr:.2g} over {n} runs (lazy-regime order -0.5)")
@@ -306,7 +322,11 @@ def _judge_lr_transfer(frame, out_dir: Path, coords: list[str]) -> Verdict:
         best_test = best_learning_rates(part, "gen_loss")
         widths = sorted(best)
         shift = _grid_steps(best[widths[0]][0], best[widths[-1]][0], lrs)
-        if parametrization == "standard":
+        untrained = [w for w in widths if not math.isfinite(best[w][1])]
+        if len(widths) < 2 or untrained:
+            outcome = "inconclusive"  # one width, or a width where every learning rate diverged
+            wanted = "transfers" if parametrization != "standard" else "drifts"
+        elif parametrization == "standard":
             outcome = "holds" if shift >= DRIFT_STEPS else ("fails" if shift == 0 else "inconclusive")
             wanted = "drifts"
         else:
@@ -319,7 +339,9 @@ def _judge_lr_transfer(frame, out_dir: Path, coords: list[str]) -> Verdict:
                 f"width {w:g}: {best[w][0]:g} ({best[w][1]:.3g})" for w in widths)
             + f"; shift {shift} grid steps; by median test loss: "
             + "; ".join(f"width {w:g}: {best_test[w][0]:g} ({best_test[w][1]:.3g})" for w in widths)
-            + f"; {diverged} of {len(part)} runs diverged")))
+            + f"; {diverged} of {len(part)} runs diverged"
+            + (f"; every learning rate diverged at width {', '.join(f'{w:g}' for w in untrained)}" if untrained
+               else ""))))
     if not outcomes:
         panels.append(PanelVerdict("", "inconclusive", "no GD runs"))
     return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
@@ -361,18 +383,19 @@ def _judge_volume(frame, out_dir: Path, coords: list[str]) -> Verdict:
                     text += f", acceptance {rate.median:.2g}"
                 cells.append(text)
             lines.append(f"width {w:g}: " + ", ".join(cells))
-        changes, samplers = [], []
+        changes, outcome = [], None
         for sampler in (GNC, GNC_UNIFORM):
             if part[part["method"] == sampler].empty:
                 continue
             mean, stderr, n, _ = _gap_change(part, sampler, first, last)
-            verdict = "holds" if _exceeds(mean, stderr) else ("fails" if _exceeds(-mean, stderr) else "inconclusive")
+            verdict = "inconclusive" if len(widths) < 2 else (
+                "holds" if _exceeds(mean, stderr) else ("fails" if _exceeds(-mean, stderr) else "inconclusive"))
             if sampler == GNC:
+                outcome = verdict
                 outcomes.append(verdict)
-            samplers.append(verdict)
             changes.append(f"{'Gaussian' if sampler == GNC else 'uniform'} prior: change of G&C - GD from width "
                            f"{first:g} to {last:g}: {mean:.3g} ± {stderr:.2g} over {n} seeds ({verdict})")
-        outcome = samplers[0] if samplers else "inconclusive"
+        outcome = outcome or "inconclusive"
         panels.append(PanelVerdict(f"depth {depth:g}", outcome, "; ".join(changes) + ". Test error (mean ± SE "
                                    "over seeds): " + "; ".join(lines)))
     if len(depths) > 1:
@@ -390,7 +413,7 @@ def _judge_volume(frame, out_dir: Path, coords: list[str]) -> Verdict:
         panels.append(PanelVerdict(f"depth {depths[0]:g} -> {depths[-1]:g} (measured, paired over seeds)",
                                    "measured", "change of test error: " + "; ".join(parts)))
     if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no G&C and GD runs to compare"))
+        panels.append(PanelVerdict("", "inconclusive", "no G&C runs with the Gaussian prior and GD runs to compare"))
     return Verdict(claim, _RULES[claim], _combine_panels(outcomes), panels, statement=_STATEMENTS[claim])
 
 
@@ -482,12 +505,16 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
             part = rows[rows["parametrization"] == parametrization]
             for row, column in enumerate(("train_loss", "gen_loss")):
                 best = best_learning_rates(part, column)
+                shown = []
                 for i, width in enumerate(widths):
                     xs, ys = _medians(part[part["width"] == width], "lr", column)
                     color = cmap(i / max(1, len(widths) - 1) * 0.8)
                     axes[row][j].plot(xs, ys, "o-", color=color, label=f"width {width:g}")
                     if width in best:
                         axes[row][j].plot([best[width][0]], [best[width][1]], "*", color=color, markersize=14)
+                        shown += [y for x, y in zip(xs, ys) if x <= best[width][0] and math.isfinite(y)]
+                if shown:  # runs that blew up (finite but huge) past the best rate would flatten the curves
+                    axes[row][j].set_ylim(top=10 * max(shown))
                 axes[row][j].set(xscale="log", yscale="log", xlabel="learning rate",
                                  ylabel=f"{'training' if column == 'train_loss' else 'test'} loss (median; * best)",
                                  title=parametrization if row == 0 else "")

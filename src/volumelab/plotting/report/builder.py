@@ -336,7 +336,9 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
     else:
         verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
-    missing = {m: int(frame[frame["method"] == m]["gen_loss"].isna().sum()) for m in dict.fromkeys(frame["method"])}
+    # A run without a loss is missing unless its method reports no loss by design (a diagnostic, status "ok").
+    lossless = frame["gen_loss"].isna() & (frame["status"] != "ok") if len(frame) else frame["gen_loss"]
+    missing = {m: int(lossless[frame["method"] == m].sum()) for m in dict.fromkeys(frame["method"])}
     types = method_types_of(frame) if len(frame) else {}
     # Extra rows (e.g. a chance level) come from their method's runs and share its compute time.
     own = [not row_kind(t).extra for t in frame["method_type"]] if len(frame) else []
