@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..plotting.report.verdicts import CHANGE_STANDARD_ERRORS, PanelVerdict, Verdict
-from .ngd import Stat, _combine, _exceeds, _mean_and_stderr
+from .ngd import Stat, _combine, _exceeds, _mean_and_stderr, save_figure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,6 +195,13 @@ def _grid_steps(a: float, b: float, lrs: list[float]) -> int:
 
 
 # ------------------------------------------------------------------ judges
+def _verdict(claim: str, outcomes: list[str], panels: list[PanelVerdict], empty: str) -> Verdict:
+    """The claim's verdict from its panels' outcomes (inconclusive, saying ``empty``, without any)."""
+    if not outcomes:
+        panels.append(PanelVerdict("", "inconclusive", empty))
+    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+
+
 def _judge_ntk(frame, out_dir: Path, coords: list[str]) -> Verdict:
     claim = "mlp-ntk"
     rows = frame[frame["method"] == NTK]
@@ -240,9 +247,7 @@ def _judge_ntk(frame, out_dir: Path, coords: list[str]) -> Verdict:
                 + f" (x{growth:.3g} from width {first:g} to {last:g}); relative spread over draws (std/mean): "
                 + ", ".join(f"{spread[w].median:.3g}" for w in widths) + f" ({concentrates})" + limit_text
                 + (f"; {failed} of {len(part)} runs gave a non-finite NTK" if failed else ""))))
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no NTK runs"))
-    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+    return _verdict(claim, outcomes, panels, "no NTK runs")
 
 
 def _exceeds_by(stat: Stat, count: float) -> bool:
@@ -281,9 +286,7 @@ def _judge_convergence(frame, out_dir: Path, coords: list[str]) -> Verdict:
             "per step): " + "; ".join(bound_parts) + f"; bound {_combine(bound)}; rate at width {widths[-1]:g} / "
             f"width {widths[0]:g}: {keep:.3g} ({keeps}); generalization gap (test - training loss): "
             + "; ".join(f"width {w:g}: {gap[w].text}" for w in widths))))
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no GD runs"))
-    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+    return _verdict(claim, outcomes, panels, "no GD runs")
 
 
 def _judge_lazy(frame, out_dir: Path, coords: list[str]) -> Verdict:
@@ -304,9 +307,7 @@ def _judge_lazy(frame, out_dir: Path, coords: list[str]) -> Verdict:
         outcome = _combine(conditions)
         outcomes.append(outcome)
         panels.append(PanelVerdict(f"depth {depth:g}", outcome, "; ".join(texts)))
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no GD runs"))
-    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+    return _verdict(claim, outcomes, panels, "no GD runs")
 
 
 def _judge_lr_transfer(frame, out_dir: Path, coords: list[str]) -> Verdict:
@@ -342,9 +343,7 @@ def _judge_lr_transfer(frame, out_dir: Path, coords: list[str]) -> Verdict:
             + f"; {diverged} of {len(part)} runs diverged"
             + (f"; every learning rate diverged at width {', '.join(f'{w:g}' for w in untrained)}" if untrained
                else ""))))
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no GD runs"))
-    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+    return _verdict(claim, outcomes, panels, "no GD runs")
 
 
 def _gap_change(part, sampler: str, first, last) -> tuple[float, float, int, dict]:
@@ -545,14 +544,7 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
                 ax.legend(fontsize=7)
     else:
         return []
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_stem, title)
 
 
 def judge_study(claim: str, frame: "pd.DataFrame", out_dir: Path, coords: list[str], *, stem: Path | None = None,

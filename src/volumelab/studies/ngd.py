@@ -540,6 +540,13 @@ def _plot(claim: str, frame, distances, out_stem: Path, title: str, x_label: str
             ax.legend(fontsize=8)
     else:
         return []
+    return save_figure(fig, out_stem, title)
+
+
+def save_figure(fig, out_stem: Path, title: str) -> list[Path]:
+    """Title, lay out and write a study's figure as ``<out_stem>.png`` and ``.pdf``; closes it."""
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out_stem.parent.mkdir(parents=True, exist_ok=True)
