@@ -115,7 +115,8 @@ def test_convergence_verdict(tmp_path):
 def test_lazy_verdict(tmp_path):
     lazy, _ = judge_study("mlp-lazy", gd_frame(lambda w: 1.0, 0.0, -0.5), tmp_path, ["depth", "width"])
     assert lazy.outcome == "holds"
-    assert re.search(r"param_change: .* log-log slope -0\.(4[5-9]|5[0-5])\d* ±", lazy.panels[0].detail)
+    assert re.search(r"param_change: .* log-log slope -0\.(4[5-9]|5[0-5])\d* ±.*order -0.5\)", lazy.panels[0].detail)
+    assert "param_change" in lazy.panels[1].detail and "(lazy-regime order -1)" in lazy.panels[1].detail
     active, _ = judge_study("mlp-lazy", gd_frame(lambda w: 1.0, 0.0, 0.2), tmp_path, ["depth", "width"])
     assert active.outcome == "fails"
 

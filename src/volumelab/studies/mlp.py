@@ -23,7 +23,7 @@ written before the studies' final runs, and a claimed change counts only beyond
   generalization gap (test minus training loss) against width.
 * ``mlp-lazy`` (x: width; panels: depth). GD trains lazily: the least-squares slope of
   ``log param_change`` and of ``log ntk_change`` against ``log width`` (all runs) is
-  negative by more than 2 SE; reported next to -1/2, the lazy-regime order.
+  negative by more than 2 SE; reported next to the lazy-regime orders (:data:`LAZY_ORDERS`).
 * ``mlp-lr-transfer`` (x: learning rate; panels: parametrization; curves: width). For each
   width, the best learning rate is the grid value of the smallest median training loss
   (a diverged run counts as worse than any finite one). The shift from the smallest to the
@@ -51,7 +51,7 @@ from .ngd import Stat, _combine, _exceeds, _mean_and_stderr, save_figure
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CONCENTRATION_RATIO", "DRIFT_STEPS", "LIMIT_TOLERANCE", "POSITIVE_STANDARD_ERRORS", "RATE_KEEP",
+__all__ = ["CONCENTRATION_RATIO", "DRIFT_STEPS", "LAZY_ORDERS", "LIMIT_TOLERANCE", "POSITIVE_STANDARD_ERRORS", "RATE_KEEP",
            "STUDY_CLAIMS", "TRANSFER_STEPS", "best_learning_rates", "judge_study", "log_log_slope", "study_rule"]
 
 #: The NTK's smallest eigenvalue is "positive" when its median exceeds this many standard errors.
@@ -66,6 +66,9 @@ RATE_KEEP = 0.8
 TRANSFER_STEPS = 1
 #: ... and "drifts" when it moves at least this many.
 DRIFT_STEPS = 2
+
+#: The lazy-regime order (log-log slope in width) of each laziness measure, by depth (see the mlp-lazy rule).
+LAZY_ORDERS = {"param_change": lambda depth: -0.5 if depth <= 2 else -1.0, "ntk_change": lambda depth: -1.0}
 
 NTK, GD, GNC, GNC_UNIFORM = "ntk", "gd", "gnc", "gnc_uniform"
 PRIORS = {GNC: "prior", GNC_UNIFORM: "gnc_uniform_prior"}
@@ -94,9 +97,11 @@ _RULES = {
         "GD trains lazily if, in every depth, the least-squares slope of log param_change "
         "(||theta_T - theta_0|| / ||theta_0||) and of log ntk_change (||K_T - K_0||_F / ||K_0||_F) against "
         f"log width, over all runs, is negative by more than {S:g} SE (its regression standard error); it fails "
-        "if a slope is 0 or positive and is inconclusive otherwise. The slopes "
-        "are reported next to -1/2, the order of both changes in the lazy regime (Jacot et al. 2018, Lee et al. "
-        "2019); they do not enter the verdict."),
+        "if a slope is 0 or positive and is inconclusive otherwise. The slopes are reported next to the "
+        "lazy-regime orders, which do not enter the verdict: GD moves the weights by ||theta_T - theta_0|| = O(1) "
+        "under the ntk parametrization (Jacot et al. 2018; Lee et al. 2019), while ||theta_0|| grows like "
+        "sqrt(k) at depth 2 and like k with k x k hidden layers, so param_change ~ k^(-1/2) at depth 2 and k^(-1) "
+        "deeper; the NTK moves by O(1/k) (Dyer & Gur-Ari 2020)."),
     "mlp-lr-transfer": (
         "For each width, the best learning rate is the grid value with the smallest median training loss over "
         "seeds (a diverged run counts as worse than any finite one). Its shift from the smallest to the largest "
@@ -298,12 +303,13 @@ def _judge_lazy(frame, out_dir: Path, coords: list[str]) -> Verdict:
         widths = sorted(set(part["width"]))
         texts, conditions = [], []
         for column in ("param_change", "ntk_change"):
+            order = LAZY_ORDERS[column](depth)
             slope, stderr, n = log_log_slope(part["width"], part[column])
             conditions.append("holds" if _exceeds(-slope, stderr) else (
                 "fails" if math.isfinite(slope) and slope >= 0 else "inconclusive"))
             medians = ", ".join(f"{Stat.of(part[part['width'] == w][column]).median:.3g}" for w in widths)
             texts.append(f"{column}: medians {medians} at widths {', '.join(f'{w:g}' for w in widths)}; log-log slope "
-                         f"{slope:.3f} ± {stderr:.2g} over {n} runs (lazy-regime order -0.5)")
+                         f"{slope:.3f} ± {stderr:.2g} over {n} runs (lazy-regime order {order:g})")
         outcome = _combine(conditions)
         outcomes.append(outcome)
         panels.append(PanelVerdict(f"depth {depth:g}", outcome, "; ".join(texts)))
@@ -491,6 +497,7 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
                 xs = np.array(sorted(set(rows["width"])), dtype=float)
                 y0 = Stat.of(_values(rows[rows["width"] == xs[0]], group[0][0])).median
                 ax.plot(xs, y0 * (xs / xs[0]) ** -0.5, ":", color="#555555", label="slope -1/2")
+                ax.plot(xs, y0 * (xs / xs[0]) ** -1.0, "-.", color="#999999", label="slope -1")
             ax.set(xscale="log", yscale="log" if claim == "mlp-lazy" or group[0][0] != "gap" else "linear",
                    xlabel="width $k$", ylabel=group[0][1] if len(group) == 1 else "rate per step (median)")
             ax.legend(fontsize=7)
