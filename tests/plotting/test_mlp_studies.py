@@ -232,3 +232,75 @@ def test_lr_transfer_edge_cases(tmp_path):
     verdict, _ = judge_study("mlp-lr-transfer", frame, tmp_path, coords)
     assert [p.outcome for p in verdict.panels] == ["inconclusive"] * 3
     assert "every learning rate diverged at width 1024" in verdict.panels[0].detail
+
+
+TINY_STUDIES = {
+    "mlp-ntk": """\
+        name: tiny-ntk
+        claim: mlp-ntk
+        x: model.width
+        panel: model.parametrization
+        problem: {kind: supervised, data: digits, train: 8, loss: squared}
+        model: {kind: mlp, width: 8, depth: 2, parametrization: ntk}
+        methods:
+          ntk: {draws: 3}
+        grid:
+          model.parametrization: [ntk, standard]
+          model.width: [8, 32]
+        seeds: 2
+        """,
+    "mlp-volume": """\
+        name: tiny-volume
+        claim: mlp-volume
+        x: model.width
+        problem: {kind: supervised, data: digits, train: 4, test: 20}
+        model: {kind: mlp, width: 4, depth: 2}
+        methods:
+          gnc: {eps: 0.01, samples: 2000, accept: train_error}
+          gnc_uniform: {type: gnc, eps: 0.01, samples: 2000, accept: train_error, model: {prior: uniform}}
+          gd: {lr: 0.5, steps: 30, init_scale: 1.0}
+        grid:
+          model.width: [4, 8]
+        seeds: 2
+        """,
+    "mlp-lr-transfer": """\
+        name: tiny-lr
+        claim: mlp-lr-transfer
+        x: methods.gd.lr
+        panel: model.parametrization
+        problem: {kind: supervised, data: digits, train: 8, loss: squared}
+        model: {kind: mlp, width: 8, depth: 2}
+        methods:
+          gd: {lr: 0.1, steps: 10, init_scale: 1.0}
+        grid:
+          model.parametrization: [standard, ntk]
+          model.width: [8, 16]
+          methods.gd.lr: [0.1, 0.4]
+        seeds: 2
+        """,
+}
+
+
+@pytest.mark.parametrize("claim", sorted(TINY_STUDIES))
+def test_a_tiny_study_runs_end_to_end_and_is_judged_from_its_stored_rows(tmp_path, claim):
+    """From the CLI: the runs, the store, the frame's columns and the report's verdict and plots."""
+    from tiny_sweep import write_config
+
+    from volumelab.cli import main
+
+    path = write_config(tmp_path, TINY_STUDIES[claim])
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    name = path.read_text(encoding="utf-8").split("name: ")[1].split()[0]
+    assert f"plots/{name}-claim.png" in report and (tmp_path / "out" / "plots" / f"{name}-claim.png").is_file()
+    assert re.search(r"\*\*Paper's claim:\*\* \*\*(HOLDS|FAILS|INCONCLUSIVE|PARTLY HOLDS)\*\*", report)
+    assert "Rule: " in report
+    if claim == "mlp-ntk":
+        # A diagnostics-only sweep has no loss to plot: its study plot is the section's image, and its runs
+        # are not listed as missing a loss.
+        assert not (tmp_path / "out" / "plots" / f"{name}.png").exists()
+        assert re.search(r"8 runs stored; runs without a loss \([^)]*\): none\.", report)
+        frame = pd.read_csv(tmp_path / "out" / "results.csv")
+        assert frame["lambda_min_std"].notna().all() and (frame["lambda_min"] > 0).all()
+        assert frame[frame["parametrization"] == "ntk"]["lambda_min_limit"].notna().all()
+        assert frame[frame["parametrization"] == "standard"]["lambda_min_limit"].isna().all()

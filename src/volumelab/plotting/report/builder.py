@@ -323,7 +323,9 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     title = config.title or config.name
     stem = out_dir / "plots" / config.name
     panel_order = config.grid.get(config.panel) if config.panel else None
-    if not frame.empty:
+    # A sweep of diagnostics only (e.g. the NTK at initialization) has no loss to plot: its study's plot stands alone.
+    has_losses = not frame.empty and bool(frame["gen_loss"].notna().any())
+    if has_losses:
         plot_sweep(frame, title=f"{title} [{plan.scale}]", x_name=x_name, panel=panel, out_stem=stem,
                    x_log=x_log, note=note, panel_order=panel_order)
     summary = summarize(frame, panel, panel_order)
@@ -344,10 +346,11 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     own = [not row_kind(t).extra for t in frame["method_type"]] if len(frame) else []
     section = ReportSection(
         name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
-        image=f"plots/{config.name}.png", x_name=x_name, panel=panel, summary=summary, verdict=verdict,
+        image=f"plots/{config.name}.png" if has_losses or not extra_images else extra_images[0],
+        x_name=x_name, panel=panel, summary=summary, verdict=verdict,
         runs=len(frame), missing=missing, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
-        extra_images=extra_images,
+        extra_images=extra_images if has_losses else extra_images[1:],
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section
