@@ -446,6 +446,15 @@ def _medians(rows, key: str, column: str):
     return xs, [Stat.of(_values(rows[rows[key] == x], column)).median for x in xs]
 
 
+def _width_ticks(ax, widths) -> None:
+    """Label a log x axis at the swept widths only (plain numbers, no minor labels)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks([float(w) for w in widths])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
     import matplotlib
 
@@ -548,6 +557,7 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
                            title=f"depth {depth:g}")
             axes[1][j].set(xscale="log", yscale="log", xlabel="width $k$", ylabel="acceptance rate (median)")
             for ax in axes[:, j]:
+                _width_ticks(ax, sorted(set(part["width"])))
                 ax.legend(fontsize=7)
     else:
         return []
