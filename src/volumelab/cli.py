@@ -671,8 +671,8 @@ def run_command(config_path, scale, out, **options) -> None:
 def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
     ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542; mlp-ntk,
-    mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume: arXiv 2205.13507 and the volume hypothesis
-    on real data); all runs every one."""
+    mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume, mlp-volume-train: arXiv 2205.13507 and the
+    volume hypothesis on real data); all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 

@@ -304,3 +304,32 @@ def test_a_tiny_study_runs_end_to_end_and_is_judged_from_its_stored_rows(tmp_pat
         assert frame["lambda_min_std"].notna().all() and (frame["lambda_min"] > 0).all()
         assert frame[frame["parametrization"] == "ntk"]["lambda_min_limit"].notna().all()
         assert frame[frame["parametrization"] == "standard"]["lambda_min_limit"].isna().all()
+
+
+def volume_train_frame(gap: float, accepted_at_16: bool = True) -> pd.DataFrame:
+    rows = []
+    generator = np.random.default_rng(7)
+    for seed in range(5):
+        for n in (2, 4, 8, 16):
+            gd = 0.3 - 0.02 * n + 0.01 * generator.standard_normal()
+            gnc = gd + gap + 0.005 * generator.standard_normal()
+            none = n == 16 and not accepted_at_16
+            rows += [{"method": "gnc", "x": n, "train": n, "seed": seed, "test_error": np.nan if none else gnc,
+                      "acceptance_rate": 0.0 if none else 0.01 / n, "accepted": 0 if none else 100 // n,
+                      "status": "no_acceptance" if none else "ok"},
+                     {"method": "gd", "x": n, "train": n, "seed": seed, "test_error": gd, "status": "completed"},
+                     {"method": "prior", "x": n, "train": n, "seed": seed, "test_error": 0.5, "status": "ok"}]
+    return pd.DataFrame(rows)
+
+
+def test_volume_train_verdict(tmp_path):
+    from volumelab.studies.mlp import PARITY_BAND
+
+    parity, paths = judge_study("mlp-volume-train", volume_train_frame(0.02), tmp_path, ["train"],
+                                stem=tmp_path / "vt")
+    assert parity.outcome == "holds" and len(parity.panels) == 4 and paths
+    behind, _ = judge_study("mlp-volume-train", volume_train_frame(PARITY_BAND + 0.1), tmp_path, ["train"])
+    assert behind.outcome == "fails" and re.search(r"G&C - GD \+0\.1[45]\d* ± ", behind.panels[0].detail)
+    empty, _ = judge_study("mlp-volume-train", volume_train_frame(0.02, accepted_at_16=False), tmp_path, ["train"])
+    assert empty.outcome == "inconclusive" and empty.panels[-1].outcome == "inconclusive"
+    assert "5 of 5 seeds accepted nothing" in empty.panels[-1].detail

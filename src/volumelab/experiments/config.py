@@ -151,7 +151,8 @@ class SweepConfig(_Strict):
     description: str = ""
     figure: int | None = None
     claim: Literal["width", "depth", "ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse",
-                   "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "none"] = "none"
+                   "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume",
+                   "mlp-volume-train", "none"] = "none"
     x: str | None = None
     x_log: bool | None = None
     panel: str | None = None

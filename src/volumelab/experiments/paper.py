@@ -14,7 +14,7 @@ __all__ = ["FIGURES", "PACKAGED", "STUDIES", "figure_config_path", "resolve_figu
 FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 #: Studies beyond those figures, one packaged config each.
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth",
-           "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume")
+           "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train")
 PACKAGED = FIGURES + STUDIES
 
 

@@ -36,6 +36,10 @@ written before the studies' final runs, and a claimed change counts only beyond
   (Gaussian prior; the uniform prior's is reported next to it); fails when it is negative
   by more than 2 SE. Reported with each method's test error, the prior's and the
   acceptance rate.
+* ``mlp-volume-train`` (x: training points). Chiang et al.'s parity: at a training-set size,
+  G&C generalizes about as well as GD when the mean over seeds of ``G&C - GD`` test error
+  is at most :data:`PARITY_BAND`; it does not when that mean exceeds the band by more than
+  2 SE; a size where fewer than 2 seeds accepted a draw is inconclusive.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from .ngd import Stat, _combine, _exceeds, _mean_and_stderr, save_figure
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CONCENTRATION_RATIO", "DRIFT_STEPS", "LAZY_ORDERS", "LIMIT_TOLERANCE", "POSITIVE_STANDARD_ERRORS", "RATE_KEEP",
+__all__ = ["CONCENTRATION_RATIO", "DRIFT_STEPS", "LAZY_ORDERS", "LIMIT_TOLERANCE", "PARITY_BAND", "POSITIVE_STANDARD_ERRORS", "RATE_KEEP",
            "STUDY_CLAIMS", "TRANSFER_STEPS", "best_learning_rates", "judge_study", "log_log_slope", "study_rule"]
 
 #: The NTK's smallest eigenvalue is "positive" when its median exceeds this many standard errors.
@@ -67,6 +71,8 @@ TRANSFER_STEPS = 1
 #: ... and "drifts" when it moves at least this many.
 DRIFT_STEPS = 2
 
+#: G&C and GD "generalize about as well" when G&C's test error exceeds GD's by at most this (absolute).
+PARITY_BAND = 0.05
 #: The lazy-regime order (log-log slope in width) of each laziness measure, by depth (see the mlp-lazy rule).
 LAZY_ORDERS = {"param_change": lambda depth: -0.5 if depth <= 2 else -1.0, "ntk_change": lambda depth: -1.0}
 
@@ -118,6 +124,12 @@ _RULES = {
         "error, the prior's (chance) test error and the acceptance rate are reported next to it; depth is "
         "compared at each width the same way, as a measurement. Over the depths (panels): holds when every panel "
         "holds, fails when every panel fails, partly holds when some hold, and otherwise fails if one fails."),
+    "mlp-volume-train": (
+        "At each number of training points n, the per-seed difference of test error G&C - GD (the same split), "
+        f"its mean over seeds and SE. G&C generalizes about as well as GD (Chiang et al., ICLR 2023) at n if "
+        f"that mean is at most {PARITY_BAND:g}; it does not if the mean exceeds {PARITY_BAND:g} by more than "
+        f"{S:g} SE; inconclusive otherwise, and where fewer than 2 seeds accepted a draw. The claim holds when it "
+        "holds at every n, fails when it fails at some n, and is inconclusive otherwise."),
 }
 
 _STATEMENTS = {
@@ -128,6 +140,8 @@ _STATEMENTS = {
     "mlp-lazy": "wide MLPs train lazily: GD moves the weights and the NTK less, relatively, the wider the net",
     "mlp-lr-transfer": ("the best learning rate stays put across widths under the ntk parametrization and muP, "
                         "and drifts under the standard one"),
+    "mlp-volume-train": ("with a few training images (Chiang et al.'s setting), G&C generalizes about as well as "
+                         "GD"),
     "mlp-volume": ("on real data, G&C's test error falls behind GD's as width grows (the G&C paper's width "
                    "result for deep matrix factorization)"),
 }
@@ -431,12 +445,43 @@ def _combine_panels(outcomes: list[str]) -> str:
     return "partly holds" if "holds" in outcomes else ("fails" if "fails" in outcomes else "inconclusive")
 
 
+def _judge_volume_train(frame, out_dir: Path, coords: list[str]) -> Verdict:
+    claim = "mlp-volume-train"
+    panels, outcomes = [], []
+    sizes = sorted(set(frame["train"])) if "train" in frame else []
+    for n in sizes:
+        here = frame[frame["train"] == n]
+        sampler, gd = _by_seed(here[here["method"] == GNC], "test_error"), _by_seed(here[here["method"] == GD],
+                                                                                   "test_error")
+        mean, stderr, count = _mean_and_stderr([sampler[s] - gd[s] for s in sorted(set(sampler) & set(gd))])
+        if count < 2:
+            outcome = "inconclusive"
+        else:
+            outcome = "holds" if mean <= PARITY_BAND else (
+                "fails" if _exceeds(mean - PARITY_BAND, stderr) else "inconclusive")
+        outcomes.append(outcome)
+        cells = []
+        for method, label in ((GNC, "G&C"), (GD, "GD"), (PRIORS[GNC], "prior")):
+            m, e, k = _mean_and_stderr(_values(here[here["method"] == method], "test_error"))
+            cells.append(f"{label} {m:.3f} ± {e:.2g} (n={k})")
+        rows = here[here["method"] == GNC]
+        rate = Stat.of(_values(rows, "acceptance_rate"))
+        accepted = Stat.of(_values(rows, "accepted"))
+        none = int((rows["status"] == "no_acceptance").sum()) if "status" in rows else 0
+        panels.append(PanelVerdict(f"n = {n:g}", outcome, (
+            "test error (mean ± SE over seeds): " + ", ".join(cells) + f"; G&C - GD {mean:+.3f} ± {stderr:.2g} over "
+            f"{count} seeds; acceptance {rate.median:.2g} (median {accepted.median:.0f} accepted"
+            + (f", {none} of {len(rows)} seeds accepted nothing" if none else "") + ")")))
+    return _verdict(claim, outcomes, panels, "no runs with a number of training points")
+
+
 _JUDGES: dict[str, Callable] = {
     "mlp-ntk": _judge_ntk,
     "mlp-convergence": _judge_convergence,
     "mlp-lazy": _judge_lazy,
     "mlp-lr-transfer": _judge_lr_transfer,
     "mlp-volume": _judge_volume,
+    "mlp-volume-train": _judge_volume_train,
 }
 
 
@@ -559,6 +604,26 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
             for ax in axes[:, j]:
                 _width_ticks(ax, sorted(set(part["width"])))
                 ax.legend(fontsize=7)
+    elif claim == "mlp-volume-train":
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), squeeze=False)
+        styles = {GNC: ("#1f77b4", "o-", "G&C, Gaussian prior"), GD: ("#d62728", "s-", "GD"),
+                  PRIORS[GNC]: ("#555555", ":", "prior (chance)")}
+        for method, (color, style, label) in styles.items():
+            rows = frame[frame["method"] == method]
+            if rows.empty:
+                continue
+            xs = sorted(set(rows["train"]))
+            stats = [_mean_and_stderr(_values(rows[rows["train"] == x], "test_error")) for x in xs]
+            axes[0][0].errorbar(xs, [s[0] for s in stats], yerr=[s[1] if math.isfinite(s[1]) else 0 for s in stats],
+                                fmt=style, color=color, label=label, capsize=3)
+            if method == GNC:
+                xs, ys = _medians(rows, "train", "acceptance_rate")
+                axes[0][1].plot(xs, ys, style, color=color, label=label)
+        axes[0][0].set(xscale="log", xlabel="training points $n$", ylabel="test error (mean ± SE over seeds)")
+        axes[0][1].set(xscale="log", yscale="log", xlabel="training points $n$", ylabel="acceptance rate (median)")
+        for ax in axes[0]:
+            _width_ticks(ax, sorted(set(frame["train"])))
+            ax.legend(fontsize=7)
     else:
         return []
     return save_figure(fig, out_stem, title)
@@ -584,11 +649,11 @@ def judge_study(claim: str, frame: "pd.DataFrame", out_dir: Path, coords: list[s
 
 
 def _with_fixed_coords(frame):
-    """The frame with ``width``, ``depth``, ``parametrization`` and ``lr`` columns even where the grid
+    """The frame with ``width``, ``depth``, ``parametrization``, ``lr`` and ``train`` columns even where the grid
     does not sweep them (read from each run's stored configuration)."""
     frame = frame.copy()
     sources = {"width": ("model", "width"), "depth": ("model", "depth"),
-               "parametrization": ("model", "parametrization"), "lr": ("method", "lr")}
+               "parametrization": ("model", "parametrization"), "lr": ("method", "lr"), "train": ("problem", "train")}
     for name, (section, key) in sources.items():
         if name in frame and frame[name].notna().all():
             continue
