@@ -73,6 +73,24 @@ def test_accepted_draws_fit_the_data(sensing_problem):
     assert metrics["acceptance_rate_high"] == pytest.approx(high, rel=1e-9)
     assert metrics["acceptance_rate_low"] < metrics["acceptance_rate"] < metrics["acceptance_rate_high"]
     assert result.diagnostics["acceptance_rate_interval"] == "two-sided 95% Clopper-Pearson"
+    # The log prior volume and its delta-method standard error, from the counts.
+    rate = metrics["accepted"] / metrics["samples"]
+    assert metrics["log_volume"] == pytest.approx(math.log(rate), rel=1e-14)
+    assert se["log_volume"] == pytest.approx(math.sqrt((1 - rate) / metrics["accepted"]), rel=1e-14)
+
+
+def test_log_volume_standard_error_matches_the_spread_over_seeds(sensing_problem):
+    """16 seeds at an acceptance rate near 5%: the sample standard deviation of log_volume against the
+    mean reported SE. The sample SD of 16 draws has a relative SE of about 1/sqrt(30) = 0.18, so the
+    ratio must lie within 3 of those of 1: [0.45, 1.55]."""
+    model = vl.FactorizationModel(5, 5, 5, 2)
+    runs = [vl.GuessCheck(eps=0.08).run(sensing_problem, model, 20_000, seed=seed) for seed in range(16)]
+    logs = [r.metrics["log_volume"] for r in runs]
+    errors = [r.standard_errors["log_volume"] for r in runs]
+    mean = sum(logs) / len(logs)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in logs) / (len(logs) - 1))
+    assert 0.01 < math.exp(mean) < 0.2  # the regime the test is about
+    assert 0.45 < spread / (sum(errors) / len(errors)) < 1.55
 
 
 def test_everything_accepted_gives_the_prior(sensing_problem):
@@ -82,6 +100,7 @@ def test_everything_accepted_gives_the_prior(sensing_problem):
     assert result.metrics["gen_loss"] == pytest.approx(result.metrics["prior_gen_loss"], rel=1e-12)
     # All accepted: the Wald standard error would be 0; the interval is [(0.025)^(1/N), 1].
     assert result.standard_errors["acceptance_rate"] is None
+    assert result.metrics["log_volume"] == 0.0 and result.standard_errors["log_volume"] is None
     assert result.metrics["acceptance_rate_high"] == 1.0
     assert result.metrics["acceptance_rate_low"] == pytest.approx(0.025 ** (1 / 20_000), rel=1e-12)
 
@@ -104,6 +123,7 @@ def test_no_acceptance_is_explicit(sensing_problem):
     assert result.diagnostics["acceptance_rate_interval"] == "one-sided 95% upper bound (no acceptance)"
     payload = result.to_dict()
     assert payload["acceptance_rate"] == 0 and payload["acceptance_rate_stderr"] is None
+    assert payload["log_volume"] is None and payload["log_volume_stderr"] is None  # no made-up log(0)
     assert (payload["acceptance_rate_low"], payload["acceptance_rate_high"]) == (0.0, high)
 
 

@@ -62,7 +62,7 @@ GNC = register_method(MethodSpec(
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     columns=(Column("prior_gen_loss"), Column("accepted", dtype="count"), Column("samples", dtype="count"),
              Column("acceptance_rate"), Column("acceptance_rate_low"), Column("acceptance_rate_high"),
-             Column("eps", source="setting"), Column("test_error"), Column("prior_test_error")),
+             Column("log_volume"), Column("eps", source="setting"), Column("test_error"), Column("prior_test_error")),
     extra_rows=(ExtraRows(
         type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
         role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,

@@ -556,6 +556,8 @@ class GuessCheck:
             "acceptance_rate": rate,
             "acceptance_rate_low": rate_low,
             "acceptance_rate_high": rate_high,
+            # The natural log of the prior volume P(accept), from the acceptance rate; none without acceptance.
+            "log_volume": math.log(rate) if accepted else None,
             "min_train_loss": tally.min_train,
             "eps": self.eps,
             "accept": self.accept,
@@ -567,6 +569,8 @@ class GuessCheck:
             "prior_train_loss": prior_train_se,
             # The Wald standard error is 0 when all or no draws were accepted: undefined there.
             "acceptance_rate": math.sqrt(rate * (1 - rate) / budget) if 0 < accepted < budget else None,
+            # The delta method: SE(log p) = SE(p) / p = sqrt((1 - p) / accepted); undefined where the rate's is.
+            "log_volume": math.sqrt((1 - rate) / accepted) if 0 < accepted < budget else None,
         }
         # The task's extra metrics (e.g. test_error): over the accepted draws, and the prior's.
         for index, name in enumerate(metric_names, start=2):
