@@ -443,10 +443,7 @@ def ntk(data, num_train, width, depth, activation, negative_slope, parametrizati
     if result.status != "ok":
         raise VolumelabError(f"the NTK of prior draw {result.diagnostics.get('non_finite_draw')} is not finite")
     if as_json:
-        _echo_json({**metrics, "lambda_min_stderr": errors.get("lambda_min"),
-                    "lambda_max_stderr": errors.get("lambda_max"), "status": result.status,
-                    "seconds": result.diagnostics["seconds"], "num_parameters": model.num_parameters,
-                    "model": model.describe(), "problem": problem.summary()})
+        _echo_json({**result.to_dict(), "model": model.describe(), "problem": problem.summary()})
         return
     click.echo(f"{problem!r}; model mlp width={model.width} depth={model.depth} activation={model.activation_name} "
                f"parametrization={model.parametrization}; {draws} draw(s)")
