@@ -40,7 +40,7 @@ from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
-__all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "GuessCheck", "RunningMoments", "acceptance_rate_interval",
+__all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "METHODS", "GuessCheck", "RunningMoments", "acceptance_rate_interval",
            "block_size_for"]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ _MAX_BLOCK = {"cpu": 1 << 16, "cuda": 1 << 22}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: What a draw must bring below ``eps`` to be accepted: a score row of the task.
 ACCEPT_CRITERIA = ("train_loss", "train_error")
+#: How the conditional law is sampled: independent prior draws, or subset simulation (:mod:`.subset`).
+METHODS = ("rejection", "subset")
 
 #: Confidence level of the reported acceptance-rate interval.
 ACCEPTANCE_CONFIDENCE = 0.95
@@ -387,6 +389,18 @@ class GuessCheck:
             draw is scored from a float64 forward pass (see ``_OutputScorer``), so
             acceptance is the float64 decision; the reported statistics keep their
             meaning (``gen_loss`` is the accepted draws' mean test loss, ...).
+        method: ``"rejection"`` (independent prior draws, the paper's G&C) or
+            ``"subset"`` (subset simulation with an elliptical slice kernel, the same
+            conditional law at eps far below rejection's reach; :mod:`.subset`). With
+            ``"subset"`` the budget counts model evaluations, the computation is in
+            float64 on the prior's latent weights (``sampler``, ``dtype`` and
+            ``batch_size`` do not apply), and the result adds ``ess``, ``rhat``,
+            ``evaluations``, ``min_eps_reached`` and the ladder (``diagnostics["levels"]``).
+        population: Subset simulation: states per level and replicate.
+        level_fraction: Subset simulation: share of a level's population below the next
+            threshold of the adaptive ladder (``p0``).
+        replicates: Subset simulation: independent descents of the ladder; the standard
+            errors are their spread.
     """
 
     eps: float
@@ -399,8 +413,22 @@ class GuessCheck:
     workers: int | None = None
     keep_samples: int = 0
     accept: str = "train_loss"
+    method: str = "rejection"
+    population: int = 1000
+    level_fraction: float = 0.1
+    replicates: int = 8
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise OptimizerError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        for name, minimum in (("population", 10), ("replicates", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise OptimizerError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.level_fraction, (int, float)) and 0 < self.level_fraction < 1):
+            raise OptimizerError(f"level_fraction must be in (0, 1), got {self.level_fraction!r}")
+        if self.method == "subset" and self.keep_samples:
+            raise OptimizerError("keep_samples is only available with method='rejection'")
         if self.accept not in ACCEPT_CRITERIA:
             raise OptimizerError(f"accept must be one of {', '.join(ACCEPT_CRITERIA)}, got {self.accept!r}")
         if isinstance(self.keep_samples, bool) or not isinstance(self.keep_samples, int) or self.keep_samples < 0:
@@ -480,6 +508,13 @@ class GuessCheck:
                 f"accept={self.accept!r} needs a task that reports {self.accept} (a supervised problem with the "
                 "logistic loss); this one reports only train_loss and gen_loss: use accept='train_loss'")
         device = resolve_device(self.device)
+        if self.method == "subset":
+            from .subset import subset_simulation
+
+            scorer = _scorer_for(model, problem, device, self.eps, self.accept)
+            names = ("train_loss", "gen_loss", *getattr(scorer, "metric_names", ()))
+            return subset_simulation(self, problem, model, budget, seed, scorer, names, device,
+                                     lambda losses: _check_finite(losses, model))
         dtype = _DTYPES[self.dtype]
         sampler = select_sampler(model, self.sampler)
         block = block_size_for(model, sampler, device.type)

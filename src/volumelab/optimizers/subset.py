@@ -1,0 +1,456 @@
+"""Guess & Check by subset simulation: the prior conditioned on ``L_train < eps`` where rejection cannot reach.
+
+Rejection pays about ``1 / P(L_train < eps)`` draws per accepted sample. Subset
+simulation (Au & Beck 2001) reaches the same conditional law through a ladder of
+thresholds ``eps_1 > eps_2 > ... > eps_L = eps``: ``P(L < eps)`` is the product of the
+conditional probabilities ``P(L < eps_j | L < eps_{j-1})``, each of order the level
+fraction ``p0`` (0.1 by default) and so estimable from a population of a few hundred
+states, and the population at each level is moved by a Markov kernel that leaves the
+prior restricted to ``L < eps_j`` invariant.
+
+**The kernel** is elliptical slice sampling (Murray, Adams & MacKay 2010) on the
+prior's latent standard normal vector ``z`` (every weight of every layer): a Gaussian
+prior's layer is ``scale * z``, a uniform prior's ``scale * (2 Phi(z) - 1)`` (``Phi``
+the standard normal CDF, so each entry is ``U[-scale, scale]``). The "likelihood" is
+the indicator of ``L_train(z) < eps_j``; the slice step proposes
+``z cos(theta) + nu sin(theta)`` with ``nu`` a fresh prior draw and shrinks the angle
+bracket towards the current state until the proposal satisfies the constraint. It
+always moves, has no step size, and works for every model family of the core (it
+needs only the latent Gaussian and the loss); the normalized prior is the normalized
+``W`` of the model's own ``end_to_end``.
+
+**The ladder** is chosen adaptively by a *pilot* population (its own random stream):
+each threshold is the ``p0``-quantile of the current population's scores, until the
+requested ``eps`` is below that quantile. Then ``replicates`` independent runs (streams
+``(seed, "subset", r)``) descend the *fixed* ladder: at each level the fraction below
+the threshold estimates the conditional probability, the states below it seed Markov
+chains that refill the population, and at the last level (``eps``) the chains run on
+until the run's evaluation budget is spent, every state counting towards the posterior
+means. Fixing the ladder makes every replicate an estimator at the same thresholds, so
+each threshold on the ladder has its estimate and a standard error from one run.
+
+**Standard errors** come from the spread over the independent replicates, which
+accounts for the autocorrelation of the chains and the correlation within a
+population (all descend from a few seeds). ``P(L < eps)`` is estimated by the mean of
+the replicates' products (each unbiased up to ``O(1/population)``), ``log_volume`` by
+its logarithm with the delta-method standard error.
+
+**Guardrails.** A pilot that cannot bring the threshold down to ``eps`` within its share
+of the budget (the set ``L < eps`` may be empty for the architecture) ends the run with
+status ``"not_reached"`` and reports the smallest threshold it reached
+(``min_eps_reached``) and its volume. The chains' mixing is checked by the split-R-hat
+of the posterior generalization loss over the replicates (Gelman et al., *Bayesian
+Data Analysis*, 3rd ed., Sec. 11.4): above :data:`RHAT_THRESHOLD` the run's status is
+``"not_mixed"``; its numbers are reported, flagged, never silently averaged.
+
+Determinism: every random number comes from the pilot's or a replicate's generator in
+a fixed order, so the result depends only on the seed (and the device type), never on
+the number of worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .._rng import make_generator
+from ..errors import OptimizerError
+from ._threads import map_in_threads
+from .base import RunResult
+
+__all__ = ["LatentPrior", "RHAT_THRESHOLD", "elliptical_slice_step", "split_rhat", "subset_simulation"]
+
+#: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
+#: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
+RHAT_THRESHOLD = 1.1
+#: Bracket shrinkages in one slice step before the chain stays where it is (the bracket is then
+#: about ``2 pi 2^-64`` wide: never reached in practice; counted as ``stuck`` in the diagnostics).
+MAX_SHRINKS = 64
+#: Ladder levels the pilot may take (p0 = 0.1: log P down to about -460).
+MAX_LEVELS = 200
+
+
+class LatentPrior:
+    """The model's prior as a function of a standard normal latent vector ``z`` (every weight of every layer).
+
+    A Gaussian prior's layer ``j`` is ``scale_j * z_j``; a uniform prior's is
+    ``scale_j * erf(z_j / sqrt 2)`` (``= scale_j (2 Phi(z_j) - 1)``, uniform on
+    ``[-scale_j, scale_j]``), the law :meth:`LayeredModel.sample_prior` draws.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.shapes = tuple(model.layer_shapes)
+        self.scales = tuple(model.layer_scales)
+        self.size = sum(out * inp for out, inp in self.shapes)
+
+    def layers(self, latent: torch.Tensor) -> list[torch.Tensor]:
+        """``[W_1, ..., W_d]``, each ``(n, out, in)``, from latents ``(n, size)``."""
+        layers, offset = [], 0
+        for (out, inp), scale in zip(self.shapes, self.scales):
+            block = latent[:, offset:offset + out * inp].reshape(-1, out, inp)
+            offset += out * inp
+            if self.model.prior == "uniform":
+                block = torch.special.erf(block * (1.0 / math.sqrt(2.0)))
+            layers.append(block * scale)
+        return layers
+
+    def draws(self, latent: torch.Tensor):
+        """What the task scores: the end-to-end ``W`` of a factorization, the layers of any other family."""
+        layers = self.layers(latent)
+        return self.model.end_to_end(layers) if self.model.family == "factorization" else layers
+
+
+def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, threshold: float, score, generator,
+                          accept_row: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """One elliptical slice step of every chain, for the prior restricted to ``scores[accept_row] < threshold``.
+
+    Murray, Adams & MacKay (2010), with the indicator of the constraint as the
+    likelihood: draw ``nu ~ N(0, I)`` and ``theta ~ U[0, 2 pi)``, bracket
+    ``[theta - 2 pi, theta]``; propose ``z cos(theta) + nu sin(theta)``; if it violates
+    the constraint, shrink the bracket end on ``theta``'s side to ``theta`` and draw
+    ``theta`` again from the bracket. The step leaves the restricted prior invariant.
+    All chains step together; each draws its uniforms only while pending.
+
+    Args:
+        latent: Current states ``(n, size)``, each inside the constraint.
+        scores: Their scores ``(rows, n)``.
+        threshold: The constraint ``scores[accept_row] < threshold``.
+        score: ``latent (m, size) -> scores (rows, m)`` float64.
+        generator: Source of every random number.
+
+    Returns:
+        ``(latent, scores, evaluations, stuck)``: the new states and scores, the number of
+        model evaluations, and how many chains stayed put after :data:`MAX_SHRINKS` shrinkages.
+    """
+    count = latent.shape[0]
+    dtype, device = latent.dtype, latent.device
+    direction = torch.randn(latent.shape, generator=generator, dtype=dtype, device=device)
+    theta = torch.rand(count, generator=generator, dtype=dtype, device=device).mul_(2 * math.pi)
+    low, high = theta - 2 * math.pi, theta.clone()
+    new_latent, new_scores = latent.clone(), scores.clone()
+    pending = torch.arange(count, device=device)
+    evaluations = 0
+    for _ in range(MAX_SHRINKS):
+        angle = theta[pending]
+        proposal = latent[pending] * angle.cos()[:, None] + direction[pending] * angle.sin()[:, None]
+        proposed = score(proposal)
+        evaluations += int(pending.numel())
+        inside = proposed[accept_row] < threshold
+        done = pending[inside]
+        new_latent[done] = proposal[inside]
+        new_scores[:, done] = proposed[:, inside]
+        outside = ~inside
+        pending, angle = pending[outside], angle[outside]
+        if not pending.numel():
+            break
+        negative = angle < 0
+        low[pending[negative]] = angle[negative]
+        high[pending[~negative]] = angle[~negative]
+        width = high[pending] - low[pending]
+        theta[pending] = low[pending] + width * torch.rand(pending.numel(), generator=generator, dtype=dtype,
+                                                           device=device)
+    return new_latent, new_scores, evaluations, int(pending.numel())
+
+
+def split_rhat(chains) -> float | None:
+    """Split-R-hat of chains of draws (Gelman et al., BDA3, eq. 11.4, each chain split in halves).
+
+    ``chains`` is a sequence of 1-D arrays, each a chain's draws in time order; the
+    lengths may differ (each half then counts with its own size in its mean and
+    variance, and ``n`` is the mean half length). With ``W`` the mean within-half
+    variance and ``B / n`` the variance of the half means,
+    ``R-hat = sqrt(((n - 1) / n W + B / n) / W)``. ``None`` when it is undefined: fewer
+    than 2 chains, a chain shorter than 4 draws, or no variance within the halves.
+    """
+    chains = [np.asarray(chain, dtype=np.float64).ravel() for chain in chains]
+    if len(chains) < 2 or min(chain.size for chain in chains) < 4:
+        return None
+    halves = []
+    for chain in chains:
+        half = chain.size // 2
+        halves += [chain[:half], chain[chain.size - half:]]
+    within = float(np.mean([h.var(ddof=1) for h in halves]))
+    if not within > 0:
+        return None
+    length = float(np.mean([h.size for h in halves]))
+    between_over_n = float(np.var([h.mean() for h in halves], ddof=1))
+    return math.sqrt(((length - 1) / length * within + between_over_n) / within)
+
+
+@dataclass
+class _Level:
+    """One replicate's numbers at one threshold of the ladder."""
+
+    eps: float
+    log_fraction: float          # log of the fraction of the previous population below eps
+    means: np.ndarray            # mean of each score row over the level's states
+    states: int
+    evaluations: int             # the kernel's evaluations to grow this level's population
+    moves: int                   # slice steps taken
+
+
+@dataclass
+class _Replicate:
+    levels: list[_Level] = field(default_factory=list)
+    prior_scores: np.ndarray | None = None      # (rows, population): the level-0 draws' scores
+    trace: np.ndarray | None = None              # (T + 1,): mean gen loss of the final chains, seeds and each step
+    final_values: np.ndarray | None = None       # (rows, states) at the last threshold
+    evaluations: int = 0
+    stuck: int = 0
+    min_train: float = math.inf
+    failed_at: float | None = None               # a threshold nothing fell below
+
+
+class _Sampler:
+    """Scores latents and grows populations; counts evaluations."""
+
+    def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check) -> None:
+        self.prior, self.scorer, self.accept_row, self.device, self.check = prior, scorer, accept_row, device, check
+
+    def score(self, latent: torch.Tensor) -> torch.Tensor:
+        scores = self.scorer(self.prior.draws(latent))
+        self.check(scores)
+        return scores
+
+    def initial(self, count: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = torch.randn((count, self.prior.size), generator=generator, dtype=torch.float64, device=self.device)
+        return latent, self.score(latent)
+
+    def grow(self, latent, scores, threshold: float, target: int | None, generator, budget: int | None = None):
+        """Chains from every seed, stepped together, until ``target`` states (seeds included) or the budget.
+
+        With ``target`` the population is the seeds, then each step's new states in chain
+        order, truncated to ``target`` (the last step only moves the chains it needs).
+        With ``budget`` instead, every chain steps until the evaluations would exceed it.
+        Returns ``(latent, scores, evaluations, moves, stuck, trace)``; ``trace`` holds
+        each step's mean generalization loss over the chains.
+        """
+        parts_latent, parts_scores = [latent], [scores]
+        total, evaluations, moves, stuck = latent.shape[0], 0, 0, 0
+        trace = [float(scores[1].mean())]
+        per_move = None
+        while True:
+            chains = latent.shape[0]
+            if target is not None:
+                chains = min(chains, target - total)
+                if chains <= 0:
+                    break
+            elif per_move is not None and evaluations + per_move * chains > budget:
+                break
+            elif per_move is None and budget is not None and evaluations >= budget:
+                break
+            latent_now, scores_now, used, stuck_now = elliptical_slice_step(
+                latent[:chains], scores[:, :chains], threshold, self.score, generator, self.accept_row)
+            evaluations += used
+            moves += chains
+            stuck += stuck_now
+            per_move = used / chains
+            latent = torch.cat([latent_now, latent[chains:]]) if chains < latent.shape[0] else latent_now
+            scores = torch.cat([scores_now, scores[:, chains:]], 1) if chains < scores.shape[1] else scores_now
+            parts_latent.append(latent_now)
+            parts_scores.append(scores_now)
+            total += chains
+            if target is None:
+                trace.append(float(scores_now[1].mean()))
+        return torch.cat(parts_latent), torch.cat(parts_scores, 1), evaluations, moves, stuck, np.array(trace)
+
+
+def _threshold(values: torch.Tensor, keep: int) -> float | None:
+    """The ``keep``-quantile threshold: ``keep`` values (about) lie strictly below it; ``None`` if all are equal."""
+    ordered = torch.sort(values).values
+    threshold = float(ordered[keep])
+    if threshold > float(ordered[0]):
+        return threshold
+    above = ordered[ordered > ordered[0]]
+    return float(above[0]) if above.numel() else None
+
+
+def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: int, generator):
+    """The adaptive ladder: ``(thresholds, reached, log_volume_estimate, evaluations)``."""
+    latent, scores = sampler.initial(population, generator)
+    evaluations = population
+    ladder: list[float] = []
+    log_volume = 0.0
+    row = sampler.accept_row
+    while True:
+        values = scores[row]
+        below_eps = int((values < eps).sum())
+        if below_eps >= keep:
+            ladder.append(eps)
+            return ladder, True, log_volume + math.log(below_eps / population), evaluations
+        threshold = _threshold(values, keep)
+        if threshold is None or len(ladder) >= MAX_LEVELS or evaluations >= budget:
+            return ladder, False, log_volume, evaluations
+        inside = values < threshold
+        log_volume += math.log(int(inside.sum()) / population)
+        ladder.append(threshold)
+        latent, scores, used, _, _, _ = sampler.grow(latent[inside], scores[:, inside], threshold, population,
+                                                     generator)
+        evaluations += used
+
+
+def _replicate(sampler: _Sampler, ladder: list[float], population: int, budget: int, generator) -> _Replicate:
+    """One descent of the fixed ladder; the last level's chains spend what is left of ``budget``."""
+    result = _Replicate()
+    latent, scores = sampler.initial(population, generator)
+    result.prior_scores = scores.cpu().numpy()
+    result.evaluations = population
+    result.min_train = float(scores[0].min())
+    row = sampler.accept_row
+    for index, threshold in enumerate(ladder):
+        inside = scores[row] < threshold
+        count = int(inside.sum())
+        if count == 0:
+            result.failed_at = threshold
+            return result
+        log_fraction = math.log(count / scores.shape[1])
+        last = index == len(ladder) - 1
+        latent, scores, used, moves, stuck, trace = sampler.grow(
+            latent[inside], scores[:, inside], threshold, None if last else population, generator,
+            budget=max(0, budget - result.evaluations) if last else None)
+        result.evaluations += used
+        result.stuck += stuck
+        result.min_train = min(result.min_train, float(scores[0].min()))
+        values = scores.cpu().numpy()
+        result.levels.append(_Level(threshold, log_fraction, values.mean(1), values.shape[1], used, moves))
+        if last:
+            result.trace = trace
+            result.final_values = values
+    return result
+
+
+def _log_mean_exp(logs: np.ndarray) -> tuple[float, float | None]:
+    """``log(mean(exp(logs)))`` and its delta-method standard error ``SE(mean) / mean``."""
+    top = float(logs.max())
+    weights = np.exp(logs - top)
+    mean = float(weights.mean())
+    if logs.size < 2:
+        return top + math.log(mean), None
+    return top + math.log(mean), float(weights.std(ddof=1) / math.sqrt(logs.size) / mean)
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
+    return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None)
+
+
+def subset_simulation(optimizer, problem, model, budget: int, seed: int, scorer, row_names: tuple[str, ...],
+                      device, check) -> RunResult:
+    """The subset-simulation G&C run behind ``GuessCheck(method="subset").run`` (see the module docstring).
+
+    Budget: ``budget`` model evaluations in all. The pilot may use up to
+    ``budget / (replicates + 1)``; the rest is split evenly over the replicates, whose
+    last level's chains run until their share is spent (each may overrun it by at
+    most one slice step of its chains).
+    """
+    replicates, population = optimizer.replicates, optimizer.population
+    keep = max(1, int(round(optimizer.level_fraction * population)))
+    if keep >= population:
+        raise OptimizerError(f"level_fraction {optimizer.level_fraction} keeps the whole population of {population}")
+    accept_row = row_names.index(optimizer.accept)
+    sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check)
+    start = time.perf_counter()
+    pilot_share = budget // (replicates + 1)
+    workers = max(1, min(optimizer.workers or torch.get_num_threads(), replicates))
+
+    def pilot_work(_index: int):
+        return _pilot(sampler, optimizer.eps, population, keep, pilot_share,
+                      make_generator(seed, "subset-pilot", device=device))
+
+    ladder, reached, pilot_log_volume, pilot_evaluations = next(map_in_threads(pilot_work, 1, 1))
+    base_metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget}
+    base_diagnostics = {"method": "subset", "kernel": "elliptical slice", "population": population,
+                        "level_fraction": optimizer.level_fraction, "replicates": replicates, "seed": seed,
+                        "device": str(device), "workers": workers, "pilot_evaluations": pilot_evaluations,
+                        "ladder": list(ladder)}
+    if not reached:
+        return _not_reached(optimizer, ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+                            time.perf_counter() - start,
+                            f"the pilot brought the threshold down to {ladder[-1] if ladder else 'nothing'} with "
+                            f"{pilot_evaluations:,} evaluations (its share of the budget is {pilot_share:,}); the set "
+                            f"L < {optimizer.eps:g} may be empty for this model, or the budget too small")
+    share = (budget - pilot_evaluations) // replicates
+
+    def replicate_work(index: int) -> _Replicate:
+        return _replicate(sampler, ladder, population, share, make_generator(seed, "subset", index, device=device))
+
+    runs = list(map_in_threads(replicate_work, replicates, workers))
+    seconds = time.perf_counter() - start
+    failed = [run.failed_at for run in runs if run.failed_at is not None]
+    if failed:
+        return _not_reached(optimizer, ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+                            seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
+                            f"{max(failed):.4g} of the pilot's ladder; raise population")
+    return _combine(optimizer, runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds)
+
+
+def _not_reached(optimizer, ladder, log_volume, evaluations, metrics, diagnostics, seconds, reason) -> RunResult:
+    metrics = dict(metrics)
+    smallest = ladder[-1] if ladder else None
+    metrics.update({"gen_loss": None, "train_loss": None, "log_volume": None, "acceptance_rate": None,
+                    "accepted": 0, "evaluations": evaluations, "min_eps_reached": smallest,
+                    "log_volume_at_min_eps": log_volume if ladder else None, "ess": None, "rhat": None})
+    diagnostics = dict(diagnostics, reason=reason, seconds=seconds)
+    return RunResult("gnc", "not_reached", metrics, {"gen_loss": None, "log_volume": None}, {}, diagnostics)
+
+
+def _combine(optimizer, runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
+             seconds) -> RunResult:
+    """Replicate means and spreads at every threshold, the prior's moments, R-hat and the effective sample size."""
+    from .guess_check import RunningMoments  # the mergeable moments of the rejection sampler
+
+    metrics, errors = dict(metrics), {}
+    levels = []
+    for index, threshold in enumerate(ladder):
+        log_volume, log_volume_se = _log_mean_exp(np.array([sum(level.log_fraction for level in run.levels[:index + 1])
+                                                            for run in runs]))
+        means = np.array([run.levels[index].means for run in runs])  # (replicates, rows)
+        entry = {"eps": threshold, "log_volume": log_volume, "log_volume_stderr": log_volume_se,
+                 "states": int(sum(run.levels[index].states for run in runs)),
+                 "evaluations_per_move": (sum(run.levels[index].evaluations for run in runs)
+                                          / max(1, sum(run.levels[index].moves for run in runs)))}
+        for row, name in enumerate(row_names):
+            entry[name], entry[f"{name}_stderr"] = _mean_se(means[:, row])
+        levels.append(entry)
+    final = levels[-1]
+    for name in row_names:
+        metrics[name], errors[name] = final[name], final[f"{name}_stderr"]
+    metrics["log_volume"], errors["log_volume"] = final["log_volume"], final["log_volume_stderr"]
+    rate = math.exp(final["log_volume"])
+    metrics["acceptance_rate"] = rate
+    errors["acceptance_rate"] = rate * final["log_volume_stderr"] if final["log_volume_stderr"] is not None else None
+    metrics["acceptance_rate_low"] = metrics["acceptance_rate_high"] = None
+    prior = [RunningMoments() for _ in row_names]
+    for run in runs:
+        for row, moments in enumerate(prior):
+            moments.merge(RunningMoments.of(torch.from_numpy(run.prior_scores[row])))
+    for row, name in enumerate(row_names):
+        metrics[f"prior_{name}"], errors[f"prior_{name}"] = prior[row].summary()
+    finals = np.concatenate([run.final_values for run in runs], axis=1)
+    metrics["accepted"] = int(finals.shape[1])
+    evaluations = pilot_evaluations + sum(run.evaluations for run in runs)
+    metrics["evaluations"] = evaluations
+    metrics["min_train_loss"] = min(run.min_train for run in runs)
+    gen_se = errors.get("gen_loss")
+    variance = float(finals[1].var(ddof=1)) if finals.shape[1] > 1 else None
+    metrics["ess"] = variance / gen_se ** 2 if variance is not None and gen_se else None
+    # Each replicate's final states in time order (the seeds, then every step's states).
+    rhat = split_rhat([run.final_values[1] for run in runs])
+    steps = min(run.trace.size for run in runs) - 1
+    metrics["rhat"] = rhat
+    metrics["min_eps_reached"] = ladder[-1]
+    status = "not_mixed" if rhat is not None and rhat > RHAT_THRESHOLD else "ok"
+    diagnostics = dict(diagnostics)
+    diagnostics.update({
+        "levels": levels, "seconds": seconds, "rhat_threshold": RHAT_THRESHOLD,
+        "final_steps": steps, "stuck_chains": sum(run.stuck for run in runs),
+        "evaluations_per_second": evaluations / seconds if seconds > 0 else None,
+    })
+    if status == "not_mixed":
+        diagnostics["warning"] = (f"split-R-hat {rhat:.3f} over {len(runs)} replicates exceeds {RHAT_THRESHOLD}: the "
+                                  "chains have not mixed; raise the budget or the population")
+    return RunResult("gnc", status, metrics, errors, {}, diagnostics)
