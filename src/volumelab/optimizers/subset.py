@@ -70,6 +70,9 @@ RHAT_THRESHOLD = 1.1
 #: Bracket shrinkages in one slice step before the chain stays where it is (the bracket is then
 #: about ``2 pi 2^-64`` wide: never reached in practice; counted as ``stuck`` in the diagnostics).
 MAX_SHRINKS = 64
+#: Replicates stepped together in one thread (their proposals scored in one call). Fixed, so the
+#: grouping, and with it every floating-point operation, never depends on the number of workers.
+REPLICATES_PER_GROUP = 4
 #: Ladder levels the pilot may take (p0 = 0.1: log P down to about -460).
 MAX_LEVELS = 200
 
@@ -105,8 +108,14 @@ class LatentPrior:
         return self.model.end_to_end(layers) if self.model.family == "factorization" else layers
 
 
-def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, threshold: float, score, generator,
-                          accept_row: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def _uniforms(generators, counts, dtype, device) -> torch.Tensor:
+    """``counts[r]`` uniforms on ``[0, 1)`` from ``generators[r]``, concatenated in run order."""
+    return torch.cat([torch.rand(count, generator=generator, dtype=dtype, device=device)
+                      for generator, count in zip(generators, counts)])
+
+
+def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: float, score, generators,
+                          accept_row: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     """One elliptical slice step of every chain, for the prior restricted to ``scores[accept_row] < threshold``.
 
     Murray, Adams & MacKay (2010), with the indicator of the constraint as the
@@ -114,32 +123,41 @@ def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, threshold:
     ``[theta - 2 pi, theta]``; propose ``z cos(theta) + nu sin(theta)``; if it violates
     the constraint, shrink the bracket end on ``theta``'s side to ``theta`` and draw
     ``theta`` again from the bracket. The step leaves the restricted prior invariant.
-    All chains step together; each draws its uniforms only while pending.
+
+    The chains may belong to several independent runs, concatenated in run order:
+    ``counts[r]`` chains of run ``r``, whose random numbers all come from
+    ``generators[r]`` (its ``nu``, then its angles, then the angles of its pending
+    chains at each shrinkage), so a run's numbers do not depend on which runs share
+    the step. The proposals of all runs are scored together.
 
     Args:
         latent: Current states ``(n, size)``, each inside the constraint.
         scores: Their scores ``(rows, n)``.
+        counts: Chains per run (summing to ``n``).
         threshold: The constraint ``scores[accept_row] < threshold``.
         score: ``latent (m, size) -> scores (rows, m)`` float64.
-        generator: Source of every random number.
+        generators: One per run.
 
     Returns:
-        ``(latent, scores, evaluations, stuck)``: the new states and scores, the number of
-        model evaluations, and how many chains stayed put after :data:`MAX_SHRINKS` shrinkages.
+        ``(latent, scores, evaluations, stuck)``: the new states and scores, and per run
+        the number of model evaluations and of chains that stayed put after
+        :data:`MAX_SHRINKS` shrinkages.
     """
-    count = latent.shape[0]
     dtype, device = latent.dtype, latent.device
-    direction = torch.randn(latent.shape, generator=generator, dtype=dtype, device=device)
-    theta = torch.rand(count, generator=generator, dtype=dtype, device=device).mul_(2 * math.pi)
+    runs = len(counts)
+    owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
+    direction = torch.cat([torch.randn((count, latent.shape[1]), generator=generator, dtype=dtype, device=device)
+                           for generator, count in zip(generators, counts)])
+    theta = _uniforms(generators, counts, dtype, device).mul_(2 * math.pi)
     low, high = theta - 2 * math.pi, theta.clone()
     new_latent, new_scores = latent.clone(), scores.clone()
-    pending = torch.arange(count, device=device)
-    evaluations = 0
+    pending = torch.arange(latent.shape[0], device=device)
+    evaluations = torch.zeros(runs, dtype=torch.long, device=device)
     for _ in range(MAX_SHRINKS):
         angle = theta[pending]
         proposal = latent[pending] * angle.cos()[:, None] + direction[pending] * angle.sin()[:, None]
         proposed = score(proposal)
-        evaluations += int(pending.numel())
+        evaluations += torch.bincount(owner[pending], minlength=runs)
         inside = proposed[accept_row] < threshold
         done = pending[inside]
         new_latent[done] = proposal[inside]
@@ -151,10 +169,10 @@ def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, threshold:
         negative = angle < 0
         low[pending[negative]] = angle[negative]
         high[pending[~negative]] = angle[~negative]
-        width = high[pending] - low[pending]
-        theta[pending] = low[pending] + width * torch.rand(pending.numel(), generator=generator, dtype=dtype,
-                                                           device=device)
-    return new_latent, new_scores, evaluations, int(pending.numel())
+        fresh = _uniforms(generators, torch.bincount(owner[pending], minlength=runs).tolist(), dtype, device)
+        theta[pending] = low[pending] + (high[pending] - low[pending]) * fresh
+    stuck = torch.bincount(owner[pending], minlength=runs)
+    return new_latent, new_scores, evaluations.tolist(), stuck.tolist()
 
 
 def split_rhat(chains) -> float | None:
@@ -207,57 +225,88 @@ class _Replicate:
 
 
 class _Sampler:
-    """Scores latents and grows populations; counts evaluations."""
+    """Scores latents and grows the populations of several runs together; counts each run's evaluations."""
+
+    #: States scored in one call at most (memory of an MLP's activations on every input).
+    CHUNK = 8192
 
     def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check) -> None:
         self.prior, self.scorer, self.accept_row, self.device, self.check = prior, scorer, accept_row, device, check
 
     def score(self, latent: torch.Tensor) -> torch.Tensor:
-        scores = self.scorer(self.prior.draws(latent))
+        parts = [self.scorer(self.prior.draws(latent[start:start + self.CHUNK]))
+                 for start in range(0, latent.shape[0], self.CHUNK)]
+        scores = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         self.check(scores)
         return scores
 
-    def initial(self, count: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = torch.randn((count, self.prior.size), generator=generator, dtype=torch.float64, device=self.device)
-        return latent, self.score(latent)
+    def initial(self, generators, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``count`` prior draws of each run, scored together."""
+        latent = torch.cat([torch.randn((count, self.prior.size), generator=generator, dtype=torch.float64,
+                                        device=self.device) for generator in generators])
+        scores = self.score(latent)
+        return [(latent[r * count:(r + 1) * count], scores[:, r * count:(r + 1) * count])
+                for r in range(len(generators))]
 
-    def grow(self, latent, scores, threshold: float, target: int | None, generator, budget: int | None = None):
-        """Chains from every seed, stepped together, until ``target`` states (seeds included) or the budget.
+    def grow(self, seeds, threshold: float, generators, targets=None, budgets=None):
+        """Chains from every seed of every run, stepped together, until each run has its target or spent its budget.
 
-        With ``target`` the population is the seeds, then each step's new states in chain
-        order, truncated to ``target`` (the last step only moves the chains it needs).
-        With ``budget`` instead, every chain steps until the evaluations would exceed it.
-        Returns ``(latent, scores, evaluations, moves, stuck, trace)``; ``trace`` holds
-        each step's mean generalization loss over the chains.
+        ``seeds[r]`` is run ``r``'s ``(latent, scores)``. With ``targets`` run ``r``'s
+        population is its seeds, then each step's new states in chain order, truncated
+        to ``targets[r]`` (its last step moves only the chains it needs). With
+        ``budgets`` instead, all of a run's chains step until the next step would
+        exceed ``budgets[r]`` evaluations (judged by its previous step's cost; its first
+        step is taken whenever the budget is positive).
+
+        Returns per run ``(latent, scores, evaluations, moves, stuck, trace)``, where
+        ``trace`` holds the mean generalization loss over the run's chains at the start
+        and after each step.
         """
-        parts_latent, parts_scores = [latent], [scores]
-        total, evaluations, moves, stuck = latent.shape[0], 0, 0, 0
-        trace = [float(scores[1].mean())]
-        per_move = None
+        runs = len(seeds)
+        chains = [list(pair) for pair in seeds]
+        parts = [[pair] for pair in seeds]
+        totals = [pair[0].shape[0] for pair in seeds]
+        evaluations, moves, stuck = [0] * runs, [0] * runs, [0] * runs
+        per_move: list[float | None] = [None] * runs
+        traces = [[float(pair[1][1].mean())] for pair in seeds]
         while True:
-            chains = latent.shape[0]
-            if target is not None:
-                chains = min(chains, target - total)
-                if chains <= 0:
-                    break
-            elif per_move is not None and evaluations + per_move * chains > budget:
+            active = []
+            for r in range(runs):
+                size = chains[r][0].shape[0]
+                if targets is not None:
+                    active.append(max(0, min(size, targets[r] - totals[r])))
+                elif per_move[r] is None:
+                    active.append(size if budgets[r] > 0 else 0)
+                else:
+                    active.append(size if evaluations[r] + per_move[r] * size <= budgets[r] else 0)
+            live = [r for r in range(runs) if active[r]]
+            if not live:
                 break
-            elif per_move is None and budget is not None and evaluations >= budget:
-                break
-            latent_now, scores_now, used, stuck_now = elliptical_slice_step(
-                latent[:chains], scores[:, :chains], threshold, self.score, generator, self.accept_row)
-            evaluations += used
-            moves += chains
-            stuck += stuck_now
-            per_move = used / chains
-            latent = torch.cat([latent_now, latent[chains:]]) if chains < latent.shape[0] else latent_now
-            scores = torch.cat([scores_now, scores[:, chains:]], 1) if chains < scores.shape[1] else scores_now
-            parts_latent.append(latent_now)
-            parts_scores.append(scores_now)
-            total += chains
-            if target is None:
-                trace.append(float(scores_now[1].mean()))
-        return torch.cat(parts_latent), torch.cat(parts_scores, 1), evaluations, moves, stuck, np.array(trace)
+            latent = torch.cat([chains[r][0][:active[r]] for r in live])
+            scores = torch.cat([chains[r][1][:, :active[r]] for r in live], 1)
+            latent, scores, used, stuck_now = elliptical_slice_step(
+                latent, scores, [active[r] for r in live], threshold, self.score, [generators[r] for r in live],
+                self.accept_row)
+            offset = 0
+            for i, r in enumerate(live):
+                count = active[r]
+                moved = (latent[offset:offset + count], scores[:, offset:offset + count])
+                offset += count
+                if count < chains[r][0].shape[0]:
+                    chains[r] = [torch.cat([moved[0], chains[r][0][count:]]),
+                                 torch.cat([moved[1], chains[r][1][:, count:]], 1)]
+                else:
+                    chains[r] = list(moved)
+                parts[r].append(moved)
+                totals[r] += count
+                evaluations[r] += used[i]
+                moves[r] += count
+                stuck[r] += stuck_now[i]
+                per_move[r] = used[i] / count
+                if targets is None:
+                    traces[r].append(float(moved[1][1].mean()))
+        return [(torch.cat([part[0] for part in parts[r]]), torch.cat([part[1] for part in parts[r]], 1),
+                 evaluations[r], moves[r], stuck[r], np.array(traces[r])) for r in range(runs)]
 
 
 def _threshold(values: torch.Tensor, keep: int) -> float | None:
@@ -272,7 +321,7 @@ def _threshold(values: torch.Tensor, keep: int) -> float | None:
 
 def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: int, generator):
     """The adaptive ladder: ``(thresholds, reached, log_volume_estimate, evaluations)``."""
-    latent, scores = sampler.initial(population, generator)
+    latent, scores = sampler.initial([generator], population)[0]
     evaluations = population
     ladder: list[float] = []
     log_volume = 0.0
@@ -289,39 +338,51 @@ def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: in
         inside = values < threshold
         log_volume += math.log(int(inside.sum()) / population)
         ladder.append(threshold)
-        latent, scores, used, _, _, _ = sampler.grow(latent[inside], scores[:, inside], threshold, population,
-                                                     generator)
+        latent, scores, used, _, _, _ = sampler.grow([(latent[inside], scores[:, inside])], threshold, [generator],
+                                                     targets=[population])[0]
         evaluations += used
 
 
-def _replicate(sampler: _Sampler, ladder: list[float], population: int, budget: int, generator) -> _Replicate:
-    """One descent of the fixed ladder; the last level's chains spend what is left of ``budget``."""
-    result = _Replicate()
-    latent, scores = sampler.initial(population, generator)
-    result.prior_scores = scores.cpu().numpy()
-    result.evaluations = population
-    result.min_train = float(scores[0].min())
+def _descend(sampler: _Sampler, ladder: list[float], population: int, budget: int, generators) -> list[_Replicate]:
+    """Independent descents of the fixed ladder, one per generator, stepped together.
+
+    Each run's last level (``eps``) keeps its chains going until its ``budget`` of
+    evaluations is spent.
+    """
+    results = [_Replicate() for _ in generators]
+    current = sampler.initial(generators, population)
+    for result, (_, scores) in zip(results, current):
+        result.prior_scores = scores.cpu().numpy()
+        result.evaluations = population
+        result.min_train = float(scores[0].min())
     row = sampler.accept_row
     for index, threshold in enumerate(ladder):
-        inside = scores[row] < threshold
-        count = int(inside.sum())
-        if count == 0:
-            result.failed_at = threshold
-            return result
-        log_fraction = math.log(count / scores.shape[1])
+        seeds, fractions = [], []
+        for result, (latent, scores) in zip(results, current):
+            inside = scores[row] < threshold
+            count = int(inside.sum())
+            if count == 0:
+                result.failed_at = threshold
+            seeds.append((latent[inside], scores[:, inside]))
+            fractions.append(math.log(count / scores.shape[1]) if count else -math.inf)
+        if any(result.failed_at is not None for result in results):
+            return results
         last = index == len(ladder) - 1
-        latent, scores, used, moves, stuck, trace = sampler.grow(
-            latent[inside], scores[:, inside], threshold, None if last else population, generator,
-            budget=max(0, budget - result.evaluations) if last else None)
-        result.evaluations += used
-        result.stuck += stuck
-        result.min_train = min(result.min_train, float(scores[0].min()))
-        values = scores.cpu().numpy()
-        result.levels.append(_Level(threshold, log_fraction, values.mean(1), values.shape[1], used, moves))
-        if last:
-            result.trace = trace
-            result.final_values = values
-    return result
+        grown = sampler.grow(seeds, threshold, generators,
+                             targets=None if last else [population] * len(generators),
+                             budgets=[max(0, budget - result.evaluations) for result in results] if last else None)
+        current = []
+        for result, fraction, (latent, scores, used, moves, stuck, trace) in zip(results, fractions, grown):
+            result.evaluations += used
+            result.stuck += stuck
+            result.min_train = min(result.min_train, float(scores[0].min()))
+            values = scores.cpu().numpy()
+            result.levels.append(_Level(threshold, fraction, values.mean(1), values.shape[1], used, moves))
+            if last:
+                result.trace = trace
+                result.final_values = values
+            current.append((latent, scores))
+    return results
 
 
 def _log_mean_exp(logs: np.ndarray) -> tuple[float, float | None]:
@@ -355,13 +416,15 @@ def subset_simulation(optimizer, problem, model, budget: int, seed: int, scorer,
     sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check)
     start = time.perf_counter()
     pilot_share = budget // (replicates + 1)
-    workers = max(1, min(optimizer.workers or torch.get_num_threads(), replicates))
 
     def pilot_work(_index: int):
         return _pilot(sampler, optimizer.eps, population, keep, pilot_share,
                       make_generator(seed, "subset-pilot", device=device))
 
     ladder, reached, pilot_log_volume, pilot_evaluations = next(map_in_threads(pilot_work, 1, 1))
+    groups = [list(range(start, min(replicates, start + REPLICATES_PER_GROUP)))
+              for start in range(0, replicates, REPLICATES_PER_GROUP)]
+    workers = max(1, min(optimizer.workers or torch.get_num_threads(), len(groups)))
     base_metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget}
     base_diagnostics = {"method": "subset", "kernel": "elliptical slice", "population": population,
                         "level_fraction": optimizer.level_fraction, "replicates": replicates, "seed": seed,
@@ -375,10 +438,11 @@ def subset_simulation(optimizer, problem, model, budget: int, seed: int, scorer,
                             f"L < {optimizer.eps:g} may be empty for this model, or the budget too small")
     share = (budget - pilot_evaluations) // replicates
 
-    def replicate_work(index: int) -> _Replicate:
-        return _replicate(sampler, ladder, population, share, make_generator(seed, "subset", index, device=device))
+    def group_work(index: int) -> list[_Replicate]:
+        return _descend(sampler, ladder, population, share,
+                        [make_generator(seed, "subset", r, device=device) for r in groups[index]])
 
-    runs = list(map_in_threads(replicate_work, replicates, workers))
+    runs = [run for group in map_in_threads(group_work, len(groups), workers) for run in group]
     seconds = time.perf_counter() - start
     failed = [run.failed_at for run in runs if run.failed_at is not None]
     if failed:
