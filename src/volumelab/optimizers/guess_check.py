@@ -57,6 +57,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ACCEPT_CRITERIA = ("train_loss", "train_error")
 #: How the conditional law is sampled: independent prior draws, or subset simulation (:mod:`.subset`).
 METHODS = ("rejection", "subset")
+#: Subset simulation's Markov kernels: elliptical slice sampling (no step size) or pCN (step adapted by the pilot).
+KERNELS = ("slice", "pcn")
 
 #: Confidence level of the reported acceptance-rate interval.
 ACCEPTANCE_CONFIDENCE = 0.95
@@ -401,6 +403,9 @@ class GuessCheck:
             threshold of the adaptive ladder (``p0``).
         replicates: Subset simulation: independent descents of the ladder; the standard
             errors are their spread.
+        kernel: Subset simulation's Markov kernel: ``"slice"`` (elliptical slice
+            sampling, no step size) or ``"pcn"`` (preconditioned Crank-Nicolson, one
+            evaluation per move, its step adapted per level by the pilot).
     """
 
     eps: float
@@ -414,9 +419,10 @@ class GuessCheck:
     keep_samples: int = 0
     accept: str = "train_loss"
     method: str = "rejection"
-    population: int = 1000
+    population: int = 2000
     level_fraction: float = 0.1
     replicates: int = 8
+    kernel: str = "pcn"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -427,6 +433,8 @@ class GuessCheck:
                 raise OptimizerError(f"{name} must be an integer >= {minimum}, got {value!r}")
         if not (isinstance(self.level_fraction, (int, float)) and 0 < self.level_fraction < 1):
             raise OptimizerError(f"level_fraction must be in (0, 1), got {self.level_fraction!r}")
+        if self.kernel not in KERNELS:
+            raise OptimizerError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         if self.method == "subset" and self.keep_samples:
             raise OptimizerError("keep_samples is only available with method='rejection'")
         if self.accept not in ACCEPT_CRITERIA:
