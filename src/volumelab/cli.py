@@ -22,6 +22,7 @@ from ._counts import parse_count
 from .errors import VolumelabError
 from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
+from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
 from .problems import DATASETS, LOSSES, load_problem, make_problem, make_supervised
 from .samplers import available_samplers
 
@@ -247,6 +248,19 @@ def cli(verbose: int) -> None:
                    "(--model mlp, logistic loss; any eps <= 1/n accepts exactly the draws with 100% training "
                    "accuracy).")
 @click.option("--samples", type=CountType(), required=True, help="Number of prior draws N (e.g. 1000000 or 1e6).")
+@click.option("--method", type=click.Choice(list(GNC_METHODS)), default="rejection", show_default=True,
+              help="rejection: independent prior draws (the paper's G&C); subset: subset simulation over a ladder "
+                   "of thresholds, the same conditional law at eps far below rejection's reach (--samples then "
+                   "counts model evaluations).")
+@click.option("--population", type=CountType(minimum=10), default=2000, show_default=True,
+              help="--method subset: states per level and replicate.")
+@click.option("--replicates", type=click.IntRange(min=2), default=8, show_default=True,
+              help="--method subset: independent descents of the ladder; the standard errors are their spread.")
+@click.option("--level-fraction", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="--method subset: share of a level's population below the next threshold.")
+@click.option("--kernel", type=click.Choice(list(GNC_KERNELS)), default="pcn", show_default=True,
+              help="--method subset: Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run) "
+                   "or elliptical slice sampling.")
 @click.option("--sampler", type=click.Choice(["auto", *available_samplers()]), default="auto", show_default=True,
               help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
 @click.option("--batch-size", type=CountType(), default=None,
@@ -257,9 +271,11 @@ def cli(verbose: int) -> None:
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
 def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, parametrization, bias,
-        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, sampler, batch_size, keep_samples,
-        save_path) -> None:
+        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, method, population, replicates, level_fraction,
+        kernel, sampler, batch_size, keep_samples, save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
+    if method == "subset" and keep_samples:
+        raise click.UsageError("--keep-samples works with --method rejection only")
     if bool(keep_samples) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
     if accept == "train_error" and "train_error" not in problem.tensors().metric_names:
@@ -268,7 +284,9 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
     model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
                          normalize=normalize, mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
-                           progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept)
+                           progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept,
+                           method=method, population=population, replicates=replicates,
+                           level_fraction=level_fraction, kernel=kernel)
     result = optimizer.run(problem, model, samples, seed=seed)
     _report(result, problem, model, as_json, save_path=save_path)
 
@@ -388,9 +406,23 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
     click.echo(f"{problem!r}; model {model.family} width={model.width} depth={model.depth} "
                f"activation={model.activation_name}")
     loss_name = "test loss" if model.family == "mlp" else "generalization loss"
-    if result.method == "gnc":
-        click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
-                   f"{_rate_text(metrics)}")
+    if result.method == "gnc" and result.diagnostics.get("method") == "subset" and metrics.get("gen_loss") is None:
+        click.echo(f"subset simulation stopped ({result.status}): {result.diagnostics['reason']}")
+        if metrics.get("log_volume_at_min_eps") is not None:
+            click.echo(f"smallest threshold reached {metrics['min_eps_reached']:.4g}, where the pilot estimates "
+                       f"log P(L_train < threshold) = {metrics['log_volume_at_min_eps']:.3f}")
+    elif result.method == "gnc":
+        if result.diagnostics.get("method") == "subset":
+            rhat = metrics["rhat"]
+            click.echo(f"subset simulation ({result.diagnostics['kernel']} kernel) over {len(result.diagnostics['ladder'])} "
+                       f"thresholds down to eps={metrics['eps']}: {metrics['evaluations']:,} evaluations, "
+                       f"ESS {_format(metrics['ess'])}, split-R-hat {_format(rhat)}")
+            click.echo("log P(L_train < eps):".ljust(27) + _format(metrics["log_volume"], errors["log_volume"]))
+            if result.status == "not_mixed":
+                click.echo(f"warning: {result.diagnostics['warning']}")
+        else:
+            click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
+                       f"{_rate_text(metrics)}")
         click.echo(f"G&C {loss_name}:".ljust(27) + _format(metrics['gen_loss'], errors['gen_loss']))
         click.echo(f"prior (chance) {'test loss' if model.family == 'mlp' else 'gen. loss'}:".ljust(27)
                    + _format(metrics['prior_gen_loss'], errors['prior_gen_loss']))

@@ -25,7 +25,12 @@ def _run_gnc(problems, model, settings, seeds) -> list[RunResult]:
 
 
 def _resolved_gnc(model, settings) -> dict:
-    """The sampler and block size G&C will use: both decide which random numbers make the draws."""
+    """The sampler and block size G&C will use: both decide which random numbers make the draws.
+
+    Subset simulation draws the prior's latent weights itself: neither applies.
+    """
+    if settings.method == "subset":
+        return {}
     sampler = select_sampler(model, settings.sampler)
     return {"sampler": sampler.name,
             "block_size": block_size_for(model, sampler, resolve_device(settings.device).type)}
@@ -56,19 +61,23 @@ GNC = register_method(MethodSpec(
     execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
     # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
     # The acceptance criterion changes the numbers; rows stored before it accepted on train_loss.
-    key_defaults={"keep_samples": 0, "accept": "train_loss"},
+    # The sampling method and subset simulation's settings change the numbers; older rows used rejection.
+    key_defaults={"keep_samples": 0, "accept": "train_loss", "method": "rejection", "population": 2000,
+                  "level_fraction": 0.1, "replicates": 8, "kernel": "pcn"},
     role=SAMPLER,
     label="G&C",
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     columns=(Column("prior_gen_loss"), Column("accepted", dtype="count"), Column("samples", dtype="count"),
              Column("acceptance_rate"), Column("acceptance_rate_low"), Column("acceptance_rate_high"),
-             Column("log_volume"), Column("eps", source="setting"), Column("test_error"), Column("prior_test_error")),
+             Column("log_volume"), Column("ess"), Column("rhat"), Column("evaluations", dtype="count"),
+             Column("min_eps_reached"), Column("eps", source="setting"), Column("test_error"),
+             Column("prior_test_error")),
     extra_rows=(ExtraRows(
         type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
         role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,
                                           "linestyle": "--"},
         columns=(Column("samples", dtype="count"), Column("eps", source="setting"), Column("test_error"))),),
-    no_loss="accepted nothing",
+    no_loss="accepted nothing; with method subset also: did not reach eps, budget too small, or chains not mixed",
     count_column=CountColumn("accepted", "{label} accepted (median) / seeds without acceptance"),
 ))
 

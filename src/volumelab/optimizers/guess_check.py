@@ -602,6 +602,8 @@ class GuessCheck:
             # The natural log of the prior volume P(accept), from the acceptance rate; none without acceptance.
             "log_volume": math.log(rate) if accepted else None,
             "min_train_loss": tally.min_train,
+            # Independent draws: every accepted draw is an effective sample.
+            "ess": accepted or None,
             "eps": self.eps,
             "accept": self.accept,
         }

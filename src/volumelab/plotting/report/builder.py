@@ -48,6 +48,7 @@ class ReportSection:
     fit: "pd.DataFrame | None" = None  # panel, method, method_type, x, median final train loss of trainers
     method_types: dict = field(default_factory=dict)  # method -> method_type (default: the method's name)
     extra_images: list = field(default_factory=list)  # a study's own plots, relative to the report
+    flagged: dict = field(default_factory=dict)  # method -> runs flagged (FLAGGED_STATUSES), counted in missing
 
 
 def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
@@ -180,6 +181,23 @@ _INTRODUCTION = (
 )
 
 
+#: Run statuses that flag a result as untrustworthy: its numbers are stored but enter no median,
+#: plot or verdict, and the report counts them.
+FLAGGED_STATUSES = {
+    "not_mixed": "subset simulation's chains did not mix (split-R-hat over replicates above its threshold)",
+}
+
+
+def _flagged_sentence(section: ReportSection) -> str:
+    """``Flagged runs ...``, or ``""`` when none was flagged."""
+    counts = ", ".join(f"{k}: {v}" for k, v in section.flagged.items() if v)
+    if not counts:
+        return ""
+    reasons = "; ".join(FLAGGED_STATUSES.values())
+    return (f"Flagged runs, left out of the medians, plots and verdict (their numbers are in results.csv): "
+            f"{counts} ({reasons}).")
+
+
 def _no_loss(sections: list[ReportSection]) -> str:
     """Why runs have no loss, e.g. ``"A accepted nothing / B diverged"``, from the methods' registrations."""
     kinds = {}
@@ -222,6 +240,8 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         lines += [f"{s.runs} runs stored; runs without a loss ({_no_loss([s])}): "
                   f"{missing or 'none'}. Compute time: {s.seconds:.0f} s.", ""]
+        if _flagged_sentence(s):
+            lines += [f"**{_flagged_sentence(s)}**", ""]
         fit = _fit_sentence(s)
         if fit:
             lines += [fit, ""]
@@ -262,6 +282,8 @@ def _html(sections: list[ReportSection], title: str) -> str:
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         parts.append(f"<p>{s.runs} runs stored; runs without a loss: {e(missing or 'none')}. "
                      f"Compute time: {s.seconds:.0f} s.</p>")
+        if _flagged_sentence(s):
+            parts.append(f"<p><b>{e(_flagged_sentence(s))}</b></p>")
         fit = _fit_sentence(s)
         if fit:
             parts.append(f"<p>{e(fit)}</p>")
@@ -318,6 +340,12 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     written = [c for c in frame.columns if c != "config"]
     frame[written].to_csv(out_dir / "results.csv", index=False)
     assert set(csv_columns()) <= set(written)
+    # Flagged runs keep their numbers in results.csv but enter no median, plot or verdict.
+    flagged_rows = frame["status"].isin(list(FLAGGED_STATUSES)) if len(frame) else frame["status"]
+    flagged = {m: int(flagged_rows[frame["method"] == m].sum()) for m in dict.fromkeys(frame["method"])}
+    if len(frame) and flagged_rows.any():
+        frame = frame.copy()
+        frame.loc[flagged_rows, ["gen_loss", "gen_loss_stderr"]] = float("nan")
     x_log = config.x_log if config.x_log is not None else x_name == "width"
     note = config.scale_note(plan.scale)
     title = config.title or config.name
@@ -348,7 +376,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         name=config.name, title=title, description=config.description, scale=plan.scale, note=note,
         image=f"plots/{config.name}.png" if has_losses or not extra_images else extra_images[0],
         x_name=x_name, panel=panel, summary=summary, verdict=verdict,
-        runs=len(frame), missing=missing, fit=trainer_fit(frame, panel, panel_order), method_types=types,
+        runs=len(frame), missing=missing, flagged=flagged, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
         extra_images=extra_images if has_losses else extra_images[1:],
     )
