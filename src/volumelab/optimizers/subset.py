@@ -68,6 +68,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tqdm.auto import tqdm
+
 from .._rng import make_generator
 from ..errors import OptimizerError
 from ._threads import map_in_threads
@@ -273,14 +275,17 @@ class _Sampler:
     #: States scored in one call at most (memory of an MLP's activations on every input).
     CHUNK = 8192
 
-    def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check) -> None:
+    def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check, bar=None) -> None:
         self.prior, self.scorer, self.accept_row, self.device, self.check = prior, scorer, accept_row, device, check
+        self.bar = bar
 
     def score(self, latent: torch.Tensor) -> torch.Tensor:
         parts = [self.scorer(self.prior.draws(latent[start:start + self.CHUNK]))
                  for start in range(0, latent.shape[0], self.CHUNK)]
         scores = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         self.check(scores)
+        if self.bar is not None:
+            self.bar.update(latent.shape[0])
         return scores
 
     def initial(self, generators, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -478,15 +483,25 @@ def subset_simulation(optimizer, problem, model, budget: int, seed: int, scorer,
 
     Budget: ``budget`` model evaluations in all. The pilot may use up to
     ``budget / (replicates + 1)``; the rest is split evenly over the replicates, whose
-    last level's chains run until their share is spent (each may overrun it by at
-    most one slice step of its chains).
+    last level's chains run until their share is spent (judged by the previous step's
+    cost, so a slice step may overrun it by a little). A pilot that needs more than
+    each replicate's share ends the run as ``"budget_too_small"`` instead.
     """
-    replicates, population = optimizer.replicates, optimizer.population
+    population = optimizer.population
     keep = max(1, int(round(optimizer.level_fraction * population)))
     if keep >= population:
         raise OptimizerError(f"level_fraction {optimizer.level_fraction} keeps the whole population of {population}")
     accept_row = row_names.index(optimizer.accept)
-    sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check)
+    bar = tqdm(total=budget, unit="eval", unit_scale=True, disable=not optimizer.progress, desc="G&C subset")
+    try:
+        return _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row)
+    finally:
+        bar.close()
+
+
+def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row) -> RunResult:
+    replicates, population = optimizer.replicates, optimizer.population
+    sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check, bar)
     start = time.perf_counter()
     pilot_share = budget // (replicates + 1)
 
@@ -596,6 +611,10 @@ def _combine(optimizer, runs: list[_Replicate], ladder, row_names, metrics, diag
     diagnostics = dict(diagnostics)
     diagnostics.update({
         "levels": levels, "seconds": seconds, "rhat_threshold": RHAT_THRESHOLD,
+        # Each replicate's own estimates at eps: what the standard errors are the spread of.
+        "replicate_estimates": [{"log_volume": sum(level.log_fraction for level in run.levels),
+                                 "gen_loss": float(run.levels[-1].means[1]), "states": run.levels[-1].states,
+                                 "evaluations": run.evaluations} for run in runs],
         "final_steps": steps, "stuck_chains": sum(run.stuck for run in runs),
         "evaluations_per_second": evaluations / seconds if seconds > 0 else None,
     })
