@@ -252,8 +252,10 @@ def cli(verbose: int) -> None:
               help="rejection: independent prior draws (the paper's G&C); subset: subset simulation over a ladder "
                    "of thresholds, the same conditional law at eps far below rejection's reach (--samples then "
                    "counts model evaluations).")
-@click.option("--population", type=CountType(minimum=10), default=2000, show_default=True,
+@click.option("--population", type=CountType(minimum=10), default=500, show_default=True,
               help="--method subset: states per level and replicate.")
+@click.option("--moves", type=click.IntRange(min=1), default=5, show_default=True,
+              help="--method subset: kernel steps between the recorded states of a chain at the ladder's levels.")
 @click.option("--replicates", type=click.IntRange(min=2), default=8, show_default=True,
               help="--method subset: independent descents of the ladder; the standard errors are their spread.")
 @click.option("--level-fraction", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.1,
@@ -271,8 +273,8 @@ def cli(verbose: int) -> None:
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
 def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, parametrization, bias,
-        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, method, population, replicates, level_fraction,
-        kernel, sampler, batch_size, keep_samples, save_path) -> None:
+        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, method, population, moves, replicates,
+        level_fraction, kernel, sampler, batch_size, keep_samples, save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     if method == "subset" and keep_samples:
         raise click.UsageError("--keep-samples works with --method rejection only")
@@ -285,7 +287,7 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
                          normalize=normalize, mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
                            progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept,
-                           method=method, population=population, replicates=replicates,
+                           method=method, population=population, moves=moves, replicates=replicates,
                            level_fraction=level_fraction, kernel=kernel)
     result = optimizer.run(problem, model, samples, seed=seed)
     _report(result, problem, model, as_json, save_path=save_path)

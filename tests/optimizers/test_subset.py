@@ -156,7 +156,9 @@ def test_subset_agrees_with_rejection(task, depth, activation, prior, normalize,
     problem = _problem(task)
     model = FactorizationModel(5, 5, 5, depth, activation=activation, prior=prior, normalize=normalize)
     rejection = GuessCheck(eps=eps).run(problem, model, 400_000, seed=11)
-    subset = GuessCheck(eps=eps, method="subset", population=1000, kernel=kernel).run(problem, model, 150_000, seed=12)
+    # The slice kernel spends several evaluations per move: one move per recorded state, a larger population.
+    settings = {"population": 1000, "moves": 1} if kernel == "slice" else {}
+    subset = GuessCheck(eps=eps, method="subset", kernel=kernel, **settings).run(problem, model, 150_000, seed=12)
     assert rejection["accepted"] >= 300
     assert subset.status == "ok", subset.diagnostics.get("warning")
     for key in ("gen_loss", "log_volume", "train_loss"):
@@ -183,7 +185,10 @@ def test_log_volume_matches_the_generalized_chi_square_down_to_minus_40():
     eps = 3.6e-5
     exact = quadratic_form_log_cdf(weights, shifts, eps)
     assert -41 < exact < -39
-    result = GuessCheck(eps=eps, method="subset", population=500).run(problem, model, 300_000, seed=3)
+    # Subset simulation's log P has a small negative bias of order levels / population (the 18
+    # levels' fractions are correlated): measured over 8 seeds -0.19 +- 0.07 at population 500
+    # and -0.08 +- 0.07 at 2000. The larger population keeps it well inside the tolerance.
+    result = GuessCheck(eps=eps, method="subset", population=2000, moves=1).run(problem, model, 1_200_000, seed=3)
     assert result["min_eps_reached"] == eps
     assert abs(result["log_volume"] - exact) < 3 * result.standard_errors["log_volume"]
     # Every threshold of the ladder against the closed form at that threshold.
@@ -238,7 +243,7 @@ def test_an_unreachable_eps_is_reported_with_the_smallest_eps_reached():
 def test_a_budget_below_the_ladder_cost_is_refused_not_overrun():
     problem = make_sensing(5, 5, 1, 10, seed=0)
     model = FactorizationModel(5, 5, 5, 2)
-    result = GuessCheck(eps=0.01, method="subset", population=500).run(problem, model, 20_000, seed=0)
+    result = GuessCheck(eps=0.01, method="subset", population=500, moves=1).run(problem, model, 20_000, seed=0)
     assert result.status == "budget_too_small"
     assert result["gen_loss"] is None
     assert result["evaluations"] <= 20_000 // 9 + 500

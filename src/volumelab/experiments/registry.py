@@ -62,8 +62,8 @@ GNC = register_method(MethodSpec(
     # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
     # The acceptance criterion changes the numbers; rows stored before it accepted on train_loss.
     # The sampling method and subset simulation's settings change the numbers; older rows used rejection.
-    key_defaults={"keep_samples": 0, "accept": "train_loss", "method": "rejection", "population": 2000,
-                  "level_fraction": 0.1, "replicates": 8, "kernel": "pcn"},
+    key_defaults={"keep_samples": 0, "accept": "train_loss", "method": "rejection", "population": 500,
+                  "level_fraction": 0.1, "replicates": 8, "kernel": "pcn", "moves": 5},
     role=SAMPLER,
     label="G&C",
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},

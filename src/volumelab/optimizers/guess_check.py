@@ -406,6 +406,9 @@ class GuessCheck:
         kernel: Subset simulation's Markov kernel: ``"slice"`` (elliptical slice
             sampling, no step size) or ``"pcn"`` (preconditioned Crank-Nicolson, one
             evaluation per move, its step adapted per level by the pilot).
+        moves: Subset simulation: kernel steps between the recorded states of a chain
+            at the ladder's levels (1: every step is recorded); more decorrelate each
+            level's population from its seeds at that many times the cost.
     """
 
     eps: float
@@ -419,15 +422,16 @@ class GuessCheck:
     keep_samples: int = 0
     accept: str = "train_loss"
     method: str = "rejection"
-    population: int = 2000
+    population: int = 500
     level_fraction: float = 0.1
     replicates: int = 8
     kernel: str = "pcn"
+    moves: int = 5
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise OptimizerError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        for name, minimum in (("population", 10), ("replicates", 2)):
+        for name, minimum in (("population", 10), ("replicates", 2), ("moves", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise OptimizerError(f"{name} must be an integer >= {minimum}, got {value!r}")
