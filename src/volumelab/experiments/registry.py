@@ -56,7 +56,9 @@ GNC = register_method(MethodSpec(
     budget_unit="prior draws",
     # One task per seed: a seed's draws are independent of the others, and each task
     # spreads its blocks over every core.
-    runner=MethodRunner(_run_gnc, batched=False, resolved=_resolved_gnc),
+    runner=MethodRunner(_run_gnc, batched=False, resolved=_resolved_gnc,
+                        work=lambda settings: (float(settings.samples), "model evaluations"
+                                               if settings.method == "subset" else "prior draws")),
     # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
     execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
     # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
