@@ -271,3 +271,23 @@ def test_bad_settings_are_refused(settings, message):
     with pytest.raises(OptimizerError, match=re.escape(message)):
         GuessCheck(eps=0.1, **settings)
 
+
+
+@pytest.mark.slow
+def test_subset_agrees_with_rejection_on_an_mlp_classifier():
+    """Any model family: an MLP (width 8, depth 2) on 8 digits images, accepting a logistic training loss below 0.45.
+
+    Rejection accepts about 320 of its 2x10^5 draws there. The test loss and the log
+    volume agree within 3 combined standard errors.
+    """
+    from volumelab.models import MLPModel
+    from volumelab.problems import make_supervised
+
+    problem = make_supervised("digits", 8, seed=2)
+    model = MLPModel(problem.num_features, 8, 2)
+    rejection = GuessCheck(eps=0.45).run(problem, model, 200_000, seed=1)
+    subset = GuessCheck(eps=0.45, method="subset").run(problem, model, 150_000, seed=2)
+    assert rejection["accepted"] >= 300 and subset.status == "ok"
+    for key in ("gen_loss", "log_volume", "test_error"):
+        combined = math.hypot(rejection.standard_errors[key], subset.standard_errors[key])
+        assert abs(rejection[key] - subset[key]) < 3 * combined, key
