@@ -39,6 +39,11 @@ def test_packaged_figures_keep_their_run_keys():
     If this fails, a change altered what a figure's runs are keyed by (their settings, what
     they resolve to on a CPU, or the key's form), so every stored run of those figures
     would be rerun: make sure that is meant, then update the digest.
+
+    Changed on purpose once (issue 14): the quick scales of figures 2, 8 and 10 run G&C at
+    the paper's eps by subset simulation, which rekeys their 432 G&C and prior runs each;
+    with those three configs as of commit 455e340 the code still gives the former digest
+    1d4f8649...6e2db, so no other key moved.
     """
     original = _results_version.RESULTS_VERSION
     _results_version.RESULTS_VERSION = 2
@@ -49,7 +54,7 @@ def test_packaged_figures_keep_their_run_keys():
         _results_version.RESULTS_VERSION = original
     assert sum(len(v) for v in keys.values()) == 12096
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
-    assert digest == "1d4f8649a10c949d60927e88cdd844b2aff5339eba2215358a969456eb46e2db"
+    assert digest == "91a65f48488a94be1363705a2fa1aeaaf4238299556b7c425c79a0a884f15498"
 
 
 def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):
