@@ -8,23 +8,12 @@ import pandas as pd
 from volumelab.cli import main
 from volumelab.optimizers import subset as subset_module
 
-from sweep_testing import write_config
+from sweep_testing import TINY, write_config
 
-CONFIG = """\
-name: subset-tiny
-claim: width
-x: model.width
-panel: model.activation
-problem: {task: sensing, rows: 4, cols: 4, rank: 1, measurements: 6}
-model: {depth: 2}
-methods:
-  gnc: {eps: 0.05, samples: 20000}
-  subset: {type: gnc, method: subset, eps: 0.05, samples: 30000, population: 200}
-grid:
-  model.activation: [tanh]
-  model.width: [3, 6]
-seeds: 2
-"""
+#: The tiny sweep with a subset-simulation G&C in place of GD, next to rejection.
+CONFIG = TINY.replace("name: tiny", "name: subset-tiny").replace(
+    "  gd: {lr: 1.0e-2, steps: 20, init_scale: 1.0e-3}\n",
+    "  subset: {type: gnc, method: subset, eps: 0.1, samples: 30000, population: 200}\n")
 
 
 def test_subset_runs_in_a_sweep_next_to_rejection(tmp_path):
@@ -33,7 +22,7 @@ def test_subset_runs_in_a_sweep_next_to_rejection(tmp_path):
     frame = pd.read_csv(out / "results.csv")
     subset = frame[frame["method"] == "subset"]
     rejection = frame[frame["method"] == "gnc"]
-    assert len(subset) == 4 and len(rejection) == 4
+    assert len(subset) == 12 and len(rejection) == 12  # 2 activations x 2 widths x 3 seeds
     assert subset["log_volume"].notna().all() and subset["ess"].notna().all() and subset["rhat"].notna().all()
     assert (subset["evaluations"] <= 30000 * 1.05).all()
     assert rejection["log_volume"].notna().all()
@@ -51,4 +40,4 @@ def test_flagged_runs_are_counted_and_left_out_of_the_medians(tmp_path, monkeypa
     assert frame.loc[frame["method"] == "subset", "gen_loss"].notna().all()  # stored, not thrown away
     report = (out / "report.md").read_text()
     assert "Flagged runs, left out of the medians, plots and verdict" in report
-    assert "subset: 4" in report
+    assert "subset: 12" in report
