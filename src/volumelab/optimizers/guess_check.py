@@ -525,7 +525,7 @@ class GuessCheck:
 
             scorer = _scorer_for(model, problem, device, self.eps, self.accept)
             names = ("train_loss", "gen_loss", *getattr(scorer, "metric_names", ()))
-            return subset_simulation(self, problem, model, budget, seed, scorer, names, device,
+            return subset_simulation(self, model, budget, seed, scorer, names, device,
                                      lambda losses: _check_finite(losses, model))
         dtype = _DTYPES[self.dtype]
         sampler = select_sampler(model, self.sampler)

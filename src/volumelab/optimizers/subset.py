@@ -490,8 +490,8 @@ def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
     return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None)
 
 
-def subset_simulation(optimizer, problem, model, budget: int, seed: int, scorer, row_names: tuple[str, ...],
-                      device, check) -> RunResult:
+def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_names: tuple[str, ...], device,
+                      check) -> RunResult:
     """The subset-simulation G&C run behind ``GuessCheck(method="subset").run`` (see the module docstring).
 
     Budget: ``budget`` model evaluations in all. The pilot may use up to
@@ -523,17 +523,18 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                       make_generator(seed, "subset-pilot", device=device), optimizer.kernel, optimizer.moves)
 
     ladder, steps, reached, pilot_log_volume, pilot_evaluations = next(map_in_threads(pilot_work, 1, 1))
-    groups = [list(range(start, min(replicates, start + REPLICATES_PER_GROUP)))
-              for start in range(0, replicates, REPLICATES_PER_GROUP)]
+    groups = [list(range(first, min(replicates, first + REPLICATES_PER_GROUP)))
+              for first in range(0, replicates, REPLICATES_PER_GROUP)]
     workers = max(1, min(optimizer.workers or torch.get_num_threads(), len(groups)))
     base_metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget}
-    base_diagnostics = {"method": "subset", "kernel": optimizer.kernel, "pcn_steps": steps, "population": population,
+    base_diagnostics = {"method": "subset", "kernel": optimizer.kernel, "pcn_steps": steps, "moves": optimizer.moves,
+                        "population": population,
                         "level_fraction": optimizer.level_fraction, "replicates": replicates, "seed": seed,
                         "device": str(device), "workers": workers, "pilot_evaluations": pilot_evaluations,
                         "ladder": list(ladder)}
     if not reached:
         smallest = f"{ladder[-1]:.4g}" if ladder else "none (no level)"
-        return _not_reached(optimizer, ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+        return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             time.perf_counter() - start,
                             f"the pilot's thresholds came down to {smallest} (eps {optimizer.eps:g}) with "
                             f"{pilot_evaluations:,} evaluations, its share of the budget being {pilot_share:,} "
@@ -542,7 +543,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     share = (budget - pilot_evaluations) // replicates
     if share < pilot_evaluations:
         # Each replicate's ladder costs about what the pilot's did; it would overrun its share.
-        return _not_reached(optimizer, ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+        return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             time.perf_counter() - start,
                             f"the budget is too small: the pilot reached eps {optimizer.eps:g} with "
                             f"{pilot_evaluations:,} evaluations, about what each of the {replicates} replicates' "
@@ -558,14 +559,15 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     seconds = time.perf_counter() - start
     failed = [run.failed_at for run in runs if run.failed_at is not None]
     if failed:
-        return _not_reached(optimizer, ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+        return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
                             f"{max(failed):.4g} of the pilot's ladder; raise population")
-    return _combine(optimizer, runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds)
+    return _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds)
 
 
-def _not_reached(optimizer, ladder, log_volume, evaluations, metrics, diagnostics, seconds, reason,
+def _not_reached(ladder, log_volume, evaluations, metrics, diagnostics, seconds, reason,
                  status: str = "not_reached") -> RunResult:
+    """A run without estimates: why, the smallest threshold the pilot reached and its volume there."""
     metrics = dict(metrics)
     smallest = ladder[-1] if ladder else None
     metrics.update({"gen_loss": None, "train_loss": None, "log_volume": None, "acceptance_rate": None,
@@ -575,7 +577,7 @@ def _not_reached(optimizer, ladder, log_volume, evaluations, metrics, diagnostic
     return RunResult("gnc", status, metrics, {"gen_loss": None, "log_volume": None}, {}, diagnostics)
 
 
-def _combine(optimizer, runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
+def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
              seconds) -> RunResult:
     """Replicate means and spreads at every threshold, the prior's moments, R-hat and the effective sample size."""
     from .guess_check import RunningMoments  # the mergeable moments of the rejection sampler
