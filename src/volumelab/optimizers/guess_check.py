@@ -40,8 +40,8 @@ from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import map_in_threads
 from .base import RunResult, mean_and_stderr
 
-__all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "METHODS", "GuessCheck", "RunningMoments", "acceptance_rate_interval",
-           "block_size_for"]
+__all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "KERNELS", "METHODS", "GuessCheck", "RunningMoments",
+           "acceptance_rate_interval", "block_size_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +392,7 @@ class GuessCheck:
             acceptance is the float64 decision; the reported statistics keep their
             meaning (``gen_loss`` is the accepted draws' mean test loss, ...).
         method: ``"rejection"`` (independent prior draws, the paper's G&C) or
-            ``"subset"`` (subset simulation with an elliptical slice kernel, the same
+            ``"subset"`` (subset simulation over a ladder of thresholds, the same
             conditional law at eps far below rejection's reach; :mod:`.subset`). With
             ``"subset"`` the budget counts model evaluations, the computation is in
             float64 on the prior's latent weights (``sampler``, ``dtype`` and
