@@ -267,7 +267,7 @@ class _Level:
 class _Replicate:
     levels: list[_Level] = field(default_factory=list)
     prior_scores: np.ndarray | None = None      # (rows, population): the level-0 draws' scores
-    trace: np.ndarray | None = None              # (T + 1,): mean gen loss of the final chains, seeds and each step
+    final_steps: int = 0                         # steps of the chains at the last threshold
     final_values: np.ndarray | None = None       # (rows, states) at the last threshold
     evaluations: int = 0
     stuck: int = 0
@@ -319,9 +319,9 @@ class _Sampler:
         each recorded state is ``thin`` kernel steps after the previous one of its chain.
 
         Returns ``(runs, step)``: per run ``(latent, scores, evaluations, moves, stuck,
-        trace)``, where ``trace`` holds the mean generalization loss over the run's chains
-        at the start and after each step (``stuck`` counts slice chains that stayed put,
-        or pCN proposals rejected), and the pCN step at the end (``None`` for the slice kernel).
+        steps)``, where ``stuck`` counts slice chains that stayed put or pCN proposals
+        rejected and ``steps`` the steps its chains took, and the pCN step at the end
+        (``None`` for the slice kernel).
         """
         runs = len(seeds)
         chains = [list(pair) for pair in seeds]
@@ -329,7 +329,7 @@ class _Sampler:
         totals = [pair[0].shape[0] for pair in seeds]
         evaluations, moves, stuck = [0] * runs, [0] * runs, [0] * runs
         per_move: list[float | None] = [None] * runs
-        traces = [[float(pair[1][1].mean())] for pair in seeds]
+        steps = [0] * runs
         while True:
             active = []
             for r in range(runs):
@@ -377,10 +377,9 @@ class _Sampler:
                 moves[r] += count
                 stuck[r] += stuck_now[i]
                 per_move[r] = used[i] / count
-                if targets is None:
-                    traces[r].append(float(moved[1][1].mean()))
+                steps[r] += 1
         return [(torch.cat([part[0] for part in parts[r]]), torch.cat([part[1] for part in parts[r]], 1),
-                 evaluations[r], moves[r], stuck[r], np.array(traces[r])) for r in range(runs)], step
+                 evaluations[r], moves[r], stuck[r], steps[r]) for r in range(runs)], step
 
 
 def _threshold(values: torch.Tensor, keep: int) -> float | None:
@@ -463,14 +462,14 @@ def _descend(sampler: _Sampler, ladder: list[float], steps: list[float | None], 
                                 budgets=[max(0, budget - result.evaluations) for result in results] if last else None,
                                 step=step, thin=thin)
         current = []
-        for result, fraction, (latent, scores, used, moves, stuck, trace) in zip(results, fractions, grown):
+        for result, fraction, (latent, scores, used, moves, stuck, taken) in zip(results, fractions, grown):
             result.evaluations += used
             result.stuck += stuck
             result.min_train = min(result.min_train, float(scores[0].min()))
             values = scores.cpu().numpy()
             result.levels.append(_Level(threshold, fraction, values.mean(1), values.shape[1], used, moves))
             if last:
-                result.trace = trace
+                result.final_steps = taken
                 result.final_values = values
             current.append((latent, scores))
     return results
@@ -619,7 +618,7 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
     metrics["ess"] = variance / gen_se ** 2 if variance is not None and gen_se else None
     # Each replicate's final states in time order (the seeds, then every step's states).
     rhat = split_rhat([run.final_values[1] for run in runs])
-    steps = min(run.trace.size for run in runs) - 1
+    steps = min(run.final_steps for run in runs)
     metrics["rhat"] = rhat
     metrics["min_eps_reached"] = ladder[-1]
     status = "not_mixed" if rhat is not None and rhat > RHAT_THRESHOLD else "ok"
