@@ -40,10 +40,11 @@ def test_packaged_figures_keep_their_run_keys():
     they resolve to on a CPU, or the key's form), so every stored run of those figures
     would be rerun: make sure that is meant, then update the digest.
 
-    Changed on purpose once (issue 14): the quick scales of figures 2, 8 and 10 run G&C at
-    the paper's eps by subset simulation, which rekeys their 432 G&C and prior runs each;
-    with those three configs as of commit 455e340 the code still gives the former digest
-    1d4f8649...6e2db, so no other key moved.
+    Changed on purpose twice (issue 14): the quick scales of figures 2, 8 and 10, then of
+    figures 4, 6 and 11, run G&C at the paper's eps by subset simulation, which rekeys their
+    432 G&C and prior runs each; with those configs as they were before (commits 455e340 and
+    a800dfe) the code still gives the former digests 1d4f8649...6e2db and 91a65f48...15498,
+    so no other key moved.
     """
     original = _results_version.RESULTS_VERSION
     _results_version.RESULTS_VERSION = 2
@@ -54,7 +55,7 @@ def test_packaged_figures_keep_their_run_keys():
         _results_version.RESULTS_VERSION = original
     assert sum(len(v) for v in keys.values()) == 12096
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
-    assert digest == "91a65f48488a94be1363705a2fa1aeaaf4238299556b7c425c79a0a884f15498"
+    assert digest == "7a4890935ca6c19087cf5cda03dd2e18b7cad0793f4dc6ec74cd013bef4a64f0"
 
 
 def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):
