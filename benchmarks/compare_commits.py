@@ -7,6 +7,9 @@ state. Each configuration gives one row of the output JSON, with ``kind`` saying
 * ``"gnc"`` (unit ``draws/s``): one :class:`volumelab.GuessCheck` run per process, after a
   loose-eps warm-up. Fixed-seed numbers compared: accepted count, G&C and prior
   generalization loss.
+* ``"subset"`` (unit ``evaluations/s``): one ``GuessCheck(method="subset")`` run with its
+  defaults per process, after a warm-up at a loose eps. Fixed-seed numbers compared:
+  ``log_volume`` and ``gen_loss``.
 * ``"gd"`` (unit ``steps/s``; one step advances all 8 runs of the batch; the supervised rows
   train an MLP on one data split per seed, lr 1e-2, init scale 1, with their own step counts):
   :meth:`volumelab.GradientDescent.run_batch` at the paper's GD settings (``group_rmsprop``,
@@ -21,6 +24,7 @@ the rates, their ratio after/before, and whether the fixed-seed numbers are the 
 
     python benchmarks/compare_commits.py --before HEAD~3 --out benchmarks/results/compare/NAME.json
     python benchmarks/compare_commits.py --before HEAD~3 --only gd --repeats 3
+    python benchmarks/compare_commits.py --before HEAD~1 --only subset
 
 A configuration whose sampler or step changed on purpose (e.g. a fix that alters the
 draws) is expected to differ in its numbers; its throughput still has to hold.
@@ -51,6 +55,15 @@ CONFIGURATIONS = [
     ("relu d2 k160 (gram)", dict(width=160, depth=2, activation="relu"), 0.02, 1 << 21),
     ("relu d2 k6 (gram, singular Grams)", dict(width=6, depth=2, activation="relu"), 0.05, 1 << 21),
     ("tanh d10 k5 normalized (layerwise)", dict(width=5, depth=10, activation="tanh", normalize=True), 0.01, 1 << 21),
+]
+
+#: Subset-simulation G&C (``method="subset"``, its defaults): (name, model keyword arguments, eps, evaluations).
+#: The width-sweep setting at eps 1e-3 (widths 5 and 160, unnormalized) and the paper's depth setting.
+SUBSET_CONFIGURATIONS = [
+    ("subset linear d2 k5 eps 1e-3", dict(width=5, depth=2, activation="linear"), 1e-3, 300_000),
+    ("subset linear d2 k160 eps 1e-3", dict(width=160, depth=2, activation="linear"), 1e-3, 300_000),
+    ("subset linear d6 k5 normalized eps 0.0035", dict(width=5, depth=6, activation="linear", normalize=True),
+     0.0035, 150_000),
 ]
 
 #: GD: (name, model keyword arguments, momentum)
@@ -95,6 +108,21 @@ seconds = time.perf_counter() - start
 m = result.metrics
 print(json.dumps({"rate": draws / seconds, "sampler": result.diagnostics.get("sampler"),
                   "accepted": m["accepted"], "gen_loss": m["gen_loss"], "prior_gen_loss": m["prior_gen_loss"]}))
+"""
+
+_SUBSET_WORKER = r"""
+import json, sys, time
+import volumelab as vl
+name, kwargs, eps, evaluations, seed = json.loads(sys.argv[1])
+problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+model = vl.FactorizationModel(5, 5, **kwargs)
+vl.GuessCheck(eps=0.05, method="subset").run(problem, model, 20_000, seed=seed)  # warm-up: every code path once
+start = time.perf_counter()
+result = vl.GuessCheck(eps=eps, method="subset").run(problem, model, evaluations, seed=seed)
+seconds = time.perf_counter() - start
+m = result.metrics
+print(json.dumps({"rate": m["evaluations"] / seconds, "status": result.status, "log_volume": m["log_volume"],
+                  "gen_loss": m["gen_loss"], "rhat": m["rhat"]}))
 """
 
 _GD_WORKER = r"""
@@ -175,6 +203,26 @@ def _gnc_row(sides: dict, configuration, repeats: int) -> dict:
     return row
 
 
+def _subset_row(sides: dict, configuration, repeats: int) -> dict:
+    name, kwargs, eps, evaluations = configuration
+    runs = _alternate(sides, repeats, lambda src: _run_worker(src, _SUBSET_WORKER, [name, kwargs, eps, evaluations, 1]))
+    row = {"kind": "subset", "unit": "evaluations/s", "configuration": name, "evaluations": evaluations}
+    for side in sides:
+        rates = [r["rate"] for r in runs[side]]
+        last = runs[side][-1]
+        row[side] = {"median_evaluations_per_s": statistics.median(rates), "rates": rates,
+                     **{k: last[k] for k in ("status", "log_volume", "gen_loss", "rhat")}}
+    row["ratio_after_over_before"] = (row["after"]["median_evaluations_per_s"]
+                                      / row["before"]["median_evaluations_per_s"])
+    row["same_numbers"] = all(row["before"][k] == row["after"][k] for k in ("log_volume", "gen_loss"))
+    print(f"{name:44s} before {row['before']['median_evaluations_per_s'] / 1e3:7.1f}k/s  "
+          f"after {row['after']['median_evaluations_per_s'] / 1e3:7.1f}k/s  "
+          f"ratio {row['ratio_after_over_before']:.3f}  same numbers: {row['same_numbers']}  "
+          f"(log P {row['before']['log_volume']:.2f} / {row['after']['log_volume']:.2f}, gen "
+          f"{row['before']['gen_loss']:.4f} / {row['after']['gen_loss']:.4f})", flush=True)
+    return row
+
+
 def _gd_row(sides: dict, configuration, repeats: int) -> dict:
     name, kwargs, momentum = configuration
     runs = _alternate(sides, repeats, lambda src: _measure_gd(src, configuration))
@@ -202,9 +250,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", required=True, help="commit to compare the working tree with")
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
-    parser.add_argument("--only", choices=("gnc", "gd", "gd-supervised", "all"), default="all",
-                        help="which configurations to measure (default: all; gd: the factorization's GD rows, "
-                             "gd-supervised: GD on supervised data and NGD)")
+    parser.add_argument("--only", choices=("gnc", "subset", "gd", "gd-supervised", "all"), default="all",
+                        help="which configurations to measure (default: all; gnc: rejection G&C, subset: "
+                             "subset-simulation G&C, gd: the factorization's GD rows, gd-supervised: GD on "
+                             "supervised data and NGD)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compare" / "compare_commits.json")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", args.before], cwd=ROOT, capture_output=True, text=True,
@@ -218,6 +267,9 @@ def main() -> None:
             if args.only in ("gnc", "all"):
                 for configuration in CONFIGURATIONS:
                     rows.append(_gnc_row(sides, configuration, args.repeats))
+            if args.only in ("subset", "all"):
+                for configuration in SUBSET_CONFIGURATIONS:
+                    rows.append(_subset_row(sides, configuration, args.repeats))
             if args.only in ("gd", "all"):
                 for configuration in GD_CONFIGURATIONS:
                     rows.append(_gd_row(sides, configuration, args.repeats))
