@@ -282,3 +282,13 @@ def test_paired_change_equals_a_plain_computation():
     # A seed missing at one point is left out, not guessed.
     partial = SummaryPoint(0.0, 0.0, 6, 8, dict(zip(seeds[1:], b[1:])), {})
     assert paired_ratio_change(point(a, ea), point(ca, zero), partial, point(cb, zero))[2] == 6
+
+
+def test_small_ratios_keep_two_significant_digits():
+    """A G&C/prior ratio of 0.0048 (depth-rare's linear panel at depth 10) reads 0.0048, not 0.00."""
+    from volumelab.plotting.report.verdicts import _ratio_text
+
+    assert _ratio_text(0.0048) == "0.0048"
+    assert _ratio_text(0.62) == "0.62"
+    assert _ratio_text(0.1) == "0.10"
+    assert _ratio_text(1.44) == "1.44"

@@ -417,7 +417,8 @@ def _judge_width(summary, panel, roles: Roles) -> PanelVerdict:
     changes += [_Change(f"{t}/{c} below {TRAINER_FRACTION_MAX:g} at width {x:g} by", TRAINER_FRACTION_MAX - r, e)
                 for x, (r, e) in trainer_ratios.items()]
     outcome, reason = _outcome(conditions, changes)
-    detail = (f"{s}/{c} {ratio_first:.2f} ± {stderr_first:.2g} at width {first:g} -> {ratio_last:.2f} ± "
+    detail = (f"{s}/{c} {_ratio_text(ratio_first)} ± {stderr_first:.2g} at width {first:g} -> "
+              f"{_ratio_text(ratio_last)} ± "
               f"{stderr_last:.2g} at width {last:g} (gap to chance {gap_first:.2f} -> {gap_last:.2f}; {s} "
               f"{sampler[last].median:.3g} vs {c} {chance[last].median:.3g}); {t}/{c} at most "
               f"{trainer_ratios[worst][0]:.2g} ± {trainer_ratios[worst][1]:.2g} (width {worst:g}); {reason}")
@@ -451,12 +452,18 @@ def _judge_depth(summary, panel, roles: Roles) -> PanelVerdict:
     outcome, reason = _outcome(conditions, [change])
     advantage = {"holds": "grows with depth", "fails": "does not grow with depth",
                  "inconclusive": "not resolved"}[outcome]
-    detail = (f"{s}/{c} {ratio_first:.2f} ± {stderr_first:.2g} at depth {first:g} -> {ratio_last:.2f} ± "
-              f"{stderr_last:.2g} at depth {last:g} (ratio {relative:.2f}, Spearman rho {rho:.2f}; {s} "
+    detail = (f"{s}/{c} {_ratio_text(ratio_first)} ± {stderr_first:.2g} at depth {first:g} -> "
+              f"{_ratio_text(ratio_last)} ± "
+              f"{stderr_last:.2g} at depth {last:g} (ratio {_ratio_text(relative)}, Spearman rho {rho:.2f}; {s} "
               f"{sampler[first].median:.3g} -> {sampler[last].median:.3g}, {c} {chance[first].median:.3g} -> "
               f"{chance[last].median:.3g}); {s}'s advantage over chance {1 - ratio_first:.2f} -> "
               f"{1 - ratio_last:.2f}: {advantage}; {reason}")
     return PanelVerdict(str(panel), outcome, detail)
+
+
+def _ratio_text(ratio: float) -> str:
+    """A ratio of medians with two decimals, or two significant digits below 0.1 (0.0048, not 0.00)."""
+    return f"{ratio:.2f}" if abs(ratio) >= 0.1 else f"{ratio:.2g}"
 
 
 def judge(summary: "pd.DataFrame", claim: str, *, normalized: bool | None = None) -> Verdict | None:
