@@ -703,7 +703,8 @@ def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
     ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542; mlp-ntk,
     mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume, mlp-volume-train: arXiv 2205.13507 and the
-    volume hypothesis on real data); all runs every one."""
+    volume hypothesis on real data; depth-rare, width-rare: figures 2 and 1 at eps 1e-4 and 1e-3 by
+    subset simulation); all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 

@@ -1,6 +1,6 @@
 """The packaged sweep configs: the figures of arXiv 2506.03931 (Figs. 1-11), the
 natural-gradient studies (arXiv 2111.11542), the wide-MLP studies (arXiv 2205.13507,
-and the volume hypothesis on real data), and a depth sweep at an eps far below the paper's."""
+and the volume hypothesis on real data), and a depth and a width sweep at eps far below the paper's."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 #: Studies beyond those figures, one packaged config each.
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth",
            "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train",
-           "depth-rare")
+           "depth-rare", "width-rare")
 PACKAGED = FIGURES + STUDIES
 
 
