@@ -493,6 +493,42 @@ def ntk(data, num_train, width, depth, activation, negative_slope, parametrizati
 
 
 @cli.group()
+def theory() -> None:
+    """Mechanisms behind the paper's theorems, measured next to their closed forms."""
+
+
+@theory.command("lyapunov")
+@click.option("--width", type=click.IntRange(min=1), required=True, help="Layer size k (k x k layers).")
+@click.option("--depth", type=click.IntRange(min=1), required=True, help="Layers in each product.")
+@click.option("--samples", type=CountType(), default=1000, show_default=True,
+              help="Independent products (at least 2); the standard errors are their spread.")
+@click.option("--variance", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Entry variance sigma^2 of every layer [default: 1/width, the paper's hidden-layer scaling].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the layers.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
+def theory_lyapunov(width, depth, samples, variance, seed, as_json) -> None:
+    """Lyapunov exponents of products of Gaussian matrices (QR method) against Newman's closed form."""
+    from .diagnostics.lyapunov import lyapunov_exponents
+
+    if samples < 2:
+        raise click.BadParameter(f"must be at least 2 (the standard error is their spread), got {samples}",
+                                 param_hint="'--samples'")
+    estimate = lyapunov_exponents(width, depth, samples, seed=seed, variance=variance)
+    if as_json:
+        _echo_json(estimate.to_dict())
+        return
+    click.echo(f"products of {depth} Gaussian {width}x{width} layers, entry variance {estimate.variance:.4g}, "
+               f"{samples} products (QR method)")
+    click.echo(f"{'i':>3}  {'estimate':>22}  {'closed form':>12}  {'z':>6}")
+    for i, (value, stderr, exact) in enumerate(zip(estimate.exponents, estimate.exponents_stderr,
+                                                   estimate.closed_form), start=1):
+        z = (value - exact) / stderr if stderr > 0 else float("nan")
+        click.echo(f"{i:>3}  {_format(value, stderr):>22}  {exact:>12.5f}  {z:>6.2f}")
+    click.echo("closed form: lambda_i = (1/2)[log(2 sigma^2) + psi((k - i + 1)/2)] (Newman 1986); "
+               "z = (estimate - closed form) / SE")
+
+
+@cli.group()
 def problem() -> None:
     """Make and inspect problems."""
 

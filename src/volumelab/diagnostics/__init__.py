@@ -1,5 +1,7 @@
-"""Diagnostics of models at a point: the empirical and the infinite-width neural tangent kernel."""
+"""Diagnostics of models at a point: the empirical and the infinite-width neural tangent kernel; the
+Lyapunov exponents of random Gaussian products."""
 
+from .lyapunov import LyapunovEstimate, lyapunov_closed_form, lyapunov_exponents
 from .ntk import (
     DEFAULT_MEMORY_BYTES,
     NTK_METHODS,
@@ -14,10 +16,13 @@ from .ntk import (
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
+    "LyapunovEstimate",
     "NTK_METHODS",
     "NTKSummary",
     "arccos_ntk",
     "empirical_ntk",
+    "lyapunov_closed_form",
+    "lyapunov_exponents",
     "ntk_eigenvalues",
     "ntk_summary",
     "sample_layers",
