@@ -526,6 +526,19 @@ def theory_lyapunov(width, depth, samples, variance, seed, as_json) -> None:
         click.echo(f"{i:>3}  {_format(value, stderr):>22}  {exact:>12.5f}  {z:>6.2f}")
     click.echo("closed form: lambda_i = (1/2)[log(2 sigma^2) + psi((k - i + 1)/2)] (Newman 1986); "
                "z = (estimate - closed form) / SE")
+    collapse, errors = estimate.collapse, estimate.collapse_stderr
+    click.echo("normalized product P_D / ||P_D||_F, means over the products:")
+    for name, label in (("sigma2_over_sigma1", "sigma_2 / sigma_1"), ("top_share", "top share of ||P||_F^2"),
+                        ("rank_one_distance", "distance to rank one"), ("effective_rank", "effective rank"),
+                        ("log_sigma1_over_sigma2_per_layer", "log(sigma_1/sigma_2) / D")):
+        if name in collapse:
+            click.echo(f"  {label:<26}{_format(collapse[name], errors[name])}")
+    if width > 1:
+        click.echo(f"  (log(sigma_1/sigma_2) / D tends to lambda_1 - lambda_2 = "
+                   f"{estimate.closed_form[0] - estimate.closed_form[1]:.5f})")
+    if collapse.get("unresolved_products"):
+        click.echo(f"warning: in {collapse['unresolved_products']} of {samples} products sigma_2 / sigma_1 is below "
+                   "1e-12, float64 rounding: the collapse statistics there are floors, not measurements")
 
 
 @cli.group()
