@@ -120,8 +120,7 @@ def test_collapse_of_the_end_product_equals_an_svd_of_the_plain_product():
         for layer in product:
             total = layer @ total
         values.append(np.linalg.svd(total, compute_uv=False))
-    plain = collapse_statistics(np.array(values))
-    plain["log_sigma1_over_sigma2_per_layer"] = plain.pop("log_sigma1_over_sigma2") / depth
+    plain = collapse_statistics(np.array(values), depth)
     assert estimate.collapse["unresolved_products"] == 0
     for name, per_product in plain.items():
         assert estimate.collapse[name] == pytest.approx(per_product.mean(), rel=1e-9), name

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.special import digamma
+from scipy.special import digamma, entr
 
 from .._rng import make_generator
 from ..errors import VolumelabError
@@ -59,8 +59,8 @@ class LyapunovEstimate:
     closed_form: np.ndarray
     #: Statistics of each product's normalized end point ``P_D / ||P_D||_F``, mean and SE over the
     #: products (see :func:`collapse_statistics`).
-    collapse: dict = None
-    collapse_stderr: dict = None
+    collapse: dict[str, float]
+    collapse_stderr: dict[str, float]
 
     def to_dict(self) -> dict:
         return {"width": self.width, "depth": self.depth, "samples": self.samples, "variance": self.variance,
@@ -71,26 +71,24 @@ class LyapunovEstimate:
                 "gap_closed_form": float(self.closed_form[0] - self.closed_form[1]) if self.width > 1 else None}
 
 
-def collapse_statistics(singular_values: np.ndarray) -> dict[str, np.ndarray]:
+def collapse_statistics(singular_values: np.ndarray, depth: int = 1) -> dict[str, np.ndarray]:
     """How close each normalized product is to rank one, from its singular values ``(n, k)`` (largest first).
 
     ``sigma2_over_sigma1``; ``top_share`` ``s_1^2 / sum s_i^2`` (the share of the squared
     Frobenius norm in the top singular value); ``rank_one_distance`` ``sqrt(1 - top_share)``, the
     Frobenius distance of ``P / ||P||_F`` from its nearest rank-one matrix (Eckart-Young);
     ``effective_rank`` ``exp(-sum p_i log p_i)`` with ``p_i = s_i / sum s_j`` (Roy & Vetterli 2007);
-    ``log_sigma1_over_sigma2_per_layer`` is ``log(s_1 / s_2) / D`` without the ``1 / D`` (the
-    caller divides), which tends to ``lambda_1 - lambda_2``.
+    ``log_sigma1_over_sigma2_per_layer`` ``log(s_1 / s_2) / depth``, which tends to
+    ``lambda_1 - lambda_2``.
     """
     values = np.asarray(singular_values, dtype=np.float64)
     squares = values ** 2
     top_share = squares[:, 0] / squares.sum(1)
-    weights = values / values.sum(1, keepdims=True)
-    entropy = -np.sum(np.where(weights > 0, weights * np.log(np.where(weights > 0, weights, 1.0)), 0.0), axis=1)
     out = {"top_share": top_share, "rank_one_distance": np.sqrt(np.clip(1.0 - top_share, 0.0, None)),
-           "effective_rank": np.exp(entropy)}
+           "effective_rank": np.exp(entr(values / values.sum(1, keepdims=True)).sum(1))}
     if values.shape[1] > 1:
         out["sigma2_over_sigma1"] = values[:, 1] / values[:, 0]
-        out["log_sigma1_over_sigma2"] = np.log(values[:, 0] / values[:, 1])
+        out["log_sigma1_over_sigma2_per_layer"] = np.log(values[:, 0] / values[:, 1]) / depth
     return out
 
 
@@ -135,9 +133,7 @@ def lyapunov_exponents(width: int, depth: int, samples: int, seed: int = 0,
         per_product.append(logs / depth)
         finals.append(torch.linalg.svdvals(product))
     estimates = torch.cat(per_product).numpy()
-    statistics = collapse_statistics(torch.cat(finals).numpy())
-    if "log_sigma1_over_sigma2" in statistics:
-        statistics["log_sigma1_over_sigma2_per_layer"] = statistics.pop("log_sigma1_over_sigma2") / depth
+    statistics = collapse_statistics(torch.cat(finals).numpy(), depth)
     unresolved = int((statistics["sigma2_over_sigma1"] < RESOLVED_RATIO).sum()) if width > 1 else 0
     collapse = {name: float(values.mean()) for name, values in statistics.items()}
     collapse["unresolved_products"] = unresolved
