@@ -298,6 +298,12 @@ class FactorizationConfig(Strict):
     scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
     normalize: bool = False
     negative_slope: float = 0.2
+    #: The Gaussian prior's entry mean (Theorem 1 assumes 0); a run key names it only when it is set.
+    prior_mean: float = 0.0
+
+
+def _factorization_key(settings: FactorizationConfig) -> dict:
+    return settings.model_dump(exclude={"kind"} if settings.prior_mean else {"kind", "prior_mean"})
 
 
 def _build_factorization(settings: FactorizationConfig, shape: tuple[int, int]):
@@ -310,7 +316,7 @@ register_model_kind(ModelKind(
     DEFAULT_MODEL_KIND, FactorizationConfig, _build_factorization,
     # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
     size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
-    key=lambda settings: settings.model_dump(exclude={"kind"})))
+    key=_factorization_key))
 
 
 # ------------------------------------------------------------------ supervised

@@ -1,0 +1,236 @@
+"""Theorem 1's mechanism, measured: how far the prior's end-to-end ``W`` is from its Gaussian
+limit, and how dependent the training and generalization losses are under the prior.
+
+Theorem 1 of arXiv 2506.03931 says that with an anti-symmetric activation and an i.i.d.
+zero-mean prior, the end-to-end matrix tends to an i.i.d. Gaussian matrix as the width grows;
+then ``L_train`` (a function of ``W``'s projection on the measurements' span) and ``L_gen``
+(of its projection on the orthogonal complement) become independent, and conditioning on a
+small ``L_train`` tells nothing about ``L_gen``. :class:`PriorLaw` measures each link of that
+chain on prior draws, as a sweep method (the optimizers' interface, like
+:class:`volumelab.diagnostics.spectrum.NTKAtInit`):
+
+* entries: ``entry_variance`` (the mean over entries of each entry's variance; the linear
+  prior's exact value is ``1/rows`` under the paper's scaling) and ``excess_kurtosis`` (the
+  mean over entries of ``m4 / m2^2 - 3``; 0 for a Gaussian; ``6/k`` for the linear depth-2
+  prior of width ``k``: given the first layer, an entry is ``N(0, S/rows)`` with
+  ``S ~ chi^2_k / k``, so ``E W^4 = 3 E[S^2] / rows^2 = 3 (1 + 2/k) / rows^2``);
+* dependence between entries: ``row_correlation`` / ``col_correlation`` (the mean Pearson
+  correlation over pairs of entries in one row / one column; 0 for any zero-mean prior by
+  symmetry, not for a prior with non-zero mean) and ``row_square_correlation`` /
+  ``col_square_correlation`` (the same for the squared centred entries: 0 for independent
+  entries, positive where entries share a random scale, as a finite-width product's do);
+* a moment statistic against the Gaussian with the draws' own covariance: Mardia's
+  multivariate kurtosis ``b2 = mean_i (d_i^T S^-1 d_i)^2`` (Mardia 1970), reported as
+  ``mardia_excess = b2 / E_0[b2] - 1`` and ``mardia_z = (b2 - E_0[b2]) / sqrt(8 p (p + 2) / n)``,
+  with ``E_0[b2] = p (p + 2) (n - 1) / (n + 1)`` its exact mean under a Gaussian
+  (asymptotically ``mardia_z ~ N(0, 1)`` there);
+* the losses under the prior: ``loss_correlation`` (Pearson), ``loss_rank_correlation``
+  (Spearman) and ``loss_mutual_information`` (nats, :func:`ksg_mutual_information` on the
+  ranks), each 0 when ``L_train`` and ``L_gen`` are independent; with the prior's mean
+  losses ``prior_train_loss`` and ``prior_gen_loss``.
+
+Every statistic is computed on all draws; its standard error is the spread over
+:data:`BATCHES` equal batches of the draws (batch means, ``std / sqrt(B)``). Draws come from
+the model's fastest exact sampler (:func:`volumelab.samplers.select_sampler`) in float64, from
+the ``(seed, "prior_law")`` stream.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import special, stats
+from scipy.spatial import cKDTree
+
+from .._rng import make_generator
+from ..errors import OptimizerError
+from ..optimizers.base import RunResult
+
+__all__ = ["BATCHES", "KSG_NEIGHBOURS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "loss_dependence"]
+
+#: Equal batches of the draws whose spread gives each statistic's standard error.
+BATCHES = 10
+#: Neighbours of the Kraskov-Stoegbauer-Grassberger estimator (their recommended 2-4).
+KSG_NEIGHBOURS = 3
+#: Draws per sampler call (memory only: the draws are the same for any chunk size but the stream's split).
+CHUNK = 4096
+
+ENTRY_KEYS = ("entry_variance", "excess_kurtosis", "row_correlation", "col_correlation", "row_square_correlation",
+              "col_square_correlation", "mardia_excess", "mardia_z")
+LOSS_KEYS = ("loss_correlation", "loss_rank_correlation", "loss_mutual_information")
+
+
+def _pair_mean(corr: np.ndarray, rows: int, cols: int, axis: str) -> float | None:
+    """The mean of ``corr`` over pairs of distinct entries sharing a row (``axis="row"``) or a column."""
+    index = np.arange(rows * cols).reshape(rows, cols)
+    groups = index if axis == "row" else index.T
+    if groups.shape[1] < 2:
+        return None
+    upper = np.triu_indices(groups.shape[1], 1)
+    values = [corr[np.ix_(group, group)][upper] for group in groups]
+    return float(np.mean(np.concatenate(values)))
+
+
+def entry_statistics(draws: np.ndarray) -> dict[str, float | None]:
+    """The Gaussian-limit statistics of ``draws`` ``(n, rows, cols)``: see the module docstring."""
+    draws = np.asarray(draws, dtype=np.float64)
+    if draws.ndim != 3 or draws.shape[0] < 4:
+        raise ValueError(f"draws must be (n >= 4, rows, cols), got shape {draws.shape}")
+    n, rows, cols = draws.shape
+    p = rows * cols
+    centred = draws.reshape(n, p) - draws.reshape(n, p).mean(0)
+    variance = np.mean(centred ** 2, axis=0)
+    if np.any(variance <= 0):
+        raise ValueError("an entry of the draws is constant: its kurtosis and correlations do not exist")
+    kurtosis = np.mean(centred ** 4, axis=0) / variance ** 2 - 3.0
+    corr = np.corrcoef(centred, rowvar=False)
+    squares = centred ** 2
+    square_corr = np.corrcoef(squares, rowvar=False)
+    out: dict[str, float | None] = {
+        "entry_variance": float(variance.mean()),
+        "excess_kurtosis": float(kurtosis.mean()),
+        "row_correlation": _pair_mean(corr, rows, cols, "row"),
+        "col_correlation": _pair_mean(corr, rows, cols, "col"),
+        "row_square_correlation": _pair_mean(square_corr, rows, cols, "row"),
+        "col_square_correlation": _pair_mean(square_corr, rows, cols, "col"),
+    }
+    # Mardia's kurtosis with the biased covariance (his definition); needs n > p for S to be invertible.
+    if n > p:
+        covariance = centred.T @ centred / n
+        solved = np.linalg.solve(covariance, centred.T).T
+        b2 = float(np.mean(np.sum(centred * solved, axis=1) ** 2))
+        null_mean = p * (p + 2) * (n - 1) / (n + 1)
+        out["mardia_excess"] = b2 / null_mean - 1.0
+        out["mardia_z"] = (b2 - null_mean) / math.sqrt(8 * p * (p + 2) / n)
+    else:
+        out["mardia_excess"] = out["mardia_z"] = None
+    return out
+
+
+def _neighbours_within(values: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """For each ``values[i]``, the number of other points with ``|values[j] - values[i]| < radius[i]``.
+
+    A tree query compares the same differences the joint query measured ``radius`` with (the
+    ``k``-th neighbour lies at exactly ``radius`` in one coordinate and must not count), which
+    shifted bounds ``values[i] -+ radius[i]`` would round differently.
+    """
+    tree = cKDTree(values[:, None])
+    return tree.query_ball_point(values[:, None], np.nextafter(radius, 0), p=np.inf, return_length=True) - 1
+
+
+def ksg_mutual_information(x, y, neighbours: int = KSG_NEIGHBOURS) -> float:
+    """Mutual information of two scalar samples in nats: Kraskov, Stoegbauer & Grassberger (2004), estimator 1.
+
+    ``I = psi(k) + psi(n) - mean_i [psi(n_x(i) + 1) + psi(n_y(i) + 1)]``, where ``eps_i`` is the
+    max-norm distance from point ``i`` to its ``k``-th neighbour in the joint space and ``n_x(i)``
+    counts the other points with ``|x_j - x_i| < eps_i``. Both margins are replaced by their
+    normal scores ``Phi^-1(rank / (n + 1))`` first: mutual information is invariant to monotone
+    maps, the scores tame the losses' heavy tails, and unlike plain ranks (uniform margins with
+    hard edges, where the k-NN balls are cut off) they leave no boundary to bias the counts.
+    The estimate can be negative (it is about 0 for independent samples): it is not clipped,
+    unlike scikit-learn's ``mutual_info_regression``, so that means over seeds stay unbiased.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    n = x.size
+    if y.size != n:
+        raise ValueError(f"x and y must have the same length, got {n} and {y.size}")
+    if not 1 <= neighbours < n:
+        raise ValueError(f"neighbours must be between 1 and n - 1 = {n - 1}, got {neighbours}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("x and y must be finite")
+    rx = special.ndtri(stats.rankdata(x, method="average") / (n + 1))
+    ry = special.ndtri(stats.rankdata(y, method="average") / (n + 1))
+    joint = np.column_stack([rx, ry])
+    distances, _ = cKDTree(joint).query(joint, k=neighbours + 1, p=np.inf)
+    radius = distances[:, -1]
+    nx = _neighbours_within(rx, radius)
+    ny = _neighbours_within(ry, radius)
+    return float(special.digamma(neighbours) + special.digamma(n)
+                 - np.mean(special.digamma(nx + 1) + special.digamma(ny + 1)))
+
+
+def loss_dependence(train_loss, gen_loss) -> dict[str, float]:
+    """Pearson and Spearman correlation and the KSG mutual information of the two losses."""
+    train = np.asarray(train_loss, dtype=np.float64)
+    gen = np.asarray(gen_loss, dtype=np.float64)
+    return {"loss_correlation": float(np.corrcoef(train, gen)[0, 1]),
+            "loss_rank_correlation": float(stats.spearmanr(train, gen).statistic),
+            "loss_mutual_information": ksg_mutual_information(train, gen)}
+
+
+def _statistics(draws: np.ndarray, train: np.ndarray, gen: np.ndarray) -> dict[str, float | None]:
+    return {**entry_statistics(draws), **loss_dependence(train, gen),
+            "prior_train_loss": float(train.mean()), "prior_gen_loss": float(gen.mean())}
+
+
+@dataclass(frozen=True)
+class PriorLaw:
+    """The prior's end-to-end law against its Gaussian limit, and its losses' dependence (module docstring).
+
+    Attributes:
+        sampler: ``"auto"`` (the fastest exact sampler) or a sampler's name; the statistics do not depend on it.
+        device: ``"cpu"`` or ``"auto"`` (the CPU: the statistics are NumPy's).
+        progress: Unused; accepted for the sweep driver.
+    """
+
+    sampler: str = "auto"
+    device: str = "cpu"
+    progress: bool = False
+
+    method = "prior_law"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu"):
+            raise OptimizerError(f"the prior-law diagnostic runs on the CPU, got device {self.device!r}")
+
+    def draw(self, problem, model, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``budget`` prior draws of ``W`` ``(n, rows, cols)`` and their training and generalization losses."""
+        from ..samplers import select_sampler
+
+        sampler = select_sampler(model, self.sampler)
+        generator = make_generator(seed, "prior_law")
+        tensors = problem.tensors(dtype=torch.float64)
+        draws, train, gen = [], [], []
+        for start in range(0, budget, CHUNK):
+            count = min(CHUNK, budget - start)
+            chunk = sampler.sample(model, count, generator, dtype=torch.float64).contiguous()
+            chunk_train, chunk_gen = tensors.losses(chunk.reshape(count, -1))
+            draws.append(chunk.numpy().copy())
+            train.append(chunk_train.numpy())
+            gen.append(chunk_gen.numpy())
+        return np.concatenate(draws), np.concatenate(train), np.concatenate(gen)
+
+    def run(self, problem, model, budget: int = 10_000, seed: int = 0) -> RunResult:
+        """``budget`` prior draws; every statistic with its batch-means standard error."""
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 20 * BATCHES:
+            raise OptimizerError(f"the number of draws must be an integer of at least {20 * BATCHES}, got {budget!r}")
+        if getattr(model, "family", None) != "factorization":
+            raise OptimizerError("the prior-law diagnostic needs a factorization model (an end-to-end matrix)")
+        mismatch = model.problem_mismatch(problem)
+        if mismatch:
+            raise OptimizerError(mismatch)
+        start = time.perf_counter()
+        draws, train, gen = self.draw(problem, model, budget, seed)
+        diagnostics = {"seed": seed, "sampler": self.sampler, "seconds": None}
+        if not (np.all(np.isfinite(draws)) and np.all(np.isfinite(train)) and np.all(np.isfinite(gen))):
+            diagnostics["seconds"] = time.perf_counter() - start
+            return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
+        metrics: dict = {"draws": budget, **_statistics(draws, train, gen)}
+        size = budget // BATCHES
+        batches = [_statistics(draws[b * size:(b + 1) * size], train[b * size:(b + 1) * size],
+                               gen[b * size:(b + 1) * size]) for b in range(BATCHES)]
+        errors: dict = {}
+        for key, value in metrics.items():
+            if key == "draws" or value is None:
+                continue
+            values = [batch[key] for batch in batches]
+            # Mardia's statistic needs more draws than entries in a batch; without it there is no SE.
+            errors[key] = (float(np.std(values, ddof=1) / math.sqrt(BATCHES))
+                           if all(v is not None for v in values) else None)
+        diagnostics["seconds"] = time.perf_counter() - start
+        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)

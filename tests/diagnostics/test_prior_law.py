@@ -1,0 +1,167 @@
+"""Theorem 1's mechanism (:mod:`volumelab.diagnostics.prior_law`): the prior's W against its
+Gaussian limit, and the dependence of L_train and L_gen under the prior.
+
+Tolerances are in the statistics' own standard errors (batch means over the draws), with fixed seeds.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from volumelab import FactorizationModel, make_problem
+from volumelab._rng import make_generator
+from volumelab.diagnostics.prior_law import PriorLaw, entry_statistics, ksg_mutual_information
+from volumelab.errors import ModelError, OptimizerError
+from volumelab.optimizers.subset import LatentPrior
+from volumelab.samplers import select_sampler
+
+PROBLEM = make_problem("sensing", 5, 5, rank=1, num_measurements=15, seed=0)
+
+
+def _run(width, depth, activation="linear", draws=20_000, seed=1, **model):
+    return PriorLaw().run(PROBLEM, FactorizationModel(5, 5, width, depth, activation=activation, **model), draws,
+                          seed=seed)
+
+
+def _z(result, key, expected=0.0):
+    return (result.metrics[key] - expected) / result.standard_errors[key]
+
+
+@pytest.mark.parametrize("width", [1, 5])
+def test_linear_depth_two_kurtosis_matches_its_closed_form(width):
+    """Given W_1, an entry of W_2 W_1 is N(0, S/rows) with S ~ chi^2_k/k, so its excess kurtosis is 6/k,
+    and its variance 1/rows under the paper's scaling; both within 4 SE."""
+    result = _run(width, 2)
+    assert abs(_z(result, "excess_kurtosis", 6 / width)) < 4
+    assert abs(_z(result, "entry_variance", 1 / 5)) < 4
+
+
+def test_the_linear_prior_reaches_its_gaussian_limit_at_width_ten_thousand():
+    """Where the limit is exact (i.i.d. N(0, 1/rows) entries): every statistic within 4 SE of its
+    Gaussian value at width 10^4, while at width 5 the kurtosis, the squares' correlations and
+    Mardia's statistic are all far from it."""
+    wide, narrow = _run(10_000, 2), _run(5, 2)
+    for key in ("excess_kurtosis", "row_correlation", "col_correlation", "row_square_correlation",
+                "col_square_correlation", "mardia_excess"):
+        assert abs(_z(wide, key)) < 4, (key, wide.metrics[key])
+    assert abs(_z(wide, "entry_variance", 1 / 5)) < 4
+    assert abs(wide.metrics["mardia_z"]) < 4  # N(0, 1) under a Gaussian law
+    for key in ("excess_kurtosis", "row_square_correlation", "col_square_correlation", "mardia_excess"):
+        assert _z(narrow, key) > 20, (key, narrow.metrics[key])
+
+
+def test_a_narrow_relu_prior_is_detected_as_non_gaussian():
+    """ReLU at width 5: heavy tails (excess kurtosis) and Mardia's statistic far above a Gaussian's;
+    and entries of one row correlated (the activations' positive mean), which no width removes."""
+    result = _run(5, 2, "relu")
+    assert _z(result, "excess_kurtosis") > 20
+    assert result.metrics["mardia_z"] > 20
+    assert _z(result, "row_correlation") > 20
+
+
+def test_independence_statistic_is_zero_at_depth_one_and_not_in_a_dependent_case():
+    """Depth 1: W is an isotropic Gaussian, and L_train and L_gen depend on its projections on two
+    orthogonal subspaces, so they are independent exactly: correlation and mutual information within
+    4 SE of 0. Width 1, depth 2: W = a b^T, both losses grow with the same random scale."""
+    independent = _run(5, 1)
+    for key in ("loss_correlation", "loss_rank_correlation", "loss_mutual_information"):
+        assert abs(_z(independent, key)) < 4, (key, independent.metrics[key])
+    dependent = _run(1, 2)
+    for key in ("loss_correlation", "loss_rank_correlation", "loss_mutual_information"):
+        assert _z(dependent, key) > 20, (key, dependent.metrics[key])
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_ksg_matches_the_gaussian_closed_form_under_monotone_maps(rho):
+    """I(X; Y) = -1/2 log(1 - rho^2) for a bivariate Gaussian; the estimator sees exp(X) and Y^3
+    (mutual information is invariant to monotone maps). Mean of 20 independent estimates within 4 SE."""
+    rng = np.random.default_rng(7)
+    estimates = []
+    for _ in range(20):
+        x, noise = rng.standard_normal((2, 2000))
+        y = rho * x + math.sqrt(1 - rho ** 2) * noise
+        estimates.append(ksg_mutual_information(np.exp(x), y ** 3))
+    mean, se = np.mean(estimates), np.std(estimates, ddof=1) / math.sqrt(len(estimates))
+    assert abs(mean - (-0.5 * math.log(1 - rho ** 2))) < 4 * se
+    if rho == 0:
+        assert min(estimates) < 0  # not clipped at 0: the mean over repetitions stays unbiased
+
+
+def test_ksg_counts_equal_a_plain_loop():
+    """The estimator's sorted-array neighbour counts against the definition, point by point."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((2, 60))
+    k, n = 3, 60
+    rx = stats.norm.ppf(stats.rankdata(x) / (n + 1))
+    ry = stats.norm.ppf(stats.rankdata(y) / (n + 1))
+    total = 0.0
+    for i in range(n):
+        distance = np.maximum(np.abs(rx - rx[i]), np.abs(ry - ry[i]))
+        eps = np.sort(np.delete(distance, i))[k - 1]
+        nx = sum(1 for j in range(n) if j != i and abs(rx[j] - rx[i]) < eps)
+        ny = sum(1 for j in range(n) if j != i and abs(ry[j] - ry[i]) < eps)
+        total += stats_digamma(nx + 1) + stats_digamma(ny + 1)
+    expected = stats_digamma(k) + stats_digamma(n) - total / n
+    assert ksg_mutual_information(x, y, k) == pytest.approx(expected, abs=1e-12)
+
+
+def stats_digamma(value):
+    from scipy.special import digamma
+
+    return float(digamma(value))
+
+
+def test_entry_statistics_equal_plain_loops():
+    """Kurtosis by scipy per entry, correlations pair by pair, Mardia's b2 draw by draw."""
+    rng = np.random.default_rng(0)
+    draws = rng.standard_t(6, size=(300, 3, 4))
+    out = entry_statistics(draws)
+    flat = draws.reshape(300, 12)
+    assert out["excess_kurtosis"] == pytest.approx(np.mean(stats.kurtosis(flat, axis=0, fisher=True, bias=True)))
+    row_pairs = [(i * 4 + a, i * 4 + b) for i in range(3) for a in range(4) for b in range(a + 1, 4)]
+    col_pairs = [(a * 4 + j, b * 4 + j) for j in range(4) for a in range(3) for b in range(a + 1, 3)]
+    for key, pairs, values in (("row_correlation", row_pairs, flat), ("col_correlation", col_pairs, flat),
+                               ("row_square_correlation", row_pairs, (flat - flat.mean(0)) ** 2),
+                               ("col_square_correlation", col_pairs, (flat - flat.mean(0)) ** 2)):
+        expected = np.mean([np.corrcoef(values[:, a], values[:, b])[0, 1] for a, b in pairs])
+        assert out[key] == pytest.approx(expected, abs=1e-12), key
+    centred = flat - flat.mean(0)
+    inverse = np.linalg.inv(np.cov(flat, rowvar=False, bias=True))
+    b2 = np.mean([(row @ inverse @ row) ** 2 for row in centred])
+    p, n = 12, 300
+    assert out["mardia_excess"] == pytest.approx(b2 / (p * (p + 2) * (n - 1) / (n + 1)) - 1, rel=1e-9)
+
+
+def test_a_shifted_prior_is_drawn_alike_by_every_path():
+    """prior_mean shifts P before the layer's scale: the layers' exact mean; the layerwise sampler and
+    subset simulation's latent map agree with sample_prior; the fast Gaussian-only samplers step aside."""
+    model = FactorizationModel(5, 5, 20, 2, activation="tanh", prior_mean=0.5)
+    layers = model.sample_prior(4000, make_generator(0, "t"), dtype=torch.float64)
+    for layer, scale in zip(layers, model.layer_scales):
+        assert abs(layer.mean().item() - 0.5 * scale) < 4 * scale / math.sqrt(layer.numel())
+    latent = torch.randn((3, LatentPrior(model).size), dtype=torch.float64)
+    for mapped, block, scale in zip(LatentPrior(model).layers(latent), latent.split([100, 100], dim=1),
+                                    model.layer_scales):
+        torch.testing.assert_close(mapped.reshape(3, -1), (block + 0.5) * scale)
+    assert select_sampler(model).name not in ("bartlett", "gram")
+    linear = FactorizationModel(5, 5, 20, 2, prior_mean=0.5)
+    assert select_sampler(linear).name != "bartlett"
+    fast = select_sampler(model).sample(model, 20_000, make_generator(1, "t"), dtype=torch.float64)
+    direct = select_sampler(model, "direct").sample(model, 20_000, make_generator(2, "t"), dtype=torch.float64)
+    se = torch.sqrt(fast.var(0) / 20_000 + direct.var(0) / 20_000)
+    assert bool(((fast.mean(0) - direct.mean(0)).abs() < 4.5 * se).all())
+    shifted = PriorLaw().run(PROBLEM, linear, 20_000, seed=3)
+    assert _z(shifted, "row_correlation") > 20 and _z(shifted, "col_correlation") > 20
+
+
+def test_bad_input_is_refused_with_one_line():
+    with pytest.raises(ModelError, match="prior_mean.*gaussian"):
+        FactorizationModel(5, 5, 5, 2, prior="uniform", prior_mean=1.0)
+    with pytest.raises(OptimizerError, match="number of draws"):
+        _run(5, 2, draws=10)
+    with pytest.raises(ValueError, match="same length"):
+        ksg_mutual_information([1.0, 2.0, 3.0], [1.0, 2.0])
+    assert _run(5, 2, draws=400, seed=4).metrics == _run(5, 2, draws=400, seed=4).metrics
