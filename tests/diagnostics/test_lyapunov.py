@@ -142,3 +142,31 @@ def test_the_normalized_product_collapses_at_the_rate_of_the_exponent_gap():
     assert abs(rate_deep - gap) < abs(shallow.collapse["log_sigma1_over_sigma2_per_layer"] - gap)
     assert deep.collapse["top_share"] > shallow.collapse["top_share"] > 0.9
     assert deep.collapse["effective_rank"] < shallow.collapse["effective_rank"]
+
+
+def test_product_collapse_equals_a_numpy_svd_of_the_same_draws_and_the_qr_estimate():
+    """The sweep method's means are those of a NumPy SVD of its own draws (redrawn from its stream),
+    and its exponents are lyapunov_exponents' at the hidden layers' variance 1/width."""
+    from volumelab import FactorizationModel, make_problem
+    from volumelab.diagnostics import ProductCollapse
+    from volumelab.diagnostics.lyapunov import QR_SAMPLES
+    from volumelab.samplers import select_sampler
+
+    problem = make_problem("sensing", 5, 5, rank=1, num_measurements=15, seed=0)
+    for activation in ("linear", "tanh"):
+        model = FactorizationModel(5, 5, 5, 4, activation=activation, normalize=True)
+        result = ProductCollapse().run(problem, model, 300, seed=2)
+        draws = select_sampler(model).sample(model, 300, make_generator(2, "collapse"), dtype=torch.float64)
+        values = np.linalg.svd(draws.numpy(), compute_uv=False)
+        squares = values ** 2
+        expected = {"sigma2_over_sigma1": values[:, 1] / values[:, 0], "top_share": squares[:, 0] / squares.sum(1),
+                    "top2_share": squares[:, :2].sum(1) / squares.sum(1)}
+        for key, series in expected.items():
+            assert result.metrics[key] == pytest.approx(series.mean(), rel=1e-10), key
+            assert result.standard_errors[key] == pytest.approx(series.std(ddof=1) / math.sqrt(300), rel=1e-8)
+        if activation == "linear":
+            estimate = lyapunov_exponents(5, 4, QR_SAMPLES, seed=2)
+            assert result.metrics["gap"] == pytest.approx(estimate.exponents[0] - estimate.exponents[1])
+            assert result.metrics["gap_closed_form"] == pytest.approx(estimate.closed_form[0] - estimate.closed_form[1])
+        else:
+            assert "gap" not in result.metrics  # no closed form for a nonlinear product

@@ -136,9 +136,9 @@ def test_entry_statistics_equal_plain_loops():
 
 
 def test_a_shifted_prior_is_drawn_alike_by_every_path():
-    """prior_mean shifts P before the layer's scale: the layers' exact mean; the layerwise sampler and
+    """weight_mean shifts P before the layer's scale: the layers' exact mean; the layerwise sampler and
     subset simulation's latent map agree with sample_prior; the fast Gaussian-only samplers step aside."""
-    model = FactorizationModel(5, 5, 20, 2, activation="tanh", prior_mean=0.5)
+    model = FactorizationModel(5, 5, 20, 2, activation="tanh", weight_mean=0.5)
     layers = model.sample_prior(4000, make_generator(0, "t"), dtype=torch.float64)
     for layer, scale in zip(layers, model.layer_scales):
         assert abs(layer.mean().item() - 0.5 * scale) < 4 * scale / math.sqrt(layer.numel())
@@ -147,7 +147,7 @@ def test_a_shifted_prior_is_drawn_alike_by_every_path():
                                     model.layer_scales):
         torch.testing.assert_close(mapped.reshape(3, -1), (block + 0.5) * scale)
     assert select_sampler(model).name not in ("bartlett", "gram")
-    linear = FactorizationModel(5, 5, 20, 2, prior_mean=0.5)
+    linear = FactorizationModel(5, 5, 20, 2, weight_mean=0.5)
     assert select_sampler(linear).name != "bartlett"
     fast = select_sampler(model).sample(model, 20_000, make_generator(1, "t"), dtype=torch.float64)
     direct = select_sampler(model, "direct").sample(model, 20_000, make_generator(2, "t"), dtype=torch.float64)
@@ -158,8 +158,8 @@ def test_a_shifted_prior_is_drawn_alike_by_every_path():
 
 
 def test_bad_input_is_refused_with_one_line():
-    with pytest.raises(ModelError, match="prior_mean.*gaussian"):
-        FactorizationModel(5, 5, 5, 2, prior="uniform", prior_mean=1.0)
+    with pytest.raises(ModelError, match="weight_mean.*gaussian"):
+        FactorizationModel(5, 5, 5, 2, prior="uniform", weight_mean=1.0)
     with pytest.raises(OptimizerError, match="number of draws"):
         _run(5, 2, draws=10)
     with pytest.raises(ValueError, match="same length"):

@@ -80,11 +80,12 @@ def test_no_method_is_named_outside_its_registration():
 
 
 def test_the_registration_module_registers_the_builtins():
-    assert {"gnc", "gd", "ngd", "ntk"} <= set(method_types())
-    for spec in (get_method("gnc"), get_method("gd"), get_method("ngd"), get_method("ntk")):
-        assert spec.module == "volumelab.experiments.registry"
+    builtins = ("gnc", "gd", "ngd", "ntk", "prior_law", "collapse")
+    assert set(builtins) <= set(method_types())
+    for name in builtins:
+        assert get_method(name).module == "volumelab.experiments.registry"
     text = REGISTRATION.read_text(encoding="utf-8")
-    assert text.count("register_method(MethodSpec(") == 4
+    assert text.count("register_method(MethodSpec(") == len(builtins)
 
 
 @pytest.mark.parametrize("method, optimizer, budget", [("gnc", GuessCheck, "samples"), ("gd", GradientDescent, "steps"),

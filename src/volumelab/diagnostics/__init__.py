@@ -1,7 +1,8 @@
 """Diagnostics of models at a point: the empirical and the infinite-width neural tangent kernel; the
-Lyapunov exponents of random Gaussian products."""
+Lyapunov exponents of random Gaussian products; the mechanisms of the G&C paper's two theorems measured on
+prior draws (:class:`PriorLaw` for width, :class:`ProductCollapse` for depth)."""
 
-from .lyapunov import LyapunovEstimate, lyapunov_closed_form, lyapunov_exponents
+from .lyapunov import LyapunovEstimate, ProductCollapse, lyapunov_closed_form, lyapunov_exponents
 from .ntk import (
     DEFAULT_MEMORY_BYTES,
     NTK_METHODS,
@@ -13,12 +14,15 @@ from .ntk import (
     sample_layers,
     training_outputs_function,
 )
+from .prior_law import PriorLaw
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "LyapunovEstimate",
     "NTK_METHODS",
     "NTKSummary",
+    "PriorLaw",
+    "ProductCollapse",
     "arccos_ntk",
     "empirical_ntk",
     "lyapunov_closed_form",

@@ -33,7 +33,8 @@ from scipy.special import digamma, entr
 from .._rng import make_generator
 from ..errors import VolumelabError
 
-__all__ = ["CHUNK", "LyapunovEstimate", "collapse_statistics", "lyapunov_closed_form", "lyapunov_exponents"]
+__all__ = ["CHUNK", "LyapunovEstimate", "ProductCollapse", "collapse_statistics", "lyapunov_closed_form",
+           "lyapunov_exponents"]
 
 
 def lyapunov_closed_form(width: int, variance: float) -> np.ndarray:
@@ -61,6 +62,8 @@ class LyapunovEstimate:
     #: products (see :func:`collapse_statistics`).
     collapse: dict[str, float]
     collapse_stderr: dict[str, float]
+    #: The SE of ``lambda_1 - lambda_2``: the spread of each product's own difference (the two are correlated).
+    gap_stderr: float | None = None
 
     def to_dict(self) -> dict:
         return {"width": self.width, "depth": self.depth, "samples": self.samples, "variance": self.variance,
@@ -68,6 +71,7 @@ class LyapunovEstimate:
                 "closed_form": self.closed_form.tolist(), "collapse": self.collapse,
                 "collapse_stderr": self.collapse_stderr,
                 "gap": float(self.exponents[0] - self.exponents[1]) if self.width > 1 else None,
+                "gap_stderr": self.gap_stderr,
                 "gap_closed_form": float(self.closed_form[0] - self.closed_form[1]) if self.width > 1 else None}
 
 
@@ -138,5 +142,87 @@ def lyapunov_exponents(width: int, depth: int, samples: int, seed: int = 0,
     collapse = {name: float(values.mean()) for name, values in statistics.items()}
     collapse["unresolved_products"] = unresolved
     collapse_se = {name: float(values.std(ddof=1) / math.sqrt(samples)) for name, values in statistics.items()}
+    gap_se = (float((estimates[:, 0] - estimates[:, 1]).std(ddof=1) / math.sqrt(samples)) if width > 1 else None)
     return LyapunovEstimate(width, depth, samples, variance, estimates.mean(0),
-                            estimates.std(0, ddof=1) / math.sqrt(samples), closed, collapse, collapse_se)
+                            estimates.std(0, ddof=1) / math.sqrt(samples), closed, collapse, collapse_se, gap_se)
+
+
+#: Products the QR method steps for :class:`ProductCollapse` (its cost is depth x this; the draws' count is the budget).
+QR_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class ProductCollapse:
+    """Theorem 2's mechanism as a sweep method: how close the prior's end-to-end ``W`` is to rank one.
+
+    ``run(problem, model, draws, seed)`` draws ``draws`` end-to-end matrices from the model's
+    prior (its fastest exact sampler, float64, stream ``(seed, "collapse")``) and reports the
+    mean over draws, with its standard error, of each :func:`collapse_statistics` value:
+    ``sigma2_over_sigma1``, ``top_share``, ``rank_one_distance``, ``effective_rank`` and
+    ``log_sigma1_over_sigma2_per_layer``, and the share of the top two singular values
+    ``top2_share`` (what rank-2 ground truth needs). These hold for any activation; the
+    normalization divides ``W`` by a scalar and changes none of them.
+
+    For the product the theorem is about (linear, zero-mean Gaussian prior, depth >= 2) it also
+    reports the QR-method exponents of :data:`QR_SAMPLES` depth-``depth`` products of
+    ``width x width`` layers with the hidden layers' variance ``1/width`` (``lambda1``,
+    ``lambda2``, ``gap``, stream ``(seed, "lyapunov")``) next to Newman's closed form
+    (``lambda1_closed_form``, ``gap_closed_form``).
+    """
+
+    sampler: str = "auto"
+    device: str = "cpu"
+    progress: bool = False
+
+    method = "collapse"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu"):
+            raise VolumelabError(f"the collapse diagnostic runs on the CPU, got device {self.device!r}")
+
+    def run(self, problem, model, budget: int = 10_000, seed: int = 0):
+        import time
+
+        from ..optimizers.base import RunResult
+        from ..samplers import select_sampler
+
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
+            raise VolumelabError(f"the number of draws must be an integer of at least 2, got {budget!r}")
+        if getattr(model, "family", None) != "factorization":
+            raise VolumelabError("the collapse diagnostic needs a factorization model (an end-to-end matrix)")
+        mismatch = model.problem_mismatch(problem)
+        if mismatch:
+            raise VolumelabError(mismatch)
+        start = time.perf_counter()
+        sampler = select_sampler(model, self.sampler)
+        generator = make_generator(seed, "collapse")
+        singular = []
+        for first in range(0, budget, CHUNK):
+            count = min(CHUNK, budget - first)
+            draws = sampler.sample(model, count, generator, dtype=torch.float64)
+            singular.append(torch.linalg.svdvals(draws.contiguous()))
+        values = torch.cat(singular).numpy()
+        diagnostics = {"seed": seed, "sampler": sampler.name}
+        if not np.all(np.isfinite(values)) or np.any(values[:, 0] <= 0):
+            diagnostics["seconds"] = time.perf_counter() - start
+            return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
+        statistics = collapse_statistics(values, model.depth)
+        if values.shape[1] > 1:
+            squares = values ** 2
+            statistics["top2_share"] = squares[:, :2].sum(1) / squares.sum(1)
+        metrics: dict = {"draws": budget}
+        errors: dict = {}
+        for name, series in statistics.items():
+            metrics[name] = float(series.mean())
+            errors[name] = float(series.std(ddof=1) / math.sqrt(budget))
+        if (model.is_linear and model.depth >= 2 and model.width >= 2 and model.prior == "gaussian"
+                and not model.weight_mean):
+            estimate = lyapunov_exponents(model.width, model.depth, QR_SAMPLES, seed=seed)
+            metrics.update(lambda1=float(estimate.exponents[0]), lambda2=float(estimate.exponents[1]),
+                           gap=float(estimate.exponents[0] - estimate.exponents[1]),
+                           lambda1_closed_form=float(estimate.closed_form[0]),
+                           gap_closed_form=float(estimate.closed_form[0] - estimate.closed_form[1]))
+            errors.update(lambda1=float(estimate.exponents_stderr[0]), lambda2=float(estimate.exponents_stderr[1]),
+                          gap=estimate.gap_stderr)
+        diagnostics["seconds"] = time.perf_counter() - start
+        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)

@@ -99,7 +99,7 @@ def depth1_quadratic_form(problem, model) -> tuple[np.ndarray, np.ndarray]:
         model: A :class:`~volumelab.models.FactorizationModel` of depth 1, Gaussian prior, not normalized.
     """
     if getattr(model, "family", None) != "factorization" or model.depth != 1 or model.prior != "gaussian" \
-            or model.normalize or model.prior_mean:
+            or model.normalize or model.weight_mean:
         raise VolumelabError("the closed form needs a depth-1 factorization with the Gaussian prior, not normalized")
     scale = float(model.layer_scales[0])
     a = problem.A_train.reshape(problem.A_train.shape[0], -1).double().numpy()

@@ -299,11 +299,11 @@ class FactorizationConfig(Strict):
     normalize: bool = False
     negative_slope: float = 0.2
     #: The Gaussian prior's entry mean (Theorem 1 assumes 0); a run key names it only when it is set.
-    prior_mean: float = 0.0
+    weight_mean: float = 0.0
 
 
 def _factorization_key(settings: FactorizationConfig) -> dict:
-    return settings.model_dump(exclude={"kind"} if settings.prior_mean else {"kind", "prior_mean"})
+    return settings.model_dump(exclude={"kind"} if settings.weight_mean else {"kind", "weight_mean"})
 
 
 def _build_factorization(settings: FactorizationConfig, shape: tuple[int, int]):

@@ -9,13 +9,15 @@ registered here (settings, runner, CSV columns, plot style, verdict role, extra 
 from __future__ import annotations
 
 from ..device import resolve_device
+from ..diagnostics.lyapunov import ProductCollapse
+from ..diagnostics.prior_law import PriorLaw
 from ..diagnostics.spectrum import NTKAtInit
 from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from ..optimizers.guess_check import block_size_for
 from ..samplers import select_sampler
 from .methods import CHANCE, SAMPLER, TRAINER, Column, CountColumn, ExtraRows, MethodRunner, MethodSpec, register_method
 
-__all__ = ["GD", "GNC", "NGD", "NTK"]
+__all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW"]
 
 
 # ------------------------------------------------------------------ Guess & Check
@@ -166,4 +168,48 @@ NTK = register_method(MethodSpec(
              Column("lambda_max"), Column("lambda_min_std"), Column("lambda_max_std"), Column("lambda_min_limit"),
              Column("lambda_max_limit"), Column("condition")),
     no_loss="gave a non-finite NTK",
+))
+
+
+# ------------------------------------------------------------------ the theorems' mechanisms on prior draws
+def _run_draws(problems, model, settings, seeds) -> list[RunResult]:
+    optimizer = settings.optimizer(progress=False)
+    return [optimizer.run(problem, model, settings.draws, seed=seed) for problem, seed in zip(problems, seeds)]
+
+
+PRIOR_LAW = register_method(MethodSpec(
+    type="prior_law",
+    optimizer=PriorLaw,
+    budget="draws",
+    budget_unit="prior draws",
+    runner=MethodRunner(_run_draws, batched=False),
+    # Every exact sampler draws the same law; the statistics are computed on the CPU.
+    execution_fields=frozenset({"device", "sampler"}),
+    role="other",
+    label="prior law",
+    style={"color": "#8c564b", "marker": "v", "linestyle": "-"},
+    columns=(Column("draws", dtype="count"), Column("entry_variance"), Column("excess_kurtosis"),
+             Column("row_correlation"), Column("col_correlation"), Column("row_square_correlation"),
+             Column("col_square_correlation"), Column("mardia_excess"), Column("mardia_z"),
+             Column("loss_correlation"), Column("loss_rank_correlation"), Column("loss_mutual_information"),
+             Column("prior_gen_loss"), Column("prior_train_loss")),
+    no_loss="gave a non-finite draw",
+))
+
+
+COLLAPSE = register_method(MethodSpec(
+    type="collapse",
+    optimizer=ProductCollapse,
+    budget="draws",
+    budget_unit="prior draws",
+    runner=MethodRunner(_run_draws, batched=False),
+    execution_fields=frozenset({"device", "sampler"}),
+    role="other",
+    label="collapse",
+    style={"color": "#17becf", "marker": "P", "linestyle": "-"},
+    columns=(Column("draws", dtype="count"), Column("sigma2_over_sigma1"), Column("top_share"),
+             Column("top2_share"), Column("rank_one_distance"), Column("effective_rank"),
+             Column("log_sigma1_over_sigma2_per_layer"), Column("lambda1"), Column("lambda2"), Column("gap"),
+             Column("lambda1_closed_form"), Column("gap_closed_form")),
+    no_loss="gave a non-finite draw",
 ))

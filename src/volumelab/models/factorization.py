@@ -54,7 +54,7 @@ class FactorizationModel(LayeredModel):
             layer ``P / sqrt(rows)``; ``"fan_in"``: every layer is ``P / sqrt(fan_in)``.
         normalize: Divide the end-to-end matrix by ``||W||_F + 1e-6``.
         negative_slope: Slope of ``leaky_relu`` for negative inputs.
-        prior_mean: Mean of every entry of the Gaussian prior's ``P`` (before the layer's
+        weight_mean: Mean of every entry of the Gaussian prior's ``P`` (before the layer's
             scale); 0 is the paper's zero-mean prior, which Theorem 1 assumes. A non-zero
             mean needs ``prior="gaussian"``.
     """
@@ -68,15 +68,15 @@ class FactorizationModel(LayeredModel):
     scaling: str = "paper"
     normalize: bool = False
     negative_slope: float = 0.2
-    prior_mean: float = 0.0
+    weight_mean: float = 0.0
 
     def __post_init__(self) -> None:
         self._validate(("rows", "cols", "width", "depth"), SCALINGS)
-        if isinstance(self.prior_mean, bool) or not isinstance(self.prior_mean, (int, float)) \
-                or not math.isfinite(self.prior_mean):
-            raise ModelError(f"prior_mean must be a finite number, got {self.prior_mean!r}")
-        if self.prior_mean != 0 and self.prior != "gaussian":
-            raise ModelError(f"prior_mean {self.prior_mean!r} needs the gaussian prior, not {self.prior!r}")
+        if isinstance(self.weight_mean, bool) or not isinstance(self.weight_mean, (int, float)) \
+                or not math.isfinite(self.weight_mean):
+            raise ModelError(f"weight_mean must be a finite number, got {self.weight_mean!r}")
+        if self.weight_mean != 0 and self.prior != "gaussian":
+            raise ModelError(f"weight_mean {self.weight_mean!r} needs the gaussian prior, not {self.prior!r}")
 
     # ----------------------------------------------------------------- structure
     @property
@@ -173,7 +173,7 @@ class FactorizationModel(LayeredModel):
             "normalize": self.normalize,
             "negative_slope": self.negative_slope,
             # Only where set: descriptions of the zero-mean prior stay as they were.
-            **({"prior_mean": self.prior_mean} if self.prior_mean else {}),
+            **({"weight_mean": self.weight_mean} if self.weight_mean else {}),
         }
 
 

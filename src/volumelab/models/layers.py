@@ -130,7 +130,7 @@ class LayeredModel:
 
         The layers are drawn in order ``W_1, ..., W_d``, each for all samples at once,
         from ``generator`` alone: ``P`` standard normal (``gaussian``, shifted by the model's
-        ``prior_mean`` where it has one) or ``U[-1, 1]`` (``uniform``), times the layer's scale.
+        ``weight_mean`` where it has one) or ``U[-1, 1]`` (``uniform``), times the layer's scale.
 
         Returns:
             ``[W_1, ..., W_d]`` with ``W_j`` of shape ``(num_samples, out_j, in_j)``.
@@ -140,7 +140,7 @@ class LayeredModel:
             shape = (num_samples, out, inp)
             if self.prior == "gaussian":
                 layer = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-                mean = getattr(self, "prior_mean", 0.0)
+                mean = getattr(self, "weight_mean", 0.0)
                 if mean:
                     layer.add_(mean)
             else:

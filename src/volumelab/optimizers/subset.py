@@ -105,7 +105,7 @@ class LatentPrior:
     """The model's prior as a function of a standard normal latent vector ``z`` (every weight of every layer).
 
     A Gaussian prior's layer ``j`` is ``scale_j * (z_j + mean)`` (``mean`` the model's
-    ``prior_mean``, 0 but for a shifted prior); a uniform prior's is
+    ``weight_mean``, 0 but for a shifted prior); a uniform prior's is
     ``scale_j * erf(z_j / sqrt 2)`` (``= scale_j (2 Phi(z_j) - 1)``, uniform on
     ``[-scale_j, scale_j]``), the law :meth:`LayeredModel.sample_prior` draws.
     """
@@ -124,8 +124,8 @@ class LatentPrior:
             offset += out * inp
             if self.model.prior == "uniform":
                 block = torch.special.erf(block * (1.0 / math.sqrt(2.0)))
-            elif getattr(self.model, "prior_mean", 0.0):
-                block = block + self.model.prior_mean
+            elif getattr(self.model, "weight_mean", 0.0):
+                block = block + self.model.weight_mean
             layers.append(block * scale)
         return layers
 

@@ -122,7 +122,7 @@ def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor) -> tuple[torch
 # --------------------------------------------------------------------------- bartlett
 def _bartlett_supports(model: FactorizationModel) -> bool:
     return (model.family == "factorization" and model.is_linear and model.depth >= 2 and model.prior == "gaussian"
-            and model.prior_mean == 0)
+            and model.weight_mean == 0)
 
 
 def _bartlett_plan(model: FactorizationModel) -> tuple[int, int, list[float]]:
@@ -262,7 +262,7 @@ def _gram_supports(model: FactorizationModel) -> bool:
         and not model.is_linear
         and isinstance(model.activation, str)
         and model.prior == "gaussian"
-        and model.prior_mean == 0
+        and model.weight_mean == 0
         and model.width > model.cols
     )
 
@@ -370,7 +370,7 @@ def _layerwise_draw(model, num_samples, generator, *, dtype, device, workspace: 
     """
     entries = scratch(workspace, "layer_entries", (model.num_parameters, num_samples), dtype, device)
     if model.prior == "gaussian":
-        entries.normal_(model.prior_mean, 1.0, generator=generator)
+        entries.normal_(model.weight_mean, 1.0, generator=generator)
     else:
         entries.uniform_(-1.0, 1.0, generator=generator)
     layers, offset = [], 0
