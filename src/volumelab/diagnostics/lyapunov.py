@@ -161,7 +161,9 @@ class ProductCollapse:
     ``sigma2_over_sigma1``, ``top_share``, ``rank_one_distance``, ``effective_rank`` and
     ``log_sigma1_over_sigma2_per_layer``, and the share of the top two singular values
     ``top2_share`` (what rank-2 ground truth needs). These hold for any activation; the
-    normalization divides ``W`` by a scalar and changes none of them.
+    normalization divides ``W`` by a scalar and changes none of them. A draw that is exactly 0
+    (possible with ReLU: every unit of a layer off) has no singular direction; such draws are
+    counted in ``zero_draws`` and the means are over the others.
 
     For the product the theorem is about (linear, zero-mean Gaussian prior, depth >= 2) it also
     reports the QR-method exponents of :data:`QR_SAMPLES` depth-``depth`` products of
@@ -203,18 +205,28 @@ class ProductCollapse:
             singular.append(torch.linalg.svdvals(draws.contiguous()))
         values = torch.cat(singular).numpy()
         diagnostics = {"seed": seed, "sampler": sampler.name}
-        if not np.all(np.isfinite(values)) or np.any(values[:, 0] <= 0):
+        if not np.all(np.isfinite(values)):
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
+        # A ReLU product can be exactly 0 (every unit of a layer off): it has no direction to collapse.
+        # Such draws are counted, and the statistics are over the others.
+        zero = values[:, 0] <= 0
+        values = values[~zero]
+        if len(values) < 2:
+            diagnostics["seconds"] = time.perf_counter() - start
+            return RunResult(self.method, "diverged", {"draws": budget, "zero_draws": int(zero.sum())}, {}, {},
+                             diagnostics)
         statistics = collapse_statistics(values, model.depth)
         if values.shape[1] > 1:
             squares = values ** 2
             statistics["top2_share"] = squares[:, :2].sum(1) / squares.sum(1)
-        metrics: dict = {"draws": budget}
+        metrics: dict = {"draws": budget, "zero_draws": int(zero.sum())}
         errors: dict = {}
         for name, series in statistics.items():
             metrics[name] = float(series.mean())
-            errors[name] = float(series.std(ddof=1) / math.sqrt(budget))
+            errors[name] = float(series.std(ddof=1) / math.sqrt(len(series)))
+            # Also as metrics: a sweep's table keeps metrics only, and the verdicts pool these SEs.
+            metrics[f"{name}_stderr"] = errors[name]
         if (model.is_linear and model.depth >= 2 and model.width >= 2 and model.prior == "gaussian"
                 and not model.weight_mean):
             estimate = lyapunov_exponents(model.width, model.depth, QR_SAMPLES, seed=seed)
@@ -224,5 +236,6 @@ class ProductCollapse:
                            gap_closed_form=float(estimate.closed_form[0] - estimate.closed_form[1]))
             errors.update(lambda1=float(estimate.exponents_stderr[0]), lambda2=float(estimate.exponents_stderr[1]),
                           gap=estimate.gap_stderr)
+            metrics["gap_stderr"] = estimate.gap_stderr
         diagnostics["seconds"] = time.perf_counter() - start
         return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)

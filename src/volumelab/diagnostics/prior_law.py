@@ -50,7 +50,7 @@ from .._rng import make_generator
 from ..errors import OptimizerError
 from ..optimizers.base import RunResult
 
-__all__ = ["BATCHES", "KSG_NEIGHBOURS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "loss_dependence"]
+__all__ = ["BATCHES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "loss_dependence"]
 
 #: Equal batches of the draws whose spread gives each statistic's standard error.
 BATCHES = 10
@@ -232,5 +232,8 @@ class PriorLaw:
             # Mardia's statistic needs more draws than entries in a batch; without it there is no SE.
             errors[key] = (float(np.std(values, ddof=1) / math.sqrt(BATCHES))
                            if all(v is not None for v in values) else None)
+        # The judged statistics' SEs also as metrics: a sweep's table (results.csv) keeps metrics only.
+        for key in ENTRY_KEYS + LOSS_KEYS:
+            metrics[f"{key}_stderr"] = errors.get(key)
         diagnostics["seconds"] = time.perf_counter() - start
         return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)

@@ -152,7 +152,8 @@ class SweepConfig(_Strict):
     figure: int | None = None
     claim: Literal["width", "depth", "ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse",
                    "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume",
-                   "mlp-volume-train", "none"] = "none"
+                   "mlp-volume-train", "theory-width", "theory-depth", "theory-relu-width", "theory-rank-depth",
+                   "none"] = "none"
     x: str | None = None
     x_log: bool | None = None
     panel: str | None = None

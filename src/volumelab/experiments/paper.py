@@ -1,6 +1,7 @@
 """The packaged sweep configs: the figures of arXiv 2506.03931 (Figs. 1-11), the
 natural-gradient studies (arXiv 2111.11542), the wide-MLP studies (arXiv 2205.13507,
-and the volume hypothesis on real data), and a depth and a width sweep at eps far below the paper's."""
+and the volume hypothesis on real data), a depth and a width sweep at eps far below the paper's, and (under ``configs/theory/``) the
+mechanisms behind the G&C paper's two theorems and its open questions."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 #: Studies beyond those figures, one packaged config each.
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth",
            "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train",
-           "depth-rare", "width-rare")
+           "depth-rare", "width-rare", "theory-width", "theory-depth", "theory-relu-width", "theory-rank-depth")
 PACKAGED = FIGURES + STUDIES
+#: Studies whose configs live under ``configs/theory/``: the mechanisms of the theorems and the open questions.
+THEORY_PREFIX = "theory-"
 
 
 def _config_dir() -> Path:
@@ -25,7 +28,8 @@ def _config_dir() -> Path:
 
 def figure_config_path(name: str) -> Path:
     """The packaged YAML of ``figureN`` or a study."""
-    path = _config_dir() / f"{name}.yaml"
+    folder = _config_dir() / "theory" if name.startswith(THEORY_PREFIX) else _config_dir()
+    path = folder / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"no packaged config for {name!r} (looked for {path})")
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..device import resolve_device
 from ..diagnostics.lyapunov import ProductCollapse
-from ..diagnostics.prior_law import PriorLaw
+from ..diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
 from ..diagnostics.spectrum import NTKAtInit
 from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from ..optimizers.guess_check import block_size_for
@@ -177,6 +177,8 @@ def _run_draws(problems, model, settings, seeds) -> list[RunResult]:
     return [optimizer.run(problem, model, settings.draws, seed=seed) for problem, seed in zip(problems, seeds)]
 
 
+PRIOR_LAW_STATISTICS = ENTRY_KEYS + LOSS_KEYS
+
 PRIOR_LAW = register_method(MethodSpec(
     type="prior_law",
     optimizer=PriorLaw,
@@ -192,7 +194,8 @@ PRIOR_LAW = register_method(MethodSpec(
              Column("row_correlation"), Column("col_correlation"), Column("row_square_correlation"),
              Column("col_square_correlation"), Column("mardia_excess"), Column("mardia_z"),
              Column("loss_correlation"), Column("loss_rank_correlation"), Column("loss_mutual_information"),
-             Column("prior_gen_loss"), Column("prior_train_loss")),
+             Column("prior_gen_loss"), Column("prior_train_loss"),
+             *(Column(f"{key}_stderr") for key in PRIOR_LAW_STATISTICS)),
     no_loss="gave a non-finite draw",
 ))
 
@@ -210,6 +213,9 @@ COLLAPSE = register_method(MethodSpec(
     columns=(Column("draws", dtype="count"), Column("sigma2_over_sigma1"), Column("top_share"),
              Column("top2_share"), Column("rank_one_distance"), Column("effective_rank"),
              Column("log_sigma1_over_sigma2_per_layer"), Column("lambda1"), Column("lambda2"), Column("gap"),
-             Column("lambda1_closed_form"), Column("gap_closed_form")),
+             Column("lambda1_closed_form"), Column("gap_closed_form"), Column("zero_draws", dtype="count"),
+             *(Column(f"{key}_stderr") for key in ("sigma2_over_sigma1", "top_share", "top2_share",
+                                                   "rank_one_distance", "effective_rank",
+                                                   "log_sigma1_over_sigma2_per_layer", "gap"))),
     no_loss="gave a non-finite draw",
 ))

@@ -130,9 +130,16 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     type_of = lambda m: types.get(m, m)  # noqa: E731
     roles = read_roles(summary) if len(summary) else None
     order = {SAMPLER: 0, TRAINER: 1, CHANCE: 2}
-    methods = sorted(dict.fromkeys(summary["method"]),
+    # A diagnostic (e.g. the NTK or the prior's law) has no loss by design: no run has one and none is
+    # missing. It has no column here; its numbers are in its study's verdict, plot and results.csv.
+    with_loss = summary.groupby("method")["with_loss"].sum() if len(summary) else {}
+    lossless = {m for m in dict.fromkeys(summary["method"])
+                if with_loss[m] == 0 and not section.missing.get(str(m), 0)}
+    methods = sorted((m for m in dict.fromkeys(summary["method"]) if m not in lossless),
                      key=lambda m: (order.get(row_kind(type_of(m)).role, 3), row_kind(type_of(m)).extra,
                                     m != type_of(m)))
+    if not methods:
+        return [], []
     header = ([section.panel] if section.panel else []) + [section.x_name]
     for m in methods:
         kind = row_kind(type_of(m))
@@ -246,10 +253,11 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
         if fit:
             lines += [fit, ""]
         header, rows = _table(s)
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines.append("")
+        if header:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -288,9 +296,10 @@ def _html(sections: list[ReportSection], title: str) -> str:
         if fit:
             parts.append(f"<p>{e(fit)}</p>")
         header, rows = _table(s)
-        parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table>")
+        if header:
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+            parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
