@@ -541,6 +541,50 @@ def theory_lyapunov(width, depth, samples, variance, seed, as_json) -> None:
                    "1e-12, float64 rounding: the collapse statistics there are floors, not measurements")
 
 
+@theory.command("prior-law")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the problem (when generated) and of the draws.")
+@problem_options
+@model_options
+@click.option("--weight-mean", type=float, default=0.0, show_default=True,
+              help="Mean of every entry of the Gaussian prior's P before the layer's scale (Theorem 1 assumes 0).")
+@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm.")
+@click.option("--draws", type=CountType(), default=20000, show_default=True,
+              help="Prior draws of W (at least 200); each statistic's SE is its spread over 10 batches of them.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
+def theory_prior_law(family, problem, seed, width, depth, activation, negative_slope, parametrization, bias, abs_a,
+                     abs_b, weight_mean, normalize, draws, as_json) -> None:
+    """Theorem 1's mechanism: the prior's W against its Gaussian limit, and how dependent L_train and L_gen are."""
+    import dataclasses
+
+    from .diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
+
+    if family != "factorization":
+        raise click.UsageError("theory prior-law needs --model factorization (an end-to-end matrix)")
+    model = _build_model(family, problem, width, depth, activation, negative_slope, normalize=normalize,
+                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
+    if weight_mean:
+        model = dataclasses.replace(model, weight_mean=weight_mean)
+    if draws < 200:
+        raise click.BadParameter(f"must be at least 200 (10 batches of 20 for the standard errors), got {draws}",
+                                 param_hint="'--draws'")
+    result = PriorLaw().run(problem, model, draws, seed=seed)
+    keys = ENTRY_KEYS + LOSS_KEYS + ("prior_train_loss", "prior_gen_loss")
+    if as_json:
+        _echo_json({"status": result.status, "draws": draws, **{k: result.metrics.get(k) for k in keys},
+                    "stderr": {k: result.standard_errors.get(k) for k in keys}})
+        return
+    click.echo(f"{draws} prior draws of W ({model.rows}x{model.cols}, width {model.width}, depth {model.depth}, "
+               f"{model.activation_name}{f', weight mean {weight_mean:g}' if weight_mean else ''}); "
+               "Gaussian-limit value in brackets")
+    limits = {"entry_variance": f"{1 / model.rows:.4g} if linear", "mardia_z": "N(0, 1)"}
+    for key in keys:
+        value = result.metrics.get(key)
+        if value is not None:
+            click.echo(f"  {key:<26}{_format(value, result.standard_errors.get(key)):>24}  "
+                       f"[{limits.get(key, '' if key.startswith('prior_') else '0')}]")
+
+
 @cli.group()
 def problem() -> None:
     """Make and inspect problems."""

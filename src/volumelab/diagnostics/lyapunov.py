@@ -156,8 +156,9 @@ class ProductCollapse:
     """Theorem 2's mechanism as a sweep method: how close the prior's end-to-end ``W`` is to rank one.
 
     ``run(problem, model, draws, seed)`` draws ``draws`` end-to-end matrices from the model's
-    prior (its fastest exact sampler, float64, stream ``(seed, "collapse")``) and reports the
-    mean over draws, with its standard error, of each :func:`collapse_statistics` value:
+    prior (its fastest exact sampler, stream ``(seed, "collapse")``) and reports the
+    mean over draws, with its standard error, of each :func:`collapse_statistics` value (draws in
+    float32 as G&C's, singular values in float64):
     ``sigma2_over_sigma1``, ``top_share``, ``rank_one_distance``, ``effective_rank`` and
     ``log_sigma1_over_sigma2_per_layer``, and the share of the top two singular values
     ``top2_share`` (what rank-2 ground truth needs). These hold for any activation; the
@@ -196,12 +197,15 @@ class ProductCollapse:
         if mismatch:
             raise VolumelabError(mismatch)
         start = time.perf_counter()
+        from .prior_law import DRAW_DTYPE, chunk_size
+
         sampler = select_sampler(model, self.sampler)
         generator = make_generator(seed, "collapse")
+        chunk = chunk_size(sampler, model)
         singular = []
-        for first in range(0, budget, CHUNK):
-            count = min(CHUNK, budget - first)
-            draws = sampler.sample(model, count, generator, dtype=torch.float64)
+        for first in range(0, budget, chunk):
+            count = min(chunk, budget - first)
+            draws = sampler.sample(model, count, generator, dtype=DRAW_DTYPE).to(torch.float64)
             singular.append(torch.linalg.svdvals(draws.contiguous()))
         values = torch.cat(singular).numpy()
         diagnostics = {"seed": seed, "sampler": sampler.name}
