@@ -165,3 +165,32 @@ def test_bad_input_is_refused_with_one_line():
     with pytest.raises(ValueError, match="same length"):
         ksg_mutual_information([1.0, 2.0, 3.0], [1.0, 2.0])
     assert _run(5, 2, draws=400, seed=4).metrics == _run(5, 2, draws=400, seed=4).metrics
+
+
+def test_the_cli_prints_every_statistic_and_refuses_too_few_draws(capsys):
+    import json
+
+    from volumelab.cli import main
+
+    assert main(["theory", "prior-law", "--width", "3", "--draws", "400", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    for key in ("entry_variance", "excess_kurtosis", "row_correlation", "col_correlation", "row_square_correlation",
+                "col_square_correlation", "mardia_excess", "mardia_z", "loss_correlation", "loss_rank_correlation",
+                "loss_mutual_information", "prior_train_loss", "prior_gen_loss"):
+        assert isinstance(payload[key], float) and isinstance(payload["stderr"][key], float), key
+    # The same numbers as the library's on the same problem (seed 0) and model.
+    direct = PriorLaw().run(make_problem("sensing", 5, 5, 1, 15, seed=0), FactorizationModel(5, 5, 3, 2), 400, seed=0)
+    assert payload["excess_kurtosis"] == direct.metrics["excess_kurtosis"]
+    assert main(["theory", "prior-law", "--width", "3", "--draws", "100"]) == 2
+    assert "--draws" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("activation, width", [("relu", 5), ("relu", 400), ("leaky_relu", 40), ("tanh", 20)])
+def test_the_row_correlation_matches_its_closed_form_at_any_width(activation, width):
+    """E[s(g)]^2 / E[s(g)^2]: 1/pi for ReLU, (1 - a)^2 / (pi (1 + a^2)) for leaky ReLU, 0 for tanh; within 4 SE.
+    The activations' non-zero mean is why no width makes a ReLU net's entries independent."""
+    result = _run(width, 2, activation)
+    closed = result.metrics["row_correlation_closed_form"]
+    expected = {"relu": 1 / math.pi, "leaky_relu": 0.64 / (math.pi * 1.04), "tanh": 0.0}[activation]
+    assert closed == pytest.approx(expected)
+    assert abs(_z(result, "row_correlation", closed)) < 4

@@ -118,3 +118,13 @@ def test_theory_rank_depth_judges_normalized_panels_by_the_depth_rule(tmp_path):
     assert outcomes["rank 1, normalized"] == "holds"
     assert outcomes["rank 2, normalized"] == "fails"
     assert verdict.outcome == "fails"  # depth does not help at rank 2 in this frame
+
+
+def test_a_sweep_of_the_shifted_prior_alone_is_judged_as_outside_the_theorem(tmp_path):
+    """theory-width-mean sets weight_mean in its model (not its grid): the judge reads it from each run's config."""
+    frame = width_frame({"relu": {"loss_correlation": 0.14}}).drop(columns=["weight_mean"])
+    frame["config"] = [{"model": {"weight_mean": 0.5}}] * len(frame)
+    verdict, _ = judge_study("theory-width", frame, tmp_path, ["activation", "width"])
+    assert [p.panel for p in verdict.panels] == ["linear, prior mean 0.5 (outside Theorem 1's assumptions)",
+                                                 "relu, prior mean 0.5 (outside Theorem 1's assumptions)"]
+    assert verdict.outcome == "partly holds" and "outside Theorem 1's assumptions" in verdict.sentence

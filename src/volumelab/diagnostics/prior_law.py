@@ -50,7 +50,8 @@ from .._rng import make_generator
 from ..errors import OptimizerError
 from ..optimizers.base import RunResult
 
-__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "chunk_size", "loss_dependence"]
+__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "chunk_size", "loss_dependence",
+           "row_correlation_closed_form"]
 
 #: Equal batches of the draws whose spread gives each statistic's standard error.
 BATCHES = 10
@@ -168,6 +169,29 @@ def loss_dependence(train_loss, gen_loss) -> dict[str, float]:
             "loss_mutual_information": ksg_mutual_information(train, gen)}
 
 
+def row_correlation_closed_form(model) -> float | None:
+    """The exact row correlation of a depth-2, zero-mean Gaussian prior with the paper's scaling, at any width.
+
+    ``W = W_2 s(W_1)``: given ``H = s(W_1)``, entry ``(i, j)`` is ``sum_l W_2[i, l] H[l, j]``, so
+    ``Cov(W_ij, W_ik) = sum_l E[W_2[i,l]^2] E[H_lj H_lk]`` and the correlation of two entries of one row is
+    ``E[s(g)]^2 / E[s(g)^2]`` with ``g ~ N(0, 1)`` whenever ``s(g / sqrt k) = s(g) / sqrt k`` (ReLU, leaky ReLU:
+    positively homogeneous) or ``E s = 0`` (an odd ``s``: linear, tanh, giving 0). ReLU: ``1/pi``; leaky ReLU of
+    slope ``a``: ``(1 - a)^2 / (pi (1 + a^2))``. ``None`` for any other model (no closed form here).
+    """
+    if (getattr(model, "family", None) != "factorization" or model.depth != 2 or model.prior != "gaussian"
+            or model.weight_mean or model.scaling != "paper" or model.normalize):
+        return None
+    name = model.activation_name
+    if name in ("linear", "tanh"):
+        return 0.0
+    if name == "relu":
+        return 1.0 / math.pi
+    if name == "leaky_relu":
+        slope = model.negative_slope
+        return (1.0 - slope) ** 2 / (math.pi * (1.0 + slope ** 2))
+    return None
+
+
 def chunk_size(sampler, model) -> int:
     """Draws per sampler call: :data:`CHUNK`, or fewer where one call would need over :data:`CHUNK_BYTES`.
 
@@ -236,13 +260,14 @@ class PriorLaw:
         if not (np.all(np.isfinite(draws)) and np.all(np.isfinite(train)) and np.all(np.isfinite(gen))):
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
-        metrics: dict = {"draws": budget, **_statistics(draws, train, gen)}
+        metrics: dict = {"draws": budget, **_statistics(draws, train, gen),
+                         "row_correlation_closed_form": row_correlation_closed_form(model)}
         size = budget // BATCHES
         batches = [_statistics(draws[b * size:(b + 1) * size], train[b * size:(b + 1) * size],
                                gen[b * size:(b + 1) * size]) for b in range(BATCHES)]
         errors: dict = {}
         for key, value in metrics.items():
-            if key == "draws" or value is None:
+            if key in ("draws", "row_correlation_closed_form") or value is None:
                 continue
             values = [batch[key] for batch in batches]
             # Mardia's statistic needs more draws than entries in a batch; without it there is no SE.

@@ -16,7 +16,7 @@ FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 #: Studies beyond those figures, one packaged config each.
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth",
            "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train",
-           "depth-rare", "width-rare", "theory-width", "theory-depth", "theory-relu-width", "theory-rank-depth")
+           "depth-rare", "width-rare", "theory-width", "theory-width-mean", "theory-depth", "theory-relu-width", "theory-rank-depth")
 PACKAGED = FIGURES + STUDIES
 #: Studies whose configs live under ``configs/theory/``: the mechanisms of the theorems and the open questions.
 THEORY_PREFIX = "theory-"

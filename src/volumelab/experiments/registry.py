@@ -194,7 +194,7 @@ PRIOR_LAW = register_method(MethodSpec(
              Column("row_correlation"), Column("col_correlation"), Column("row_square_correlation"),
              Column("col_square_correlation"), Column("mardia_excess"), Column("mardia_z"),
              Column("loss_correlation"), Column("loss_rank_correlation"), Column("loss_mutual_information"),
-             Column("prior_gen_loss"), Column("prior_train_loss"),
+             Column("prior_gen_loss"), Column("prior_train_loss"), Column("row_correlation_closed_form"),
              *(Column(f"{key}_stderr") for key in PRIOR_LAW_STATISTICS)),
     no_loss="gave a non-finite draw",
 ))
