@@ -32,6 +32,7 @@ from scipy.special import digamma, entr
 
 from .._rng import make_generator
 from ..errors import VolumelabError
+from .prior_law import PriorDraws
 
 __all__ = ["CHUNK", "LyapunovEstimate", "ProductCollapse", "collapse_statistics", "lyapunov_closed_form",
            "lyapunov_exponents"]
@@ -152,7 +153,7 @@ QR_SAMPLES = 2000
 
 
 @dataclass(frozen=True)
-class ProductCollapse:
+class ProductCollapse(PriorDraws):
     """Theorem 2's mechanism as a sweep method: how close the prior's end-to-end ``W`` is to rank one.
 
     ``run(problem, model, draws, seed)`` draws ``draws`` end-to-end matrices from the model's
@@ -173,42 +174,18 @@ class ProductCollapse:
     (``lambda1_closed_form``, ``gap_closed_form``).
     """
 
-    sampler: str = "auto"
-    device: str = "cpu"
-    progress: bool = False
-
     method = "collapse"
-
-    def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu"):
-            raise VolumelabError(f"the collapse diagnostic runs on the CPU, got device {self.device!r}")
 
     def run(self, problem, model, budget: int = 10_000, seed: int = 0):
         import time
 
         from ..optimizers.base import RunResult
-        from ..samplers import select_sampler
 
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
-            raise VolumelabError(f"the number of draws must be an integer of at least 2, got {budget!r}")
-        if getattr(model, "family", None) != "factorization":
-            raise VolumelabError("the collapse diagnostic needs a factorization model (an end-to-end matrix)")
-        mismatch = model.problem_mismatch(problem)
-        if mismatch:
-            raise VolumelabError(mismatch)
+        self.check(problem, model, budget)
         start = time.perf_counter()
-        from .prior_law import DRAW_DTYPE, chunk_size
-
-        sampler = select_sampler(model, self.sampler)
-        generator = make_generator(seed, "collapse")
-        chunk = chunk_size(sampler, model)
-        singular = []
-        for first in range(0, budget, chunk):
-            count = min(chunk, budget - first)
-            draws = sampler.sample(model, count, generator, dtype=DRAW_DTYPE).to(torch.float64)
-            singular.append(torch.linalg.svdvals(draws.contiguous()))
+        singular = [torch.linalg.svdvals(block.contiguous()) for block in self.blocks(model, budget, seed)]
         values = torch.cat(singular).numpy()
-        diagnostics = {"seed": seed, "sampler": sampler.name}
+        diagnostics = {"seed": seed, "sampler": self.sampler}
         if not np.all(np.isfinite(values)):
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)

@@ -50,7 +50,7 @@ from .._rng import make_generator
 from ..errors import OptimizerError
 from ..optimizers.base import RunResult
 
-__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "PriorLaw", "entry_statistics", "ksg_mutual_information", "chunk_size", "loss_dependence",
+__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "PriorDraws", "PriorLaw", "entry_statistics", "ksg_mutual_information", "chunk_size", "loss_dependence",
            "row_correlation_closed_form"]
 
 #: Equal batches of the draws whose spread gives each statistic's standard error.
@@ -208,8 +208,8 @@ def _statistics(draws: np.ndarray, train: np.ndarray, gen: np.ndarray) -> dict[s
 
 
 @dataclass(frozen=True)
-class PriorLaw:
-    """The prior's end-to-end law against its Gaussian limit, and its losses' dependence (module docstring).
+class PriorDraws:
+    """What the diagnostics on prior draws of ``W`` share: their settings, checks and draws.
 
     Attributes:
         sampler: ``"auto"`` (the fastest exact sampler) or a sampler's name; the statistics do not depend on it.
@@ -221,25 +221,51 @@ class PriorLaw:
     device: str = "cpu"
     progress: bool = False
 
-    method = "prior_law"
+    #: The method's name, which is also its random stream's: ``(seed, method)``.
+    method = "prior_draws"
+    #: The fewest draws a run takes.
+    minimum_draws = 2
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu"):
-            raise OptimizerError(f"the prior-law diagnostic runs on the CPU, got device {self.device!r}")
+            raise OptimizerError(f"the {self.method} diagnostic runs on the CPU, got device {self.device!r}")
 
-    def draw(self, problem, model, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``budget`` prior draws of ``W`` ``(n, rows, cols)`` and their training and generalization losses."""
+    def check(self, problem, model, budget) -> None:
+        """A one-line error for a budget below :attr:`minimum_draws`, a model without a ``W`` or the wrong shape."""
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < self.minimum_draws:
+            raise OptimizerError(f"the number of draws must be an integer of at least {self.minimum_draws}, "
+                                 f"got {budget!r}")
+        if getattr(model, "family", None) != "factorization":
+            raise OptimizerError(f"the {self.method} diagnostic needs a factorization model (an end-to-end matrix)")
+        mismatch = model.problem_mismatch(problem)
+        if mismatch:
+            raise OptimizerError(mismatch)
+
+    def blocks(self, model, budget: int, seed: int):
+        """``budget`` prior draws of ``W`` in float64 blocks ``(count, rows, cols)``, from ``(seed, method)``."""
         from ..samplers import select_sampler
 
         sampler = select_sampler(model, self.sampler)
-        generator = make_generator(seed, "prior_law")
-        tensors = problem.tensors(dtype=torch.float64)
+        generator = make_generator(seed, self.method)
         chunk = chunk_size(sampler, model)
-        draws, train, gen = [], [], []
         for start in range(0, budget, chunk):
             count = min(chunk, budget - start)
-            block = sampler.sample(model, count, generator, dtype=DRAW_DTYPE).to(torch.float64)
-            block_train, block_gen = tensors.losses(block.reshape(count, -1))
+            yield sampler.sample(model, count, generator, dtype=DRAW_DTYPE).to(torch.float64)
+
+
+@dataclass(frozen=True)
+class PriorLaw(PriorDraws):
+    """The prior's end-to-end law against its Gaussian limit, and its losses' dependence (module docstring)."""
+
+    method = "prior_law"
+    minimum_draws = 20 * BATCHES
+
+    def draw(self, problem, model, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``budget`` prior draws of ``W`` ``(n, rows, cols)`` and their training and generalization losses."""
+        tensors = problem.tensors(dtype=torch.float64)
+        draws, train, gen = [], [], []
+        for block in self.blocks(model, budget, seed):
+            block_train, block_gen = tensors.losses(block.reshape(block.shape[0], -1))
             draws.append(block.numpy().copy())
             train.append(block_train.numpy())
             gen.append(block_gen.numpy())
@@ -247,13 +273,7 @@ class PriorLaw:
 
     def run(self, problem, model, budget: int = 10_000, seed: int = 0) -> RunResult:
         """``budget`` prior draws; every statistic with its batch-means standard error."""
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 20 * BATCHES:
-            raise OptimizerError(f"the number of draws must be an integer of at least {20 * BATCHES}, got {budget!r}")
-        if getattr(model, "family", None) != "factorization":
-            raise OptimizerError("the prior-law diagnostic needs a factorization model (an end-to-end matrix)")
-        mismatch = model.problem_mismatch(problem)
-        if mismatch:
-            raise OptimizerError(mismatch)
+        self.check(problem, model, budget)
         start = time.perf_counter()
         draws, train, gen = self.draw(problem, model, budget, seed)
         diagnostics = {"seed": seed, "sampler": self.sampler, "seconds": None}

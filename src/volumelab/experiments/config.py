@@ -6,7 +6,8 @@ A sweep file (YAML) describes one experiment (docs/experiments.md has a full exa
     claim: width                   # which claim the report checks (width | depth | ngd-invariance |
                                    # ngd-invariance-width | ngd-completion | ngd-sparse | none)
     x: model.width                 # swept field on the plots' x axis
-    panel: model.activation        # optional: one subplot per value of this field
+    panel: model.activation        # optional: one subplot per value of this field (or of a list of fields:
+                                   # [problem.rank, model.normalize] gives one per combination)
     problem: {kind: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
     model:   {kind: factorization, depth: 2, prior: gaussian, normalize: false}
     problem_seed: 0                # optional: every seed's problem is made from seed 0
@@ -156,7 +157,7 @@ class SweepConfig(_Strict):
                    "none"] = "none"
     x: str | None = None
     x_log: bool | None = None
-    panel: str | None = None
+    panel: str | list[str] | None = None
     problem: Any = Field(default_factory=lambda: validate_problem({}))
     model: Any = Field(default_factory=lambda: validate_model({}))
     problem_seed: int | None = Field(None, ge=0)
@@ -248,8 +249,15 @@ class SweepConfig(_Strict):
     def x_field(self) -> str | None:
         if self.x is not None:
             return self.x
-        candidates = [k for k in self.grid if k != self.panel]
+        candidates = [k for k in self.grid if k not in self.panel_fields]
         return candidates[-1] if candidates else None
+
+    @property
+    def panel_fields(self) -> list[str]:
+        """The grid fields whose values (or combinations of values) make the panels."""
+        if self.panel is None:
+            return []
+        return [self.panel] if isinstance(self.panel, str) else list(self.panel)
 
     def scale_names(self) -> list[str]:
         """The base values' label first, then the named scales."""
@@ -438,11 +446,13 @@ def resolve_points(config: SweepConfig, scale: str | None = None, *, source: str
     tree = _base_tree(config)
     for path in config.grid:
         _check_path(tree, path, f"{source}: grid")
-    for name in ("x", "panel"):
-        path = getattr(config, name)
-        if path is not None and path not in config.grid:
-            raise ConfigError(f"{source}: field {name!r} = {path!r} must be one of the grid's fields "
-                              f"({', '.join(config.grid) or 'the grid is empty'})")
+    for name, paths in (("x", [config.x] if config.x is not None else []), ("panel", config.panel_fields)):
+        for path in paths:
+            if path not in config.grid:
+                raise ConfigError(f"{source}: field {name!r} = {path!r} must be one of the grid's fields "
+                                  f"({', '.join(config.grid) or 'the grid is empty'})")
+    if isinstance(config.panel, list) and (not config.panel or len(set(config.panel)) != len(config.panel)):
+        raise ConfigError(f"{source}: field 'panel' must name distinct grid fields, got {config.panel!r}")
     base_rules = _rules_of(config.overrides, config.rules)
     _check_rules(config, tree, base_rules, f"{source}: overrides")
     scale_spec = config.scales.get(scale, ScaleConfig())

@@ -1,7 +1,8 @@
 """The packaged sweep configs: the figures of arXiv 2506.03931 (Figs. 1-11), the
 natural-gradient studies (arXiv 2111.11542), the wide-MLP studies (arXiv 2205.13507,
-and the volume hypothesis on real data), a depth and a width sweep at eps far below the paper's, and (under ``configs/theory/``) the
-mechanisms behind the G&C paper's two theorems and its open questions."""
+and the volume hypothesis on real data), a depth and a width sweep at eps far below the
+paper's, and (under ``configs/theory/``) the mechanisms behind arXiv 2506.03931's two
+theorems and its open questions."""
 
 from __future__ import annotations
 

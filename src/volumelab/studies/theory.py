@@ -279,8 +279,9 @@ def _judge_width(frame, out_dir: Path, coords: list[str]) -> Verdict:
         outcomes = [p.outcome for p in panels]
         outcome = "holds" if all(o == "holds" for o in outcomes) else (
             "fails" if all(o == "fails" for o in outcomes) else "partly holds")
-        return Verdict(claim, _RULES[claim], outcome, panels,
-                       statement="outside Theorem 1's assumptions, its mechanism as measured: " + _STATEMENTS[claim])
+        return Verdict(claim, _RULES[claim], outcome, panels, statement=(
+            "outside Theorem 1's assumptions (every panel here), W still tends to an i.i.d. Gaussian matrix, "
+            "L_train and L_gen become independent under the prior, and G&C tends to chance"))
     return _verdict(claim, judged, panels, "no prior-law runs")
 
 
@@ -465,7 +466,7 @@ def _plot_depth(frame, out_stem: Path, title: str) -> list[Path]:
 def _plot_relu_width(frame, out_stem: Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for key in _panel_keys(frame, ["activation"]):
         part = _select(frame, ["activation"], key)
         ratios, trainer_ratios, _ = _ratio_points(part)
@@ -487,7 +488,7 @@ def _plot_rank_depth(frame, out_stem: Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fields = ["rank", "normalize"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for key in _panel_keys(frame, fields):
         part = _select(frame, fields, key)
         ratios, _, _ = _ratio_points(part)

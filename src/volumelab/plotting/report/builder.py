@@ -118,6 +118,24 @@ def _loss_cell(row, spread: bool) -> str:
     return text
 
 
+def combined_panels(frame: "pd.DataFrame", columns: list[str], values: list[list]) -> tuple:
+    """``(frame, name, order)``: ``frame`` with one column ``name`` joining ``columns`` as ``"a=1, b=True"``,
+    and its values in the order of the grid's cartesian product."""
+    import itertools
+
+    name = ", ".join(columns)
+
+    def label(items) -> str:
+        return ", ".join(f"{column}={value}" for column, value in zip(columns, items))
+
+    frame = frame.copy()
+    if len(frame):
+        frame[name] = [label(items) for items in frame[columns].itertuples(index=False, name=None)]
+    else:
+        frame[name] = []
+    return frame, name, [label(items) for items in itertools.product(*values)]
+
+
 def _summary_point(row) -> SummaryPoint:
     return SummaryPoint(float(row["median"]), float(row["median_stderr"]), int(row["with_loss"]), int(row["runs"]))
 
@@ -345,7 +363,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         frame = rows_to_frame(store.fetch(keys=plan.keys))
     names = short_names(config.grid)
     x_name = names.get(config.x_field, "x") if config.x_field else "x"
-    panel = names.get(config.panel) if config.panel else None
+    panel = names.get(config.panel) if isinstance(config.panel, str) else None
     written = [c for c in frame.columns if c != "config"]
     frame[written].to_csv(out_dir / "results.csv", index=False)
     assert set(csv_columns()) <= set(written)
@@ -359,7 +377,11 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     note = config.scale_note(plan.scale)
     title = config.title or config.name
     stem = out_dir / "plots" / config.name
-    panel_order = config.grid.get(config.panel) if config.panel else None
+    panel_order = config.grid.get(config.panel) if isinstance(config.panel, str) else None
+    if isinstance(config.panel, list):
+        # Several panel fields: one panel per combination, named "rank=2, normalize=True", in the grid's order.
+        frame, panel, panel_order = combined_panels(frame, [names[p] for p in config.panel],
+                                                    [config.grid[p] for p in config.panel])
     # A sweep of diagnostics only (e.g. the NTK at initialization) has no loss to plot: its study's plot stands alone.
     has_losses = not frame.empty and bool(frame["gen_loss"].notna().any())
     if has_losses:
