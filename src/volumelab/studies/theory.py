@@ -191,11 +191,11 @@ def _inside_width_theorem(activation, mean) -> bool:
     return str(activation) in ("linear", "tanh") and (mean is None or _isnan(mean) or float(mean) == 0.0)
 
 
-def _ratio_points(frame, roles_frame=None):
+def _ratio_points(frame):
     """``({x: (r, se)}, {x: (gd/prior, se)}, labels)`` from the sweep's G&C, prior and GD rows of one panel."""
     from ..plotting.figures import summarize
 
-    summary = summarize(frame if roles_frame is None else roles_frame)
+    summary = summarize(frame)
     roles = read_roles(summary)
     if roles.sampler is None or roles.chance is None:
         return {}, {}, roles.labels
@@ -256,10 +256,9 @@ def _judge_width(frame, out_dir: Path, coords: list[str]) -> Verdict:
             texts.append(f"G&C/prior {_ratio_text(first_r)} -> {_ratio_text(r)} ± {se:.2g}")
         else:
             gap = "inconclusive"
-            accepted = [x for x in ratios]
             texts.append("G&C accepted nothing at the largest width" + (
-                f" (G&C/prior {', '.join(f'{_ratio_text(ratios[x][0])} at width {x:g}' for x in accepted)})"
-                if accepted else ""))
+                f" (G&C/prior {', '.join(f'{_ratio_text(r)} at width {x:g}' for x, (r, _) in ratios.items())})"
+                if ratios else ""))
         outcomes.append(gap)
         outcome = _combine(outcomes)
         inside = _inside_width_theorem(activation, mean)
