@@ -61,8 +61,9 @@ KSG_NEIGHBOURS = 3
 #: two (a function of the model only, so the draws depend on the arguments alone).
 CHUNK = 4096
 CHUNK_BYTES = 1 << 26
-#: The draws are made in this precision (as G&C's are) and the statistics in float64: float32 draws are 3-5x
-#: faster on the CPU, and their rounding (relative 6e-8) is far below any statistic's standard error.
+#: The draws are made in this precision, as G&C's are (the samplers' speed is measured in float32:
+#: benchmarks/RESULTS_NOTES.md), and the statistics in float64; the draws' rounding (relative 6e-8) is far
+#: below any statistic's standard error.
 DRAW_DTYPE = torch.float32
 
 ENTRY_KEYS = ("entry_variance", "excess_kurtosis", "row_correlation", "col_correlation", "row_square_correlation",
@@ -195,8 +196,8 @@ def row_correlation_closed_form(model) -> float | None:
 def chunk_size(sampler, model) -> int:
     """Draws per sampler call: :data:`CHUNK`, or fewer where one call would need over :data:`CHUNK_BYTES`.
 
-    Wide nonlinear layers hold ``width x cols`` hidden values per draw (measured: 10^4 draws at width 10240 took
-    25 s in chunks of 4096, memory-bound).
+    Wide nonlinear layers hold ``width x cols`` hidden values per draw: at width 10240 a chunk of 4096 draws
+    would need gigabytes.
     """
     per_draw = max(1, sampler.bytes_per_sample(model, DRAW_DTYPE))
     return max(16, min(CHUNK, CHUNK_BYTES // per_draw))
