@@ -1,15 +1,18 @@
-"""Tasks: matrix sensing / completion (ground truth, measurements, generalization basis) and
+"""Tasks: matrix and order-N tensor sensing / completion (ground truth, measurements, generalization basis) and
 supervised data, with their losses and ``.npz`` storage."""
 
 from .core import (
+    TENSOR_TASKS,
     Problem,
     ProblemTensors,
     complement_basis,
     load_problem,
     make_completion,
+    make_cp_ground_truth,
     make_ground_truth,
     make_problem,
     make_sensing,
+    make_tensor_problem,
     save_problem,
 )
 from .supervised import DATASETS, LOSSES, SupervisedProblem, SupervisedTensors, make_supervised
@@ -28,5 +31,8 @@ __all__ = [
     "make_ground_truth",
     "make_problem",
     "make_sensing",
+    "make_tensor_problem",
+    "make_cp_ground_truth",
     "save_problem",
+    "TENSOR_TASKS",
 ]

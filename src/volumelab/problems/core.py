@@ -266,7 +266,7 @@ class Problem:
         if b_test.shape[0] != t:
             raise ProblemError(f"b_test has {b_test.shape[0]} entries but A_test has {t} matrices")
         n = math.prod(shape)
-        if self.task == "sensing" and m >= n:
+        if self.task in ("sensing", "tensor-sensing") and m >= n:
             raise ProblemError(
                 f"{m} sensing measurements of {what}: need fewer than its {n} entries (rows*cols)"
             )
@@ -429,18 +429,18 @@ def complement_basis(measurements: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis of the orthogonal complement of the measurements' span.
 
     Args:
-        measurements: ``(m, rows, cols)``.
+        measurements: ``(m, rows, cols)``, or ``(m, *shape)`` for an array of any order.
 
     Returns:
-        ``(n - rank, rows, cols)`` with ``n = rows * cols``.
+        ``(n - rank, rows, cols)`` (``(n - rank, *shape)``) with ``n`` the number of entries.
     """
-    m, rows, cols = measurements.shape
-    flat = measurements.reshape(m, rows * cols).numpy()
+    m, shape = measurements.shape[0], tuple(measurements.shape[1:])
+    flat = measurements.reshape(m, math.prod(shape)).numpy()
     _u, singular, vh = np.linalg.svd(flat, full_matrices=True)
     tol = singular.max() * max(flat.shape) * np.finfo(np.float64).eps if singular.size else 0.0
     rank = int((singular > tol).sum())
     basis = vh[rank:]
-    return torch.from_numpy(np.ascontiguousarray(basis)).reshape(-1, rows, cols)
+    return torch.from_numpy(np.ascontiguousarray(basis)).reshape(-1, *shape)
 
 
 def _check_shape(rows: int, cols: int) -> None:
@@ -520,6 +520,77 @@ def make_problem(
     if task not in builders:
         raise ProblemError(f"unknown task {task!r}; expected one of {sorted(builders)}")
     return builders[task](rows, cols, rank, num_measurements, seed=seed, norm=norm)
+
+
+#: The tensor tasks (order-N arrays; ``dims`` gives the shape).
+TENSOR_TASKS = ("tensor-sensing", "tensor-completion")
+
+
+def make_cp_ground_truth(dims: Sequence[int], rank: int, *, norm: float = 1.0,
+                         generator: torch.Generator) -> torch.Tensor:
+    """A random order-N tensor ``sum_r a_r^(1) x ... x a_r^(N)`` of ``rank`` components and Frobenius norm ``norm``.
+
+    The factors ``(dims[k], rank)`` are i.i.d. standard Gaussian, drawn in the order of ``dims``:
+    at order 2 this is :func:`make_ground_truth`'s ``U V^T``, draw for draw.
+    """
+    dims = _check_dims(dims)
+    if not isinstance(rank, int) or rank < 1:
+        raise ProblemError(f"rank must be a positive integer, got {rank!r}")
+    if len(dims) == 2 and rank > min(dims):
+        raise ProblemError(f"rank {rank} exceeds min(rows, cols) = {min(dims)}")
+    if not (math.isfinite(norm) and norm > 0):
+        raise ProblemError(f"norm must be a positive finite number, got {norm!r}")
+    factors = [torch.randn(size, rank, generator=generator, dtype=torch.float64) for size in dims]
+    truth = factors[0]
+    for factor in factors[1:]:
+        # (..., r) x (size, r) -> (..., size, r): one more mode of every component.
+        truth = truth.unsqueeze(-2) * factor
+    truth = truth.sum(-1)
+    return truth * (norm / truth.norm())
+
+
+def _check_dims(dims: Sequence[int]) -> tuple[int, ...]:
+    dims = tuple(dims)
+    if len(dims) < 2:
+        raise ProblemError(f"dims must give at least two sizes (an order-2 tensor is a matrix), got {dims!r}")
+    for value in dims:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ProblemError(f"every size in dims must be a positive integer, got {dims!r}")
+    return dims
+
+
+def make_tensor_problem(task: str, dims: Sequence[int], rank: int, num_measurements: int, *, seed: int = 0,
+                        norm: float = 1.0) -> Problem:
+    """Order-N tensor sensing or completion, the matrix tasks' conventions with more axes.
+
+    ``tensor-sensing``: i.i.d. N(0, 1) measurement tensors scaled to unit Frobenius norm, the
+    generalization basis the orthonormal complement of their span; ``tensor-completion``:
+    one-hot measurements at distinct uniformly random entries, the basis the one-hot tensors at
+    the others. Ground truth: :func:`make_cp_ground_truth`. Randomness from the ``(seed, "data")``
+    stream only, in the matrix tasks' order, so at order 2 the problem equals
+    :func:`make_sensing` / :func:`make_completion`'s with the same arguments.
+    """
+    if task not in TENSOR_TASKS:
+        raise ProblemError(f"unknown tensor task {task!r}; expected one of {', '.join(TENSOR_TASKS)}")
+    dims = _check_dims(dims)
+    entries = math.prod(dims)
+    if not isinstance(num_measurements, int) or num_measurements < 1:
+        raise ProblemError(f"measurements must be a positive integer, got {num_measurements!r}")
+    if num_measurements >= entries:
+        raise ProblemError(f"measurements = {num_measurements} must be below the tensor's {entries} entries, "
+                           "otherwise it is determined and there is nothing left to generalize to")
+    generator = make_generator(seed, "data")
+    truth = make_cp_ground_truth(dims, rank, norm=norm, generator=generator)
+    metadata = {"seed": seed, "rank": rank, "norm": norm, "dims": list(dims)}
+    if task == "tensor-sensing":
+        measurements = torch.randn(num_measurements, *dims, generator=generator, dtype=torch.float64)
+        norms = measurements.flatten(1).norm(dim=1).reshape(-1, *([1] * len(dims)))
+        return _with_targets(task, measurements / norms, truth, **metadata)
+    order = torch.randperm(entries, generator=generator)
+    observed, unobserved = order[:num_measurements].sort().values, order[num_measurements:].sort().values
+    eye = torch.eye(entries, dtype=torch.float64)
+    return _with_targets(task, eye[observed].reshape(-1, *dims), truth, basis=eye[unobserved].reshape(-1, *dims),
+                         **metadata)
 
 
 def _with_targets(task, measurements, truth, *, basis=None, **metadata) -> Problem:
