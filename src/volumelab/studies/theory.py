@@ -57,6 +57,7 @@ from ..plotting.report.verdicts import (
     ratio_and_stderr,
     read_roles,
 )
+from .mlp import _isnan
 from .ngd import _combine, _mean_and_stderr, save_figure
 
 if TYPE_CHECKING:
@@ -154,13 +155,6 @@ def _seed_stat(rows, column: str) -> tuple[float, float, int]:
     return _mean_and_stderr([v for v, _ in pairs])
 
 
-def _isnan(value) -> bool:
-    try:
-        return math.isnan(float(value))
-    except (TypeError, ValueError):
-        return True
-
-
 def _zero_outcome(mean: float, stderr: float, n: int) -> str:
     if n < 1 or not math.isfinite(stderr):
         return "inconclusive"
@@ -192,20 +186,20 @@ def _inside_width_theorem(activation, mean) -> bool:
 
 
 def _ratio_points(frame):
-    """``({x: (r, se)}, {x: (gd/prior, se)}, labels)`` from the sweep's G&C, prior and GD rows of one panel."""
+    """``({x: (r, se)}, {x: (gd/prior, se)})`` from the sweep's G&C, prior and GD rows of one panel."""
     from ..plotting.figures import summarize
 
     summary = summarize(frame)
     roles = read_roles(summary)
     if roles.sampler is None or roles.chance is None:
-        return {}, {}, roles.labels
+        return {}, {}
     sampler, chance = _points(summary, "", roles.sampler), _points(summary, "", roles.chance)
     trainer = _points(summary, "", roles.trainer) if roles.trainer is not None else {}
     ratios = {x: ratio_and_stderr(sampler[x], chance[x]) for x in sorted(sampler) if x in chance
               and sampler[x].with_loss > 0}
     trainer_ratios = {x: ratio_and_stderr(trainer[x], chance[x]) for x in sorted(trainer) if x in chance
                       and trainer[x].with_loss > 0}
-    return ratios, trainer_ratios, roles.labels
+    return ratios, trainer_ratios
 
 
 def _verdict(claim: str, judged: list[str], panels: list[PanelVerdict], empty: str) -> Verdict:
@@ -247,7 +241,7 @@ def _judge_width(frame, out_dir: Path, coords: list[str]) -> Verdict:
             first_m = _seed_stat(law[law["x"] == widths[0]], column)[0]
             outcomes.append(_zero_outcome(m, se, n))
             texts.append(f"{label} {first_m:.3g} -> {m:.3g} ± {se:.2g}")
-        ratios, trainer_ratios, labels = _ratio_points(part[part["method"] != LAW])
+        ratios, _ = _ratio_points(part[part["method"] != LAW])
         if last in ratios:
             r, se = ratios[last]
             gap = ("holds" if r >= 1 - WIDTH_GAP_MAX else
@@ -348,7 +342,7 @@ def _judge_relu_width(frame, out_dir: Path, coords: list[str]) -> Verdict:
     for key in _panel_keys(frame, ["activation"]):
         part = _select(frame, ["activation"], key)
         activation = key[0] if key else "sweep"
-        ratios, trainer_ratios, _labels = _ratio_points(part)
+        ratios, trainer_ratios = _ratio_points(part)
         widths = sorted(ratios)
         if len(widths) < 2:
             panels.append(PanelVerdict(str(activation), "inconclusive", "G&C accepted at fewer than two widths"))
@@ -412,7 +406,7 @@ def _plot_width(frame, out_stem: Path, title: str) -> list[Path]:
             part = _select(frame, ["activation", "weight_mean"], key)
             label = _width_panel_name(key[0] if key else None, key[1] if len(key) > 1 else None)
             if column == "ratio":
-                ratios, _, _ = _ratio_points(part[part["method"] != LAW])
+                ratios, _ = _ratio_points(part[part["method"] != LAW])
                 xs = sorted(ratios)
                 ys, es = [ratios[x][0] for x in xs], [ratios[x][1] for x in xs]
             else:
@@ -468,7 +462,7 @@ def _plot_relu_width(frame, out_stem: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for key in _panel_keys(frame, ["activation"]):
         part = _select(frame, ["activation"], key)
-        ratios, trainer_ratios, _ = _ratio_points(part)
+        ratios, trainer_ratios = _ratio_points(part)
         for points, style, who in ((ratios, "o-", "G&C"), (trainer_ratios, "s--", "GD")):
             xs = sorted(points)
             if xs:
@@ -490,7 +484,7 @@ def _plot_rank_depth(frame, out_stem: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for key in _panel_keys(frame, fields):
         part = _select(frame, fields, key)
-        ratios, _, _ = _ratio_points(part)
+        ratios, _ = _ratio_points(part)
         xs = sorted(ratios)
         if xs:
             normalized = bool(key[1]) if len(key) > 1 else True
