@@ -20,10 +20,10 @@ import click
 from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
-from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, FactorizationModel, MLPModel
+from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, CPModel, FactorizationModel, MLPModel
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
-from .problems import DATASETS, LOSSES, load_problem, make_problem, make_supervised
+from .problems import DATASETS, LOSSES, TENSOR_TASKS, load_problem, make_problem, make_supervised, make_tensor_problem
 from .samplers import available_samplers
 
 logger = logging.getLogger("volumelab")
@@ -87,7 +87,41 @@ def _format(value, stderr=None, digits=4) -> str:
     return text
 
 
-MODEL_FAMILIES = ("factorization", "mlp")
+MODEL_FAMILIES = ("factorization", "cp", "mlp")
+MATRIX_TASKS = ("sensing", "completion")
+#: A generated tensor problem's defaults (``--model cp`` without ``--task``): 4x4x4, 16 measurements.
+DEFAULT_DIMS, DEFAULT_TENSOR_MEASUREMENTS = (4, 4, 4), 16
+
+
+class DimsType(click.ParamType):
+    """A tensor's shape written ``4,4,4``: at least two positive integers."""
+
+    name = "dims"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            dims = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of sizes (write e.g. 4,4,4)", param, ctx)
+        if len(dims) < 2 or min(dims) < 1:
+            self.fail(f"{value!r} must give at least two positive sizes (e.g. 4,4,4)", param, ctx)
+        return dims
+
+
+def _make_generated(task, rows, cols, dims, rank, measurements, norm, seed):
+    """A generated matrix or tensor problem from the flags (``None``: their defaults); a usage error when they clash."""
+    if task in TENSOR_TASKS:
+        given = [flag for flag, value in (("--rows", rows), ("--cols", cols)) if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} describe a matrix; a tensor task takes --dims (e.g. 4,4,4)")
+        return make_tensor_problem(task, dims or DEFAULT_DIMS, rank or 1, measurements or DEFAULT_TENSOR_MEASUREMENTS,
+                                   seed=seed, norm=norm or 1.0)
+    if dims is not None:
+        raise click.UsageError(f"--dims needs --task {' or '.join(TENSOR_TASKS)}")
+    return make_problem(task or "sensing", rows or 5, cols or 5, rank or 1, measurements or 15, seed=seed,
+                        norm=norm or 1.0)
 
 
 def problem_options(func):
@@ -95,13 +129,17 @@ def problem_options(func):
     options = [
         click.option("--model", "family", type=click.Choice(MODEL_FAMILIES), default="factorization",
                      show_default=True,
-                     help="Model family: a deep matrix factorization on a matrix problem, or an MLP "
-                          "f(x) = W_d s(... s(W_1 x)) on supervised data (--data).", ),
+                     help="Model family: a deep matrix factorization on a matrix problem, a CP tensor factorization "
+                          "with --width components (each factor matrix a --depth product) on a tensor or matrix "
+                          "problem, or an MLP f(x) = W_d s(... s(W_1 x)) on supervised data (--data).", ),
         click.option("--problem", "problem_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Problem file (.npz). Without it, one is generated from the flags below."),
-        click.option("--task", type=click.Choice(["sensing", "completion"]), default=None,
-                     help="Generate a problem of this task [default: sensing]: Gaussian measurements of unit "
-                          "Frobenius norm, or observed entries."),
+        click.option("--task", type=click.Choice([*MATRIX_TASKS, *TENSOR_TASKS]), default=None,
+                     help="Generate a problem of this task [default: sensing; tensor-sensing for --model cp]: "
+                          "Gaussian measurements of unit Frobenius norm, or observed entries, of a matrix or of an "
+                          "order-N tensor (--dims)."),
+        click.option("--dims", type=DimsType(), default=None,
+                     help="With a tensor task: the tensor's shape, e.g. 4,4,4 [default: 4,4,4; 16 measurements]."),
         click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows of W* [default: 5]."),
         click.option("--cols", type=click.IntRange(min=1), default=None, help="Columns of W* [default: 5]."),
         click.option("--rank", type=click.IntRange(min=1), default=None, help="Rank of W* [default: 1]."),
@@ -122,15 +160,17 @@ def problem_options(func):
         func = option(func)
 
     @functools.wraps(func)
-    def wrapper(*args, family, problem_path, task, rows, cols, rank, measurements, norm, data, num_train, loss,
+    def wrapper(*args, family, problem_path, task, dims, rows, cols, rank, measurements, norm, data, num_train, loss,
                 seed, **kwargs):
-        matrix = {"task": task, "rows": rows, "cols": cols, "rank": rank, "measurements": measurements,
-                  "norm": norm}
+        matrix = {"task": task, "dims": dims, "rows": rows, "cols": cols, "rank": rank,
+                  "measurements": measurements, "norm": norm}
         supervised = {"data": data, "train": num_train, "loss": loss}
-        wrong = [f"--{k}" for k, v in (supervised if family == "factorization" else matrix).items() if v is not None]
+        wrong = [f"--{k}" for k, v in (matrix if family == "mlp" else supervised).items() if v is not None]
         if wrong:
-            need = "--model mlp" if family == "factorization" else "--model factorization"
+            need = "--model factorization or cp" if family == "mlp" else "--model mlp"
             raise click.UsageError(f"{', '.join(wrong)} need(s) {need}")
+        if family == "factorization" and task in TENSOR_TASKS:
+            raise click.UsageError(f"--task {task} needs --model cp (a CP tensor factorization)")
         if problem_path is not None:
             given = [f"--{k}" for k, v in {**matrix, **supervised}.items() if v is not None]
             if given:
@@ -139,18 +179,22 @@ def problem_options(func):
         elif family == "mlp":
             problem = make_supervised(data or "teacher", num_train or 100, seed=seed, loss=loss)
         else:
-            problem = make_problem(
-                task or "sensing", rows or 5, cols or 5, rank or 1, measurements or 15,
-                seed=seed, norm=norm or 1.0,
-            )
+            if task is None and family == "cp" and rows is None and cols is None:
+                task = TENSOR_TASKS[0]
+            problem = _make_generated(task, rows, cols, dims, rank, measurements, norm, seed)
         return func(*args, family=family, problem=problem, seed=seed, **kwargs)
 
     return wrapper
 
 
-def _build_model(family: str, problem, width: int, depth: int, activation: str | None, negative_slope: float,
-                 **prior_options) -> FactorizationModel | MLPModel:
-    """The model of ``family`` shaped for ``problem``; a usage error when they do not fit."""
+def _build_model(family: str, problem, width: int, depth: int | None, activation: str | None,
+                 negative_slope: float, **prior_options) -> FactorizationModel | CPModel | MLPModel:
+    """The model of ``family`` shaped for ``problem``; a usage error when they do not fit.
+
+    ``depth`` ``None`` is the family's default: 1 for a CP model (the plain CP factorization), else 2.
+    """
+    if depth is None:
+        depth = 1 if family == "cp" else 2
     if family == "mlp":
         if getattr(problem, "task", None) != "supervised":
             raise click.UsageError("--model mlp needs a supervised problem (a --problem file of one, or --data)")
@@ -171,6 +215,11 @@ def _build_model(family: str, problem, width: int, depth: int, activation: str |
         raise click.UsageError(f"{flags} need(s) --model mlp")
     if getattr(problem, "task", None) == "supervised":
         raise click.UsageError("this problem file is a supervised problem: use --model mlp")
+    if family == "cp":
+        return CPModel(problem.shape, width, depth, activation or "linear", prior_options.get("prior") or "gaussian",
+                       prior_options.get("scaling") or "paper", bool(prior_options.get("normalize")), negative_slope)
+    if len(problem.shape) != 2:
+        raise click.UsageError(f"this problem measures an order-{len(problem.shape)} tensor: use --model cp")
     return FactorizationModel(problem.rows, problem.cols, width, depth, activation or "linear",
                               prior_options.get("prior") or "gaussian", prior_options.get("scaling") or "paper",
                               bool(prior_options.get("normalize")), negative_slope)
@@ -195,8 +244,10 @@ def _mlp_fields(parametrization, bias, abs_a, abs_b) -> dict:
 
 def model_options(func):
     options = [
-        click.option("--width", type=click.IntRange(min=1), required=True, help="Hidden width k."),
-        click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True, help="Depth d."),
+        click.option("--width", type=click.IntRange(min=1), required=True,
+                     help="Hidden width k (--model cp: the number of components R)."),
+        click.option("--depth", type=click.IntRange(min=1), default=None,
+                     help="Depth d [default: 2; --model cp: 1, the layers of each factor matrix]."),
         click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
                      help="Activation between layers (leaky_relu: slope --negative-slope) "
                           "[default: linear for a factorization, relu for an MLP]."),
@@ -240,7 +291,8 @@ def cli(verbose: int) -> None:
 @click.option("--scaling", type=click.Choice(SCALINGS), default=None,
               help="paper: hidden layers P/sqrt(width), output layer P/sqrt(rows); "
                    "fan_in: every layer P/sqrt(its fan-in) [default: paper; an MLP's is fan_in].")
-@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm (factorization only).")
+@click.option("--normalize", is_flag=True,
+              help="Normalize W (a CP model's T) to unit Frobenius norm (factorization and cp only).")
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
               help="Accept draws with L_train < eps (with --accept train_error: training error < eps).")
 @click.option("--accept", type=click.Choice(["train_loss", "train_error"]), default="train_loss", show_default=True,
@@ -591,11 +643,15 @@ def problem() -> None:
 
 
 @problem.command("make")
-@click.option("--task", type=click.Choice(["sensing", "completion"]), required=True,
-              help="sensing: Gaussian measurement matrices of unit Frobenius norm; completion: observed entries.")
-@click.option("--rows", type=click.IntRange(min=1), required=True, help="Rows of the ground truth W*.")
-@click.option("--cols", type=click.IntRange(min=1), required=True, help="Columns of W*.")
-@click.option("--rank", type=click.IntRange(min=1), required=True, help="Rank of W*.")
+@click.option("--task", type=click.Choice([*MATRIX_TASKS, *TENSOR_TASKS]), required=True,
+              help="sensing: Gaussian measurement matrices of unit Frobenius norm; completion: observed entries; "
+                   "tensor-sensing, tensor-completion: the same for an order-N tensor of shape --dims.")
+@click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows of the ground truth W* (matrix tasks).")
+@click.option("--cols", type=click.IntRange(min=1), default=None, help="Columns of W* (matrix tasks).")
+@click.option("--dims", type=DimsType(), default=None,
+              help="Tensor tasks: the shape of the ground truth, e.g. 4,4,4.")
+@click.option("--rank", type=click.IntRange(min=1), required=True,
+              help="Rank of W* (tensor tasks: its CP rank, the number of rank-one terms).")
 @click.option("--measurements", type=click.IntRange(min=1), required=True,
               help="Number of measurements m (below rows*cols).")
 @click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -604,9 +660,13 @@ def problem() -> None:
               help="Seed of the problem's data stream.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file (.npz; the suffix is added if missing).")
-def problem_make(task, rows, cols, rank, measurements, norm, seed, out) -> None:
-    """Generate a sensing or completion problem and save it as .npz."""
-    made = make_problem(task, rows, cols, rank, measurements, seed=seed, norm=norm)
+def problem_make(task, rows, cols, dims, rank, measurements, norm, seed, out) -> None:
+    """Generate a sensing or completion problem (of a matrix or an order-N tensor) and save it as .npz."""
+    if task in TENSOR_TASKS and dims is None:
+        raise click.UsageError(f"--task {task} needs --dims (e.g. 4,4,4)")
+    if task in MATRIX_TASKS and (rows is None or cols is None):
+        raise click.UsageError(f"--task {task} needs --rows and --cols")
+    made = _make_generated(task, rows, cols, dims, rank, measurements, norm, seed)
     path = made.save(out)
     click.echo(f"wrote {path}: {made!r}")
 

@@ -69,7 +69,7 @@ def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):
 
 def test_unknown_kinds_and_mixed_fields_are_named(tmp_path):
     for text, words in ((TINY.replace("{task: sensing,", "{kind: tensor,"), ("problem kind 'tensor'", "file")),
-                        (TINY.replace("model: {depth: 2}", "model: {kind: cp, depth: 2}"), ("model kind 'cp'", "mlp")),
+                        (TINY.replace("model: {depth: 2}", "model: {kind: tucker, depth: 2}"), ("model kind 'tucker'", "cp")),
                         (TINY.replace("{task: sensing,", "{kind: file, path: P.npz,"), ("problem",)),
                         (TINY.replace("{task: sensing,", "{task: sensing, kind: completion,"), ("disagree",))):
         with pytest.raises(ConfigError) as info:

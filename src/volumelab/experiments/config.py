@@ -61,6 +61,7 @@ from .kinds import (
     FactorizationConfig,
     FileProblemConfig,
     GeneratedProblemConfig,
+    model_fit,
     model_key,
     problem_key,
     problem_kind,
@@ -154,7 +155,7 @@ class SweepConfig(_Strict):
     claim: Literal["width", "depth", "ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse",
                    "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume",
                    "mlp-volume-train", "theory-width", "theory-depth", "theory-relu-width", "theory-rank-depth",
-                   "none"] = "none"
+                   "tensor-width", "tensor-depth", "none"] = "none"
     x: str | None = None
     x_log: bool | None = None
     panel: str | list[str] | None = None
@@ -421,7 +422,7 @@ def _check_rules(config: SweepConfig, tree: dict, rules: list[RuleConfig], where
             _check_path(tree, path, f"{where} (condition)")
             if path in config.grid:
                 for option in wanted if isinstance(wanted, list) else [wanted]:
-                    if not any(_matches(value, option) for value in config.grid[path]):
+                    if not any(_matches(value, [option]) for value in config.grid[path]):
                         raise ConfigError(
                             f"{where}: override keyed by {path} = {option!r}, which is not one of the grid's "
                             f"values {config.grid[path]}"
@@ -484,6 +485,9 @@ def resolve_points(config: SweepConfig, scale: str | None = None, *, source: str
         try:
             problem = _validated("problem", validate_problem, resolved["problem"], base_dir=config._base_dir)
             model = _validated("model", validate_model, resolved["model"])
+            unfit = model_fit(model, problem)
+            if unfit:
+                raise ValueError(unfit)
             problem_seed = resolved["problem_seed"]
             if problem_seed is not None:
                 if isinstance(problem_seed, bool) or not isinstance(problem_seed, int) or problem_seed < 0:

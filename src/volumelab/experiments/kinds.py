@@ -5,10 +5,11 @@ it) and one build function; the sweep code builds every problem and model throug
 them, so a new kind (a supervised problem, an MLP) is one more registration:
 
 * problems: ``sensing`` and ``completion`` (generated from a seed; the default kind is
-  ``sensing``, and ``task:`` is still read as ``kind:``), ``supervised`` (a data set
+  ``sensing``, and ``task:`` is still read as ``kind:``), ``tensor-sensing`` and
+  ``tensor-completion`` (order-N, ``dims: [4, 4, 4]``), ``supervised`` (a data set
   split from a seed, :func:`volumelab.problems.make_supervised`) and ``file`` (a ``.npz``
   problem, its path relative to the sweep file's folder);
-* models: ``factorization`` (the default), ``mlp``, ``diagonal`` and ``linear_classifier``
+* models: ``factorization`` (the default), ``cp`` (a CP tensor factorization), ``mlp``, ``diagonal`` and ``linear_classifier``
   (a deep linear classifier, fully connected or diagonal by its ``architecture`` field).
 
 A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
@@ -21,6 +22,7 @@ kinds that existed before kinds did keep the key they had, so stored rows keep t
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,14 +41,17 @@ __all__ = [
     "FactorizationConfig",
     "FileProblemConfig",
     "GeneratedProblemConfig",
+    "CPConfig",
     "DiagonalConfig",
     "LinearClassifierConfig",
     "MLPConfig",
     "SupervisedProblemConfig",
+    "TensorProblemConfig",
     "ModelKind",
     "ProblemKind",
     "build_model",
     "build_problem",
+    "model_fit",
     "model_key",
     "model_kind",
     "model_size",
@@ -95,6 +100,7 @@ class ModelKind:
         build: ``(settings, (rows, cols)) -> model``.
         size: ``settings -> float``: relative cost of one unit of work (scheduling only).
         key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
+        orders: The problem orders (``len(shape)``) the model is built for; ``None``: any.
     """
 
     name: str
@@ -102,6 +108,7 @@ class ModelKind:
     build: Callable[[Any, tuple[int, int]], Any]
     size: Callable[[Any], float] = lambda settings: 1.0
     key: Callable[[Any], dict] | None = None
+    orders: tuple[int, ...] | None = (2,)
 
 
 _PROBLEMS: dict[str, ProblemKind] = {}
@@ -176,6 +183,16 @@ def build_model(settings: BaseModel, shape: tuple[int, int]):
     return model_kind(settings).build(settings, shape)
 
 
+def model_fit(model: BaseModel, problem: BaseModel) -> str | None:
+    """Why a model of settings ``model`` cannot be built for the problem of settings ``problem``, or ``None``."""
+    orders = model_kind(model).orders
+    shape = tuple(problem_shape(problem))
+    if orders is not None and len(shape) not in orders:
+        return (f"a {model.kind!r} model is built for a matrix problem, but this problem measures an order-"
+                f"{len(shape)} tensor ({'x'.join(map(str, shape))}); use model kind 'cp'")
+    return None
+
+
 def model_key(settings: BaseModel) -> dict:
     kind = model_kind(settings)
     return kind.key(settings) if kind.key is not None else settings.model_dump()
@@ -231,6 +248,40 @@ def _generated_key(settings: GeneratedProblemConfig) -> dict:
 for _name in ("sensing", "completion"):
     register_problem_kind(ProblemKind(_name, GeneratedProblemConfig, _build_generated,
                                       shape=lambda settings: (settings.rows, settings.cols), key=_generated_key))
+
+
+# ------------------------------------------------------------------ tensor sensing, completion
+class TensorProblemConfig(Strict):
+    """A generated order-N tensor sensing / completion problem (see :func:`volumelab.problems.make_tensor_problem`)."""
+
+    kind: Literal["tensor-sensing", "tensor-completion"] = "tensor-sensing"
+    dims: list[Count] = Field(default_factory=lambda: [4, 4, 4])
+    rank: Count = Field(1, ge=1)
+    measurements: Count = Field(10, ge=1)
+    norm: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> "TensorProblemConfig":
+        if len(self.dims) < 2 or any(size < 1 for size in self.dims):
+            raise ValueError(f"dims must give at least two positive sizes, got {self.dims}")
+        entries = math.prod(self.dims)
+        if self.measurements >= entries:
+            raise ValueError(f"measurements = {self.measurements} must be below the tensor's {entries} entries")
+        if len(self.dims) == 2 and self.rank > min(self.dims):
+            raise ValueError(f"rank {self.rank} exceeds min(rows, cols) = {min(self.dims)}")
+        return self
+
+
+def _build_tensor(settings: TensorProblemConfig, seed: int | None):
+    from ..problems import make_tensor_problem
+
+    return make_tensor_problem(settings.kind, tuple(settings.dims), settings.rank, settings.measurements,
+                               seed=seed, norm=settings.norm)
+
+
+for _name in ("tensor-sensing", "tensor-completion"):
+    register_problem_kind(ProblemKind(_name, TensorProblemConfig, _build_tensor,
+                                      shape=lambda settings: tuple(settings.dims)))
 
 
 # ------------------------------------------------------------------ file
@@ -317,6 +368,31 @@ register_model_kind(ModelKind(
     # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
     size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
     key=_factorization_key))
+
+
+# ------------------------------------------------------------------ cp
+class CPConfig(Strict):
+    """A (deep) CP tensor factorization and its prior (see :class:`volumelab.models.CPModel`)."""
+
+    kind: Literal["cp"] = "cp"
+    width: Count = Field(5, ge=1)
+    depth: Count = Field(1, ge=1)
+    activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
+    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
+    scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
+    normalize: bool = False
+    negative_slope: float = 0.2
+
+
+def _build_cp(settings: CPConfig, shape: tuple[int, ...]):
+    from ..models import CPModel
+
+    return CPModel(tuple(shape), **settings.model_dump(exclude={"kind"}))
+
+
+register_model_kind(ModelKind(
+    "cp", CPConfig, _build_cp, orders=None,
+    size=lambda s: s.width * (s.width * max(0, s.depth - 1) + 10) * 3))
 
 
 # ------------------------------------------------------------------ supervised

@@ -42,6 +42,16 @@ def short_names(paths: Iterable[str]) -> dict[str, str]:
     return {p: (s if last.count(s) == 1 else p.replace(".", "_")) for p, s in zip(paths, last)}
 
 
+def coordinate_label(value):
+    """A grid coordinate as a frame cell: a list (a tensor's ``dims``) becomes a hashable label, ``[4, 4, 4]``
+    -> ``"4x4x4"`` (integers) or its ``str``; any other value is itself."""
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return "x".join(map(str, value))
+        return str(list(value))
+    return value
+
+
 def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
     """One DataFrame row per stored run; metrics that do not exist are NaN."""
     import pandas as pd
@@ -69,7 +79,7 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
         for column in row_kind(row["method_type"]).columns:
             record[column.name] = column.value(metrics, settings)
         for path, value in row["coords"].items():
-            record[names[path]] = value
+            record[names[path]] = coordinate_label(value)
         record["method_type"] = row["method_type"]
         record["config"] = row["config"]
         records.append(record)

@@ -2,6 +2,7 @@
 
 from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
+from .cp import CPModel
 from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
 from .layers import LayeredModel
 from .mlp import MLP_PARAMETRIZATIONS, MLP_SCALINGS, MLPModel
@@ -9,6 +10,7 @@ from .mlp import MLP_PARAMETRIZATIONS, MLP_SCALINGS, MLPModel
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "CPModel",
     "DIAGONAL_FORMS",
     "DiagonalNetwork",
     "LayeredModel",

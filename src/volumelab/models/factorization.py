@@ -143,6 +143,13 @@ class FactorizationModel(LayeredModel):
 
     # ------------------------------------------------------------ for the task
     family = "factorization"
+    #: A draw is scored as the whole array ``W`` (flattened) by the task's linear measurements.
+    scores_array = True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``: the shape of ``W`` (what the task measures)."""
+        return (self.rows, self.cols)
 
     def outputs(self, weights: Sequence[torch.Tensor], tensors=None) -> torch.Tensor:
         """What the task scores: the flattened end-to-end matrix, ``(..., rows * cols)``.

@@ -302,9 +302,9 @@ class NaturalGradientDescent(GradientDescent):
                 "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
-        if self.fisher == "output" and model.family != "factorization":
+        if self.fisher == "output" and not getattr(model, "scores_array", False):
             raise OptimizerError(f"fisher='output' needs a model whose outputs are the whole function (a "
-                                 f"factorization's W); {model.family} has outputs only on data points")
+                                 f"factorization's W, a CP model's T); {model.family} has outputs only on data points")
         return super().init(problems, model, seeds)
 
     def preconditioner(self) -> GradientTransformation:

@@ -13,6 +13,7 @@ inputs (:meth:`MLPModel.outputs`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,14 +81,14 @@ class PriorSampler:
 
 def _direct_draw(model, num_samples, generator, *, dtype, device):
     layers = model.sample_prior(num_samples, generator, dtype=dtype, device=device)
-    return model.end_to_end(layers) if model.family == "factorization" else layers
+    return model.end_to_end(layers) if getattr(model, "scores_array", False) else layers
 
 
 def _direct_bytes(model: FactorizationModel, dtype: torch.dtype) -> int:
     itemsize = torch.empty((), dtype=dtype).element_size()
     # The layers, plus one activation and one product of the largest layer alive at once.
     largest = max(out * inp for out, inp in model.layer_shapes)
-    outputs = model.rows * model.cols if model.family == "factorization" else 0
+    outputs = math.prod(model.shape) if getattr(model, "scores_array", False) else 0
     return itemsize * (model.num_parameters + 2 * largest + 2 * outputs)
 
 

@@ -5,7 +5,7 @@ study is about particular methods by definition: :mod:`volumelab.studies.ngd` ju
 natural-gradient studies (arXiv 2111.11542) and :mod:`volumelab.studies.mlp` the wide-MLP
 studies (arXiv 2205.13507) and the volume hypothesis on real data, and
 :mod:`volumelab.studies.theory` the mechanisms behind the G&C paper's theorems and its open
-questions, from the runs of the methods their configs name. The report calls :func:`judge_study` for a sweep whose
+questions, :mod:`volumelab.studies.tensor` its first open question (tensor factorization), from the runs of the methods their configs name. The report calls :func:`judge_study` for a sweep whose
 ``claim`` is a study's.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import mlp, ngd, theory
+from . import mlp, ngd, tensor, theory
 from .ngd import trajectory_distances
 
 __all__ = ["STUDY_CLAIMS", "judge_study", "study_rule", "trajectory_distances"]
 
-_MODULES = {claim: module for module in (ngd, mlp, theory) for claim in module.STUDY_CLAIMS}
+_MODULES = {claim: module for module in (ngd, mlp, theory, tensor) for claim in module.STUDY_CLAIMS}
 #: Every study's claim (a sweep config's ``claim``).
 STUDY_CLAIMS = tuple(_MODULES)
 

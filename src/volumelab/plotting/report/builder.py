@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, row_kind
+from ...experiments.results import coordinate_label
 from ..figures import method_types_of, plot_sweep, summarize
 from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, judge, ratio_and_stderr, read_roles
 
@@ -377,11 +378,13 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     note = config.scale_note(plan.scale)
     title = config.title or config.name
     stem = out_dir / "plots" / config.name
-    panel_order = config.grid.get(config.panel) if isinstance(config.panel, str) else None
+    panel_order = ([coordinate_label(v) for v in config.grid[config.panel]]
+                   if isinstance(config.panel, str) and config.panel in config.grid else None)
     if isinstance(config.panel, list):
         # Several panel fields: one panel per combination, named "rank=2, normalize=True", in the grid's order.
         frame, panel, panel_order = combined_panels(frame, [names[p] for p in config.panel],
-                                                    [config.grid[p] for p in config.panel])
+                                                    [[coordinate_label(v) for v in config.grid[p]]
+                                                     for p in config.panel])
     # A sweep of diagnostics only (e.g. the NTK at initialization) has no loss to plot: its study's plot stands alone.
     has_losses = not frame.empty and bool(frame["gen_loss"].notna().any())
     if has_losses:
