@@ -859,7 +859,8 @@ def reproduce_command(figure, scale, out, **options) -> None:
     volume hypothesis on real data; depth-rare, width-rare: figures 2 and 1 at eps 1e-4 and 1e-3 by
     subset simulation; theory-width, theory-depth: the mechanisms of the paper's Theorems 1 and 2 measured
     next to theory, and theory-width-mean outside Theorem 1 (a prior of non-zero mean); theory-relu-width, theory-rank-depth: its open questions, ReLU under width and ground
-    truth of rank 1-3 under depth); all runs every one."""
+    truth of rank 1-3 under depth); tensor-width, tensor-depth: its first open question, CP tensor
+    factorizations against components and depth next to matrices; all runs every one."""
     from .experiments import figure_config_path, resolve_figure_names
     from .plotting.report import write_report
 
