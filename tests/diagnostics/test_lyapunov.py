@@ -171,3 +171,47 @@ def test_product_collapse_equals_a_numpy_svd_of_the_same_draws_and_the_qr_estima
             assert result.metrics["gap_closed_form"] == pytest.approx(estimate.closed_form[0] - estimate.closed_form[1])
         else:
             assert "gap" not in result.metrics  # no closed form for a nonlinear product
+
+
+def test_tensor_collapse_averages_a_numpy_svd_of_every_unfolding():
+    """For a CP model, the means are over draws of the mode-averaged statistics of the unfoldings T_(n), each
+    from a NumPy SVD of the method's own draws (redrawn from its stream, unfolded by a plain transpose)."""
+    from volumelab.diagnostics import ProductCollapse
+    from volumelab.models import CPModel
+    from volumelab.problems import make_tensor_problem
+    from volumelab.samplers import select_sampler
+
+    problem = make_tensor_problem("tensor-sensing", (3, 4, 5), 1, 10, seed=0)
+    model = CPModel((3, 4, 5), 4, depth=3, normalize=True)
+    result = ProductCollapse().run(problem, model, 200, seed=1)
+    draws = select_sampler(model).sample(model, 200, make_generator(1, "collapse"), dtype=torch.float32)
+    draws = draws.to(torch.float64).numpy()
+    shares, ratios = [], []
+    for mode in range(3):
+        axes = [mode] + [a for a in range(3) if a != mode]
+        unfolded = np.stack([d.transpose(axes).reshape(d.shape[mode], -1) for d in draws])
+        values = np.linalg.svd(unfolded, compute_uv=False)
+        shares.append(values[:, 0] ** 2 / (values ** 2).sum(1))
+        ratios.append(values[:, 1] / values[:, 0])
+    share, ratio = sum(shares) / 3, sum(ratios) / 3
+    assert result.metrics["top_share"] == pytest.approx(share.mean(), rel=1e-10)
+    assert result.metrics["sigma2_over_sigma1"] == pytest.approx(ratio.mean(), rel=1e-10)
+    assert result.standard_errors["top_share"] == pytest.approx(share.std(ddof=1) / math.sqrt(200), rel=1e-8)
+    # The factor matrices are products of 4 x 4 layers of variance 1/4: the QR gap is the matrix one's.
+    from volumelab.diagnostics.lyapunov import QR_SAMPLES
+
+    estimate = lyapunov_exponents(4, 3, QR_SAMPLES, seed=1)
+    assert result.metrics["gap"] == pytest.approx(estimate.exponents[0] - estimate.exponents[1])
+
+
+def test_a_rank_one_cp_prior_has_every_unfolding_of_rank_one():
+    from volumelab.diagnostics import ProductCollapse
+    from volumelab.models import CPModel
+    from volumelab.problems import make_tensor_problem
+
+    problem = make_tensor_problem("tensor-sensing", (3, 3, 3), 1, 6, seed=0)
+    rank_one = ProductCollapse().run(problem, CPModel((3, 3, 3), 1), 100, seed=0)
+    assert rank_one.metrics["top_share"] == pytest.approx(1.0, abs=1e-6)
+    assert rank_one.metrics["sigma2_over_sigma1"] < 1e-3
+    several = ProductCollapse().run(problem, CPModel((3, 3, 3), 6), 2000, seed=0)
+    assert several.metrics["top_share"] < 0.9

@@ -76,8 +76,16 @@ def test_a_chance_level_off_its_closed_form_fails_the_panel(tmp_path):
 @pytest.mark.parametrize("last, outcome", [(0.3, "holds"), (0.95, "fails")])
 def test_tensor_depth_uses_the_papers_depth_rule(tmp_path, last, outcome):
     frame = _frame({"5x5": (0.8, 0.3), "4x4x4": (0.6, last)}, xs=(1, 3, 5))  # x: depths 1, 3, 5
-    verdict, _ = judge_study("tensor-depth", frame, tmp_path, ["dims", "rank", "depth"])
+    collapse = [{"dims": dims, "rank": 1, "method": "collapse", "method_type": "collapse", "x": x, "seed": seed,
+                 "gen_loss": None, "status": "ok", "top_share": share, "top_share_stderr": 0.002,
+                 "sigma2_over_sigma1": 1 - share, "sigma2_over_sigma1_stderr": 0.002}
+                for dims in ("5x5", "4x4x4") for x, share in ((1, 0.6), (3, 0.8), (5, 0.9)) for seed in SEEDS]
+    frame = pd.concat([frame, pd.DataFrame(collapse)], ignore_index=True)
+    verdict, paths = judge_study("tensor-depth", frame, tmp_path, ["dims", "rank", "depth"],
+                                 stem=tmp_path / "depth", title="t")
     assert verdict.outcome == outcome
+    assert all("top share 0.600 ± 0.001 -> 0.900 ± 0.001" in p.detail for p in verdict.panels)
+    assert all(p.is_file() for p in paths)
     assert {p.outcome for p in verdict.panels if "reference" in p.panel} == {"holds"}
 
 

@@ -97,6 +97,15 @@ def collapse_statistics(singular_values: np.ndarray, depth: int = 1) -> dict[str
     return out
 
 
+def _collapse_with_top2(values: np.ndarray, depth: int) -> dict[str, np.ndarray]:
+    """:func:`collapse_statistics` and ``top2_share``, the top two singular values' share (what rank 2 needs)."""
+    statistics = collapse_statistics(values, depth)
+    if values.shape[1] > 1:
+        squares = values ** 2
+        statistics["top2_share"] = squares[:, :2].sum(1) / squares.sum(1)
+    return statistics
+
+
 #: Below this sigma_2 / sigma_1 a float64 SVD of the normalized product resolves no more than rounding.
 RESOLVED_RATIO = 1e-12
 #: Products drawn and stepped together (fixed: PyTorch's ``randn`` in pieces of other sizes gives other numbers).
@@ -175,6 +184,7 @@ class ProductCollapse(PriorDraws):
     """
 
     method = "collapse"
+    families = ("factorization", "cp")
 
     def run(self, problem, model, budget: int = 10_000, seed: int = 0):
         import time
@@ -183,7 +193,10 @@ class ProductCollapse(PriorDraws):
 
         self.check(problem, model, budget)
         start = time.perf_counter()
-        singular = [torch.linalg.svdvals(block.contiguous()) for block in self.blocks(model, budget, seed)]
+        blocks = list(self.blocks(model, budget, seed))
+        if blocks and blocks[0].ndim > 3:
+            return self._run_tensor(model, blocks, budget, seed, start)
+        singular = [torch.linalg.svdvals(block.contiguous()) for block in blocks]
         values = torch.cat(singular).numpy()
         diagnostics = {"seed": seed, "sampler": self.sampler}
         if not np.all(np.isfinite(values)):
@@ -197,19 +210,59 @@ class ProductCollapse(PriorDraws):
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget, "zero_draws": int(zero.sum())}, {}, {},
                              diagnostics)
-        statistics = collapse_statistics(values, model.depth)
-        if values.shape[1] > 1:
-            squares = values ** 2
-            statistics["top2_share"] = squares[:, :2].sum(1) / squares.sum(1)
-        metrics: dict = {"draws": budget, "zero_draws": int(zero.sum())}
+        metrics, errors = self._summaries(_collapse_with_top2(values, model.depth), budget, int(zero.sum()))
+        self._add_lyapunov(model, seed, metrics, errors)
+        diagnostics["seconds"] = time.perf_counter() - start
+        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)
+
+    def _run_tensor(self, model, blocks, budget: int, seed: int, start: float):
+        """A tensor's collapse towards CP rank one: the statistics of every mode-n unfolding ``T_(n)``
+        (``dims[n] x`` the rest), averaged over the modes draw by draw. A rank-one tensor has every unfolding
+        of rank one; at order 2 the mode-0 unfolding is ``W`` and the mode-1 one ``W^T``, with the same values."""
+        import time
+
+        from ..optimizers.base import RunResult
+
+        draws = torch.cat(blocks)
+        order = draws.ndim - 1
+        per_mode = []
+        for mode in range(order):
+            unfolded = draws.movedim(1 + mode, 1).reshape(draws.shape[0], draws.shape[1 + mode], -1)
+            per_mode.append(torch.linalg.svdvals(unfolded.contiguous()).numpy())
+        diagnostics = {"seed": seed, "sampler": self.sampler, "unfoldings": order}
+        if not all(np.all(np.isfinite(v)) for v in per_mode):
+            diagnostics["seconds"] = time.perf_counter() - start
+            return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
+        zero = per_mode[0][:, 0] <= 0
+        if int((~zero).sum()) < 2:
+            diagnostics["seconds"] = time.perf_counter() - start
+            return RunResult(self.method, "diverged", {"draws": budget, "zero_draws": int(zero.sum())}, {}, {},
+                             diagnostics)
+        stats = [_collapse_with_top2(v[~zero], model.depth) for v in per_mode]
+        averaged = {name: sum(s[name] for s in stats) / order for name in stats[0]}
+        metrics, errors = self._summaries(averaged, budget, int(zero.sum()))
+        self._add_lyapunov(model, seed, metrics, errors)
+        diagnostics["seconds"] = time.perf_counter() - start
+        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)
+
+    @staticmethod
+    def _summaries(statistics: dict, budget: int, zero_draws: int) -> tuple[dict, dict]:
+        """Each statistic's mean over draws and its SE, as metrics (the SEs too) and errors."""
+        metrics: dict = {"draws": budget, "zero_draws": zero_draws}
         errors: dict = {}
         for name, series in statistics.items():
             metrics[name] = float(series.mean())
             errors[name] = float(series.std(ddof=1) / math.sqrt(len(series)))
             # Also as metrics: a sweep's table keeps metrics only, and the verdicts pool these SEs.
             metrics[f"{name}_stderr"] = errors[name]
+        return metrics, errors
+
+    @staticmethod
+    def _add_lyapunov(model, seed: int, metrics: dict, errors: dict) -> None:
+        """The QR-method exponents of the model's ``width x width`` products next to Newman's closed form, for the
+        linear Gaussian product (a CP model's factor matrices: products of ``R x R`` layers of variance 1/R)."""
         if (model.is_linear and model.depth >= 2 and model.width >= 2 and model.prior == "gaussian"
-                and not model.weight_mean):
+                and not getattr(model, "weight_mean", 0.0)):
             estimate = lyapunov_exponents(model.width, model.depth, QR_SAMPLES, seed=seed)
             metrics.update(lambda1=float(estimate.exponents[0]), lambda2=float(estimate.exponents[1]),
                            gap=float(estimate.exponents[0] - estimate.exponents[1]),
@@ -218,5 +271,3 @@ class ProductCollapse(PriorDraws):
             errors.update(lambda1=float(estimate.exponents_stderr[0]), lambda2=float(estimate.exponents_stderr[1]),
                           gap=estimate.gap_stderr)
             metrics["gap_stderr"] = estimate.gap_stderr
-        diagnostics["seconds"] = time.perf_counter() - start
-        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -226,6 +227,8 @@ class PriorDraws:
     method = "prior_draws"
     #: The fewest draws a run takes.
     minimum_draws = 2
+    #: The model families whose draws the diagnostic reads (a factorization's ``W``).
+    families: ClassVar[tuple[str, ...]] = ("factorization",)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu"):
@@ -236,14 +239,16 @@ class PriorDraws:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < self.minimum_draws:
             raise OptimizerError(f"the number of draws must be an integer of at least {self.minimum_draws}, "
                                  f"got {budget!r}")
-        if getattr(model, "family", None) != "factorization":
-            raise OptimizerError(f"the {self.method} diagnostic needs a factorization model (an end-to-end matrix)")
+        if getattr(model, "family", None) not in self.families:
+            raise OptimizerError(f"the {self.method} diagnostic needs a {' or '.join(self.families)} model "
+                                 f"(an end-to-end {'matrix' if len(self.families) == 1 else 'array'})")
         mismatch = model.problem_mismatch(problem)
         if mismatch:
             raise OptimizerError(mismatch)
 
     def blocks(self, model, budget: int, seed: int):
-        """``budget`` prior draws of ``W`` in float64 blocks ``(count, rows, cols)``, from ``(seed, method)``."""
+        """``budget`` prior draws of ``W`` in float64 blocks ``(count, rows, cols)`` (a CP model's ``T``:
+        ``(count, *dims)``), from ``(seed, method)``."""
         from ..samplers import select_sampler
 
         sampler = select_sampler(model, self.sampler)

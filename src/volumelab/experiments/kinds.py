@@ -76,7 +76,8 @@ class ProblemKind:
         name: The ``kind`` value.
         settings: Its pydantic settings class.
         build: ``(settings, seed) -> Problem``; ``seed`` is ``None`` for an unseeded kind.
-        shape: ``settings -> (rows, cols)`` of the problem's matrices (for building the model).
+        shape: ``settings -> shape`` of the measured array: ``(rows, cols)`` of a matrix, ``dims`` of a tensor
+            (for building the model).
         key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
         seeded: The problem is made from a seed (the run's, or ``problem_seed``); a fixed
             problem (a file) is not.
@@ -85,7 +86,7 @@ class ProblemKind:
     name: str
     settings: type[BaseModel]
     build: Callable[[Any, int | None], Any]
-    shape: Callable[[Any], tuple[int, int]]
+    shape: Callable[[Any], tuple[int, ...]]
     key: Callable[[Any], dict] | None = None
     seeded: bool = True
 
@@ -170,7 +171,7 @@ def build_problem(settings: BaseModel, seed: int | None):
     return kind.build(settings, seed if kind.seeded else None)
 
 
-def problem_shape(settings: BaseModel) -> tuple[int, int]:
+def problem_shape(settings: BaseModel) -> tuple[int, ...]:
     return problem_kind(settings).shape(settings)
 
 
@@ -257,7 +258,7 @@ class TensorProblemConfig(Strict):
     kind: Literal["tensor-sensing", "tensor-completion"] = "tensor-sensing"
     dims: list[Count] = Field(default_factory=lambda: [4, 4, 4])
     rank: Count = Field(1, ge=1)
-    measurements: Count = Field(10, ge=1)
+    measurements: Count = Field(16, ge=1)
     norm: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
@@ -338,17 +339,22 @@ register_problem_kind(ProblemKind(
 
 
 # ------------------------------------------------------------------ factorization
-class FactorizationConfig(Strict):
-    """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
+class _FactorPrior(Strict):
+    """What the matrix and the CP factorization share: the activation between layers and the prior."""
 
-    kind: Literal["factorization"] = DEFAULT_MODEL_KIND
-    width: Count = Field(5, ge=1)
-    depth: Count = Field(2, ge=1)
     activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
     prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
     scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
     normalize: bool = False
     negative_slope: float = 0.2
+
+
+class FactorizationConfig(_FactorPrior):
+    """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
+
+    kind: Literal["factorization"] = DEFAULT_MODEL_KIND
+    width: Count = Field(5, ge=1)
+    depth: Count = Field(2, ge=1)
     #: The Gaussian prior's entry mean (Theorem 1 assumes 0); a run key names it only when it is set.
     weight_mean: float = 0.0
 
@@ -371,17 +377,12 @@ register_model_kind(ModelKind(
 
 
 # ------------------------------------------------------------------ cp
-class CPConfig(Strict):
+class CPConfig(_FactorPrior):
     """A (deep) CP tensor factorization and its prior (see :class:`volumelab.models.CPModel`)."""
 
     kind: Literal["cp"] = "cp"
     width: Count = Field(5, ge=1)
     depth: Count = Field(1, ge=1)
-    activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
-    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
-    scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
-    normalize: bool = False
-    negative_slope: float = 0.2
 
 
 def _build_cp(settings: CPConfig, shape: tuple[int, ...]):

@@ -17,7 +17,8 @@ methods are read by their roles (G&C, GD, the prior's chance level), each panel 
 * ``tensor-depth`` (x: the depth of each factor matrix; normalized prior, width fixed). The paper's depth
   rule in each panel (G&C/prior falls with depth). The claim holds when every tensor panel holds; the
   matrix panels (depth d there is the matrix factorization of depth 2d, Figure 2's setting) are the
-  reference.
+  reference. Where the sweep has ``collapse`` runs, each panel also reports the prior's collapse towards
+  (CP) rank one: the top singular value's share of every unfolding ``T_(n)``, averaged over the modes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..plotting.report.verdicts import (
     read_roles,
 )
 from .ngd import _combine, save_figure
-from .theory import ZERO_STANDARD_ERRORS, _panel_keys, _ratio_points, _select
+from .theory import COLLAPSE, ZERO_STANDARD_ERRORS, _panel_keys, _ratio_points, _seed_stat, _select
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,6 +123,22 @@ def chance_level_check(rows) -> tuple[float, float, float, int] | None:
     return mean, math.sqrt(sum(e * e for e in errors)) / n, max(abs(d) / e for d, e in zip(differences, errors)), n
 
 
+def _collapse_points(part, column: str) -> dict:
+    """``{depth: (mean, SE)}`` of a ``collapse`` statistic over the seeds (SEs pooled from the runs' own)."""
+    rows = part[part["method_type"] == COLLAPSE] if "method_type" in part else part.iloc[0:0]
+    return {x: _seed_stat(rows[rows["x"] == x], column)[:2] for x in sorted(set(rows["x"]))}
+
+
+def _collapse_text(part) -> str:
+    """The prior's collapse towards (CP) rank one from the smallest to the largest depth, where measured."""
+    share, ratio = _collapse_points(part, "top_share"), _collapse_points(part, "sigma2_over_sigma1")
+    if len(share) < 2:
+        return ""
+    first, last = min(share), max(share)
+    return (f"; the prior's unfoldings (collapse): top share {share[first][0]:.3f} ± {share[first][1]:.2g} -> "
+            f"{share[last][0]:.3f} ± {share[last][1]:.2g}, sigma2/sigma1 {ratio[first][0]:.3f} -> {ratio[last][0]:.3f}")
+
+
 def _endpoints(points: dict) -> str:
     xs = sorted(points)
     if not xs:
@@ -159,6 +176,8 @@ def _judge(claim: str, frame, out_dir: Path, coords: list[str]) -> Verdict:
                            f"(largest |z| {worst:.2f}): {'agrees' if agrees else 'DISAGREES'}")
                 if not agrees:
                     outcome = "fails"
+        if claim == "tensor-depth":
+            detail += _collapse_text(part)
         if _order(dims) > 2:
             judged.append(outcome)
             ratios, trainer = _ratio_points(part)
@@ -182,7 +201,23 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
 
     keys = _panel_keys(frame, FIELDS)
     ranks = list(dict.fromkeys((key + (None, None))[1] for key in keys))
-    fig, axes = plt.subplots(1, len(ranks), figsize=(6.5 * len(ranks), 4.5), squeeze=False)
+    collapse = claim == "tensor-depth" and "method_type" in frame and bool((frame["method_type"] == COLLAPSE).any())
+    rows = 2 if collapse else 1
+    fig, axes = plt.subplots(rows, len(ranks), figsize=(6.5 * len(ranks), 4.5 * rows), squeeze=False)
+    if collapse:
+        for ax, rank in zip(axes[1], ranks):
+            for key in keys:
+                dims, key_rank = (key + (None, None))[:2]
+                if key_rank != rank:
+                    continue
+                points = _collapse_points(_select(frame, FIELDS, key), "top_share")
+                xs = sorted(points)
+                ax.errorbar(xs, [points[x][0] for x in xs], yerr=[points[x][1] for x in xs], fmt="o-", ms=3,
+                            capsize=2, color="C0" if _order(dims) == 2 else "C3", label=_panel_name(dims, rank))
+            ax.set_xlabel("depth of each factor matrix")
+            ax.set_ylabel("top singular value's share, mean over unfoldings")
+            ax.set_title(f"the prior's collapse towards (CP) rank one, ground-truth rank {rank}", fontsize=9)
+            ax.legend(fontsize=7)
     for ax, rank in zip(axes[0], ranks):
         for key in keys:
             dims, key_rank = (key + (None, None))[:2]
