@@ -55,6 +55,9 @@ def test_tensor_width_judges_tensor_panels_and_sets_them_against_the_matrix(tmp_
     assert verdict.outcome == "holds"
     tensor = next(p for p in verdict.panels if p.panel.startswith("4x4x4"))
     assert "against the 5x5 matrix at rank 1" in tensor.detail and "agrees" in tensor.detail
+    # 0.2 against 0.3 at R = 1 (SEs about 0.01): the difference is listed; 0.98 against 0.97 is not.
+    assert "differs from the matrix's beyond 2 SE at R = 1 (0.20 vs 0.30" in tensor.detail
+    assert "agrees within 2 SE at R = 64" in tensor.detail
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.is_file() for p in paths)
     # G&C far from chance at the largest R for the tensor: the claim fails even though the matrix holds.
     verdict, _ = judge_study("tensor-width", _frame({"5x5": (0.3, 0.97), "4x4x4": (0.2, 0.6)}), tmp_path,

@@ -9,7 +9,8 @@ methods are read by their roles (G&C, GD, the prior's chance level), each panel 
 
 * ``tensor-width`` (x: the number of components R; plain CP, Gaussian prior, not normalized). The paper's
   width rule in each panel: G&C/prior approaches 1 as R grows while GD/prior stays at most 0.5. The claim
-  holds when every tensor panel holds; the matrix panels are the reference it is set against. Each panel
+  holds when every tensor panel holds; the matrix panels are the reference it is set against, and each
+  tensor panel lists the x where its G&C/prior differs from the matrix's beyond 2 SE. Each panel
   also checks the prior's measured chance level against its closed form ``Var(T_i) + mean_B <B, T*>^2``
   (:meth:`CPModel.chance_gen_loss`; docs/design.md, "Tensors"): the mean over runs of (measured - closed
   form) must lie within :data:`~volumelab.studies.theory.ZERO_STANDARD_ERRORS` SE of 0, the SE pooled from
@@ -139,6 +140,25 @@ def _collapse_text(part) -> str:
             f"{share[last][0]:.3f} ± {share[last][1]:.2g}, sigma2/sigma1 {ratio[first][0]:.3f} -> {ratio[last][0]:.3f}")
 
 
+def _differences(tensor: dict, matrix: dict, claim: str) -> str:
+    """Where G&C/prior of the tensor and of the matrix differ by more than CHANGE_STANDARD_ERRORS SE, x by x."""
+    what = "R" if claim == "tensor-width" else "d"
+    differ, agree = [], []
+    for x in sorted(set(tensor) & set(matrix)):
+        (a, sa), (b, sb) = tensor[x], matrix[x]
+        se = math.hypot(sa, sb)
+        if math.isfinite(se) and abs(a - b) > S * se:
+            differ.append(f"{what} = {x:g} ({_ratio_text(a)} vs {_ratio_text(b)}, {(a - b) / se:+.1f} SE)")
+        else:
+            agree.append(f"{x:g}")
+    parts = []
+    if differ:
+        parts.append(f"G&C/prior differs from the matrix's beyond {S:g} SE at " + ", ".join(differ))
+    if agree:
+        parts.append(f"agrees within {S:g} SE at {what} = " + ", ".join(agree))
+    return "; ".join(parts) or "no shared points"
+
+
 def _endpoints(points: dict) -> str:
     xs = sorted(points)
     if not xs:
@@ -186,7 +206,7 @@ def _judge(claim: str, frame, out_dir: Path, coords: list[str]) -> Verdict:
                     matrix_ratios, matrix_trainer = _ratio_points(_select(frame, FIELDS, (other, rank)))
                     detail += (f" || against the {other} matrix at rank {rank}: G&C/prior {_endpoints(ratios)} "
                                f"(tensor) vs {_endpoints(matrix_ratios)} (matrix); GD/prior {_endpoints(trainer)} "
-                               f"vs {_endpoints(matrix_trainer)}")
+                               f"vs {_endpoints(matrix_trainer)}; {_differences(ratios, matrix_ratios, claim)}")
         name = _panel_name(dims, rank) + ("" if _order(dims) > 2 else " (reference)")
         panels.append(PanelVerdict(name, outcome, detail))
     if not panels:
