@@ -218,6 +218,7 @@ def _judge(claim: str, frame, out_dir: Path, coords: list[str]) -> Verdict:
 # ------------------------------------------------------------------ plot
 def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     keys = _panel_keys(frame, FIELDS)
     ranks = list(dict.fromkeys((key + (None, None))[1] for key in keys))
@@ -234,6 +235,7 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
                 xs = sorted(points)
                 ax.errorbar(xs, [points[x][0] for x in xs], yerr=[points[x][1] for x in xs], fmt="o-", ms=3,
                             capsize=2, color="C0" if _order(dims) == 2 else "C3", label=_panel_name(dims, rank))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("depth of each factor matrix")
             ax.set_ylabel("top singular value's share, mean over unfoldings")
             ax.set_title(f"the prior's collapse towards (CP) rank one, ground-truth rank {rank}", fontsize=9)
@@ -252,9 +254,10 @@ def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
                                 color=color, ms=3, capsize=2, label=f"{who} / prior, {_panel_name(dims, rank)}")
         ax.axhline(1.0, color="#555555", linestyle="--", linewidth=0.8)
         if claim == "tensor-width":
-            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xscale("log")  # R >= 1
             ax.set_xlabel("components R (width)")
         else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("depth of each factor matrix")
         ax.set_ylabel("gen. loss / prior's")
         ax.set_title(f"ground-truth CP rank {rank}", fontsize=9)
