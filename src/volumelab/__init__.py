@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._results_version import RESULTS_VERSION
 from .errors import ModelError, OptimizerError, ProblemError, VolumelabError
-from .models import FactorizationModel, MLPModel
+from .models import CPModel, FactorizationModel, MLPModel
 from .optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .problems import (
     Problem,
@@ -24,6 +24,7 @@ from .problems import (
     make_problem,
     make_sensing,
     make_supervised,
+    make_tensor_problem,
     save_problem,
 )
 
@@ -56,6 +57,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "RESULTS_VERSION",
+    "CPModel",
     "FactorizationModel",
     "GradientDescent",
     "MLPModel",
@@ -75,6 +77,7 @@ __all__ = [
     "make_problem",
     "make_sensing",
     "make_supervised",
+    "make_tensor_problem",
     "save_problem",
     "SupervisedProblem",
 ]
