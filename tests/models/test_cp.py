@@ -99,7 +99,8 @@ def test_entry_variance_and_uncorrelated_entries_against_monte_carlo(dims, width
     """E[T_i T_j] = v delta_ij with v = entry_variance() (the closed form in docs/design.md, "Tensors").
 
     The second moments of 4e4 draws: their diagonal's mean within 4 SE of v, and every off-diagonal mean
-    within 4 of its own SEs plus a Bonferroni margin (5 SE over up to ~1800 pairs) of 0.
+    within 5.5 of its own SEs of 0 (a Bonferroni bound: P(|z| > 5.5) is about 4e-8 per pair, and there are at
+    most 2016 pairs).
     """
     model = CPModel(dims, width, depth, prior=prior, scaling=scaling)
     flat = model.outputs(model.sample_prior(40_000, torch.Generator().manual_seed(11), dtype=torch.float64))
