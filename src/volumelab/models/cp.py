@@ -41,7 +41,7 @@ from functools import cached_property
 import torch
 
 from ..errors import ModelError
-from .factorization import SCALINGS, normalize_frobenius
+from .factorization import SCALINGS, factor_prior_description, normalize_frobenius
 from .layers import LayeredModel
 
 __all__ = ["CPModel"]
@@ -219,14 +219,4 @@ class CPModel(LayeredModel):
 
     def describe(self) -> dict:
         """A JSON-friendly description (used in results and reports)."""
-        return {
-            "family": self.family,
-            "dims": list(self.dims),
-            "width": self.width,
-            "depth": self.depth,
-            "activation": self.activation_name,
-            "prior": self.prior,
-            "scaling": self.scaling,
-            "normalize": self.normalize,
-            "negative_slope": self.negative_slope,
-        }
+        return {"family": self.family, "dims": list(self.dims), **factor_prior_description(self)}

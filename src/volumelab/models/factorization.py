@@ -172,16 +172,23 @@ class FactorizationModel(LayeredModel):
         return {
             "rows": self.rows,
             "cols": self.cols,
-            "width": self.width,
-            "depth": self.depth,
-            "activation": self.activation_name,
-            "prior": self.prior,
-            "scaling": self.scaling,
-            "normalize": self.normalize,
-            "negative_slope": self.negative_slope,
+            **factor_prior_description(self),
             # Only where set: descriptions of the zero-mean prior stay as they were.
             **({"weight_mean": self.weight_mean} if self.weight_mean else {}),
         }
+
+
+def factor_prior_description(model) -> dict:
+    """What a matrix and a CP factorization describe alike: width, depth, activation and the prior's options."""
+    return {
+        "width": model.width,
+        "depth": model.depth,
+        "activation": model.activation_name,
+        "prior": model.prior,
+        "scaling": model.scaling,
+        "normalize": model.normalize,
+        "negative_slope": model.negative_slope,
+    }
 
 
 def normalize_frobenius(
