@@ -35,6 +35,9 @@ class LayeredModel:
 
     #: Set by the family's ``__post_init__`` (:func:`volumelab.models.activations.activation_for`).
     _activation_function: Activation
+    #: A draw is scored as the whole measured array (a factorization's ``W``, a CP model's ``T``), which the
+    #: task's linear measurements contract; otherwise the task scores the family's outputs on its data.
+    scores_array = False
 
     def _validate(self, counts: tuple[str, ...], scalings: tuple[str, ...]) -> None:
         """The checks every family's ``__post_init__`` runs, and the activation, made once.

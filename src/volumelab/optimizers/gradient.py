@@ -699,6 +699,6 @@ class GradientDescent:
         layers = objective.layers(params)
         arrays = {f"layer_{j + 1}": layer.cpu().numpy().copy() for j, layer in enumerate(layers)}
         arrays["outputs"] = objective.outputs(params).cpu().numpy()
-        if getattr(objective.model, "scores_array", False):  # a factorization's W, a CP model's T
+        if objective.model.scores_array:  # a factorization's W, a CP model's T
             arrays["W"] = objective.model.end_to_end(layers).cpu().numpy()
         return arrays

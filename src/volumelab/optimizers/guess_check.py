@@ -270,7 +270,8 @@ class _LossContraction:
         return self.exact.batch_last_losses(self.exact.batch_last_residuals(flat64, out=residual))
 
     def __call__(self, draws: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
-        """Losses of ``draws (n, rows, cols)`` (``(n, *shape)`` of any order): a float64 ``(2, n)`` tensor, rows ``(train, gen)``.
+        """Losses of ``draws (n, rows, cols)`` (``(n, *shape)`` of any order): a float64 ``(2, n)`` tensor,
+        rows ``(train, gen)``.
 
         With a ``workspace`` the temporaries reuse its memory.
         """
@@ -343,7 +344,7 @@ class _OutputScorer:
 
 def _scorer_for(model, problem, device: torch.device, eps: float, accept: str = "train_loss"):
     """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer."""
-    if getattr(model, "scores_array", False):  # a factorization's W, a CP model's T
+    if model.scores_array:  # a factorization's W, a CP model's T
         return _LossContraction(problem, device, eps)
     return _OutputScorer(model, problem, device, eps, accept)
 

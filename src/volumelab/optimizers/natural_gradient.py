@@ -302,7 +302,7 @@ class NaturalGradientDescent(GradientDescent):
                 "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
-        if self.fisher == "output" and not getattr(model, "scores_array", False):
+        if self.fisher == "output" and not model.scores_array:
             raise OptimizerError(f"fisher='output' needs a model whose outputs are the whole function (a "
                                  f"factorization's W, a CP model's T); {model.family} has outputs only on data points")
         return super().init(problems, model, seeds)

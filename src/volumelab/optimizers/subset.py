@@ -132,7 +132,7 @@ class LatentPrior:
     def draws(self, latent: torch.Tensor):
         """What the task scores: the end-to-end ``W`` of a factorization, the layers of any other family."""
         layers = self.layers(latent)
-        return self.model.end_to_end(layers) if getattr(self.model, "scores_array", False) else layers
+        return self.model.end_to_end(layers) if self.model.scores_array else layers
 
 
 #: The kernels' fresh normal directions are drawn in this precision and widened to the latent's float64:

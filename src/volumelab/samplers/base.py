@@ -6,6 +6,9 @@ distribution is exactly that of ``model.end_to_end(model.sample_prior(...))``. F
 samplers reach the same distribution with fewer random numbers or FLOPs; each is
 tested against the direct product for equality in distribution.
 
+A CP model's draw is its tensor, ``(num_samples, *dims)``, by ``direct`` only
+(docs/design.md, "Fast samplers for the CP model", says why no other).
+
 For any other family (an MLP) the only sampler is ``direct`` and a draw is the layers
 themselves, ``model.sample_prior(...)``: the task scores the network's outputs on its
 inputs (:meth:`MLPModel.outputs`).
@@ -81,14 +84,14 @@ class PriorSampler:
 
 def _direct_draw(model, num_samples, generator, *, dtype, device):
     layers = model.sample_prior(num_samples, generator, dtype=dtype, device=device)
-    return model.end_to_end(layers) if getattr(model, "scores_array", False) else layers
+    return model.end_to_end(layers) if model.scores_array else layers
 
 
 def _direct_bytes(model: FactorizationModel, dtype: torch.dtype) -> int:
     itemsize = torch.empty((), dtype=dtype).element_size()
     # The layers, plus one activation and one product of the largest layer alive at once.
     largest = max(out * inp for out, inp in model.layer_shapes)
-    outputs = math.prod(model.shape) if getattr(model, "scores_array", False) else 0
+    outputs = math.prod(model.shape) if model.scores_array else 0
     return itemsize * (model.num_parameters + 2 * largest + 2 * outputs)
 
 
