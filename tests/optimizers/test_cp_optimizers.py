@@ -7,8 +7,6 @@ hand-written gradient while the CP model goes through autograd; against the matr
 they are equal, and against the hand-written gradient equal to rounding.
 """
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -80,7 +78,8 @@ def test_order_three_runs_through_every_optimizer():
     assert gnc.metrics["accepted"] > 0 and gnc.metrics["gen_loss"] < gnc.metrics["prior_gen_loss"]
     gd = GradientDescent(lr=1e-2, init_scale=1e-2, step_rule="group_rmsprop").run(problem, model, 2000, seed=0)
     assert gd.metrics["train_loss"] < 1e-4
-    assert gd.arrays == {} and dataclasses.is_dataclass(gd)
+    # GD generalizes: below half the chance level, the bound of the paper's width rule for GD.
+    assert gd.metrics["gen_loss"] < 0.5 * gnc.metrics["prior_gen_loss"]
     ngd = NaturalGradientDescent(lr=0.5, init_scale=0.1, fisher="output").run(problem, CPModel((3, 3, 3), 2, 2),
                                                                             20, seed=0)
     assert ngd.status == "completed" and torch.isfinite(torch.tensor(ngd.metrics["gen_loss"]))

@@ -97,6 +97,15 @@ def collapse_statistics(singular_values: np.ndarray, depth: int = 1) -> dict[str
     return out
 
 
+def _unfolding_singular_values(draws: torch.Tensor) -> list[np.ndarray]:
+    """Singular values ``(n, dims[m])`` of each distinct unfolding of ``draws (n, *dims)``: every mode of a tensor,
+    the matrix itself at order 2 (its other unfolding is its transpose)."""
+    order = draws.ndim - 1
+    modes = range(order) if order > 2 else (0,)
+    return [torch.linalg.svdvals(draws.movedim(1 + mode, 1).reshape(draws.shape[0], draws.shape[1 + mode], -1)
+                                 .contiguous()).numpy() for mode in modes]
+
+
 def _collapse_with_top2(values: np.ndarray, depth: int) -> dict[str, np.ndarray]:
     """:func:`collapse_statistics` and ``top2_share``, the top two singular values' share (what rank 2 needs)."""
     statistics = collapse_statistics(values, depth)
@@ -187,59 +196,30 @@ class ProductCollapse(PriorDraws):
     families = ("factorization", "cp")
 
     def run(self, problem, model, budget: int = 10_000, seed: int = 0):
+        """A matrix ``W``'s statistics, or a CP model's tensor ``T``'s: those of every mode-n unfolding ``T_(n)``
+        (``dims[n] x`` the rest), averaged over the modes draw by draw. A tensor of CP rank one has every
+        unfolding of rank one; at order 2 the unfoldings are ``W`` and ``W^T``, so ``W``'s alone are used."""
         import time
 
         from ..optimizers.base import RunResult
 
         self.check(problem, model, budget)
         start = time.perf_counter()
-        blocks = list(self.blocks(model, budget, seed))
-        if blocks and blocks[0].ndim > 3:
-            return self._run_tensor(model, blocks, budget, seed, start)
-        singular = [torch.linalg.svdvals(block.contiguous()) for block in blocks]
-        values = torch.cat(singular).numpy()
-        diagnostics = {"seed": seed, "sampler": self.sampler}
-        if not np.all(np.isfinite(values)):
+        pieces = [_unfolding_singular_values(block) for block in self.blocks(model, budget, seed)]
+        per_mode = [np.concatenate(part) for part in zip(*pieces)]
+        diagnostics = {"seed": seed, "sampler": self.sampler, "unfoldings": len(per_mode)}
+        if not all(np.all(np.isfinite(values)) for values in per_mode):
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
         # A ReLU product can be exactly 0 (every unit of a layer off): it has no direction to collapse.
         # Such draws are counted, and the statistics are over the others.
-        zero = values[:, 0] <= 0
-        values = values[~zero]
-        if len(values) < 2:
-            diagnostics["seconds"] = time.perf_counter() - start
-            return RunResult(self.method, "diverged", {"draws": budget, "zero_draws": int(zero.sum())}, {}, {},
-                             diagnostics)
-        metrics, errors = self._summaries(_collapse_with_top2(values, model.depth), budget, int(zero.sum()))
-        self._add_lyapunov(model, seed, metrics, errors)
-        diagnostics["seconds"] = time.perf_counter() - start
-        return RunResult(self.method, "ok", metrics, errors, {}, diagnostics)
-
-    def _run_tensor(self, model, blocks, budget: int, seed: int, start: float):
-        """A tensor's collapse towards CP rank one: the statistics of every mode-n unfolding ``T_(n)``
-        (``dims[n] x`` the rest), averaged over the modes draw by draw. A rank-one tensor has every unfolding
-        of rank one; at order 2 the mode-0 unfolding is ``W`` and the mode-1 one ``W^T``, with the same values."""
-        import time
-
-        from ..optimizers.base import RunResult
-
-        draws = torch.cat(blocks)
-        order = draws.ndim - 1
-        per_mode = []
-        for mode in range(order):
-            unfolded = draws.movedim(1 + mode, 1).reshape(draws.shape[0], draws.shape[1 + mode], -1)
-            per_mode.append(torch.linalg.svdvals(unfolded.contiguous()).numpy())
-        diagnostics = {"seed": seed, "sampler": self.sampler, "unfoldings": order}
-        if not all(np.all(np.isfinite(v)) for v in per_mode):
-            diagnostics["seconds"] = time.perf_counter() - start
-            return RunResult(self.method, "diverged", {"draws": budget}, {}, {}, diagnostics)
         zero = per_mode[0][:, 0] <= 0
         if int((~zero).sum()) < 2:
             diagnostics["seconds"] = time.perf_counter() - start
             return RunResult(self.method, "diverged", {"draws": budget, "zero_draws": int(zero.sum())}, {}, {},
                              diagnostics)
-        stats = [_collapse_with_top2(v[~zero], model.depth) for v in per_mode]
-        averaged = {name: sum(s[name] for s in stats) / order for name in stats[0]}
+        stats = [_collapse_with_top2(values[~zero], model.depth) for values in per_mode]
+        averaged = {name: sum(s[name] for s in stats) / len(stats) for name in stats[0]}
         metrics, errors = self._summaries(averaged, budget, int(zero.sum()))
         self._add_lyapunov(model, seed, metrics, errors)
         diagnostics["seconds"] = time.perf_counter() - start

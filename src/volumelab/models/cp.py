@@ -108,7 +108,7 @@ class CPModel(LayeredModel):
         """``(out, in)`` of one mode's layers, first to last."""
         r, d = self.width, self.depth
         if mode == 0:
-            return ((r, r),) * (d - 1) + ((self.dims[0], r),) if d > 1 else ((self.dims[0], r),)
+            return ((r, r),) * (d - 1) + ((self.dims[0], r),)
         return ((r, self.dims[mode]),) + ((r, r),) * (d - 1)
 
     @cached_property
@@ -139,18 +139,12 @@ class CPModel(LayeredModel):
     # ------------------------------------------------------------------- forward
     def factors(self, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``[F_0, G_1, ..., G_{N-1}]``: mode 0's factor ``(..., dims[0], R)`` and the others' transposed
-        ``(..., R, dims[n])``, each the forward pass of its layers (:meth:`LayeredModel.propagate`)."""
+        ``(..., R, dims[n])``, each the forward recursion of its layers (``LayeredModel._recursion``)."""
         if len(weights) != len(self.layer_shapes):
             raise ModelError(f"expected {len(self.layer_shapes)} weight matrices, got {len(weights)}")
         d = self.depth
         by_mode = {mode: weights[i * d:(i + 1) * d] for i, mode in enumerate(self.modes)}
-        return [self._product(by_mode[mode]) for mode in range(self.order)]
-
-    def _product(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
-        hidden = layers[0]
-        for layer in layers[1:]:
-            hidden = torch.matmul(layer, self.sigma(hidden))
-        return hidden
+        return [self._recursion(by_mode[mode][0], by_mode[mode]) for mode in range(self.order)]
 
     def forward(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """``T`` before the optional normalization: ``(..., *dims)``.

@@ -105,6 +105,10 @@ class LayeredModel:
         """
         if len(weights) != len(self.layer_shapes):
             raise ModelError(f"expected {len(self.layer_shapes)} weight matrices, got {len(weights)}")
+        return self._recursion(first, weights, activate=activate, multiply=multiply, pre=pre, post=post)
+
+    def _recursion(self, first, weights, *, activate=None, multiply=None, pre=None, post=None) -> torch.Tensor:
+        """:meth:`propagate` over any run of layers (a CP model's factor matrix is one of several)."""
         if activate is None:
             activate = self._activation_function
         hidden = first
