@@ -23,7 +23,10 @@ from ..experiments.methods import row_kind
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["LOG_AXIS_SPAN", "log_axis", "median_standard_error", "method_types_of", "plot_sweep", "summarize"]
+__all__ = [
+    "LOG_AXIS_SPAN", "log_axis", "median_standard_error", "method_types_of", "new_figure", "plot_forest", "plot_sweep",
+    "save_figure", "summarize",
+]
 
 AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$"}
 
@@ -163,14 +166,10 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     Returns:
         The written files.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     summary = summarize(frame, panel, panel_order)
     panels = list(dict.fromkeys(summary["panel"])) if len(summary) else [""]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, sharey=False)
+    fig = new_figure((4.2 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=False)
     types = method_types_of(frame)
     methods = list(dict.fromkeys(frame["method"]))
     methods.sort(key=lambda m: (row_kind(types[m]).extra, m))  # extra rows (e.g. chance) after the methods
@@ -229,11 +228,64 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
                  "of the seeds have a loss (the median leaves out the others)", fontsize=6, color="#555555")
         bottom = 0.04
     fig.tight_layout(rect=(0, bottom, 1, 1))
+    return save_figure(fig, out_stem)
+
+
+def new_figure(size: tuple[float, float]):
+    """A matplotlib ``Figure`` that belongs to no pyplot state: drawing it never touches the
+    user's backend (the library never calls ``matplotlib.use``)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
+def save_figure(fig, out_stem: Path, title: str | None = None) -> list[Path]:
+    """Save ``fig`` as ``<out_stem>.png`` and ``<out_stem>.pdf`` (with ``title`` as its heading, if given)."""
+    if title:
+        fig.suptitle(title, fontsize=10)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix in (".png", ".pdf"):
         path = out_stem.with_suffix(suffix)
         fig.savefig(path, dpi=150)
         paths.append(path)
-    plt.close(fig)
     return paths
+
+
+def plot_forest(verdict, out_stem: Path, title: str) -> list[Path]:
+    """The per-panel effects of a study's verdict with their intervals and the claim's threshold.
+
+    One row per judged panel (primary endpoint): the mean per-seed effect, its 95% Student-t
+    interval, coloured by the decision; the claimed boundary (minimal effect, or the equivalence
+    margin) as a dashed line. Panels outside the claim are drawn hollow.
+    """
+    colors = {"holds": "#1a7f37", "fails": "#cf222e", "inconclusive": "#9a6700"}
+    rows = [p for p in verdict.panels if p.decision is not None]
+    fig = new_figure((6.4, 0.9 + 0.42 * max(len(rows), 1)))
+    ax = fig.subplots()
+    for index, result in enumerate(reversed(rows)):
+        decision = result.decision
+        effect, color = decision.effect, colors.get(decision.outcome, "#555555")
+        if math.isfinite(effect.estimate):
+            if math.isfinite(effect.low):
+                ax.plot([effect.low, effect.high], [index, index], color=color, linewidth=2)
+            ax.plot([effect.estimate], [index], marker="o", color=color,
+                    markerfacecolor=color if result.about else "white", markersize=6)
+        ax.annotate(f"{decision.outcome} (n = {effect.n})", (1.01, index), xycoords=("axes fraction", "data"),
+                    fontsize=7, va="center", color=color)
+    rules = {p.decision.rule for p in rows}
+    for rule in rules:
+        if rule.direction == "equivalent":
+            for bound in (rule.target - rule.margin, rule.target + rule.margin):
+                ax.axvline(bound, color="#555555", linestyle="--", linewidth=1)
+        else:
+            bound = rule.minimal_effect if rule.direction == "increase" else -rule.minimal_effect
+            ax.axvline(bound, color="#555555", linestyle="--", linewidth=1)
+    ax.set_yticks(list(range(len(rows))), [p.panel or "(all)" for p in reversed(rows)], fontsize=7)
+    ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
+    endpoint = rows[0].decision.rule.endpoint if rows else "effect"
+    ax.set_xlabel(f"{endpoint} (mean over seeds, 95% interval)", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_stem)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import mlp, ngd, tensor, theory
+from . import figures, mlp, ngd, tensor, theory
 from .ngd import trajectory_distances
 
 __all__ = ["STUDY_CLAIMS", "judge_study", "study_rule", "trajectory_distances"]

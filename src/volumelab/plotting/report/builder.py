@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, get_study
+from ...evidence import judge as judge_claim
 from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, row_kind
 from ...experiments.results import coordinate_label
-from ..figures import method_types_of, plot_sweep, summarize
-from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, judge, ratio_and_stderr, read_roles
+from ..figures import method_types_of, plot_forest, plot_sweep, summarize
+from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, ratio_and_stderr, read_roles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,14 +44,15 @@ class ReportSection:
     x_name: str
     panel: str | None
     summary: "pd.DataFrame"
-    verdict: Verdict | None
+    verdict: "StudyVerdict | Verdict | None"
     runs: int
     missing: dict  # method -> runs without a loss
     seconds: float
     fit: "pd.DataFrame | None" = None  # panel, method, method_type, x, median final train loss of trainers
     method_types: dict = field(default_factory=dict)  # method -> method_type (default: the method's name)
     extra_images: list = field(default_factory=list)  # a study's own plots, relative to the report
-    flagged: dict = field(default_factory=dict)  # method -> runs flagged (FLAGGED_STATUSES), counted in missing
+    flagged: dict = field(default_factory=dict)  # method -> runs flagged (status not ok), counted in missing
+    power: str = ""  # the smallest effect the sweep's seeds can resolve, in words
 
 
 def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
@@ -207,21 +210,13 @@ _INTRODUCTION = (
 )
 
 
-#: Run statuses that flag a result as untrustworthy: its numbers are stored but enter no median,
-#: plot or verdict, and the report counts them.
-FLAGGED_STATUSES = {
-    "not_mixed": "subset simulation's chains did not mix (split-R-hat over replicates above its threshold)",
-}
-
-
 def _flagged_sentence(section: ReportSection) -> str:
     """``Flagged runs ...``, or ``""`` when none was flagged."""
     counts = ", ".join(f"{k}: {v}" for k, v in section.flagged.items() if v)
     if not counts:
         return ""
-    reasons = "; ".join(FLAGGED_STATUSES.values())
-    return (f"Flagged runs, left out of the medians, plots and verdict (their numbers are in results.csv): "
-            f"{counts} ({reasons}).")
+    return (f"Flagged runs (status not ok: nothing accepted, not reached, not mixed, diverged, solve failed, ...), "
+            f"left out of every metric, median, plot and verdict, their numbers kept in results.csv: {counts}.")
 
 
 def _no_loss(sections: list[ReportSection]) -> str:
@@ -244,6 +239,40 @@ def _introduction(sections: list[ReportSection]) -> str:
     return _INTRODUCTION.format(no_loss=_no_loss(sections))
 
 
+def _panel_lines(verdict) -> list[tuple[str, str, str]]:
+    """``(panel, outcome, line)`` per panel of a verdict: effect, interval, n, claimed effect, decision."""
+    lines = []
+    for p in verdict.panels:
+        if isinstance(verdict, StudyVerdict):
+            if p.decision is None:
+                continue
+            where = "" if p.about else " [extension: not part of the claim]"
+            lines.append((p.panel, p.decision.outcome, p.decision.line + where))
+            for name, decision in p.secondary.items():
+                lines.append((p.panel, "reported", f"reported, not deciding: {decision.line}"))
+        else:  # a verdict of a study not yet declared on the study mechanism
+            lines.append((p.panel, p.outcome, f"{p.outcome}: {p.detail}"))
+    return lines
+
+
+def _rule_details(verdict) -> list[str]:
+    """The rule and how it is computed, for the folded part of a report."""
+    if not isinstance(verdict, StudyVerdict):
+        return [f"Rule: {verdict.rule}"]
+    from ...evidence.statistics import ALPHA, MIN_SEEDS
+
+    return [
+        f"Rule (digest `{verdict.digest}`): {verdict.study.rule_text}",
+        f"Each panel's effect is the mean of its per-seed effects with a Student-t interval (n - 1 degrees of "
+        f"freedom, {1 - ALPHA:.0%}); a directional claim holds when the interval lies beyond the claimed boundary "
+        f"and fails when it lies entirely on the other side; an equivalence claim holds when the interval lies "
+        f"inside the margin (two one-sided tests) and fails when it lies entirely outside; otherwise inconclusive. "
+        f"Panels are corrected together by Holm's procedure; fewer than {MIN_SEEDS} seeds is inconclusive. Runs "
+        f"whose status is not ok are left out of every endpoint, and each decision is checked with them at their "
+        f"least favourable value. {COMBINATION_RULE}",
+    ]
+
+
 def _markdown(sections: list[ReportSection], title: str) -> str:
     lines = [f"# {title}", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by volumelab. {_introduction(sections)}",
@@ -254,15 +283,20 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
             lines += [s.description.strip(), ""]
         if s.note:
             lines += [f"*Scale `{s.scale}` deviates from the paper:* {s.note.strip()}", ""]
+        if s.verdict is not None:
+            lines += [f"**{s.verdict.heading}:** {s.verdict.sentence}", ""]
+            for panel, _, line in _panel_lines(s.verdict):
+                lines.append(f"- {panel + ': ' if panel else ''}{line}")
+            lines.append("")
+            if s.power:
+                lines += [s.power, ""]
         lines += [f"![{s.name}]({s.image})", ""]
         for image in s.extra_images:
             lines += [f"![{s.name}: measurements of the claim]({image})", ""]
         if s.verdict is not None:
-            lines += [f"**{s.verdict.heading}:** {s.verdict.sentence}", "", f"Rule: {s.verdict.rule}", ""]
-            for p in s.verdict.panels:
-                label = f"{p.panel}: " if p.panel else ""
-                lines.append(f"- {label}{p.outcome} — {p.detail}")
-            lines.append("")
+            lines += ["<details><summary>Rule, standard errors and flagged runs</summary>", ""]
+            lines += [text + "\n" for text in _rule_details(s.verdict)]
+            lines += ["</details>", ""]
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         lines += [f"{s.runs} runs stored; runs without a loss ({_no_loss([s])}): "
                   f"{missing or 'none'}. Compute time: {s.seconds:.0f} s.", ""]
@@ -280,7 +314,18 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
     return "\n".join(lines)
 
 
-def _html(sections: list[ReportSection], title: str) -> str:
+def _image_tag(out_dir: Path | None, image: str, alt: str) -> str:
+    """An ``<img>`` with the PNG embedded (base64), so ``report.html`` alone is the report."""
+    import base64
+
+    path = (out_dir / image) if out_dir is not None else None
+    if path is not None and path.is_file():
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
+    return f"<img src='{html.escape(image)}' alt='{html.escape(alt)}'>"
+
+
+def _html(sections: list[ReportSection], title: str, out_dir: Path | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
@@ -294,18 +339,22 @@ def _html(sections: list[ReportSection], title: str) -> str:
             parts.append(f"<p>{e(s.description.strip())}</p>")
         if s.note:
             parts.append(f"<p><em>Scale {e(s.scale)} deviates from the paper:</em> {e(s.note.strip())}</p>")
-        parts.append(f"<img src='{e(s.image)}' alt='{e(s.name)}'>")
-        for image in s.extra_images:
-            parts.append(f"<img src='{e(image)}' alt='{e(s.name)}: measurements of the claim'>")
         if s.verdict is not None:
             cls = s.verdict.outcome.split()[0]
             statement = s.verdict.sentence.replace("**", "")
-            parts.append(f"<p><b>{e(s.verdict.heading)}:</b> <span class='{e(cls)}'>{e(statement)}</span></p>")
-            parts.append(f"<p>Rule: {e(s.verdict.rule)}</p><ul>")
-            for p in s.verdict.panels:
-                parts.append(f"<li>{e(p.panel + ': ' if p.panel else '')}<span class='{e(p.outcome)}'>"
-                             f"{e(p.outcome)}</span> — {e(p.detail)}</li>")
+            parts.append(f"<p><b>{e(s.verdict.heading)}:</b> <span class='{e(cls)}'>{e(statement)}</span></p><ul>")
+            for panel, outcome, line in _panel_lines(s.verdict):
+                parts.append(f"<li>{e(panel + ': ' if panel else '')}<span class='{e(outcome)}'>{e(line)}</span></li>")
             parts.append("</ul>")
+            if s.power:
+                parts.append(f"<p>{e(s.power)}</p>")
+        parts.append(_image_tag(out_dir, s.image, s.name))
+        for image in s.extra_images:
+            parts.append(_image_tag(out_dir, image, f"{s.name}: measurements of the claim"))
+        if s.verdict is not None:
+            parts.append("<details><summary>Rule, standard errors and flagged runs</summary>")
+            parts += [f"<p>{e(text)}</p>" for text in _rule_details(s.verdict)]
+            parts.append("</details>")
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
         parts.append(f"<p>{s.runs} runs stored; runs without a loss: {e(missing or 'none')}. "
                      f"Compute time: {s.seconds:.0f} s.</p>")
@@ -328,7 +377,7 @@ def write_report(sections: list[ReportSection], out_dir: Path, title: str = "vol
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(_markdown(sections, title), encoding="utf-8")
-    page.write_text(_html(sections, title), encoding="utf-8")
+    page.write_text(_html(sections, title, out_dir), encoding="utf-8")
     return [md, page]
 
 
@@ -351,6 +400,12 @@ def prior_normalized(frame: "pd.DataFrame") -> bool | None:
     return values.pop() if len(values) == 1 else None
 
 
+def _legacy_claims() -> tuple:
+    from ...studies import STUDY_CLAIMS
+
+    return STUDY_CLAIMS
+
+
 def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     """Write ``results.csv``, ``plots/<name>.png|pdf`` and ``report.md|html`` for one sweep.
 
@@ -368,12 +423,16 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     written = [c for c in frame.columns if c != "config"]
     frame[written].to_csv(out_dir / "results.csv", index=False)
     assert set(csv_columns()) <= set(written)
-    # Flagged runs keep their numbers in results.csv but enter no median, plot or verdict.
-    flagged_rows = frame["status"].isin(list(FLAGGED_STATUSES)) if len(frame) else frame["status"]
-    flagged = {m: int(flagged_rows[frame["method"] == m].sum()) for m in dict.fromkeys(frame["method"])}
-    if len(frame) and flagged_rows.any():
+    # Flagged runs (status not ok) keep their numbers in results.csv but enter no median, plot or verdict:
+    # every metric of theirs is left out the same way.
+    stored = frame
+    flags = flagged_rows(frame) if len(frame) else frame["status"]
+    flagged = {m: int(flags[frame["method"] == m].sum()) for m in dict.fromkeys(frame["method"])}
+    if len(frame) and flags.any():
         frame = frame.copy()
-        frame.loc[flagged_rows, ["gen_loss", "gen_loss_stderr"]] = float("nan")
+        metrics = [c for c in frame.columns if c not in ("x", "seed", "point", "run_id", "results_version",
+                                                         "seconds") and frame[c].dtype.kind == "f"]
+        frame.loc[flags, metrics] = float("nan")
     x_log = config.x_log if config.x_log is not None else x_name == "width"
     note = config.scale_note(plan.scale)
     title = config.title or config.name
@@ -392,14 +451,29 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
                    x_log=x_log, note=note, panel_order=panel_order)
     summary = summarize(frame, panel, panel_order)
     extra_images = []
-    from ...studies import STUDY_CLAIMS, judge_study
+    power = ""
+    study = get_study(config.claim) if config.claim else None
+    if study is not None:
+        verdict = judge_claim(study, stored, panel, panel_order)
+        if config.claim == "depth" and prior_normalized(stored) is False:
+            verdict = replace(verdict, heading="Ablation (G&C's prior not normalized)")
+        paths = study.plot(verdict, frame, out_dir / "plots" / f"{config.name}-claim", f"{title} [{plan.scale}]") \
+            if study.plot is not None else []
+        paths = plot_forest(verdict, out_dir / "plots" / f"{config.name}-verdict",
+                            f"{title} [{plan.scale}]: effects and 95% intervals") + list(paths)
+        extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
+        if math.isfinite(verdict.detectable):
+            power = (f"At this scale the panels' intervals have half-widths up to {verdict.detectable:.2g}: an "
+                     f"effect smaller than that is not resolved (an inconclusive panel reads as \"underpowered "
+                     f"for effects below {verdict.detectable:.2g}\").")
+    elif config.claim in _legacy_claims():  # studies not yet declared on the study mechanism
+        from ...studies import judge_study
 
-    if config.claim in STUDY_CLAIMS:
         verdict, paths = judge_study(config.claim, frame, out_dir, list(names.values()),
                                      stem=out_dir / "plots" / f"{config.name}-claim", title=f"{title} [{plan.scale}]")
         extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
     else:
-        verdict = judge(summary, config.claim, normalized=prior_normalized(frame))
+        verdict = None
     # A run without a loss is missing unless its method reports no loss by design (a diagnostic, status "ok").
     lossless = frame["gen_loss"].isna() & (frame["status"] != "ok") if len(frame) else frame["gen_loss"]
     missing = {m: int(lossless[frame["method"] == m].sum()) for m in dict.fromkeys(frame["method"])}
@@ -412,7 +486,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         x_name=x_name, panel=panel, summary=summary, verdict=verdict,
         runs=len(frame), missing=missing, flagged=flagged, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
-        extra_images=extra_images if has_losses else extra_images[1:],
+        extra_images=extra_images if has_losses else extra_images[1:], power=power,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section

@@ -1,0 +1,23 @@
+"""Evidence: the statistics of every verdict and the one mechanism that declares and judges a study.
+
+* :mod:`~volumelab.evidence.statistics`: per-seed effects, Student-t intervals, the three-way
+  decision (directional or equivalence by two one-sided tests), Holm's correction, minimum seeds.
+* :mod:`~volumelab.evidence.study`: :class:`Study` (a claim's pre-registration),
+  :func:`judge`, the one rule that combines panels (:data:`COMBINATION_RULE`), the registry.
+"""
+
+from .statistics import (
+    ALPHA, FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, Decision, Effect, Rule, decide, decide_panels, effect_interval, holm,
+    mean_and_stderr,
+)
+from .study import (
+    COMBINATION_RULE, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
+    get_study, judge, per_seed_change, register_study, registered_studies,
+)
+
+__all__ = [
+    "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
+    "PanelData", "PanelResult", "Rule", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "mean_and_stderr", "per_seed_change",
+    "register_study", "registered_studies",
+]
