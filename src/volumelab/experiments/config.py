@@ -11,6 +11,8 @@ A sweep file (YAML) describes one experiment (docs/experiments.md has a full exa
     problem: {kind: sensing, rows: 5, cols: 5, rank: 1, measurements: 15, norm: 1.0}
     model:   {kind: factorization, depth: 2, prior: gaussian, normalize: false}
     problem_seed: 0                # optional: every seed's problem is made from seed 0
+    stream: 0                      # optional: replicate stream; K > 0 redraws everything a seed
+                                   # makes (problems, splits, draws, inits); `volumelab run --stream`
     methods:                       # name: settings; ``type`` (a registered method) defaults to the name
       <name>: {<the optimizer's fields>, <its budget>, model: {<model overrides>}}
     grid:                          # cartesian product over any fields
@@ -162,6 +164,9 @@ class SweepConfig(_Strict):
     problem: Any = Field(default_factory=lambda: validate_problem({}))
     model: Any = Field(default_factory=lambda: validate_model({}))
     problem_seed: int | None = Field(None, ge=0)
+    #: The replicate stream (:func:`volumelab._rng.stream_seed`): 0 is the experiment as
+    #: it always was; another value redraws every random stream of every seed.
+    stream: int = Field(0, ge=0, strict=True)
     methods: dict[str, Any] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     overrides: dict[str, dict[Any, dict[str, Any]]] = Field(default_factory=dict)
@@ -315,7 +320,7 @@ def key_settings(settings: BaseModel) -> dict[str, Any]:
 
 
 def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
-            resolved: Mapping[str, Any] | None = None) -> str:
+            resolved: Mapping[str, Any] | None = None, stream: int = 0) -> str:
     """A stable identifier of one (point, seed, method) run.
 
     It hashes everything that changes the run's numbers and nothing that does not:
@@ -323,8 +328,10 @@ def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
     problem is made from where that is not the run's seed (``problem_seed``), the model
     as the method sees it, the method's settings less its ``execution_fields`` (device
     choice, batch size), what the settings resolve to on this machine (``resolved``:
-    e.g. the device type, or a sampler's choice and block size), the seed, and the
-    package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method names identify the row.
+    e.g. the device type, or a sampler's choice and block size), the seed, the replicate
+    ``stream`` (only when it is not 0, so stream 0 keeps the keys of before streams
+    existed), and the package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method
+    names identify the row.
     """
     settings = point.methods[method]
     payload = {
@@ -339,6 +346,8 @@ def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
     }
     if point.problem_seed is not None:
         payload["problem_seed"] = point.problem_seed
+    if stream != 0:
+        payload["stream"] = stream
     text = json.dumps(payload, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

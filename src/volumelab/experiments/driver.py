@@ -10,6 +10,13 @@ per seed. Each task returns its rows (the method's own and its extra rows) and t
 driver writes them in one transaction as soon as it finishes. Tasks a method marks
 single-threaded run concurrently, one per core, in the in-process executor (see
 :mod:`volumelab.experiments.executors`).
+
+A sweep runs in one replicate *stream* (``volumelab run --stream K``, or ``stream:`` in
+its config). Tasks carry the user's seeds and the stream; :func:`execute_task` alone maps
+them (and ``problem_seed``) through :func:`volumelab._rng.stream_seed` before building
+problems and calling runners, so every random stream of a run changes with ``K`` while
+stream 0 computes exactly what it did before streams existed. A row keeps the user's
+seed (runs pair by it across methods); its key and config record the stream.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from .config import (
     resolve_points,
     run_key,
 )
+from .._rng import stream_seed
 from .executors import make_executor
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
@@ -55,7 +63,9 @@ class SweepTask:
 
     ``extra_keys`` holds, per seed, the keys of the method's extra rows (one per
     :class:`~volumelab.experiments.methods.ExtraRows` it registers). ``method_module``
-    registers the method, for a worker process where it is not registered yet.
+    registers the method, for a worker process where it is not registered yet. ``seeds``
+    and ``problem_seed`` are the user's; ``stream`` is the replicate stream they are
+    mapped through when the task runs.
     """
 
     sweep: str
@@ -77,6 +87,7 @@ class SweepTask:
     work: tuple[float, str] = (1.0, "runs")
     problem_seed: int | None = None
     method_module: str = ""
+    stream: int = 0
 
     @property
     def num_rows(self) -> int:
@@ -85,13 +96,14 @@ class SweepTask:
 
 @dataclass
 class SweepPlan:
-    """The resolved points and all tasks of a sweep at one scale."""
+    """The resolved points and all tasks of a sweep at one scale, in one replicate stream."""
 
     config: SweepConfig
     scale: str
     points: list[ResolvedPoint]
     tasks: list[SweepTask]
     source: str = "<config>"
+    stream: int = 0
 
     @property
     def keys(self) -> list[str]:
@@ -136,8 +148,15 @@ def _with_device(settings, device: str | None):
     return settings.model_copy(update={"device": device})
 
 
+def _check_stream(stream: Any) -> int:
+    """``stream`` if it is a non-negative integer; a :class:`ConfigError` otherwise."""
+    if isinstance(stream, bool) or not isinstance(stream, int) or stream < 0:
+        raise ConfigError(f"stream must be a non-negative integer (0 is the original experiment), got {stream!r}")
+    return stream
+
+
 def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "<config>",
-               device: str | None = None) -> SweepPlan:
+               device: str | None = None, stream: int | None = None) -> SweepPlan:
     """Resolve the grid and split it into tasks (nothing runs).
 
     Args:
@@ -145,7 +164,15 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
         scale: A scale the config defines; ``None`` for its base values.
         source: The config's file name, for error messages.
         device: Replace every method's ``device`` setting (``"auto" | "cpu" | "cuda"``).
+        stream: The replicate stream (``volumelab run --stream``); ``None``: the
+            config's ``stream`` (0 unless it sets one). The plan's ``config`` carries it.
+
+    Raises:
+        ConfigError: the config does not resolve, or ``stream`` is not a non-negative integer.
     """
+    stream = config.stream if stream is None else _check_stream(stream)
+    if stream != config.stream:
+        config = config.model_copy(update={"stream": stream})
     scale = config.base_scale if scale is None else scale
     points = resolve_points(config, scale, source=source)
     x_field = config.x_field
@@ -159,7 +186,7 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
             spec = get_method(settings.type)
             model = _build_model(point.problem, point.model_for(method))
             resolved = spec.runner.resolved_settings(model, settings)
-            keys = [run_key(config.name, point, method, s, resolved=resolved) for s in seeds]
+            keys = [run_key(config.name, point, method, s, resolved=resolved, stream=stream) for s in seeds]
             extras = [tuple(f"{k}:{extra.type}" for extra in spec.extra_rows) for k in keys]
             groups = [list(range(len(seeds)))] if spec.runner.batched else [[i] for i in range(len(seeds))]
             work = spec.work_of(settings)
@@ -172,9 +199,9 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
                     extra_keys=tuple(extras[i] for i in group), cost=_cost(point, work, len(group)),
                     single_threaded=spec.runner.is_single_threaded(settings),
                     device=resolved["device_type"], work=work, problem_seed=point.problem_seed,
-                    method_module=spec.module,
+                    method_module=spec.module, stream=stream,
                 ))
-    return SweepPlan(config, scale, points, tasks, source)
+    return SweepPlan(config, scale, points, tasks, source, stream)
 
 
 def describe_work(tasks: list[SweepTask]) -> str:
@@ -192,7 +219,15 @@ def describe_work(tasks: list[SweepTask]) -> str:
 
 
 def execute_task(task: SweepTask) -> list[ResultRow]:
-    """Run one task and return its rows (called in the worker)."""
+    """Run one task and return its rows (called in the worker).
+
+    The task's seeds and ``problem_seed`` go through :func:`~volumelab._rng.stream_seed`
+    here, the one place problems are built and runners called, so a stream other than 0
+    changes every random stream of the run. Such a row's config records ``stream``, the
+    seed its run used (``run_seed``) and the seed its problem was made from
+    (``problem_seed``, so the problem can be rebuilt from the row); a stream-0 row's
+    config is as before streams existed.
+    """
     from .. import __version__, _results_version
     import torch
 
@@ -200,22 +235,28 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
     problem_settings = validate_problem(task.problem)
     settings = _validate_method(task.method, task.settings)
     model_settings = validate_model({**task.model, **settings.model})
+    run_seeds = [stream_seed(seed, task.stream) for seed in task.seeds]
     if task.problem_seed is not None:  # one problem for every seed
-        problems = [build_problem(problem_settings, task.problem_seed)] * len(task.seeds)
+        problem_seeds = [stream_seed(task.problem_seed, task.stream)] * len(task.seeds)
+        problems = [build_problem(problem_settings, problem_seeds[0])] * len(task.seeds)
     else:
-        problems = [build_problem(problem_settings, seed) for seed in task.seeds]
+        problem_seeds = run_seeds
+        problems = [build_problem(problem_settings, seed) for seed in run_seeds]
     model = _build_model(problem_settings, model_settings)
     started = utc_now()
     clock = time.perf_counter()
-    results = spec.runner.run(problems, model, settings, list(task.seeds))
+    results = spec.runner.run(problems, model, settings, run_seeds)
     seconds = (time.perf_counter() - clock) / len(task.seeds)
     finished = utc_now()
     rows = []
-    for seed, key, extra_keys, result in zip(task.seeds, task.keys, task.extra_keys, results):
+    for seed, run_seed, problem_seed, key, extra_keys, result in zip(
+            task.seeds, run_seeds, problem_seeds, task.keys, task.extra_keys, results):
         config = {"sweep": task.sweep, "scale": task.scale, "point": task.point, "coords": task.coords,
                   "problem": task.problem, "model": task.model,
                   "method": {"name": task.method, **task.settings}, "seed": seed}
-        if task.problem_seed is not None:
+        if task.stream != 0:
+            config.update(stream=task.stream, run_seed=run_seed, problem_seed=problem_seed)
+        elif task.problem_seed is not None:
             config["problem_seed"] = task.problem_seed
         common = dict(sweep=task.sweep, scale=task.scale, point=task.point, x=task.x, coords=task.coords,
                       seed=seed, config=config, seconds=seconds, started_at=started, finished_at=finished,
@@ -305,6 +346,7 @@ def run_sweep(
     progress: bool | ProgressCallback | None = None,
     device: str | None = None,
     force: bool = False,
+    stream: int | None = None,
 ) -> SweepOutcome:
     """Run every unfinished (point, seed, method) of a sweep and store each row at once.
 
@@ -320,6 +362,9 @@ def run_sweep(
             task (see :data:`ProgressCallback`), ``None`` for a bar when stderr is a terminal.
         device: Replace every method's ``device`` setting.
         force: Reuse an output folder that holds another sweep, deleting its outputs.
+        stream: The replicate stream (see :func:`plan_sweep`); ``None``: the config's.
+            Rows of several streams share an output folder; each run finds and reports
+            only its own stream's rows.
 
     Returns:
         A :class:`SweepOutcome`. Rerunning a finished sweep runs nothing. Rows stored by
@@ -336,14 +381,15 @@ def run_sweep(
     if not isinstance(config, SweepConfig):
         source = str(config)
         config = load_sweep(config)
-    plan = plan_sweep(config, scale, source=source, device=device)
+    plan = plan_sweep(config, scale, source=source, device=device, stream=stream)
+    config = plan.config
     out_dir = Path(out_dir)
     claim_output_folder(out_dir, config.name, plan.scale, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "sweep.yaml").write_text(
         yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False), encoding="utf-8")
     (out_dir / "resolved.json").write_text(json.dumps(
-        {"sweep": config.name, "scale": plan.scale, "points": [
+        {"sweep": config.name, "scale": plan.scale, "stream": plan.stream, "points": [
             {"index": p.index, "coords": p.coords, **p.as_dict()} for p in plan.points]}, indent=1, default=str),
         encoding="utf-8")
     start = time.perf_counter()

@@ -17,10 +17,11 @@ __all__ = ["CSV_COLUMNS", "csv_columns", "load_arrays", "load_results", "rows_to
 #: Columns of every row, before the methods' own columns ...
 _LEADING = ["figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "status"]
 #: ... and after them (the grid fields follow under their short names).
-_TRAILING = ["point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version", "results_version"]
+_TRAILING = ["point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version", "results_version",
+             "stream"]
 _FLOAT_COLUMNS = ("gen_loss", "gen_loss_stderr", "train_loss")
 #: Integer columns: nullable integers, so a missing count stays empty instead of turning the column into floats.
-_COUNT_COLUMNS = ("seed", "point", "run_id", "results_version")
+_COUNT_COLUMNS = ("seed", "point", "run_id", "results_version", "stream")
 
 
 def csv_columns() -> list[str]:
@@ -73,6 +74,8 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
             "seconds": row["seconds"], "run_id": row["id"], "run_key": row["run_key"],
             "finished_at": row["finished_at"], "volumelab_version": row["volumelab_version"],
             "results_version": row.get("results_version"),
+            # The replicate stream (volumelab run --stream); rows of before streams are stream 0.
+            "stream": (row["config"] or {}).get("stream", 0),
         }
         # A method's columns are filled on its own rows only (a column two methods
         # share gets each one's value).
