@@ -18,7 +18,8 @@ from .ngd import trajectory_distances
 
 __all__ = ["STUDY_CLAIMS", "judge_study", "study_rule", "trajectory_distances"]
 
-_MODULES = {claim: module for module in (ngd, mlp, theory, tensor) for claim in module.STUDY_CLAIMS}
+# Modules not yet declared on :mod:`volumelab.evidence` still judge through their own ``judge_study``.
+_MODULES = {claim: module for module in (ngd, mlp, theory, tensor) for claim in getattr(module, "STUDY_CLAIMS", ())}
 #: Every study's claim (a sweep config's ``claim``).
 STUDY_CLAIMS = tuple(_MODULES)
 
