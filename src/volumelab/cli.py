@@ -800,15 +800,16 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     from .plotting.report import write_sweep_outputs
 
     config = load_sweep(config_path)
-    plan = plan_sweep(config, scale, source=str(config_path), device=options["device"])
+    plan = plan_sweep(config, scale, source=str(config_path), device=options["device"], stream=options["stream"])
     out = out or Path("runs") / plan.scale / config.name
     note = config.scale_note(plan.scale)
-    click.echo(f"{config.name} ({plan.scale} scale): {describe_work(plan.tasks)} -> {out}"
+    stream = f", stream {plan.stream}" if plan.stream else ""
+    click.echo(f"{config.name} ({plan.scale} scale{stream}): {describe_work(plan.tasks)} -> {out}"
                + (f"\n  scale note: {note}" if note else ""))
     progress = None if sys.stderr.isatty() else _ProgressLines(f"{config.name} ({plan.scale})")
     outcome = run_sweep(config_path, scale=scale, out_dir=out, executor=options["executor"],
                         workers=options["workers"], address=options["address"], device=options["device"],
-                        force=options["force"], progress=progress)
+                        force=options["force"], progress=progress, stream=plan.stream)
     if outcome.stale_rows:
         click.echo(f"  {outcome.stale_rows} stored runs came from an older version of the code; they were rerun "
                    "and are left out of the outputs")
@@ -832,6 +833,10 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
               help="A scale the config defines (the figures: quick or paper) [default: the config's base values, "
                    "labelled by its base_scale: 'base', or 'paper' for the figure configs].")
 @sweep_options
+@click.option("--stream", type=click.IntRange(min=0), default=None, metavar="K",
+              help="Replicate stream: K > 0 redraws every random stream of every seed (problems, data splits, "
+                   "draws, initializations); its rows share the output folder, keyed apart [default: 0, the "
+                   "experiment itself, or the config's stream].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>/<config name>].")
 def run_command(config_path, scale, out, **options) -> None:
@@ -850,6 +855,10 @@ def run_command(config_path, scale, out, **options) -> None:
 @click.option("--scale", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
               help="quick: minutes on a laptop CPU; paper: the paper's budgets.")
 @sweep_options
+@click.option("--stream", type=click.IntRange(min=0), default=None, metavar="K",
+              help="Replicate stream: K > 0 redraws every random stream of every seed (problems, data splits, "
+                   "draws, initializations); its rows share the output folders, keyed apart [default: 0, "
+                   "the published experiment].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
 def reproduce_command(figure, scale, out, **options) -> None:
@@ -874,7 +883,8 @@ def reproduce_command(figure, scale, out, **options) -> None:
             section.extra_images = [f"{name}/{image}" for image in section.extra_images]
             sections.append(section)
     if len(sections) > 1:
-        write_report(sections, root, title=f"volumelab: reproduction ({scale} scale)")
+        stream = f", stream {options['stream']}" if options["stream"] else ""
+        write_report(sections, root, title=f"volumelab: reproduction ({scale} scale{stream})")
         click.echo(f"combined report: {root / 'report.md'} and {root / 'report.html'}")
         for section in sections:
             if section.verdict is not None:
