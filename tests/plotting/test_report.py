@@ -7,42 +7,10 @@ import pytest
 
 from volumelab.experiments import load_sweep, run_sweep
 from volumelab.plotting import summarize
-from volumelab.plotting.report import judge, write_sweep_outputs
+from volumelab.evidence import get_study, judge
+from volumelab.plotting.report import write_sweep_outputs
 
 from tiny_sweep import TINY, write_config
-
-
-def _summary(rows):
-    frame = pd.DataFrame(rows, columns=["activation", "method", "x", "seed", "gen_loss"])
-    frame["accepted"] = 10
-    return summarize(frame, "activation")
-
-
-def _width_rows(gnc_last, gd_value=0.01):
-    rows = []
-    for seed in range(4):
-        for x, gnc in ((5, 0.1), (160, gnc_last)):
-            rows += [("linear", "gnc", x, seed, gnc + 0.001 * seed), ("linear", "prior", x, seed, 0.25),
-                     ("linear", "gd", x, seed, gd_value)]
-    return rows
-
-
-def test_width_verdicts():
-    assert judge(_summary(_width_rows(0.24)), "width").outcome == "holds"
-    assert judge(_summary(_width_rows(0.12)), "width").outcome == "fails"  # G&C stays far from chance
-    assert judge(_summary(_width_rows(0.24, gd_value=0.2)), "width").outcome == "fails"  # GD is not low
-
-
-def test_depth_verdicts_and_missing_data():
-    chance = [("tanh", "prior", d, s, 0.1) for d in (2, 4, 6, 8) for s in range(3)]  # depth verdicts read G&C/prior
-    falling = [("tanh", "gnc", d, s, 0.08 / d + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)] + chance
-    flat = [("tanh", "gnc", d, s, 0.05 + 0.001 * s) for d in (2, 4, 6, 8) for s in range(3)] + chance
-    assert judge(_summary(falling), "depth").outcome == "holds"
-    assert judge(_summary(flat), "depth").outcome == "fails"
-    missing = [r if r[2] != 8 else r[:4] + (None,) for r in falling]
-    verdict = judge(_summary(missing), "depth")
-    assert verdict.outcome == "inconclusive"
-    assert judge(_summary(falling), "none") is None
 
 
 def test_outputs_of_a_sweep(tmp_path):
@@ -55,7 +23,11 @@ def test_outputs_of_a_sweep(tmp_path):
     for name in ("results.csv", "report.md", "report.html", "plots/tiny.png", "plots/tiny.pdf"):
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "Rule:" in report and "plots/tiny.png" in report
+    assert "Rule (digest" in report and "plots/tiny.png" in report and "plots/tiny-verdict.png" in report
+    assert report.index("**Paper's claim:**") < report.index("plots/tiny.png")  # the verdict reads first
+    verdict_lines = [line for line in report.splitlines() if line.startswith(("- linear:", "- tanh:"))]
+    assert verdict_lines and all(": inconclusive:" in line for line in verdict_lines)  # 3 seeds: never holds/fails
+    assert "arXiv 2506.03931" in report
     assert "GD train loss (median)" in report
     assert "G&C median ± SE [IQR] (seeds with a loss)" in report and "G&C / prior ± SE" in report
     assert "GD did not fit the training data" in report  # 20 steps from a small initialization
@@ -64,7 +36,8 @@ def test_outputs_of_a_sweep(tmp_path):
     assert section.missing["gnc"] == no_acceptance
     if no_acceptance:
         assert f"gnc: {no_acceptance}" in report
-    assert "<img src='plots/tiny.png'" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<img src='data:image/png;base64," in page and "<details>" in page  # the file alone is the report
 
 
 def test_report_says_where_gd_did_not_fit():
@@ -128,13 +101,6 @@ def _width_frame(accepted_at_largest):
     return _frame(rows, stderr_fraction=0.02)
 
 
-def test_point_where_fewer_than_half_of_the_seeds_have_a_loss_is_inconclusive():
-    verdict = judge(summarize(_width_frame(3), "activation"), "width")
-    assert verdict.outcome == "inconclusive"  # the median over 3 of 8 seeds leaves out the 5 hardest
-    assert "G&C at width 160 (3 of 8 seeds)" in verdict.panels[0].detail
-    assert judge(summarize(_width_frame(4), "activation"), "width").outcome == "holds"  # half is enough
-
-
 def _figure11_frame():
     """Depth sweep modelled on figure 11 (unnormalized prior, quick scale): the prior's loss falls with depth.
 
@@ -155,82 +121,6 @@ def _figure11_frame():
                 rows += [(panel, "prior", depth, seed, prior * (1 + 0.01 * (seed - 3.5) / 3.5)),
                          (panel, "gnc", depth, seed, ratio * prior * noise)]
     return _frame(rows, stderr_fraction=0.03)
-
-
-def test_depth_verdict_reads_gnc_against_chance():
-    summary = summarize(_figure11_frame(), "activation", ["linear", "tanh", "leaky_relu"])
-    gnc = summary[summary["method"] == "gnc"].groupby("panel")["median"]
-    assert (gnc.first() > gnc.last()).all()  # G&C's absolute loss falls with depth in every panel
-    verdict = judge(summary, "depth")
-    outcomes = {p.panel: p.outcome for p in verdict.panels}
-    assert outcomes == {"linear": "holds", "tanh": "fails", "leaky_relu": "fails"}
-    assert verdict.outcome == "partly holds"
-    details = {p.panel: p.detail for p in verdict.panels}
-    assert "G&C/prior 0.62" in details["tanh"] and "-> 0.74" in details["tanh"]
-    assert "G&C/prior 0.50" in details["leaky_relu"] and "-> 0.96" in details["leaky_relu"]
-    assert "does not grow with depth" in details["tanh"] and "grows with depth" in details["linear"]
-
-
-def test_ablation_says_per_activation_whether_the_depth_improvement_survives(tmp_path):
-    from volumelab.plotting.report.builder import ReportSection, prior_normalized, write_report
-
-    frame = _figure11_frame()
-    frame["method_type"] = frame["method"]
-    frame["config"] = [{"model": {"normalize": False}, "method": {"name": m, "model": {}}} for m in frame["method"]]
-    assert prior_normalized(frame) is False
-    frame["config"] = [{"model": {"normalize": True}, "method": {"name": m, "model": {}}} for m in frame["method"]]
-    assert prior_normalized(frame) is True
-    summary = summarize(frame, "activation", ["linear", "tanh", "leaky_relu"])
-    verdict = judge(summary, "depth", normalized=False)
-    assert verdict.ablation and verdict.heading.startswith("Ablation")
-    assert "it survives for linear" in verdict.sentence
-    assert "it does not survive for tanh, leaky_relu" in verdict.sentence
-    assert not judge(summary, "depth", normalized=True).ablation
-    section = ReportSection(name="figure11", title="", description="", scale="quick", note="", image="", x_name="depth",
-                            panel="activation", summary=summary, verdict=verdict, runs=len(frame), missing={},
-                            seconds=0.0)
-    report = write_report([section], tmp_path)[0].read_text()
-    assert "**Ablation (G&C's prior not normalized):**" in report and "it survives for linear" in report
-    assert "G&C / prior ± SE" in report and "0.74 ± 0.017" in report
-
-
-def _falling_depth_frame(seed_spread, stderr_fraction):
-    """G&C's median falls from 0.5 to 0.3 times a flat chance level; seeds spread by ``seed_spread``."""
-    spreads = [-1.0, -0.6, -0.2, 0.2, 0.6, 1.0, -0.8, 0.8]
-    rows = []
-    for depth, base in ((2, 0.05), (4, 0.045), (6, 0.04), (8, 0.03)):
-        for seed, spread in enumerate(spreads):
-            rows += [("tanh", "gnc", depth, seed, base * (1 + seed_spread * spread)),
-                     ("tanh", "prior", depth, seed, 0.1 * (1 + 0.002 * spread))]
-    return _frame(rows, stderr_fraction)
-
-
-def _disagreeing_depth_frame():
-    """The median falls (0.05 -> 0.0325, rho -1) but the seeds disagree: half fall sharply, half rise."""
-    rows = []
-    for seed in range(8):
-        start, end = (0.06, 0.01) if seed < 4 else (0.04, 0.055)
-        for step, depth in enumerate((2, 4, 6, 8)):
-            level = start + (end - start) * step / 3
-            rows += [("tanh", "gnc", depth, seed, level), ("tanh", "prior", depth, seed, 0.1)]
-    return _frame(rows)
-
-
-def test_trend_within_its_standard_errors_is_not_claimed():
-    steady = judge(summarize(_falling_depth_frame(0.01, 0.0), "activation"), "depth")
-    assert steady.outcome == "holds"
-    # Seeds differ widely in level but every seed falls by the same share: a seed is the same
-    # problem at every depth, so the change is measured on each seed (paired) and is clear.
-    offset = judge(summarize(_falling_depth_frame(0.6, 0.0), "activation"), "depth")
-    assert offset.outcome == "holds" and "paired over 8 seeds" in offset.panels[0].detail
-    # The seeds' own changes disagree: within 2 SE, however the medians move.
-    disagree = judge(summarize(_disagreeing_depth_frame(), "activation"), "depth")
-    assert disagree.outcome == "inconclusive" and "within 2 SE" in disagree.panels[0].detail
-    assert "paired over 8 seeds" in disagree.panels[0].detail
-    noisy_runs = _falling_depth_frame(0.01, 0.5)  # seeds agree, but each run's own estimate is noisy
-    assert judge(summarize(noisy_runs, "activation"), "depth").outcome == "inconclusive"
-    without_errors = noisy_runs.drop(columns="gen_loss_stderr")
-    assert judge(summarize(without_errors, "activation"), "depth").outcome == "holds"
 
 
 def _plotted_figure(monkeypatch, tmp_path, frame):
@@ -261,27 +151,47 @@ def test_plot_uses_a_log_axis_across_orders_of_magnitude_and_shows_seed_counts(m
     assert len(axes.texts) == 0
 
 
-def test_paired_change_equals_a_plain_computation():
-    """paired_ratio_change against numpy: per-seed ratio differences, SE with the runs' own errors."""
+def test_depth_claim_on_figure_11_reads_gnc_against_chance_per_seed():
+    """G&C's absolute loss falls in every panel, but only the linear panel's G&C/prior falls: the verdict reads
+    the per-seed ratio, and its effect equals a plain computation over seeds."""
     import numpy as np
 
-    from volumelab.plotting.report.verdicts import SummaryPoint, paired_ratio_change
+    frame = _figure11_frame()
+    frame["method_type"] = frame["method"].map({"gnc": "gnc", "prior": "prior"})
+    frame["status"] = "ok"
+    verdict = judge(get_study("depth"), frame, "activation", ["linear", "tanh", "leaky_relu"])
+    outcomes = {p.panel: p.outcome for p in verdict.panels}
+    assert outcomes == {"linear": "holds", "tanh": "fails", "leaky_relu": "fails"}
+    assert verdict.outcome == "fails"
+    linear = frame[frame["activation"] == "linear"].set_index(["method", "x", "seed"])["gen_loss"]
+    ratio = {d: np.array([linear["gnc", d, s] / linear["prior", d, s] for s in range(8)]) for d in (2, 10)}
+    expected = ratio[2] - ratio[10]
+    effect = verdict.panels[0].decision.effect
+    assert effect.n == 8 and effect.estimate == pytest.approx(expected.mean(), rel=1e-12)
+    assert effect.stderr == pytest.approx(expected.std(ddof=1) / np.sqrt(8), rel=1e-12)
 
-    generator = np.random.default_rng(0)
-    seeds = list(range(7))
-    a, b = generator.uniform(0.02, 0.1, 7), generator.uniform(0.02, 0.1, 7)
-    ca, cb = generator.uniform(0.1, 0.2, 7), generator.uniform(0.1, 0.2, 7)
-    ea, eb = 0.1 * a, 0.05 * b
-    point = lambda v, e: SummaryPoint(float(np.median(v)), 0.0, 7, 8, dict(zip(seeds, v)), dict(zip(seeds, e)))
-    zero = np.zeros(7)
-    value, stderr, count = paired_ratio_change(point(a, ea), point(ca, zero), point(b, eb), point(cb, zero))
-    d = a / ca - b / cb
-    own = (ea / ca) ** 2 + (eb / cb) ** 2
-    assert count == 7 and value == pytest.approx(d.mean(), rel=1e-12)
-    assert stderr == pytest.approx(np.sqrt((d.var(ddof=1) + own.mean()) / 7), rel=1e-12)
-    # A seed missing at one point is left out, not guessed.
-    partial = SummaryPoint(0.0, 0.0, 6, 8, dict(zip(seeds[1:], b[1:])), {})
-    assert paired_ratio_change(point(a, ea), point(ca, zero), partial, point(cb, zero))[2] == 6
+
+def test_ablation_heads_the_depth_verdict_of_an_unnormalized_prior(tmp_path):
+    from dataclasses import replace
+
+    from volumelab.plotting.report.builder import ReportSection, prior_normalized, write_report
+
+    frame = _figure11_frame()
+    frame["method_type"] = frame["method"].map({"gnc": "gnc", "prior": "prior"})
+    frame["status"] = "ok"
+    frame["config"] = [{"model": {"normalize": False}, "method": {"name": m, "model": {}}} for m in frame["method"]]
+    assert prior_normalized(frame) is False
+    frame["config"] = [{"model": {"normalize": True}, "method": {"name": m, "model": {}}} for m in frame["method"]]
+    assert prior_normalized(frame) is True
+    verdict = replace(judge(get_study("depth"), frame, "activation"), heading="Ablation (G&C's prior not normalized)")
+    summary = summarize(frame, "activation", ["linear", "tanh", "leaky_relu"])
+    section = ReportSection(name="figure11", title="", description="", scale="quick", note="", image="", x_name="depth",
+                            panel="activation", summary=summary, verdict=verdict, runs=len(frame), missing={},
+                            seconds=0.0)
+    report = write_report([section], tmp_path)[0].read_text()
+    assert "**Ablation (G&C's prior not normalized):** **FAILS**" in report
+    assert "- linear: holds: fall of G&C/chance" in report and "- tanh: fails:" in report
+    assert "G&C / prior ± SE" in report
 
 
 def test_small_ratios_keep_two_significant_digits():

@@ -93,8 +93,8 @@ class Rule:
         if self.direction == "equivalent":
             return f"within {self.target:g} ± {self.margin:g}"
         sign = ">" if self.direction == "increase" else "<"
-        bound = self.minimal_effect if self.direction == "increase" else -self.minimal_effect
-        return f"{sign} {bound:g}"
+        return f"{sign} {self.minimal_effect if self.direction == 'increase' else -self.minimal_effect:g}" \
+            if self.minimal_effect else f"{sign} 0"
 
     @property
     def text(self) -> str:

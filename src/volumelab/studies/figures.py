@@ -38,9 +38,13 @@ TRAINER_FRACTION_MAX = 0.5
 
 
 def ratio_per_seed(panel: PanelData, x, role: str = "sampler") -> dict[int, float]:
-    """``{seed: role's loss / chance at x}`` over the seeds with both and a positive chance level."""
+    """``{seed: role's loss / chance at x}`` over the seeds with both and a positive chance level.
+
+    The chance level is read as stored even where its sampler's run is flagged: it is the prior's loss
+    on the prior's own draws, defined whatever the sampler accepted.
+    """
     values = panel.values(panel.method(role), x)
-    chance = panel.values(panel.method("chance"), x)
+    chance = panel.values(panel.method("chance"), x, raw=True)
     return {s: v / chance[s] for s, v in values.items() if s in chance and chance[s] > 0}
 
 

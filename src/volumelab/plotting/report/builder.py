@@ -205,8 +205,9 @@ _INTRODUCTION = (
     "Curves are medians over the seeds with a loss, with the interquartile range shaded; a point where some seeds "
     "have no loss ({no_loss}) is labelled n/N (seeds with a loss / seeds), with an open "
     "marker where fewer than half have one, and the y axis is logarithmic where the medians span more than two "
-    "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. Verdicts "
-    "are computed from these numbers by the rules stated under each figure."
+    "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. Each "
+    "sweep's verdict comes first: per panel, the claim's per-seed effect with its 95% interval, the seeds it is over "
+    "and the decision; the rule, the reported (non-deciding) endpoints and how they are computed follow, folded."
 )
 
 
@@ -239,18 +240,20 @@ def _introduction(sections: list[ReportSection]) -> str:
     return _INTRODUCTION.format(no_loss=_no_loss(sections))
 
 
-def _panel_lines(verdict) -> list[tuple[str, str, str]]:
-    """``(panel, outcome, line)`` per panel of a verdict: effect, interval, n, claimed effect, decision."""
+def _panel_lines(verdict, secondary: bool = False) -> list[tuple[str, str, str]]:
+    """``(panel, outcome, line)`` per panel of a verdict: effect, interval, n, claimed effect, decision
+    (with ``secondary``: the reported, non-deciding endpoints instead)."""
     lines = []
     for p in verdict.panels:
         if isinstance(verdict, StudyVerdict):
             if p.decision is None:
                 continue
+            if secondary:
+                lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()]
+                continue
             where = "" if p.about else " [extension: not part of the claim]"
             lines.append((p.panel, p.decision.outcome, p.decision.line + where))
-            for name, decision in p.secondary.items():
-                lines.append((p.panel, "reported", f"reported, not deciding: {decision.line}"))
-        else:  # a verdict of a study not yet declared on the study mechanism
+        elif not secondary:  # a verdict of a study not yet declared on the study mechanism
             lines.append((p.panel, p.outcome, f"{p.outcome}: {p.detail}"))
     return lines
 
@@ -294,7 +297,11 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
         for image in s.extra_images:
             lines += [f"![{s.name}: measurements of the claim]({image})", ""]
         if s.verdict is not None:
-            lines += ["<details><summary>Rule, standard errors and flagged runs</summary>", ""]
+            lines += ["<details><summary>Rule, reported endpoints, standard errors</summary>", ""]
+            reported = _panel_lines(s.verdict, secondary=True)
+            if reported:
+                lines += ["Reported, not deciding:", ""]
+                lines += [f"- {panel + ': ' if panel else ''}{line}" for panel, _, line in reported] + [""]
             lines += [text + "\n" for text in _rule_details(s.verdict)]
             lines += ["</details>", ""]
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
@@ -352,7 +359,12 @@ def _html(sections: list[ReportSection], title: str, out_dir: Path | None = None
         for image in s.extra_images:
             parts.append(_image_tag(out_dir, image, f"{s.name}: measurements of the claim"))
         if s.verdict is not None:
-            parts.append("<details><summary>Rule, standard errors and flagged runs</summary>")
+            parts.append("<details><summary>Rule, reported endpoints, standard errors</summary>")
+            reported = _panel_lines(s.verdict, secondary=True)
+            if reported:
+                parts.append("<p>Reported, not deciding:</p><ul>")
+                parts += [f"<li>{e(panel + ': ' if panel else '')}{e(line)}</li>" for panel, _, line in reported]
+                parts.append("</ul>")
             parts += [f"<p>{e(text)}</p>" for text in _rule_details(s.verdict)]
             parts.append("</details>")
         missing = ", ".join(f"{k}: {v}" for k, v in s.missing.items() if v)
