@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMBINATION_RULE", "Endpoint", "PanelData", "Study", "StudyVerdict", "PanelResult", "at_chance", "combine",
-    "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
+    "RULE_HISTORY", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
+    "rule_changed", "rule_history", "stale_results",
 ]
 
 COMBINATION_RULE = (
@@ -376,6 +377,33 @@ def judge(study: Study, frame: "pd.DataFrame", panel: str | None = None, panel_o
                                                                  if n in secondary[k]}) for n in names)
     outcome = combine([r.outcome for r in results if r.about and r.decision is not None], study.quantifier)
     return StudyVerdict(study, outcome, results, study.digest())
+
+
+#: Where the dates of the studies' rules are kept: ``{study: [{"digest", "date", "note"}, ...]}``, oldest first.
+RULE_HISTORY = "rule_history.json"
+
+
+def rule_history() -> dict[str, list[dict]]:
+    """The recorded history of every study's rule (``volumelab/studies/rule_history.json``)."""
+    from importlib import resources
+
+    path = resources.files("volumelab.studies") / RULE_HISTORY
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def rule_changed(study: Study) -> str | None:
+    """The date the study's current rule was recorded (``None``: its digest is not in the history)."""
+    digest = study.digest()
+    for entry in reversed(rule_history().get(study.name, [])):
+        if entry["digest"] == digest:
+            return entry["date"]
+    return None
+
+
+def stale_results(verdict: "StudyVerdict", stored_digests) -> int:
+    """How many stored runs were judged under another rule than ``verdict``'s (their ``rule_digest``
+    differs; runs stored before digests were kept have none and count as unknown, not stale)."""
+    return sum(1 for d in stored_digests if isinstance(d, str) and d and d != verdict.digest)
 
 
 _STUDIES: dict[str, Study] = {}
