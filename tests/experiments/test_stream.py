@@ -122,7 +122,8 @@ def test_the_same_stream_twice_gives_identical_numbers(tmp_path):
 def test_problem_seed_and_data_splits_follow_the_stream(tmp_path, monkeypatch):
     built = []
     real_build = driver.build_problem
-    monkeypatch.setattr(driver, "build_problem", lambda settings, seed: built.append(seed) or real_build(settings, seed))
+    monkeypatch.setattr(driver, "build_problem",
+                        lambda settings, seed: built.append(seed) or real_build(settings, seed))
     shared = load_sweep(write_config(tmp_path, SMALL + "problem_seed: 5\n", "shared.yaml"))
     run_sweep(shared, out_dir=tmp_path / "shared0", progress=False)
     assert set(built) == {5}
