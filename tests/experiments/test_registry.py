@@ -222,7 +222,8 @@ def test_a_registered_method_runs_end_to_end(tmp_path, constant_method, monkeypa
     assert "constant W median ± SE [IQR] (seeds with a loss)" in report
     assert "half median ± SE" in report and "constant W" not in section.verdict.rule
     # The verdict still reads the sampler, trainer and chance roles; the new role is not read.
-    assert section.verdict is not None and "G&C/prior" in section.verdict.panels[0].detail
+    decision = section.verdict.panels[0].decision
+    assert section.verdict is not None and decision.effect.n >= 1 and "G&C/chance" in decision.line
 
 
 def test_a_worker_imports_the_module_that_registers_a_method(constant_method, monkeypatch):

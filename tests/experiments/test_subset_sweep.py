@@ -39,5 +39,5 @@ def test_flagged_runs_are_counted_and_left_out_of_the_medians(tmp_path, monkeypa
     assert (frame.loc[frame["method"] == "subset", "status"] == "not_mixed").all()
     assert frame.loc[frame["method"] == "subset", "gen_loss"].notna().all()  # stored, not thrown away
     report = (out / "report.md").read_text()
-    assert "Flagged runs, left out of the medians, plots and verdict" in report
+    assert "Flagged runs (status not ok" in report and "left out of every metric, median, plot and verdict" in report
     assert "subset: 12" in report

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, get_study
 from ...evidence import judge as judge_claim
-from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, row_kind
+from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, role_labels, row_kind
 from ...experiments.results import coordinate_label
 from ..figures import method_types_of, plot_forest, plot_sweep, summarize
 from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, ratio_and_stderr, read_roles
@@ -468,7 +468,8 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     if study is not None:
         verdict = judge_claim(study, stored, panel, panel_order)
         if config.claim == "depth" and prior_normalized(stored) is False:
-            verdict = replace(verdict, heading="Ablation (G&C's prior not normalized)")
+            sampler = role_labels().get(SAMPLER, SAMPLER)
+            verdict = replace(verdict, heading=f"Ablation ({sampler}'s prior not normalized)")
         paths = study.plot(verdict, frame, out_dir / "plots" / f"{config.name}-claim", f"{title} [{plan.scale}]") \
             if study.plot is not None else []
         paths = plot_forest(verdict, out_dir / "plots" / f"{config.name}-verdict",
