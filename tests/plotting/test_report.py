@@ -202,3 +202,26 @@ def test_small_ratios_keep_two_significant_digits():
     assert _ratio_text(0.62) == "0.62"
     assert _ratio_text(0.1) == "0.10"
     assert _ratio_text(1.44) == "1.44"
+
+
+def test_a_report_says_when_results_were_judged_under_a_rule_changed_after_them(tmp_path):
+    """Every run stores the digest of its sweep's rule; a later rule change is named next to the verdict."""
+    from volumelab.evidence import Endpoint, Rule, Study, register_study
+
+    config = load_sweep(write_config(tmp_path, TINY))
+    outcome = run_sweep(config, out_dir=tmp_path / "out")
+    section = write_sweep_outputs(outcome.plan, tmp_path / "out")
+    original = get_study("width")
+    assert f"Rule digest `{original.digest()}`" in section.rule_note and "Re-judged" not in section.rule_note
+    rise = original.endpoints["rise"]
+    moved = Study(original.name, original.paper, original.claim,
+                  {"rise": Endpoint(Rule(rise.rule.endpoint, "increase", minimal_effect=0.05), rise.effect,
+                                    worst_effect=rise.worst_effect)}, secondary=original.secondary)
+    try:
+        register_study(moved)
+        section = write_sweep_outputs(outcome.plan, tmp_path / "out")
+    finally:
+        register_study(original)
+    runs = section.runs
+    assert f"Re-judged under a rule changed after these results:** {runs} of {runs} runs" in section.rule_note
+    assert "Re-judged under a rule changed after these results" in (tmp_path / "out" / "report.md").read_text()

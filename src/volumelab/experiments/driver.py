@@ -88,6 +88,7 @@ class SweepTask:
     problem_seed: int | None = None
     method_module: str = ""
     stream: int = 0
+    rule_digest: str = ""
 
     @property
     def num_rows(self) -> int:
@@ -177,6 +178,7 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
     points = resolve_points(config, scale, source=source)
     x_field = config.x_field
     seeds = config.seed_list
+    digest = _rule_digest(config.claim)
     tasks = []
     for point in points:
         x = point.coords.get(x_field) if x_field else None
@@ -199,9 +201,17 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
                     extra_keys=tuple(extras[i] for i in group), cost=_cost(point, work, len(group)),
                     single_threaded=spec.runner.is_single_threaded(settings),
                     device=resolved["device_type"], work=work, problem_seed=point.problem_seed,
-                    method_module=spec.module, stream=stream,
+                    method_module=spec.module, stream=stream, rule_digest=digest,
                 ))
     return SweepPlan(config, scale, points, tasks, source, stream)
+
+
+def _rule_digest(claim: str | None) -> str:
+    """The digest of the study that judges ``claim`` (``""``: none), stored with every run of the sweep."""
+    from ..evidence import get_study
+
+    study = get_study(claim) if claim else None
+    return study.digest() if study is not None else ""
 
 
 def describe_work(tasks: list[SweepTask]) -> str:
@@ -258,6 +268,8 @@ def execute_task(task: SweepTask) -> list[ResultRow]:
             config.update(stream=task.stream, run_seed=run_seed, problem_seed=problem_seed)
         elif task.problem_seed is not None:
             config["problem_seed"] = task.problem_seed
+        if task.rule_digest:  # the rule its sweep's claim was declared under when it ran
+            config["rule_digest"] = task.rule_digest
         common = dict(sweep=task.sweep, scale=task.scale, point=task.point, x=task.x, coords=task.coords,
                       seed=seed, config=config, seconds=seconds, started_at=started, finished_at=finished,
                       volumelab_version=__version__, torch_version=torch.__version__,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, get_study
+from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, get_study, rule_changed, stale_results
 from ...evidence import judge as judge_claim
 from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, role_labels, row_kind
 from ...experiments.results import coordinate_label
@@ -53,6 +53,7 @@ class ReportSection:
     extra_images: list = field(default_factory=list)  # a study's own plots, relative to the report
     flagged: dict = field(default_factory=dict)  # method -> runs flagged (status not ok), counted in missing
     power: str = ""  # the smallest effect the sweep's seeds can resolve, in words
+    rule_note: str = ""  # the rule's digest and date, and whether stored runs were computed under another rule
 
 
 def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
@@ -293,6 +294,8 @@ def _markdown(sections: list[ReportSection], title: str) -> str:
             lines.append("")
             if s.power:
                 lines += [s.power, ""]
+            if s.rule_note:
+                lines += [s.rule_note, ""]
         lines += [f"![{s.name}]({s.image})", ""]
         for image in s.extra_images:
             lines += [f"![{s.name}: measurements of the claim]({image})", ""]
@@ -355,6 +358,8 @@ def _html(sections: list[ReportSection], title: str, out_dir: Path | None = None
             parts.append("</ul>")
             if s.power:
                 parts.append(f"<p>{e(s.power)}</p>")
+            if s.rule_note:
+                parts.append(f"<p>{e(s.rule_note.replace('**', '').replace('`', ''))}</p>")
         parts.append(_image_tag(out_dir, s.image, s.name))
         for image in s.extra_images:
             parts.append(_image_tag(out_dir, image, f"{s.name}: measurements of the claim"))
@@ -463,7 +468,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
                    x_log=x_log, note=note, panel_order=panel_order)
     summary = summarize(frame, panel, panel_order)
     extra_images = []
-    power = ""
+    power = rule_note = ""
     study = get_study(config.claim) if config.claim else None
     if study is not None:
         verdict = judge_claim(study, stored, panel, panel_order)
@@ -475,6 +480,14 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         paths = plot_forest(verdict, out_dir / "plots" / f"{config.name}-verdict",
                             f"{title} [{plan.scale}]: effects and 95% intervals") + list(paths)
         extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
+        digests = [c.get("rule_digest") for c in stored["config"] if isinstance(c, dict)] if "config" in stored else []
+        stale = stale_results(verdict, digests)
+        changed = rule_changed(study)
+        rule_note = (f"Rule digest `{verdict.digest}`" + (f", last changed {changed}" if changed else
+                                                         ", not in the rule history") + ".")
+        if stale:
+            rule_note += (f" **Re-judged under a rule changed after these results:** {stale} of {len(digests)} runs "
+                          f"were computed under another rule digest.")
         if math.isfinite(verdict.detectable):
             power = (f"At this scale the panels' intervals have half-widths up to {verdict.detectable:.2g}: an "
                      f"effect smaller than that is not resolved (an inconclusive panel reads as \"underpowered "
@@ -499,7 +512,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         x_name=x_name, panel=panel, summary=summary, verdict=verdict,
         runs=len(frame), missing=missing, flagged=flagged, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
-        extra_images=extra_images if has_losses else extra_images[1:], power=power,
+        extra_images=extra_images if has_losses else extra_images[1:], power=power, rule_note=rule_note,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section
