@@ -824,6 +824,10 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     click.echo(f"  wrote {out / 'results.csv'}, {out / 'plots'}/{config.name}.png|pdf, {out / 'report.md'}")
     if section.verdict is not None:
         click.echo(f"  {section.verdict.heading}: {section.verdict.sentence.replace('**', '')}")
+        for panel in section.verdict.panels:
+            decision = getattr(panel, "decision", None)
+            if decision is not None:
+                click.echo(f"    {panel.panel + ': ' if panel.panel else ''}{decision.line}")
     return section
 
 
