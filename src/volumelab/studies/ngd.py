@@ -556,13 +556,17 @@ def _draw(ax, xs, series: list[Mapping[int, float]], color: str, label: str, sty
 
 
 def _whole_panel(frame: "pd.DataFrame") -> PanelData:
-    """The plot's view of a frame (already blanked): every method, flagged runs marked."""
+    """The plot's view of a frame: every method, flagged runs marked and their numbers left out (as in a verdict)."""
     if not len(frame):
         return PanelData("", frame, frame)
     flags = flagged_rows(frame)
+    blanked = frame.copy()
+    numeric = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind in "fiu"]
+    if flags.any():
+        blanked.loc[flags, numeric] = math.nan
     flagged = frozenset((str(m), x, int(s)) for m, x, s in zip(frame.loc[flags, "method"], frame.loc[flags, "x"],
                                                                  frame.loc[flags, "seed"]))
-    return PanelData("", frame, frame, flagged)
+    return PanelData("", blanked, frame, flagged)
 
 
 def _method_views(frame: "pd.DataFrame") -> list[tuple[str, PanelData]]:
@@ -574,9 +578,15 @@ def _method_views(frame: "pd.DataFrame") -> list[tuple[str, PanelData]]:
         if label.startswith("other"):
             continue
         rows = frame["method"].astype(str) == method
-        views.append((label, PanelData(label, frame[rows], frame[rows],
+        views.append((label, PanelData(label, whole.frame[rows], frame[rows],
                                        frozenset(f for f in whole.flagged if f[0] == method))))
     return views
+
+
+def _legend(ax, fontsize: int) -> None:
+    """A legend where the axes have labelled artists (none where every point was left out)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, frameon=False)
 
 
 def _footer(fig, text: str, width: int) -> float:
@@ -618,7 +628,7 @@ def _plot_invariance(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
                title=f"{name}: mean over seeds, 95% interval")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        _legend(ax, 7)
     top = max(ax.get_ylim()[1] for ax in axes[:2])
     for ax in axes[:2]:
         ax.set_ylim(0, top)
@@ -633,7 +643,7 @@ def _plot_invariance(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
     ax.set(xlabel="step", ylabel="distance to depth 1's W at this step (whole W)", title="along the run (mean over seeds)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, frameon=False)
+    _legend(ax, 6)
     bottom = _footer(fig, _verdict_note(verdict), 220)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, bottom, 1, 1))
@@ -664,7 +674,7 @@ def _plot_invariance_width(verdict, frame: "pd.DataFrame", out_stem: Path, title
                title=f"depth {depth:g} against depth 1: mean over seeds, 95% interval")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        _legend(ax, 7)
     bottom = _footer(fig, "The claim: NGD's distance falls from the smallest to the largest width. "
                      + _verdict_note(verdict), int(16 * max(7.0, 5.2 * len(depths))))
     fig.suptitle(title, fontsize=10)
@@ -698,8 +708,8 @@ def _plot_completion(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
         ax.grid(alpha=0.3)
     axes[0].axhspan(-FLAT_MARGIN, FLAT_MARGIN, color="#2ca02c", alpha=0.12, linewidth=0,
                     label=f"± log {FLAT_BAND:g}: NGD stays inside, GD ends above")
-    axes[0].legend(fontsize=7, frameon=False)
-    axes[1].legend(fontsize=7, frameon=False)
+    _legend(axes[0], 7)
+    _legend(axes[1], 7)
     bottom = _footer(fig, "Above 0: lower than at depth 1. The verdict compares the smallest with the largest "
                      "depth. " + _verdict_note(verdict), 190)
     fig.suptitle(title, fontsize=10)
@@ -746,7 +756,7 @@ def _plot_sparse(verdict, frame: "pd.DataFrame", out_stem: Path, title: str) -> 
             ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
+        _legend(ax, 7)
     bottom = _footer(fig, _verdict_note(verdict), 230)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, bottom, 1, 1))
