@@ -204,6 +204,33 @@ class Study:
         if not self.paper.strip():
             raise ValueError(f"study {self.name!r} must name the paper its claim comes from")
 
+    def with_rules(self, overrides: Mapping[str, Mapping[str, object]] | None) -> "Study":
+        """This study with some of its primary rules' numbers replaced (a sweep config's ``verdict:``).
+
+        Args:
+            overrides: ``{endpoint key: {field: value}}`` with fields among ``minimal_effect``,
+                ``margin``, ``target``, ``min_seeds`` (the direction is the claim's and cannot change).
+
+        Raises:
+            ValueError: an unknown endpoint or field, or a value the rule refuses.
+        """
+        from dataclasses import replace as replaced
+
+        if not overrides:
+            return self
+        allowed = ("minimal_effect", "margin", "target", "min_seeds")
+        endpoints = dict(self.endpoints)
+        for key, fields in overrides.items():
+            if key not in endpoints:
+                raise ValueError(f"study {self.name!r} has no endpoint {key!r} (its endpoints: "
+                                 f"{', '.join(endpoints)})")
+            unknown = sorted(set(fields) - set(allowed))
+            if unknown:
+                raise ValueError(f"verdict.{key}: {', '.join(unknown)} cannot be set (allowed: {', '.join(allowed)})")
+            endpoint = endpoints[key]
+            endpoints[key] = replaced(endpoint, rule=replaced(endpoint.rule, **dict(fields)))
+        return replaced(self, endpoints=endpoints)
+
     def endpoint_for(self, panel: str) -> str | None:
         if self.panel_endpoint is not None:
             return self.panel_endpoint(panel)

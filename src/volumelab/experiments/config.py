@@ -3,8 +3,10 @@
 A sweep file (YAML) describes one experiment (docs/experiments.md has a full example)::
 
     name: my_sweep
-    claim: width                   # which claim the report checks (width | depth | ngd-invariance |
-                                   # ngd-invariance-width | ngd-completion | ngd-sparse | none)
+    claim: width                   # which claim the report checks: a registered study (width | depth |
+                                   # ngd-invariance | ... | tensor-depth) or none
+    verdict:                       # optional: the pre-registered decision's numbers, where they differ
+      rise: {minimal_effect: 0.05, min_seeds: 8}   # from the study's declaration (endpoint: fields)
     x: model.width                 # swept field on the plots' x axis
     panel: model.activation        # optional: one subplot per value of this field (or of a list of fields:
                                    # [problem.rank, model.normalize] gives one per combination)
@@ -154,10 +156,11 @@ class SweepConfig(_Strict):
     title: str = ""
     description: str = ""
     figure: int | None = None
-    claim: Literal["width", "depth", "ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse",
-                   "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume",
-                   "mlp-volume-train", "theory-width", "theory-depth", "theory-relu-width", "theory-rank-depth",
-                   "tensor-width", "tensor-depth", "none"] = "none"
+    #: The claim its report judges: a registered study's name (:func:`volumelab.evidence.get_study`) or ``none``.
+    claim: str = "none"
+    #: The pre-registered decision's numbers, where they differ from the study's declaration:
+    #: ``{endpoint: {minimal_effect | margin | target | min_seeds: value}}``.
+    verdict: dict[str, dict[str, float]] = Field(default_factory=dict)
     x: str | None = None
     x_log: bool | None = None
     panel: str | list[str] | None = None
@@ -185,6 +188,32 @@ class SweepConfig(_Strict):
                              "it cannot also be defined under 'scales'")
         self._base_dir = (info.context or {}).get("base_dir")
         return self
+
+    @model_validator(mode="after")
+    def _claim_is_a_study(self) -> "SweepConfig":
+        from ..evidence import registered_studies
+
+        if self.claim != "none":
+            from ..studies import STUDY_CLAIMS as legacy  # studies still judged by their own module
+
+            studies = {**registered_studies(), **dict.fromkeys(legacy)}
+            if self.claim not in studies:
+                raise ValueError(f"claim {self.claim!r} is not a registered study; expected one of "
+                                 f"{', '.join(sorted(studies))} or none")
+        elif self.verdict:
+            raise ValueError("verdict: needs a claim (a registered study) to apply to")
+        self.study()  # an unknown endpoint or field in verdict: is an error now, not at report time
+        return self
+
+    def study(self):
+        """The :class:`~volumelab.evidence.Study` that judges this sweep, with its ``verdict:`` numbers
+        (``None`` for ``claim: none``)."""
+        from ..evidence import get_study
+
+        study = get_study(self.claim) if self.claim != "none" else None
+        if study is None and self.verdict:
+            raise ValueError(f"claim {self.claim!r} has no study declaration to apply verdict: to")
+        return study.with_rules(self.verdict) if study is not None else None
 
     @field_validator("problem", mode="before")
     @classmethod

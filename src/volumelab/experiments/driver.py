@@ -178,7 +178,8 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
     points = resolve_points(config, scale, source=source)
     x_field = config.x_field
     seeds = config.seed_list
-    digest = _rule_digest(config.claim)
+    study = config.study()
+    digest = study.digest() if study is not None else ""
     tasks = []
     for point in points:
         x = point.coords.get(x_field) if x_field else None
@@ -204,14 +205,6 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
                     method_module=spec.module, stream=stream, rule_digest=digest,
                 ))
     return SweepPlan(config, scale, points, tasks, source, stream)
-
-
-def _rule_digest(claim: str | None) -> str:
-    """The digest of the study that judges ``claim`` (``""``: none), stored with every run of the sweep."""
-    from ..evidence import get_study
-
-    study = get_study(claim) if claim else None
-    return study.digest() if study is not None else ""
 
 
 def describe_work(tasks: list[SweepTask]) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, get_study, rule_changed, stale_results
+from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, rule_changed, stale_results
 from ...evidence import judge as judge_claim
 from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, role_labels, row_kind
 from ...experiments.results import coordinate_label
@@ -469,7 +469,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     summary = summarize(frame, panel, panel_order)
     extra_images = []
     power = rule_note = ""
-    study = get_study(config.claim) if config.claim else None
+    study = config.study()
     if study is not None:
         verdict = judge_claim(study, stored, panel, panel_order)
         if config.claim == "depth" and prior_normalized(stored) is False:
