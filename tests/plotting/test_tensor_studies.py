@@ -10,16 +10,17 @@ import pandas as pd
 import pytest
 
 from volumelab.cli import main
-from volumelab.evidence import FAILS, HOLDS, INCONCLUSIVE, get_study, judge
+from volumelab.evidence import FAILS, HOLDS, INCONCLUSIVE, PanelData, get_study, judge
 from volumelab.experiments.config import load_sweep
 from volumelab.experiments.kinds import build_model, build_problem, validate_model, validate_problem
 from volumelab.experiments.paper import figure_config_path
 from volumelab.experiments.results import coordinate_label, short_names
 from volumelab.plotting.report.builder import combined_panels
 from volumelab.studies.tensor import (
-    CALIBRATION_MARGIN, TENSOR_DEPTH, TENSOR_WIDTH, chance_closed_form, chance_z_scores, panel_order,
-    tensor_matrix_comparisons, tensor_panels,
+    CALIBRATION_MARGIN, TENSOR_DEPTH, TENSOR_WIDTH, chance_closed_form, chance_z_scores, no_rise_where_flagged,
+    panel_order, tensor_matrix_comparisons, tensor_panels,
 )
+from volumelab.studies.figures import width_rise
 
 PROBLEMS = {"5x5": {"kind": "tensor-sensing", "dims": [5, 5], "rank": 1, "measurements": 15, "norm": 1.0},
             "4x4x4": {"kind": "tensor-sensing", "dims": [4, 4, 4], "rank": 1, "measurements": 16, "norm": 1.0}}
@@ -74,6 +75,15 @@ def _collapse(frame: pd.DataFrame, shares: tuple[float, ...]) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
 
 
+def _panel_data(name: str, frame: pd.DataFrame) -> PanelData:
+    """``frame`` as an endpoint reads one panel: every metric of a flagged run blank."""
+    flags = frame["status"] != "ok"
+    blank = frame.copy()
+    blank.loc[flags, ["gen_loss", "gen_loss_stderr"]] = np.nan
+    flagged = frozenset(zip(frame.loc[flags, "method"], frame.loc[flags, "x"], frame.loc[flags, "seed"]))
+    return PanelData(name, blank, frame, flagged)
+
+
 def _panel(verdict, name):
     return next(p for p in verdict.panels if p.panel == name)
 
@@ -107,7 +117,7 @@ def test_the_matrix_reference_alone_decides_nothing():
 
 def test_the_chance_level_is_checked_against_its_closed_form_without_deciding():
     frame = _frame({"4x4x4": (0.2, 0.98)}, chance_z=10.0)
-    scores = chance_z_scores(judge_panel(frame))
+    scores = chance_z_scores(_panel_data("", frame))
     assert set(scores) == set(range(6)) and all(abs(z - 10.0) < 0.31 for z in scores.values())
     verdict = judge(TENSOR_WIDTH, frame)
     calibration = verdict.panels[0].secondary["chance_calibration"]
@@ -115,13 +125,6 @@ def test_the_chance_level_is_checked_against_its_closed_form_without_deciding():
     assert verdict.outcome == HOLDS  # a secondary endpoint is reported, never deciding
     near = judge(TENSOR_WIDTH, _frame({"4x4x4": (0.2, 0.98)}, chance_z=1.0))
     assert near.panels[0].secondary["chance_calibration"].outcome == INCONCLUSIVE
-
-
-def judge_panel(frame: pd.DataFrame):
-    """The single panel of ``frame`` as the endpoints read it."""
-    from volumelab.evidence import PanelData
-
-    return PanelData("", frame, frame)
 
 
 def test_the_closed_form_is_rebuilt_from_a_stored_runs_settings():
@@ -139,6 +142,22 @@ def test_flagged_gnc_runs_are_left_out_and_counted():
     verdict = judge(TENSOR_WIDTH, _frame({"4x4x4": (0.2, 0.98)}, seeds=8, statuses=statuses))
     decision = verdict.panels[0].decision
     assert decision.effect.n == 6 and decision.flagged == 2 and decision.outcome == HOLDS
+    assert decision.worst.effect.values[6] == 0 and decision.worst.effect.values[7] == 0
+
+
+def test_the_width_rise_worst_case_gives_no_change_to_seeds_with_a_flagged_gnc_end_only():
+    statuses = {("4x4x4", 16, 1): "not_mixed", ("4x4x4", 1, 2): "no_acceptance", ("4x4x4", 16, 2): "not_mixed"}
+    frame = _frame({"4x4x4": (0.2, 0.98)}, statuses=statuses)
+    frame.loc[(frame["method"] == "gd") & (frame["seed"] == 3), "status"] = "diverged"
+    panel = _panel_data("", frame)
+    rises = width_rise(no_rise_where_flagged(panel))
+    assert rises[1] == pytest.approx(0) and rises[2] == pytest.approx(0)  # one end flagged; both ends flagged
+    assert rises[3] == pytest.approx(width_rise(panel)[3]) == pytest.approx(0.78 - 0.01 * 0.5, abs=0.02)
+    # A diverged GD on every seed leaves the G&C rise alone: the claim still holds in the worst case.
+    frame = _frame({"4x4x4": (0.2, 0.98)})
+    frame.loc[frame["method"] == "gd", "status"] = "diverged"
+    decision = judge(TENSOR_WIDTH, frame).panels[0].decision
+    assert decision.outcome == HOLDS and decision.worst.outcome == HOLDS and decision.flagged == 6
 
 
 def test_flagged_seeds_at_chance_can_make_the_depth_fall_inconclusive():

@@ -52,9 +52,10 @@ Why these sizes (fixed before any run of this version; none was moved after a re
 * :data:`COMPARISON_MARGIN` (= CHANCE_MARGIN): the resolution at which the figure claims call two G&C/chance
   values equal.
 
-Flagged runs (status not ok) are left out of every endpoint; in the worst case a flagged G&C run is at
-chance (:func:`~volumelab.evidence.at_chance`): the width rise of a seed with one is 0 (no change), the
-depth fall and "below chance" are read with ``r = 1`` there, a flagged GD run sits at chance too; the
+Flagged runs (status not ok) are left out of every endpoint. In the worst case the width rise of a seed
+whose G&C run at either end is flagged is 0, no change (:func:`no_rise_where_flagged`; a flagged run of
+another method leaves the rise alone); a flagged G&C run is at chance (:func:`~volumelab.evidence.at_chance`)
+for the depth fall and "below chance" (``r = 1`` there), a flagged GD run at chance for GD's endpoint; the
 equivalence endpoints (at chance, calibration) have no least favourable value the claim fixes, so their
 flagged seeds stay out and are counted.
 """
@@ -81,7 +82,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_MARGIN", "COMPARISON_MARGIN", "TENSOR_DEPTH", "TENSOR_WIDTH", "chance_closed_form",
-    "chance_z_scores", "collapse_rise", "panel_order", "tensor_matrix_comparisons", "tensor_panels",
+    "chance_z_scores", "collapse_rise", "no_rise_where_flagged", "panel_order", "tensor_matrix_comparisons", "tensor_panels",
 ]
 
 #: The chance level's mean z-score against its closed form counts as 0 within ± this (one run's SE).
@@ -161,6 +162,32 @@ def _at_last(role: str, offset: float):
 
     effect.__qualname__ = f"at_last_{role}_{offset:g}"
     return effect
+
+
+def no_rise_where_flagged(panel: PanelData) -> PanelData:
+    """The width rise's worst case: a seed whose G&C run at the smallest or the largest R is flagged gets
+    no change (the flagged end takes the other end's ratio; both ends flagged: both at chance).
+
+    Only the sampler's flagged runs are set; a flagged run of another method (e.g. a diverged GD) does not
+    touch the rise. (``Endpoint.worst_effect`` would give a rise of 0 to every seed with any flagged run.)
+    """
+    sampler, chance = panel.method("sampler"), panel.method("chance")
+    xs = panel.xs(sampler)
+    if len(xs) < 2:
+        return panel
+    ends = (xs[0], xs[-1])
+    flagged = {(x, seed) for method, x, seed in panel.flagged if method == sampler and x in ends}
+    if not flagged:
+        return panel
+    ratios = {x: ratio_per_seed(panel, x) for x in ends}
+    frame = panel.frame.copy()
+    for x, seed in flagged:
+        other = ends[1] if x == ends[0] else ends[0]
+        ratio = 1.0 if (other, seed) in flagged else ratios[other].get(seed, math.nan)
+        level = panel.values(chance, x, raw=True).get(seed, math.nan)
+        rows = (frame["method"] == sampler) & (frame["x"] == x) & (frame["seed"] == seed)
+        frame.loc[rows, "gen_loss"] = ratio * level
+    return PanelData(panel.name, frame, panel.raw, panel.flagged)
 
 
 def collapse_rise(panel: PanelData) -> dict[int, float]:
@@ -381,7 +408,8 @@ TENSOR_WIDTH = register_study(Study(
           "(chance) as the number of components R grows, while GD's stays low (the paper's first open question; "
           "Theorem 1, Figure 1 for matrices)",
     endpoints={"rise": Endpoint(
-        Rule("rise of G&C/chance from the smallest to the largest R", "increase"), width_rise, worst_effect=0.0)},
+        Rule("rise of G&C/chance from the smallest to the largest R", "increase"), width_rise,
+        worst_case=no_rise_where_flagged)},
     secondary={
         "at_chance": Endpoint(Rule("G&C/chance at the largest R, minus 1", "equivalent", margin=CHANCE_MARGIN),
                               _at_last("sampler", 1.0)),
