@@ -112,7 +112,7 @@ def test_flagged_seeds_that_flip_the_worst_case_make_the_panel_inconclusive():
     kept = {s: 0.1 + 0.01 * s for s in range(5)}
     worst = {**kept, 5: -1.0, 6: -1.0, 7: -1.0}  # three flagged seeds at their least favourable value
     decision = decide_panels({"p": kept}, INCREASE, worst={"p": worst}, flagged={"p": 3})["p"]
-    assert decision.outcome == INCONCLUSIVE and "3 flagged seeds decide" in decision.reason
+    assert decision.outcome == INCONCLUSIVE and "the 3 flagged seeds decide" in decision.reason
     assert decision.worst.outcome != HOLDS
     harmless = decide_panels({"p": kept}, INCREASE, worst={"p": {**kept, 5: 0.1}}, flagged={"p": 1})["p"]
     assert harmless.outcome == HOLDS and harmless.flagged == 1

@@ -241,8 +241,9 @@ class Decision:
         """``holds: effect 0.12 [0.05, 0.19] (n = 8), claimed > 0``, with the reason where there is one."""
         parts = [f"{self.outcome}: {self.rule.endpoint} {self.effect.text()}, claimed {self.rule.claimed}"]
         if self.flagged:
+            shown = self.worst is not None and "flagged seed" not in self.reason
             parts.append(f"{self.flagged} flagged seed{'s' if self.flagged != 1 else ''} left out"
-                         + (f" (worst case: {self.worst.outcome}, {self.worst.effect.text()})" if self.worst else ""))
+                         + (f" (worst case: {self.worst.outcome}, {self.worst.effect.text()})" if shown else ""))
         if self.reason:
             parts.append(self.reason)
         return "; ".join(parts)
@@ -303,6 +304,10 @@ def _decide_family(effects: Mapping[str, Effect], rules: Mapping[str, Rule]) -> 
     return decisions
 
 
+def _seeds(count: int) -> str:
+    return "the flagged seed" if count == 1 else f"the {count} flagged seeds"
+
+
 def decide_panels(panels: Mapping[str, Mapping | Sequence[float]], rule: Rule | Mapping[str, Rule], *,
                   worst: Mapping[str, Mapping | Sequence[float]] | None = None,
                   flagged: Mapping[str, int] | None = None) -> dict[str, Decision]:
@@ -334,9 +339,10 @@ def decide_panels(panels: Mapping[str, Mapping | Sequence[float]], rule: Rule | 
             if other.outcome != decision.outcome and decision.outcome != INCONCLUSIVE:
                 decisions[name] = replace(
                     decision, outcome=INCONCLUSIVE, worst=other, flagged=count,
-                    reason=(f"the {count} flagged seed{'s' if count != 1 else ''} decide: at their least favourable "
-                            f"value the panel {other.outcome.replace(INCONCLUSIVE, 'is inconclusive')} "
-                            f"({other.effect.text()}); without them it {decision.outcome} ({decision.reason})"))
+                    reason=(f"{_seeds(count)} decide{'s' if count == 1 else ''}: at "
+                            f"{'its' if count == 1 else 'their'} least favourable value the panel "
+                            f"{other.outcome.replace(INCONCLUSIVE, 'is inconclusive')} ({other.effect.text()}); "
+                            f"without {'it' if count == 1 else 'them'} it {decision.outcome} ({decision.reason})"))
             else:
                 decisions[name] = replace(decision, worst=other, flagged=count)
     else:

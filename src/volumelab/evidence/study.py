@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMBINATION_RULE", "Endpoint", "PanelData", "Study", "StudyVerdict", "PanelResult", "at_chance", "combine",
-    "RULE_HISTORY", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
+    "RULE_HISTORY", "SOUND_STATUSES", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
     "rule_changed", "rule_history", "stale_results",
 ]
 
@@ -55,9 +55,15 @@ COMBINATION_RULE = (
     "rule and reported, but do not enter the claim's verdict.")
 
 
+#: Statuses of a run whose numbers stand: G&C's ``ok``, GD's ``completed`` (its steps ran) and ``converged``.
+#: Every other status (``no_acceptance``, ``not_reached``, ``budget_too_small``, ``not_mixed``, ``diverged``,
+#: ``solve_failed``, ...) flags the run.
+SOUND_STATUSES = frozenset({"ok", "completed", "converged"})
+
+
 def flagged_rows(frame: "pd.DataFrame"):
-    """A boolean Series: the runs whose status is not ``ok`` (their numbers enter no endpoint)."""
-    return frame["status"].astype(str) != "ok"
+    """A boolean Series: the runs whose status is not sound (their numbers enter no endpoint)."""
+    return ~frame["status"].astype(str).isin(SOUND_STATUSES)
 
 
 @dataclass
@@ -357,13 +363,18 @@ def _decide(study: Study, panels: dict[str, PanelData], endpoints: Mapping[str, 
     for name, key in key_of.items():
         endpoint, panel = endpoints[key], panels[name]
         effects[name] = _effects(endpoint, panel)
-        used = {s for (m, x, s) in panel.flagged}
-        count = len(used)
-        flagged[name] = count
-        if count and endpoint.worst_case is not None:
-            worst[name] = _effects(endpoint, endpoint.worst_case(panel))
-        elif count and endpoint.worst_effect is not None:
-            worst[name] = {**effects[name], **dict.fromkeys(used, float(endpoint.worst_effect))}
+        # A flagged seed counts where it is missing from the effect (a flagged run the endpoint reads), or
+        # where the worst case moves its effect.
+        candidates = {s for (m, x, s) in panel.flagged}
+        relevant = {s for s in candidates if s not in effects[name]}
+        if candidates and endpoint.worst_case is not None:
+            worst_values = _effects(endpoint, endpoint.worst_case(panel))
+            relevant |= {s for s in candidates if s in worst_values and worst_values.get(s) != effects[name].get(s)}
+            if relevant:
+                worst[name] = worst_values
+        elif relevant and endpoint.worst_effect is not None:
+            worst[name] = {**effects[name], **dict.fromkeys(relevant, float(endpoint.worst_effect))}
+        flagged[name] = len(relevant)
     rules = {name: endpoints[key].rule for name, key in key_of.items()}
     return decide_panels(effects, rules, worst=worst or None, flagged=flagged)
 
