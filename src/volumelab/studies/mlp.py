@@ -1,173 +1,209 @@
-"""Measured verdicts of the wide-MLP studies (Terjék & González-Sánchez, arXiv 2205.13507) and
-of the volume hypothesis on real data.
+"""The wide-MLP studies (Terjék & González-Sánchez, arXiv 2205.13507) and the volume hypothesis on real
+data, declared on the study mechanism (:mod:`volumelab.evidence`).
 
-A sweep whose ``claim`` is one of :data:`STUDY_CLAIMS` is judged here from its runs. Methods
-are read by name, as the study configs name them: ``ntk`` (the NTK at initialization), ``gd``,
-``gnc`` and ``gnc_uniform`` (G&C with the Gaussian and the uniform prior) and their prior rows.
-The rules are stated in every report (:func:`study_rule`) and in docs/experiments.md; they were
-written before the studies' final runs, and a claimed change counts only beyond
-:data:`~volumelab.plotting.report.verdicts.CHANGE_STANDARD_ERRORS` standard errors.
+Every claim below is one :class:`~volumelab.evidence.Study` with one primary endpoint per panel: a per-seed
+effect (a seed is one data split, and one stream of initializations, at every point of the sweep), decided
+by its Student-t interval over the seeds (holds / fails / inconclusive, Holm across the panels, at least
+:data:`~volumelab.evidence.MIN_SEEDS` seeds). The other quantities are secondary endpoints, reported with
+their intervals, never deciding. Methods are read by role (the *trainer* GD, the *sampler* G&C and its
+*chance* rows) or by method type (``ntk``), not by the config's names. The panels are read from each run's
+own settings (the grid's columns, else the stored config). Every margin and minimal effect was chosen
+from the paper, the theory or the measurement's resolution before the runs they judge; where an old
+threshold is kept, it says so.
 
-* ``mlp-ntk`` (x: width; panels: depth; curves: parametrization). In every (parametrization,
-  depth), with each seed's mean over its prior draws: the smallest eigenvalue is positive at
-  the largest width (median over seeds above :data:`POSITIVE_STANDARD_ERRORS` SE); it
-  concentrates (the median relative spread over draws, ``std / mean`` of ``lambda_min``,
-  at the largest width is at most :data:`CONCENTRATION_RATIO` times that at the smallest);
-  and, where the infinite-width value has a closed form (ntk parametrization, ReLU), the
-  median at the largest width lies within :data:`LIMIT_TOLERANCE` (relative) of it.
-* ``mlp-convergence`` (x: width; panels: depth). GD converges linearly: every run's
-  measured rate ``ln(L_0 / L_T) / T`` is positive; the NTK's bound holds (the mean over
-  seeds of ``loss_rate - predicted_rate`` is not below 0 by more than 2 SE, at every
-  width); and the rate does not degrade with width (the median rate at the largest width is
-  at least :data:`RATE_KEEP` times that at the smallest). Measured next to it: the
-  generalization gap (test minus training loss) against width.
-* ``mlp-lazy`` (x: width; panels: depth). GD trains lazily: the least-squares slope of
-  ``log param_change`` and of ``log ntk_change`` against ``log width`` (all runs) is
-  negative by more than 2 SE; reported next to the lazy-regime orders (:data:`LAZY_ORDERS`).
-* ``mlp-lr-transfer`` (x: learning rate; panels: parametrization; curves: width). For each
-  width, the best learning rate is the grid value of the smallest median training loss
-  (a diverged run counts as worse than any finite one). The shift from the smallest to the
-  largest width, in grid steps (factors of 2): under ``ntk`` and ``mup`` it transfers when
-  the shift is at most :data:`TRANSFER_STEPS` (fails at :data:`DRIFT_STEPS` + 1 or more);
-  under ``standard`` it drifts when the shift is at least :data:`DRIFT_STEPS` (fails at 0).
-* ``mlp-volume`` (x: width; panels: depth). G&C's test error against GD's, paired over seeds:
-  G&C falls behind GD as width grows when the mean over seeds of
-  ``(G&C - GD)(largest width) - (G&C - GD)(smallest width)`` is positive by more than 2 SE
-  (Gaussian prior; the uniform prior's is reported next to it); fails when it is negative
-  by more than 2 SE. Reported with each method's test error, the prior's and the
-  acceptance rate.
-* ``mlp-volume-train`` (x: training points). Chiang et al.'s parity: at a training-set size,
-  G&C generalizes about as well as GD when the mean over seeds of ``G&C - GD`` test error
-  is at most :data:`PARITY_BAND`; it does not when that mean exceeds the band by more than
-  2 SE; a size where fewer than 2 seeds accepted a draw is inconclusive.
+**mlp-ntk** (x: width; panels: parametrization and depth). The framework's one strong assumption: the NTK's
+smallest eigenvalue at initialization stays away from 0 as width grows, towards its infinite-width value.
+
+* Primary endpoint (ntk parametrization, the paper's): per seed, ``lambda_min / lambda_min_limit - 1`` at
+  the largest width, with ``lambda_min`` the seed's mean over its prior draws and the limit the closed form
+  (arc-cosine kernels) on the seed's own training set; an equivalence claim, ``0 ± LIMIT_MARGIN`` (0.10,
+  the old rule's tolerance, kept: about three times the ``k^(-1/2)`` relative fluctuation of the Gram's
+  entries at the quick scale's largest width, 1024). Within it, ``lambda_min`` is at least 0.9 times a
+  positive limit: away from 0, and at the value the theory gives. In the worst case a flagged run's seed
+  has ``lambda_min = 0`` (effect -1).
+* Secondary: concentration, the per-seed fall of ``ln(std/mean)`` of ``lambda_min`` over the draws from the
+  smallest to the largest width, claimed above ``ln 2`` (the old rule's "at most half the spread", kept;
+  the theory's ``k^(-1/2)`` gives ``ln 8`` from width 16 to 1024).
+* The standard parametrization is the project's contrast (its NTK grows like the width and has no finite
+  limit): extension panels, judged by the concentration endpoint.
+
+**mlp-convergence** (x: width; panels: depth). GD on a wide MLP converges linearly, at least at the rate
+the NTK at initialization guarantees. The linearized (NTK) dynamics contract the squared loss by at least
+``max_i |1 - lr h lambda_i(K_0)|^2`` per step (``h = 2/n``), so ``L_T <= L_0 exp(-T predicted_rate)``
+with ``predicted_rate = -2 ln max_i |1 - lr h lambda_i(K_0)|``.
+
+* Primary endpoint: per seed at the largest width ("wide enough"), the measured rate ``ln(L_0/L_T)/T``
+  minus ``predicted_rate``, claimed positive (minimal effect 0: the bound is a guarantee, with no
+  tolerance in the theory). One-sided and symmetric: holds when the interval lies above 0 (the loss fell
+  at least as fast as guaranteed), fails when it lies below 0 (the guarantee is violated), inconclusive
+  otherwise. This replaces "not below the bound by 2 SE, so holds". A flagged run (diverged) counts in
+  the worst case as no progress (rate 0) against the rate its width's other seeds were guaranteed.
+* Secondary: the same difference at the smallest width; the rate does not degrade with width, the
+  per-seed ratio of rates (largest / smallest width) minus ``RATE_KEEP`` (0.8, the old threshold, kept),
+  positive. The old "every run's rate is positive" goes away (a rate above a positive guaranteed rate
+  is positive). Whether coefficients improve with width is a separate study (issue 32).
+
+**mlp-lazy** (x: width; panels: depth). Wide MLPs train lazily: GD moves the weights less, relatively, the
+wider the net (the weights stay near their initialization, where the convergence proofs of the framework
+work).
+
+* Primary endpoint: per seed, the least-squares slope of ``ln param_change`` (``||theta_T - theta_0|| /
+  ||theta_0||``) against ``ln width``, claimed negative (minimal effect 0: the claim names no rate). The
+  lazy-regime orders (:data:`LAZY_ORDERS`: ``-1/2`` at depth 2, ``-1`` deeper, from ``||theta_T - theta_0||
+  = O(1)`` and ``||theta_0||`` growing like ``sqrt(k)`` or ``k``) are drawn, not judged. A flagged run's
+  seed has no fall in the worst case (slope 0).
+* Secondary: the same slope of ``ln ntk_change`` (``||K_T - K_0||_F / ||K_0||_F``), negative.
+
+**mlp-lr-transfer** (x: learning rate; panels: parametrization). The best learning rate stays put across
+widths under the ntk parametrization (arXiv 2205.13507) and muP (Yang & Hu 2021), and drifts under the
+standard one.
+
+* Each seed's best learning rate at each width is its own (not an argmin of a median over seeds): the
+  argmin of its training loss over the grid, refined by the vertex of the parabola through the log loss
+  at the argmin and its two neighbours in ``log2(lr)`` (:func:`optimal_log2_lr`; the vertex lies within
+  half a grid step of the argmin; a diverged run counts as an infinite loss and a diverged neighbour
+  leaves the argmin unrefined). An argmin at the grid's edge is no optimum: that seed's effect is left
+  out and counted. The refinement keeps the per-seed optima from being quantized to whole grid steps, so
+  the t interval describes their spread instead of collapsing to a point.
+* Primary endpoint: per seed, the shift of the optimum from the smallest to the largest width in grid
+  steps (``log2`` of the ratio of learning rates). ntk and muP: equivalent to 0 within ``± TRANSFER_MARGIN``
+  (1 step, a factor 2: the grid's resolution; the old rule's 1 step, kept). standard: negative by more
+  than the same margin (the optimum falls: the NTK's scale grows like the width there, so the stable
+  learning rate falls like ``1/k``). The old rule's separate 2-step drift threshold is replaced by the
+  transfer margin, so that "stays put" and "drifts" are complements split at one boundary.
+* Secondary: the test-loss optimum moves like the training-loss optimum (the per-seed difference of the
+  two shifts within ``± TRANSFER_MARGIN``).
+* Diverged runs are data here, not missing values: they enter as infinite losses, so no seed is left out
+  for a diverged learning rate (only for an optimum at the grid's edge or a run not stored).
+
+**mlp-volume** (x: width; panels: depth). The G&C paper's width result (arXiv 2506.03931) on real data,
+as Peleg & Hein (ICML 2024, arXiv 2407.03848) found it: G&C's test error falls behind GD's as width grows.
+
+* Primary endpoint: per seed, the change of ``G&C - GD`` test error from the smallest to the largest width
+  (the first G&C method, the Gaussian prior in the packaged config), claimed positive (minimal effect 0:
+  no size is named). A flagged run's seed has no change in the worst case.
+* Secondary: the same change for a second G&C method (the uniform prior); GD's own change of test error
+  from the smallest to the largest width, claimed negative (width helps GD). The old depth comparison
+  ("measured") goes away from the verdict; the plot shows both depths.
+
+**mlp-volume-train** (x: training points; one panel per size). Chiang et al. (ICLR 2023, "Loss landscapes
+are all you need", OpenReview QC10RmRbZy9; no arXiv version): with a few training images, G&C generalizes
+about as well as GD.
+
+* Primary endpoint: per seed, ``G&C - GD`` test error at the size, an equivalence claim, ``0 ±
+  PARITY_BAND`` (0.05, the old band, kept; now two-sided, "about as well" being an equality). In the worst
+  case a G&C run that accepted nothing sits at chance (the prior's test error on its draws).
+* Secondary: G&C beats chance (``G&C - prior`` test error negative).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..plotting.report.verdicts import CHANGE_STANDARD_ERRORS, PanelVerdict, Verdict
-from .ngd import Stat, _combine, _exceeds, _mean_and_stderr, save_figure
+from ..evidence import Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, effect_interval, register_study
+from ..plotting.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CONCENTRATION_RATIO", "DRIFT_STEPS", "LAZY_ORDERS", "LIMIT_TOLERANCE", "PARITY_BAND", "POSITIVE_STANDARD_ERRORS", "RATE_KEEP",
-           "STUDY_CLAIMS", "TRANSFER_STEPS", "best_learning_rates", "judge_study", "log_log_slope", "study_rule"]
+__all__ = [
+    "CONCENTRATION_FALL", "CONVERGENCE", "LAZY", "LAZY_ORDERS", "LIMIT_MARGIN", "LR_TRANSFER", "NTK", "PARITY_BAND",
+    "RATE_KEEP", "STUDIES", "TRANSFER_MARGIN", "VOLUME", "VOLUME_TRAIN", "log_log_slope", "optimal_log2_lr",
+]
 
-#: The NTK's smallest eigenvalue is "positive" when its median exceeds this many standard errors.
-POSITIVE_STANDARD_ERRORS = 3.0
-#: lambda_min "concentrates" when its relative spread at the largest width is at most this times the smallest's.
-CONCENTRATION_RATIO = 0.5
-#: The measured lambda_min "matches" its infinite-width value within this relative distance.
-LIMIT_TOLERANCE = 0.10
-#: GD's rate "does not degrade" when the largest width's is at least this times the smallest's.
+PAPER = "arXiv 2205.13507"
+#: lambda_min at the largest width equals its infinite-width value within this relative margin.
+LIMIT_MARGIN = 0.10
+#: "Concentrates": the relative spread over draws falls by at least this factor (log) from the smallest width.
+CONCENTRATION_FALL = math.log(2.0)
+#: "Does not degrade": the rate at the largest width is at least this fraction of the smallest's (secondary).
 RATE_KEEP = 0.8
-#: The best learning rate "transfers" when it moves at most this many grid steps across the widths.
-TRANSFER_STEPS = 1
-#: ... and "drifts" when it moves at least this many.
-DRIFT_STEPS = 2
-
-#: G&C and GD "generalize about as well" when G&C's test error exceeds GD's by at most this (absolute).
+#: "Stays put" / "drifts": the optimum's shift across widths within / beyond this many grid steps (factors of 2).
+TRANSFER_MARGIN = 1.0
+#: G&C and GD "generalize about as well": their test errors within this (absolute).
 PARITY_BAND = 0.05
-#: The lazy-regime order (log-log slope in width) of each laziness measure, by depth (see the mlp-lazy rule).
+#: The lazy-regime order (log-log slope in width) of each laziness measure, by depth: drawn, not judged.
 LAZY_ORDERS = {"param_change": lambda depth: -0.5 if depth <= 2 else -1.0, "ntk_change": lambda depth: -1.0}
-
-NTK, GD, GNC, GNC_UNIFORM = "ntk", "gd", "gnc", "gnc_uniform"
-PRIORS = {GNC: "prior", GNC_UNIFORM: "gnc_uniform_prior"}
-S = CHANGE_STANDARD_ERRORS
-
-_RULES = {
-    "mlp-ntk": (
-        "In every (parametrization, depth), with each seed's mean over its prior draws: the NTK's smallest "
-        f"eigenvalue is positive at the largest width (median over seeds above {POSITIVE_STANDARD_ERRORS:g} SE); "
-        "it concentrates (the median relative spread over draws, std/mean of lambda_min, at the largest width is "
-        f"at most {CONCENTRATION_RATIO:g} times that at the smallest); and where the infinite-width value has a "
-        f"closed form (ntk parametrization, ReLU: arc-cosine kernels), the median at the largest width is within "
-        f"{LIMIT_TOLERANCE:.0%} of it (the median over seeds of lambda_min / limit, each seed's limit on its own "
-        "training set, within 1 ± "
-        f"{LIMIT_TOLERANCE:g}). A condition that cannot be measured (one width, one draw per seed) is inconclusive. "
-        "A panel holds when all its conditions hold and fails when one fails on the medians; the claim holds when "
-        "every panel holds. Medians carry the SE of volumelab.plotting.figures.median_standard_error."),
-    "mlp-convergence": (
-        "Every run's measured rate ln(L_0/L_T)/T must be positive; the NTK's bound holds if, "
-        f"at every width, the mean over seeds of loss_rate - predicted_rate is not below 0 by more than {S:g} SE "
-        "(predicted_rate = -2 ln max_i |1 - lr h lambda_i(K_0)|, h = 2/n for the mean squared loss); the rate "
-        f"does not degrade with width if the median rate at the largest width is at least {RATE_KEEP:g} times "
-        "that at the smallest (inconclusive with one width or fewer than 2 seeds). A panel (depth) holds when all "
-        "three hold and fails when one fails."),
-    "mlp-lazy": (
-        "GD trains lazily if, in every depth, the least-squares slope of log param_change "
-        "(||theta_T - theta_0|| / ||theta_0||) and of log ntk_change (||K_T - K_0||_F / ||K_0||_F) against "
-        f"log width, over all runs, is negative by more than {S:g} SE (its regression standard error); it fails "
-        "if a slope is 0 or positive and is inconclusive otherwise. The slopes are reported next to the "
-        "lazy-regime orders, which do not enter the verdict: GD moves the weights by ||theta_T - theta_0|| = O(1) "
-        "under the ntk parametrization (Jacot et al. 2018; Lee et al. 2019), while ||theta_0|| grows like "
-        "sqrt(k) at depth 2 and like k with k x k hidden layers, so param_change ~ k^(-1/2) at depth 2 and k^(-1) "
-        "deeper; the NTK moves by O(1/k) (Dyer & Gur-Ari 2020)."),
-    "mlp-lr-transfer": (
-        "For each width, the best learning rate is the grid value with the smallest median training loss over "
-        "seeds (a diverged run counts as worse than any finite one). Its shift from the smallest to the largest "
-        f"width is counted in grid steps (factors of 2). Under ntk and mup the learning rate transfers when the "
-        f"shift is at most {TRANSFER_STEPS} step (fails at {DRIFT_STEPS + 1} or more, inconclusive in between); "
-        f"under standard it drifts when the shift is at least {DRIFT_STEPS} steps (fails at 0, inconclusive at "
-        f"1); with one width, or a width where every learning rate diverged, it is inconclusive. The claim holds "
-        "when all three hold. The best learning rate by median test loss is reported next to it."),
-    "mlp-volume": (
-        "Test error of G&C (the accepted draws' mean) and of GD, paired over seeds (the same split). G&C falls "
-        "behind GD as width grows if the mean over seeds of (G&C - GD)(largest width) - (G&C - GD)(smallest "
-        f"width) is positive by more than {S:g} SE, with the Gaussian prior; it fails if that change is negative "
-        f"by more than {S:g} SE and is inconclusive otherwise. The uniform prior's change, each method's test "
-        "error, the prior's (chance) test error and the acceptance rate are reported next to it; depth is "
-        "compared at each width the same way, as a measurement. Over the depths (panels): holds when every panel "
-        "holds, fails when every panel fails, partly holds when some hold, and otherwise fails if one fails."),
-    "mlp-volume-train": (
-        "At each number of training points n, the per-seed difference of test error G&C - GD (the same split), "
-        f"its mean over seeds and SE. G&C generalizes about as well as GD (Chiang et al., ICLR 2023) at n if "
-        f"that mean is at most {PARITY_BAND:g}; it does not if the mean exceeds {PARITY_BAND:g} by more than "
-        f"{S:g} SE; inconclusive otherwise, and where fewer than 2 seeds accepted a draw. The claim holds when it "
-        "holds at every n, fails when it fails at some n, and is inconclusive otherwise."),
-}
-
-_STATEMENTS = {
-    "mlp-ntk": ("the NTK's smallest eigenvalue at initialization stays away from 0 and concentrates as width "
-                "grows (the framework's one strong assumption), towards its infinite-width value"),
-    "mlp-convergence": ("GD drives a wide MLP's training loss down at least at the linear rate the NTK at "
-                        "initialization predicts, and not slower as width grows"),
-    "mlp-lazy": "wide MLPs train lazily: GD moves the weights and the NTK less, relatively, the wider the net",
-    "mlp-lr-transfer": ("the best learning rate stays put across widths under the ntk parametrization and muP, "
-                        "and drifts under the standard one"),
-    "mlp-volume-train": ("with a few training images (Chiang et al.'s setting), G&C generalizes about as well as "
-                         "GD"),
-    "mlp-volume": ("on real data, G&C's test error falls behind GD's as width grows (the G&C paper's width "
-                   "result for deep matrix factorization)"),
-}
-
-STUDY_CLAIMS = tuple(_RULES)
-
-
-def study_rule(claim: str) -> str:
-    """The rule of a study's verdict, in words (printed in its report)."""
-    return _RULES[claim]
 
 
 # ------------------------------------------------------------------ helpers
-def _values(rows, column: str) -> list[float]:
-    return [float(v) for v in rows[column] if v is not None and not _isnan(v)] if column in rows else []
-
-
 def _isnan(value) -> bool:
+    """Whether ``value`` is not a number (None, NaN, or not convertible)."""
     try:
         return math.isnan(float(value))
     except (TypeError, ValueError):
         return True
 
 
-def _by_seed(rows, column: str) -> dict[int, float]:
-    return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if not _isnan(v)}
+def _finite(value) -> bool:
+    return not _isnan(value) and math.isfinite(float(value))
+
+
+def _label(value) -> str:
+    """``2.0`` -> ``"2"``; anything else as itself."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:g}" if math.isfinite(number) else str(value)
+
+
+def _number(text: str, default: float) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return default
+
+
+def _setting(frame: "pd.DataFrame", column: str, section: str, key: str) -> list:
+    """Each row's ``column`` (a grid coordinate), else its stored ``config[section][key]``."""
+    own = list(frame[column]) if column in frame else [None] * len(frame)
+    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
+    values = []
+    for value, config in zip(own, configs):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            value = (config.get(section) or {}).get(key) if isinstance(config, dict) else None
+        values.append(value)
+    return values
+
+
+def _depth_panels(frame: "pd.DataFrame") -> list[str]:
+    return [f"depth {_label(d)}" for d in _setting(frame, "depth", "model", "depth")]
+
+
+def _ntk_panels(frame: "pd.DataFrame") -> list[str]:
+    return [f"{p}, depth {_label(d)}" for p, d in zip(_setting(frame, "parametrization", "model", "parametrization"),
+                                                      _setting(frame, "depth", "model", "depth"))]
+
+
+def _parametrization_panels(frame: "pd.DataFrame") -> list[str]:
+    return [str(p) for p in _setting(frame, "parametrization", "model", "parametrization")]
+
+
+def _size_panels(frame: "pd.DataFrame") -> list[str]:
+    return [f"{_label(x)} training points" for x in frame["x"]]
+
+
+def _ends(panel: PanelData, method: str | None) -> tuple:
+    xs = panel.xs(method)
+    return (xs[0], xs[-1]) if len(xs) >= 2 else (None, None)
+
+
+def _slope(xs, ys) -> float:
+    """Least-squares slope of ``ln y`` against ``ln x`` over the positive pairs (NaN below two distinct x)."""
+    pairs = [(math.log(float(x)), math.log(float(y))) for x, y in zip(xs, ys)
+             if _finite(x) and _finite(y) and float(x) > 0 and float(y) > 0]
+    if len({x for x, _ in pairs}) < 2:
+        return math.nan
+    mean_x = math.fsum(x for x, _ in pairs) / len(pairs)
+    mean_y = math.fsum(y for _, y in pairs) / len(pairs)
+    return (math.fsum((x - mean_x) * (y - mean_y) for x, y in pairs)
+            / math.fsum((x - mean_x) ** 2 for x, _ in pairs))
 
 
 def log_log_slope(xs, ys) -> tuple[float, float, int]:
@@ -185,480 +221,748 @@ def log_log_slope(xs, ys) -> tuple[float, float, int]:
     return float(fit.slope), float(fit.stderr), len(pairs)
 
 
-def best_learning_rates(rows, column: str = "train_loss") -> dict[float, tuple[float, float]]:
-    """For each width in ``rows`` (one parametrization's GD runs): ``{width: (best lr, its median loss)}``.
-
-    The best learning rate has the smallest median ``column`` over seeds; a run without a
-    finite value (diverged) counts as ``+inf``, so a rate where half the seeds or more
-    diverged loses to every rate where fewer did.
-    """
-    import numpy as np
-
-    best = {}
-    for width in sorted(set(rows["width"])):
-        part = rows[rows["width"] == width]
-        medians = {}
-        for lr in sorted(set(part["lr"])):
-            values = [float(v) if not _isnan(v) and math.isfinite(float(v)) else math.inf
-                      for v in part[part["lr"] == lr][column]]
-            medians[float(lr)] = float(np.median(values)) if values else math.inf
-        lr = min(medians, key=lambda r: (medians[r], r))
-        best[float(width)] = (lr, medians[lr])
-    return best
+# ------------------------------------------------------------------ mlp-ntk
+def _ntk(panel: PanelData) -> str | None:
+    return panel.method("ntk")
 
 
-def _grid_steps(a: float, b: float, lrs: list[float]) -> int:
-    """How many grid positions apart two learning rates of the grid ``lrs`` lie."""
-    ordered = sorted(lrs)
-    return abs(ordered.index(b) - ordered.index(a))
+def limit_ratio(panel: PanelData) -> dict[int, float]:
+    """Per seed at the largest width: ``lambda_min / lambda_min_limit - 1`` (seeds with a positive limit)."""
+    method = _ntk(panel)
+    xs = panel.xs(method)
+    if not xs:
+        return {}
+    measured = panel.values(method, xs[-1], "lambda_min")
+    limit = panel.values(method, xs[-1], "lambda_min_limit")
+    return {s: v / limit[s] - 1 for s, v in measured.items() if s in limit and limit[s] > 0}
 
 
-# ------------------------------------------------------------------ judges
-def _verdict(claim: str, outcomes: list[str], panels: list[PanelVerdict], empty: str) -> Verdict:
-    """The claim's verdict from its panels' outcomes (inconclusive, saying ``empty``, without any)."""
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", empty))
-    return Verdict(claim, _RULES[claim], _combine(outcomes), panels, statement=_STATEMENTS[claim])
+def _relative_spread(panel: PanelData, x) -> dict[int, float]:
+    method = _ntk(panel)
+    mean, std = panel.values(method, x, "lambda_min"), panel.values(method, x, "lambda_min_std")
+    return {s: std[s] / m for s, m in mean.items() if s in std and m > 0 and std[s] > 0}
 
 
-def _judge_ntk(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-ntk"
-    rows = frame[frame["method"] == NTK]
-    panels, outcomes = [], []
-    parametrizations = sorted(set(rows["parametrization"])) if "parametrization" in rows else [None]
-    for parametrization in parametrizations:
-        part_p = rows if parametrization is None else rows[rows["parametrization"] == parametrization]
-        for depth in sorted(set(part_p["depth"])):
-            part = part_p[part_p["depth"] == depth]
-            widths = sorted(set(part["width"]))  # every run's width, with a finite NTK or not
-            first, last = widths[0], widths[-1]
-            at = {w: part[(part["width"] == w) & part["lambda_min"].notna()] for w in widths}
-            failed = int(part["lambda_min"].isna().sum())
-            lam = {w: Stat.of(at[w]["lambda_min"]) for w in widths}
-            spread = {w: Stat.of((at[w]["lambda_min_std"] / at[w]["lambda_min"]).tolist()) for w in widths}
-            if lam[last].n == 0:
-                positive = "fails"  # no draw at the largest width gave a finite NTK
-            else:
-                positive = "holds" if _exceeds_by(lam[last], POSITIVE_STANDARD_ERRORS) else (
-                    "fails" if not lam[last].median > 0 else "inconclusive")
-            if len(widths) < 2 or not (math.isfinite(spread[first].median) and math.isfinite(spread[last].median)):
-                concentrates = "inconclusive"  # one width, or a single draw per seed: no spread to compare
-            else:
-                concentrates = "holds" if spread[last].median <= CONCENTRATION_RATIO * spread[first].median else "fails"
-            conditions = [positive, concentrates]
-            limits = _values(at[last], "lambda_min_limit")
-            limit_text = ""
-            if limits and any(limit <= 0 for limit in limits):
-                conditions.append("inconclusive")
-                limit_text = "; a closed-form limit is not positive (a singular infinite-width kernel)"
-            elif limits:
-                ratio = Stat.of([float(v) / float(limit) for v, limit in
-                                 zip(at[last]["lambda_min"], at[last]["lambda_min_limit"]) if not _isnan(limit)])
-                conditions.append("holds" if abs(ratio.median - 1) <= LIMIT_TOLERANCE else "fails")
-                limit_text = (f"; measured / infinite-width value (closed form, each seed's training set) at "
-                              f"width {last:g}: {ratio.text}; limit median {Stat.of(limits).median:.3g}")
-            outcome = _combine(conditions)
-            outcomes.append(outcome)
-            name = f"{parametrization}, depth {depth:g}" if parametrization else f"depth {depth:g}"
-            growth = lam[last].median / lam[first].median if lam[first].median > 0 else math.nan
-            panels.append(PanelVerdict(name, outcome, (
-                "median lambda_min: " + "; ".join(f"width {w:g}: {lam[w].text}" for w in widths)
-                + f" (x{growth:.3g} from width {first:g} to {last:g}); relative spread over draws (std/mean): "
-                + ", ".join(f"{spread[w].median:.3g}" for w in widths) + f" ({concentrates})" + limit_text
-                + (f"; {failed} of {len(part)} runs gave a non-finite NTK" if failed else ""))))
-    return _verdict(claim, outcomes, panels, "no NTK runs")
+def concentration(panel: PanelData) -> dict[int, float]:
+    """Per seed: ``ln(std/mean of lambda_min)`` at the smallest width minus that at the largest."""
+    first, last = _ends(panel, _ntk(panel))
+    if first is None:
+        return {}
+    before, after = _relative_spread(panel, first), _relative_spread(panel, last)
+    return {s: math.log(before[s]) - math.log(after[s]) for s in before if s in after}
 
 
-def _exceeds_by(stat: Stat, count: float) -> bool:
-    return math.isfinite(stat.stderr) and stat.n > 1 and stat.median > count * stat.stderr
+_CONCENTRATION = Endpoint(
+    Rule("fall of ln(std/mean) of lambda_min over draws from the smallest to the largest width", "increase",
+         minimal_effect=CONCENTRATION_FALL),
+    concentration, worst_effect=0.0)
+
+NTK = register_study(Study(
+    name="mlp-ntk",
+    paper=PAPER,
+    claim="The NTK's smallest eigenvalue at initialization stays away from 0 as width grows, at its "
+          "infinite-width value (the framework's one strong assumption)",
+    endpoints={
+        "limit": Endpoint(Rule("lambda_min / its infinite-width value at the largest width, minus 1", "equivalent",
+                               margin=LIMIT_MARGIN), limit_ratio, worst_effect=-1.0),
+        "concentration": _CONCENTRATION,
+    },
+    panel_endpoint=lambda panel: "limit" if panel.startswith("ntk,") else "concentration",
+    about=lambda panel: panel.startswith("ntk,"),
+    secondary={"concentration": _CONCENTRATION},
+    parameters={"limit_margin": LIMIT_MARGIN, "concentration_fall": CONCENTRATION_FALL},
+    notes=("lambda_min is each seed's mean over its prior draws; the infinite-width value is the closed form "
+           "(arc-cosine kernels) on the seed's own training set. The claim is about the ntk parametrization (the "
+           "paper's); the standard parametrization (no finite limit) is an extension, judged on concentration.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_ntk(verdict, frame, out_stem, title),
+    panels=_ntk_panels,
+))
 
 
-def _judge_convergence(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-convergence"
-    rows = frame[frame["method"] == GD]
-    panels, outcomes = [], []
-    for depth in sorted(set(rows["depth"])):
-        part = rows[rows["depth"] == depth]
-        widths = sorted(set(part["width"]))
-        rates = {w: Stat.of(part[part["width"] == w]["loss_rate"]) for w in widths}
-        predicted = {w: Stat.of(part[part["width"] == w]["predicted_rate"]) for w in widths}
-        runs = _values(part, "loss_rate")
-        positive = sum(r > 0 for r in runs)
-        linear = "holds" if runs and positive == len(part) else "fails"
-        bound_parts, bound = [], []
-        for w in widths:
-            here = part[part["width"] == w]
-            measured, bounded = _by_seed(here, "loss_rate"), _by_seed(here, "predicted_rate")
-            mean, stderr, n = _mean_and_stderr([measured[s] - bounded[s] for s in sorted(set(measured) & set(bounded))])
-            bound.append("inconclusive" if n < 2 else ("fails" if _exceeds(-mean, stderr) else "holds"))
-            bound_parts.append(f"width {w:g}: {rates[w].median:.3g} vs {predicted[w].median:.3g} "
-                               f"(difference {mean:.3g} ± {stderr:.2g})")
-        keep = rates[widths[-1]].median / rates[widths[0]].median if rates[widths[0]].median > 0 else math.nan
-        keeps = "inconclusive" if len(widths) < 2 or not math.isfinite(keep) else (
-            "holds" if keep >= RATE_KEEP else "fails")
-        outcome = _combine([linear, _combine(bound), keeps])
-        outcomes.append(outcome)
-        gap = {w: Stat.of((part[part["width"] == w]["gen_loss"] - part[part["width"] == w]["train_loss"]).tolist())
-               for w in widths}
-        panels.append(PanelVerdict(f"depth {depth:g}", outcome, (
-            f"{positive} of {len(part)} runs with a positive rate: {linear}; measured vs predicted rate (median, "
-            "per step): " + "; ".join(bound_parts) + f"; bound {_combine(bound)}; rate at width {widths[-1]:g} / "
-            f"width {widths[0]:g}: {keep:.3g} ({keeps}); generalization gap (test - training loss): "
-            + "; ".join(f"width {w:g}: {gap[w].text}" for w in widths))))
-    return _verdict(claim, outcomes, panels, "no GD runs")
+# ------------------------------------------------------------------ mlp-convergence
+def _trainer(panel: PanelData) -> str | None:
+    return panel.method("trainer")
 
 
-def _judge_lazy(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-lazy"
-    rows = frame[frame["method"] == GD]
-    panels, outcomes = [], []
-    for depth in sorted(set(rows["depth"])):
-        part = rows[rows["depth"] == depth]
-        widths = sorted(set(part["width"]))
-        texts, conditions = [], []
-        for column in ("param_change", "ntk_change"):
-            order = LAZY_ORDERS[column](depth)
-            slope, stderr, n = log_log_slope(part["width"], part[column])
-            conditions.append("holds" if _exceeds(-slope, stderr) else (
-                "fails" if math.isfinite(slope) and slope >= 0 else "inconclusive"))
-            medians = ", ".join(f"{Stat.of(part[part['width'] == w][column]).median:.3g}" for w in widths)
-            texts.append(f"{column}: medians {medians} at widths {', '.join(f'{w:g}' for w in widths)}; log-log slope "
-                         f"{slope:.3f} ± {stderr:.2g} over {n} runs (lazy-regime order {order:g})")
-        outcome = _combine(conditions)
-        outcomes.append(outcome)
-        panels.append(PanelVerdict(f"depth {depth:g}", outcome, "; ".join(texts)))
-    return _verdict(claim, outcomes, panels, "no GD runs")
+def _rate_over_bound(panel: PanelData, x) -> dict[int, float]:
+    method = _trainer(panel)
+    measured = panel.values(method, x, "loss_rate")
+    bound = panel.values(method, x, "predicted_rate")
+    return {s: v - bound[s] for s, v in measured.items() if s in bound}
 
 
-def _judge_lr_transfer(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-lr-transfer"
-    rows = frame[frame["method"] == GD]
-    panels, outcomes = [], []
-    for parametrization in ("ntk", "mup", "standard"):
-        part = rows[rows["parametrization"] == parametrization]
-        if part.empty:
+def rate_over_bound_largest(panel: PanelData) -> dict[int, float]:
+    """Per seed at the largest width: measured rate ``ln(L_0/L_T)/T`` minus the NTK's guaranteed rate."""
+    xs = panel.xs(_trainer(panel))
+    return _rate_over_bound(panel, xs[-1]) if xs else {}
+
+
+def rate_over_bound_smallest(panel: PanelData) -> dict[int, float]:
+    """Per seed at the smallest width: measured rate minus the NTK's guaranteed rate."""
+    xs = panel.xs(_trainer(panel))
+    return _rate_over_bound(panel, xs[0]) if xs else {}
+
+
+def rate_kept(panel: PanelData) -> dict[int, float]:
+    """Per seed: measured rate at the largest width / at the smallest, minus :data:`RATE_KEEP`."""
+    method = _trainer(panel)
+    first, last = _ends(panel, method)
+    if first is None:
+        return {}
+    before, after = panel.values(method, first, "loss_rate"), panel.values(method, last, "loss_rate")
+    return {s: after[s] / v - RATE_KEEP for s, v in before.items() if s in after and v > 0}
+
+
+def _stalled(panel: PanelData) -> PanelData:
+    """The worst case: a flagged GD run made no progress (rate 0) against the rate its width's other seeds
+    were guaranteed (the mean of their ``predicted_rate``; its own where it has one)."""
+    method = _trainer(panel)
+    frame = panel.frame.copy()
+    for flagged_method, x, seed in panel.flagged:
+        if flagged_method != method:
             continue
-        lrs = sorted({float(v) for v in part["lr"]})
-        best = best_learning_rates(part)
-        best_test = best_learning_rates(part, "gen_loss")
-        widths = sorted(best)
-        shift = _grid_steps(best[widths[0]][0], best[widths[-1]][0], lrs)
-        untrained = [w for w in widths if not math.isfinite(best[w][1])]
-        if len(widths) < 2 or untrained:
-            outcome = "inconclusive"  # one width, or a width where every learning rate diverged
-            wanted = "transfers" if parametrization != "standard" else "drifts"
-        elif parametrization == "standard":
-            outcome = "holds" if shift >= DRIFT_STEPS else ("fails" if shift == 0 else "inconclusive")
-            wanted = "drifts"
-        else:
-            outcome = "holds" if shift <= TRANSFER_STEPS else ("fails" if shift > DRIFT_STEPS else "inconclusive")
-            wanted = "transfers"
-        outcomes.append(outcome)
-        diverged = int((part["status"] == "diverged").sum())
-        panels.append(PanelVerdict(f"{parametrization}: the best learning rate {wanted}", outcome, (
-            "best lr (median training loss): " + "; ".join(
-                f"width {w:g}: {best[w][0]:g} ({best[w][1]:.3g})" for w in widths)
-            + f"; shift {shift} grid steps; by median test loss: "
-            + "; ".join(f"width {w:g}: {best_test[w][0]:g} ({best_test[w][1]:.3g})" for w in widths)
-            + f"; {diverged} of {len(part)} runs diverged"
-            + (f"; every learning rate diverged at width {', '.join(f'{w:g}' for w in untrained)}" if untrained
-               else ""))))
-    return _verdict(claim, outcomes, panels, "no GD runs")
+        rows = (frame["method"] == method) & (frame["x"] == x) & (frame["seed"] == seed)
+        own = panel.values(method, x, "predicted_rate", raw=True).get(seed)
+        others = list(panel.values(method, x, "predicted_rate").values())
+        bound = own if own is not None else (math.fsum(others) / len(others) if others else math.nan)
+        frame.loc[rows, "loss_rate"] = 0.0
+        frame.loc[rows, "predicted_rate"] = bound
+    return PanelData(panel.name, frame, panel.raw, panel.flagged)
 
 
-def _gap_change(part, sampler: str, first, last) -> tuple[float, float, int, dict]:
-    """Per-seed (sampler - GD) test error at each width; the paired change from ``first`` to ``last``."""
-    gaps = {}
-    for w in (first, last):
-        s = _by_seed(part[(part["method"] == sampler) & (part["width"] == w)], "test_error")
-        g = _by_seed(part[(part["method"] == GD) & (part["width"] == w)], "test_error")
-        gaps[w] = {seed: s[seed] - g[seed] for seed in sorted(set(s) & set(g))}
-    common = sorted(set(gaps[first]) & set(gaps[last]))
-    mean, stderr, n = _mean_and_stderr([gaps[last][s] - gaps[first][s] for s in common])
-    return mean, stderr, n, gaps
+CONVERGENCE = register_study(Study(
+    name="mlp-convergence",
+    paper=PAPER,
+    claim="GD on a wide MLP converges linearly, at least at the rate the NTK at initialization guarantees",
+    endpoints={"bound": Endpoint(
+        Rule("measured rate ln(L_0/L_T)/T minus the NTK's guaranteed rate, at the largest width", "increase"),
+        rate_over_bound_largest, worst_case=_stalled)},
+    secondary={
+        "bound_smallest": Endpoint(
+            Rule("measured rate minus the NTK's guaranteed rate, at the smallest width", "increase"),
+            rate_over_bound_smallest, worst_case=_stalled),
+        "rate_kept": Endpoint(
+            Rule(f"measured rate at the largest width / at the smallest, minus {RATE_KEEP:g}", "increase"),
+            rate_kept, worst_case=_stalled),
+    },
+    parameters={"rate_keep": RATE_KEEP},
+    notes=("The guaranteed rate is -2 ln max_i |1 - lr h lambda_i(K_0)| per step (h = 2/n for the mean squared "
+           "loss), the linearized dynamics' slowest contraction of the squared loss, with K_0 the NTK Gram at "
+           "initialization on the training set.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_convergence(verdict, frame, out_stem, title),
+    panels=_depth_panels,
+))
 
 
-def _judge_volume(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-volume"
-    panels, outcomes = [], []
-    depths = sorted(set(frame["depth"]))
-    for depth in depths:
-        part = frame[frame["depth"] == depth]
-        widths = sorted(set(part["width"]))
-        first, last = widths[0], widths[-1]
-        lines = []
-        for w in widths:
-            here = part[part["width"] == w]
-            cells = []
-            for method, label in ((GNC, "G&C Gaussian"), (GNC_UNIFORM, "G&C uniform"), (GD, "GD"),
-                                  (PRIORS[GNC], "Gaussian prior"), (PRIORS[GNC_UNIFORM], "uniform prior")):
-                rows = here[here["method"] == method]
-                if rows.empty:
-                    continue
-                mean, stderr, n = _mean_and_stderr(_values(rows, "test_error"))
-                text = f"{label} {mean:.3f} ± {stderr:.2g} (n={n})"
-                if method in (GNC, GNC_UNIFORM):
-                    rate = Stat.of(_values(rows, "acceptance_rate"))
-                    text += f", acceptance {rate.median:.2g}"
-                cells.append(text)
-            lines.append(f"width {w:g}: " + ", ".join(cells))
-        changes, outcome = [], None
-        for sampler in (GNC, GNC_UNIFORM):
-            if part[part["method"] == sampler].empty:
-                continue
-            mean, stderr, n, _ = _gap_change(part, sampler, first, last)
-            verdict = "inconclusive" if len(widths) < 2 else (
-                "holds" if _exceeds(mean, stderr) else ("fails" if _exceeds(-mean, stderr) else "inconclusive"))
-            if sampler == GNC:
-                outcome = verdict
-                outcomes.append(verdict)
-            changes.append(f"{'Gaussian' if sampler == GNC else 'uniform'} prior: change of G&C - GD from width "
-                           f"{first:g} to {last:g}: {mean:.3g} ± {stderr:.2g} over {n} seeds ({verdict})")
-        outcome = outcome or "inconclusive"
-        panels.append(PanelVerdict(f"depth {depth:g}", outcome, "; ".join(changes) + ". Test error (mean ± SE "
-                                   "over seeds): " + "; ".join(lines)))
-    if len(depths) > 1:
-        parts = []
-        for w in sorted(set(frame["width"])):
-            cells = []
-            for method, label in ((GNC, "G&C Gaussian"), (GD, "GD")):
-                a = _by_seed(frame[(frame["method"] == method) & (frame["width"] == w) & (frame["depth"] == depths[0])],
-                             "test_error")
-                b = _by_seed(frame[(frame["method"] == method) & (frame["width"] == w)
-                                   & (frame["depth"] == depths[-1])], "test_error")
-                mean, stderr, n = _mean_and_stderr([b[s] - a[s] for s in sorted(set(a) & set(b))])
-                cells.append(f"{label} {mean:+.3f} ± {stderr:.2g}")
-            parts.append(f"width {w:g}: " + ", ".join(cells))
-        panels.append(PanelVerdict(f"depth {depths[0]:g} -> {depths[-1]:g} (measured, paired over seeds)",
-                                   "measured", "change of test error: " + "; ".join(parts)))
-    if not outcomes:
-        panels.append(PanelVerdict("", "inconclusive", "no G&C runs with the Gaussian prior and GD runs to compare"))
-    return Verdict(claim, _RULES[claim], _combine_panels(outcomes), panels, statement=_STATEMENTS[claim])
+# ------------------------------------------------------------------ mlp-lazy
+def _per_seed_slope(panel: PanelData, metric: str) -> dict[int, float]:
+    method = _trainer(panel)
+    xs = panel.xs(method)
+    series: dict[int, list] = {}
+    for x in xs:
+        for seed, value in panel.values(method, x, metric).items():
+            series.setdefault(seed, []).append((x, value))
+    slopes = {s: _slope([x for x, _ in points], [y for _, y in points]) for s, points in series.items()}
+    return {s: v for s, v in slopes.items() if math.isfinite(v)}
 
 
-def _combine_panels(outcomes: list[str]) -> str:
-    """All panels hold: holds; all fail: fails; a mix with at least one holding: partly holds."""
-    if outcomes and all(o == "holds" for o in outcomes):
-        return "holds"
-    if outcomes and all(o == "fails" for o in outcomes):
-        return "fails"
-    return "partly holds" if "holds" in outcomes else ("fails" if "fails" in outcomes else "inconclusive")
+def param_change_slope(panel: PanelData) -> dict[int, float]:
+    """Per seed: the log-log slope of the relative weight change against width."""
+    return _per_seed_slope(panel, "param_change")
 
 
-def _judge_volume_train(frame, out_dir: Path, coords: list[str]) -> Verdict:
-    claim = "mlp-volume-train"
-    panels, outcomes = [], []
-    sizes = sorted(set(frame["train"])) if "train" in frame else []
-    for n in sizes:
-        here = frame[frame["train"] == n]
-        sampler, gd = _by_seed(here[here["method"] == GNC], "test_error"), _by_seed(here[here["method"] == GD],
-                                                                                   "test_error")
-        mean, stderr, count = _mean_and_stderr([sampler[s] - gd[s] for s in sorted(set(sampler) & set(gd))])
-        if count < 2:
-            outcome = "inconclusive"
-        else:
-            outcome = "holds" if mean <= PARITY_BAND else (
-                "fails" if _exceeds(mean - PARITY_BAND, stderr) else "inconclusive")
-        outcomes.append(outcome)
-        cells = []
-        for method, label in ((GNC, "G&C"), (GD, "GD"), (PRIORS[GNC], "prior")):
-            m, e, k = _mean_and_stderr(_values(here[here["method"] == method], "test_error"))
-            cells.append(f"{label} {m:.3f} ± {e:.2g} (n={k})")
-        rows = here[here["method"] == GNC]
-        rate = Stat.of(_values(rows, "acceptance_rate"))
-        accepted = Stat.of(_values(rows, "accepted"))
-        none = int((rows["status"] == "no_acceptance").sum()) if "status" in rows else 0
-        panels.append(PanelVerdict(f"n = {n:g}", outcome, (
-            "test error (mean ± SE over seeds): " + ", ".join(cells) + f"; G&C - GD {mean:+.3f} ± {stderr:.2g} over "
-            f"{count} seeds; acceptance {rate.median:.2g} (median {accepted.median:.0f} accepted"
-            + (f", {none} of {len(rows)} seeds accepted nothing" if none else "") + ")")))
-    return _verdict(claim, outcomes, panels, "no runs with a number of training points")
+def ntk_change_slope(panel: PanelData) -> dict[int, float]:
+    """Per seed: the log-log slope of the NTK's relative change against width."""
+    return _per_seed_slope(panel, "ntk_change")
 
 
-_JUDGES: dict[str, Callable] = {
-    "mlp-ntk": _judge_ntk,
-    "mlp-convergence": _judge_convergence,
-    "mlp-lazy": _judge_lazy,
-    "mlp-lr-transfer": _judge_lr_transfer,
-    "mlp-volume": _judge_volume,
-    "mlp-volume-train": _judge_volume_train,
-}
+LAZY = register_study(Study(
+    name="mlp-lazy",
+    paper=PAPER,
+    claim="Wide MLPs train lazily: GD moves the weights less, relatively to their initialization, the wider "
+          "the net",
+    endpoints={"param_change": Endpoint(
+        Rule("log-log slope of ||theta_T - theta_0|| / ||theta_0|| against width", "decrease"),
+        param_change_slope, worst_effect=0.0)},
+    secondary={"ntk_change": Endpoint(Rule("log-log slope of ||K_T - K_0||_F / ||K_0||_F against width",
+                                           "decrease"), ntk_change_slope, worst_effect=0.0)},
+    notes=("Each seed's slope is a least-squares fit over the widths of its runs. The lazy-regime orders (-1/2 at "
+           "depth 2, -1 deeper for the weights; -1 for the NTK) are drawn on the plot, not judged.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_lazy(verdict, frame, out_stem, title),
+    panels=_depth_panels,
+))
+
+
+# ------------------------------------------------------------------ mlp-lr-transfer
+def optimal_log2_lr(losses: Mapping[float, float]) -> float:
+    """A seed's best learning rate on a grid, as ``log2(lr)``, refined between grid points.
+
+    The argmin of ``ln loss`` over the grid, moved to the vertex of the parabola through the argmin and its
+    two neighbours (in ``log2 lr``); with the argmin the lowest of the three the vertex lies within half
+    a spacing of it. A neighbour with an infinite loss (diverged) leaves the argmin unrefined.
+
+    Args:
+        losses: ``{lr: loss}`` over the grid; ``inf`` (or NaN) for a diverged run.
+
+    Returns:
+        ``log2`` of the optimum; NaN when the argmin is at the grid's edge (no optimum inside it) or no
+        loss is finite.
+    """
+    points = sorted((math.log2(float(lr)), float(loss) if _finite(loss) else math.inf)
+                    for lr, loss in losses.items() if float(lr) > 0)
+    if not points or not any(math.isfinite(loss) for _, loss in points):
+        return math.nan
+    best = min(range(len(points)), key=lambda i: points[i][1])
+    if best == 0 or best == len(points) - 1:
+        return math.nan
+    (x0, y0), (x1, y1), (x2, y2) = (points[best - 1], points[best], points[best + 1])
+    if not (math.isfinite(y0) and math.isfinite(y2)):
+        return x1
+    y0, y1, y2 = (math.log(max(y, 1e-300)) for y in (y0, y1, y2))
+    # Vertex of the parabola through three points (Lagrange form, unequal spacings allowed).
+    numerator = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    denominator = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    if denominator == 0:
+        return x1
+    return x1 - 0.5 * numerator / denominator
+
+
+def _learning_rate_curves(panel: PanelData, metric: str) -> dict[float, dict[int, dict[float, float]]]:
+    """``{width: {seed: {lr: loss}}}`` of the trainer's runs; a diverged (flagged) run's loss is ``inf``."""
+    method = _trainer(panel)
+    raw = panel.raw[panel.raw["method"] == method]
+    # Coordinates from the stored rows; losses from the panel's (a flagged run's are blanked: it diverged).
+    widths = _setting(raw, "width", "model", "width")
+    losses = panel.frame.loc[raw.index, metric] if metric in panel.frame else [math.nan] * len(raw)
+    curves: dict[float, dict[int, dict[float, float]]] = {}
+    for width, lr, seed, value in zip(widths, raw["x"], raw["seed"], losses):
+        loss = float(value) if _finite(value) else math.inf
+        curves.setdefault(float(width), {}).setdefault(int(seed), {})[float(lr)] = loss
+    return curves
+
+
+def _optima(panel: PanelData, metric: str) -> dict[float, dict[int, float]]:
+    """``{width: {seed: log2 of the seed's best learning rate}}`` (NaN where it lies at the grid's edge)."""
+    curves = _learning_rate_curves(panel, metric)
+    grid = sorted({lr for seeds in curves.values() for losses in seeds.values() for lr in losses})
+    optima = {}
+    for width, seeds in curves.items():
+        # A seed missing a learning rate (a run not stored) has no optimum: its curve is incomplete.
+        optima[width] = {s: optimal_log2_lr(losses) if len(losses) == len(grid) else math.nan
+                         for s, losses in seeds.items()}
+    return optima
+
+
+def _shift(panel: PanelData, metric: str) -> dict[int, float]:
+    optima = _optima(panel, metric)
+    if len(optima) < 2:
+        return {}
+    first, last = optima[min(optima)], optima[max(optima)]
+    return {s: last[s] - first[s] for s in first if s in last}
+
+
+def optimum_shift(panel: PanelData) -> dict[int, float]:
+    """Per seed: ``log2`` of the best learning rate (training loss) at the largest width minus at the smallest."""
+    return _shift(panel, "train_loss")
+
+
+def optimum_shift_gap(panel: PanelData) -> dict[int, float]:
+    """Per seed: the test-loss optimum's shift minus the training-loss optimum's."""
+    train, test = _shift(panel, "train_loss"), _shift(panel, "gen_loss")
+    return {s: test[s] - train[s] for s in train if s in test}
+
+
+LR_TRANSFER = register_study(Study(
+    name="mlp-lr-transfer",
+    paper=PAPER,
+    claim="The best learning rate stays put across widths under the ntk parametrization (the framework's) and "
+          "muP (Yang & Hu 2021), and drifts under the standard one",
+    endpoints={
+        "transfer": Endpoint(Rule("shift of the best learning rate from the smallest to the largest width, in "
+                                  "grid steps (log2)", "equivalent", margin=TRANSFER_MARGIN), optimum_shift),
+        "drift": Endpoint(Rule("shift of the best learning rate from the smallest to the largest width, in grid "
+                               "steps (log2)", "decrease", minimal_effect=TRANSFER_MARGIN), optimum_shift),
+    },
+    panel_endpoint=lambda panel: "drift" if panel == "standard" else "transfer",
+    secondary={"test_loss": Endpoint(Rule("shift of the test-loss optimum minus the training-loss optimum's, in "
+                                          "grid steps", "equivalent", margin=TRANSFER_MARGIN),
+                                     optimum_shift_gap)},
+    parameters={"transfer_margin": TRANSFER_MARGIN},
+    notes=("Each seed's best learning rate at each width is the argmin of its own training loss over the grid, "
+           "refined by a parabola through the log losses at the argmin and its neighbours; an argmin at the "
+           "grid's edge leaves that seed out. Diverged runs are data, not missing values: they count as infinite "
+           "losses.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_lr_transfer(verdict, frame, out_stem, title),
+    panels=_parametrization_panels,
+))
+
+
+# ------------------------------------------------------------------ mlp-volume
+def _samplers(panel: PanelData) -> list[str]:
+    """Every method of the sampler's type, the sampler first (e.g. G&C with the Gaussian, then the uniform
+    prior)."""
+    first = panel.method("sampler")
+    if first is None:
+        return []
+    types = dict(zip(panel.raw["method"].astype(str), panel.raw["method_type"].astype(str)))
+    return [first] + sorted(m for m, t in types.items() if t == types[first] and m != first)
+
+
+def _gap(panel: PanelData, sampler: str | None, x) -> dict[int, float]:
+    """Per seed at ``x``: the sampler's test error minus GD's."""
+    values = panel.values(sampler, x, "test_error")
+    trainer = panel.values(_trainer(panel), x, "test_error")
+    return {s: v - trainer[s] for s, v in values.items() if s in trainer}
+
+
+def _gap_rise(panel: PanelData, index: int) -> dict[int, float]:
+    samplers = _samplers(panel)
+    if len(samplers) <= index:
+        return {}
+    first, last = _ends(panel, samplers[index])
+    if first is None:
+        return {}
+    before, after = _gap(panel, samplers[index], first), _gap(panel, samplers[index], last)
+    return {s: after[s] - v for s, v in before.items() if s in after}
+
+
+def gap_rise(panel: PanelData) -> dict[int, float]:
+    """Per seed: ``(G&C - GD)`` test error at the largest width minus at the smallest (the first G&C method)."""
+    return _gap_rise(panel, 0)
+
+
+def second_prior_gap_rise(panel: PanelData) -> dict[int, float]:
+    """The same for the second G&C method (the uniform prior in the packaged config)."""
+    return _gap_rise(panel, 1)
+
+
+def trainer_change(panel: PanelData) -> dict[int, float]:
+    """Per seed: GD's test error at the largest width minus at the smallest."""
+    method = _trainer(panel)
+    first, last = _ends(panel, method)
+    if first is None:
+        return {}
+    before, after = panel.values(method, first, "test_error"), panel.values(method, last, "test_error")
+    return {s: after[s] - v for s, v in before.items() if s in after}
+
+
+VOLUME = register_study(Study(
+    name="mlp-volume",
+    paper="arXiv 2506.03931; on real data as in arXiv 2407.03848 (Peleg & Hein, ICML 2024)",
+    claim="On real data, G&C's test error falls behind GD's as width grows (the G&C paper's width result, "
+          "found on image tasks by Peleg & Hein)",
+    endpoints={"gap_rise": Endpoint(
+        Rule("rise of (G&C - GD) test error from the smallest to the largest width", "increase"), gap_rise,
+        worst_effect=0.0)},
+    secondary={
+        "second_prior": Endpoint(Rule("rise of (second G&C method - GD) test error, e.g. the uniform prior",
+                                      "increase"), second_prior_gap_rise, worst_effect=0.0),
+        "trainer": Endpoint(Rule("change of GD's test error from the smallest to the largest width", "decrease"),
+                            trainer_change, worst_effect=0.0),
+    },
+    notes=("Test error of G&C is the accepted draws' mean; each seed is one split, paired across widths and "
+           "methods.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_volume(verdict, frame, out_stem, title),
+    panels=_depth_panels,
+))
+
+
+# ------------------------------------------------------------------ mlp-volume-train
+def parity_gap(panel: PanelData) -> dict[int, float]:
+    """Per seed: G&C's test error minus GD's at the panel's training-set size."""
+    xs = panel.xs(panel.method("sampler"))
+    return _gap(panel, panel.method("sampler"), xs[0]) if xs else {}
+
+
+def below_chance(panel: PanelData) -> dict[int, float]:
+    """Per seed: G&C's test error minus the prior's (chance) on the same draws."""
+    sampler = panel.method("sampler")
+    xs = panel.xs(sampler)
+    if not xs:
+        return {}
+    values, chance = panel.values(sampler, xs[0], "test_error"), panel.values(panel.method("chance"), xs[0],
+                                                                              "test_error")
+    return {s: v - chance[s] for s, v in values.items() if s in chance}
+
+
+VOLUME_TRAIN = register_study(Study(
+    name="mlp-volume-train",
+    paper="Chiang et al., ICLR 2023 (OpenReview QC10RmRbZy9; no arXiv version)",
+    claim="With a few training images, G&C generalizes about as well as GD (\"Loss landscapes are all you need\")",
+    endpoints={"parity": Endpoint(Rule("G&C - GD test error", "equivalent", margin=PARITY_BAND), parity_gap,
+                                  worst_case=at_chance("test_error"))},
+    secondary={"below_chance": Endpoint(Rule("G&C - prior (chance) test error", "decrease"), below_chance,
+                                        worst_case=at_chance("test_error"))},
+    parameters={"parity_band": PARITY_BAND},
+    notes=("One panel per training-set size; each seed is one split, the same for G&C and GD.",),
+    plot=lambda verdict, frame, out_stem, title: _plot_volume_train(verdict, frame, out_stem, title),
+    panels=_size_panels,
+))
 
 
 # ------------------------------------------------------------------ plots
-def _medians(rows, key: str, column: str):
-    xs = sorted(set(rows[key]))
-    return xs, [Stat.of(_values(rows[rows[key] == x], column)).median for x in xs]
+def _views(study: Study, frame: "pd.DataFrame") -> dict[str, PanelData]:
+    """The plot's panels, in the frame's order (flagged runs are already blanked in ``frame``)."""
+    if not len(frame):
+        return {}
+    labels = list(study.panels(frame))
+    views = {}
+    for name in dict.fromkeys(labels):
+        rows = frame[[label == name for label in labels]]
+        flagged = frozenset((str(m), x, int(s)) for m, x, s, status in zip(rows["method"], rows["x"], rows["seed"],
+                                                                           rows["status"].astype(str)) if status != "ok")
+        views[name] = PanelData(name, rows, rows, flagged)
+    return views
 
 
-def _width_ticks(ax, widths) -> None:
-    """Label a log x axis at the swept widths only (plain numbers, no minor labels)."""
+def _outcomes(verdict: StudyVerdict | None) -> dict[str, str]:
+    if verdict is None:
+        return {}
+    return {p.panel: p.outcome + ("" if p.about else ", extension") for p in verdict.panels if p.decision is not None}
+
+
+def _interval(values: Mapping[int, float], log: bool = False) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean over seeds and its 95% Student-t interval (of the logs where ``log``)."""
+    data = {s: (math.log(v) if log else v) for s, v in values.items() if _finite(v) and (v > 0 or not log)}
+    effect = effect_interval(data)
+    low = effect.low if math.isfinite(effect.low) else effect.estimate
+    high = effect.high if math.isfinite(effect.high) else effect.estimate
+    if log:
+        return math.exp(effect.estimate), math.exp(low), math.exp(high)
+    return effect.estimate, low, high
+
+
+def _draw(ax, xs, series: list[Mapping[int, float]], *, log: bool = False, style: str = "o-", **kwargs) -> None:
+    """The mean over seeds at each x with its 95% t interval as a band (geometric where ``log``)."""
+    points = [(x, *_interval(values, log)) for x, values in zip(xs, series) if values]
+    points = [p for p in points if math.isfinite(p[1])]
+    if not points:
+        return
+    x, mean, low, high = (list(column) for column in zip(*points))
+    ax.plot(x, mean, style, markersize=4, linewidth=1.5, **kwargs)
+    ax.fill_between(x, low, high, color=kwargs.get("color"), alpha=0.18, linewidth=0)
+
+
+def _scales(ax, *, xlog: bool = True, ylog: bool = False, **labels) -> None:
+    """Label ``ax`` and make its axes logarithmic where asked and where it holds positive data (an axis
+    without any keeps a linear scale and says so)."""
+    import numpy as np
+
+    # The drawn data (labelled lines), not reference lines such as axhline's (in axes coordinates).
+    lines = [line for line in ax.get_lines() if not str(line.get_label()).startswith("_")]
+    xs = np.concatenate([np.asarray(line.get_xdata(), dtype=float) for line in lines] or [np.array([])])
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in lines] or [np.array([])])
+    if xlog and np.any(np.isfinite(xs) & (xs > 0)):
+        ax.set_xscale("log")
+    if ylog and np.any(np.isfinite(ys) & (ys > 0)):
+        ax.set_yscale("log")
+    if not lines:
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                color="#555555")
+    ax.set(**labels)
+
+
+def _footnote(fig, text: str) -> None:
+    """``text`` under the axes, wrapped to the figure's width."""
+    import textwrap
+
+    width = int(fig.get_figwidth() * 15)
+    fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), fontsize=7, color="#555555", va="bottom")
+
+
+def _inner_labels_off(axes) -> None:
+    """Only the first column names its y axis (the rows share their y ranges)."""
+    for row in axes:
+        for ax in row[1:]:
+            ax.set_ylabel("")
+
+
+def _legend(ax) -> None:
+    """A legend where the axes have labelled artists."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def _ticks(ax, values) -> None:
+    """Label a log x axis at the swept values only."""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    ax.set_xticks([float(w) for w in widths])
+    ax.set_xticks([float(v) for v in values])
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _plot(claim: str, frame, out_stem: Path, title: str) -> list[Path]:
-    import matplotlib
+def _colors(count: int) -> list:
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    cmap = colormaps["viridis"]
+    return [cmap(0.8 * i / max(1, count - 1)) for i in range(count)]
 
-    cmap = plt.cm.viridis
-    if claim == "mlp-ntk":
-        rows = frame[frame["method"] == NTK]
-        depths = sorted(set(rows["depth"]))
-        fig, axes = plt.subplots(2, len(depths), figsize=(4.6 * len(depths), 7.5), squeeze=False)
-        for j, depth in enumerate(depths):
-            for i, parametrization in enumerate(sorted(set(rows["parametrization"]))):
-                part = rows[(rows["depth"] == depth) & (rows["parametrization"] == parametrization)]
-                color = cmap(i / max(1, len(set(rows["parametrization"])) - 1) * 0.8)
-                xs, ys = _medians(part, "width", "lambda_min")
-                axes[0][j].plot(xs, ys, "o-", color=color, label=f"{parametrization}: median lambda_min")
-                limits = _values(part, "lambda_min_limit")
-                if limits:
-                    axes[0][j].axhline(sum(limits) / len(limits), color=color, linestyle=":",
-                                       label=f"{parametrization}: infinite width (closed form)")
-                part = part.assign(cv=part["lambda_min_std"] / part["lambda_min"])
-                xs, ys = _medians(part, "width", "cv")
-                axes[1][j].plot(xs, ys, "o-", color=color, label=parametrization)
-            axes[0][j].set(xscale="log", yscale="log", xlabel="width $k$", ylabel="NTK lambda_min",
-                           title=f"depth {depth:g}")
-            axes[1][j].set(xscale="log", yscale="log", xlabel="width $k$",
-                           ylabel="spread over draws (std/mean of lambda_min)")
-            for ax in axes[:, j]:
-                ax.legend(fontsize=7)
-    elif claim in ("mlp-convergence", "mlp-lazy"):
-        rows = frame[frame["method"] == GD]
-        depths = sorted(set(rows["depth"]))
-        columns = ((("loss_rate", "measured rate"), ("predicted_rate", "NTK bound")),
-                   (("gap", "test - training loss"),)) if claim == "mlp-convergence" else (
-            (("param_change", "||theta_T - theta_0|| / ||theta_0||"),), (("ntk_change", "||K_T - K_0|| / ||K_0||"),))
-        rows = rows.assign(gap=rows["gen_loss"] - rows["train_loss"])
-        fig, axes = plt.subplots(1, len(columns), figsize=(5.5 * len(columns), 4.2), squeeze=False)
-        for ax, group in zip(axes[0], columns):
-            for i, depth in enumerate(depths):
-                part = rows[rows["depth"] == depth]
-                for (column, label), style in zip(group, ("o-", "s--")):
-                    xs, ys = _medians(part, "width", column)
-                    ax.plot(xs, ys, style, color=cmap(i / max(1, len(depths) - 1) * 0.8),
-                            label=f"depth {depth:g}: {label}")
-            if claim == "mlp-lazy" and len(rows):
-                import numpy as np
 
-                xs = np.array(sorted(set(rows["width"])), dtype=float)
-                y0 = Stat.of(_values(rows[rows["width"] == xs[0]], group[0][0])).median
-                ax.plot(xs, y0 * (xs / xs[0]) ** -0.5, ":", color="#555555", label="slope -1/2")
-                ax.plot(xs, y0 * (xs / xs[0]) ** -1.0, "-.", color="#999999", label="slope -1")
-            ax.set(xscale="log", yscale="log" if claim == "mlp-lazy" or group[0][0] != "gap" else "linear",
-                   xlabel="width $k$", ylabel=group[0][1] if len(group) == 1 else "rate per step (median)")
-            ax.legend(fontsize=7)
-    elif claim == "mlp-lr-transfer":
-        rows = frame[frame["method"] == GD]
-        parametrizations = [p for p in ("standard", "ntk", "mup") if p in set(rows["parametrization"])]
-        fig, axes = plt.subplots(2, len(parametrizations), figsize=(4.8 * len(parametrizations), 7.5),
-                                 squeeze=False)
-        widths = sorted(set(rows["width"]))
-        for j, parametrization in enumerate(parametrizations):
-            part = rows[rows["parametrization"] == parametrization]
-            for row, column in enumerate(("train_loss", "gen_loss")):
-                best = best_learning_rates(part, column)
-                shown = []
-                for i, width in enumerate(widths):
-                    xs, ys = _medians(part[part["width"] == width], "lr", column)
-                    color = cmap(i / max(1, len(widths) - 1) * 0.8)
-                    axes[row][j].plot(xs, ys, "o-", color=color, label=f"width {width:g}")
-                    if width in best:
-                        axes[row][j].plot([best[width][0]], [best[width][1]], "*", color=color, markersize=14)
-                        shown += [y for x, y in zip(xs, ys) if x <= best[width][0] and math.isfinite(y)]
-                if shown:  # runs that blew up (finite but huge) past the best rate would flatten the curves
-                    axes[row][j].set_ylim(top=10 * max(shown))
-                axes[row][j].set(xscale="log", yscale="log", xlabel="learning rate",
-                                 ylabel=f"{'training' if column == 'train_loss' else 'test'} loss (median; * best)",
-                                 title=parametrization if row == 0 else "")
-                axes[row][j].legend(fontsize=7)
-    elif claim == "mlp-volume":
-        depths = sorted(set(frame["depth"]))
-        fig, axes = plt.subplots(2, len(depths), figsize=(5 * len(depths), 7.5), squeeze=False)
-        styles = {GNC: ("#1f77b4", "o-", "G&C, Gaussian prior"), GNC_UNIFORM: ("#17becf", "o--", "G&C, uniform prior"),
-                  GD: ("#d62728", "s-", "GD"), PRIORS[GNC]: ("#555555", ":", "Gaussian prior (chance)"),
-                  PRIORS[GNC_UNIFORM]: ("#999999", ":", "uniform prior (chance)")}
-        for j, depth in enumerate(depths):
-            part = frame[frame["depth"] == depth]
-            for method, (color, style, label) in styles.items():
-                rows = part[part["method"] == method]
-                if rows.empty:
-                    continue
-                xs = sorted(set(rows["width"]))
-                stats = [_mean_and_stderr(_values(rows[rows["width"] == x], "test_error")) for x in xs]
-                axes[0][j].errorbar(xs, [s[0] for s in stats], yerr=[s[1] if math.isfinite(s[1]) else 0 for s in stats],
-                                    fmt=style, color=color, label=label, capsize=3)
-                if method in (GNC, GNC_UNIFORM):
-                    xs, ys = _medians(rows, "width", "acceptance_rate")
-                    axes[1][j].plot(xs, ys, style, color=color, label=label)
-            axes[0][j].set(xscale="log", xlabel="width $k$", ylabel="test error (mean ± SE over seeds)",
-                           title=f"depth {depth:g}")
-            axes[1][j].set(xscale="log", yscale="log", xlabel="width $k$", ylabel="acceptance rate (median)")
-            for ax in axes[:, j]:
-                _width_ticks(ax, sorted(set(part["width"])))
-                ax.legend(fontsize=7)
-    elif claim == "mlp-volume-train":
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), squeeze=False)
-        styles = {GNC: ("#1f77b4", "o-", "G&C, Gaussian prior"), GD: ("#d62728", "s-", "GD"),
-                  PRIORS[GNC]: ("#555555", ":", "prior (chance)")}
-        for method, (color, style, label) in styles.items():
-            rows = frame[frame["method"] == method]
-            if rows.empty:
-                continue
-            xs = sorted(set(rows["train"]))
-            stats = [_mean_and_stderr(_values(rows[rows["train"] == x], "test_error")) for x in xs]
-            axes[0][0].errorbar(xs, [s[0] for s in stats], yerr=[s[1] if math.isfinite(s[1]) else 0 for s in stats],
-                                fmt=style, color=color, label=label, capsize=3)
-            if method == GNC:
-                xs, ys = _medians(rows, "train", "acceptance_rate")
-                axes[0][1].plot(xs, ys, style, color=color, label=label)
-        axes[0][0].set(xscale="log", xlabel="training points $n$", ylabel="test error (mean ± SE over seeds)")
-        axes[0][1].set(xscale="log", yscale="log", xlabel="training points $n$", ylabel="acceptance rate (median)")
-        for ax in axes[0]:
-            _width_ticks(ax, sorted(set(frame["train"])))
-            ax.legend(fontsize=7)
-    else:
+@contextlib.contextmanager
+def _quiet():
+    """Silence the expected numpy/scipy warnings of empty or all-infinite slices while drawing."""
+    import numpy as np
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _plot_ntk(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    views = _views(NTK, frame)
+    if not views:
         return []
+    depths = list(dict.fromkeys(name.split(", ")[1] for name in views))
+    parametrizations = list(dict.fromkeys(name.split(", ")[0] for name in views))
+    colors = dict(zip(parametrizations, _colors(len(parametrizations))))
+    outcomes = _outcomes(verdict)
+    fig = new_figure((4.6 * len(depths), 7.8))
+    axes = fig.subplots(2, len(depths), squeeze=False, sharey="row")
+    with _quiet():
+        for j, depth in enumerate(depths):
+            top, bottom = axes[0][j], axes[1][j]
+            widths_seen = set()
+            for parametrization in parametrizations:
+                panel = views.get(f"{parametrization}, {depth}")
+                if panel is None:
+                    continue
+                method = _ntk(panel)
+                xs = panel.xs(method)
+                widths_seen.update(xs)
+                label = f"{parametrization} ({outcomes.get(panel.name, 'not judged')})"
+                ratios = []
+                for x in xs:
+                    measured, limit = panel.values(method, x, "lambda_min"), panel.values(method, x, "lambda_min_limit")
+                    ratios.append({s: v / limit[s] for s, v in measured.items() if s in limit and limit[s] > 0})
+                if any(ratios):
+                    _draw(top, xs, ratios, color=colors[parametrization], label=label)
+                _draw(bottom, xs, [_relative_spread(panel, x) for x in xs], log=True, color=colors[parametrization],
+                      label=label)
+            top.axhspan(1 - LIMIT_MARGIN, 1 + LIMIT_MARGIN, color="#1a7f37", alpha=0.08,
+                        label=f"1 ± {LIMIT_MARGIN:g} (the claim's margin)")
+            top.axhline(1.0, color="#555555", linestyle=":", linewidth=1)
+            _scales(top, title=depth, xlabel="width",
+                    ylabel="λ_min / its infinite-width value")
+            _scales(bottom, ylog=True, xlabel="width",
+                    ylabel="spread of λ_min over draws (std / mean)")
+            for ax in (top, bottom):
+                if widths_seen:
+                    _ticks(ax, sorted(widths_seen))
+                _legend(ax)
+        _footnote(fig, "Mean over seeds with its 95% t interval (geometric for the spread). Only the ntk "
+                       "parametrization has a closed-form infinite-width value.")
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
     return save_figure(fig, out_stem, title)
 
 
-def judge_study(claim: str, frame: "pd.DataFrame", out_dir: Path, coords: list[str], *, stem: Path | None = None,
-                title: str = "") -> tuple[Verdict, list[Path]]:
-    """The verdict of an MLP study sweep and its extra plot (``<stem>.png|pdf``), from its rows.
+def _plot_convergence(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    views = _views(CONVERGENCE, frame)
+    if not views:
+        return []
+    outcomes = _outcomes(verdict)
+    fig = new_figure((5.0 * len(views), 7.8))
+    axes = fig.subplots(2, len(views), squeeze=False, sharey="row")
+    with _quiet():
+        for j, (name, panel) in enumerate(views.items()):
+            method = _trainer(panel)
+            xs = panel.xs(method)
+            _draw(axes[0][j], xs, [panel.values(method, x, "loss_rate") for x in xs], color="#d62728",
+                  label="measured: ln(L_0 / L_T) / T")
+            _draw(axes[0][j], xs, [panel.values(method, x, "predicted_rate") for x in xs], style="s--",
+                  color="#555555", label="guaranteed by the NTK at initialization")
+            _draw(axes[1][j], xs, [_rate_over_bound(panel, x) for x in xs], color="#d62728",
+                  label="measured minus guaranteed")
+            axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
+            _scales(axes[0][j], xlabel="width", ylabel="training-loss rate per step",
+                    title=f"{name} ({outcomes.get(name, 'not judged')})")
+            _scales(axes[1][j], xlabel="width", ylabel="measured − guaranteed rate per step")
+            for ax in axes[:, j]:
+                if xs:
+                    _ticks(ax, xs)
+                _legend(ax)
+        _footnote(fig, "Mean over seeds with its 95% t interval; the verdict reads the difference at the "
+                       "largest width.")
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    return save_figure(fig, out_stem, title)
 
-    Args:
-        claim: One of :data:`STUDY_CLAIMS`.
-        frame: The sweep's rows (:func:`volumelab.experiments.results.rows_to_frame`); the grid's
-            fields appear under their short names (``width``, ``depth``, ``parametrization``, ``lr``).
-        out_dir: The sweep's folder (unused: these studies read their rows only).
-        coords: The grid's short names.
-        stem: Where to write the extra plot (none without).
-        title: The plot's title.
-    """
-    frame = _with_fixed_coords(frame)
-    verdict = _JUDGES[claim](frame, Path(out_dir), coords)
-    paths = _plot(claim, frame, stem, title) if stem is not None and not frame.empty else []
-    return verdict, paths
+
+def _plot_lazy(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    views = _views(LAZY, frame)
+    if not views:
+        return []
+    outcomes = _outcomes(verdict)
+    rows = (("param_change", "relative weight change ||θ_T − θ_0|| / ||θ_0||"),
+            ("ntk_change", "relative NTK change ||K_T − K_0|| / ||K_0||"))
+    fig = new_figure((4.8 * len(views), 7.8))
+    axes = fig.subplots(2, len(views), squeeze=False, sharey="row")
+    with _quiet():
+        for j, (name, panel) in enumerate(views.items()):
+            method = _trainer(panel)
+            xs = panel.xs(method)
+            depth = _number(name.split()[-1], default=2.0)
+            for i, (metric, label) in enumerate(rows):
+                ax = axes[i][j]
+                series = [panel.values(method, x, metric) for x in xs]
+                _draw(ax, xs, series, log=True, color="#d62728", label="GD (geometric mean, 95% t interval)")
+                means = [_interval(values, log=True)[0] for values in series if values]
+                if xs and means and math.isfinite(means[0]):
+                    order = LAZY_ORDERS[metric](depth)
+                    ax.plot(xs, [means[0] * (x / xs[0]) ** order for x in xs], ":", color="#555555",
+                            label=f"lazy-regime order {order:g}")
+                _scales(ax, ylog=True, xlabel="width", ylabel=label)
+                if i == 0:
+                    ax.set_title(f"{name} ({outcomes.get(name, 'not judged')})")
+                if xs:
+                    _ticks(ax, xs)
+                _legend(ax)
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return save_figure(fig, out_stem, title)
 
 
-def _with_fixed_coords(frame):
-    """The frame with ``width``, ``depth``, ``parametrization``, ``lr`` and ``train`` columns even where the grid
-    does not sweep them (read from each run's stored configuration)."""
-    frame = frame.copy()
-    sources = {"width": ("model", "width"), "depth": ("model", "depth"),
-               "parametrization": ("model", "parametrization"), "lr": ("method", "lr"), "train": ("problem", "train")}
-    for name, (section, key) in sources.items():
-        if name in frame and frame[name].notna().all():
-            continue
-        if "config" not in frame:
-            continue
-        frame[name] = [(config.get(section) or {}).get(key) if isinstance(config, dict) else None
-                       for config in frame["config"]]
-    return frame
+def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    import numpy as np
+
+    views = _views(LR_TRANSFER, frame)
+    if not views:
+        return []
+    outcomes = _outcomes(verdict)
+    fig = new_figure((4.8 * len(views), 11.0))
+    axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
+    edge_notes = []
+    with _quiet():
+        for j, (name, panel) in enumerate(views.items()):
+            for i, (metric, word) in enumerate((("train_loss", "training"), ("gen_loss", "test"))):
+                curves = _learning_rate_curves(panel, metric)
+                colors = _colors(len(curves))
+                for color, (width, seeds) in zip(colors, sorted(curves.items())):
+                    lrs = sorted({lr for losses in seeds.values() for lr in losses})
+                    stats = []
+                    for lr in lrs:
+                        values = np.array([losses.get(lr, math.nan) for losses in seeds.values()], dtype=float)
+                        stats.append(np.nanpercentile(values, [25, 50, 75]) if np.isfinite(values).any()
+                                     else [math.nan] * 3)
+                    low, median, high = (np.array(column, dtype=float) for column in zip(*stats))
+                    shown = np.isfinite(median)
+                    axes[i][j].plot(np.array(lrs)[shown], median[shown], "o-", color=color, markersize=3,
+                                    label=f"width {_label(width)}")
+                    band = shown & np.isfinite(low) & np.isfinite(high)
+                    axes[i][j].fill_between(np.array(lrs)[band], low[band], high[band], color=color, alpha=0.15,
+                                            linewidth=0)
+                _scales(axes[i][j], ylog=True, xlabel="learning rate",
+                        ylabel=f"{word} loss (median, IQR)")
+                if i == 0:
+                    axes[i][j].set_title(f"{name} ({outcomes.get(name, 'not judged')})")
+                _legend(axes[i][j])
+                optima = _optima(panel, metric)
+                widths = sorted(optima)
+                style = "o-" if metric == "train_loss" else "s--"
+                _draw(axes[2][j], widths, [{s: 2.0 ** v for s, v in optima[w].items() if math.isfinite(v)}
+                                           for w in widths], log=True, style=style,
+                      color="#d62728" if metric == "train_loss" else "#1f77b4",
+                      label=f"best learning rate by {word} loss")
+                edge = sum(not math.isfinite(v) for w in widths for v in optima[w].values())
+                if edge:
+                    edge_notes.append(f"{name}, {word} loss: {edge} (seed, width) optima at the grid's edge")
+            _scales(axes[2][j], ylog=True, xlabel="width",
+                    ylabel="best learning rate (geometric mean, 95% t)")
+            if len(axes[2][j].lines):
+                _legend(axes[2][j])
+        note = ("Each seed's best learning rate is the argmin of its own loss, refined between grid points; a "
+                "diverged run counts as an infinite loss (off the curves).")
+        if edge_notes:
+            note += " Left out: " + "; ".join(edge_notes) + "."
+        _footnote(fig, note)
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    return save_figure(fig, out_stem, title)
+
+
+def _plot_volume(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    from ..experiments.methods import companion
+
+    views = _views(VOLUME, frame)
+    if not views:
+        return []
+    outcomes = _outcomes(verdict)
+    fig = new_figure((5.0 * len(views), 11.0))
+    axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
+    sampler_styles = (("#1f77b4", "o-"), ("#9467bd", "o--"), ("#17becf", "o-."))
+    with _quiet():
+        for j, (name, panel) in enumerate(views.items()):
+            samplers = _samplers(panel)
+            trainer = _trainer(panel)
+            types = dict(zip(panel.raw["method"].astype(str), panel.raw["method_type"].astype(str)))
+            xs = panel.xs(trainer) or panel.xs(samplers[0] if samplers else None)
+            for (color, style), sampler in zip(sampler_styles, samplers):
+                _draw(axes[0][j], xs, [panel.values(sampler, x, "test_error") for x in xs], style=style,
+                      color=color, label=f"{sampler} (G&C)")
+                _draw(axes[1][j], xs, [_gap(panel, sampler, x) for x in xs], style=style, color=color,
+                      label=f"{sampler} − {trainer}")
+                _draw(axes[2][j], xs, [panel.values(sampler, x, "acceptance_rate") for x in xs], log=True,
+                      style=style, color=color, label=f"{sampler}")
+                chance = companion(sampler, types.get(sampler, ""), "chance")
+                if chance in types:
+                    _draw(axes[0][j], xs, [panel.values(chance, x, "test_error") for x in xs], style=":",
+                          color=color, label=f"{chance} (chance)")
+            _draw(axes[0][j], xs, [panel.values(trainer, x, "test_error") for x in xs], style="s-", color="#d62728",
+                  label=f"{trainer} (GD)")
+            axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
+            _scales(axes[0][j], xlabel="width", ylabel="test error (mean, 95% t)",
+                    title=f"{name} ({outcomes.get(name, 'not judged')})")
+            _scales(axes[1][j], xlabel="width", ylabel="G&C − GD test error (mean, 95% t)")
+            _scales(axes[2][j], ylog=True, xlabel="width",
+                    ylabel="G&C acceptance rate (geometric mean, 95% t)")
+            for ax in axes[:, j]:
+                if xs:
+                    _ticks(ax, xs)
+                _legend(ax)
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return save_figure(fig, out_stem, title)
+
+
+def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    if not len(frame):
+        return []
+    whole = PanelData("", frame, frame)
+    sampler, trainer, chance = whole.method("sampler"), _trainer(whole), whole.method("chance")
+    xs = whole.xs(sampler) or whole.xs(trainer)
+    outcomes = _outcomes(verdict)
+    fig = new_figure((15.0, 4.6))
+    axes = fig.subplots(1, 3, squeeze=False)[0]
+    with _quiet():
+        for method, color, style, label in ((sampler, "#1f77b4", "o-", "G&C"), (trainer, "#d62728", "s-", "GD"),
+                                            (chance, "#555555", ":", "prior (chance)")):
+            if method is not None:
+                _draw(axes[0], xs, [whole.values(method, x, "test_error") for x in xs], style=style, color=color,
+                      label=label)
+        _draw(axes[1], xs, [_gap(whole, sampler, x) for x in xs], color="#1f77b4", label="G&C − GD")
+        axes[1].axhspan(-PARITY_BAND, PARITY_BAND, color="#1a7f37", alpha=0.08,
+                        label=f"0 ± {PARITY_BAND:g} (the claim's margin)")
+        axes[1].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
+        for x in xs:
+            outcome = outcomes.get(f"{_label(x)} training points")
+            if outcome:
+                axes[1].annotate(outcome, (x, PARITY_BAND), textcoords="offset points", xytext=(0, 4), fontsize=7,
+                                 ha="center")
+        _draw(axes[2], xs, [whole.values(sampler, x, "acceptance_rate") for x in xs], log=True, color="#1f77b4",
+              label="G&C")
+        _scales(axes[0], xlabel="training points", ylabel="test error (mean, 95% t)")
+        _scales(axes[1], xlabel="training points", ylabel="G&C − GD test error (mean, 95% t)")
+        _scales(axes[2], ylog=True, xlabel="training points",
+                ylabel="G&C acceptance rate (geometric mean, 95% t)")
+        for ax in axes:
+            if xs:
+                _ticks(ax, xs)
+            _legend(ax)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return save_figure(fig, out_stem, title)
+
+
+#: Every study of this module, by its sweep config's ``claim``.
+STUDIES: dict[str, Study] = {study.name: study for study in (NTK, CONVERGENCE, LAZY, LR_TRANSFER, VOLUME,
+                                                             VOLUME_TRAIN)}
