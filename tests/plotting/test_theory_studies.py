@@ -129,7 +129,8 @@ def depth_frame(sigma_ratios: dict[str, tuple[float, float]], gap_factor: float 
                        "zero_draws": zero if activation == "relu" else 0,
                        "sigma2_over_sigma1": _spread(ratio, 0.01, index)[seed],
                        "top_share": _spread(1 - ratio / 2, 0.01)[seed],
-                       "log_sigma1_over_sigma2_per_layer": math.inf if activation == "relu" and seed == 0 else 0.17}
+                       # A product with sigma2 = 0 makes the run's mean rate infinite, stored as missing.
+                       "log_sigma1_over_sigma2_per_layer": math.nan if activation == "relu" and seed == 0 else 0.17}
                 if activation == "linear":
                     row.update(gap=_spread(0.1402 * gap_factor, 0.003)[seed], gap_closed_form=0.1402)
                 rows.append(row)
@@ -158,9 +159,9 @@ def test_theory_depth_fall_decides_and_newman_is_an_equivalence():
 def test_theory_depth_counts_zero_draws_and_infinite_rates():
     frame = depth_frame({"linear": (0.58, 0.04), "relu": (0.5, 0.01)}, zero=7)
     notes = theory.depth_notes(frame, theory.activation_panels(frame))
-    assert "relu, depth 30: draws exactly 0: 42 of 6000" in notes
-    assert "relu, depth 30: runs with a product where sigma2 = 0: 1 of 6" in notes
-    assert not any(note.startswith("linear") for note in notes)
+    assert len(notes) == 1 and notes[0].startswith("relu: draws exactly 0 at depth 2: 42 of 6000, 10: 42 of 6000, "
+                                                   "30: 42 of 6000; runs with a product where sigma2 = 0")
+    assert notes[0].endswith("at depth 2: 1, 10: 1, 30: 1 (of 18 runs)")
 
 
 def relu_frame(last_ratios: list[float]) -> pd.DataFrame:

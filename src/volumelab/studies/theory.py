@@ -334,25 +334,40 @@ def _count(rows: "pd.DataFrame", column: str) -> int:
 
 
 def depth_notes(frame: "pd.DataFrame", labels: list[str]) -> list[str]:
-    """Counted notes of theory-depth's collapse runs: draws exactly 0, and runs with a product whose sigma2 is
-    exactly 0 (an infinite ``log(sigma1/sigma2)``), per panel and depth."""
+    """Counted notes of theory-depth's collapse runs, one per panel that has any: draws exactly 0 (every unit of a
+    layer off) by depth, and runs with a product whose sigma2 is exactly 0.
+
+    Such a product makes ``log(sigma1/sigma2)`` infinite, and its run stores that mean as missing (an infinite
+    value is not stored): a run whose ``sigma2/sigma1`` exists but whose ``log_sigma1_over_sigma2_per_layer`` does
+    not is counted here.
+    """
     import numpy as np
 
     notes = []
     for name in dict.fromkeys(labels):
         rows = frame[[label == name for label in labels]]
         rows = rows[rows["method_type"] == "collapse"] if "method_type" in rows else rows
+        zero, degenerate, runs = [], [], 0
         for depth in sorted(set(rows["x"])):
             here = rows[rows["x"] == depth]
-            zero = _count(here, "zero_draws")
-            if zero:
-                notes.append(f"{name}, depth {depth:g}: draws exactly 0: {zero} of {_count(here, 'draws')}")
-            if "log_sigma1_over_sigma2_per_layer" in here:
-                rate = np.asarray(here["log_sigma1_over_sigma2_per_layer"], dtype=float)
-                infinite = int(np.isinf(rate).sum())
-                if infinite:
-                    notes.append(f"{name}, depth {depth:g}: runs with a product where sigma2 = 0: {infinite} "
-                                 f"of {len(here)}")
+            count = _count(here, "zero_draws")
+            if count:
+                zero.append(f"{depth:g}: {count} of {_count(here, 'draws')}")
+            if "sigma2_over_sigma1" in here and "log_sigma1_over_sigma2_per_layer" in here:
+                measured = np.isfinite(np.asarray(here["sigma2_over_sigma1"], dtype=float))
+                rate = np.isfinite(np.asarray(here["log_sigma1_over_sigma2_per_layer"], dtype=float))
+                count = int((measured & ~rate).sum())
+                runs += int(measured.sum())
+                if count:
+                    degenerate.append(f"{depth:g}: {count}")
+        parts = []
+        if zero:
+            parts.append("draws exactly 0 at depth " + ", ".join(zero))
+        if degenerate:
+            parts.append(f"runs with a product where sigma2 = 0 (log(sigma1/sigma2) infinite, left out of its "
+                         f"plotted mean) at depth " + ", ".join(degenerate) + f" (of {runs} runs)")
+        if parts:
+            notes.append(f"{name}: " + "; ".join(parts))
     return notes
 
 
@@ -394,10 +409,10 @@ def plot_depth(verdict, frame: "pd.DataFrame", out_stem: Path, title: str) -> li
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     notes = depth_notes(frame, labels)
-    text = ("Mean over seeds with its 95% Student-t interval. " + ("; ".join(notes) if notes else
-            "No draw exactly 0 and no product with sigma2 = 0."))
-    fig.text(0.01, 0.01, text, fontsize=7, wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    notes = notes or ["No draw exactly 0 and no product with sigma2 = 0."]
+    fig.text(0.01, 0.01, "\n".join(["Mean over seeds with its 95% Student-t interval."] + notes), fontsize=7,
+             wrap=True)
+    fig.tight_layout(rect=(0, 0.03 + 0.035 * len(notes), 1, 0.95))
     return save_figure(fig, out_stem, title)
 
 
