@@ -26,6 +26,9 @@ def test_subset_runs_in_a_sweep_next_to_rejection(tmp_path):
     assert subset["log_volume"].notna().all() and subset["ess"].notna().all() and subset["rhat"].notna().all()
     assert (subset["evaluations"] <= 30000 * 1.05).all()
     assert rejection["log_volume"].notna().all()
+    # Subset simulation's second estimator of the volume, the mean of the replicates' logs, with its SE.
+    assert subset["log_volume_mean_log"].notna().all() and (subset["log_volume_mean_log_stderr"] > 0).all()
+    assert rejection["log_volume_mean_log"].isna().all()
     # A rerun finds every run stored under its key: nothing to run.
     assert main(["run", str(tmp_path / "sweep.yaml"), "--out", str(out)]) == 0
     assert "subset" in (out / "report.md").read_text()

@@ -216,6 +216,24 @@ def test_depth_one_posterior_gen_loss_equals_the_prior_at_every_threshold():
         assert abs(level["gen_loss"] - prior) < 3 * math.hypot(level["gen_loss_stderr"], prior_se), level["eps"]
 
 
+def test_mean_log_volume_is_the_mean_of_the_replicates_logs():
+    """``log_volume_mean_log`` and its SE are the mean and ``sd / sqrt(R)`` of the replicates' log products, at
+    eps and at every threshold; ``log_volume`` stays the log of the mean of their products."""
+    problem = make_sensing(4, 4, 1, 6, seed=0)
+    model = FactorizationModel(4, 4, 3, 2, activation="tanh")
+    result = GuessCheck(eps=0.05, method="subset", population=100).run(problem, model, 20_000, seed=4)
+    logs = np.array([replicate["log_volume"] for replicate in result.diagnostics["replicate_estimates"]])
+    assert result["log_volume_mean_log"] == pytest.approx(logs.mean(), abs=1e-12)
+    assert result["log_volume_mean_log_stderr"] == pytest.approx(logs.std(ddof=1) / math.sqrt(logs.size), rel=1e-9)
+    assert result.standard_errors["log_volume_mean_log"] == result["log_volume_mean_log_stderr"]
+    assert result["log_volume"] == pytest.approx(math.log(np.mean(np.exp(logs))), abs=1e-12)
+    assert result["log_volume_mean_log"] <= result["log_volume"]  # Jensen
+    for level in result.diagnostics["levels"]:
+        assert level["log_volume_mean_log"] <= level["log_volume"] + 1e-12
+        assert level["log_volume_mean_log_stderr"] > 0
+    assert result.diagnostics["levels"][-1]["log_volume_mean_log"] == result["log_volume_mean_log"]
+
+
 # ----------------------------------------------------------------------------- determinism, guardrails
 def test_same_seed_same_result_whatever_the_workers():
     problem = make_sensing(4, 4, 1, 6, seed=0)

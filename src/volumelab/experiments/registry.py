@@ -73,7 +73,8 @@ GNC = register_method(MethodSpec(
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
     columns=(Column("prior_gen_loss"), Column("accepted", dtype="count"), Column("samples", dtype="count"),
              Column("acceptance_rate"), Column("acceptance_rate_low"), Column("acceptance_rate_high"),
-             Column("log_volume"), Column("ess"), Column("rhat"), Column("evaluations", dtype="count"),
+             Column("log_volume"), Column("log_volume_mean_log"), Column("log_volume_mean_log_stderr"),
+             Column("ess"), Column("rhat"), Column("evaluations", dtype="count"),
              Column("min_eps_reached"), Column("eps", source="setting"), Column("test_error"),
              Column("prior_test_error")),
     extra_rows=(ExtraRows(

@@ -47,7 +47,15 @@ each threshold on the ladder has its estimate and a standard error from one run.
 accounts for the autocorrelation of the chains and the correlation within a
 population (all descend from a few seeds). ``P(L < eps)`` is estimated by the mean of
 the replicates' products (each unbiased up to ``O(1/population)``), ``log_volume`` by
-its logarithm with the delta-method standard error.
+its logarithm with the delta-method standard error ``sd_r(P_r) / (sqrt(R) mean_r P_r)``.
+Once the replicates' logs ``l_r = log P_r`` spread over a nat or more, that mean is
+dominated by the largest replicate and its SE by the same one (a sample of ``R = 8``
+lognormals says little about their mean). ``log_volume_mean_log`` is the other
+estimator, ``mean_r l_r`` with ``log_volume_mean_log_stderr = sd_r(l_r) / sqrt(R)``: it
+is not dominated by one replicate and its SE is that of a plain mean, but it estimates
+``E[log P_r]``, below ``log P`` by about ``Var(l_r) / 2`` (Jensen; plus the levels'
+``O(levels / population)`` bias both share). Both are reported at every threshold of
+the ladder (``diagnostics["levels"]``).
 
 **Guardrails.** A pilot that cannot bring the threshold down to ``eps`` within its share
 of the budget (the set ``L < eps`` may be empty for the architecture) ends the run with
@@ -584,11 +592,13 @@ def _not_reached(ladder, log_volume, evaluations, metrics, diagnostics, seconds,
     """A run without estimates: why, the smallest threshold the pilot reached and its volume there."""
     metrics = dict(metrics)
     smallest = ladder[-1] if ladder else None
-    metrics.update({"gen_loss": None, "train_loss": None, "log_volume": None, "acceptance_rate": None,
+    metrics.update({"gen_loss": None, "train_loss": None, "log_volume": None, "log_volume_mean_log": None,
+                    "log_volume_mean_log_stderr": None, "acceptance_rate": None,
                     "accepted": 0, "evaluations": evaluations, "min_eps_reached": smallest,
                     "log_volume_at_min_eps": log_volume if ladder else None, "ess": None, "rhat": None})
     diagnostics = dict(diagnostics, reason=reason, seconds=seconds)
-    return RunResult("gnc", status, metrics, {"gen_loss": None, "log_volume": None}, {}, diagnostics)
+    return RunResult("gnc", status, metrics, {"gen_loss": None, "log_volume": None, "log_volume_mean_log": None}, {},
+                     diagnostics)
 
 
 def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
@@ -599,10 +609,12 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
     metrics, errors = dict(metrics), {}
     levels = []
     for index, threshold in enumerate(ladder):
-        log_volume, log_volume_se = _log_mean_exp(np.array([sum(level.log_fraction for level in run.levels[:index + 1])
-                                                            for run in runs]))
+        logs = np.array([sum(level.log_fraction for level in run.levels[:index + 1]) for run in runs])
+        log_volume, log_volume_se = _log_mean_exp(logs)
+        mean_log, mean_log_se = _mean_se(logs)
         means = np.array([run.levels[index].means for run in runs])  # (replicates, rows)
         entry = {"eps": threshold, "log_volume": log_volume, "log_volume_stderr": log_volume_se,
+                 "log_volume_mean_log": mean_log, "log_volume_mean_log_stderr": mean_log_se,
                  "states": int(sum(run.levels[index].states for run in runs)),
                  "evaluations_per_move": (sum(run.levels[index].evaluations for run in runs)
                                           / max(1, sum(run.levels[index].moves for run in runs)))}
@@ -613,6 +625,9 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
     for name in row_names:
         metrics[name], errors[name] = final[name], final[f"{name}_stderr"]
     metrics["log_volume"], errors["log_volume"] = final["log_volume"], final["log_volume_stderr"]
+    # The mean of the replicates' logs, with its SE also as a metric: a sweep's table keeps metrics only.
+    metrics["log_volume_mean_log"] = final["log_volume_mean_log"]
+    metrics["log_volume_mean_log_stderr"] = errors["log_volume_mean_log"] = final["log_volume_mean_log_stderr"]
     rate = math.exp(final["log_volume"])
     metrics["acceptance_rate"] = rate
     errors["acceptance_rate"] = rate * final["log_volume_stderr"] if final["log_volume_stderr"] is not None else None
