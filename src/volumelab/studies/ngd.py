@@ -62,8 +62,9 @@ must stay under): one boundary says what "the same" means, so the two halves can
 declared on one effect. Where the claim names only a direction (``ngd-invariance-width``,
 the reported margin contrast) the minimal effect is 0.
 
-**Flagged runs** (status not ``ok``: diverged, solve failed) enter no endpoint; in the worst case
-a seed with a flagged run counts at the value least favourable to its panel's claim: no change
+**Flagged runs** (diverged, solve failed) enter no endpoint, and a seed with a flagged run that its
+endpoint reads has no effect (it is never judged on the depths or widths that happened to finish);
+in the worst case such a seed counts at the value least favourable to its panel's claim: no change
 (0) for a claimed change, and for a claimed equivalence a value far outside the margin: a distance
 of :data:`FLAGGED_DISTANCE` (as far from the reference as the reference is from zero), a log ratio
 of :data:`FLAGGED_LOG_RATIO` (a tenfold change), a test-error gap of :data:`FLAGGED_ERROR_GAP`.
@@ -349,12 +350,20 @@ def run_distances(panel: PanelData) -> "pd.DataFrame":
     return pd.DataFrame.from_records(out, columns=columns)
 
 
+def _flagged_seeds(panel: PanelData, xs=None) -> set[int]:
+    """Seeds with a flagged run (at one of ``xs``, where given): an effect that reads such a run has no value
+    for the seed, so the mechanism counts it and puts it at its worst case (a seed is never judged on the
+    runs that happened to finish)."""
+    return {s for (m, x, s) in panel.flagged if xs is None or x in xs}
+
+
 def _largest_distance(panel: PanelData, column: str) -> dict[int, float]:
     """Per seed: the largest distance (``column``) to the smallest depth's run over the runs above it."""
     distances = run_distances(panel)
+    flagged = _flagged_seeds(panel)
     out: dict[int, float] = {}
     for seed, value in zip(distances["seed"], distances[column]):
-        if math.isfinite(value):
+        if math.isfinite(value) and int(seed) not in flagged:
             out[int(seed)] = max(out.get(int(seed), -math.inf), float(value))
     return out
 
@@ -385,10 +394,11 @@ def distance_fall_with_width(panel: PanelData) -> dict[int, float]:
     widths = [float(x) for x in panel.xs(_only_method(panel))]
     if len(widths) < 2:
         return {}
+    flagged = _flagged_seeds(panel, {widths[0], widths[-1]})
     falls: dict[int, float] = {}
     for by_width in _distance_by_width(panel).values():
         first, last = by_width.get(widths[0], {}), by_width.get(widths[-1], {})
-        for seed in first.keys() & last.keys():
+        for seed in (first.keys() & last.keys()) - flagged:
             falls[seed] = min(falls.get(seed, math.inf), first[seed] - last[seed])
     return falls
 
@@ -398,10 +408,12 @@ def distance_at_largest_width(panel: PanelData) -> dict[int, float]:
     widths = [float(x) for x in panel.xs(_only_method(panel))]
     if not widths:
         return {}
+    flagged = _flagged_seeds(panel, {widths[-1]})
     out: dict[int, float] = {}
     for by_width in _distance_by_width(panel).values():
         for seed, value in by_width.get(widths[-1], {}).items():
-            out[seed] = max(out.get(seed, -math.inf), value)
+            if seed not in flagged:
+                out[seed] = max(out.get(seed, -math.inf), value)
     return out
 
 
