@@ -85,19 +85,14 @@ def test_rules_refuse_what_they_cannot_mean():
         Rule("e", "increase", minimal_effect=-0.1)
 
 
-def _plain_holm(p_values):
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=8))
-def test_holm_equals_a_plain_loop(p_values):
-    assert holm(p_values) == pytest.approx(_plain_holm(p_values))
+def test_holm_equals_statsmodels(p_values):
+    from statsmodels.stats.multitest import multipletests
+
+    assert holm(p_values) == pytest.approx(list(multipletests(p_values, method="holm")[1]))
+    with_nan = holm([float("nan"), *p_values])
+    assert math.isnan(with_nan[0]) and with_nan[1:] == pytest.approx(holm(p_values))
 
 
 def test_holm_corrects_panels_together():

@@ -249,8 +249,9 @@ def _panel_lines(verdict, secondary: bool = False) -> list[tuple[str, str, str]]
         if isinstance(verdict, StudyVerdict):
             if p.decision is None:
                 continue
-            if secondary:
-                lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()]
+            if secondary:  # an endpoint that does not apply to a panel (no seed, none flagged) is not listed
+                lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()
+                          if d.effect.n or d.effect.missing or d.flagged]
                 continue
             where = "" if p.about else " [extension: not part of the claim]"
             lines.append((p.panel, p.decision.outcome, p.decision.line + where))
@@ -458,9 +459,10 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
                    if isinstance(config.panel, str) and config.panel in config.grid else None)
     if isinstance(config.panel, list):
         # Several panel fields: one panel per combination, named "rank=2, normalize=True", in the grid's order.
-        frame, panel, panel_order = combined_panels(frame, [names[p] for p in config.panel],
-                                                    [[coordinate_label(v) for v in config.grid[p]]
-                                                     for p in config.panel])
+        columns = [names[p] for p in config.panel]
+        values = [[coordinate_label(v) for v in config.grid[p]] for p in config.panel]
+        frame, panel, panel_order = combined_panels(frame, columns, values)
+        stored = combined_panels(stored, columns, values)[0]
     # A sweep of diagnostics only (e.g. the NTK at initialization) has no loss to plot: its study's plot stands alone.
     has_losses = not frame.empty and bool(frame["gen_loss"].notna().any())
     if has_losses:
