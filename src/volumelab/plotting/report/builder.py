@@ -54,6 +54,7 @@ class ReportSection:
     flagged: dict = field(default_factory=dict)  # method -> runs flagged (status not ok), counted in missing
     power: str = ""  # the smallest effect the sweep's seeds can resolve, in words
     rule_note: str = ""  # the rule's digest and date, and whether stored runs were computed under another rule
+    has_losses: bool = True  # False for a sweep of diagnostics only (no loss curves or table)
 
 
 def trainer_fit(frame: "pd.DataFrame", panel: str | None, panel_order: list | None = None) -> "pd.DataFrame":
@@ -202,13 +203,16 @@ def _table(section: ReportSection) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+_VERDICT_INTRODUCTION = (
+    "Each sweep's verdict comes first: per panel, the claim's per-seed effect with its 95% interval, the seeds it is "
+    "over and the decision (a forest plot among the figures draws those effects); the rule, the reported endpoints and "
+    "how they are computed follow, folded.")
 _INTRODUCTION = (
     "Curves are medians over the seeds with a loss, with the interquartile range shaded; a point where some seeds "
     "have no loss ({no_loss}) is labelled n/N (seeds with a loss / seeds), with an open "
     "marker where fewer than half have one, and the y axis is logarithmic where the medians span more than two "
-    "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. Each "
-    "sweep's verdict comes first: per panel, the claim's per-seed effect with its 95% interval, the seeds it is over "
-    "and the decision; the rule, the reported (non-deciding) endpoints and how they are computed follow, folded."
+    "orders of magnitude. Tables give each median with its standard error (SE) and the seeds it is over. "
+    + _VERDICT_INTRODUCTION
 )
 
 
@@ -238,6 +242,9 @@ def _no_loss(sections: list[ReportSection]) -> str:
 
 
 def _introduction(sections: list[ReportSection]) -> str:
+    """What the report shows; the curves and tables of losses only where some sweep has them."""
+    if sections and not any(s.has_losses for s in sections):
+        return _VERDICT_INTRODUCTION
     return _INTRODUCTION.format(no_loss=_no_loss(sections))
 
 
@@ -515,6 +522,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
         runs=len(frame), missing=missing, flagged=flagged, fit=trainer_fit(frame, panel, panel_order), method_types=types,
         seconds=float(frame.loc[own, "seconds"].fillna(0).sum()) if len(frame) else 0.0,
         extra_images=extra_images if has_losses else extra_images[1:], power=power, rule_note=rule_note,
+        has_losses=has_losses,
     )
     write_report([section], out_dir, title=f"volumelab: {title}")
     return section
