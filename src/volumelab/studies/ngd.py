@@ -92,15 +92,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import Endpoint, PanelData, Rule, Study, effect_interval, flagged_rows, register_study
-from ..evidence import combine as _combine_outcomes
-from ..evidence import mean_and_stderr as _evidence_mean_and_stderr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -652,7 +648,8 @@ def _plot_invariance(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
             ax.plot(part["steps"].iloc[0], curve, "-" if label == NGD_PANEL else "--", color=_color(label, index),
                     alpha=0.45 + 0.55 * (j + 1) / len(set(distances["depth"])), label=f"{label}, depth {depth:g}")
     ax.axhline(INVARIANCE_MARGIN, color="#555555", linestyle="--", linewidth=1)
-    ax.set(xlabel="step", ylabel="distance to depth 1's W at this step (whole W)", title="along the run (mean over seeds)")
+    ax.set(xlabel="step", ylabel="distance to depth 1's W at this step (whole W)",
+           title="along the run (mean over seeds)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     _legend(ax, 6)
@@ -902,57 +899,3 @@ SPARSE = register_study(Study(
            "paper (GD's direction approaches the max-margin one like 1/log t); an earlier rule's 0.9 was set after "
            "the results had been seen and is not used."),
 ))
-
-
-# ------------------------------------------------------------------ for modules not yet converted
-# studies.mlp and studies.theory still import these; they go once those modules are declared on
-# volumelab.evidence (use volumelab.evidence.mean_and_stderr / combine and volumelab.plotting.figures).
-@dataclass(frozen=True)
-class Stat:
-    """A median over seeds with its standard error and count (legacy: modules not yet converted)."""
-
-    median: float
-    stderr: float
-    n: int
-
-    @classmethod
-    def of(cls, values) -> "Stat":
-        from ..plotting.figures import median_standard_error
-
-        values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-        if not values:
-            return cls(math.nan, math.nan, 0)
-        import numpy as np
-
-        return cls(float(np.median(values)), median_standard_error(values, [0.0] * len(values)), len(values))
-
-    @property
-    def text(self) -> str:
-        return f"{self.median:.3g} ± {self.stderr:.2g} (n={self.n})"
-
-
-def _mean_and_stderr(values) -> tuple[float, float, int]:
-    """Legacy alias of :func:`volumelab.evidence.mean_and_stderr`."""
-    return _evidence_mean_and_stderr(list(values))
-
-
-def _combine(outcomes: list[str]) -> str:
-    """Legacy alias of :func:`volumelab.evidence.combine` (a claim about every panel)."""
-    return _combine_outcomes(list(outcomes), "every")
-
-
-def _exceeds(value: float, stderr: float) -> bool:
-    """Legacy: ``value`` beyond 2 standard errors."""
-    return math.isfinite(stderr) and value > 2.0 * stderr
-
-
-def save_figure(fig, out_stem: Path, title: str) -> list[Path]:
-    """Legacy: title, lay out and save a figure as ``<out_stem>.png|pdf`` (closing it if pyplot made it)."""
-    from ..plotting.figures import save_figure as _save
-
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    paths = _save(fig, Path(out_stem))
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close(fig)
-    return paths
