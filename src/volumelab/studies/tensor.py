@@ -52,10 +52,10 @@ Why these sizes (fixed before any run of this version; none was moved after a re
 * :data:`COMPARISON_MARGIN` (= CHANCE_MARGIN): the resolution at which the figure claims call two G&C/chance
   values equal.
 
-Flagged runs (status not ok) are left out of every endpoint. In the worst case the width rise of a seed
-whose G&C run at either end is flagged is 0, no change (:func:`no_rise_where_flagged`; a flagged run of
-another method leaves the rise alone); a flagged G&C run is at chance (:func:`~volumelab.evidence.at_chance`)
-for the depth fall and "below chance" (``r = 1`` there), a flagged GD run at chance for GD's endpoint; the
+Flagged runs (status not sound) are left out of every endpoint. In the worst case a seed whose width rise
+is missing because of a flagged run gets 0, no change (as the figure claim's); a flagged G&C run is at chance
+(:func:`~volumelab.evidence.at_chance`) for the depth fall and "below chance" (``r = 1`` there), a flagged
+GD run at chance for GD's endpoint; the
 equivalence endpoints (at chance, calibration) have no least favourable value the claim fixes, so their
 flagged seeds stay out and are counted.
 """
@@ -72,7 +72,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Decision, Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, decide, effect_interval, register_study,
+    Decision, Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, decide, effect_interval, flagged_rows,
+    register_study,
 )
 from ..plotting.figures import new_figure, save_figure
 from .figures import CHANCE_MARGIN, PAPER, TRAINER_FRACTION_MAX, depth_fall, ratio_per_seed, width_rise
@@ -82,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_MARGIN", "COMPARISON_MARGIN", "TENSOR_DEPTH", "TENSOR_WIDTH", "chance_closed_form",
-    "chance_z_scores", "collapse_rise", "no_rise_where_flagged", "panel_order", "tensor_matrix_comparisons", "tensor_panels",
+    "chance_z_scores", "collapse_rise", "panel_order", "tensor_matrix_comparisons", "tensor_panels",
 ]
 
 #: The chance level's mean z-score against its closed form counts as 0 within ± this (one run's SE).
@@ -140,8 +141,8 @@ def _split(frame: "pd.DataFrame") -> dict[str, PanelData]:
 
 
 def _panel_data(name: str, rows: "pd.DataFrame") -> PanelData:
-    """One panel's rows as an endpoint reads them, every metric of a flagged run (status not ok) left out."""
-    flags = rows["status"].astype(str) != "ok"
+    """One panel's rows as an endpoint reads them, every metric of a flagged run left out."""
+    flags = flagged_rows(rows)
     frame = rows.copy()
     metrics = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind == "f"]
     frame.loc[flags, metrics] = math.nan
@@ -162,32 +163,6 @@ def _at_last(role: str, offset: float):
 
     effect.__qualname__ = f"at_last_{role}_{offset:g}"
     return effect
-
-
-def no_rise_where_flagged(panel: PanelData) -> PanelData:
-    """The width rise's worst case: a seed whose G&C run at the smallest or the largest R is flagged gets
-    no change (the flagged end takes the other end's ratio; both ends flagged: both at chance).
-
-    Only the sampler's flagged runs are set; a flagged run of another method (e.g. a diverged GD) does not
-    touch the rise. (``Endpoint.worst_effect`` would give a rise of 0 to every seed with any flagged run.)
-    """
-    sampler, chance = panel.method("sampler"), panel.method("chance")
-    xs = panel.xs(sampler)
-    if len(xs) < 2:
-        return panel
-    ends = (xs[0], xs[-1])
-    flagged = {(x, seed) for method, x, seed in panel.flagged if method == sampler and x in ends}
-    if not flagged:
-        return panel
-    ratios = {x: ratio_per_seed(panel, x) for x in ends}
-    frame = panel.frame.copy()
-    for x, seed in flagged:
-        other = ends[1] if x == ends[0] else ends[0]
-        ratio = 1.0 if (other, seed) in flagged else ratios[other].get(seed, math.nan)
-        level = panel.values(chance, x, raw=True).get(seed, math.nan)
-        rows = (frame["method"] == sampler) & (frame["x"] == x) & (frame["seed"] == seed)
-        frame.loc[rows, "gen_loss"] = ratio * level
-    return PanelData(panel.name, frame, panel.raw, panel.flagged)
 
 
 def collapse_rise(panel: PanelData) -> dict[int, float]:
@@ -408,8 +383,7 @@ TENSOR_WIDTH = register_study(Study(
           "(chance) as the number of components R grows, while GD's stays low (the paper's first open question; "
           "Theorem 1, Figure 1 for matrices)",
     endpoints={"rise": Endpoint(
-        Rule("rise of G&C/chance from the smallest to the largest R", "increase"), width_rise,
-        worst_case=no_rise_where_flagged)},
+        Rule("rise of G&C/chance from the smallest to the largest R", "increase"), width_rise, worst_effect=0.0)},
     secondary={
         "at_chance": Endpoint(Rule("G&C/chance at the largest R, minus 1", "equivalent", margin=CHANCE_MARGIN),
                               _at_last("sampler", 1.0)),
