@@ -11,13 +11,13 @@ from .statistics import (
     mean_and_stderr,
 )
 from .study import (
-    COMBINATION_RULE, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
+    COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
     get_study, judge, per_seed_change, register_study, registered_studies, rule_changed, rule_history, stale_results,
 )
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
-    "PanelData", "PanelResult", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
+    "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
     "effect_interval", "flagged_rows", "get_study", "holm", "judge", "mean_and_stderr", "per_seed_change",
     "register_study", "registered_studies", "rule_changed", "rule_history", "stale_results",
 ]

@@ -92,9 +92,9 @@ class Rule:
     def claimed(self) -> str:
         """The claimed effect in words, e.g. ``"> 0"``, ``"< -0.1"``, ``"within 0 ± 0.05"``."""
         if self.direction == "equivalent":
-            return f"within {self.target:g} ± {self.margin:g}"
+            return f"within {self.target:.3g} ± {self.margin:.3g}"
         sign = ">" if self.direction == "increase" else "<"
-        return f"{sign} {self.minimal_effect if self.direction == 'increase' else -self.minimal_effect:g}" \
+        return f"{sign} {self.minimal_effect if self.direction == 'increase' else -self.minimal_effect:.3g}" \
             if self.minimal_effect else f"{sign} 0"
 
     @property

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMBINATION_RULE", "Endpoint", "PanelData", "Study", "StudyVerdict", "PanelResult", "at_chance", "combine",
-    "RULE_HISTORY", "SOUND_STATUSES", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
+    "RESULTS_DIR_ATTR", "RULE_HISTORY", "SOUND_STATUSES", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
     "rule_changed", "rule_history", "stale_results",
 ]
 
@@ -54,6 +54,10 @@ COMBINATION_RULE = (
     "and is inconclusive otherwise. Panels outside the claim (the project's extensions) are judged by the same "
     "rule and reported, but do not enter the claim's verdict.")
 
+
+#: ``frame.attrs`` key of the folder holding the sweep's results store, for a study whose endpoint reads
+#: what the runs stored besides the frame's columns (e.g. trajectories); the report builder sets it.
+RESULTS_DIR_ATTR = "results_dir"
 
 #: Statuses of a run whose numbers stand: G&C's ``ok``, GD's ``completed`` (its steps ran) and ``converged``.
 #: Every other status (``no_acceptance``, ``not_reached``, ``budget_too_small``, ``not_mixed``, ``diverged``,

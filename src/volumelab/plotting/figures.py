@@ -28,7 +28,8 @@ __all__ = [
     "save_figure", "summarize",
 ]
 
-AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$"}
+AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$",
+               "train": "training points $n$"}
 
 #: The y axis is logarithmic when the largest positive median in the figure is more than
 #: this many times the smallest (two orders of magnitude); otherwise it is linear from zero.

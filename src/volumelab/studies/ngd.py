@@ -96,7 +96,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..evidence import Endpoint, PanelData, Rule, Study, effect_interval, flagged_rows, register_study
+from ..evidence import (
+    RESULTS_DIR_ATTR, Endpoint, PanelData, Rule, Study, effect_interval, flagged_rows, register_study,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +123,6 @@ FLAGGED_DISTANCE = 1.0
 FLAGGED_LOG_RATIO = math.log(10.0)
 FLAGGED_ERROR_GAP = 0.5
 #: The key of ``frame.attrs`` that names the sweep's folder, whose store holds the recorded trajectories.
-RESULTS_DIR_ATTR = "results_dir"
 
 DIAGONAL, FULLY_CONNECTED = "diagonal", "fully_connected"
 GD_PANEL, NGD_PANEL = "GD", "NGD"

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...evidence import COMBINATION_RULE, StudyVerdict, flagged_rows, rule_changed, stale_results
+from ...evidence import COMBINATION_RULE, RESULTS_DIR_ATTR, StudyVerdict, flagged_rows, rule_changed, stale_results
 from ...evidence import judge as judge_claim
 from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, role_labels, row_kind
 from ...experiments.results import coordinate_label
@@ -442,6 +442,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     config = plan.config
     with ResultsStore(out_dir) as store:
         frame = rows_to_frame(store.fetch(keys=plan.keys))
+    frame.attrs[RESULTS_DIR_ATTR] = str(out_dir)  # studies that read what runs stored besides the frame
     names = short_names(config.grid)
     x_name = names.get(config.x_field, "x") if config.x_field else "x"
     panel = names.get(config.panel) if isinstance(config.panel, str) else None
