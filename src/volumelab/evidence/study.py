@@ -191,6 +191,7 @@ class Study:
         plot: ``(verdict, frame, out_stem, title) -> [paths]``: the study's own figure.
         panels: ``frame -> Series`` of panel labels, where the study groups rows itself (default:
             the sweep's panel column).
+        outside: The word for the panels the claim is not about (``"extension"``, ``"reference"``).
     """
 
     name: str
@@ -205,6 +206,8 @@ class Study:
     notes: tuple[str, ...] = ()
     plot: Callable | None = None
     panels: Callable | None = None
+    #: What the panels outside the claim are, in a report's words (e.g. "reference" for a baseline panel).
+    outside: str = "extension"
 
     def __post_init__(self):
         if self.quantifier not in ("every", "some"):

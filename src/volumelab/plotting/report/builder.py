@@ -260,7 +260,7 @@ def _panel_lines(verdict, secondary: bool = False) -> list[tuple[str, str, str]]
                 lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()
                           if d.effect.n or d.effect.missing or d.flagged]
                 continue
-            where = "" if p.about else " [extension: not part of the claim]"
+            where = "" if p.about else f" [{verdict.study.outside}: not part of the claim]"
             lines.append((p.panel, p.decision.outcome, p.decision.line + where))
         elif not secondary:  # a verdict of a study not yet declared on the study mechanism
             lines.append((p.panel, p.outcome, f"{p.outcome}: {p.detail}"))
