@@ -607,12 +607,19 @@ def _views(study: Study, frame: "pd.DataFrame") -> dict[str, PanelData]:
         return {}
     labels = list(study.panels(frame))
     views = {}
-    for name in dict.fromkeys(labels):
+    # Panels in the order of the numbers they name (depth 2 before depth 4), else as they come.
+    for name in sorted(dict.fromkeys(labels), key=_numbers_in):
         rows = frame[[label == name for label in labels]]
         flagged = frozenset((str(m), x, int(s)) for m, x, s, status in zip(rows["method"], rows["x"], rows["seed"],
                                                                            rows["status"].astype(str)) if status != "ok")
         views[name] = PanelData(name, rows, rows, flagged)
     return views
+
+
+def _numbers_in(label: str) -> tuple:
+    import re
+
+    return tuple(float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", label))
 
 
 def _outcomes(verdict: StudyVerdict | None) -> dict[str, str]:
