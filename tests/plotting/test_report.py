@@ -174,7 +174,8 @@ def test_depth_claim_on_figure_11_reads_gnc_against_chance_per_seed():
 def test_ablation_heads_the_depth_verdict_of_an_unnormalized_prior(tmp_path):
     from dataclasses import replace
 
-    from volumelab.plotting.report.builder import ReportSection, prior_normalized, write_report
+    from volumelab.plotting.report.builder import ReportSection, write_report
+    from volumelab.studies.figures import prior_normalized
 
     frame = _figure11_frame()
     frame["method_type"] = frame["method"].map({"gnc": "gnc", "prior": "prior"})
@@ -183,7 +184,9 @@ def test_ablation_heads_the_depth_verdict_of_an_unnormalized_prior(tmp_path):
     assert prior_normalized(frame) is False
     frame["config"] = [{"model": {"normalize": True}, "method": {"name": m, "model": {}}} for m in frame["method"]]
     assert prior_normalized(frame) is True
-    verdict = replace(judge(get_study("depth"), frame, "activation"), heading="Ablation (G&C's prior not normalized)")
+    frame["config"] = [{"model": {"normalize": False}, "method": {"name": m, "model": {}}} for m in frame["method"]]
+    depth = get_study("depth")
+    verdict = replace(judge(depth, frame, "activation"), heading=depth.heading(frame))
     summary = summarize(frame, "activation", ["linear", "tanh", "leaky_relu"])
     section = ReportSection(name="figure11", title="", description="", scale="quick", note="", image="", x_name="depth",
                             panel="activation", summary=summary, verdict=verdict, runs=len(frame), missing={},
@@ -192,16 +195,6 @@ def test_ablation_heads_the_depth_verdict_of_an_unnormalized_prior(tmp_path):
     assert "**Ablation (G&C's prior not normalized):** **FAILS**" in report
     assert "- linear: holds: fall of G&C/chance" in report and "- tanh: fails:" in report
     assert "G&C / prior ± SE" in report
-
-
-def test_small_ratios_keep_two_significant_digits():
-    """A G&C/prior ratio of 0.0048 (depth-rare's linear panel at depth 10) reads 0.0048, not 0.00."""
-    from volumelab.plotting.report.verdicts import _ratio_text
-
-    assert _ratio_text(0.0048) == "0.0048"
-    assert _ratio_text(0.62) == "0.62"
-    assert _ratio_text(0.1) == "0.10"
-    assert _ratio_text(1.44) == "1.44"
 
 
 def test_a_report_says_when_results_were_judged_under_a_rule_changed_after_them(tmp_path):

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from .statistics import FAILS, HOLDS, INCONCLUSIVE, Decision, Rule, decide_panels, effect_interval
+from .statistics import FAILS, HOLDS, INCONCLUSIVE, Decision, Rule, decide_panels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,6 +208,9 @@ class Study:
     panels: Callable | None = None
     #: What the panels outside the claim are, in a report's words (e.g. "reference" for a baseline panel).
     outside: str = "extension"
+    #: ``frame -> heading or None``: what the verdict is on where the sweep is not the paper's setting
+    #: (e.g. "Ablation (G&C's prior not normalized)"); ``None``: "Paper's claim".
+    heading: Callable | None = None
 
     def __post_init__(self):
         if self.quantifier not in ("every", "some"):

@@ -54,7 +54,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
@@ -194,9 +194,7 @@ class SweepConfig(_Strict):
         from ..evidence import registered_studies
 
         if self.claim != "none":
-            from ..studies import STUDY_CLAIMS as legacy  # studies still judged by their own module
-
-            studies = {**registered_studies(), **dict.fromkeys(legacy)}
+            studies = registered_studies()
             if self.claim not in studies:
                 raise ValueError(f"claim {self.claim!r} is not a registered study; expected one of "
                                  f"{', '.join(sorted(studies))} or none")

@@ -28,7 +28,7 @@ import math
 
 from ..evidence import Endpoint, PanelData, Rule, Study, at_chance, register_study
 
-__all__ = ["DEPTH", "WIDTH", "ratio_per_seed"]
+__all__ = ["DEPTH", "WIDTH", "depth_fall", "prior_normalized", "ratio_per_seed", "width_rise"]
 
 PAPER = "arXiv 2506.03931"
 #: "G&C has reached chance": r within 1 ± this (an equivalence margin, stated before the runs).
@@ -46,6 +46,35 @@ def ratio_per_seed(panel: PanelData, x, role: str = "sampler") -> dict[int, floa
     values = panel.values(panel.method(role), x)
     chance = panel.values(panel.method("chance"), x, raw=True)
     return {s: v / chance[s] for s, v in values.items() if s in chance and chance[s] > 0}
+
+
+def prior_normalized(frame) -> bool | None:
+    """Whether the sampler sampled the normalized prior, from the stored settings of its runs.
+
+    Returns:
+        ``True`` or ``False`` when every sampler run of ``frame`` agrees, ``None`` when there are
+        none, they differ, or the frame has no stored settings.
+    """
+    from ..experiments.methods import SAMPLER, row_kind
+
+    if frame.empty or "config" not in frame or "method_type" not in frame:
+        return None
+    values = set()
+    for config, method_type in zip(frame["config"], frame["method_type"]):
+        if row_kind(method_type).role != SAMPLER or not isinstance(config, dict):
+            continue
+        model = {**(config.get("model") or {}), **((config.get("method") or {}).get("model") or {})}
+        values.add(bool(model.get("normalize", False)))
+    return values.pop() if len(values) == 1 else None
+
+
+def _ablation(frame) -> str | None:
+    """The depth claim on the unnormalized prior (figure 11) is the paper's ablation."""
+    from ..experiments.methods import SAMPLER, role_labels
+
+    if prior_normalized(frame) is False:
+        return f"Ablation ({role_labels().get(SAMPLER, SAMPLER)}'s prior not normalized)"
+    return None
 
 
 def _ends(panel: PanelData) -> tuple:
@@ -112,4 +141,5 @@ DEPTH = register_study(Study(
     },
     notes=("r = G&C/chance per seed, with chance the prior's loss on the same draws at the same depth (the "
            "prior's own loss changes with depth, so G&C's absolute loss alone does not show the claim).",),
+    heading=_ablation,
 ))

@@ -364,8 +364,8 @@ def depth_notes(frame: "pd.DataFrame", labels: list[str]) -> list[str]:
         if zero:
             parts.append("draws exactly 0 at depth " + ", ".join(zero))
         if degenerate:
-            parts.append(f"runs with a product where sigma2 = 0 (log(sigma1/sigma2) infinite, left out of its "
-                         f"plotted mean) at depth " + ", ".join(degenerate) + f" (of {runs} runs)")
+            parts.append("runs with a product where sigma2 = 0 (log(sigma1/sigma2) infinite, left out of its "
+                         "plotted mean) at depth " + ", ".join(degenerate) + f" (of {runs} runs)")
         if parts:
             notes.append(f"{name}: " + "; ".join(parts))
     return notes

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from ...evidence import COMBINATION_RULE, RESULTS_DIR_ATTR, StudyVerdict, flagged_rows, rule_changed, stale_results
 from ...evidence import judge as judge_claim
-from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, role_labels, row_kind
+from ...experiments.methods import CHANCE, SAMPLER, TRAINER, method_types, row_kind
 from ...experiments.results import coordinate_label
 from ..figures import method_types_of, plot_forest, plot_sweep, summarize
-from .verdicts import MIN_SEED_FRACTION, SummaryPoint, Verdict, ratio_and_stderr, read_roles
+from .tables import MIN_SEED_FRACTION, SummaryPoint, ratio_and_stderr, read_roles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ...experiments.driver import SweepPlan
 
 __all__ = [
-    "FIT_TRAIN_LOSS", "ReportSection", "prior_normalized", "trainer_fit", "write_report", "write_sweep_outputs",
+    "FIT_TRAIN_LOSS", "ReportSection", "trainer_fit", "write_report", "write_sweep_outputs",
 ]
 
 #: A trainer's point whose median final training loss is above this has not fit its data:
@@ -44,7 +44,7 @@ class ReportSection:
     x_name: str
     panel: str | None
     summary: "pd.DataFrame"
-    verdict: "StudyVerdict | Verdict | None"
+    verdict: "StudyVerdict | None"
     runs: int
     missing: dict  # method -> runs without a loss
     seconds: float
@@ -248,29 +248,24 @@ def _introduction(sections: list[ReportSection]) -> str:
     return _INTRODUCTION.format(no_loss=_no_loss(sections))
 
 
-def _panel_lines(verdict, secondary: bool = False) -> list[tuple[str, str, str]]:
+def _panel_lines(verdict: StudyVerdict, secondary: bool = False) -> list[tuple[str, str, str]]:
     """``(panel, outcome, line)`` per panel of a verdict: effect, interval, n, claimed effect, decision
     (with ``secondary``: the reported, non-deciding endpoints instead)."""
     lines = []
     for p in verdict.panels:
-        if isinstance(verdict, StudyVerdict):
-            if p.decision is None:
-                continue
-            if secondary:  # an endpoint that does not apply to a panel (no seed, none flagged) is not listed
-                lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()
-                          if d.effect.n or d.effect.missing or d.flagged]
-                continue
-            where = "" if p.about else f" [{verdict.study.outside}: not part of the claim]"
-            lines.append((p.panel, p.decision.outcome, p.decision.line + where))
-        elif not secondary:  # a verdict of a study not yet declared on the study mechanism
-            lines.append((p.panel, p.outcome, f"{p.outcome}: {p.detail}"))
+        if p.decision is None:
+            continue
+        if secondary:  # an endpoint that does not apply to a panel (no seed, none flagged) is not listed
+            lines += [(p.panel, d.outcome, d.line) for d in p.secondary.values()
+                      if d.effect.n or d.effect.missing or d.flagged]
+            continue
+        where = "" if p.about else f" [{verdict.study.outside}: not part of the claim]"
+        lines.append((p.panel, p.decision.outcome, p.decision.line + where))
     return lines
 
 
-def _rule_details(verdict) -> list[str]:
+def _rule_details(verdict: StudyVerdict) -> list[str]:
     """The rule and how it is computed, for the folded part of a report."""
-    if not isinstance(verdict, StudyVerdict):
-        return [f"Rule: {verdict.rule}"]
     from ...evidence.statistics import ALPHA, MIN_SEEDS
 
     return [
@@ -279,8 +274,8 @@ def _rule_details(verdict) -> list[str]:
         f"freedom, {1 - ALPHA:.0%}); a directional claim holds when the interval lies beyond the claimed boundary "
         f"and fails when it lies entirely on the other side; an equivalence claim holds when the interval lies "
         f"inside the margin (two one-sided tests) and fails when it lies entirely outside; otherwise inconclusive. "
-        f"Panels are corrected together by Holm's procedure; fewer than {MIN_SEEDS} seeds is inconclusive. Runs "
-        f"whose status is not ok are left out of every endpoint, and each decision is checked with them at their "
+        f"Panels are corrected together by Holm's procedure; fewer than {MIN_SEEDS} seeds is inconclusive. Flagged "
+        f"runs (status other than ok, completed or converged) are left out of every endpoint, and each decision is checked with them at their "
         f"least favourable value. {COMBINATION_RULE}",
     ]
 
@@ -406,31 +401,6 @@ def write_report(sections: list[ReportSection], out_dir: Path, title: str = "vol
     return [md, page]
 
 
-def prior_normalized(frame: "pd.DataFrame") -> bool | None:
-    """Whether the sampler sampled the normalized prior, from the stored settings of the
-    runs of every method with the role ``sampler``.
-
-    Returns:
-        ``True`` or ``False`` when every such run of ``frame`` agrees, ``None`` when
-        there are none, they differ, or the frame has no stored settings.
-    """
-    if frame.empty or "config" not in frame or "method_type" not in frame:
-        return None
-    values = set()
-    for config, method_type in zip(frame["config"], frame["method_type"]):
-        if row_kind(method_type).role != SAMPLER or not isinstance(config, dict):
-            continue
-        model = {**(config.get("model") or {}), **((config.get("method") or {}).get("model") or {})}
-        values.add(bool(model.get("normalize", False)))
-    return values.pop() if len(values) == 1 else None
-
-
-def _legacy_claims() -> tuple:
-    from ...studies import STUDY_CLAIMS
-
-    return STUDY_CLAIMS
-
-
 def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     """Write ``results.csv``, ``plots/<name>.png|pdf`` and ``report.md|html`` for one sweep.
 
@@ -482,9 +452,9 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     study = config.study()
     if study is not None:
         verdict = judge_claim(study, stored, panel, panel_order)
-        if config.claim == "depth" and prior_normalized(stored) is False:
-            sampler = role_labels().get(SAMPLER, SAMPLER)
-            verdict = replace(verdict, heading=f"Ablation ({sampler}'s prior not normalized)")
+        heading = study.heading(stored) if study.heading is not None else None
+        if heading:  # e.g. the depth claim on an unnormalized prior is the paper's ablation
+            verdict = replace(verdict, heading=heading)
         paths = study.plot(verdict, frame, out_dir / "plots" / f"{config.name}-claim", f"{title} [{plan.scale}]") \
             if study.plot is not None else []
         paths = plot_forest(verdict, out_dir / "plots" / f"{config.name}-verdict",
@@ -502,12 +472,6 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
             power = (f"At this scale the panels' intervals have half-widths up to {verdict.detectable:.2g}: an "
                      f"effect smaller than that is not resolved (an inconclusive panel reads as \"underpowered "
                      f"for effects below {verdict.detectable:.2g}\").")
-    elif config.claim in _legacy_claims():  # studies not yet declared on the study mechanism
-        from ...studies import judge_study
-
-        verdict, paths = judge_study(config.claim, frame, out_dir, list(names.values()),
-                                     stem=out_dir / "plots" / f"{config.name}-claim", title=f"{title} [{plan.scale}]")
-        extra_images = [f"plots/{path.name}" for path in paths if path.suffix == ".png"]
     else:
         verdict = None
     # A run without a loss is missing unless its method reports no loss by design (a diagnostic, status "ok").
