@@ -149,7 +149,8 @@ def test_mardia_null_mean_and_variance_are_exact_at_small_n():
     mean_se = values.std(ddof=1) / math.sqrt(repetitions)
     assert abs(values.mean() - reference.null_mean) < 4 * mean_se
     squares = (values - values.mean()) ** 2
-    variance, variance_se = squares.mean() * repetitions / (repetitions - 1), squares.std(ddof=1) / math.sqrt(repetitions)
+    variance = squares.mean() * repetitions / (repetitions - 1)
+    variance_se = squares.std(ddof=1) / math.sqrt(repetitions)
     assert abs(variance - reference.null_variance) < 4 * variance_se
     assert abs(variance - 8 * p * (p + 2) / n) > 10 * variance_se
 

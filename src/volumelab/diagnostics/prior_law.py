@@ -56,7 +56,8 @@ from .._rng import make_generator
 from ..errors import OptimizerError
 from ..optimizers.base import RunResult
 
-__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "MardiaKurtosis", "PriorDraws", "PriorLaw", "entry_statistics", "ksg_mutual_information", "chunk_size", "loss_dependence", "mardia_kurtosis",
+__all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "MardiaKurtosis", "PriorDraws",
+           "PriorLaw", "chunk_size", "entry_statistics", "ksg_mutual_information", "loss_dependence", "mardia_kurtosis",
            "row_correlation_closed_form"]
 
 #: Equal batches of the draws whose spread gives each statistic's standard error.
