@@ -24,6 +24,16 @@ Rounding-level changes within version 3:
     Measured: final losses differ by at most 6.6e-16 relative (benchmarks/results/compare/
     gd_training_view.json and session14_supervised_and_ngd_vs_32a7a37.json; 18 fixed-seed
     configurations at most 1e-15); factorization runs are bit-identical.
+
+Changes within version 3 confined to one diagnostic's reported columns (no bump, since a bump
+reruns every stored run of every method):
+    2026-12-05, ``prior_law``: ``mardia_z`` is standardized by Mardia's exact null variance
+    instead of its large-n limit (values change by 0.3% at 10^4 draws, 32% at 40), and
+    ``mardia_z_stderr``, ``mardia_excess_stderr`` are delta-method SEs instead of batch means
+    (which were about 3.2x too small for ``mardia_z``). Every other column of every method is
+    bit-identical. A ``prior_law`` row stored before that date carries the old three columns:
+    delete the sweep's ``results.sqlite`` (or use a new ``--out``) to recompute them. Subset
+    simulation's rows gained ``log_volume_mean_log`` and its SE; older rows leave them empty.
 """
 
 RESULTS_VERSION = 3
