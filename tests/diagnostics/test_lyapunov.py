@@ -215,3 +215,18 @@ def test_a_rank_one_cp_prior_has_every_unfolding_of_rank_one():
     assert rank_one.metrics["sigma2_over_sigma1"] < 1e-3
     several = ProductCollapse().run(problem, CPModel((3, 3, 3), 6), 2000, seed=0)
     assert several.metrics["top_share"] < 0.9
+
+
+def test_degenerate_products_give_inf_and_nan_without_warnings():
+    """A rank-one product (sigma2 = 0) has log(s1/s2) = inf, a zero product NaN: values, not warnings."""
+    import warnings
+
+    import numpy as np
+
+    from volumelab.diagnostics.lyapunov import collapse_statistics
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = collapse_statistics(np.array([[1.0, 0.0], [0.0, 0.0], [2.0, 1.0]]), depth=2)
+    assert np.isinf(out["log_sigma1_over_sigma2_per_layer"][0]) and np.isnan(out["sigma2_over_sigma1"][1])
+    assert out["sigma2_over_sigma1"][2] == 0.5 and out["log_sigma1_over_sigma2_per_layer"][2] == np.log(2) / 2

@@ -88,12 +88,15 @@ def collapse_statistics(singular_values: np.ndarray, depth: int = 1) -> dict[str
     """
     values = np.asarray(singular_values, dtype=np.float64)
     squares = values ** 2
-    top_share = squares[:, 0] / squares.sum(1)
-    out = {"top_share": top_share, "rank_one_distance": np.sqrt(np.clip(1.0 - top_share, 0.0, None)),
-           "effective_rank": np.exp(entr(values / values.sum(1, keepdims=True)).sum(1))}
-    if values.shape[1] > 1:
-        out["sigma2_over_sigma1"] = values[:, 1] / values[:, 0]
-        out["log_sigma1_over_sigma2_per_layer"] = np.log(values[:, 0] / values[:, 1]) / depth
+    # A ReLU product can be exactly rank one (sigma2 = 0: log(s1/s2) = inf) or zero (0/0 = NaN). Those
+    # values are the measurement, counted by the studies, not a numerical accident to warn about.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        top_share = squares[:, 0] / squares.sum(1)
+        out = {"top_share": top_share, "rank_one_distance": np.sqrt(np.clip(1.0 - top_share, 0.0, None)),
+               "effective_rank": np.exp(entr(values / values.sum(1, keepdims=True)).sum(1))}
+        if values.shape[1] > 1:
+            out["sigma2_over_sigma1"] = values[:, 1] / values[:, 0]
+            out["log_sigma1_over_sigma2_per_layer"] = np.log(values[:, 0] / values[:, 1]) / depth
     return out
 
 
