@@ -12,12 +12,13 @@ from .statistics import (
 )
 from .study import (
     COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
-    get_study, judge, per_seed_change, register_study, registered_studies, rule_changed, rule_history, stale_results,
+    get_study, judge, panel_data, per_seed_change, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
 )
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
     "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
-    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "mean_and_stderr", "per_seed_change",
-    "register_study", "registered_studies", "rule_changed", "rule_history", "stale_results",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "mean_and_stderr", "panel_data",
+    "per_seed_change", "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
+    "stale_results",
 ]

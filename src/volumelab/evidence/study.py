@@ -43,9 +43,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "COMBINATION_RULE", "Endpoint", "PanelData", "Study", "StudyVerdict", "PanelResult", "at_chance", "combine",
-    "RESULTS_DIR_ATTR", "RULE_HISTORY", "SOUND_STATUSES", "flagged_rows", "get_study", "judge", "per_seed_change", "register_study", "registered_studies",
-    "rule_changed", "rule_history", "stale_results",
+    "COMBINATION_RULE", "Endpoint", "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "RULE_HISTORY", "SOUND_STATUSES",
+    "Study", "StudyVerdict", "at_chance", "combine", "flagged_rows", "get_study", "judge", "panel_data",
+    "per_seed_change", "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
+    "stale_results",
 ]
 
 COMBINATION_RULE = (
@@ -352,16 +353,26 @@ def _effects(endpoint: Endpoint, panel: PanelData) -> dict:
     return {int(seed): float(v) for seed, v in dict(values).items()}
 
 
-def _panel_data(name: str, rows: "pd.DataFrame") -> PanelData:
+def panel_data(rows: "pd.DataFrame", name: str = "") -> PanelData:
+    """``rows`` as an endpoint or a plot reads them: every metric of a flagged run left out, the rows as
+    stored kept in ``raw``, the flagged runs listed."""
+    if not len(rows):
+        return PanelData(name, rows, rows)
     flags = flagged_rows(rows)
     frame = rows.copy()
-    numeric = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind in "fiu"]
     if flags.any():
+        numeric = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind in "fiu"]
         frame.loc[flags, numeric] = math.nan
         frame.loc[flags, [c for c in frame.columns if str(frame[c].dtype) == "Int64" and c != "seed"]] = None
     flagged = frozenset((str(m), x, int(s)) for m, x, s in zip(rows.loc[flags, "method"], rows.loc[flags, "x"],
                                                                  rows.loc[flags, "seed"]))
     return PanelData(name, frame, rows, flagged)
+
+
+def split_panels(frame: "pd.DataFrame", labels) -> dict[str, PanelData]:
+    """``{label: panel_data(rows with that label)}`` in the labels' order of first appearance."""
+    labels = [str(label) for label in labels]
+    return {name: panel_data(frame[[label == name for label in labels]], name) for name in dict.fromkeys(labels)}
 
 
 def _decide(study: Study, panels: dict[str, PanelData], endpoints: Mapping[str, Endpoint],
@@ -413,7 +424,7 @@ def judge(study: Study, frame: "pd.DataFrame", panel: str | None = None, panel_o
     names = list(dict.fromkeys(data["_panel"]))
     order = {str(v): i for i, v in enumerate(panel_order or [])}
     names.sort(key=lambda n: order.get(n, len(order)))
-    panels = {name: _panel_data(name, data[data["_panel"] == name].drop(columns="_panel")) for name in names}
+    panels = {name: panel_data(data[data["_panel"] == name].drop(columns="_panel"), name) for name in names}
     keys = {name: study.endpoint_for(name) for name in names}
     about = {name: keys[name] is not None and study.is_about(name) for name in names}
     decisions = _decide(study, panels, study.endpoints, {n: keys[n] for n in names if about[n]})

@@ -28,7 +28,7 @@ import math
 
 from ..evidence import Endpoint, PanelData, Rule, Study, at_chance, register_study
 
-__all__ = ["DEPTH", "WIDTH", "depth_fall", "prior_normalized", "ratio_per_seed", "width_rise"]
+__all__ = ["DEPTH", "WIDTH", "at_last", "depth_fall", "prior_normalized", "ratio_per_seed", "width_rise"]
 
 PAPER = "arXiv 2506.03931"
 #: "G&C has reached chance": r within 1 ± this (an equivalence margin, stated before the runs).
@@ -100,7 +100,9 @@ def depth_fall(panel: PanelData) -> dict[int, float]:
     return _change(panel, -1.0)
 
 
-def _at_last(role: str, offset: float):
+def at_last(role: str, offset: float):
+    """An endpoint: per seed, ``role``/chance at the sampler's largest x, minus ``offset``."""
+
     def effect(panel: PanelData) -> dict[int, float]:
         xs = panel.xs(panel.method("sampler"))
         if not xs:
@@ -120,9 +122,9 @@ WIDTH = register_study(Study(
         Rule("rise of G&C/chance from the smallest to the largest width", "increase"), width_rise, worst_effect=0.0)},
     secondary={
         "at_chance": Endpoint(Rule("G&C/chance at the largest width, minus 1", "equivalent", margin=CHANCE_MARGIN),
-                              _at_last("sampler", 1.0), worst_case=at_chance()),
+                              at_last("sampler", 1.0), worst_case=at_chance()),
         "trainer_low": Endpoint(Rule(f"GD/chance at the largest width, minus {TRAINER_FRACTION_MAX:g}", "decrease"),
-                                _at_last("trainer", TRAINER_FRACTION_MAX)),
+                                at_last("trainer", TRAINER_FRACTION_MAX)),
     },
     notes=("r = G&C/chance per seed, with chance the prior's loss on the same draws at the same point; the "
            "effect is paired over seeds (each seed is one problem at every width).",),
@@ -137,7 +139,7 @@ DEPTH = register_study(Study(
         worst_case=at_chance())},
     secondary={
         "below_chance": Endpoint(Rule("G&C/chance at the largest depth, minus 1", "decrease"),
-                                 _at_last("sampler", 1.0), worst_case=at_chance()),
+                                 at_last("sampler", 1.0), worst_case=at_chance()),
     },
     notes=("r = G&C/chance per seed, with chance the prior's loss on the same draws at the same depth (the "
            "prior's own loss changes with depth, so G&C's absolute loss alone does not show the claim).",),

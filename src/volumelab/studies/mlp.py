@@ -105,7 +105,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..evidence import Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, effect_interval, register_study
+from ..evidence import (
+    Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, effect_interval, register_study, split_panels,
+)
 from ..plotting.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -608,11 +610,9 @@ def _views(study: Study, frame: "pd.DataFrame") -> dict[str, PanelData]:
     labels = list(study.panels(frame))
     views = {}
     # Panels in the order of the numbers they name (depth 2 before depth 4), else as they come.
-    for name in sorted(dict.fromkeys(labels), key=_numbers_in):
-        rows = frame[[label == name for label in labels]]
-        flagged = frozenset((str(m), x, int(s)) for m, x, s, status in zip(rows["method"], rows["x"], rows["seed"],
-                                                                           rows["status"].astype(str)) if status != "ok")
-        views[name] = PanelData(name, rows, rows, flagged)
+    panels = split_panels(frame, labels)
+    for name in sorted(panels, key=_numbers_in):
+        views[name] = panels[name]
     return views
 
 

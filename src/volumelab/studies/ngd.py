@@ -97,7 +97,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    RESULTS_DIR_ATTR, Endpoint, PanelData, Rule, Study, effect_interval, flagged_rows, register_study,
+    RESULTS_DIR_ATTR, Endpoint, PanelData, Rule, Study, effect_interval, panel_data, register_study,
 )
 
 if TYPE_CHECKING:
@@ -566,16 +566,7 @@ def _draw(ax, xs, series: list[Mapping[int, float]], color: str, label: str, sty
 
 def _whole_panel(frame: "pd.DataFrame") -> PanelData:
     """The plot's view of a frame: every method, flagged runs marked and their numbers left out (as in a verdict)."""
-    if not len(frame):
-        return PanelData("", frame, frame)
-    flags = flagged_rows(frame)
-    blanked = frame.copy()
-    numeric = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind in "fiu"]
-    if flags.any():
-        blanked.loc[flags, numeric] = math.nan
-    flagged = frozenset((str(m), x, int(s)) for m, x, s in zip(frame.loc[flags, "method"], frame.loc[flags, "x"],
-                                                                 frame.loc[flags, "seed"]))
-    return PanelData("", blanked, frame, flagged)
+    return panel_data(frame)
 
 
 def _method_views(frame: "pd.DataFrame") -> list[tuple[str, PanelData]]:

@@ -72,11 +72,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Decision, Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, decide, effect_interval, flagged_rows,
-    register_study,
+    Decision, Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, decide, effect_interval, register_study,
+    split_panels,
 )
 from ..plotting.figures import new_figure, save_figure
-from .figures import CHANCE_MARGIN, PAPER, TRAINER_FRACTION_MAX, depth_fall, ratio_per_seed, width_rise
+from .figures import CHANCE_MARGIN, DEPTH, PAPER, TRAINER_FRACTION_MAX, at_last, ratio_per_seed, width_rise
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,35 +136,10 @@ def _rank(panel: str) -> str | None:
 
 def _split(frame: "pd.DataFrame") -> dict[str, PanelData]:
     """``{panel: PanelData}`` in the frame's order (:func:`tensor_panels`)."""
-    labels = tensor_panels(frame)
-    return {name: _panel_data(name, frame[[label == name for label in labels]]) for name in dict.fromkeys(labels)}
-
-
-def _panel_data(name: str, rows: "pd.DataFrame") -> PanelData:
-    """One panel's rows as an endpoint reads them, every metric of a flagged run left out."""
-    flags = flagged_rows(rows)
-    frame = rows.copy()
-    metrics = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind == "f"]
-    frame.loc[flags, metrics] = math.nan
-    flagged = frozenset((str(m), x, int(s)) for m, x, s in
-                        zip(rows.loc[flags, "method"], rows.loc[flags, "x"], rows.loc[flags, "seed"]))
-    return PanelData(name, frame, rows, flagged)
+    return split_panels(frame, tensor_panels(frame))
 
 
 # ------------------------------------------------------------------ endpoints
-def _at_last(role: str, offset: float):
-    """Per seed: ``role``/chance at the sampler's largest x, minus ``offset``."""
-
-    def effect(panel: PanelData) -> dict[int, float]:
-        xs = panel.xs(panel.method("sampler"))
-        if not xs:
-            return {}
-        return {s: r - offset for s, r in ratio_per_seed(panel, xs[-1], role).items() if math.isfinite(r)}
-
-    effect.__qualname__ = f"at_last_{role}_{offset:g}"
-    return effect
-
-
 def collapse_rise(panel: PanelData) -> dict[int, float]:
     """Per seed: the prior's top singular-value share (mean over unfoldings) at the largest depth minus at the
     smallest, from the runs of type ``collapse`` (empty without them)."""
@@ -386,9 +361,9 @@ TENSOR_WIDTH = register_study(Study(
         Rule("rise of G&C/chance from the smallest to the largest R", "increase"), width_rise, worst_effect=0.0)},
     secondary={
         "at_chance": Endpoint(Rule("G&C/chance at the largest R, minus 1", "equivalent", margin=CHANCE_MARGIN),
-                              _at_last("sampler", 1.0)),
+                              at_last("sampler", 1.0)),
         "trainer_low": Endpoint(Rule(f"GD/chance at the largest R, minus {TRAINER_FRACTION_MAX:g}", "decrease"),
-                                _at_last("trainer", TRAINER_FRACTION_MAX), worst_case=at_chance(role="trainer")),
+                                at_last("trainer", TRAINER_FRACTION_MAX), worst_case=at_chance(role="trainer")),
         "chance_calibration": Endpoint(
             Rule("chance level minus its closed form, in run SEs (mean over R)", "equivalent",
                  margin=CALIBRATION_MARGIN), chance_z_scores),
@@ -407,12 +382,9 @@ TENSOR_DEPTH = register_study(Study(
     claim="With CP tensor factorizations whose factor matrices are deep products, G&C's advantage over chance "
           "grows with depth (normalized prior), as with matrices (the paper's first open question; Theorem 2, "
           "Figure 2 for matrices)",
-    endpoints={"fall": Endpoint(
-        Rule("fall of G&C/chance from the smallest to the largest depth", "increase"), depth_fall,
-        worst_case=at_chance())},
+    endpoints=dict(DEPTH.endpoints),  # the matrix claim's endpoint, read on tensors
     secondary={
-        "below_chance": Endpoint(Rule("G&C/chance at the largest depth, minus 1", "decrease"),
-                                 _at_last("sampler", 1.0), worst_case=at_chance()),
+        **DEPTH.secondary,
         "collapse": Endpoint(
             Rule("rise of the prior's top singular-value share (mean over unfoldings) from the smallest to the "
                  "largest depth", "increase"), collapse_rise),

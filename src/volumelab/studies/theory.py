@@ -81,7 +81,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..evidence import Endpoint, PanelData, Rule, Study, effect_interval, register_study
+from ..evidence import Endpoint, PanelData, Rule, Study, effect_interval, panel_data, register_study
 from ..plotting.figures import new_figure, save_figure
 from .figures import CHANCE_MARGIN, DEPTH, TRAINER_FRACTION_MAX, WIDTH, ratio_per_seed
 
@@ -249,8 +249,7 @@ def gap_deviation(panel: PanelData) -> dict[int, float]:
 
 # ------------------------------------------------------------------ plots
 def _panel_data(frame: "pd.DataFrame", labels: list[str], name: str) -> PanelData:
-    rows = frame[[label == name for label in labels]]
-    return PanelData(name, rows, rows)
+    return panel_data(frame[[label == name for label in labels]], name)
 
 
 def _interval_points(xs, per_x: Callable[[object], Mapping]) -> tuple[list, list, list]:
