@@ -83,6 +83,8 @@ def test_rules_refuse_what_they_cannot_mean():
         Rule("e", "up")
     with pytest.raises(ValueError, match="minimal_effect"):
         Rule("e", "increase", minimal_effect=-0.1)
+    with pytest.raises(ValueError, match="min_seeds must be at least 5"):
+        Rule("e", "increase", min_seeds=2)  # two seeds can never say holds or fails
 
 
 @settings(max_examples=50, deadline=None)

@@ -28,6 +28,7 @@ def test_the_verdict_block_sets_the_rule_and_its_digest():
     ({"claim": "depth", "verdict": {"slope": {"minimal_effect": 0.1}}}, "no endpoint 'slope'"),
     ({"claim": "depth", "verdict": {"fall": {"alpha": 0.1}}}, "alpha cannot be set"),
     ({"claim": "depth", "verdict": {"fall": {"minimal_effect": -1}}}, "minimal_effect"),
+    ({"claim": "depth", "verdict": {"fall": {"min_seeds": 2}}}, "min_seeds must be at least 5"),
     ({"claim": "depht"}, "not a registered study"),
     ({"verdict": {"fall": {"minimal_effect": 0.1}}}, "needs a claim"),
 ])

@@ -67,7 +67,7 @@ class Rule:
         margin: For equivalence claims, the half-width of the region around ``target`` that counts
             as "equal" (required there, unused otherwise).
         target: The value an equivalence claim says the effect equals (default 0).
-        min_seeds: The fewest seeds with an effect the decision accepts.
+        min_seeds: The fewest seeds with an effect the decision accepts (at least :data:`MIN_SEEDS`).
     """
 
     endpoint: str
@@ -85,8 +85,9 @@ class Rule:
                 raise ValueError(f"an equivalence rule needs a positive margin, got {self.margin!r}")
         elif self.minimal_effect < 0:
             raise ValueError(f"minimal_effect is a size (>= 0), got {self.minimal_effect!r}")
-        if self.min_seeds < 2:
-            raise ValueError(f"min_seeds must be at least 2, got {self.min_seeds}")
+        if self.min_seeds < MIN_SEEDS:
+            raise ValueError(f"min_seeds must be at least {MIN_SEEDS} (fewer seeds cannot support a t interval's "
+                             f"verdict), got {self.min_seeds}")
 
     @property
     def claimed(self) -> str:
