@@ -147,6 +147,19 @@ def test_the_digest_follows_the_rule():
         Study(base.name, base.paper, base.claim, dict(base.endpoints)).digest()
 
 
+def test_the_digest_covers_the_values_an_endpoint_closes_over():
+    from volumelab.studies.figures import at_last
+
+    base = get_study("depth")
+
+    def with_offset(offset):
+        return Study(base.name, base.paper, base.claim, base.endpoints,
+                     secondary={"below": Endpoint(Rule("r - offset", "decrease"), at_last("sampler", offset))})
+
+    assert with_offset(1.0).digest() == with_offset(1.0).digest()
+    assert with_offset(1.0).digest() != with_offset(0.9).digest()
+
+
 def test_a_study_must_name_its_paper():
     with pytest.raises(ValueError, match="paper"):
         Study("x", "", "claim", {"e": Endpoint(Rule("e", "increase"), lambda panel: {})})

@@ -33,6 +33,7 @@ import hashlib
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -271,15 +272,19 @@ class Study:
         """A short digest of everything that decides the verdict: rules, parameters, the endpoints' code."""
 
         def source(function) -> str:
+            """The function's code, name and the values it closes over (a factory's parameters)."""
             try:
-                return inspect.getsource(function)
+                text = inspect.getsource(function)
             except (OSError, TypeError):
-                return getattr(function, "__qualname__", repr(function))
+                text = ""
+            cells = [cell.cell_contents for cell in (getattr(function, "__closure__", None) or ())]
+            bound = [source(c) if callable(c) else re.sub(r" at 0x[0-9a-fA-F]+", "", repr(c)) for c in cells]
+            return "\n".join([text, getattr(function, "__qualname__", repr(function)), *bound])
 
         content = {
             "name": self.name, "paper": self.paper, "claim": self.claim, "quantifier": self.quantifier,
             "endpoints": {k: {**e.rule.parameters(), "code": source(e.effect)} for k, e in self.endpoints.items()},
-            "secondary": {k: e.rule.parameters() for k, e in self.secondary.items()},
+            "secondary": {k: {**e.rule.parameters(), "code": source(e.effect)} for k, e in self.secondary.items()},
             "parameters": {k: repr(v) for k, v in self.parameters.items()},
             "panel_endpoint": source(self.panel_endpoint) if self.panel_endpoint else None,
             "about": source(self.about) if self.about else None,
