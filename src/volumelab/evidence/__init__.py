@@ -8,17 +8,17 @@
 
 from .statistics import (
     ALPHA, FAILS, HOLDS, INCONCLUSIVE, MIN_SEEDS, Decision, Effect, Rule, decide, decide_panels, effect_interval, holm,
-    mean_and_stderr,
+   
 )
 from .study import (
     COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
-    get_study, judge, panel_data, per_seed_change, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
+    get_study, judge, panel_data, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
 )
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
     "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
-    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "mean_and_stderr", "panel_data",
-    "per_seed_change", "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "panel_data",
+    "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
     "stale_results",
 ]

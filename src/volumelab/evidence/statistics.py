@@ -34,13 +34,13 @@ NaN (a seed with no effect) is never a value: it is left out and counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = [
     "ALPHA", "Decision", "Effect", "HOLDS", "FAILS", "INCONCLUSIVE", "MIN_SEEDS", "Rule", "decide", "decide_panels",
-    "effect_interval", "holm", "mean_and_stderr",
+    "effect_interval", "holm",
 ]
 
 #: Two-sided level of every interval (95%); each decision is a one-sided test at ALPHA / 2.
@@ -180,12 +180,6 @@ def effect_interval(values: Mapping | Sequence[float], *, level: float = 1 - ALP
         return Effect(mean, 0.0, mean, mean, n, missing, level, finite)
     low, high = stats.t.interval(level, n - 1, loc=mean, scale=stderr)
     return Effect(mean, stderr, float(low), float(high), n, missing, level, finite)
-
-
-def mean_and_stderr(values: Iterable[float]) -> tuple[float, float, int]:
-    """``(mean, sd / sqrt(n), n)`` over the finite values (NaN where undefined)."""
-    effect = effect_interval(list(values))
-    return effect.estimate, effect.stderr, effect.n
 
 
 def _one_sided_p(effect: Effect, bound: float, greater: bool) -> float:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMBINATION_RULE", "Endpoint", "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "RULE_HISTORY", "SOUND_STATUSES",
     "Study", "StudyVerdict", "at_chance", "combine", "flagged_rows", "get_study", "judge", "panel_data",
-    "per_seed_change", "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
+    "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
     "stale_results",
 ]
 
@@ -497,8 +497,3 @@ def registered_studies() -> dict[str, Study]:
     """Every registered study, by name."""
     _load()
     return dict(_STUDIES)
-
-
-def per_seed_change(first: Mapping[int, float], last: Mapping[int, float]) -> dict[int, float]:
-    """``{seed: last - first}`` over the seeds with both values."""
-    return {s: last[s] - first[s] for s in first if s in last}
