@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "LOG_AXIS_SPAN", "log_axis", "median_standard_error", "method_types_of", "new_figure", "plot_forest", "plot_sweep",
-    "save_figure", "summarize",
+    "LOG_AXIS_SPAN", "draw_seed_means", "log_axis", "median_standard_error", "method_types_of", "new_figure",
+    "plot_forest", "plot_sweep", "save_figure", "seed_mean_interval", "summarize",
 ]
 
 AXIS_LABELS = {"width": "width $k$", "depth": "depth $d$", "measurements": "measurements $m$",
@@ -251,6 +251,32 @@ def save_figure(fig, out_stem: Path, title: str | None = None) -> list[Path]:
         fig.savefig(path, dpi=150)
         paths.append(path)
     return paths
+
+
+def seed_mean_interval(values, log: bool = False) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean of per-seed values and its 95% Student-t interval (geometric, over
+    the logs of the positive values, where ``log``); the interval collapses to the mean below two seeds."""
+    from ..evidence import effect_interval
+
+    data = {s: (math.log(v) if log else v) for s, v in values.items()
+            if v is not None and math.isfinite(v) and (v > 0 or not log)}
+    effect = effect_interval(data)
+    low = effect.low if math.isfinite(effect.low) else effect.estimate
+    high = effect.high if math.isfinite(effect.high) else effect.estimate
+    if log:
+        return math.exp(effect.estimate), math.exp(low), math.exp(high)
+    return effect.estimate, low, high
+
+
+def draw_seed_means(ax, xs, series, *, log: bool = False, style: str = "o-", **kwargs) -> None:
+    """At each x, the mean over seeds of ``series[i]`` (``{seed: value}``) with its 95% t interval as a band."""
+    points = [(x, *seed_mean_interval(values, log)) for x, values in zip(xs, series) if values]
+    points = [p for p in points if math.isfinite(p[1])]
+    if not points:
+        return
+    x, mean, low, high = (list(column) for column in zip(*points))
+    ax.plot(x, mean, style, markersize=4, linewidth=1.5, **kwargs)
+    ax.fill_between(x, low, high, color=kwargs.get("color"), alpha=0.18, linewidth=0)
 
 
 def plot_forest(verdict, out_stem: Path, title: str) -> list[Path]:

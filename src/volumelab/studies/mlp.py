@@ -106,9 +106,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, effect_interval, register_study, split_panels,
+    Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, register_study, split_panels,
 )
-from ..plotting.figures import new_figure, save_figure
+from ..plotting.figures import draw_seed_means, new_figure, save_figure, seed_mean_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -628,28 +628,6 @@ def _outcomes(verdict: StudyVerdict | None) -> dict[str, str]:
     return {p.panel: p.outcome + ("" if p.about else ", extension") for p in verdict.panels if p.decision is not None}
 
 
-def _interval(values: Mapping[int, float], log: bool = False) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean over seeds and its 95% Student-t interval (of the logs where ``log``)."""
-    data = {s: (math.log(v) if log else v) for s, v in values.items() if _finite(v) and (v > 0 or not log)}
-    effect = effect_interval(data)
-    low = effect.low if math.isfinite(effect.low) else effect.estimate
-    high = effect.high if math.isfinite(effect.high) else effect.estimate
-    if log:
-        return math.exp(effect.estimate), math.exp(low), math.exp(high)
-    return effect.estimate, low, high
-
-
-def _draw(ax, xs, series: list[Mapping[int, float]], *, log: bool = False, style: str = "o-", **kwargs) -> None:
-    """The mean over seeds at each x with its 95% t interval as a band (geometric where ``log``)."""
-    points = [(x, *_interval(values, log)) for x, values in zip(xs, series) if values]
-    points = [p for p in points if math.isfinite(p[1])]
-    if not points:
-        return
-    x, mean, low, high = (list(column) for column in zip(*points))
-    ax.plot(x, mean, style, markersize=4, linewidth=1.5, **kwargs)
-    ax.fill_between(x, low, high, color=kwargs.get("color"), alpha=0.18, linewidth=0)
-
-
 def _scales(ax, *, xlog: bool = True, ylog: bool = False, **labels) -> None:
     """Label ``ax`` and make its axes logarithmic where asked and where it holds positive data (an axis
     without any keeps a linear scale and says so)."""
@@ -743,8 +721,8 @@ def _plot_ntk(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                     measured, limit = panel.values(method, x, "lambda_min"), panel.values(method, x, "lambda_min_limit")
                     ratios.append({s: v / limit[s] for s, v in measured.items() if s in limit and limit[s] > 0})
                 if any(ratios):
-                    _draw(top, xs, ratios, color=colors[parametrization], label=label)
-                _draw(bottom, xs, [_relative_spread(panel, x) for x in xs], log=True, color=colors[parametrization],
+                    draw_seed_means(top, xs, ratios, color=colors[parametrization], label=label)
+                draw_seed_means(bottom, xs, [_relative_spread(panel, x) for x in xs], log=True, color=colors[parametrization],
                       label=label)
             top.axhspan(1 - LIMIT_MARGIN, 1 + LIMIT_MARGIN, color="#1a7f37", alpha=0.08,
                         label=f"1 ± {LIMIT_MARGIN:g} (the claim's margin)")
@@ -775,11 +753,11 @@ def _plot_convergence(verdict, frame, out_stem: Path, title: str) -> list[Path]:
         for j, (name, panel) in enumerate(views.items()):
             method = _trainer(panel)
             xs = panel.xs(method)
-            _draw(axes[0][j], xs, [panel.values(method, x, "loss_rate") for x in xs], color="#d62728",
+            draw_seed_means(axes[0][j], xs, [panel.values(method, x, "loss_rate") for x in xs], color="#d62728",
                   label="measured: ln(L_0 / L_T) / T")
-            _draw(axes[0][j], xs, [panel.values(method, x, "predicted_rate") for x in xs], style="s--",
+            draw_seed_means(axes[0][j], xs, [panel.values(method, x, "predicted_rate") for x in xs], style="s--",
                   color="#555555", label="guaranteed by the NTK at initialization")
-            _draw(axes[1][j], xs, [_rate_over_bound(panel, x) for x in xs], color="#d62728",
+            draw_seed_means(axes[1][j], xs, [_rate_over_bound(panel, x) for x in xs], color="#d62728",
                   label="measured minus guaranteed")
             axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
             _scales(axes[0][j], xlabel="width", ylabel="training-loss rate per step",
@@ -813,8 +791,8 @@ def _plot_lazy(verdict, frame, out_stem: Path, title: str) -> list[Path]:
             for i, (metric, label) in enumerate(rows):
                 ax = axes[i][j]
                 series = [panel.values(method, x, metric) for x in xs]
-                _draw(ax, xs, series, log=True, color="#d62728", label="GD (geometric mean, 95% t interval)")
-                means = [_interval(values, log=True)[0] for values in series if values]
+                draw_seed_means(ax, xs, series, log=True, color="#d62728", label="GD (geometric mean, 95% t interval)")
+                means = [seed_mean_interval(values, log=True)[0] for values in series if values]
                 if xs and means and math.isfinite(means[0]):
                     order = LAZY_ORDERS[metric](depth)
                     ax.plot(xs, [means[0] * (x / xs[0]) ** order for x in xs], ":", color="#555555",
@@ -867,7 +845,7 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                 optima = _optima(panel, metric)
                 widths = sorted(optima)
                 style = "o-" if metric == "train_loss" else "s--"
-                _draw(axes[2][j], widths, [{s: 2.0 ** v for s, v in optima[w].items() if math.isfinite(v)}
+                draw_seed_means(axes[2][j], widths, [{s: 2.0 ** v for s, v in optima[w].items() if math.isfinite(v)}
                                            for w in widths], log=True, style=style,
                       color="#d62728" if metric == "train_loss" else "#1f77b4",
                       label=f"best learning rate by {word} loss")
@@ -905,17 +883,17 @@ def _plot_volume(verdict, frame, out_stem: Path, title: str) -> list[Path]:
             types = dict(zip(panel.raw["method"].astype(str), panel.raw["method_type"].astype(str)))
             xs = panel.xs(trainer) or panel.xs(samplers[0] if samplers else None)
             for (color, style), sampler in zip(sampler_styles, samplers):
-                _draw(axes[0][j], xs, [panel.values(sampler, x, "test_error") for x in xs], style=style,
+                draw_seed_means(axes[0][j], xs, [panel.values(sampler, x, "test_error") for x in xs], style=style,
                       color=color, label=f"{sampler} (G&C)")
-                _draw(axes[1][j], xs, [_gap(panel, sampler, x) for x in xs], style=style, color=color,
+                draw_seed_means(axes[1][j], xs, [_gap(panel, sampler, x) for x in xs], style=style, color=color,
                       label=f"{sampler} − {trainer}")
-                _draw(axes[2][j], xs, [panel.values(sampler, x, "acceptance_rate") for x in xs], log=True,
+                draw_seed_means(axes[2][j], xs, [panel.values(sampler, x, "acceptance_rate") for x in xs], log=True,
                       style=style, color=color, label=f"{sampler}")
                 chance = companion(sampler, types.get(sampler, ""), "chance")
                 if chance in types:
-                    _draw(axes[0][j], xs, [panel.values(chance, x, "test_error") for x in xs], style=":",
+                    draw_seed_means(axes[0][j], xs, [panel.values(chance, x, "test_error") for x in xs], style=":",
                           color=color, label=f"{chance} (chance)")
-            _draw(axes[0][j], xs, [panel.values(trainer, x, "test_error") for x in xs], style="s-", color="#d62728",
+            draw_seed_means(axes[0][j], xs, [panel.values(trainer, x, "test_error") for x in xs], style="s-", color="#d62728",
                   label=f"{trainer} (GD)")
             axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
             _scales(axes[0][j], xlabel="width", ylabel="test error (mean, 95% t)",
@@ -945,9 +923,9 @@ def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]
         for method, color, style, label in ((sampler, "#1f77b4", "o-", "G&C"), (trainer, "#d62728", "s-", "GD"),
                                             (chance, "#555555", ":", "prior (chance)")):
             if method is not None:
-                _draw(axes[0], xs, [whole.values(method, x, "test_error") for x in xs], style=style, color=color,
+                draw_seed_means(axes[0], xs, [whole.values(method, x, "test_error") for x in xs], style=style, color=color,
                       label=label)
-        _draw(axes[1], xs, [_gap(whole, sampler, x) for x in xs], color="#1f77b4", label="G&C − GD")
+        draw_seed_means(axes[1], xs, [_gap(whole, sampler, x) for x in xs], color="#1f77b4", label="G&C − GD")
         axes[1].axhspan(-PARITY_BAND, PARITY_BAND, color="#1a7f37", alpha=0.08,
                         label=f"0 ± {PARITY_BAND:g} (the claim's margin)")
         axes[1].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
@@ -956,7 +934,7 @@ def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]
             if outcome:
                 axes[1].annotate(outcome, (x, PARITY_BAND), textcoords="offset points", xytext=(0, 4), fontsize=7,
                                  ha="center")
-        _draw(axes[2], xs, [whole.values(sampler, x, "acceptance_rate") for x in xs], log=True, color="#1f77b4",
+        draw_seed_means(axes[2], xs, [whole.values(sampler, x, "acceptance_rate") for x in xs], log=True, color="#1f77b4",
               label="G&C")
         _scales(axes[0], xlabel="training points", ylabel="test error (mean, 95% t)")
         _scales(axes[1], xlabel="training points", ylabel="G&C − GD test error (mean, 95% t)")

@@ -97,7 +97,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    RESULTS_DIR_ATTR, Endpoint, PanelData, Rule, Study, effect_interval, panel_data, register_study,
+    RESULTS_DIR_ATTR, Endpoint, PanelData, Rule, Study, panel_data, register_study,
 )
 
 if TYPE_CHECKING:
@@ -546,22 +546,11 @@ def _color(label: str, index: int) -> str:
     return _COLORS.get(label, _ABLATION_COLORS[index % len(_ABLATION_COLORS)])
 
 
-def _interval(values: Mapping[int, float]) -> tuple[float, float, float]:
-    """``(mean, low, high)`` of the per-seed values: the mean and its 95% Student-t interval."""
-    effect = effect_interval(values)
-    low = effect.low if math.isfinite(effect.low) else effect.estimate
-    high = effect.high if math.isfinite(effect.high) else effect.estimate
-    return effect.estimate, low, high
-
-
 def _draw(ax, xs, series: list[Mapping[int, float]], color: str, label: str, style: str = "o-") -> None:
     """Mean over seeds with its 95% t interval as a band."""
-    points = [(x, *_interval(values)) for x, values in zip(xs, series) if values]
-    if not points:
-        return
-    x, mean, low, high = (list(column) for column in zip(*points))
-    ax.plot(x, mean, style, color=color, label=label, markersize=4, linewidth=1.5)
-    ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+    from ..plotting.figures import draw_seed_means
+
+    draw_seed_means(ax, xs, series, style=style, color=color, label=label)
 
 
 def _whole_panel(frame: "pd.DataFrame") -> PanelData:
