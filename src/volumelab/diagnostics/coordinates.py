@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..models import MLPModel
 
 __all__ = ["coordinate_check", "loglog_slope"]
 
@@ -55,8 +56,8 @@ def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps:
     """
     from ..optimizers import GradientDescent
 
-    if getattr(model, "family", None) != "mlp":
-        raise ModelError(f"the coordinate check needs an MLP model, got {getattr(model, 'family', model)!r}")
+    if not isinstance(model, MLPModel):
+        raise ModelError(f"the coordinate check needs an MLP model, got {type(model).__name__}")
     if model.depth < 2:
         raise ModelError("the coordinate check needs depth >= 2 (a hidden layer)")
     if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):

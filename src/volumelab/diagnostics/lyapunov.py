@@ -32,6 +32,7 @@ from scipy.special import digamma, entr
 
 from .._rng import make_generator
 from ..errors import VolumelabError
+from ..models import CPModel, FactorizationModel
 from .prior_law import PriorDraws
 
 __all__ = ["CHUNK", "LyapunovEstimate", "ProductCollapse", "collapse_statistics", "lyapunov_closed_form",
@@ -196,7 +197,7 @@ class ProductCollapse(PriorDraws):
     """
 
     method = "collapse"
-    families = ("factorization", "cp")
+    model_types = (FactorizationModel, CPModel)
 
     def run(self, problem, model, budget: int = 10_000, seed: int = 0):
         """A matrix ``W``'s statistics, or a CP model's tensor ``T``'s: those of every mode-n unfolding ``T_(n)``
@@ -245,7 +246,7 @@ class ProductCollapse(PriorDraws):
         """The QR-method exponents of the model's ``width x width`` products next to Newman's closed form, for the
         linear Gaussian product (a CP model's factor matrices: products of ``R x R`` layers of variance 1/R)."""
         if (model.is_linear and model.depth >= 2 and model.width >= 2 and model.prior == "gaussian"
-                and not getattr(model, "weight_mean", 0.0)):
+                and not model.weight_mean):
             estimate = lyapunov_exponents(model.width, model.depth, QR_SAMPLES, seed=seed)
             metrics.update(lambda1=float(estimate.exponents[0]), lambda2=float(estimate.exponents[1]),
                            gap=float(estimate.exponents[0] - estimate.exponents[1]),

@@ -32,12 +32,14 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from .._rng import make_generator
 from ..errors import ModelError, ProblemError, VolumelabError
-from ..problems import SupervisedTensors
+from ..models import LayeredModel
+from ..problems import Problem, ProblemTensors, SupervisedProblem, SupervisedTensors
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
@@ -60,12 +62,25 @@ NTK_METHODS = ("jacobian", "vp")
 DEFAULT_MEMORY_BYTES = 1 << 30
 
 
+@runtime_checkable
+class ModelFunction(Protocol):
+    """What the NTK needs of a model: its layers' shapes and its outputs on a task's tensors.
+
+    Every :class:`~volumelab.models.LayeredModel` family is one; so is any object of a
+    user's with these two members (e.g. a model whose outputs couple the points).
+    """
+
+    layer_shapes: tuple[tuple[int, int], ...]
+
+    def outputs(self, weights, tensors) -> torch.Tensor: ...
+
+
 # ----------------------------------------------------------------- the function F
 def _task_tensors(model, problem, dtype: torch.dtype, device: torch.device | str):
     """The task tensors of ``problem`` (a problem, or task tensors already built), checked against ``model``."""
-    if hasattr(problem, "training_view") and hasattr(problem, "train_outputs"):
+    if isinstance(problem, (ProblemTensors, SupervisedTensors)):
         tensors = problem
-        if getattr(tensors, "stacked", False):
+        if tensors.stacked:
             raise ProblemError("the task tensors are stacked (one set per run); pass one run's: tensors.run(index)")
         fields = [getattr(tensors, f.name) for f in dataclasses.fields(tensors)] if dataclasses.is_dataclass(
             tensors) else []
@@ -77,18 +92,17 @@ def _task_tensors(model, problem, dtype: torch.dtype, device: torch.device | str
         if any(array.dtype != dtype for array in arrays if array.is_floating_point()):
             tensors = tensors.to(dtype)
         return tensors
-    if not callable(getattr(problem, "tensors", None)):
+    if not isinstance(problem, (Problem, SupervisedProblem)):
         raise ProblemError(f"expected a problem (Problem, SupervisedProblem) or its task tensors, "
                            f"got {type(problem).__name__}")
-    mismatch = getattr(model, "problem_mismatch", None)
-    reason = mismatch(problem) if callable(mismatch) else None
+    reason = model.problem_mismatch(problem) if isinstance(model, LayeredModel) else None
     if reason is not None:
         raise ProblemError(reason)
     return problem.tensors(device, dtype)
 
 
 def _check_model(model) -> None:
-    if not hasattr(model, "layer_shapes") or not callable(getattr(model, "outputs", None)):
+    if not isinstance(model, ModelFunction):
         raise ModelError(f"expected a model family (with layer_shapes and outputs), got {type(model).__name__}")
 
 

@@ -54,6 +54,7 @@ from scipy.spatial import cKDTree
 
 from .._rng import make_generator
 from ..errors import OptimizerError
+from ..models import FactorizationModel
 from ..optimizers.base import RunResult
 
 __all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "MardiaKurtosis", "PriorDraws",
@@ -273,7 +274,7 @@ def row_correlation_closed_form(model) -> float | None:
     positively homogeneous) or ``E s = 0`` (an odd ``s``: linear, tanh, giving 0). ReLU: ``1/pi``; leaky ReLU of
     slope ``a``: ``(1 - a)^2 / (pi (1 + a^2))``. ``None`` for any other model (no closed form here).
     """
-    if (getattr(model, "family", None) != "factorization" or model.depth != 2 or model.prior != "gaussian"
+    if (not isinstance(model, FactorizationModel) or model.depth != 2 or model.prior != "gaussian"
             or model.weight_mean or model.scaling != "paper" or model.normalize):
         return None
     name = model.activation_name
@@ -321,7 +322,7 @@ class PriorDraws:
     #: The fewest draws a run takes.
     minimum_draws = 2
     #: The model families whose draws the diagnostic reads (a factorization's ``W``).
-    families: ClassVar[tuple[str, ...]] = ("factorization",)
+    model_types: ClassVar[tuple[type, ...]] = (FactorizationModel,)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu"):
@@ -332,9 +333,10 @@ class PriorDraws:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < self.minimum_draws:
             raise OptimizerError(f"the number of draws must be an integer of at least {self.minimum_draws}, "
                                  f"got {budget!r}")
-        if getattr(model, "family", None) not in self.families:
-            raise OptimizerError(f"the {self.method} diagnostic needs a {' or '.join(self.families)} model "
-                                 f"(an end-to-end {'matrix' if len(self.families) == 1 else 'array'})")
+        if not isinstance(model, self.model_types):
+            families = [kind.family for kind in self.model_types]
+            raise OptimizerError(f"the {self.method} diagnostic needs a {' or '.join(families)} model "
+                                 f"(an end-to-end {'matrix' if len(families) == 1 else 'array'})")
         mismatch = model.problem_mismatch(problem)
         if mismatch:
             raise OptimizerError(mismatch)

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from ..errors import VolumelabError
+from ..models import FactorizationModel
 
 __all__ = ["depth1_quadratic_form", "quadratic_form_log_cdf"]
 
@@ -98,7 +99,7 @@ def depth1_quadratic_form(problem, model) -> tuple[np.ndarray, np.ndarray]:
         problem: A matrix problem (``A_train``, ``b_train``) whose measurements are linearly independent.
         model: A :class:`~volumelab.models.FactorizationModel` of depth 1, Gaussian prior, not normalized.
     """
-    if getattr(model, "family", None) != "factorization" or model.depth != 1 or model.prior != "gaussian" \
+    if not isinstance(model, FactorizationModel) or model.depth != 1 or model.prior != "gaussian" \
             or model.normalize or model.weight_mean:
         raise VolumelabError("the closed form needs a depth-1 factorization with the Gaussian prior, not normalized")
     scale = float(model.layer_scales[0])

@@ -27,6 +27,7 @@ import torch
 
 from .._rng import make_generator
 from ..errors import OptimizerError
+from ..models import MLPModel
 from ..optimizers.base import RunResult, mean_and_stderr
 from .ntk import DEFAULT_MEMORY_BYTES, NTK_METHODS, arccos_ntk, empirical_ntk, ntk_eigenvalues
 
@@ -39,7 +40,7 @@ def closed_form_limit(model, problem) -> tuple[float, float] | None:
     The arc-cosine kernels are the limit of unit-variance weights: a bias-free ReLU MLP
     under the ntk parametrization with the Gaussian prior (the uniform prior's variance is 1/3).
     """
-    if (getattr(model, "family", None) != "mlp" or model.activation_name != "relu" or model.bias
+    if (not isinstance(model, MLPModel) or model.activation_name != "relu" or model.bias
             or model.parametrization != "ntk" or model.depth < 2 or model.prior != "gaussian"):
         return None
     eigenvalues = ntk_eigenvalues(arccos_ntk(problem.inputs()[: problem.num_train], model.depth))

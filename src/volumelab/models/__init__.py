@@ -4,7 +4,7 @@ from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
 from .cp import CPModel
 from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
-from .layers import LayeredModel
+from .layers import Capabilities, LayeredModel
 from .mlp import MLP_PARAMETRIZATIONS, MLP_SCALINGS, MLPModel
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "CPModel",
     "DIAGONAL_FORMS",
     "DiagonalNetwork",
+    "Capabilities",
     "LayeredModel",
     "MLPModel",
     "MLP_PARAMETRIZATIONS",

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ModelError
 from .factorization import SCALINGS, factor_prior_description, normalize_frobenius
-from .layers import LayeredModel
+from .layers import Capabilities, LayeredModel
 
 __all__ = ["CPModel"]
 
@@ -76,6 +76,7 @@ class CPModel(LayeredModel):
     negative_slope: float = 0.2
 
     family = "cp"
+    capabilities = Capabilities(closed_form_chance=True)
     #: A draw is scored as the whole array ``T`` (flattened) by the task's linear measurements.
     scores_array = True
 

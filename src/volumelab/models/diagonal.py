@@ -54,8 +54,6 @@ class DiagonalNetwork(LayeredModel):
 
     family = "diagonal"
     gnc_block_size = 1024
-    is_linear = False
-    normalize = False
 
     def __post_init__(self) -> None:
         for name in ("in_features", "depth"):

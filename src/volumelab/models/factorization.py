@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .layers import LayeredModel
+from .layers import Capabilities, LayeredModel
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
@@ -143,6 +143,7 @@ class FactorizationModel(LayeredModel):
 
     # ------------------------------------------------------------ for the task
     family = "factorization"
+    capabilities = Capabilities(matrix_product=True)
     #: A draw is scored as the whole array ``W`` (flattened) by the task's linear measurements.
     scores_array = True
 

@@ -13,25 +13,65 @@ gives it the rest, once for all families:
   MLP), with hooks for the samplers' kernels and the hand-written gradient.
 
 A family adds :meth:`outputs` (its outputs in the layout its task scores: the flattened
-end-to-end matrix, or the network's outputs on the task's inputs), ``check_problem``
-and ``describe``.
+end-to-end matrix, or the network's outputs on the task's inputs), ``problem_mismatch``
+and ``describe``, and declares what it supports in its :class:`Capabilities` (read by the
+samplers, GD and the diagnostics instead of comparing family names). The optional parts
+have their "not supported" defaults here (:attr:`LayeredModel.gnc_block_size`,
+:attr:`~LayeredModel.weight_mean`, :meth:`~LayeredModel.linear_predictor`, ...), so no
+caller probes a model for an attribute.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
-__all__ = ["LayeredModel"]
+__all__ = ["Capabilities", "LayeredModel"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model family supports, declared once by the family (``capabilities = Capabilities(...)``).
+
+    Generic code (the samplers, GD, the diagnostics, the studies) reads these flags; it never
+    compares a family's name or probes a model for an attribute.
+
+    Attributes:
+        matrix_product: A draw is one matrix ``W = W_d s(... s(W_1))``, scored whole by a task's
+            linear measurements (a deep matrix factorization). The exact product samplers
+            (:mod:`volumelab.samplers.fast`), GD's hand-written gradient (when the activation has
+            one and the output is not normalized) and the effective rank of ``W`` apply.
+        closed_form_chance: The family gives the prior's expected generalization loss in closed
+            form, :meth:`LayeredModel.chance_gen_loss` (for its linear, unnormalized prior).
+    """
+
+    matrix_product: bool = False
+    closed_form_chance: bool = False
 
 
 class LayeredModel:
-    """Mixin of the layered model families (:class:`FactorizationModel`, :class:`MLPModel`)."""
+    """Mixin of the layered model families (:class:`FactorizationModel`, :class:`MLPModel`, ...)."""
+
+    #: What the family supports; a family declares its own (the default supports nothing optional).
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Draws per G&C randomness block when the family fixes it (a family whose draws' memory depends on
+    #: the data); ``None``: G&C sizes its blocks from the device's memory.
+    gnc_block_size: ClassVar[int | None] = None
+    #: Mean of every entry of the Gaussian prior's ``P`` (a family with a shifted prior makes it a field).
+    weight_mean = 0.0
+    #: Divide the output by its Frobenius norm (a family that offers it makes it a field).
+    normalize = False
+    #: The activation is the identity (a family whose linearity depends on its fields makes it a property).
+    is_linear = False
+    #: ``(a, b)`` of the ``abs`` activation ``a x + b |x|`` (a family that offers ``abs`` makes it a field).
+    abs_coefficients = (0.0, 1.0)
 
     #: Set by the family's ``__post_init__`` (:func:`volumelab.models.activations.activation_for`).
     _activation_function: Activation
@@ -55,7 +95,7 @@ class LayeredModel:
         # Validates the activation. Not a field: derived from ``activation`` and
         # ``negative_slope``, made once.
         object.__setattr__(self, "_activation_function", activation_for(
-            self.activation, self.negative_slope, getattr(self, "abs_coefficients", (0.0, 1.0))))
+            self.activation, self.negative_slope, self.abs_coefficients))
         if self.prior not in PRIORS:
             raise ModelError(f"unknown prior {self.prior!r}; expected one of {', '.join(PRIORS)}")
         if self.scaling not in scalings:
@@ -77,6 +117,20 @@ class LayeredModel:
     @property
     def num_parameters(self) -> int:
         return sum(out * inp for out, inp in self.layer_shapes)
+
+    @property
+    def learning_rate_multipliers(self) -> tuple[float, ...]:
+        """GD's per-layer learning-rate multiplier: 1 for every layer unless the family's parametrization says
+        otherwise (muP)."""
+        return (1.0,) * len(self.layer_shapes)
+
+    def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        """``w`` ``(..., d)`` when the model is a linear predictor ``x -> <w, x>`` on its inputs, else ``None``."""
+        return None
+
+    def chance_gen_loss(self, problem) -> float:
+        """The prior's expected ``L_gen`` in closed form, for a family with ``capabilities.closed_form_chance``."""
+        raise ModelError(f"a {self.family} model has no closed form of the prior's generalization loss")
 
     def sigma(self, x: torch.Tensor) -> torch.Tensor:
         """The elementwise activation, out of place."""
@@ -147,13 +201,26 @@ class LayeredModel:
             shape = (num_samples, out, inp)
             if self.prior == "gaussian":
                 layer = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-                mean = getattr(self, "weight_mean", 0.0)
-                if mean:
-                    layer.add_(mean)
+                if self.weight_mean:
+                    layer.add_(self.weight_mean)
             else:
                 layer = torch.rand(shape, generator=generator, dtype=dtype, device=device).mul_(2).sub_(1)
             layers.append(layer.mul_(scale))
         return layers
+
+    def prior_from_normal(self, normal: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer`` (0-based) of a prior draw as a function of standard normal entries of its shape.
+
+        The same law :meth:`sample_prior` draws, written as a map of a Gaussian (what subset
+        simulation's kernels move): ``scale * (z + weight_mean)`` for the Gaussian prior,
+        ``scale * erf(z / sqrt 2)`` (``= scale (2 Phi(z) - 1)``, uniform on ``[-scale, scale]``)
+        for the uniform prior.
+        """
+        if self.prior == "uniform":
+            normal = torch.special.erf(normal * (1.0 / math.sqrt(2.0)))
+        elif self.weight_mean:
+            normal = normal + self.weight_mean
+        return normal * self.layer_scales[layer]
 
     def initialize(
         self,

@@ -104,9 +104,6 @@ class MLPModel(LayeredModel):
     #: on every input (width x points), which the model does not know: 128 draws of width
     #: 160 on 1,500 points take about 120 MiB in float32.
     gnc_block_size = 128
-    #: The fast samplers and the hand-written gradient are the factorization's.
-    is_linear = False
-    normalize = False
 
     @cached_property  # made once: the forward pass checks the layer count on every call
     def fan_ins(self) -> tuple[int, ...]:

@@ -171,13 +171,11 @@ class _ClosedFormObjective:
         """
         layers = self.layers(params)
         metrics = self.tensors.extra_metrics(self.model.outputs(layers, self.tensors))
-        if self.model.family == "factorization":
+        if self.model.capabilities.matrix_product:
             metrics["effective_rank"] = effective_rank(self.model.end_to_end(layers))
-        predictor = getattr(self.model, "linear_predictor", None)
-        if predictor is not None and hasattr(self.tensors, "linear_predictor_metrics"):
-            w = predictor(layers)
-            if w is not None:
-                metrics.update(self.tensors.linear_predictor_metrics(w))
+        w = self.model.linear_predictor(layers)
+        if w is not None:
+            metrics.update(self.tensors.linear_predictor_metrics(w))
         return metrics
 
 
@@ -212,7 +210,7 @@ def _objective_for(model, problems, device, dtype) -> _ClosedFormObjective:
         each = [p.tensors(device, dtype) for p in problems]
         tensors = type(each[0]).stack(each)  # one operator / data set per run
     # The hand-written gradient is the factorization's (linear measurements of W).
-    closed_form = (model.family == "factorization" and model.activation_function.has_backward
+    closed_form = (model.capabilities.matrix_product and model.activation_function.has_backward
                    and not model.normalize)
     return (_ClosedFormObjective if closed_form else _AutogradObjective)(model, tensors)
 
@@ -464,8 +462,8 @@ class GradientDescent:
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
         transform = self.transform()
-        rates = getattr(model, "learning_rate_multipliers", None)
-        if rates is not None and any(rate != 1.0 for rate in rates):
+        rates = model.learning_rate_multipliers
+        if any(rate != 1.0 for rate in rates):
             # Per-layer learning rates (muP): the whole step of each layer times its factor.
             row = torch.cat([torch.full((out * inp,), rate, dtype=dtype)
                              for (out, inp), rate in zip(model.layer_shapes, rates)])
@@ -671,8 +669,8 @@ class GradientDescent:
         out["param_change"] = float(torch.linalg.vector_norm(final - initial) / torch.linalg.vector_norm(initial))
         if steps > 0 and initial_loss and final_loss and final_loss > 0:
             out["loss_rate"] = math.log(initial_loss / final_loss) / steps
-        rates = getattr(model, "learning_rate_multipliers", None)
-        plain = (self.step_rule == "gd" and not self.momentum and (rates is None or all(r == 1.0 for r in rates)))
+        plain = (self.step_rule == "gd" and not self.momentum
+                 and all(rate == 1.0 for rate in model.learning_rate_multipliers))
         training = tensors.training_view()
         outputs = training.train_outputs(model.outputs(objective.layers(initial.unsqueeze(0)), training))
         second = training.loss_derivatives(outputs)[1]

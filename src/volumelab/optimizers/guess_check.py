@@ -120,7 +120,7 @@ def block_size_for(model: FactorizationModel, sampler: PriorSampler, device_type
     seed gives the same law on both, not the same numbers); free memory, batch size and
     thread count never do.
     """
-    fixed = getattr(model, "gnc_block_size", None)
+    fixed = model.gnc_block_size
     if fixed is not None:
         # A family whose draws' memory depends on the data (an MLP's activations on every
         # input) fixes its block size: the result then cannot depend on the data's size.
@@ -231,6 +231,8 @@ def _kept_draws(draws, chosen: torch.Tensor, scores: torch.Tensor, names: tuple[
 
 
 class _LossContraction:
+    #: The matrix tasks score only the two losses (no task metrics besides them).
+    metric_names: tuple[str, ...] = ()
     """Train and generalization losses of a batch of draws, float32 where that is exact enough.
 
     The contraction is the task's (:meth:`ProblemTensors.batch_last_residuals` and
@@ -516,7 +518,7 @@ class GuessCheck:
         mismatch = model.problem_mismatch(problem)
         if mismatch:
             raise OptimizerError(mismatch)
-        if self.accept != "train_loss" and self.accept not in getattr(problem.tensors("cpu"), "metric_names", ()):
+        if self.accept != "train_loss" and self.accept not in problem.tensors("cpu").metric_names:
             raise OptimizerError(
                 f"accept={self.accept!r} needs a task that reports {self.accept} (a supervised problem with the "
                 "logistic loss); this one reports only train_loss and gen_loss: use accept='train_loss'")
@@ -525,7 +527,7 @@ class GuessCheck:
             from .subset import subset_simulation
 
             scorer = _scorer_for(model, problem, device, self.eps, self.accept)
-            names = ("train_loss", "gen_loss", *getattr(scorer, "metric_names", ()))
+            names = ("train_loss", "gen_loss", *scorer.metric_names)
             return subset_simulation(self, model, budget, seed, scorer, names, device,
                                      lambda losses: _check_finite(losses, model))
         dtype = _DTYPES[self.dtype]
@@ -541,7 +543,7 @@ class GuessCheck:
         contraction = _scorer_for(model, problem, device, self.eps, self.accept)
         eps = self.eps
         keep = self.keep_samples
-        row_names = ("train_loss", "gen_loss", *getattr(contraction, "metric_names", ()))
+        row_names = ("train_loss", "gen_loss", *contraction.metric_names)
         accept_row = row_names.index(self.accept)
 
         def block_tally(index: int) -> tuple[_Tally, int]:
@@ -582,7 +584,7 @@ class GuessCheck:
                     tally.keep(block_result, keep)
                 bar.update(size)
         seconds = time.perf_counter() - start
-        names = getattr(contraction, "metric_names", ())
+        names = contraction.metric_names
         return self._result(tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers, names)
 
     def _result(self, tally, budget, seconds, sampler, block, blocks_per_batch, device, seed, workers,

@@ -112,29 +112,22 @@ MAX_LEVELS = 200
 class LatentPrior:
     """The model's prior as a function of a standard normal latent vector ``z`` (every weight of every layer).
 
-    A Gaussian prior's layer ``j`` is ``scale_j * (z_j + mean)`` (``mean`` the model's
-    ``weight_mean``, 0 but for a shifted prior); a uniform prior's is
-    ``scale_j * erf(z_j / sqrt 2)`` (``= scale_j (2 Phi(z_j) - 1)``, uniform on
-    ``[-scale_j, scale_j]``), the law :meth:`LayeredModel.sample_prior` draws.
+    Layer ``j`` is ``model.prior_from_normal(z_j, j)`` (:meth:`LayeredModel.prior_from_normal`:
+    the law :meth:`LayeredModel.sample_prior` draws, defined once with it).
     """
 
     def __init__(self, model) -> None:
         self.model = model
         self.shapes = tuple(model.layer_shapes)
-        self.scales = tuple(model.layer_scales)
         self.size = sum(out * inp for out, inp in self.shapes)
 
     def layers(self, latent: torch.Tensor) -> list[torch.Tensor]:
         """``[W_1, ..., W_d]``, each ``(n, out, in)``, from latents ``(n, size)``."""
         layers, offset = [], 0
-        for (out, inp), scale in zip(self.shapes, self.scales):
+        for index, (out, inp) in enumerate(self.shapes):
             block = latent[:, offset:offset + out * inp].reshape(-1, out, inp)
             offset += out * inp
-            if self.model.prior == "uniform":
-                block = torch.special.erf(block * (1.0 / math.sqrt(2.0)))
-            elif getattr(self.model, "weight_mean", 0.0):
-                block = block + self.model.weight_mean
-            layers.append(block * scale)
+            layers.append(self.model.prior_from_normal(block, index))
         return layers
 
     def draws(self, latent: torch.Tensor):

@@ -124,6 +124,10 @@ class ProblemTensors:
         """Metrics besides ``(L_train, L_gen)``: none for linear measurements."""
         return {}
 
+    def linear_predictor_metrics(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a linear predictor's ``w`` shows beyond the losses: nothing a matrix task scores."""
+        return {}
+
     def run(self, index: int) -> "ProblemTensors":
         """Run ``index``'s tensors of a stacked batch (the tensors themselves when not stacked)."""
         if not self.stacked:

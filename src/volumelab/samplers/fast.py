@@ -121,7 +121,7 @@ def _cholesky_semidefinite(gram: torch.Tensor, out: torch.Tensor) -> tuple[torch
 
 # --------------------------------------------------------------------------- bartlett
 def _bartlett_supports(model: FactorizationModel) -> bool:
-    return (model.family == "factorization" and model.is_linear and model.depth >= 2 and model.prior == "gaussian"
+    return (model.capabilities.matrix_product and model.is_linear and model.depth >= 2 and model.prior == "gaussian"
             and model.weight_mean == 0)
 
 
@@ -257,7 +257,7 @@ BARTLETT = register_sampler(
 # ------------------------------------------------------------------------------ gram
 def _gram_supports(model: FactorizationModel) -> bool:
     return (
-        model.family == "factorization"
+        model.capabilities.matrix_product
         and model.depth == 2
         and not model.is_linear
         and isinstance(model.activation, str)
@@ -338,7 +338,7 @@ LAYERWISE_MAX_WIDTH = 32
 
 
 def _layerwise_supports(model: FactorizationModel) -> bool:
-    return model.family == "factorization" and isinstance(model.activation, str) and model.depth >= 2 and model.width <= LAYERWISE_MAX_WIDTH
+    return model.capabilities.matrix_product and isinstance(model.activation, str) and model.depth >= 2 and model.width <= LAYERWISE_MAX_WIDTH
 
 
 _ZERO = {}

@@ -160,7 +160,7 @@ def _closed_form(key: str) -> float | None:
     model_settings = validate_model(settings["model"])
     problem_settings = validate_problem(settings["problem"])
     model = build_model(model_settings, problem_shape(problem_settings))
-    if not callable(getattr(model, "chance_gen_loss", None)) or not model.is_linear or model.normalize:
+    if not model.capabilities.closed_form_chance or not model.is_linear or model.normalize:
         return None
     return float(model.chance_gen_loss(build_problem(problem_settings, settings["seed"])))
 
