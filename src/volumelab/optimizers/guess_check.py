@@ -37,7 +37,7 @@ from ..models import FactorizationModel
 from ..problems import Problem
 from ..samplers import PriorSampler, select_sampler
 from ..samplers.workspace import Workspace, scratch, thread_workspace
-from ._threads import map_in_threads
+from ._threads import configured_threads, map_in_threads
 from .base import RunResult, mean_and_stderr
 
 __all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "KERNELS", "METHODS", "GuessCheck", "RunningMoments",
@@ -379,7 +379,7 @@ class GuessCheck:
         memory_fraction: Share of free memory a batch may use when sizing automatically.
         progress: Show a progress bar.
         workers: CPU threads drawing blocks in parallel; ``None`` uses
-            ``torch.get_num_threads()``. Each block is computed by one thread with one
+            the process's torch thread count. Each block is computed by one thread with one
             intra-op thread, so the result does not depend on this or on the thread
             count (only speed does).
         keep_samples: Keep up to this many accepted draws (the first ones, in draw
@@ -569,7 +569,7 @@ class GuessCheck:
         tally = _Tally()
         workers = 1
         if device.type == "cpu":
-            workers = max(1, min(self.workers or torch.get_num_threads(), blocks_per_batch, num_blocks))
+            workers = max(1, min(self.workers or configured_threads(), blocks_per_batch, num_blocks))
             blocks = map_in_threads(block_tally, num_blocks, workers)
         else:
             # On a GPU one block (up to 2^22 draws) fills the device by itself: blocks run one

@@ -86,7 +86,7 @@ from tqdm.auto import tqdm
 
 from .._rng import make_generator
 from ..errors import OptimizerError
-from ._threads import map_in_threads
+from ._threads import configured_threads, map_in_threads
 from .base import RunResult
 
 __all__ = ["LatentPrior", "RHAT_THRESHOLD", "elliptical_slice_step", "split_rhat", "subset_simulation"]
@@ -540,7 +540,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     ladder, steps, reached, pilot_log_volume, pilot_evaluations = next(map_in_threads(pilot_work, 1, 1))
     groups = [list(range(first, min(replicates, first + REPLICATES_PER_GROUP)))
               for first in range(0, replicates, REPLICATES_PER_GROUP)]
-    workers = max(1, min(optimizer.workers or torch.get_num_threads(), len(groups)))
+    workers = max(1, min(optimizer.workers or configured_threads(), len(groups)))
     base_metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget}
     base_diagnostics = {"method": "subset", "kernel": optimizer.kernel, "pcn_steps": steps, "moves": optimizer.moves,
                         "population": population,
