@@ -10,9 +10,12 @@ import volumelab as vl
 from volumelab._rng import make_generator
 from volumelab.cli import main
 from volumelab.optimizers.guess_check import block_size_for
+from volumelab.optimizers.observers import FinalOutputs, Trajectory
 from volumelab.samplers import select_sampler
 
 from tiny_sweep import write_config
+
+KEEP = [FinalOutputs()]
 
 
 def test_kept_draws_are_the_first_accepted_draws_in_draw_order():
@@ -53,7 +56,7 @@ def test_keeping_draws_changes_no_statistic_and_keeps_fewer_when_fewer_were_acce
 def test_gd_keeps_final_layers_whose_losses_are_the_reported_ones():
     problem = vl.make_sensing(5, 5, 1, 15, seed=0)
     model = vl.FactorizationModel(5, 5, 8, 3, "tanh")
-    result = vl.GradientDescent(lr=0.1, init_scale=0.3, keep_outputs=True).run(problem, model, 100, seed=0)
+    result = vl.GradientDescent(lr=0.1, init_scale=0.3).run(problem, model, 100, seed=0, observers=KEEP)
     layers = [torch.from_numpy(result.arrays[f"layer_{j}"]) for j in (1, 2, 3)]
     W = model.end_to_end(layers)
     # The batched product of the run and this single one may differ in the last bits (GEMM kernels).
@@ -62,8 +65,8 @@ def test_gd_keeps_final_layers_whose_losses_are_the_reported_ones():
     assert float(train) == pytest.approx(result.metrics["train_loss"], rel=1e-12)
     assert float(gen) == pytest.approx(result.metrics["gen_loss"], rel=1e-12)
     # A diverged run keeps nothing (its weights are not a result).
-    diverged = vl.GradientDescent(lr=50.0, init_scale=1.0, keep_outputs=True).run(
-        problem, vl.FactorizationModel(5, 5, 8, 2), 200, seed=0)
+    diverged = vl.GradientDescent(lr=50.0, init_scale=1.0).run(
+        problem, vl.FactorizationModel(5, 5, 8, 2), 200, seed=0, observers=KEEP)
     assert diverged.status == "diverged" and not diverged.arrays
 
 
@@ -121,15 +124,15 @@ def test_a_recorded_trajectory_is_the_outputs_of_runs_stopped_at_each_checkpoint
     optimizer_class = vl.GradientDescent if method == "gd" else vl.NaturalGradientDescent
     problem = vl.make_sensing(4, 4, 1, 10, seed=2)
     model = vl.FactorizationModel(4, 4, 3, 2)
-    recorded = optimizer_class(lr=0.05, init_scale=0.3, trajectory_every=7).run(problem, model, 30, seed=1)
+    recorded = optimizer_class(lr=0.05, init_scale=0.3).run(problem, model, 30, seed=1, observers=[Trajectory(7)])
     steps = recorded.arrays["trajectory_steps"].tolist()
     assert steps == [0, 7, 14, 21, 28, 30]
     A = problem.A_train.reshape(problem.num_measurements, -1).numpy()
     for k, step in enumerate(steps):
-        alone = optimizer_class(lr=0.05, init_scale=0.3, keep_outputs=True).run(problem, model, step, seed=1)
+        alone = optimizer_class(lr=0.05, init_scale=0.3).run(problem, model, step, seed=1, observers=KEEP)
         assert np.array_equal(recorded.arrays["trajectory"][k], alone.arrays["outputs"])
         assert np.allclose(recorded.arrays["trajectory_train"][k], A @ alone.arrays["outputs"], rtol=1e-12)
-    stopped = optimizer_class(lr=0.05, init_scale=0.3, trajectory_every=7, train_loss_threshold=1.0).run(
-        problem, model, 30, seed=1)
+    stopped = optimizer_class(lr=0.05, init_scale=0.3, train_loss_threshold=1.0).run(
+        problem, model, 30, seed=1, observers=[Trajectory(7)])
     assert stopped.status == "converged" and stopped.arrays["trajectory_steps"].tolist() == steps
     assert all(np.array_equal(row, stopped.arrays["trajectory"][0]) for row in stopped.arrays["trajectory"])

@@ -23,6 +23,7 @@ from .errors import VolumelabError
 from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, CPModel, FactorizationModel, MLPModel
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
+from .optimizers.observers import FinalOutputs
 from .problems import DATASETS, LOSSES, TENSOR_TASKS, load_problem, make_problem, make_supervised, make_tensor_problem
 from .samplers import available_samplers
 
@@ -383,8 +384,8 @@ def _train(optimizer_class, family, problem, seed, device, as_json, width, depth
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
     optimizer = optimizer_class(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
-                                progress=_show_progress(as_json), keep_outputs=save_path is not None, **extra)
-    result = optimizer.run(problem, model, steps, seed=seed)
+                                progress=_show_progress(as_json), **extra)
+    result = optimizer.run(problem, model, steps, seed=seed, observers=[FinalOutputs()] if save_path else [])
     _report(result, problem, model, as_json, include_history=history, save_path=save_path)
 
 

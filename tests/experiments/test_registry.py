@@ -93,7 +93,10 @@ def test_the_registration_module_registers_the_builtins():
 def test_settings_are_the_optimizers_fields_with_its_defaults(method, optimizer, budget):
     settings = get_method(method).settings
     fields = [f for f in dataclasses.fields(optimizer) if f.name != "progress"]
-    assert set(settings.model_fields) == {f.name for f in fields} | {budget, "type", "model"}
+    observers = {option.name: option for option in get_method(method).observers}
+    assert set(settings.model_fields) == {f.name for f in fields} | {budget, "type", "model"} | set(observers)
+    for name, option in observers.items():
+        assert settings.model_fields[name].default == option.default, name
     for item in fields:
         if item.default is not dataclasses.MISSING:
             assert settings.model_fields[item.name].default == item.default, item.name
@@ -258,3 +261,18 @@ def test_documented_method_settings_are_the_generated_ones(method):
         else:
             assert default == str(field.default), name
     assert set(re.findall(r"`(\w+)`", keyless)) == set(settings.execution_fields)
+
+
+def test_observer_settings_build_the_observers_and_a_bad_one_names_its_setting(tmp_path):
+    """``keep_outputs``, ``trajectory_every`` and ``ntk_metrics`` are settings of a sweep's GD/NGD that build
+    observers of the loop (not optimizer fields); a negative trajectory step is an error at that setting."""
+    from volumelab.diagnostics.ntk import NTKLaziness
+    from volumelab.optimizers.observers import FinalOutputs, Trajectory
+
+    settings = get_method("ngd").settings(type="ngd", lr=0.1, steps=3, keep_outputs=True, trajectory_every=2,
+                                          ntk_metrics=True)
+    assert settings.observers() == [FinalOutputs(), Trajectory(2), NTKLaziness()]
+    assert "trajectory_every" not in {f.name for f in dataclasses.fields(settings.optimizer())}
+    assert get_method("gd").settings(type="gd", lr=0.1, steps=3).observers() == []
+    with pytest.raises(ValueError, match="trajectory_every must be a non-negative integer, got -1"):
+        get_method("gd").settings(type="gd", lr=0.1, steps=3, trajectory_every=-1)

@@ -14,6 +14,7 @@ from volumelab.errors import ModelError
 from volumelab.models import FactorizationModel, MLPModel
 from volumelab.optimizers import GradientDescent
 from volumelab.optimizers.gradient import _ClosedFormObjective, _objective_for
+from volumelab.optimizers.observers import FinalOutputs
 from volumelab.problems import make_problem, make_supervised
 
 
@@ -94,8 +95,8 @@ def test_mup_gd_step_is_sgd_with_per_layer_rates():
     model = MLPModel(3, 8, 3, "relu", parametrization="mup", bias=True)
     assert model.learning_rate_multipliers == (8.0, 1.0, 1.0)
     lr = 0.03
-    start = GradientDescent(lr=lr, init_scale=1.0, keep_outputs=True).run(problem, model, 0, seed=4)
-    after = GradientDescent(lr=lr, init_scale=1.0, keep_outputs=True).run(problem, model, 1, seed=4)
+    start = GradientDescent(lr=lr, init_scale=1.0).run(problem, model, 0, seed=4, observers=[FinalOutputs()])
+    after = GradientDescent(lr=lr, init_scale=1.0).run(problem, model, 1, seed=4, observers=[FinalOutputs()])
     layers = tuple(torch.as_tensor(start.arrays[f"layer_{j + 1}"]) for j in range(3))
     inputs, targets = problem.inputs()[:10], problem.targets()[:10]
 

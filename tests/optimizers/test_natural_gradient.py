@@ -18,8 +18,11 @@ from volumelab._rng import make_generator
 from volumelab.models import MLPModel
 from volumelab.optimizers.gradient import _objective_for
 from volumelab.optimizers.natural_gradient import natural_gradient_direction
+from volumelab.optimizers.observers import FinalOutputs
 from volumelab.optimizers.transforms import identity
 from volumelab.problems import make_supervised
+
+KEEP = [FinalOutputs()]
 
 
 def factorization_train_outputs(problem, model):
@@ -81,8 +84,8 @@ def test_one_undamped_step_at_depth_one_lands_on_the_minimum_norm_interpolant():
     """W_1 = W_0 + A^+ (y - A vec(W_0)) after one NGD step with lr 1 and damping 0 (the dual solve)."""
     problem = vl.make_sensing(5, 5, 1, 15, seed=3)
     model = vl.FactorizationModel(5, 5, 1, 1)
-    optimizer = vl.NaturalGradientDescent(lr=1.0, init_scale=1.0, damping=0.0, solve="dual", keep_outputs=True)
-    result = optimizer.run(problem, model, 1, seed=4)
+    optimizer = vl.NaturalGradientDescent(lr=1.0, init_scale=1.0, damping=0.0, solve="dual")
+    result = optimizer.run(problem, model, 1, seed=4, observers=KEEP)
     W0 = model.initialize(1.0, make_generator(4, "init"))[0].reshape(-1)
     A = problem.A_train.reshape(15, -1)
     expected = W0 + torch.linalg.pinv(A) @ (problem.b_train - A @ W0)
@@ -131,8 +134,8 @@ def test_outputs_move_the_same_way_whatever_the_depth_to_first_order(depth):
     problem = vl.make_sensing(5, 5, 1, 15, seed=5)
     model = vl.FactorizationModel(5, 5, 5, depth)
     lr = 1e-6
-    result = vl.NaturalGradientDescent(lr=lr, init_scale=1.0, damping=1e-12, solve="dual",
-                                       keep_outputs=True).run(problem, model, 1, seed=6)
+    result = vl.NaturalGradientDescent(lr=lr, init_scale=1.0, damping=1e-12, solve="dual").run(
+        problem, model, 1, seed=6, observers=KEEP)
     A = problem.A_train.reshape(15, -1)
     start = model.end_to_end(model.initialize(1.0, make_generator(6, "init")))
     z0 = A @ start.reshape(-1)
@@ -216,9 +219,9 @@ def test_output_fisher_step_moves_w_like_a_depth_one_gradient_step():
     problem = vl.make_sensing(5, 5, 1, 15, seed=0)
     model = vl.FactorizationModel(5, 5, 5, 2)
     lr = 1e-5
-    before = vl.NaturalGradientDescent(lr=lr, init_scale=0.5, damping=0.0, fisher="output", keep_outputs=True)
-    start = before.run(problem, model, 0, seed=0).arrays["W"]
-    after = before.run(problem, model, 1, seed=0).arrays["W"]
+    before = vl.NaturalGradientDescent(lr=lr, init_scale=0.5, damping=0.0, fisher="output")
+    start = before.run(problem, model, 0, seed=0, observers=KEEP).arrays["W"]
+    after = before.run(problem, model, 1, seed=0, observers=KEEP).arrays["W"]
     W = torch.tensor(start, dtype=torch.float64).requires_grad_(True)
     A = problem.A_train.reshape(problem.num_measurements, -1)
     loss = ((A @ W.reshape(-1) - problem.b_train) ** 2).mean()
@@ -269,10 +272,10 @@ def test_a_damping_schedule_solves_each_step_with_its_own_damping():
     problem = vl.make_sensing(5, 5, 1, 15, seed=2)
     model = vl.FactorizationModel(5, 5, 4, 2)
     lam, decay, floor, lr = 1e-1, 0.5, 1e-3, 0.1
-    scheduled = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam, damping_decay=decay, damping_min=floor,
-                                          keep_outputs=True).run(problem, model, 12, seed=0)
+    scheduled = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam, damping_decay=decay,
+                                          damping_min=floor).run(problem, model, 12, seed=0, observers=KEEP)
     objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
-    start = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, keep_outputs=True).run(problem, model, 0, seed=0)
+    start = vl.NaturalGradientDescent(lr=lr, init_scale=0.4).run(problem, model, 0, seed=0, observers=KEEP)
     theta = torch.cat([torch.as_tensor(start.arrays[f"layer_{j + 1}"]).reshape(-1) for j in range(2)])
     for step in range(12):
         expected_damping = max(lam * decay ** step, floor)
@@ -283,8 +286,8 @@ def test_a_damping_schedule_solves_each_step_with_its_own_damping():
     final = torch.cat([torch.as_tensor(scheduled.arrays[f"layer_{j + 1}"]).reshape(-1) for j in range(2)])
     torch.testing.assert_close(final, theta, rtol=1e-10, atol=1e-12)
     # The schedule matters: a constant damping lands elsewhere.
-    constant = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam, keep_outputs=True).run(
-        problem, model, 12, seed=0)
+    constant = vl.NaturalGradientDescent(lr=lr, init_scale=0.4, damping=lam).run(
+        problem, model, 12, seed=0, observers=KEEP)
     assert not np.allclose(constant.arrays["layer_1"], scheduled.arrays["layer_1"], rtol=1e-6)
     for bad, message in ((dict(damping_decay=0.0), "damping_decay"), (dict(damping_decay=1.5), "damping_decay"),
                          (dict(damping=1e-3, damping_min=1e-2), "damping_min")):

@@ -6,6 +6,7 @@ from .lyapunov import LyapunovEstimate, ProductCollapse, lyapunov_closed_form, l
 from .ntk import (
     DEFAULT_MEMORY_BYTES,
     NTK_METHODS,
+    NTKLaziness,
     NTKSummary,
     arccos_ntk,
     empirical_ntk,
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "LyapunovEstimate",
     "NTK_METHODS",
+    "NTKLaziness",
     "NTKSummary",
     "PriorLaw",
     "ProductCollapse",

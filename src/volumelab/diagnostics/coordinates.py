@@ -55,6 +55,7 @@ def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps:
         ``mean |a_j(T)|`` and ``mean |a_j(T) - a_j(0)|``, and their log-log slopes in width.
     """
     from ..optimizers import GradientDescent
+    from ..optimizers.observers import FinalOutputs
 
     if not isinstance(model, MLPModel):
         raise ModelError(f"the coordinate check needs an MLP model, got {type(model).__name__}")
@@ -66,9 +67,9 @@ def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps:
     sizes, changes = [], []
     for width in widths:
         wide = replace(model, width=width)
-        start = GradientDescent(lr=lr, init_scale=1.0, keep_outputs=True).run_batch([problem], wide, 0, list(seeds))
-        end = GradientDescent(lr=lr, init_scale=1.0, keep_outputs=True).run_batch([problem], wide, steps,
-                                                                                 list(seeds))
+        optimizer, keep = GradientDescent(lr=lr, init_scale=1.0), [FinalOutputs()]
+        start = optimizer.run_batch([problem], wide, 0, list(seeds), observers=keep)
+        end = optimizer.run_batch([problem], wide, steps, list(seeds), observers=keep)
         size_rows, change_rows = [], []
         for before, after in zip(start, end):
             if after.status == "diverged":

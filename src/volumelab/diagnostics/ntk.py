@@ -39,11 +39,13 @@ import torch
 from .._rng import make_generator
 from ..errors import ModelError, ProblemError, VolumelabError
 from ..models import LayeredModel
+from ..optimizers.observers import Observer, Recording, RunOutcome, TrainingContext
 from ..problems import Problem, ProblemTensors, SupervisedProblem, SupervisedTensors
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "NTK_METHODS",
+    "NTKLaziness",
     "NTKSummary",
     "TrainingOutputs",
     "arccos_ntk",
@@ -605,3 +607,64 @@ def arccos_ntk(inputs: torch.Tensor, depth: int, *, per_layer: bool = False) -> 
         contributions = [term * derivative for term in contributions] + [sigma]
     stacked = torch.stack(contributions)
     return stacked if per_layer else stacked.sum(0)
+
+
+# ----------------------------------------------------------------- the NTK along a GD run
+@dataclass(frozen=True)
+class NTKLaziness(Observer):
+    """A GD/NGD observer (:mod:`volumelab.optimizers.observers`): each run's NTK at its start and how lazily
+    it trained.
+
+    Metrics: ``ntk_lambda_min`` and ``ntk_lambda_max`` of the empirical NTK of the training outputs at the
+    initialization; ``ntk_change`` ``||K_T - K_0||_F / ||K_0||_F``; ``param_change``
+    ``||theta_T - theta_0|| / ||theta_0||``; the measured ``loss_rate`` ``ln(L_0 / L_T) / T``; and the
+    ``predicted_rate`` of the linearized dynamics: for plain steps (no momentum, no adaptive step, every
+    layer at the base learning rate) of a loss with a constant output Hessian ``h`` (the squared loss:
+    ``h = 2/m``), ``L_T <= rho^(2T) L_0`` with ``rho = max_i |1 - lr h lambda_i|`` over the NTK's
+    eigenvalues, so ``predicted_rate = -2 ln rho`` (``None`` where that bound does not apply). A run
+    without final parameters (diverged) has only the values at its start.
+    """
+
+    def start(self, context: TrainingContext) -> Recording:
+        return _NTKRecording(context)
+
+
+class _NTKRecording(Recording):
+    def __init__(self, context: TrainingContext) -> None:
+        self.context = context
+        self.final: torch.Tensor | None = None
+
+    def finish(self, params: torch.Tensor) -> None:
+        self.final = params
+
+    def metrics(self, outcome: RunOutcome) -> dict:
+        optimizer, objective = self.context.optimizer, self.context.objective
+        initial = self.context.initial[outcome.index]
+        model, tensors = objective.model, objective.tensors.run(outcome.index)
+
+        def gram(flat: torch.Tensor) -> torch.Tensor:
+            return empirical_ntk(model, [layer[0] for layer in objective.layers(flat.unsqueeze(0))], tensors)
+
+        start = gram(initial)
+        eigenvalues = ntk_eigenvalues(start)
+        out = {"ntk_lambda_min": float(eigenvalues[0]), "ntk_lambda_max": float(eigenvalues[-1]),
+               "ntk_change": None, "param_change": None, "loss_rate": None, "predicted_rate": None}
+        if not outcome.has_result:
+            return out
+        final = self.final[outcome.index]
+        out["ntk_change"] = float(torch.linalg.matrix_norm(gram(final) - start) / torch.linalg.matrix_norm(start))
+        out["param_change"] = float(torch.linalg.vector_norm(final - initial) / torch.linalg.vector_norm(initial))
+        initial_loss, final_loss, steps = outcome.initial_train_loss, outcome.final_train_loss, outcome.steps
+        if steps > 0 and initial_loss and final_loss and final_loss > 0:
+            out["loss_rate"] = math.log(initial_loss / final_loss) / steps
+        plain = (optimizer.step_rule == "gd" and not optimizer.momentum
+                 and all(rate == 1.0 for rate in model.learning_rate_multipliers))
+        training = tensors.training_view()
+        outputs = training.train_outputs(model.outputs(objective.layers(initial.unsqueeze(0)), training))
+        second = training.loss_derivatives(outputs)[1]
+        if plain and bool((second == second.flatten()[0]).all()):
+            h = float(second.flatten()[0])
+            rho = max(abs(1 - optimizer.lr * h * float(eigenvalues[0])),
+                      abs(1 - optimizer.lr * h * float(eigenvalues[-1])))
+            out["predicted_rate"] = -2 * math.log(rho) if 0 < rho < 1 else None
+        return out

@@ -7,6 +7,9 @@ A :class:`MethodSpec` tells the sweep code everything it needs about a method:
   and the per-method ``model`` override;
 * how it runs (:class:`MethodRunner`: the run function, whether seeds are batched,
   what its settings resolve to on this machine, its work);
+* what a run may record besides its numbers (:class:`ObserverOption`: a setting such as
+  ``trajectory_every`` that builds an observer of the training loop, apart from the
+  optimizer's own fields);
 * which settings never change its numbers (``execution_fields``, left out of the run
   key) and which fields joined the key after rows were stored (``key_defaults``);
 * its ``results.csv`` columns, its plot style, its label and its *role* for the
@@ -14,7 +17,8 @@ A :class:`MethodSpec` tells the sweep code everything it needs about a method:
 * the extra rows it stores besides its own (:class:`ExtraRows`, e.g. a chance level,
   with the role ``chance``), built by a function it registers.
 
-The built-in methods are registered in :mod:`volumelab.experiments.registry`; no other
+The built-in methods are registered in :mod:`volumelab.experiments.registry` (imported by the package's
+``__init__``, so they are there whichever module of it is imported first); no other
 module of ``experiments`` or ``plotting`` names a method. A new method is one call::
 
     register_method(MethodSpec(type="mine", optimizer=MyOptimizer, budget="steps",
@@ -48,6 +52,7 @@ __all__ = [
     "MethodRunner",
     "MethodSettings",
     "MethodSpec",
+    "ObserverOption",
     "RowKind",
     "companion",
     "csv_method_columns",
@@ -90,6 +95,7 @@ class MethodSettings(Strict):
     key_defaults: ClassVar[Mapping[str, Any]] = {}
     optimizer_class: ClassVar[type | None] = None
     optimizer_fields: ClassVar[tuple[str, ...]] = ()
+    observer_options: ClassVar[tuple["ObserverOption", ...]] = ()
     budget_field: ClassVar[str] = ""
 
     @property
@@ -101,6 +107,11 @@ class MethodSettings(Strict):
         """The optimizer these settings describe (``options`` add run-only fields, e.g. ``progress``)."""
         values = {name: getattr(self, name) for name in self.optimizer_fields}
         return self.optimizer_class(**values, **options)
+
+    def observers(self) -> list[Any]:
+        """The observers of the training loop these settings ask for (:class:`ObserverOption`), in order."""
+        built = (option.build(getattr(self, option.name)) for option in self.observer_options)
+        return [observer for observer in built if observer is not None]
 
     def key_settings(self) -> dict[str, Any]:
         """The settings that enter the run key: all but the execution fields and the
@@ -118,6 +129,7 @@ class MethodSettings(Strict):
             return self
         try:
             self.optimizer()
+            self.observers()
         except (ValueError, TypeError) as exc:  # OptimizerError is a ValueError
             raise _field_error(type(self), self, str(exc)) from None
         return self
@@ -126,7 +138,7 @@ class MethodSettings(Strict):
 def _field_error(cls: type[MethodSettings], settings: MethodSettings, message: str) -> ValidationError:
     """A validation error located at the optimizer field the message names (first mention wins)."""
     best = None
-    for name in cls.optimizer_fields:
+    for name in (*cls.optimizer_fields, *(option.name for option in cls.observer_options)):
         for spelling in {name, name.replace("_", " ")}:
             found = re.search(rf"(?<![A-Za-z0-9_]){re.escape(spelling)}(?![A-Za-z0-9_])", message)
             if found and (best is None or found.start() < best[0]):
@@ -149,16 +161,36 @@ def _yaml_annotation(hint: Any) -> Any:
     return hint
 
 
+@dataclass(frozen=True)
+class ObserverOption:
+    """A method setting that asks for an observer of the training loop, not an optimizer field.
+
+    Attributes:
+        name: The setting (``trajectory_every``).
+        annotation: Its type; ``default``: its value when not set (asks for nothing).
+        build: ``value -> observer or None`` (``None``: nothing to record at this value).
+        doc: What it records, for the docs.
+    """
+
+    name: str
+    annotation: Any
+    default: Any
+    build: Callable[[Any], Any]
+    doc: str = ""
+
+
 def settings_model(type_name: str, optimizer: type, budget: str, *, budget_minimum: int = 1,
                    exclude: frozenset[str] = frozenset({"progress"}),
                    execution_fields: frozenset[str] = frozenset({"device"}),
-                   key_defaults: Mapping[str, Any] | None = None, doc: str | None = None) -> type[MethodSettings]:
+                   key_defaults: Mapping[str, Any] | None = None, doc: str | None = None,
+                   observers: Sequence[ObserverOption] = ()) -> type[MethodSettings]:
     """A pydantic settings class generated from the optimizer dataclass's fields.
 
     Every ``dataclasses.fields(optimizer)`` entry but ``exclude`` (run-only fields such
     as ``progress``) becomes a field with the optimizer's annotation and default; the
-    budget (a count ``>= budget_minimum``), ``type`` (fixed to ``type_name``) and
-    ``model`` are added. Validation constructs the optimizer, so its own checks apply.
+    ``observers`` options, the budget (a count ``>= budget_minimum``), ``type`` (fixed to
+    ``type_name``) and ``model`` are added. Validation constructs the optimizer and the
+    observers, so their own checks apply.
     """
     if not dataclasses.is_dataclass(optimizer):
         raise TypeError(f"the optimizer of method {type_name!r} must be a dataclass, got {optimizer!r}")
@@ -178,9 +210,13 @@ def settings_model(type_name: str, optimizer: type, budget: str, *, budget_minim
         else:
             fields[item.name] = (annotation, ...)
         names.append(item.name)
+    for option in observers:
+        if option.name in fields or option.name in ("type", "model", budget):
+            raise TypeError(f"observer setting {option.name!r} of method {type_name!r} clashes with another setting")
+        fields[option.name] = (_yaml_annotation(option.annotation), option.default)
     fields[budget] = (Count, Field(ge=budget_minimum))
     fields["type"] = (Literal[type_name], type_name)  # type: ignore[valid-type]
-    unknown = (set(execution_fields) | set(key_defaults or {})) - set(names)
+    unknown = (set(execution_fields) | set(key_defaults or {})) - set(names) - {option.name for option in observers}
     if unknown:
         raise TypeError(f"method {type_name!r}: {', '.join(sorted(unknown))} are not fields of {optimizer.__name__}")
     class_name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", type_name)) + "Settings"
@@ -190,6 +226,7 @@ def settings_model(type_name: str, optimizer: type, budget: str, *, budget_minim
     model.key_defaults = dict(key_defaults or {})
     model.optimizer_class = optimizer
     model.optimizer_fields = tuple(names)
+    model.observer_options = tuple(observers)
     model.budget_field = budget
     return model
 
@@ -336,6 +373,7 @@ class MethodSpec:
         execution_fields: Settings that never change the numbers (left out of the run key);
             default: ``device`` where the optimizer has one.
         key_defaults: Fields left out of the run key at these (older rows') values.
+        observers: Settings that ask for observers of the training loop (:class:`ObserverOption`).
         role: What the verdicts read it as (``sampler``, ``trainer``, or anything else: not read).
         label: Name in plots and reports (default: ``type``).
         style: Plot style: ``color``, ``marker``, ``linestyle`` (and ``label``, default ``label``).
@@ -354,6 +392,7 @@ class MethodSpec:
     exclude_fields: frozenset[str] = frozenset({"progress"})
     execution_fields: frozenset[str] | None = None
     key_defaults: Mapping[str, Any] = field(default_factory=dict)
+    observers: tuple[ObserverOption, ...] = ()
     role: str = "other"
     label: str = ""
     style: Mapping[str, Any] = field(default_factory=dict)
@@ -373,7 +412,7 @@ class MethodSpec:
         object.__setattr__(self, "settings", settings_model(
             self.type, self.optimizer, self.budget, budget_minimum=self.budget_minimum,
             exclude=frozenset(self.exclude_fields), execution_fields=frozenset(self.execution_fields),
-            key_defaults=self.key_defaults))
+            key_defaults=self.key_defaults, observers=self.observers))
         object.__setattr__(self, "module", getattr(self.runner.run, "__module__", "") or "")
 
     @property
@@ -495,9 +534,3 @@ def csv_method_columns() -> list[Column]:
             seen.setdefault(column.name, column)
     return list(seen.values())
 
-
-def _register_builtins() -> None:
-    from . import registry  # noqa: F401  (registers the built-in methods)
-
-
-_register_builtins()

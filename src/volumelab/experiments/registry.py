@@ -10,12 +10,26 @@ from __future__ import annotations
 
 from ..device import resolve_device
 from ..diagnostics.lyapunov import ProductCollapse
+from ..diagnostics.ntk import NTKLaziness
 from ..diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
 from ..diagnostics.spectrum import NTKAtInit
 from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
+from ..errors import OptimizerError
 from ..optimizers.guess_check import block_size_for
+from ..optimizers.observers import FinalOutputs, Trajectory
 from ..samplers import select_sampler
-from .methods import CHANCE, SAMPLER, TRAINER, Column, CountColumn, ExtraRows, MethodRunner, MethodSpec, register_method
+from .methods import (
+    CHANCE,
+    SAMPLER,
+    TRAINER,
+    Column,
+    CountColumn,
+    ExtraRows,
+    MethodRunner,
+    MethodSpec,
+    ObserverOption,
+    register_method,
+)
 
 __all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW"]
 
@@ -96,7 +110,24 @@ _TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("spar
 
 def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
     optimizer = settings.optimizer(progress=False)
-    return optimizer.run_batch(list(problems), model, settings.steps, list(seeds))
+    return optimizer.run_batch(list(problems), model, settings.steps, list(seeds), observers=settings.observers())
+
+
+def _trajectory(every) -> Trajectory | None:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise OptimizerError(f"trajectory_every must be a non-negative integer, got {every!r}")
+    return Trajectory(every) if every else None
+
+
+#: What a GD or NGD run may record besides its numbers: observers of its loop (volumelab.optimizers.observers).
+_OBSERVERS = (
+    ObserverOption("keep_outputs", bool, False, lambda keep: FinalOutputs() if keep else None,
+                   "each run's final layers and outputs (and W), as arrays"),
+    ObserverOption("trajectory_every", int, 0, _trajectory,
+                   "every this many steps, each run's outputs along the run, as arrays (0: none)"),
+    ObserverOption("ntk_metrics", bool, False, lambda on: NTKLaziness() if on else None,
+                   "each run's NTK at its start and its laziness (NTKLaziness)"),
+)
 
 
 _BATCHED = MethodRunner(_run_gd, batched=True,
@@ -117,6 +148,7 @@ GD = register_method(MethodSpec(
     # Settable from sweep files since the registry; rows stored before ran with these values.
     key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False,
                   "trajectory_every": 0, "ntk_metrics": False},
+    observers=_OBSERVERS,
     role=TRAINER,
     label="GD",
     style={"color": "#d62728", "marker": "s", "linestyle": "-"},
@@ -137,6 +169,7 @@ NGD = register_method(MethodSpec(
     runner=_BATCHED,
     execution_fields=frozenset({"device", "log_every"}),
     key_defaults={"trajectory_every": 0, "ntk_metrics": False},
+    observers=_OBSERVERS,
     # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
     # studies state their own.
     role="other",

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunResult", "mean_and_stderr"]
+import torch
+
+__all__ = ["RunResult", "RunningMoments", "mean_and_stderr"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class RunResult:
         diagnostics: Everything else worth keeping (sampler, timing, batch sizes).
         arrays: Optional outputs to analyse, NumPy arrays by name (empty unless asked
             for): G&C's kept accepted draws (``GuessCheck(keep_samples=K)``), GD's final
-            layers and outputs (``GradientDescent(keep_outputs=True)``). Not part of
+            layers and outputs (``run(..., observers=[FinalOutputs()])``). Not part of
             :meth:`to_dict`; a sweep stores them in its results store
             (:func:`volumelab.load_arrays`).
     """
@@ -65,3 +67,36 @@ def mean_and_stderr(count: int, mean: float, m2: float) -> tuple[float | None, f
         return mean, None
     variance = m2 / (count - 1)
     return mean, math.sqrt(max(variance, 0.0) / count)
+
+
+@dataclass
+class RunningMoments:
+    """Count, mean and sum of squared deviations, mergeable (Chan, Golub, LeVeque 1979)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> "RunningMoments":
+        count = int(values.numel())
+        if count == 0:
+            return cls()
+        values = values.to(torch.float64)
+        mean = float(values.mean())
+        return cls(count, mean, float((values - mean).square().sum()))
+
+    def merge(self, other: "RunningMoments") -> None:
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean += delta * other.count / total
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.count = total
+
+    def summary(self) -> tuple[float | None, float | None]:
+        return mean_and_stderr(self.count, self.mean, self.m2)

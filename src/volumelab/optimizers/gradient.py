@@ -49,6 +49,7 @@ from ..models import FactorizationModel
 from ..problems import Problem
 from ._threads import map_in_threads
 from .base import RunResult
+from .observers import Observer, RunOutcome, TrainingContext, check_observers
 from .transforms import (
     GradientTransformation,
     StepContext,
@@ -279,25 +280,10 @@ class GradientDescent:
         log_every: Steps between history entries; ``None`` gives about 200 entries.
         device: ``"auto" | "cpu" | "cuda"``.
         progress: Show a progress bar.
-        keep_outputs: Return each run's final ``layer_1 .. layer_d`` and ``outputs`` (what
-            the task scores: the flattened end-to-end matrix, or the MLP's outputs on
-            ``[X_train; X_test]``), plus ``W`` ``(rows, cols)`` for a factorization, in
-            the result's ``arrays`` (none for a diverged run).
-        trajectory_every: Every this many steps (and at the end) record each run's
-            outputs along the run, in ``arrays``: ``trajectory`` ``(K, *outputs)`` (the
-            end-to-end matrix of a factorization, the MLP's outputs on ``[X_train;
-            X_test]``), ``trajectory_train`` ``(K, m)`` (what the training loss sees)
-            and ``trajectory_steps`` ``(K,)``. ``0`` (the default) records nothing.
-            A stopped run's later entries repeat its final outputs.
-        ntk_metrics: Add each run's NTK and laziness metrics (:func:`_ntk_metrics`):
-            ``ntk_lambda_min`` and ``ntk_lambda_max`` of the empirical NTK of the training
-            outputs at the initialization, ``ntk_change`` (``||K_T - K_0||_F / ||K_0||_F``),
-            ``param_change`` (``||theta_T - theta_0|| / ||theta_0||``), the measured
-            ``loss_rate`` ``ln(L_0 / L_T) / T`` and the ``predicted_rate`` of the linearized
-            dynamics (plain steps of a loss with a constant output Hessian ``h``, e.g. the
-            squared loss, ``h = 2/m``): ``L_T <= rho^(2T) L_0`` with
-            ``rho = max_i |1 - lr h lambda_i|`` over the NTK's eigenvalues, so
-            ``predicted_rate = -2 ln rho`` (``None`` where that bound does not apply).
+
+    What a run records besides its numbers (final layers and outputs, trajectories, the NTK
+    and laziness) is an observer passed to :meth:`run`, :meth:`run_batch` or
+    :meth:`run_sweep` (:mod:`volumelab.optimizers.observers`), not a setting of the optimizer.
     """
 
     lr: float
@@ -310,9 +296,6 @@ class GradientDescent:
     log_every: int | None = None
     device: str = "cpu"
     progress: bool = False
-    keep_outputs: bool = False
-    trajectory_every: int = 0
-    ntk_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -329,9 +312,6 @@ class GradientDescent:
             raise OptimizerError(f"train_loss_threshold must be positive, got {self.train_loss_threshold!r}")
         if self.log_every is not None and self.log_every < 1:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
-        if (isinstance(self.trajectory_every, bool) or not isinstance(self.trajectory_every, int)
-                or self.trajectory_every < 0):
-            raise OptimizerError(f"trajectory_every must be a non-negative integer, got {self.trajectory_every!r}")
 
     #: The ``RunResult.method`` of its runs.
     method = "gd"
@@ -340,16 +320,18 @@ class GradientDescent:
     def name(self) -> str:
         return self.step_rule + ("+momentum" if self.momentum else "")
 
-    def run(self, problem: Problem, model: FactorizationModel, budget: int, seed: int = 0) -> RunResult:
+    def run(self, problem: Problem, model: FactorizationModel, budget: int, seed: int = 0, *,
+            observers: Sequence[Observer] = ()) -> RunResult:
         """Run ``budget`` full-batch steps; the initialization comes from ``(seed, "init")``.
 
         Returns:
             A :class:`RunResult` with metrics ``train_loss``, ``gen_loss`` (``None`` if
             the run diverged: its loss or a gradient entry became non-finite), ``steps``
             and ``diverged_at_step`` (the first step with a non-finite loss or gradient),
-            and a history (``None`` entries after the step a run diverged at).
+            and a history (``None`` entries after the step a run diverged at); what the
+            ``observers`` record joins its metrics and arrays.
         """
-        return self.run_batch([problem], model, budget, [seed])[0]
+        return self.run_batch([problem], model, budget, [seed], observers=observers)[0]
 
     def run_sweep(
         self,
@@ -358,6 +340,7 @@ class GradientDescent:
         seeds: Sequence[int],
         *,
         workers: int | None = None,
+        observers: Sequence[Observer] = (),
     ) -> list[list[RunResult]]:
         """Run every ``(problem, model)`` point for all ``seeds``.
 
@@ -373,25 +356,28 @@ class GradientDescent:
             budget: Number of steps of every run.
             seeds: Seeds of every point.
             workers: Threads on the CPU; ``None`` means 1.
+            observers: What to record besides the numbers (:mod:`volumelab.optimizers.observers`).
 
         Returns:
             One list of :class:`RunResult` per point, in seed order.
         """
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise OptimizerError(f"workers must be a positive integer or None, got {workers!r}")
-        points = list(points)
+        points, observers = list(points), check_observers(observers)
         if resolve_device(self.device).type != "cpu":
-            return [self.run_batch(_as_list(problem), model, budget, seeds) for problem, model in points]
+            return [self.run_batch(_as_list(problem), model, budget, seeds, observers=observers)
+                    for problem, model in points]
 
         def work(index: int) -> list[RunResult]:
             problem, model = points[index]
-            return self._run_batch(_as_list(problem), model, budget, seeds)
+            return self._run_batch(_as_list(problem), model, budget, seeds, observers)
 
         count = min(workers or 1, len(points))
         return list(map_in_threads(work, len(points), count))
 
     def run_batch(
-        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int], *,
+        observers: Sequence[Observer] = (),
     ) -> list[RunResult]:
         """Run one GD per ``(problem, seed)`` pair, all advancing together as one batch.
 
@@ -401,13 +387,16 @@ class GradientDescent:
             model: The factorization.
             budget: Number of steps.
             seeds: One seed per run; run ``i`` starts from ``(seeds[i], "init")``.
+            observers: What to record besides the numbers (:mod:`volumelab.optimizers.observers`).
         """
+        observers = check_observers(observers)
         if resolve_device(self.device).type == "cpu":
             # On the CPU a batch always runs on one thread with one intra-op thread: small
             # tensors gain nothing from more, and the result then cannot depend on
             # torch.set_num_threads (nor differ from the same point in run_sweep).
-            return list(map_in_threads(lambda _index: self._run_batch(problems, model, budget, seeds), 1, 1))[0]
-        return self._run_batch(problems, model, budget, seeds)
+            return list(map_in_threads(lambda _index: self._run_batch(problems, model, budget, seeds, observers),
+                                       1, 1))[0]
+        return self._run_batch(problems, model, budget, seeds, observers)
 
     def run_diagnostics(self, problems: Sequence[Problem], num_parameters: int) -> dict:
         """Settings a subclass adds to every run's diagnostics (none here)."""
@@ -526,7 +515,8 @@ class GradientDescent:
         return state, GDInfo(train)
 
     def _run_batch(
-        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int]
+        self, problems: Sequence[Problem], model: FactorizationModel, budget: int, seeds: Sequence[int],
+        observers: tuple[Observer, ...] = (),
     ) -> list[RunResult]:
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
             raise OptimizerError(f"the number of steps must be a non-negative integer, got {budget!r}")
@@ -537,13 +527,13 @@ class GradientDescent:
         logged: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         start = time.perf_counter()
 
-        every = self.trajectory_every
-        trajectory: list[tuple[int, torch.Tensor]] = []
-        initial = state.params.clone() if self.ntk_metrics else None
+        context = TrainingContext(self, objective, budget, state.params.clone()) if observers else None
+        recordings = [observer.start(context) for observer in observers]
+        per_step = [recording for observer, recording in zip(observers, recordings) if observer.per_step]
         with tqdm(total=budget, unit="step", disable=not self.progress, desc=f"GD ({self.name})") as bar:
             for step in range(budget):
-                if every and step % every == 0:
-                    trajectory.append((step, objective.outputs(state.params).clone()))
+                for recording in per_step:
+                    recording.before_step(step, state.params)
                 gen = objective.losses(state.params)[1] if step % log_every == 0 else None
                 state, info = self.step(state)
                 if gen is not None:
@@ -560,15 +550,8 @@ class GradientDescent:
             logged = [entry for entry in logged if entry[0] <= last_step]
         train, gen = objective.losses(params)
         extra = {name: values.cpu().tolist() for name, values in objective.extra_metrics(params).items()}
-        kept = self._final_arrays(objective, params) if self.keep_outputs else None
-        if every:
-            # Every checkpoint up to the budget, so that runs of different batches line up:
-            # after the batch stopped early its runs are frozen at their final outputs.
-            final = objective.outputs(params).clone()
-            recorded = {step for step, _ in trajectory}
-            trajectory += [(step, final) for step in range(0, budget, every) if step not in recorded]
-            trajectory.append((budget, final))
-            kept = {**(kept or {}), **self._trajectory_arrays(objective, trajectory)}
+        for recording in recordings:
+            recording.finish(params)
         logged.append((int(steps_done.max()), train, gen))
         history = {
             "step": [entry[0] for entry in logged],
@@ -641,62 +624,11 @@ class GradientDescent:
                 diagnostics["failure"] = failures[i]
                 logger.warning("%s (seed %d) stopped at step %d: %s", self.method.upper(), seed,
                                int(steps_done[i]), failures[i])
-            if initial is not None:
-                metrics.update(self._ntk_metrics(objective, initial[i], None if no_result else params[i], i,
-                                                 run_history["train_loss"][0], final_train, int(steps_done[i])))
-            arrays = {} if kept is None or no_result else {k: v[i] for k, v in kept.items()}
+            outcome = RunOutcome(i, not no_result, run_history["train_loss"][0], final_train, int(steps_done[i]))
+            arrays = {}
+            for recording in recordings:
+                metrics.update(recording.metrics(outcome))
+                if not no_result:
+                    arrays.update(recording.arrays(i))
             results.append(RunResult(self.method, status, metrics, {}, run_history, diagnostics, arrays))
         return results
-
-    def _ntk_metrics(self, objective, initial: torch.Tensor, final: torch.Tensor | None, run: int,
-                     initial_loss: float | None, final_loss: float | None, steps: int) -> dict:
-        """Run ``run``'s NTK at initialization and its laziness (see ``ntk_metrics``); ``None`` values where
-        the run has no final parameters (diverged) or a quantity does not exist."""
-        from ..diagnostics.ntk import empirical_ntk, ntk_eigenvalues
-
-        model, tensors = objective.model, objective.tensors.run(run)
-
-        def gram(flat: torch.Tensor) -> torch.Tensor:
-            return empirical_ntk(model, [layer[0] for layer in objective.layers(flat.unsqueeze(0))], tensors)
-
-        start = gram(initial)
-        eigenvalues = ntk_eigenvalues(start)
-        out = {"ntk_lambda_min": float(eigenvalues[0]), "ntk_lambda_max": float(eigenvalues[-1]),
-               "ntk_change": None, "param_change": None, "loss_rate": None, "predicted_rate": None}
-        if final is None:
-            return out
-        out["ntk_change"] = float(torch.linalg.matrix_norm(gram(final) - start) / torch.linalg.matrix_norm(start))
-        out["param_change"] = float(torch.linalg.vector_norm(final - initial) / torch.linalg.vector_norm(initial))
-        if steps > 0 and initial_loss and final_loss and final_loss > 0:
-            out["loss_rate"] = math.log(initial_loss / final_loss) / steps
-        plain = (self.step_rule == "gd" and not self.momentum
-                 and all(rate == 1.0 for rate in model.learning_rate_multipliers))
-        training = tensors.training_view()
-        outputs = training.train_outputs(model.outputs(objective.layers(initial.unsqueeze(0)), training))
-        second = training.loss_derivatives(outputs)[1]
-        if plain and bool((second == second.flatten()[0]).all()):
-            h = float(second.flatten()[0])
-            rho = max(abs(1 - self.lr * h * float(eigenvalues[0])), abs(1 - self.lr * h * float(eigenvalues[-1])))
-            out["predicted_rate"] = -2 * math.log(rho) if 0 < rho < 1 else None
-        return out
-
-    @staticmethod
-    def _trajectory_arrays(objective, trajectory: list[tuple[int, torch.Tensor]]) -> dict:
-        """The recorded outputs as arrays with a leading run axis: ``(S, K, ...)``, ``(S, K, m)``, ``(S, K)``."""
-        steps = torch.tensor([step for step, _ in trajectory])
-        outputs = torch.stack([values for _, values in trajectory], dim=1)  # (S, K, ...)
-        size = outputs.shape[0]
-        flat = outputs.reshape(size, outputs.shape[1], -1)
-        train = torch.stack([objective.tensors.run(i).train_outputs(flat[i]) for i in range(size)])
-        return {"trajectory": outputs.cpu().numpy(), "trajectory_train": train.cpu().numpy(),
-                "trajectory_steps": steps.expand(size, -1).numpy().copy()}
-
-    @staticmethod
-    def _final_arrays(objective, params: torch.Tensor) -> dict:
-        """Every run's final layers and outputs, as NumPy arrays with a leading run axis."""
-        layers = objective.layers(params)
-        arrays = {f"layer_{j + 1}": layer.cpu().numpy().copy() for j, layer in enumerate(layers)}
-        arrays["outputs"] = objective.outputs(params).cpu().numpy()
-        if objective.model.scores_array:  # a factorization's W, a CP model's T
-            arrays["W"] = objective.model.end_to_end(layers).cpu().numpy()
-        return arrays
