@@ -40,6 +40,8 @@ from .paper import FIGURES, figure_config_path, resolve_figure_names
 from .results import load_arrays, load_results, rows_to_frame
 from .store import ResultsStore
 
+from . import registry  # noqa: E402,F401  (registers the built-in methods; the package loads before any module of it)
+
 __all__ = [
     "Count",
     "Strict",

@@ -28,8 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import activation_for
-from .factorization import PRIORS
-from .layers import LayeredModel
+from .layers import PRIORS, LayeredModel
 
 __all__ = ["DIAGONAL_FORMS", "DiagonalNetwork"]
 

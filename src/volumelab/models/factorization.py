@@ -28,14 +28,13 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .layers import Capabilities, LayeredModel
+from .layers import PRIORS, Capabilities, LayeredModel
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
 #: Added to the Frobenius norm when normalizing (docs/design.md: ``W / (||W||_F + 1e-6)``).
 NORMALIZE_EPS = 1e-6
 
-PRIORS = ("gaussian", "uniform")
 SCALINGS = ("paper", "fan_in")
 
 

@@ -33,7 +33,10 @@ import torch
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
-__all__ = ["Capabilities", "LayeredModel"]
+__all__ = ["Capabilities", "LayeredModel", "PRIORS"]
+
+#: The priors of every family: ``P`` standard normal or ``U[-1, 1]`` (times each layer's scale).
+PRIORS = ("gaussian", "uniform")
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,6 @@ class LayeredModel:
             counts: Fields that must be positive integers (sizes).
             scalings: The prior scalings this family knows.
         """
-        from .factorization import PRIORS
-
         for name in counts:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -38,7 +38,7 @@ from ..problems import Problem
 from ..samplers import PriorSampler, select_sampler
 from ..samplers.workspace import Workspace, scratch, thread_workspace
 from ._threads import configured_threads, map_in_threads
-from .base import RunResult, mean_and_stderr
+from .base import RunningMoments, RunResult, mean_and_stderr
 
 __all__ = ["ACCEPTANCE_CONFIDENCE", "ACCEPT_CRITERIA", "KERNELS", "METHODS", "GuessCheck", "RunningMoments",
            "acceptance_rate_interval", "block_size_for"]
@@ -130,39 +130,6 @@ def block_size_for(model: FactorizationModel, sampler: PriorSampler, device_type
     per_draw = max(1, sampler.bytes_per_sample(model, torch.float32))
     size = 1 << max(0, int(math.floor(math.log2(max(1, target // per_draw)))))
     return int(min(_MAX_BLOCK[kind], max(_MIN_BLOCK, size)))
-
-
-@dataclass
-class RunningMoments:
-    """Count, mean and sum of squared deviations, mergeable (Chan, Golub, LeVeque 1979)."""
-
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-
-    @classmethod
-    def of(cls, values: torch.Tensor) -> "RunningMoments":
-        count = int(values.numel())
-        if count == 0:
-            return cls()
-        values = values.to(torch.float64)
-        mean = float(values.mean())
-        return cls(count, mean, float((values - mean).square().sum()))
-
-    def merge(self, other: "RunningMoments") -> None:
-        if other.count == 0:
-            return
-        if self.count == 0:
-            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
-            return
-        total = self.count + other.count
-        delta = other.mean - self.mean
-        self.mean += delta * other.count / total
-        self.m2 += other.m2 + delta * delta * self.count * other.count / total
-        self.count = total
-
-    def summary(self) -> tuple[float | None, float | None]:
-        return mean_and_stderr(self.count, self.mean, self.m2)
 
 
 def _moments_of_rows(values: torch.Tensor) -> list[RunningMoments]:

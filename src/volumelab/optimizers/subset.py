@@ -87,7 +87,7 @@ from tqdm.auto import tqdm
 from .._rng import make_generator
 from ..errors import OptimizerError
 from ._threads import configured_threads, map_in_threads
-from .base import RunResult
+from .base import RunningMoments, RunResult
 
 __all__ = ["LatentPrior", "RHAT_THRESHOLD", "elliptical_slice_step", "split_rhat", "subset_simulation"]
 
@@ -597,8 +597,6 @@ def _not_reached(ladder, log_volume, evaluations, metrics, diagnostics, seconds,
 def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
              seconds) -> RunResult:
     """Replicate means and spreads at every threshold, the prior's moments, R-hat and the effective sample size."""
-    from .guess_check import RunningMoments  # the mergeable moments of the rejection sampler
-
     metrics, errors = dict(metrics), {}
     levels = []
     for index, threshold in enumerate(ladder):
