@@ -17,6 +17,13 @@ def test_run_writes_outputs_and_reruns_as_noop(tmp_path, tiny_config, capsys):
     frame = pd.read_csv(out / "results.csv")
     assert {"figure", "method", "x", "seed", "gen_loss"} <= set(frame.columns)
     assert set(frame["method"]) == {"gnc", "gd", "prior"}
+    # Only the columns of the sweep's methods: G&C's and GD's, none of the NTK or prior-law diagnostics'.
+    from volumelab.experiments.methods import get_method
+
+    own = {c.name for t in ("gnc", "gd") for c in get_method(t).columns} | {c.name for c in
+                                                                            get_method("gnc").extra_rows[0].columns}
+    others = {c.name for t in ("ntk", "prior_law", "collapse") for c in get_method(t).columns} - own
+    assert own <= set(frame.columns) and others and not others & set(frame.columns)
     assert main(["run", str(tiny_config), "--scale", "quick", "--out", str(out)]) == 0
     assert "nothing to run" in capsys.readouterr().out
 

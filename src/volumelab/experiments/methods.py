@@ -32,7 +32,7 @@ import importlib
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Optional
 
@@ -526,10 +526,14 @@ def role_labels() -> dict[str, str]:
     return labels
 
 
-def csv_method_columns() -> list[Column]:
-    """Every registered kind's columns, in registration order, each name once."""
+def csv_method_columns(row_types: Iterable[str] | None = None) -> list[Column]:
+    """The columns of the kinds of rows ``row_types`` (default: every registered kind), in registration
+    order, each name once."""
+    wanted = None if row_types is None else {str(name) for name in row_types}
     seen: dict[str, Column] = {}
-    for kind in _row_kinds().values():
+    for name, kind in _row_kinds().items():
+        if wanted is not None and name not in wanted:
+            continue
         for column in kind.columns:
             seen.setdefault(column.name, column)
     return list(seen.values())

@@ -34,10 +34,21 @@ from .methods import (
 __all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW"]
 
 
-# ------------------------------------------------------------------ Guess & Check
-def _run_gnc(problems, model, settings, seeds) -> list[RunResult]:
+# ------------------------------------------------------------------ the two runners
+def _run_each_seed(problems, model, settings, seeds) -> list[RunResult]:
+    """One run per seed (G&C, the NTK at initialization, the prior-draw diagnostics): each seed's work is
+    independent of the others, and each run spreads its own work over the cores."""
     optimizer = settings.optimizer(progress=False)
-    return [optimizer.run(problem, model, settings.samples, seed=seed) for problem, seed in zip(problems, seeds)]
+    return [optimizer.run(problem, model, settings.budget, seed=seed) for problem, seed in zip(problems, seeds)]
+
+
+def _run_batch(problems, model, settings, seeds) -> list[RunResult]:
+    """All seeds of a point as one batch (GD, NGD), with the observers its settings ask for."""
+    optimizer = settings.optimizer(progress=False)
+    return optimizer.run_batch(list(problems), model, settings.budget, list(seeds), observers=settings.observers())
+
+
+# ------------------------------------------------------------------ Guess & Check
 
 
 def _resolved_gnc(model, settings) -> dict:
@@ -72,7 +83,7 @@ GNC = register_method(MethodSpec(
     budget_unit="prior draws",
     # One task per seed: a seed's draws are independent of the others, and each task
     # spreads its blocks over every core.
-    runner=MethodRunner(_run_gnc, batched=False, resolved=_resolved_gnc,
+    runner=MethodRunner(_run_each_seed, batched=False, resolved=_resolved_gnc,
                         work=lambda settings: (float(settings.samples), "model evaluations"
                                                if settings.method == "subset" else "prior draws")),
     # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
@@ -108,10 +119,6 @@ _TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("spar
                     Column("margin_l1"), Column("ntk_lambda_min"), Column("ntk_lambda_max"), Column("ntk_change"),
                     Column("param_change"), Column("loss_rate"), Column("predicted_rate"))
 
-def _run_gd(problems, model, settings, seeds) -> list[RunResult]:
-    optimizer = settings.optimizer(progress=False)
-    return optimizer.run_batch(list(problems), model, settings.steps, list(seeds), observers=settings.observers())
-
 
 def _trajectory(every) -> Trajectory | None:
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
@@ -130,7 +137,7 @@ _OBSERVERS = (
 )
 
 
-_BATCHED = MethodRunner(_run_gd, batched=True,
+_BATCHED = MethodRunner(_run_batch, batched=True,
                         single_threaded=lambda settings: resolve_device(settings.device).type == "cpu")
 
 
@@ -182,9 +189,6 @@ NGD = register_method(MethodSpec(
 
 
 # ------------------------------------------------------------------ the NTK at initialization
-def _run_ntk(problems, model, settings, seeds) -> list[RunResult]:
-    optimizer = settings.optimizer(progress=False)
-    return [optimizer.run(problem, model, settings.draws, seed=seed) for problem, seed in zip(problems, seeds)]
 
 
 NTK = register_method(MethodSpec(
@@ -192,7 +196,7 @@ NTK = register_method(MethodSpec(
     optimizer=NTKAtInit,
     budget="draws",
     budget_unit="NTK Grams",
-    runner=MethodRunner(_run_ntk, batched=False),
+    runner=MethodRunner(_run_each_seed, batched=False),
     # The Gram's two implementations and its memory budget give the same numbers.
     execution_fields=frozenset({"device", "ntk_method", "memory_bytes"}),
     role="other",
@@ -206,10 +210,6 @@ NTK = register_method(MethodSpec(
 
 
 # ------------------------------------------------------------------ the theorems' mechanisms on prior draws
-def _run_draws(problems, model, settings, seeds) -> list[RunResult]:
-    optimizer = settings.optimizer(progress=False)
-    return [optimizer.run(problem, model, settings.draws, seed=seed) for problem, seed in zip(problems, seeds)]
-
 
 PRIOR_LAW_STATISTICS = ENTRY_KEYS + LOSS_KEYS
 
@@ -218,7 +218,7 @@ PRIOR_LAW = register_method(MethodSpec(
     optimizer=PriorLaw,
     budget="draws",
     budget_unit="prior draws",
-    runner=MethodRunner(_run_draws, batched=False),
+    runner=MethodRunner(_run_each_seed, batched=False),
     # Every exact sampler draws the same law; the statistics are computed on the CPU.
     execution_fields=frozenset({"device", "sampler"}),
     role="other",
@@ -239,7 +239,7 @@ COLLAPSE = register_method(MethodSpec(
     optimizer=ProductCollapse,
     budget="draws",
     budget_unit="prior draws",
-    runner=MethodRunner(_run_draws, batched=False),
+    runner=MethodRunner(_run_each_seed, batched=False),
     execution_fields=frozenset({"device", "sampler"}),
     role="other",
     label="collapse",

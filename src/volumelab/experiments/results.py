@@ -24,10 +24,11 @@ _FLOAT_COLUMNS = ("gen_loss", "gen_loss_stderr", "train_loss")
 _COUNT_COLUMNS = ("seed", "point", "run_id", "results_version", "stream")
 
 
-def csv_columns() -> list[str]:
-    """Leading columns of ``results.csv``: the generic ones and every registered method's
-    columns (grid fields follow under their short names)."""
-    return _LEADING + [c.name for c in csv_method_columns() if c.name not in _LEADING + _TRAILING] + _TRAILING
+def csv_columns(row_types: Iterable[str] | None = None) -> list[str]:
+    """Leading columns of ``results.csv``: the generic ones and the columns of the methods whose rows are
+    ``row_types`` (default: every registered method's); grid fields follow under their short names."""
+    own = csv_method_columns(row_types)
+    return _LEADING + [c.name for c in own if c.name not in _LEADING + _TRAILING] + _TRAILING
 
 
 def __getattr__(name: str):
@@ -64,7 +65,10 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
             if path not in all_paths:
                 all_paths.append(path)
     names = short_names(all_paths)
-    method_columns = [c for c in csv_method_columns() if c.name not in _LEADING + _TRAILING]
+    # Only the columns of the kinds of rows present (a sweep of two methods has no third one's columns);
+    # with no rows, every registered method's.
+    row_types = list(dict.fromkeys(str(row["method_type"]) for row in rows)) or None
+    method_columns = [c for c in csv_method_columns(row_types) if c.name not in _LEADING + _TRAILING]
     for row in rows:
         metrics, settings = row["metrics"], row["config"].get("method", {})
         record = {
@@ -86,7 +90,7 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
         record["method_type"] = row["method_type"]
         record["config"] = row["config"]
         records.append(record)
-    leading = csv_columns()
+    leading = csv_columns(row_types)
     columns = leading + [names[p] for p in all_paths if names[p] not in leading] + ["method_type", "config"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     floats = list(_FLOAT_COLUMNS) + [c.name for c in method_columns if c.dtype == "float"]
