@@ -1,7 +1,8 @@
 """The core's layering, read from the source with ``ast`` (issue 29: one definition per concept):
 
 * no module imports, directly or through others, a module that imports it back: the graph of every
-  ``import`` in ``src/volumelab`` (those inside functions included) has no cycle;
+  ``import`` in ``src/volumelab`` (those inside functions included) has no cycle, between modules or
+  between subpackages;
 * ``volumelab.optimizers`` imports nothing of ``volumelab.diagnostics`` (the NTK of a GD run is an
   observer passed in, :class:`volumelab.diagnostics.ntk.NTKLaziness`);
 * no code compares a model family's name or probes a model for an attribute: a family declares its
@@ -92,6 +93,18 @@ def test_no_module_imports_itself_through_others():
     modules = _modules()
     graph = {name: _imports(path, modules) for name, path in modules.items()}
     assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the walk sees the package
+    assert _cycles(graph) == []
+
+
+def test_no_subpackage_imports_itself_through_others():
+    """The same at the level of subpackages (``volumelab.evidence`` and ``volumelab.experiments`` imported
+    each other before the verdict roles moved to ``volumelab.evidence.roles``)."""
+    modules = _modules()
+    packages: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        top = ".".join(name.split(".")[:2])
+        packages.setdefault(top, set()).update(".".join(t.split(".")[:2]) for t in _imports(path, modules))
+    graph = {name: targets - {name} for name, targets in packages.items()}
     assert _cycles(graph) == []
 
 

@@ -4,6 +4,8 @@
   decision (directional or equivalence by two one-sided tests), Holm's correction, minimum seeds.
 * :mod:`~volumelab.evidence.study`: :class:`Study` (a claim's pre-registration),
   :func:`judge`, the one rule that combines panels (:data:`COMBINATION_RULE`), the registry.
+* :mod:`~volumelab.evidence.roles`: what each kind of row is read as (sampler, trainer, chance), which
+  the sweep methods register; the evidence layer imports nothing of the sweep code.
 """
 
 from .statistics import (

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from .roles import companion, role_of
 from .statistics import FAILS, HOLDS, INCONCLUSIVE, Decision, Rule, decide_panels
 
 if TYPE_CHECKING:
@@ -92,8 +93,6 @@ class PanelData:
     def method(self, role: str) -> str | None:
         """The method read as ``role`` (a registered role such as ``sampler``, ``trainer``, ``chance``,
         or a method type such as ``prior_law``): the one named like its type, else the first by name."""
-        from ..experiments.methods import companion, row_kind
-
         if not len(self.raw):
             return None
         types = dict(zip(self.raw["method"].astype(str), self.raw["method_type"].astype(str)))
@@ -102,7 +101,7 @@ class PanelData:
             name = companion(sampler, types[sampler], role) if sampler is not None else None
             if name in types:
                 return name
-        candidates = sorted((m, t) for m, t in types.items() if row_kind(t).role == role or t == role)
+        candidates = sorted((m, t) for m, t in types.items() if role_of(t) == role or t == role)
         for method, method_type in candidates:
             if method == method_type:
                 return method

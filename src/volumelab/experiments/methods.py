@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..device import resolve_device
+from ..evidence.roles import CHANCE, SAMPLER, TRAINER, companion, register_role, unregister_role
 from ._schema import Count, Strict
 
 __all__ = [
@@ -65,10 +66,6 @@ __all__ = [
     "settings_model",
     "unregister_method",
 ]
-
-#: Roles the verdicts read: a method that samples the prior and keeps what fits the
-#: data, one that trains from an initialization, and rows giving the chance level.
-SAMPLER, TRAINER, CHANCE = "sampler", "trainer", "chance"
 
 #: Plot colours of methods that are not drawn in their registered style (a second
 #: method of the same type, or a method registered without a colour).
@@ -451,12 +448,20 @@ def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
     if len({spec.type, *(extra.type for extra in spec.extra_rows)}) != 1 + len(spec.extra_rows):
         raise ValueError(f"method {spec.type!r}: its own and its extra rows' types must differ")
     _METHODS[spec.type] = spec
+    # What the verdicts read its rows as (volumelab.evidence.roles): its role, its extra rows' roles, and
+    # which extra rows are its own.
+    register_role(spec.type, spec.role, companions={extra.role: extra.row_name for extra in spec.extra_rows})
+    for extra in spec.extra_rows:
+        register_role(extra.type, extra.role)
     return spec
 
 
 def unregister_method(type_name: str) -> None:
     """Remove a method type (tests, plug-ins that replace one)."""
-    _METHODS.pop(type_name, None)
+    spec = _METHODS.pop(type_name, None)
+    if spec is not None:
+        for row_type in (spec.type, *(extra.type for extra in spec.extra_rows)):
+            unregister_role(row_type)
 
 
 def get_method(type_name: str, module: str | None = None) -> MethodSpec:
@@ -505,17 +510,6 @@ def row_kind(method_type: str) -> RowKind:
 
 def extra_row_types() -> set[str]:
     return {extra.type for spec in _METHODS.values() for extra in spec.extra_rows}
-
-
-def companion(method: str, method_type: str, role: str) -> str | None:
-    """The name of the extra rows with ``role`` that ``method`` (of ``method_type``) stores, if any."""
-    spec = _METHODS.get(str(method_type))
-    if spec is None:
-        return None
-    for extra in spec.extra_rows:
-        if extra.role == role:
-            return extra.row_name(method)
-    return None
 
 
 def role_labels() -> dict[str, str]:
