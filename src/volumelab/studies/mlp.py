@@ -723,7 +723,7 @@ def _plot_ntk(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                 if any(ratios):
                     draw_seed_means(top, xs, ratios, color=colors[parametrization], label=label)
                 draw_seed_means(bottom, xs, [_relative_spread(panel, x) for x in xs], log=True, color=colors[parametrization],
-                      label=label)
+                                label=label)
             top.axhspan(1 - LIMIT_MARGIN, 1 + LIMIT_MARGIN, color="#1a7f37", alpha=0.08,
                         label=f"1 ± {LIMIT_MARGIN:g} (the claim's margin)")
             top.axhline(1.0, color="#555555", linestyle=":", linewidth=1)
@@ -754,11 +754,11 @@ def _plot_convergence(verdict, frame, out_stem: Path, title: str) -> list[Path]:
             method = _trainer(panel)
             xs = panel.xs(method)
             draw_seed_means(axes[0][j], xs, [panel.values(method, x, "loss_rate") for x in xs], color="#d62728",
-                  label="measured: ln(L_0 / L_T) / T")
+                            label="measured: ln(L_0 / L_T) / T")
             draw_seed_means(axes[0][j], xs, [panel.values(method, x, "predicted_rate") for x in xs], style="s--",
-                  color="#555555", label="guaranteed by the NTK at initialization")
+                            color="#555555", label="guaranteed by the NTK at initialization")
             draw_seed_means(axes[1][j], xs, [_rate_over_bound(panel, x) for x in xs], color="#d62728",
-                  label="measured minus guaranteed")
+                            label="measured minus guaranteed")
             axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
             _scales(axes[0][j], xlabel="width", ylabel="training-loss rate per step",
                     title=f"{name} ({outcomes.get(name, 'not judged')})")
@@ -845,10 +845,10 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                 optima = _optima(panel, metric)
                 widths = sorted(optima)
                 style = "o-" if metric == "train_loss" else "s--"
-                draw_seed_means(axes[2][j], widths, [{s: 2.0 ** v for s, v in optima[w].items() if math.isfinite(v)}
-                                           for w in widths], log=True, style=style,
-                      color="#d62728" if metric == "train_loss" else "#1f77b4",
-                      label=f"best learning rate by {word} loss")
+                best = [{s: 2.0 ** v for s, v in optima[w].items() if math.isfinite(v)} for w in widths]
+                draw_seed_means(axes[2][j], widths, best, log=True, style=style,
+                                color="#d62728" if metric == "train_loss" else "#1f77b4",
+                                label=f"best learning rate by {word} loss")
                 edge = sum(not math.isfinite(v) for w in widths for v in optima[w].values())
                 if edge:
                     edge_notes.append(f"{name}, {word} loss: {edge} (seed, width) optima at the grid's edge")
@@ -884,17 +884,17 @@ def _plot_volume(verdict, frame, out_stem: Path, title: str) -> list[Path]:
             xs = panel.xs(trainer) or panel.xs(samplers[0] if samplers else None)
             for (color, style), sampler in zip(sampler_styles, samplers):
                 draw_seed_means(axes[0][j], xs, [panel.values(sampler, x, "test_error") for x in xs], style=style,
-                      color=color, label=f"{sampler} (G&C)")
+                                color=color, label=f"{sampler} (G&C)")
                 draw_seed_means(axes[1][j], xs, [_gap(panel, sampler, x) for x in xs], style=style, color=color,
-                      label=f"{sampler} − {trainer}")
+                                label=f"{sampler} − {trainer}")
                 draw_seed_means(axes[2][j], xs, [panel.values(sampler, x, "acceptance_rate") for x in xs], log=True,
-                      style=style, color=color, label=f"{sampler}")
+                                style=style, color=color, label=f"{sampler}")
                 chance = companion(sampler, types.get(sampler, ""), "chance")
                 if chance in types:
                     draw_seed_means(axes[0][j], xs, [panel.values(chance, x, "test_error") for x in xs], style=":",
-                          color=color, label=f"{chance} (chance)")
+                                    color=color, label=f"{chance} (chance)")
             draw_seed_means(axes[0][j], xs, [panel.values(trainer, x, "test_error") for x in xs], style="s-", color="#d62728",
-                  label=f"{trainer} (GD)")
+                            label=f"{trainer} (GD)")
             axes[1][j].axhline(0.0, color="#555555", linestyle=":", linewidth=1)
             _scales(axes[0][j], xlabel="width", ylabel="test error (mean, 95% t)",
                     title=f"{name} ({outcomes.get(name, 'not judged')})")
@@ -924,7 +924,7 @@ def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]
                                             (chance, "#555555", ":", "prior (chance)")):
             if method is not None:
                 draw_seed_means(axes[0], xs, [whole.values(method, x, "test_error") for x in xs], style=style, color=color,
-                      label=label)
+                                label=label)
         draw_seed_means(axes[1], xs, [_gap(whole, sampler, x) for x in xs], color="#1f77b4", label="G&C − GD")
         axes[1].axhspan(-PARITY_BAND, PARITY_BAND, color="#1a7f37", alpha=0.08,
                         label=f"0 ± {PARITY_BAND:g} (the claim's margin)")
@@ -935,7 +935,7 @@ def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]
                 axes[1].annotate(outcome, (x, PARITY_BAND), textcoords="offset points", xytext=(0, 4), fontsize=7,
                                  ha="center")
         draw_seed_means(axes[2], xs, [whole.values(sampler, x, "acceptance_rate") for x in xs], log=True, color="#1f77b4",
-              label="G&C")
+                        label="G&C")
         _scales(axes[0], xlabel="training points", ylabel="test error (mean, 95% t)")
         _scales(axes[1], xlabel="training points", ylabel="G&C − GD test error (mean, 95% t)")
         _scales(axes[2], ylog=True, xlabel="training points",
