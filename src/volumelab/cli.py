@@ -210,7 +210,7 @@ def _build_model(family: str, problem, width: int, depth: int | None, activation
         return MLPModel(problem.num_features, width, depth, activation or "relu",
                         prior=prior_options.get("prior") or "gaussian", negative_slope=negative_slope,
                         parametrization=mlp.get("parametrization", "standard"), bias=bool(mlp.get("bias", False)),
-                        abs_coefficients=(mlp.get("abs_a", 0.0), mlp.get("abs_b", 1.0)))
+                        abs_a=mlp.get("abs_a", 0.0), abs_b=mlp.get("abs_b", 1.0))
     if prior_options.get("mlp"):
         flags = ", ".join(f"--{key.replace('_', '-')}" for key in prior_options["mlp"])
         raise click.UsageError(f"{flags} need(s) --model mlp")

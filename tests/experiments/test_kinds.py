@@ -124,3 +124,31 @@ def test_problem_seed_sets_the_problem_apart_from_the_run_seeds(tmp_path):
     assert {t.problem_seed for t in plan.tasks} == {3, 5}
     with pytest.raises(ConfigError, match="problem_seed"):
         load_sweep(write_config(tmp_path, TINY + "problem_seed: -1\n", "bad.yaml"))
+
+
+def test_model_kinds_are_generated_from_the_families_fields():
+    """A family is one definition: its sweep kind's settings are its ``setting`` fields, with the family's
+    defaults and choices (no second copy), and a kind builds the family from the problem's shape."""
+    import dataclasses
+    import typing
+
+    from volumelab.experiments.kinds import validate_model, build_model
+    from volumelab.models import CPModel, DiagonalNetwork, FactorizationModel, MLPModel
+
+    for kind, family in (("factorization", FactorizationModel), ("cp", CPModel), ("mlp", MLPModel),
+                         ("diagonal", DiagonalNetwork)):
+        settings = validate_model({"kind": kind})
+        fields = {f.name: f for f in dataclasses.fields(family) if f.metadata.get("setting")}
+        assert set(type(settings).model_fields) == {"kind"} | set(fields), kind
+        for name, item in fields.items():
+            assert getattr(settings, name) == item.default, (kind, name)
+            if item.metadata["choices"]:
+                assert typing.get_args(type(settings).model_fields[name].annotation) == tuple(item.metadata["choices"])
+        shape = (4, 4, 4) if kind == "cp" else (1, 6) if kind in ("mlp", "diagonal") else (3, 5)
+        model = build_model(settings, shape)
+        assert isinstance(model, family) and model == family(**family.shape_settings(shape))
+    # The family's own checks run when a sweep file is read, named at the field.
+    with pytest.raises(ValueError, match="weight_mean 0.5 needs the gaussian prior"):
+        validate_model({"kind": "factorization", "weight_mean": 0.5, "prior": "uniform"})
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        validate_model({"kind": "mlp", "width": 0})

@@ -40,7 +40,7 @@ SIGMAS = {"relu": lambda x: np.maximum(x, 0.0), "tanh": np.tanh,
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "abs"])
 def test_forward_equals_a_plain_loop_with_the_table_multipliers(parametrization, bias, activation):
-    model = MLPModel(5, 7, 3, activation, parametrization=parametrization, bias=bias, abs_coefficients=(0.3, 0.8))
+    model = MLPModel(5, 7, 3, activation, parametrization=parametrization, bias=bias, abs_a=0.3, abs_b=0.8)
     # The table of the module docstring, written out here.
     fan_ins = (5, 7, 7)
     multipliers = {"standard": (1, 1, 1), "ntk": tuple(1 / math.sqrt(n) for n in fan_ins),
@@ -131,7 +131,9 @@ def test_bad_parametrization_bias_and_abs_coefficients_are_clear_errors():
     with pytest.raises(ModelError, match="bias must be true or false"):
         MLPModel(3, 4, 2, bias=1)
     with pytest.raises(ModelError, match="abs needs finite coefficients"):
-        MLPModel(3, 4, 2, "abs", abs_coefficients=(1.0, 0.0))
+        MLPModel(3, 4, 2, "abs", abs_a=1.0, abs_b=0.0)
+    with pytest.raises(ModelError, match="abs_a must be a number"):
+        MLPModel(3, 4, 2, "abs", abs_a="1")
 
 
 def test_loglog_slope_of_a_power_law():

@@ -12,6 +12,12 @@ them, so a new kind (a supervised problem, an MLP) is one more registration:
 * models: ``factorization`` (the default), ``cp`` (a CP tensor factorization), ``mlp``, ``diagonal`` and ``linear_classifier``
   (a deep linear classifier, fully connected or diagonal by its ``architecture`` field).
 
+A model family's kind is generated from the family itself (:func:`family_kind`): its
+settings are the dataclass's :func:`~volumelab.models.layers.setting` fields with the
+family's defaults and choices, and its build fills the fields the problem's shape gives
+(:meth:`~volumelab.models.LayeredModel.shape_settings`). ``linear_classifier`` is not a
+family but a choice between two, and keeps its own settings.
+
 A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
 problem, ``(1, features)`` (one output, the input dimension) of a supervised one.
 
@@ -21,17 +27,19 @@ kinds that existed before kinds did keep the key they had, so stored rows keep t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from ..models import ACTIVATIONS, DIAGONAL_FORMS, MLP_PARAMETRIZATIONS, MLP_SCALINGS, PRIORS, SCALINGS
+from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
@@ -51,6 +59,7 @@ __all__ = [
     "ProblemKind",
     "build_model",
     "build_problem",
+    "family_kind",
     "model_fit",
     "model_key",
     "model_kind",
@@ -124,6 +133,57 @@ def register_problem_kind(kind: ProblemKind) -> ProblemKind:
 def register_model_kind(kind: ModelKind) -> ModelKind:
     _MODELS[kind.name] = kind
     return kind
+
+
+class FamilySettings(Strict):
+    """Settings of a model kind generated from a family's dataclass (:func:`family_kind`): its
+    :func:`~volumelab.models.layers.setting` fields, checked by building the family on its
+    ``example_shape``, so the family's own validation applies when the sweep file is read."""
+
+    family_class: ClassVar[type | None] = None
+
+    @model_validator(mode="after")
+    def _family_accepts(self) -> "FamilySettings":
+        family = self.family_class
+        family(**family.shape_settings(family.example_shape), **self.model_dump(exclude={"kind"}))
+        return self
+
+
+def family_kind(family: type, *, name: str | None = None, size: Callable[[Any], float] | None = None,
+                key: Callable[[Any], dict] | None = None, orders: tuple[int, ...] | None = (2,)) -> ModelKind:
+    """The model kind of a family: its settings generated from the family's ``setting`` fields (their
+    defaults, choices and minimums), and its build from the problem's shape (``shape_settings``).
+
+    Args:
+        family: The family's dataclass (a :class:`~volumelab.models.LayeredModel`).
+        name: The ``kind`` value; default the family's ``family`` name.
+        size: ``settings -> float``: relative cost of one unit of work (scheduling only).
+        key: What of the settings enters the run key; default all of them.
+        orders: The problem orders the family is built for; ``None``: any.
+    """
+    name = name or family.family
+    hints = typing.get_type_hints(family)
+    fields: dict[str, Any] = {"kind": (Literal[name], name)}  # type: ignore[valid-type]
+    for item in dataclasses.fields(family):
+        if not item.metadata.get("setting"):
+            continue
+        choices, minimum = item.metadata.get("choices"), item.metadata.get("minimum")
+        if choices:
+            fields[item.name] = (Literal[tuple(choices)], item.default)  # type: ignore[valid-type]
+        elif hints[item.name] is int:
+            fields[item.name] = (Count, Field(item.default, ge=minimum) if minimum is not None else item.default)
+        else:
+            fields[item.name] = (hints[item.name], item.default)
+    title = "".join(part.capitalize() for part in name.split("_"))
+    settings = create_model(f"{title}Config", __base__=FamilySettings, __doc__=(
+        f"The {name} model and its prior (the settings of :class:`{family.__module__}.{family.__name__}`)."),
+        **fields)
+    settings.family_class = family
+
+    def build(values, shape):
+        return family(**family.shape_settings(shape), **values.model_dump(exclude={"kind"}))
+
+    return ModelKind(name, settings, build, size=size or (lambda values: 1.0), key=key, orders=orders)
 
 
 def _kind_of(raw: Mapping[str, Any], default: str, kinds: Mapping[str, Any], what: str, alias: str | None = None):
@@ -338,62 +398,22 @@ register_problem_kind(ProblemKind(
     key=lambda settings: {"kind": "file", "sha256": _load(settings.path)[1]}, seeded=False))
 
 
-# ------------------------------------------------------------------ factorization
-class _FactorPrior(Strict):
-    """What the matrix and the CP factorization share: the activation between layers and the prior."""
-
-    activation: Literal[ACTIVATIONS] = "linear"  # type: ignore[valid-type]
-    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
-    scaling: Literal[SCALINGS] = "paper"  # type: ignore[valid-type]
-    normalize: bool = False
-    negative_slope: float = 0.2
-
-
-class FactorizationConfig(_FactorPrior):
-    """The factorization and its prior (see :class:`volumelab.FactorizationModel`)."""
-
-    kind: Literal["factorization"] = DEFAULT_MODEL_KIND
-    width: Count = Field(5, ge=1)
-    depth: Count = Field(2, ge=1)
-    #: The Gaussian prior's entry mean (Theorem 1 assumes 0); a run key names it only when it is set.
-    weight_mean: float = 0.0
-
-
-def _factorization_key(settings: FactorizationConfig) -> dict:
+# ------------------------------------------------------------------ factorization, cp
+def _factorization_key(settings) -> dict:
+    """The key factorization runs had before the prior's mean existed: ``weight_mean`` only where it is set."""
     return settings.model_dump(exclude={"kind"} if settings.weight_mean else {"kind", "weight_mean"})
 
 
-def _build_factorization(settings: FactorizationConfig, shape: tuple[int, int]):
-    from ..models import FactorizationModel
-
-    return FactorizationModel(shape[0], shape[1], **settings.model_dump(exclude={"kind"}))
-
-
-register_model_kind(ModelKind(
-    DEFAULT_MODEL_KIND, FactorizationConfig, _build_factorization,
+FACTORIZATION = register_model_kind(family_kind(
+    FactorizationModel, name=DEFAULT_MODEL_KIND,
     # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
     size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
     key=_factorization_key))
+FactorizationConfig = FACTORIZATION.settings
 
-
-# ------------------------------------------------------------------ cp
-class CPConfig(_FactorPrior):
-    """A (deep) CP tensor factorization and its prior (see :class:`volumelab.models.CPModel`)."""
-
-    kind: Literal["cp"] = "cp"
-    width: Count = Field(5, ge=1)
-    depth: Count = Field(1, ge=1)
-
-
-def _build_cp(settings: CPConfig, shape: tuple[int, ...]):
-    from ..models import CPModel
-
-    return CPModel(tuple(shape), **settings.model_dump(exclude={"kind"}))
-
-
-register_model_kind(ModelKind(
-    "cp", CPConfig, _build_cp, orders=None,
-    size=lambda s: s.width * (s.width * max(0, s.depth - 1) + 10) * 3))
+CP = register_model_kind(family_kind(
+    CPModel, orders=None, size=lambda s: s.width * (s.width * max(0, s.depth - 1) + 10) * 3))
+CPConfig = CP.settings
 
 
 # ------------------------------------------------------------------ supervised
@@ -431,64 +451,24 @@ register_problem_kind(ProblemKind(
 
 
 # ------------------------------------------------------------------ mlp
-class MLPConfig(Strict):
-    """A deep MLP with one output (see :class:`volumelab.models.MLPModel`).
-
-    ``abs_a``, ``abs_b``: the coefficients of the ``abs`` activation ``a x + b |x|``.
-    """
-
-    kind: Literal["mlp"] = "mlp"
-    width: Count = Field(32, ge=1)
-    depth: Count = Field(2, ge=1)
-    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
-    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
-    scaling: Literal[MLP_SCALINGS] = "fan_in"  # type: ignore[valid-type]
-    negative_slope: float = 0.2
-    parametrization: Literal[MLP_PARAMETRIZATIONS] = "standard"  # type: ignore[valid-type]
-    bias: bool = False
-    abs_a: float = 0.0
-    abs_b: float = 1.0
-
-
 #: MLP fields that joined the run key after MLP rows were stored, with the value those rows had.
 _MLP_KEY_DEFAULTS = {"parametrization": "standard", "bias": False, "abs_a": 0.0, "abs_b": 1.0}
 
 
-def _build_mlp(settings: MLPConfig, shape: tuple[int, int]):
-    from ..models import MLPModel
-
-    values = settings.model_dump(exclude={"kind", "abs_a", "abs_b"})
-    return MLPModel(shape[1], **values, abs_coefficients=(settings.abs_a, settings.abs_b))
-
-
-def _mlp_key(settings: MLPConfig) -> dict:
+def _mlp_key(settings) -> dict:
     dumped = settings.model_dump()
     return {name: value for name, value in dumped.items()
             if name not in _MLP_KEY_DEFAULTS or value != _MLP_KEY_DEFAULTS[name]}
 
 
-register_model_kind(ModelKind(
-    "mlp", MLPConfig, _build_mlp,
-    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width, key=_mlp_key))
+MLP = register_model_kind(family_kind(
+    MLPModel, size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width, key=_mlp_key))
+MLPConfig = MLP.settings
 
 
 # ------------------------------------------------------------------ diagonal
-class DiagonalConfig(Strict):
-    """A deep diagonal linear network (see :class:`volumelab.models.DiagonalNetwork`)."""
-
-    kind: Literal["diagonal"] = "diagonal"
-    depth: Count = Field(2, ge=1)
-    form: Literal[DIAGONAL_FORMS] = "product"  # type: ignore[valid-type]
-    prior: Literal[PRIORS] = "gaussian"  # type: ignore[valid-type]
-
-
-def _build_diagonal(settings: DiagonalConfig, shape: tuple[int, int]):
-    from ..models import DiagonalNetwork
-
-    return DiagonalNetwork(shape[1], **settings.model_dump(exclude={"kind"}))
-
-
-register_model_kind(ModelKind("diagonal", DiagonalConfig, _build_diagonal, size=lambda s: 10.0 * s.depth))
+DIAGONAL = register_model_kind(family_kind(DiagonalNetwork, size=lambda s: 10.0 * s.depth))
+DiagonalConfig = DIAGONAL.settings
 
 
 # ------------------------------------------------------------------ linear classifiers

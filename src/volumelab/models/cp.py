@@ -41,8 +41,9 @@ from functools import cached_property
 import torch
 
 from ..errors import ModelError
+from .activations import ACTIVATIONS
 from .factorization import SCALINGS, factor_prior_description, normalize_frobenius
-from .layers import Capabilities, LayeredModel
+from .layers import PRIORS, Capabilities, LayeredModel, setting
 
 __all__ = ["CPModel"]
 
@@ -67,13 +68,13 @@ class CPModel(LayeredModel):
     """
 
     dims: tuple[int, ...]
-    width: int
-    depth: int = 1
-    activation: str | Callable[[torch.Tensor], torch.Tensor] = "linear"
-    prior: str = "gaussian"
-    scaling: str = "paper"
-    normalize: bool = False
-    negative_slope: float = 0.2
+    width: int = setting(5, minimum=1)
+    depth: int = setting(1, minimum=1)
+    activation: str | Callable[[torch.Tensor], torch.Tensor] = setting("linear", choices=ACTIVATIONS)
+    prior: str = setting("gaussian", choices=PRIORS)
+    scaling: str = setting("paper", choices=SCALINGS)
+    normalize: bool = setting(False)
+    negative_slope: float = setting(0.2)
 
     family = "cp"
     capabilities = Capabilities(closed_form_chance=True)
@@ -100,6 +101,11 @@ class CPModel(LayeredModel):
     def shape(self) -> tuple[int, ...]:
         """The shape of ``T`` (what the task measures)."""
         return self.dims
+
+    @classmethod
+    def shape_settings(cls, shape: tuple[int, ...]) -> dict:
+        """``dims``: the measured tensor's shape."""
+        return {"dims": tuple(int(size) for size in shape)}
 
     @property
     def is_linear(self) -> bool:

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import activation_for
-from .layers import PRIORS, LayeredModel
+from .layers import PRIORS, LayeredModel, setting
 
 __all__ = ["DIAGONAL_FORMS", "DiagonalNetwork"]
 
@@ -47,9 +47,9 @@ class DiagonalNetwork(LayeredModel):
     """
 
     in_features: int
-    depth: int = 2
-    form: str = "product"
-    prior: str = "gaussian"
+    depth: int = setting(2, minimum=1)
+    form: str = setting("product", choices=DIAGONAL_FORMS)
+    prior: str = setting("gaussian", choices=PRIORS)
 
     family = "diagonal"
     gnc_block_size = 1024

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .layers import PRIORS, Capabilities, LayeredModel
+from .layers import PRIORS, Capabilities, LayeredModel, setting
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
@@ -60,14 +60,14 @@ class FactorizationModel(LayeredModel):
 
     rows: int
     cols: int
-    width: int
-    depth: int
-    activation: str | Callable[[torch.Tensor], torch.Tensor] = "linear"
-    prior: str = "gaussian"
-    scaling: str = "paper"
-    normalize: bool = False
-    negative_slope: float = 0.2
-    weight_mean: float = 0.0
+    width: int = setting(5, minimum=1)
+    depth: int = setting(2, minimum=1)
+    activation: str | Callable[[torch.Tensor], torch.Tensor] = setting("linear", choices=ACTIVATIONS)
+    prior: str = setting("gaussian", choices=PRIORS)
+    scaling: str = setting("paper", choices=SCALINGS)
+    normalize: bool = setting(False)
+    negative_slope: float = setting(0.2)
+    weight_mean: float = setting(0.0)
 
     def __post_init__(self) -> None:
         self._validate(("rows", "cols", "width", "depth"), SCALINGS)
@@ -150,6 +150,11 @@ class FactorizationModel(LayeredModel):
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)``: the shape of ``W`` (what the task measures)."""
         return (self.rows, self.cols)
+
+    @classmethod
+    def shape_settings(cls, shape: tuple[int, ...]) -> dict:
+        """``rows`` and ``cols`` from the measured matrix's shape."""
+        return {"rows": int(shape[0]), "cols": int(shape[1])}
 
     def outputs(self, weights: Sequence[torch.Tensor], tensors=None) -> torch.Tensor:
         """What the task scores: the flattened end-to-end matrix, ``(..., rows * cols)``.

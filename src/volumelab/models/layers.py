@@ -25,18 +25,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
-__all__ = ["Capabilities", "LayeredModel", "PRIORS"]
+__all__ = ["Capabilities", "LayeredModel", "PRIORS", "setting"]
 
 #: The priors of every family: ``P`` standard normal or ``U[-1, 1]`` (times each layer's scale).
 PRIORS = ("gaussian", "uniform")
+
+
+def setting(default: Any, *, choices: tuple | None = None, minimum: int | None = None) -> Any:
+    """A family field a sweep file may set (``model: {kind: ..., width: 40}``), with its default, the values it
+    may take (``choices``) and, for a count, its ``minimum``.
+
+    The family's dataclass is the one definition: the sweep's model kind is generated from these fields
+    (:func:`volumelab.experiments.kinds.family_kind`); the fields the problem's shape fills (``rows``,
+    ``in_features``, ...) are plain fields, given by :meth:`LayeredModel.shape_settings`.
+    """
+    return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,15 @@ class LayeredModel:
     is_linear = False
     #: ``(a, b)`` of the ``abs`` activation ``a x + b |x|`` (a family that offers ``abs`` makes it a field).
     abs_coefficients = (0.0, 1.0)
+    #: A shape of the measured array (or ``(1, features)`` of a supervised problem) that every setting fits:
+    #: what a sweep's settings are checked against before the problem is known.
+    example_shape: ClassVar[tuple[int, ...]] = (1, 1)
+
+    @classmethod
+    def shape_settings(cls, shape: tuple[int, ...]) -> dict[str, Any]:
+        """The fields the problem's ``shape`` fills (``(rows, cols)`` of a matrix, ``dims`` of a tensor,
+        ``(1, features)`` of supervised data): a supervised family's ``in_features`` by default."""
+        return {"in_features": int(shape[-1])}
 
     #: Set by the family's ``__post_init__`` (:func:`volumelab.models.activations.activation_for`).
     _activation_function: Activation

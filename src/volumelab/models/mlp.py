@@ -52,7 +52,8 @@ from functools import cached_property
 import torch
 
 from ..errors import ModelError
-from .layers import LayeredModel
+from .activations import ACTIVATIONS
+from .layers import PRIORS, LayeredModel, setting
 
 __all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
 
@@ -74,19 +75,20 @@ class MLPModel(LayeredModel):
         negative_slope: Slope of ``leaky_relu`` for negative inputs.
         parametrization: ``"standard" | "ntk" | "mup"`` (the module docstring's table).
         bias: Give every layer a bias (a weight on a constant input 1).
-        abs_coefficients: ``(a, b)`` of the ``abs`` activation ``a x + b |x|``.
+        abs_a, abs_b: ``a`` and ``b`` of the ``abs`` activation ``a x + b |x|`` (:attr:`abs_coefficients`).
     """
 
     in_features: int
-    width: int
-    depth: int
-    activation: str | Callable[[torch.Tensor], torch.Tensor] = "relu"
-    prior: str = "gaussian"
-    scaling: str = "fan_in"
-    negative_slope: float = 0.2
-    parametrization: str = "standard"
-    bias: bool = False
-    abs_coefficients: tuple[float, float] = (0.0, 1.0)
+    width: int = setting(32, minimum=1)
+    depth: int = setting(2, minimum=1)
+    activation: str | Callable[[torch.Tensor], torch.Tensor] = setting("relu", choices=ACTIVATIONS)
+    prior: str = setting("gaussian", choices=PRIORS)
+    scaling: str = setting("fan_in", choices=MLP_SCALINGS)
+    negative_slope: float = setting(0.2)
+    parametrization: str = setting("standard", choices=MLP_PARAMETRIZATIONS)
+    bias: bool = setting(False)
+    abs_a: float = setting(0.0)
+    abs_b: float = setting(1.0)
 
     def __post_init__(self) -> None:
         if self.parametrization not in MLP_PARAMETRIZATIONS:
@@ -94,10 +96,17 @@ class MLPModel(LayeredModel):
                              f"expected one of {', '.join(MLP_PARAMETRIZATIONS)}")
         if not isinstance(self.bias, bool):
             raise ModelError(f"bias must be true or false, got {self.bias!r}")
-        object.__setattr__(self, "abs_coefficients", tuple(float(c) for c in self.abs_coefficients))
-        if len(self.abs_coefficients) != 2:
-            raise ModelError(f"abs_coefficients must be two numbers (a, b), got {self.abs_coefficients!r}")
+        for name in ("abs_a", "abs_b"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ModelError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         self._validate(("in_features", "width", "depth"), MLP_SCALINGS)
+
+    @property
+    def abs_coefficients(self) -> tuple[float, float]:
+        """``(a, b)`` of the ``abs`` activation ``a x + b |x|``."""
+        return (self.abs_a, self.abs_b)
 
     family = "mlp"
     #: Draws per G&C randomness block. Fixed, because a draw's memory is its activations
