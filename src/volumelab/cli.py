@@ -6,6 +6,7 @@ and exit code 2, never a traceback (set ``VOLUMELAB_DEBUG=1`` to see one).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -20,11 +21,20 @@ import click
 from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
-from .models import ACTIVATIONS, MLP_PARAMETRIZATIONS, PRIORS, SCALINGS, CPModel, FactorizationModel, MLPModel
+from .models import FactorizationModel, LayeredModel, model_families
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
 from .optimizers.observers import FinalOutputs
-from .problems import DATASETS, LOSSES, TENSOR_TASKS, load_problem, make_problem, make_supervised, make_tensor_problem
+from .problems import (
+    DATASETS,
+    LOSSES,
+    TENSOR_TASKS,
+    SupervisedProblem,
+    load_problem,
+    make_problem,
+    make_supervised,
+    make_tensor_problem,
+)
 from .samplers import available_samplers
 
 logger = logging.getLogger("volumelab")
@@ -88,7 +98,19 @@ def _format(value, stderr=None, digits=4) -> str:
     return text
 
 
-MODEL_FAMILIES = ("factorization", "cp", "mlp")
+class FamilyType(click.ParamType):
+    """``--model``: a registered model family (volumelab.models.register_family), looked up when the command
+    runs, so a family registered by a plug-in imported before it is offered too."""
+
+    name = "family"
+
+    def convert(self, value, param, ctx):
+        if value not in model_families():
+            self.fail(f"{value!r} is not a model family; choose from {', '.join(model_families())}", param, ctx)
+        return value
+
+    def get_metavar(self, param, ctx=None):
+        return "[" + "|".join(model_families()) + "]"
 MATRIX_TASKS = ("sensing", "completion")
 #: A generated tensor problem's defaults (``--model cp`` without ``--task``): 4x4x4, 16 measurements.
 DEFAULT_DIMS, DEFAULT_TENSOR_MEASUREMENTS = (4, 4, 4), 16
@@ -128,11 +150,12 @@ def _make_generated(task, rows, cols, dims, rank, measurements, norm, seed):
 def problem_options(func):
     """``--model``, and ``--problem P.npz`` or the generation flags of a matrix or a supervised problem."""
     options = [
-        click.option("--model", "family", type=click.Choice(MODEL_FAMILIES), default="factorization",
+        click.option("--model", "family", type=FamilyType(), default="factorization",
                      show_default=True,
                      help="Model family: a deep matrix factorization on a matrix problem, a CP tensor factorization "
                           "with --width components (each factor matrix a --depth product) on a tensor or matrix "
-                          "problem, or an MLP f(x) = W_d s(... s(W_1 x)) on supervised data (--data).", ),
+                          "problem, an MLP f(x) = W_d s(... s(W_1 x)) or a deep diagonal linear network "
+                          "f(x) = <u_1 * ... * u_d, x> on supervised data (--data).", ),
         click.option("--problem", "problem_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Problem file (.npz). Without it, one is generated from the flags below."),
         click.option("--task", type=click.Choice([*MATRIX_TASKS, *TENSOR_TASKS]), default=None,
@@ -149,12 +172,12 @@ def problem_options(func):
         click.option("--norm", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Frobenius norm of W* [default: 1]."),
         click.option("--data", type=click.Choice(DATASETS), default=None,
-                     help="With --model mlp: the data set [default: teacher]: a random tanh teacher on "
+                     help="With a model on supervised data (mlp, diagonal): the data set [default: teacher]: a random tanh teacher on "
                           "Gaussian inputs, or one bundled with scikit-learn (two digits, 3 vs 8)."),
         click.option("--train", "num_train", type=CountType(), default=None,
-                     help="With --model mlp: training points [default: 100]; the rest (1000 for the teacher) test."),
+                     help="With supervised data: training points [default: 100]; the rest (1000 for the teacher) test."),
         click.option("--loss", type=click.Choice(LOSSES), default=None,
-                     help="With --model mlp: squared (regression) or logistic (labels -1/+1) "
+                     help="With supervised data: squared (regression) or logistic (labels -1/+1) "
                           "[default: logistic for digits and breast_cancer, else squared]."),
     ]
     for option in reversed(options):
@@ -166,99 +189,118 @@ def problem_options(func):
         matrix = {"task": task, "dims": dims, "rows": rows, "cols": cols, "rank": rank,
                   "measurements": measurements, "norm": norm}
         supervised = {"data": data, "train": num_train, "loss": loss}
-        wrong = [f"--{k}" for k, v in (matrix if family == "mlp" else supervised).items() if v is not None]
+        chosen = model_families()[family]
+        # A family whose draw is the measured array takes a matrix or tensor problem; any other, supervised data.
+        wrong = [f"--{k}" for k, v in (supervised if chosen.scores_array else matrix).items() if v is not None]
         if wrong:
-            need = "--model factorization or cp" if family == "mlp" else "--model mlp"
-            raise click.UsageError(f"{', '.join(wrong)} need(s) {need}")
-        if family == "factorization" and task in TENSOR_TASKS:
-            raise click.UsageError(f"--task {task} needs --model cp (a CP tensor factorization)")
+            need = _families_text(lambda other: other.scores_array != chosen.scores_array)
+            raise click.UsageError(f"{', '.join(wrong)} need(s) --model {need}")
+        if task in TENSOR_TASKS and chosen.problem_orders is not None:
+            raise click.UsageError(f"--task {task} needs --model {_families_text(_takes_tensors)}")
         if problem_path is not None:
             given = [f"--{k}" for k, v in {**matrix, **supervised}.items() if v is not None]
             if given:
                 raise click.UsageError(f"--problem cannot be combined with {', '.join(given)}")
             problem = load_problem(problem_path)
-        elif family == "mlp":
+        elif not chosen.scores_array:
             problem = make_supervised(data or "teacher", num_train or 100, seed=seed, loss=loss)
         else:
-            if task is None and family == "cp" and rows is None and cols is None:
-                task = TENSOR_TASKS[0]
+            if task is None and _takes_tensors(chosen) and rows is None and cols is None:
+                task = TENSOR_TASKS[0]  # a family built for tensors measures one by default
             problem = _make_generated(task, rows, cols, dims, rank, measurements, norm, seed)
         return func(*args, family=family, problem=problem, seed=seed, **kwargs)
 
     return wrapper
 
 
-def _build_model(family: str, problem, width: int, depth: int | None, activation: str | None,
-                 negative_slope: float, **prior_options) -> FactorizationModel | CPModel | MLPModel:
-    """The model of ``family`` shaped for ``problem``; a usage error when they do not fit.
-
-    ``depth`` ``None`` is the family's default: 1 for a CP model (the plain CP factorization), else 2.
-    """
-    if depth is None:
-        depth = 1 if family == "cp" else 2
-    if family == "mlp":
-        if getattr(problem, "task", None) != "supervised":
-            raise click.UsageError("--model mlp needs a supervised problem (a --problem file of one, or --data)")
-        if prior_options.get("normalize"):
-            raise click.UsageError("--normalize applies to --model factorization only")
-        scaling = prior_options.get("scaling")
-        if scaling not in (None, "fan_in"):
-            raise click.UsageError(f"--scaling {scaling} applies to --model factorization; an MLP's prior is fan_in")
-        mlp = prior_options.get("mlp") or {}
-        if ("abs_a" in mlp or "abs_b" in mlp) and (activation or "relu") != "abs":
-            raise click.UsageError("--abs-a and --abs-b need --activation abs")
-        return MLPModel(problem.num_features, width, depth, activation or "relu",
-                        prior=prior_options.get("prior") or "gaussian", negative_slope=negative_slope,
-                        parametrization=mlp.get("parametrization", "standard"), bias=bool(mlp.get("bias", False)),
-                        abs_a=mlp.get("abs_a", 0.0), abs_b=mlp.get("abs_b", 1.0))
-    if prior_options.get("mlp"):
-        flags = ", ".join(f"--{key.replace('_', '-')}" for key in prior_options["mlp"])
-        raise click.UsageError(f"{flags} need(s) --model mlp")
-    if getattr(problem, "task", None) == "supervised":
-        raise click.UsageError("this problem file is a supervised problem: use --model mlp")
-    if family == "cp":
-        return CPModel(problem.shape, width, depth, activation or "linear", prior_options.get("prior") or "gaussian",
-                       prior_options.get("scaling") or "paper", bool(prior_options.get("normalize")), negative_slope)
-    if len(problem.shape) != 2:
-        raise click.UsageError(f"this problem measures an order-{len(problem.shape)} tensor: use --model cp")
-    return FactorizationModel(problem.rows, problem.cols, width, depth, activation or "linear",
-                              prior_options.get("prior") or "gaussian", prior_options.get("scaling") or "paper",
-                              bool(prior_options.get("normalize")), negative_slope)
+def _families_text(which=lambda family: True) -> str:
+    """``a or b``: the names of the registered families ``which`` accepts."""
+    return " or ".join(name for name, family in model_families().items() if which(family))
 
 
-#: The MLP's own options (``--model mlp``): its parametrization, biases and the abs activation's coefficients.
-MLP_OPTIONS = (
-    click.option("--parametrization", type=click.Choice(MLP_PARAMETRIZATIONS), default=None,
-                 help="With --model mlp: standard (PyTorch's), ntk (every layer's output / sqrt(fan-in)) or mup "
-                      "[default: standard]."),
-    click.option("--bias", is_flag=True, help="With --model mlp: give every layer a bias."),
-    click.option("--abs-a", type=float, default=None, help="With --activation abs: a in a*x + b*|x| [default: 0]."),
-    click.option("--abs-b", type=float, default=None, help="With --activation abs: b in a*x + b*|x| [default: 1]."),
-)
+def _takes_tensors(family) -> bool:
+    return family.problem_orders is None or any(order > 2 for order in family.problem_orders)
 
 
-def _mlp_fields(parametrization, bias, abs_a, abs_b) -> dict:
-    """The MLP options given on the command line (an empty dict when none was)."""
-    given = {"parametrization": parametrization, "bias": bias or None, "abs_a": abs_a, "abs_b": abs_b}
-    return {key: value for key, value in given.items() if value is not None}
+def _settings_of(family) -> dict:
+    """The fields of ``family`` that the command line may set (its ``setting`` fields), by name."""
+    return {item.name: item for item in dataclasses.fields(family) if item.metadata.get("setting")}
+
+
+def _build_model(family_name: str, problem, settings: dict) -> LayeredModel:
+    """The model of ``family_name`` shaped for ``problem`` from the model options given (``settings``); a usage
+    error naming the option when one does not apply to the family or a value does not fit it."""
+    family = model_families()[family_name]
+    fields = _settings_of(family)
+    foreign = [name for name in settings if name not in fields]
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        owners = _families_text(lambda other: all(name in _settings_of(other) for name in foreign))
+        raise click.UsageError(f"{flags} need(s) --model {owners}" if owners else
+                               f"{flags} do(es) not apply to --model {family_name}")
+    if ("abs_a" in settings or "abs_b" in settings) and settings.get("activation", fields["activation"].default) \
+            != "abs":
+        raise click.UsageError("--abs-a and --abs-b need --activation abs")
+    supervised = isinstance(problem, SupervisedProblem)
+    shape = (1, problem.num_features) if supervised else tuple(problem.shape)
+    if not supervised and family.problem_orders is not None and len(shape) not in family.problem_orders:
+        raise click.UsageError(f"this problem measures an order-{len(shape)} tensor: use --model "
+                               f"{_families_text(_takes_tensors)}")
+    try:
+        model = family(**family.shape_settings(shape), **settings)
+    except VolumelabError as exc:
+        raise click.UsageError(f"--model {family_name}: {exc}") from None
+    mismatch = model.problem_mismatch(problem)
+    if mismatch:
+        raise click.UsageError(mismatch)
+    return model
+
+
+def _model_option(name: str, item, owners: list[str], defaults: dict[str, object], choices: tuple):
+    """The option of one family field: its type from the field (the union of the families' choices, a count's
+    minimum, a flag), its help from the field's ``doc``, the families it applies to and each one's default."""
+    flag = "--" + name.replace("_", "-")
+    distinct = list(dict.fromkeys(defaults.values()))
+    if len(distinct) == 1:
+        default_text = f"default: {distinct[0]}"
+    else:
+        default_text = "default: " + "; ".join(f"--model {family}: {value}" for family, value in defaults.items())
+    scope = "" if set(owners) == set(model_families()) else f"With --model {' or '.join(owners)}. "
+    help_text = f"{scope}{item.metadata.get('doc', '')} [{default_text}]".strip()
+    minimum = item.metadata.get("minimum")
+    if isinstance(item.default, bool):
+        return click.option(flag, name, is_flag=True, default=None, help=help_text)
+    if choices:
+        kind = click.Choice(list(choices))
+    elif isinstance(item.default, int):
+        kind = click.IntRange(min=minimum)
+    else:
+        kind = float
+    return click.option(flag, name, type=kind, default=None, help=help_text)
 
 
 def model_options(func):
-    options = [
-        click.option("--width", type=click.IntRange(min=1), required=True,
-                     help="Hidden width k (--model cp: the number of components R)."),
-        click.option("--depth", type=click.IntRange(min=1), default=None,
-                     help="Depth d [default: 2; --model cp: 1, the layers of each factor matrix]."),
-        click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
-                     help="Activation between layers (leaky_relu: slope --negative-slope) "
-                          "[default: linear for a factorization, relu for an MLP]."),
-        click.option("--negative-slope", type=float, default=0.2, show_default=True,
-                     help="Slope of leaky_relu for negative inputs."),
-        *MLP_OPTIONS,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """Every registered family's settable fields as options (``--width``, ``--prior``, ``--parametrization``,
+    ...), generated from the families; the command receives the ones given as ``model_settings``."""
+    found: dict[str, tuple] = {}
+    for family_name, family in model_families().items():
+        for name, item in _settings_of(family).items():
+            entry = found.setdefault(name, (item, [], {}, {}))
+            entry[1].append(family_name)
+            entry[2][family_name] = item.default
+            entry[3].update(dict.fromkeys(item.metadata.get("choices") or ()))
+    names = list(found)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name in names}
+        settings = {name: value for name, value in given.items() if value is not None}
+        return func(*args, model_settings=settings, **kwargs)
+
+    for name in reversed(names):
+        item, owners, defaults, choices = found[name]
+        wrapper = _model_option(name, item, owners, defaults, tuple(choices))(wrapper)
+    return wrapper
 
 
 def common_options(func):
@@ -287,13 +329,6 @@ def cli(verbose: int) -> None:
 @common_options
 @problem_options
 @model_options
-@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True,
-              help="Distribution P of the weights: standard normal or uniform on [-1, 1].")
-@click.option("--scaling", type=click.Choice(SCALINGS), default=None,
-              help="paper: hidden layers P/sqrt(width), output layer P/sqrt(rows); "
-                   "fan_in: every layer P/sqrt(its fan-in) [default: paper; an MLP's is fan_in].")
-@click.option("--normalize", is_flag=True,
-              help="Normalize W (a CP model's T) to unit Frobenius norm (factorization and cp only).")
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
               help="Accept draws with L_train < eps (with --accept train_error: training error < eps).")
 @click.option("--accept", type=click.Choice(["train_loss", "train_error"]), default="train_loss", show_default=True,
@@ -325,9 +360,8 @@ def cli(verbose: int) -> None:
                    "losses; written to --save.")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
-def gnc(family, problem, seed, device, as_json, width, depth, activation, negative_slope, parametrization, bias,
-        abs_a, abs_b, prior, scaling, normalize, eps, accept, samples, method, population, moves, replicates,
-        level_fraction, kernel, sampler, batch_size, keep_samples, save_path) -> None:
+def gnc(family, problem, seed, device, as_json, model_settings, eps, accept, samples, method, population, moves,
+        replicates, level_fraction, kernel, sampler, batch_size, keep_samples, save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     if method == "subset" and keep_samples:
         raise click.UsageError("--keep-samples works with --method rejection only")
@@ -336,8 +370,7 @@ def gnc(family, problem, seed, device, as_json, width, depth, activation, negati
     if accept == "train_error" and "train_error" not in problem.tensors().metric_names:
         raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
                                "loss); this problem has no training error")
-    model = _build_model(family, problem, width, depth, activation, negative_slope, prior=prior, scaling=scaling,
-                         normalize=normalize, mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
+    model = _build_model(family, problem, model_settings)
     optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
                            progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept,
                            method=method, population=population, moves=moves, replicates=replicates,
@@ -372,15 +405,13 @@ def trainer_options(func):
     return func
 
 
-def _train(optimizer_class, family, problem, seed, device, as_json, width, depth, activation, negative_slope,
-           parametrization, bias, abs_a, abs_b, init_scale, lr, steps, step_rule, momentum, threshold, history,
-           save_path, **extra) -> None:
+def _train(optimizer_class, family, problem, seed, device, as_json, model_settings, init_scale, lr, steps, step_rule,
+           momentum, threshold, history, save_path, **extra) -> None:
     if step_rule == "momentum":
         step_rule, beta = "gd", 0.9 if momentum is None else momentum
     else:
         beta = momentum or 0.0
-    model = _build_model(family, problem, width, depth, activation, negative_slope,
-                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
+    model = _build_model(family, problem, model_settings)
     device = "cpu" if device == "auto" else device  # small dense models: the CPU is faster
     optimizer = optimizer_class(lr=lr, init_scale=init_scale, step_rule=step_rule, momentum=beta,
                                 train_loss_threshold=threshold, device=device,
@@ -460,7 +491,8 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
     metrics, errors = result.metrics, result.standard_errors
     click.echo(f"{problem!r}; model {model.family} width={model.width} depth={model.depth} "
                f"activation={model.activation_name}")
-    loss_name = "test loss" if model.family == "mlp" else "generalization loss"
+    # A family scored on data points reports a test loss; one whose draw is the measured array, L_gen.
+    loss_name = "generalization loss" if model.scores_array else "test loss"
     if result.method == "gnc" and result.diagnostics.get("method") == "subset" and metrics.get("gen_loss") is None:
         click.echo(f"subset simulation stopped ({result.status}): {result.diagnostics['reason']}")
         if metrics.get("log_volume_at_min_eps") is not None:
@@ -479,7 +511,7 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
             click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
                        f"{_rate_text(metrics)}")
         click.echo(f"G&C {loss_name}:".ljust(27) + _format(metrics['gen_loss'], errors['gen_loss']))
-        click.echo(f"prior (chance) {'test loss' if model.family == 'mlp' else 'gen. loss'}:".ljust(27)
+        click.echo(f"prior (chance) {'gen. loss' if model.scores_array else 'test loss'}:".ljust(27)
                    + _format(metrics['prior_gen_loss'], errors['prior_gen_loss']))
         if "test_error" in metrics:
             click.echo("G&C test error:".ljust(27) + _format(metrics["test_error"], errors.get("test_error")))
@@ -508,8 +540,6 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
 @click.option("--train", "num_train", type=CountType(), default=100, show_default=True,
               help="Training points: the NTK Gram matrix is num_train x num_train.")
 @model_options
-@click.option("--prior", type=click.Choice(PRIORS), default="gaussian", show_default=True,
-              help="Distribution of the weights at initialization (times each layer's stored scale).")
 @click.option("--draws", type=CountType(), default=1, show_default=True,
               help="Independent prior draws of the weights; the eigenvalues are their means (with SE).")
 @click.option("--ntk-method", type=click.Choice(["jacobian", "vp"]), default="jacobian", show_default=True,
@@ -517,14 +547,12 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the data split and of the draws.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
-def ntk(data, num_train, width, depth, activation, negative_slope, parametrization, bias, abs_a, abs_b, prior, draws,
-        ntk_method, seed, as_json) -> None:
+def ntk(data, num_train, model_settings, draws, ntk_method, seed, as_json) -> None:
     """The empirical NTK of an MLP at initialization on the training set: its extreme eigenvalues."""
     from .diagnostics.spectrum import NTKAtInit
 
     problem = make_supervised(data, num_train, seed=seed)
-    model = _build_model("mlp", problem, width, depth, activation, negative_slope, prior=prior,
-                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
+    model = _build_model("mlp", problem, model_settings)
     result = NTKAtInit(ntk_method=ntk_method).run(problem, model, draws, seed=seed)
     metrics, errors = result.metrics, result.standard_errors
     if result.status != "ok":
@@ -599,25 +627,19 @@ def theory_lyapunov(width, depth, samples, variance, seed, as_json) -> None:
               help="Seed of the problem (when generated) and of the draws.")
 @problem_options
 @model_options
-@click.option("--weight-mean", type=float, default=0.0, show_default=True,
-              help="Mean of every entry of the Gaussian prior's P before the layer's scale (Theorem 1 assumes 0).")
-@click.option("--normalize", is_flag=True, help="Normalize W to unit Frobenius norm.")
 @click.option("--draws", type=CountType(), default=20000, show_default=True,
               help="Prior draws of W (at least 200); each statistic's SE is its spread over 10 batches of them.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
-def theory_prior_law(family, problem, seed, width, depth, activation, negative_slope, parametrization, bias, abs_a,
-                     abs_b, weight_mean, normalize, draws, as_json) -> None:
+def theory_prior_law(family, problem, seed, model_settings, draws, as_json) -> None:
     """Theorem 1's mechanism: the prior's W against its Gaussian limit, and how dependent L_train and L_gen are."""
-    import dataclasses
-
     from .diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
 
-    if family != "factorization":
-        raise click.UsageError("theory prior-law needs --model factorization (an end-to-end matrix)")
-    model = _build_model(family, problem, width, depth, activation, negative_slope, normalize=normalize,
-                         mlp=_mlp_fields(parametrization, bias, abs_a, abs_b))
-    if weight_mean:
-        model = dataclasses.replace(model, weight_mean=weight_mean)
+    if not issubclass(model_families()[family], PriorLaw.model_types):
+        raise click.UsageError(f"theory prior-law needs --model "
+                               f"{_families_text(lambda other: issubclass(other, PriorLaw.model_types))} "
+                               "(an end-to-end matrix)")
+    model = _build_model(family, problem, model_settings)
+    weight_mean = model.weight_mean
     if draws < 200:
         raise click.BadParameter(f"must be at least 200 (10 batches of 20 for the standard errors), got {draws}",
                                  param_hint="'--draws'")

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
 
-from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel
+from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel, register_family
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
@@ -111,6 +111,8 @@ class ModelKind:
         size: ``settings -> float``: relative cost of one unit of work (scheduling only).
         key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
         orders: The problem orders (``len(shape)``) the model is built for; ``None``: any.
+        family: The model family it builds, when it is one (:func:`family_kind`); registering the kind
+            registers the family too (the command line's ``--model``).
     """
 
     name: str
@@ -119,6 +121,7 @@ class ModelKind:
     size: Callable[[Any], float] = lambda settings: 1.0
     key: Callable[[Any], dict] | None = None
     orders: tuple[int, ...] | None = (2,)
+    family: type | None = None
 
 
 _PROBLEMS: dict[str, ProblemKind] = {}
@@ -132,6 +135,8 @@ def register_problem_kind(kind: ProblemKind) -> ProblemKind:
 
 def register_model_kind(kind: ModelKind) -> ModelKind:
     _MODELS[kind.name] = kind
+    if kind.family is not None:
+        register_family(kind.family)
     return kind
 
 
@@ -150,7 +155,7 @@ class FamilySettings(Strict):
 
 
 def family_kind(family: type, *, name: str | None = None, size: Callable[[Any], float] | None = None,
-                key: Callable[[Any], dict] | None = None, orders: tuple[int, ...] | None = (2,)) -> ModelKind:
+                key: Callable[[Any], dict] | None = None) -> ModelKind:
     """The model kind of a family: its settings generated from the family's ``setting`` fields (their
     defaults, choices and minimums), and its build from the problem's shape (``shape_settings``).
 
@@ -159,7 +164,8 @@ def family_kind(family: type, *, name: str | None = None, size: Callable[[Any], 
         name: The ``kind`` value; default the family's ``family`` name.
         size: ``settings -> float``: relative cost of one unit of work (scheduling only).
         key: What of the settings enters the run key; default all of them.
-        orders: The problem orders the family is built for; ``None``: any.
+
+    The problem orders it is built for are the family's ``problem_orders``.
     """
     name = name or family.family
     hints = typing.get_type_hints(family)
@@ -183,7 +189,8 @@ def family_kind(family: type, *, name: str | None = None, size: Callable[[Any], 
     def build(values, shape):
         return family(**family.shape_settings(shape), **values.model_dump(exclude={"kind"}))
 
-    return ModelKind(name, settings, build, size=size or (lambda values: 1.0), key=key, orders=orders)
+    return ModelKind(name, settings, build, size=size or (lambda values: 1.0), key=key, orders=family.problem_orders,
+                     family=family)
 
 
 def _kind_of(raw: Mapping[str, Any], default: str, kinds: Mapping[str, Any], what: str, alias: str | None = None):
@@ -412,7 +419,7 @@ FACTORIZATION = register_model_kind(family_kind(
 FactorizationConfig = FACTORIZATION.settings
 
 CP = register_model_kind(family_kind(
-    CPModel, orders=None, size=lambda s: s.width * (s.width * max(0, s.depth - 1) + 10) * 3))
+    CPModel, size=lambda s: s.width * (s.width * max(0, s.depth - 1) + 10) * 3))
 CPConfig = CP.settings
 
 

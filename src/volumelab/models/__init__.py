@@ -4,7 +4,7 @@ from .activations import Activation, activation_for
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
 from .cp import CPModel
 from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
-from .layers import Capabilities, LayeredModel
+from .layers import Capabilities, LayeredModel, model_families, register_family
 from .mlp import MLP_PARAMETRIZATIONS, MLP_SCALINGS, MLPModel
 
 __all__ = [
@@ -23,5 +23,7 @@ __all__ = [
     "SCALINGS",
     "FactorizationModel",
     "activation_for",
+    "model_families",
     "normalize_frobenius",
+    "register_family",
 ]

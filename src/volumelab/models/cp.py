@@ -43,7 +43,7 @@ import torch
 from ..errors import ModelError
 from .activations import ACTIVATIONS
 from .factorization import SCALINGS, factor_prior_description, normalize_frobenius
-from .layers import PRIORS, Capabilities, LayeredModel, setting
+from .layers import PRIORS, Capabilities, LayeredModel, register_family, setting
 
 __all__ = ["CPModel"]
 
@@ -51,6 +51,7 @@ __all__ = ["CPModel"]
 _SECOND_MOMENT = {"gaussian": 1.0, "uniform": 1.0 / 3.0}
 
 
+@register_family
 @dataclass(frozen=True)
 class CPModel(LayeredModel):
     """A (deep) CP factorization of an order-``N`` tensor of shape ``dims`` with ``width`` components.
@@ -77,6 +78,7 @@ class CPModel(LayeredModel):
     negative_slope: float = setting(0.2)
 
     family = "cp"
+    problem_orders = None  # any order: a matrix is an order-2 tensor
     capabilities = Capabilities(closed_form_chance=True)
     #: A draw is scored as the whole array ``T`` (flattened) by the task's linear measurements.
     scores_array = True

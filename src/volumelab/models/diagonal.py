@@ -28,13 +28,14 @@ import torch
 
 from ..errors import ModelError
 from .activations import activation_for
-from .layers import PRIORS, LayeredModel, setting
+from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["DIAGONAL_FORMS", "DiagonalNetwork"]
 
 DIAGONAL_FORMS = ("product", "difference")
 
 
+@register_family
 @dataclass(frozen=True)
 class DiagonalNetwork(LayeredModel):
     """A deep diagonal linear network on ``in_features`` inputs.
@@ -48,7 +49,8 @@ class DiagonalNetwork(LayeredModel):
 
     in_features: int
     depth: int = setting(2, minimum=1)
-    form: str = setting("product", choices=DIAGONAL_FORMS)
+    form: str = setting("product", choices=DIAGONAL_FORMS, doc="product: w = u_1 * ... * u_L; difference: "
+                        "w = u_+^L - u_-^L.")
     prior: str = setting("gaussian", choices=PRIORS)
 
     family = "diagonal"

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .layers import PRIORS, Capabilities, LayeredModel, setting
+from .layers import PRIORS, Capabilities, LayeredModel, register_family, setting
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
 
@@ -38,6 +38,7 @@ NORMALIZE_EPS = 1e-6
 SCALINGS = ("paper", "fan_in")
 
 
+@register_family
 @dataclass(frozen=True)
 class FactorizationModel(LayeredModel):
     """A deep factorization ``rows x cols`` of width ``k`` and depth ``d``, with its prior.
@@ -60,14 +61,18 @@ class FactorizationModel(LayeredModel):
 
     rows: int
     cols: int
-    width: int = setting(5, minimum=1)
-    depth: int = setting(2, minimum=1)
-    activation: str | Callable[[torch.Tensor], torch.Tensor] = setting("linear", choices=ACTIVATIONS)
-    prior: str = setting("gaussian", choices=PRIORS)
-    scaling: str = setting("paper", choices=SCALINGS)
-    normalize: bool = setting(False)
-    negative_slope: float = setting(0.2)
-    weight_mean: float = setting(0.0)
+    width: int = setting(5, minimum=1, doc="Hidden width k (of a CP model: the number of components R).")
+    depth: int = setting(2, minimum=1, doc="Depth d (of a CP model: the layers of each factor matrix).")
+    activation: str | Callable[[torch.Tensor], torch.Tensor] = setting(
+        "linear", choices=ACTIVATIONS, doc="Activation between layers (leaky_relu: slope --negative-slope).")
+    prior: str = setting("gaussian", choices=PRIORS,
+                         doc="Distribution P of the weights: standard normal or uniform on [-1, 1].")
+    scaling: str = setting("paper", choices=SCALINGS, doc="paper: hidden layers P/sqrt(width), output layer "
+                           "P/sqrt(rows); fan_in: every layer P/sqrt(its fan-in).")
+    normalize: bool = setting(False, doc="Normalize W (a CP model's T) to unit Frobenius norm.")
+    negative_slope: float = setting(0.2, doc="Slope of leaky_relu for negative inputs.")
+    weight_mean: float = setting(0.0, doc="Mean of every entry of the Gaussian prior's P before the layer's "
+                                 "scale (Theorem 1 assumes 0).")
 
     def __post_init__(self) -> None:
         self._validate(("rows", "cols", "width", "depth"), SCALINGS)

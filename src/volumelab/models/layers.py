@@ -33,21 +33,37 @@ import torch
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
-__all__ = ["Capabilities", "LayeredModel", "PRIORS", "setting"]
+__all__ = ["Capabilities", "LayeredModel", "PRIORS", "model_families", "register_family", "setting"]
 
 #: The priors of every family: ``P`` standard normal or ``U[-1, 1]`` (times each layer's scale).
 PRIORS = ("gaussian", "uniform")
 
 
-def setting(default: Any, *, choices: tuple | None = None, minimum: int | None = None) -> Any:
-    """A family field a sweep file may set (``model: {kind: ..., width: 40}``), with its default, the values it
-    may take (``choices``) and, for a count, its ``minimum``.
+def setting(default: Any, *, choices: tuple | None = None, minimum: int | None = None, doc: str = "") -> Any:
+    """A family field a sweep file and the command line may set (``model: {kind: ..., width: 40}``,
+    ``--width 40``), with its default, the values it may take (``choices``), for a count its ``minimum``,
+    and what it means in a few words (``doc``, the option's help).
 
     The family's dataclass is the one definition: the sweep's model kind is generated from these fields
     (:func:`volumelab.experiments.kinds.family_kind`); the fields the problem's shape fills (``rows``,
     ``in_features``, ...) are plain fields, given by :meth:`LayeredModel.shape_settings`.
     """
-    return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum})
+    return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum, "doc": doc})
+
+
+_FAMILIES: dict[str, type] = {}
+
+
+def register_family(family: type) -> type:
+    """Class decorator: offer ``family`` by its ``family`` name wherever a family is chosen by name (the command
+    line's ``--model``). The sweep's model kinds are registered apart (:func:`volumelab.experiments.kinds.family_kind`)."""
+    _FAMILIES[family.family] = family
+    return family
+
+
+def model_families() -> dict[str, type]:
+    """The registered families by name, in registration order."""
+    return dict(_FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,8 @@ class LayeredModel:
     #: A shape of the measured array (or ``(1, features)`` of a supervised problem) that every setting fits:
     #: what a sweep's settings are checked against before the problem is known.
     example_shape: ClassVar[tuple[int, ...]] = (1, 1)
+    #: The orders (``len(shape)``) of the problems the family is built for; ``None``: any (a CP model).
+    problem_orders: ClassVar[tuple[int, ...] | None] = (2,)
 
     @classmethod
     def shape_settings(cls, shape: tuple[int, ...]) -> dict[str, Any]:

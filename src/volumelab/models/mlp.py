@@ -53,7 +53,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .layers import PRIORS, LayeredModel, setting
+from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
 
@@ -61,6 +61,7 @@ MLP_SCALINGS = ("fan_in",)
 MLP_PARAMETRIZATIONS = ("standard", "ntk", "mup")
 
 
+@register_family
 @dataclass(frozen=True)
 class MLPModel(LayeredModel):
     """A depth-``d``, width-``k`` MLP with one output and its prior.
@@ -85,10 +86,11 @@ class MLPModel(LayeredModel):
     prior: str = setting("gaussian", choices=PRIORS)
     scaling: str = setting("fan_in", choices=MLP_SCALINGS)
     negative_slope: float = setting(0.2)
-    parametrization: str = setting("standard", choices=MLP_PARAMETRIZATIONS)
-    bias: bool = setting(False)
-    abs_a: float = setting(0.0)
-    abs_b: float = setting(1.0)
+    parametrization: str = setting("standard", choices=MLP_PARAMETRIZATIONS, doc="standard (PyTorch's), ntk "
+                                   "(every layer's output / sqrt(fan-in)) or mup.")
+    bias: bool = setting(False, doc="Give every layer a bias.")
+    abs_a: float = setting(0.0, doc="a in the abs activation a*x + b*|x|.")
+    abs_b: float = setting(1.0, doc="b in the abs activation a*x + b*|x|.")
 
     def __post_init__(self) -> None:
         if self.parametrization not in MLP_PARAMETRIZATIONS:
