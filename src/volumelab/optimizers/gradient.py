@@ -617,12 +617,14 @@ class GradientDescent:
                 "seconds": seconds,
                 **run_diagnostics,
             }
+            # The status says it (and a sweep's report counts such runs): a line on the terminal per run would
+            # only be noise in a sweep that maps where training diverges; shown with -v.
             if status == "diverged":
-                logger.warning("%s (seed %d) diverged at step %s", self.method.upper(), seed, diverged_at[i])
+                logger.info("%s (seed %d) diverged at step %s", self.method.upper(), seed, diverged_at[i])
             if status == "solve_failed":
                 metrics["failed_at_step"] = int(steps_done[i])
                 diagnostics["failure"] = failures[i]
-                logger.warning("%s (seed %d) stopped at step %d: %s", self.method.upper(), seed,
+                logger.info("%s (seed %d) stopped at step %d: %s", self.method.upper(), seed,
                                int(steps_done[i]), failures[i])
             outcome = RunOutcome(i, not no_result, run_history["train_loss"][0], final_train, int(steps_done[i]))
             arrays = {}
