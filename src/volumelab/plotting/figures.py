@@ -79,10 +79,12 @@ def median_standard_error(losses: list[float], run_standard_errors: list[float])
     if len(values) < 2:
         return math.nan
     q25, q75 = np.quantile(values, [0.25, 0.75])
-    spread = (q75 - q25) / IQR_PER_SIGMA
+    spread = float(q75 - q25) / IQR_PER_SIGMA
     errors = np.nan_to_num(np.asarray(run_standard_errors, dtype=float), nan=0.0)
-    run_variance = float(np.mean(errors ** 2)) if len(errors) else 0.0
-    return MEDIAN_EFFICIENCY * math.sqrt(spread ** 2 + run_variance) / math.sqrt(len(values))
+    # Root mean square by hypot: no overflow (and no warning) for losses near float64's limit (a learning
+    # rate past the stability edge leaves losses of 1e160 that have not diverged yet).
+    run_rms = math.hypot(*errors) / math.sqrt(len(errors)) if len(errors) else 0.0
+    return MEDIAN_EFFICIENCY * math.hypot(spread, run_rms) / math.sqrt(len(values))
 
 
 def summarize(frame: "pd.DataFrame", panel: str | None = None, panel_order: list | None = None) -> "pd.DataFrame":
