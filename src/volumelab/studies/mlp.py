@@ -808,6 +808,11 @@ def _plot_lazy(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     return save_figure(fig, out_stem, title)
 
 
+#: Losses above this are drawn at it in the learning-rate plot: a run past GD's stability edge can end with a
+#: finite test loss of 1e276, beyond what a log axis can lay out.
+PLOT_LOSS_CAP = 1e30
+
+
 def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     import numpy as np
 
@@ -818,6 +823,7 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     fig = new_figure((4.8 * len(views), 11.0))
     axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
     edge_notes = []
+    clipped = 0
     with _quiet():
         for j, (name, panel) in enumerate(views.items()):
             for i, (metric, word) in enumerate((("train_loss", "training"), ("gen_loss", "test"))):
@@ -828,6 +834,9 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                     stats = []
                     for lr in lrs:
                         values = np.array([losses.get(lr, math.nan) for losses in seeds.values()], dtype=float)
+                        clipped += int(np.sum(values > PLOT_LOSS_CAP))
+                        # Clipping is monotone, so the quartiles drawn are the true ones, or the cap.
+                        values = np.minimum(values, PLOT_LOSS_CAP)
                         stats.append(np.nanpercentile(values, [25, 50, 75]) if np.isfinite(values).any()
                                      else [math.nan] * 3)
                     low, median, high = (np.array(column, dtype=float) for column in zip(*stats))
@@ -860,6 +869,9 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
                 "diverged run counts as an infinite loss (off the curves).")
         if edge_notes:
             note += " Left out: " + "; ".join(edge_notes) + "."
+        if clipped:
+            note += (f" {clipped} runs' losses above {PLOT_LOSS_CAP:.0e} (finite, past the stability edge) are drawn "
+                     "at that value.")
         _footnote(fig, note)
     _inner_labels_off(axes)
     fig.tight_layout(rect=(0, 0.02, 1, 0.96))
