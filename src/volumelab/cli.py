@@ -6,7 +6,6 @@ and exit code 2, never a traceback (set ``VOLUMELAB_DEBUG=1`` to see one).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -22,6 +21,7 @@ from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
 from .models import FactorizationModel, LayeredModel, model_families
+from .models.layers import setting_fields
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
 from .optimizers.observers import FinalOutputs
@@ -222,20 +222,15 @@ def _takes_tensors(family) -> bool:
     return family.problem_orders is None or any(order > 2 for order in family.problem_orders)
 
 
-def _settings_of(family) -> dict:
-    """The fields of ``family`` that the command line may set (its ``setting`` fields), by name."""
-    return {item.name: item for item in dataclasses.fields(family) if item.metadata.get("setting")}
-
-
 def _build_model(family_name: str, problem, settings: dict) -> LayeredModel:
     """The model of ``family_name`` shaped for ``problem`` from the model options given (``settings``); a usage
     error naming the option when one does not apply to the family or a value does not fit it."""
     family = model_families()[family_name]
-    fields = _settings_of(family)
+    fields = setting_fields(family)
     foreign = [name for name in settings if name not in fields]
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        owners = _families_text(lambda other: all(name in _settings_of(other) for name in foreign))
+        owners = _families_text(lambda other: all(name in setting_fields(other) for name in foreign))
         raise click.UsageError(f"{flags} need(s) --model {owners}" if owners else
                                f"{flags} do(es) not apply to --model {family_name}")
     if ("abs_a" in settings or "abs_b" in settings) and settings.get("activation", fields["activation"].default) \
@@ -284,7 +279,7 @@ def model_options(func):
     ...), generated from the families; the command receives the ones given as ``model_settings``."""
     found: dict[str, tuple] = {}
     for family_name, family in model_families().items():
-        for name, item in _settings_of(family).items():
+        for name, item in setting_fields(family).items():
             entry = found.setdefault(name, (item, [], {}, {}))
             entry[1].append(family_name)
             entry[2][family_name] = item.default

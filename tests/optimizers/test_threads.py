@@ -41,8 +41,8 @@ def two_threads():
 
 
 def test_nothing_is_left_lowered_after_the_work(two_threads):
-    """The pieces run on one thread; afterwards the caller's count and the process's default are the user's
-    (before the setting was scoped, a fresh thread read 1 after any G&C or GD run)."""
+    """The pieces run on one thread; afterwards the caller's count and the process's default are the user's.
+    (A regression guard: the code before the scoping also passed this, restoring from the calling thread.)"""
     assert list(map_in_threads(lambda index: torch.get_num_threads(), 4, 2)) == [1, 1, 1, 1]
     assert torch.get_num_threads() == 2
     assert fresh_thread_count() == 2

@@ -34,9 +34,8 @@ _COMPANIONS: dict[tuple[str, str], Callable[[str], str]] = {}
 def register_role(row_type: str, role: str, *, companions: Mapping[str, Callable[[str], str]] | None = None) -> None:
     """Rows of ``row_type`` are read as ``role``; ``companions`` maps a role to the name that a method of this
     type gives its rows of that role (``method -> name``)."""
+    unregister_role(row_type)
     _ROLES[str(row_type)] = str(role)
-    for other in [key for key in _COMPANIONS if key[0] == str(row_type)]:
-        del _COMPANIONS[other]
     for companion_role, name in (companions or {}).items():
         _COMPANIONS[(str(row_type), str(companion_role))] = name
 

@@ -27,7 +27,6 @@ kinds that existed before kinds did keep the key they had, so stored rows keep t
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -40,6 +39,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel, register_family
+from ..models.layers import setting_fields
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
 
@@ -170,9 +170,7 @@ def family_kind(family: type, *, name: str | None = None, size: Callable[[Any], 
     name = name or family.family
     hints = typing.get_type_hints(family)
     fields: dict[str, Any] = {"kind": (Literal[name], name)}  # type: ignore[valid-type]
-    for item in dataclasses.fields(family):
-        if not item.metadata.get("setting"):
-            continue
+    for item in setting_fields(family).values():
         choices, minimum = item.metadata.get("choices"), item.metadata.get("minimum")
         if choices:
             fields[item.name] = (Literal[tuple(choices)], item.default)  # type: ignore[valid-type]

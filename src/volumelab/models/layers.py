@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ import torch
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
-__all__ = ["Capabilities", "LayeredModel", "PRIORS", "model_families", "register_family", "setting"]
+__all__ = ["Capabilities", "LayeredModel", "PRIORS", "model_families", "register_family", "setting", "setting_fields"]
 
 #: The priors of every family: ``P`` standard normal or ``U[-1, 1]`` (times each layer's scale).
 PRIORS = ("gaussian", "uniform")
@@ -49,6 +50,11 @@ def setting(default: Any, *, choices: tuple | None = None, minimum: int | None =
     ``in_features``, ...) are plain fields, given by :meth:`LayeredModel.shape_settings`.
     """
     return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum, "doc": doc})
+
+
+def setting_fields(family: type) -> dict[str, Any]:
+    """The dataclass fields of ``family`` made by :func:`setting`, by name, in declaration order."""
+    return {item.name: item for item in dataclasses.fields(family) if item.metadata.get("setting")}
 
 
 _FAMILIES: dict[str, type] = {}

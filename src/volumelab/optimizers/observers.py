@@ -96,6 +96,15 @@ class Observer:
         raise NotImplementedError
 
 
+class _KeptArrays(Recording):
+    """A recording that ends with arrays of a leading run axis (``kept``); each run's result gets its row."""
+
+    kept: dict  # set by the subclass: {} until finish()
+
+    def arrays(self, index: int) -> dict[str, Any]:
+        return {key: values[index] for key, values in self.kept.items()}
+
+
 # --------------------------------------------------------------------------- final outputs
 @dataclass(frozen=True)
 class FinalOutputs(Observer):
@@ -107,7 +116,7 @@ class FinalOutputs(Observer):
         return _FinalRecording(context.objective)
 
 
-class _FinalRecording(Recording):
+class _FinalRecording(_KeptArrays):
     def __init__(self, objective) -> None:
         self.objective = objective
         self.kept: dict = {}
@@ -120,9 +129,6 @@ class _FinalRecording(Recording):
         if objective.model.scores_array:  # a factorization's W, a CP model's T
             kept["W"] = objective.model.end_to_end(layers).cpu().numpy()
         self.kept = kept
-
-    def arrays(self, index: int) -> dict[str, Any]:
-        return {key: values[index] for key, values in self.kept.items()}
 
 
 # --------------------------------------------------------------------------- trajectories
@@ -146,7 +152,7 @@ class Trajectory(Observer):
         return _TrajectoryRecording(self.every, context.objective, context.budget)
 
 
-class _TrajectoryRecording(Recording):
+class _TrajectoryRecording(_KeptArrays):
     def __init__(self, every: int, objective, budget: int) -> None:
         self.every, self.objective, self.budget = every, objective, budget
         self.recorded: list[tuple[int, torch.Tensor]] = []
@@ -169,9 +175,6 @@ class _TrajectoryRecording(Recording):
         train = torch.stack([objective.tensors.run(i).train_outputs(flat[i]) for i in range(size)])
         self.kept = {"trajectory": outputs.cpu().numpy(), "trajectory_train": train.cpu().numpy(),
                      "trajectory_steps": steps.expand(size, -1).numpy().copy()}
-
-    def arrays(self, index: int) -> dict[str, Any]:
-        return {key: values[index] for key, values in self.kept.items()}
 
 
 def check_observers(observers: Sequence[Observer]) -> tuple[Observer, ...]:
