@@ -23,7 +23,8 @@ from .errors import VolumelabError
 from .models import FactorizationModel, LayeredModel, model_families
 from .models.layers import setting_fields
 from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
-from .optimizers.guess_check import KERNELS as GNC_KERNELS, METHODS as GNC_METHODS
+from .optimizers.base import ResultSchema, format_value
+from .optimizers.conditioning import estimator_settings as estimator_settings_of, estimators
 from .optimizers.observers import FinalOutputs
 from .problems import (
     DATASETS,
@@ -89,13 +90,8 @@ def _show_progress(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty()
 
 
-def _format(value, stderr=None, digits=4) -> str:
-    if value is None:
-        return "undefined"
-    text = f"{value:.{digits}g}"
-    if stderr is not None:
-        text += f" ± {stderr:.2g}"
-    return text
+#: ``value ± stderr`` (one formatting for every command: the result schemas' text uses it too).
+_format = format_value
 
 
 class FamilyType(click.ParamType):
@@ -251,38 +247,46 @@ def _build_model(family_name: str, problem, settings: dict) -> LayeredModel:
     return model
 
 
-def _model_option(name: str, item, owners: list[str], defaults: dict[str, object], choices: tuple):
-    """The option of one family field: its type from the field (the union of the families' choices, a count's
-    minimum, a flag), its help from the field's ``doc``, the families it applies to and each one's default."""
+def _setting_option(name: str, item, owners: list[str], everyone: list[str], selector: str,
+                    defaults: dict[str, object], choices: tuple):
+    """The option of one settable field (volumelab.settings.setting): its type from the field (the union of the
+    owners' choices, a count, a range, a flag), its help from the field's ``doc``, the owners it applies to
+    (``selector`` names them: ``--model`` or ``--method``) and each one's default. Its default is ``None``: only
+    the options given are passed on, so each owner's own default applies."""
     flag = "--" + name.replace("_", "-")
     distinct = list(dict.fromkeys(defaults.values()))
     if len(distinct) == 1:
-        default_text = f"default: {distinct[0]}"
+        default_text = "" if distinct[0] is None else f" [default: {distinct[0]}]"
     else:
-        default_text = "default: " + "; ".join(f"--model {family}: {value}" for family, value in defaults.items())
-    scope = "" if set(owners) == set(model_families()) else f"With --model {' or '.join(owners)}. "
-    help_text = f"{scope}{item.metadata.get('doc', '')} [{default_text}]".strip()
-    minimum = item.metadata.get("minimum")
+        default_text = " [default: " + "; ".join(f"{selector} {owner}: {value}" for owner, value in defaults.items()) + "]"
+    scope = "" if set(owners) == set(everyone) else f"With {selector} {' or '.join(owners)}. "
+    help_text = f"{scope}{item.metadata.get('doc', '')}{default_text}".strip()
+    low, high = item.metadata.get("minimum"), item.metadata.get("maximum")
     if isinstance(item.default, bool):
         return click.option(flag, name, is_flag=True, default=None, help=help_text)
     if choices:
         kind = click.Choice(list(choices))
+    elif item.metadata.get("count"):
+        kind = CountType(minimum=1 if low is None else int(low))
     elif isinstance(item.default, int):
-        kind = click.IntRange(min=minimum)
+        kind = click.IntRange(min=low, max=high)
+    elif low is not None or high is not None:
+        exclusive = bool(item.metadata.get("exclusive"))
+        kind = click.FloatRange(min=low, max=high, min_open=exclusive, max_open=exclusive)
     else:
         kind = float
     return click.option(flag, name, type=kind, default=None, help=help_text)
 
 
-def model_options(func):
-    """Every registered family's settable fields as options (``--width``, ``--prior``, ``--parametrization``,
-    ...), generated from the families; the command receives the ones given as ``model_settings``."""
+def _setting_options(func, owners_by_name: dict[str, type], selector: str, fields_of, into: str):
+    """Every owner's settable fields as options (generated, never restated); the command receives the ones given
+    as the keyword ``into``."""
     found: dict[str, tuple] = {}
-    for family_name, family in model_families().items():
-        for name, item in setting_fields(family).items():
+    for owner_name, owner in owners_by_name.items():
+        for name, item in fields_of(owner).items():
             entry = found.setdefault(name, (item, [], {}, {}))
-            entry[1].append(family_name)
-            entry[2][family_name] = item.default
+            entry[1].append(owner_name)
+            entry[2][owner_name] = item.default
             entry[3].update(dict.fromkeys(item.metadata.get("choices") or ()))
     names = list(found)
 
@@ -290,12 +294,29 @@ def model_options(func):
     def wrapper(*args, **kwargs):
         given = {name: kwargs.pop(name) for name in names}
         settings = {name: value for name, value in given.items() if value is not None}
-        return func(*args, model_settings=settings, **kwargs)
+        return func(*args, **{into: settings}, **kwargs)
 
     for name in reversed(names):
         item, owners, defaults, choices = found[name]
-        wrapper = _model_option(name, item, owners, defaults, tuple(choices))(wrapper)
+        wrapper = _setting_option(name, item, owners, list(owners_by_name), selector, defaults,
+                                  tuple(choices))(wrapper)
     return wrapper
+
+
+def model_options(func):
+    """Every registered family's settable fields as options (``--width``, ``--prior``, ``--parametrization``,
+    ...), generated from the families; the command receives the ones given as ``model_settings``."""
+    return _setting_options(func, model_families(), "--model", setting_fields, "model_settings")
+
+
+def estimator_options(func):
+    """``--method`` (a registered G&C estimator) and every estimator's settable fields as options
+    (``--accept``, ``--population``, ``--sampler``, ...), generated from the estimators; the command receives the
+    estimator's name as ``method`` and the options given as ``estimator_settings``."""
+    summaries = "; ".join(f"{name}: {estimator.summary}" for name, estimator in estimators().items())
+    func = _setting_options(func, estimators(), "--method", estimator_settings_of, "estimator_settings")
+    return click.option("--method", type=click.Choice(list(estimators())), default="rejection", show_default=True,
+                        help=summaries)(func)
 
 
 def common_options(func):
@@ -326,52 +347,32 @@ def cli(verbose: int) -> None:
 @model_options
 @click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
               help="Accept draws with L_train < eps (with --accept train_error: training error < eps).")
-@click.option("--accept", type=click.Choice(["train_loss", "train_error"]), default="train_loss", show_default=True,
-              help="What must be below --eps: the training loss, or the training error of a classifier "
-                   "(--model mlp, logistic loss; any eps <= 1/n accepts exactly the draws with 100% training "
-                   "accuracy).")
-@click.option("--samples", type=CountType(), required=True, help="Number of prior draws N (e.g. 1000000 or 1e6).")
-@click.option("--method", type=click.Choice(list(GNC_METHODS)), default="rejection", show_default=True,
-              help="rejection: independent prior draws (the paper's G&C); subset: subset simulation over a ladder "
-                   "of thresholds, the same conditional law at eps far below rejection's reach (--samples then "
-                   "counts model evaluations).")
-@click.option("--population", type=CountType(minimum=10), default=500, show_default=True,
-              help="--method subset: states per level and replicate.")
-@click.option("--moves", type=click.IntRange(min=1), default=5, show_default=True,
-              help="--method subset: kernel steps between the recorded states of a chain at the ladder's levels.")
-@click.option("--replicates", type=click.IntRange(min=2), default=8, show_default=True,
-              help="--method subset: independent descents of the ladder; the standard errors are their spread.")
-@click.option("--level-fraction", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="--method subset: share of a level's population below the next threshold.")
-@click.option("--kernel", type=click.Choice(list(GNC_KERNELS)), default="pcn", show_default=True,
-              help="--method subset: Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run) "
-                   "or elliptical slice sampling.")
-@click.option("--sampler", type=click.Choice(["auto", *available_samplers()]), default="auto", show_default=True,
-              help="Prior sampler; auto picks the fastest one that is exact for the model (README, 'Prior samplers').")
-@click.option("--batch-size", type=CountType(), default=None,
-              help="Draws per batch: memory only, never the result [default: from free memory].")
-@click.option("--keep-samples", type=CountType(minimum=0), default=0, show_default=True,
-              help="Keep up to K accepted draws (W of a factorization, the layers of an MLP) with their "
-                   "losses; written to --save.")
+@click.option("--samples", type=CountType(), required=True,
+              help="The budget (e.g. 1000000 or 1e6): " + "; ".join(
+                  f"--method {name}: {estimator.budget_unit}" for name, estimator in estimators().items()) + ".")
+@estimator_options
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
-def gnc(family, problem, seed, device, as_json, model_settings, eps, accept, samples, method, population, moves,
-        replicates, level_fraction, kernel, sampler, batch_size, keep_samples, save_path) -> None:
+def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, method, estimator_settings,
+        save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
-    if method == "subset" and keep_samples:
-        raise click.UsageError("--keep-samples works with --method rejection only")
-    if bool(keep_samples) != (save_path is not None):
+    estimator = estimators()[method]
+    foreign = [name for name in estimator_settings if name not in estimator_settings_of(estimator)]
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        owners = " or ".join(name for name, other in estimators().items()
+                             if all(item in estimator_settings_of(other) for item in foreign))
+        raise click.UsageError(f"{flags} work{'s' if len(foreign) == 1 else ''} with --method {owners} only"
+                               if owners else f"{flags} do(es) not apply to --method {method}")
+    if bool(estimator_settings.get("keep_samples")) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
-    if accept == "train_error" and "train_error" not in problem.tensors().metric_names:
+    if estimator_settings.get("accept") == "train_error" and "train_error" not in problem.tensors().metric_names:
         raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
                                "loss); this problem has no training error")
     model = _build_model(family, problem, model_settings)
-    optimizer = GuessCheck(eps=eps, sampler=sampler, batch_size=batch_size, device=device,
-                           progress=_show_progress(as_json), keep_samples=keep_samples, accept=accept,
-                           method=method, population=population, moves=moves, replicates=replicates,
-                           level_fraction=level_fraction, kernel=kernel)
+    optimizer = estimator(eps=eps, device=device, progress=_show_progress(as_json), **estimator_settings)
     result = optimizer.run(problem, model, samples, seed=seed)
-    _report(result, problem, model, as_json, save_path=save_path)
+    _report(result, estimator.schema, problem, model, as_json, save_path=save_path)
 
 
 def trainer_options(func):
@@ -412,7 +413,7 @@ def _train(optimizer_class, family, problem, seed, device, as_json, model_settin
                                 train_loss_threshold=threshold, device=device,
                                 progress=_show_progress(as_json), **extra)
     result = optimizer.run(problem, model, steps, seed=seed, observers=[FinalOutputs()] if save_path else [])
-    _report(result, problem, model, as_json, include_history=history, save_path=save_path)
+    _report(result, optimizer.schema, problem, model, as_json, include_history=history, save_path=save_path)
 
 
 @cli.command()
@@ -449,16 +450,6 @@ def ngd(damping, solve, fisher, damping_decay, damping_min, **options) -> None:
            damping_min=damping_min, **options)
 
 
-def _rate_text(metrics: dict) -> str:
-    """The acceptance rate with its exact 95% interval (an upper bound when nothing was accepted)."""
-    low, high = metrics.get("acceptance_rate_low"), metrics.get("acceptance_rate_high")
-    if high is None:
-        return f"rate {_format(metrics['acceptance_rate'])}"
-    if not metrics["accepted"]:
-        return f"rate 0, below {high:.2g} with 95% confidence"
-    return f"rate {_format(metrics['acceptance_rate'])} (95% interval {low:.3g} to {high:.3g})"
-
-
 def _save_arrays(result: RunResult, path: Path | None) -> str | None:
     """Write the run's arrays to ``path`` (``.npz``); the path written, or ``None``."""
     if path is None:
@@ -472,8 +463,9 @@ def _save_arrays(result: RunResult, path: Path | None) -> str | None:
     return str(path)
 
 
-def _report(result: RunResult, problem, model, as_json: bool, include_history: bool = False,
+def _report(result: RunResult, schema: ResultSchema, problem, model, as_json: bool, include_history: bool = False,
             save_path: Path | None = None) -> None:
+    """Print ``result``: its JSON, or the model's line and the lines its ``schema`` declares."""
     saved = _save_arrays(result, save_path)
     if as_json:
         payload = result.to_dict(include_history=include_history)
@@ -483,47 +475,11 @@ def _report(result: RunResult, problem, model, as_json: bool, include_history: b
             payload["saved"] = saved
         _echo_json(payload)
         return
-    metrics, errors = result.metrics, result.standard_errors
     click.echo(f"{problem!r}; model {model.family} width={model.width} depth={model.depth} "
                f"activation={model.activation_name}")
     # A family scored on data points reports a test loss; one whose draw is the measured array, L_gen.
-    loss_name = "generalization loss" if model.scores_array else "test loss"
-    if result.method == "gnc" and result.diagnostics.get("method") == "subset" and metrics.get("gen_loss") is None:
-        click.echo(f"subset simulation stopped ({result.status}): {result.diagnostics['reason']}")
-        if metrics.get("log_volume_at_min_eps") is not None:
-            click.echo(f"smallest threshold reached {metrics['min_eps_reached']:.4g}, where the pilot estimates "
-                       f"log P(L_train < threshold) = {metrics['log_volume_at_min_eps']:.3f}")
-    elif result.method == "gnc":
-        if result.diagnostics.get("method") == "subset":
-            rhat = metrics["rhat"]
-            click.echo(f"subset simulation ({result.diagnostics['kernel']} kernel) over {len(result.diagnostics['ladder'])} "
-                       f"thresholds down to eps={metrics['eps']}: {metrics['evaluations']:,} evaluations, "
-                       f"ESS {_format(metrics['ess'])}, split-R-hat {_format(rhat)}")
-            click.echo("log P(L_train < eps):".ljust(27) + _format(metrics["log_volume"], errors["log_volume"]))
-            if result.status == "not_mixed":
-                click.echo(f"warning: {result.diagnostics['warning']}")
-        else:
-            click.echo(f"accepted {metrics['accepted']:,} of {metrics['samples']:,} draws at eps={metrics['eps']}: "
-                       f"{_rate_text(metrics)}")
-        click.echo(f"G&C {loss_name}:".ljust(27) + _format(metrics['gen_loss'], errors['gen_loss']))
-        click.echo(f"prior (chance) {'gen. loss' if model.scores_array else 'test loss'}:".ljust(27)
-                   + _format(metrics['prior_gen_loss'], errors['prior_gen_loss']))
-        if "test_error" in metrics:
-            click.echo("G&C test error:".ljust(27) + _format(metrics["test_error"], errors.get("test_error")))
-            click.echo("prior test error:".ljust(27)
-                       + _format(metrics["prior_test_error"], errors.get("prior_test_error")))
-        if result.status == "no_acceptance":
-            click.echo(f"no draw was accepted (smallest L_train {metrics['min_train_loss']:.4g}); "
-                       "raise --samples or --eps")
-    else:
-        click.echo(f"{result.method.upper()} ({result.diagnostics['optimizer']}) {result.status} after "
-                   f"{metrics['steps']:,} steps")
-        if result.status == "solve_failed":
-            click.echo(f"stopped: {result.diagnostics['failure']}")
-        click.echo(f"train loss:           {_format(metrics['train_loss'])}")
-        click.echo(f"{loss_name}:".ljust(22) + _format(metrics['gen_loss']))
-        if "test_error" in metrics:
-            click.echo("test error:".ljust(22) + _format(metrics["test_error"]))
+    for line in schema.lines(result, "generalization loss" if model.scores_array else "test loss"):
+        click.echo(line)
     if saved:
         what = ", ".join(f"{name} {tuple(value.shape)}" for name, value in result.arrays.items()) or "nothing"
         click.echo(f"saved {what} to {saved}")

@@ -108,13 +108,13 @@ def test_gd_fits_a_teacher_and_reports_test_error_for_classification():
 
 def test_gnc_on_an_mlp_scores_in_float64_where_it_can_accept():
     """Float32 draws: accepted counts and means equal those of scoring the same draws fully in float64."""
-    from volumelab.optimizers.guess_check import _OutputScorer
+    from volumelab.optimizers.conditioning import OutputScorer
 
     problem = make_supervised("digits", 40, seed=1)
     model = MLPModel(problem.num_features, 8, 2, "relu")
     draws = model.sample_prior(4096, make_generator(4, "test"), dtype=torch.float32)
     eps = 0.55
-    scorer = _OutputScorer(model, problem, torch.device("cpu"), eps)
+    scorer = OutputScorer(model, problem, torch.device("cpu"), eps)
     fast = scorer(draws)
     exact = scorer._scores([layer.double() for layer in draws], scorer.exact)
     accepted_fast, accepted_exact = fast[0] < eps, exact[0] < eps

@@ -19,7 +19,7 @@ import volumelab as vl
 from volumelab._rng import make_generator
 from volumelab.experiments.methods import get_method
 from volumelab.models import MLPModel
-from volumelab.optimizers.guess_check import _Tally
+from volumelab.optimizers.rejection import _Tally
 from volumelab.problems import make_supervised
 
 SEED = 3

@@ -250,18 +250,18 @@ def test_float32_contraction_decides_and_reports_accepted_draws_in_float64(sensi
     other draws' float32 losses lie within float32 accuracy (1e-5 relative) of it. Below
     eps = 1e-6 every draw is contracted in float64.
     """
-    from volumelab.optimizers.guess_check import _LossContraction
+    from volumelab.optimizers.conditioning import LossContraction
     from volumelab.samplers import select_sampler
 
     model = vl.FactorizationModel(5, 5, 40, 2)
     draws = select_sampler(model).sample(model, 100_000, torch.Generator().manual_seed(0))
-    contraction = _LossContraction(sensing_problem, torch.device("cpu"), eps)
+    contraction = LossContraction(sensing_problem, torch.device("cpu"), eps)
     fast = contraction(draws).clone()
     exact = contraction(draws.double())  # float64 draws take the float64 path
     assert torch.equal(fast[0] < eps, exact[0] < eps)
     candidates = exact[0] < 2 * eps
-    if eps >= _LossContraction.FLOAT64_BELOW_EPS:
+    if eps >= LossContraction.FLOAT64_BELOW_EPS:
         assert candidates.sum() > 1000  # the comparison below covers many accepted draws
     torch.testing.assert_close(fast[:, candidates], exact[:, candidates], rtol=1e-12, atol=0)
-    rtol = 1e-5 if eps >= _LossContraction.FLOAT64_BELOW_EPS else 1e-12
+    rtol = 1e-5 if eps >= LossContraction.FLOAT64_BELOW_EPS else 1e-12
     torch.testing.assert_close(fast, exact, rtol=rtol, atol=0)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
+from ..settings import setting, setting_fields
 from ..errors import ModelError
 from .activations import Activation, activation_for
 
@@ -38,23 +38,6 @@ __all__ = ["Capabilities", "LayeredModel", "PRIORS", "model_families", "register
 
 #: The priors of every family: ``P`` standard normal or ``U[-1, 1]`` (times each layer's scale).
 PRIORS = ("gaussian", "uniform")
-
-
-def setting(default: Any, *, choices: tuple | None = None, minimum: int | None = None, doc: str = "") -> Any:
-    """A family field a sweep file and the command line may set (``model: {kind: ..., width: 40}``,
-    ``--width 40``), with its default, the values it may take (``choices``), for a count its ``minimum``,
-    and what it means in a few words (``doc``, the option's help).
-
-    The family's dataclass is the one definition: the sweep's model kind is generated from these fields
-    (:func:`volumelab.experiments.kinds.family_kind`); the fields the problem's shape fills (``rows``,
-    ``in_features``, ...) are plain fields, given by :meth:`LayeredModel.shape_settings`.
-    """
-    return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum, "doc": doc})
-
-
-def setting_fields(family: type) -> dict[str, Any]:
-    """The dataclass fields of ``family`` made by :func:`setting`, by name, in declaration order."""
-    return {item.name: item for item in dataclasses.fields(family) if item.metadata.get("setting")}
 
 
 _FAMILIES: dict[str, type] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RunResult", "RunningMoments", "mean_and_stderr"]
+__all__ = ["METRIC_KINDS", "Metric", "ResultSchema", "RunResult", "RunningMoments", "format_value", "mean_and_stderr"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,81 @@ class RunningMoments:
 
     def summary(self) -> tuple[float | None, float | None]:
         return mean_and_stderr(self.count, self.mean, self.m2)
+
+
+# ------------------------------------------------------------------ declared results
+#: What a metric is: an ``estimate`` (it has a standard error in ``standard_errors``), a ``count``, an exact
+#: ``value`` (a bound, a rate computed from counts, a setting echoed back) or a ``check`` of the run's health.
+METRIC_KINDS = ("estimate", "count", "value", "check")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One key of a procedure's ``RunResult.metrics``: its name, its kind (:data:`METRIC_KINDS`) and what it
+    means. ``when`` says when it is present if not always (e.g. ``"classification tasks"``)."""
+
+    name: str
+    meaning: str
+    kind: str = "estimate"
+    when: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric kind must be one of {', '.join(METRIC_KINDS)}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class ResultSchema:
+    """What a procedure returns, declared next to it: its metrics with their meanings, its statuses, and how
+    a result reads as text (the command line prints ``text(result, scored)``; ``scored`` is the name of the
+    loss on held-out data, ``"generalization loss"`` or ``"test loss"``).
+
+    A test holds every built-in procedure to its schema (no metric it does not declare), so a
+    metric's meaning is written here once and docs and the command line read it from here.
+    """
+
+    metrics: tuple[Metric, ...]
+    statuses: Mapping[str, str]
+    text: Any = None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(metric.name for metric in self.metrics)
+
+    def meaning(self, name: str) -> str:
+        """What metric ``name`` means; a ``KeyError`` naming the declared metrics when it is not one."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric.meaning
+        raise KeyError(f"{name!r} is not a declared metric; declared: {', '.join(self.names())}")
+
+    def undeclared(self, result: RunResult) -> list[str]:
+        """The metrics and statuses of ``result`` this schema does not declare (empty when it conforms)."""
+        names = set(self.names())
+        found = [name for name in result.metrics if name not in names]
+        found += [f"{name} (standard error)" for name in result.standard_errors if name not in names]
+        if result.status not in self.statuses:
+            found.append(f"status {result.status!r}")
+        return found
+
+    def lines(self, result: RunResult, scored: str = "generalization loss") -> list[str]:
+        """``result`` as lines of text (its metrics with standard errors when no ``text`` is declared)."""
+        if self.text is not None:
+            return list(self.text(result, scored))
+        lines = [f"status: {result.status}"]
+        for metric in self.metrics:
+            if metric.name in result.metrics:
+                lines.append(f"{metric.name}:".ljust(27) + format_value(result.metrics[metric.name],
+                                                                      result.standard_errors.get(metric.name)))
+        return lines
+
+
+def format_value(value, stderr=None, digits: int = 4) -> str:
+    """``value ± stderr`` to ``digits`` significant digits (the SE to 2); ``undefined`` for ``None``."""
+    if value is None:
+        return "undefined"
+    if isinstance(value, str):
+        return value
+    text = f"{value:.{digits}g}"
+    if stderr is not None:
+        text += f" ± {stderr:.2g}"
+    return text

@@ -48,7 +48,7 @@ from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
 from ._threads import map_in_threads
-from .base import RunResult
+from .base import Metric, ResultSchema, RunResult, format_value
 from .observers import Observer, RunOutcome, TrainingContext, check_observers
 from .transforms import (
     GradientTransformation,
@@ -62,7 +62,7 @@ from .transforms import (
     trace_momentum,
 )
 
-__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES"]
+__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES", "TRAINER_SCHEMA"]
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +315,8 @@ class GradientDescent:
 
     #: The ``RunResult.method`` of its runs.
     method = "gd"
+    #: What its runs return (:data:`TRAINER_SCHEMA`).
+    schema = None  # set below, after the schema's text function
 
     @property
     def name(self) -> str:
@@ -634,3 +636,56 @@ class GradientDescent:
                     arrays.update(recording.arrays(i))
             results.append(RunResult(self.method, status, metrics, {}, run_history, diagnostics, arrays))
         return results
+
+
+def _trainer_text(result: RunResult, scored: str) -> list[str]:
+    metrics = result.metrics
+    lines = [f"{result.method.upper()} ({result.diagnostics['optimizer']}) {result.status} after "
+             f"{metrics['steps']:,} steps"]
+    if result.status == "solve_failed":
+        lines.append(f"stopped: {result.diagnostics['failure']}")
+    lines.append(f"train loss:           {format_value(metrics['train_loss'])}")
+    lines.append(f"{scored}:".ljust(22) + format_value(metrics['gen_loss']))
+    if "test_error" in metrics:
+        lines.append("test error:".ljust(22) + format_value(metrics["test_error"]))
+    return lines
+
+
+#: What a GD or NGD run returns. Exact values of one run (no standard errors): a sweep's seeds give the spread.
+TRAINER_SCHEMA = ResultSchema(
+    metrics=(
+        Metric("train_loss", "final training loss; None when the run diverged or its solve failed", kind="value"),
+        Metric("gen_loss", "final generalization (test) loss; None as train_loss", kind="value"),
+        Metric("steps", "steps taken", kind="count"),
+        Metric("diverged_at_step", "the first step with a non-finite loss or gradient; None unless diverged",
+               kind="value"),
+        Metric("failed_at_step", "the step whose preconditioner solve failed (NGD)", kind="value",
+               when="solve_failed runs"),
+        Metric("train_error", "final training error", kind="value", when="classification tasks"),
+        Metric("test_error", "final test error", kind="value", when="classification tasks"),
+        Metric("effective_rank", "effective rank of the end-to-end matrix W", kind="value",
+               when="matrix-product families"),
+        Metric("sparsity", "||w||_1^2 / ||w||_2^2 of the linear predictor w (1: one non-zero entry; d: all equal)",
+               kind="value",
+               when="linear predictors on supervised data"),
+        Metric("margin_l2", "min_i y_i <w, x_i> / ||w||_2", kind="value", when="linear predictors, logistic loss"),
+        Metric("margin_l1", "min_i y_i <w, x_i> / ||w||_1", kind="value", when="linear predictors, logistic loss"),
+        Metric("ntk_lambda_min", "smallest eigenvalue of the NTK at the start", kind="value",
+               when="the NTKLaziness observer"),
+        Metric("ntk_lambda_max", "largest eigenvalue of the NTK at the start", kind="value",
+               when="the NTKLaziness observer"),
+        Metric("ntk_change", "||K_T - K_0||_F / ||K_0||_F", kind="value", when="the NTKLaziness observer"),
+        Metric("param_change", "||theta_T - theta_0|| / ||theta_0||", kind="value",
+               when="the NTKLaziness observer"),
+        Metric("loss_rate", "measured rate ln(L_0 / L_T) / T of the training loss", kind="value",
+               when="the NTKLaziness observer"),
+        Metric("predicted_rate", "-2 ln rho, the rate the linearized dynamics with the NTK at the start predict",
+               kind="value",
+               when="the NTKLaziness observer"),
+    ),
+    statuses={"completed": "ran every step", "converged": "stopped at train_loss_threshold",
+              "diverged": "a loss or gradient became non-finite: no losses", "solve_failed":
+              "NGD's preconditioner solve failed: no losses"},
+    text=_trainer_text,
+)
+GradientDescent.schema = TRAINER_SCHEMA

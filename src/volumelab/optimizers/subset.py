@@ -78,6 +78,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -85,11 +86,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .._rng import make_generator
+from ..settings import setting
+from ..device import resolve_device
 from ..errors import OptimizerError
 from ._threads import configured_threads, map_in_threads
-from .base import RunningMoments, RunResult
+from .base import Metric, ResultSchema, RunningMoments, RunResult, format_value
+from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finite, conditional_lines, \
+    register_estimator, scorer_for
 
-__all__ = ["LatentPrior", "RHAT_THRESHOLD", "elliptical_slice_step", "split_rhat", "subset_simulation"]
+__all__ = ["KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck", "elliptical_slice_step",
+           "split_rhat", "subset_simulation"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
 #: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
@@ -107,6 +113,8 @@ PCN_TARGET_ACCEPTANCE = 0.3
 PCN_MIN_STEP, PCN_MAX_STEP = 1e-4, 1.0
 #: Ladder levels the pilot may take (p0 = 0.1: log P down to about -460).
 MAX_LEVELS = 200
+#: The Markov kernels: elliptical slice sampling (no step size) or pCN (step adapted by the pilot).
+KERNELS = ("slice", "pcn")
 
 
 class LatentPrior:
@@ -507,7 +515,7 @@ def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
 
 def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_names: tuple[str, ...], device,
                       check) -> RunResult:
-    """The subset-simulation G&C run behind ``GuessCheck(method="subset").run`` (see the module docstring).
+    """The subset-simulation G&C run behind :meth:`SubsetGuessCheck.run` (see the module docstring).
 
     Budget: ``budget`` model evaluations in all. The pilot may use up to
     ``budget / (replicates + 1)``; the rest is split evenly over the replicates, whose
@@ -657,3 +665,110 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
         diagnostics["warning"] = (f"split-R-hat {rhat:.3f} over {len(runs)} replicates exceeds {RHAT_THRESHOLD}: the "
                                   "chains have not mixed; raise the budget or the population")
     return RunResult("gnc", status, metrics, errors, {}, diagnostics)
+
+
+def _subset_text(result: RunResult, scored: str) -> list[str]:
+    metrics, errors, diagnostics = result.metrics, result.standard_errors, result.diagnostics
+    if metrics.get("gen_loss") is None:
+        lines = [f"subset simulation stopped ({result.status}): {diagnostics['reason']}"]
+        if metrics.get("log_volume_at_min_eps") is not None:
+            lines.append(f"smallest threshold reached {metrics['min_eps_reached']:.4g}, where the pilot estimates "
+                         f"log P(L_train < threshold) = {metrics['log_volume_at_min_eps']:.3f}")
+        return lines
+    lines = [f"subset simulation ({diagnostics['kernel']} kernel) over {len(diagnostics['ladder'])} "
+             f"thresholds down to eps={metrics['eps']}: {metrics['evaluations']:,} evaluations, "
+             f"ESS {format_value(metrics['ess'])}, split-R-hat {format_value(metrics['rhat'])}",
+             "log P(L_train < eps):".ljust(27) + format_value(metrics["log_volume"], errors["log_volume"])]
+    if result.status == "not_mixed":
+        lines.append(f"warning: {diagnostics['warning']}")
+    return lines + conditional_lines(result, scored)
+
+
+SUBSET_SCHEMA = ResultSchema(
+    metrics=(*CONDITIONAL_METRICS,
+             Metric("accepted", "number of chain states at eps that the conditional means average: correlated "
+                                "Markov-chain states, not independent draws (ess says how many independent draws "
+                                "they are worth)", kind="count"),
+             Metric("samples", "the budget, in model evaluations", kind="count"),
+             Metric("evaluations", "model evaluations spent (pilot and replicates)", kind="count"),
+             Metric("acceptance_rate_low", "None: the volume's uncertainty is log_volume's standard error",
+                    kind="value"),
+             Metric("acceptance_rate_high", "None, as acceptance_rate_low", kind="value"),
+             Metric("log_volume_mean_log", "mean over the replicates of their log volumes (estimates E[log P_r], "
+                                           "below log P by about Var/2)"),
+             Metric("log_volume_mean_log_stderr", "its standard error, also as a metric (a sweep's table keeps "
+                                                  "metrics only)", kind="value"),
+             Metric("rhat", "split-R-hat of the conditional gen_loss over the replicates' chains", kind="check"),
+             Metric("min_eps_reached", "the smallest threshold of the ladder", kind="value"),
+             Metric("log_volume_at_min_eps", "the pilot's log volume at min_eps_reached", kind="value",
+                    when="runs that stopped before eps")),
+    statuses={"ok": "reached eps; the chains mixed",
+              "not_mixed": f"reached eps, but split-R-hat exceeds {RHAT_THRESHOLD}: numbers reported, flagged",
+              "not_reached": "the pilot did not reach eps within its share of the budget (or a replicate lost its "
+                             "population): no estimate at eps",
+              "budget_too_small": "the pilot reached eps, but the replicates' shares of the budget are too small: "
+                                  "no estimate; the reason gives the budget needed"},
+    text=_subset_text,
+)
+
+
+@register_estimator
+@dataclass(frozen=True)
+class SubsetGuessCheck(ConditionalEstimator):
+    """Guess & Check by subset simulation (this module's docstring): the prior conditioned on ``score < eps``
+    at ``eps`` far below rejection's reach. The budget counts model evaluations; the computation is in
+    float64 on the prior's latent weights (``eps``, ``accept``, ``device``, ``progress``, ``workers``: see
+    :class:`~volumelab.optimizers.conditioning.ConditionalEstimator`).
+
+    Attributes:
+        population: States per level and replicate.
+        level_fraction: Share of a level's population below the next threshold of the adaptive ladder (``p0``).
+        replicates: Independent descents of the ladder; the standard errors are their spread.
+        kernel: ``"slice"`` (elliptical slice sampling, no step size) or ``"pcn"`` (preconditioned
+            Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot).
+        moves: Kernel steps between the recorded states of a chain at the ladder's levels (1: every step
+            is recorded); more decorrelate each level's population from its seeds at that many times the cost.
+    """
+
+    population: int = setting(500, minimum=10, count=True, doc="States per level and replicate.")
+    level_fraction: float = setting(0.1, minimum=0, maximum=1, exclusive=True,
+                                    doc="Share of a level's population below the next threshold.")
+    replicates: int = setting(8, minimum=2,
+                              doc="Independent descents of the ladder; the standard errors are their spread.")
+    kernel: str = setting("pcn", choices=KERNELS,
+                          doc="Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run) or "
+                              "elliptical slice sampling.")
+    moves: int = setting(5, minimum=1,
+                         doc="Kernel steps between the recorded states of a chain at the ladder's levels.")
+
+    name: ClassVar[str] = "subset"
+    summary: ClassVar[str] = ("subset simulation over a ladder of thresholds, the same conditional law at eps far "
+                              "below rejection's reach (--samples then counts model evaluations)")
+    budget_unit: ClassVar[str] = "model evaluations"
+    schema: ClassVar[ResultSchema] = SUBSET_SCHEMA
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("population", 10), ("replicates", 2), ("moves", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise OptimizerError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if not (isinstance(self.level_fraction, (int, float)) and 0 < self.level_fraction < 1):
+            raise OptimizerError(f"level_fraction must be in (0, 1), got {self.level_fraction!r}")
+        if self.kernel not in KERNELS:
+            raise OptimizerError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        super().__post_init__()
+
+    def run(self, problem, model, budget: int, seed: int = 0) -> RunResult:
+        """Estimate the conditional law with ``budget`` model evaluations (see :func:`subset_simulation`).
+
+        Returns:
+            A :class:`RunResult` with the metrics of :data:`SUBSET_SCHEMA` (the rejection estimator's
+            losses and volume, plus ``evaluations``, ``ess``, ``rhat``, ``min_eps_reached``, ...) and the
+            ladder with each threshold's estimates in ``diagnostics["levels"]``.
+        """
+        self.check_run(problem, model, budget)
+        device = resolve_device(self.device)
+        scorer = scorer_for(model, problem, device, self.eps, self.accept)
+        names = ("train_loss", "gen_loss", *scorer.metric_names)
+        return subset_simulation(self, model, budget, seed, scorer, names, device,
+                                 lambda losses: check_finite(losses, model))
