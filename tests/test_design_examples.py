@@ -34,6 +34,12 @@ def test_design_example_runs(index, tmp_path, monkeypatch, capsys):
             unregister_method("zero")
         except (KeyError, ValueError):
             pass
+        from volumelab.optimizers.conditioning import unregister_estimator
+
+        try:
+            unregister_estimator("chunked")
+        except KeyError:
+            pass
     out = capsys.readouterr().out
     assert out.strip(), "each example prints what it computed"
     if "register_method" in BLOCKS[index]:

@@ -45,17 +45,26 @@ def test_packaged_figures_keep_their_run_keys():
     432 G&C and prior runs each; with those configs as they were before (commits 455e340 and
     a800dfe) the code still gives the former digests 1d4f8649...6e2db and 91a65f48...15498,
     so no other key moved.
+
+    Key format 2 (issue 29) left the sweep and method names out of the key, which changed every key on
+    purpose: the format-1 keys (``legacy_keys``, what stores written before hold) keep the digest they had,
+    and each maps to one format-2 key (stores are migrated in place: test_key_migration.py); the
+    format-2 keys are pinned by the second digest from here on.
     """
     original = _results_version.RESULTS_VERSION
     _results_version.RESULTS_VERSION = 2
     try:
-        keys = {f"{name}/{scale}": plan_sweep(load_sweep(figure_config_path(name)), scale, device="cpu").keys
-                for name in FIGURES for scale in ("paper", "quick")}
+        plans = {f"{name}/{scale}": plan_sweep(load_sweep(figure_config_path(name)), scale, device="cpu")
+                 for name in FIGURES for scale in ("paper", "quick")}
     finally:
         _results_version.RESULTS_VERSION = original
-    assert sum(len(v) for v in keys.values()) == 12096
-    digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+    legacy = {name: plan.legacy_keys for name, plan in plans.items()}
+    keys = {name: plan.keys for name, plan in plans.items()}
+    assert sum(len(v) for v in legacy.values()) == sum(len(v) for v in keys.values()) == 12096
+    digest = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
     assert digest == "7a4890935ca6c19087cf5cda03dd2e18b7cad0793f4dc6ec74cd013bef4a64f0"
+    digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+    assert digest == "7842f97c23f5ee5a23c125aa9cc73856387b0dbfbdeae9667deb9a06a1927a35"
 
 
 def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):

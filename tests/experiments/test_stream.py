@@ -67,8 +67,8 @@ def test_stream_zero_keeps_the_keys_rows_and_numbers(tmp_path):
     assert plain.keys == zero.keys == in_config.keys
     # The key of stream 0 is the key without a stream; stream 1 changes every key.
     point = plain.points[0]
-    assert run_key("tiny", point, "gd", 0, stream=0) == run_key("tiny", point, "gd", 0)
-    assert run_key("tiny", point, "gd", 0, stream=1) != run_key("tiny", point, "gd", 0)
+    assert run_key(point, "gd", 0, stream=0) == run_key(point, "gd", 0)
+    assert run_key(point, "gd", 0, stream=1) != run_key(point, "gd", 0)
 
     first = run_sweep(config, out_dir=tmp_path / "plain", progress=False)
     second = run_sweep(config, out_dir=tmp_path / "zero", progress=False, stream=0)

@@ -41,8 +41,10 @@ from .results import load_arrays, load_results, rows_to_frame
 from .store import ResultsStore
 
 from . import registry  # noqa: E402,F401  (registers the built-in methods; the package loads before any module of it)
+from .registry import estimator_method  # noqa: E402
 
 __all__ = [
+    "estimator_method",
     "Count",
     "Strict",
     "load_arrays",

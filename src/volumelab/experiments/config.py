@@ -47,7 +47,6 @@ Every resolved point is validated; any error names the file and the field.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import math
@@ -72,6 +71,7 @@ from .kinds import (
     validate_model,
     validate_problem,
 )
+from .keys import KEY_FORMAT, digest
 from .methods import MethodSettings, extra_row_types, get_method, method_types
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "ModelConfig",
     "ProblemConfig",
     "key_settings",
+    "legacy_run_key",
     "ResolvedPoint",
     "SweepConfig",
     "load_sweep",
@@ -338,36 +339,21 @@ class ResolvedPoint:
         }
 
 
-def key_settings(settings: BaseModel) -> dict[str, Any]:
-    """A method's settings less its ``execution_fields`` (which never change a result) and its
-    ``key_defaults`` fields at their older value (see :meth:`MethodSettings.key_settings`)."""
+def key_settings(settings: BaseModel, *, observers: bool = False) -> dict[str, Any]:
+    """A method's settings less its ``execution_fields`` (which never change a result) and observer options, by
+    the migration table (see :meth:`MethodSettings.key_settings` and :mod:`volumelab.experiments.keys`)."""
     if isinstance(settings, MethodSettings):
-        return settings.key_settings()
+        return settings.key_settings(observers=observers)
     return settings.model_dump(exclude=set(getattr(settings, "execution_fields", ())))
 
 
-def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
-            resolved: Mapping[str, Any] | None = None, stream: int = 0) -> str:
-    """A stable identifier of one (point, seed, method) run.
-
-    It hashes everything that changes the run's numbers and nothing that does not:
-    the problem (as its kind keys it: a file problem by its contents), the seed its
-    problem is made from where that is not the run's seed (``problem_seed``), the model
-    as the method sees it, the method's settings less its ``execution_fields`` (device
-    choice, batch size), what the settings resolve to on this machine (``resolved``:
-    e.g. the device type, or a sampler's choice and block size), the seed, the replicate
-    ``stream`` (only when it is not 0, so stream 0 keeps the keys of before streams
-    existed), and the package's :data:`~volumelab.RESULTS_VERSION`. The sweep and method
-    names identify the row.
-    """
-    settings = point.methods[method]
+def _key_payload(point: ResolvedPoint, method: str, seed: int, resolved: Mapping[str, Any] | None,
+                 stream: int, observers: bool = False) -> dict[str, Any]:
     payload = {
         "results_version": _results_version.RESULTS_VERSION,
-        "sweep": sweep,
         "problem": problem_key(point.problem),
         "model": model_key(point.model_for(method)),
-        "method": method,
-        "settings": key_settings(settings),
+        "settings": key_settings(point.methods[method], observers=observers),
         "resolved": dict(resolved or {}),
         "seed": seed,
     }
@@ -375,14 +361,31 @@ def run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
         payload["problem_seed"] = point.problem_seed
     if stream != 0:
         payload["stream"] = stream
-    text = json.dumps(payload, sort_keys=True, default=_json_default)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return payload
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {value!r}")
+def run_key(point: ResolvedPoint, method: str, seed: int, *, resolved: Mapping[str, Any] | None = None,
+            stream: int = 0) -> str:
+    """A stable identifier of one (point, seed, method) run (:mod:`volumelab.experiments.keys`).
+
+    It hashes everything that changes the run's numbers and nothing that does not: the
+    problem (as its kind keys it: a file problem by its contents), the seed its problem is
+    made from where that is not the run's seed (``problem_seed``), the model as the method
+    sees it, the method's type and settings less its ``execution_fields`` (device choice,
+    batch size), what the settings resolve to on this machine (``resolved``: e.g. the
+    device type, or a sampler's choice and block size), the seed, the replicate ``stream``
+    (only when it is not 0) and the package's :data:`~volumelab.RESULTS_VERSION`, each by
+    the migration table. The sweep and method names identify the row; they are not in the key.
+    """
+    return digest({"key_format": KEY_FORMAT, **_key_payload(point, method, seed, resolved, stream)})
+
+
+def legacy_run_key(sweep: str, point: ResolvedPoint, method: str, seed: int, *,
+                   resolved: Mapping[str, Any] | None = None, stream: int = 0) -> str:
+    """The key the same run had in key format 1 (with the sweep and method names, and the observer options):
+    what a store written before format 2 holds it under (:meth:`~volumelab.experiments.store.ResultsStore.migrate_keys` renames it)."""
+    return digest({"sweep": sweep, "method": method,
+                   **_key_payload(point, method, seed, resolved, stream, observers=True)})
 
 
 def _base_tree(config: SweepConfig) -> dict[str, Any]:

@@ -40,18 +40,21 @@ from .config import (
     SweepConfig,
     _validate_method,
     load_sweep,
+    legacy_run_key,
     resolve_points,
     run_key,
 )
 from .._rng import stream_seed
 from .executors import make_executor
+from .keys import KEY_FORMAT
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
 from .store import DATABASE_NAME, ResultRow, ResultsStore, encode_arrays, utc_now
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "describe_work", "execute_task", "plan_sweep", "run_sweep"]
+__all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "describe_work", "execute_task", "migrate_store", "plan_sweep",
+           "run_sweep"]
 
 #: Called after each finished task with ``(runs done, runs to do, share of the work done, seconds)``.
 ProgressCallback = Callable[[int, int, float, float], None]
@@ -89,6 +92,11 @@ class SweepTask:
     method_module: str = ""
     stream: int = 0
     rule_digest: str = ""
+    #: The method's observer options and their defaults (what its runs may record besides their numbers).
+    observer_options: dict = field(default_factory=dict)
+    #: The same runs' keys in key format 1 (:func:`~volumelab.experiments.config.legacy_run_key`), own and
+    #: extra rows in the order of ``keys`` and ``extra_keys``: what a store written before format 2 holds.
+    legacy_keys: tuple[str, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -113,6 +121,19 @@ class SweepPlan:
             keys.extend(task.keys)
             keys.extend(k for per_seed in task.extra_keys for k in per_seed)
         return keys
+
+    @property
+    def legacy_keys(self) -> list[str]:
+        """:attr:`keys` in key format 1, in the same order."""
+        return [key for task in self.tasks for key in task.legacy_keys]
+
+    def legacy_renames(self) -> dict[str, str]:
+        """Every planned row's key in format 1 -> its key now (see :func:`migrate_store`)."""
+        renames = {}
+        for task in self.tasks:
+            current = [*task.keys, *(k for per_seed in task.extra_keys for k in per_seed)]
+            renames.update(zip(task.legacy_keys, current))
+        return renames
 
 
 @dataclass
@@ -189,8 +210,10 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
             spec = get_method(settings.type)
             model = _build_model(point.problem, point.model_for(method))
             resolved = spec.runner.resolved_settings(model, settings)
-            keys = [run_key(config.name, point, method, s, resolved=resolved, stream=stream) for s in seeds]
+            keys = [run_key(point, method, s, resolved=resolved, stream=stream) for s in seeds]
             extras = [tuple(f"{k}:{extra.type}" for extra in spec.extra_rows) for k in keys]
+            olds = [legacy_run_key(config.name, point, method, s, resolved=resolved, stream=stream) for s in seeds]
+            old_extras = [tuple(f"{k}:{extra.type}" for extra in spec.extra_rows) for k in olds]
             groups = [list(range(len(seeds)))] if spec.runner.batched else [[i] for i in range(len(seeds))]
             work = spec.work_of(settings)
             for group in groups:
@@ -203,8 +226,63 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
                     single_threaded=spec.runner.is_single_threaded(settings),
                     device=resolved["device_type"], work=work, problem_seed=point.problem_seed,
                     method_module=spec.module, stream=stream, rule_digest=digest,
+                    legacy_keys=tuple(olds[i] for i in group) + tuple(k for i in group for k in old_extras[i]),
+                    observer_options={option.name: option.default for option in spec.observers},
                 ))
-    return SweepPlan(config, scale, points, tasks, source, stream)
+    plan = SweepPlan(config, scale, points, tasks, source, stream)
+    _check_distinct_runs(plan)
+    return plan
+
+
+def _check_distinct_runs(plan: SweepPlan) -> None:
+    """Two methods of a sweep whose runs have one key (keys hold no names) are the same computation stored once:
+    a config error naming them. (One method's runs at two points may share a key, e.g. a trainer whose settings
+    do not depend on a grid field only its sampler reads: run and stored once, as always.)"""
+    seen: dict[str, tuple] = {}
+    for task in plan.tasks:
+        for seed, key in zip(task.seeds, task.keys):
+            first = seen.setdefault(key, (task.method, task.point))
+            if first[0] != task.method:
+                raise ConfigError(
+                    f"{plan.source}: methods {first[0]!r} (point {first[1]}) and {task.method!r} (point {task.point})"
+                    f" are the same runs (same type, problem, model and settings; seed {seed}); remove one or make "
+                    "them differ")
+
+
+def _forget_unobserved(store: ResultsStore, plan: SweepPlan) -> int:
+    """Delete the stored runs that lack what the plan's observers ask to record, so they run again.
+
+    Observer options (``keep_outputs``, ``trajectory_every``, ``ntk_metrics``) are not in the run key: they never
+    change a run's numbers. A stored run is reused when it recorded the options a task now asks for (or the task
+    asks for none); one that did not (stored without ``keep_outputs``, now asked for its outputs) is rerun,
+    with its extra rows.
+    """
+    asking = []
+    for task in plan.tasks:
+        request = {name: task.settings[name] for name in task.observer_options
+                   if task.settings.get(name) != task.observer_options[name]}
+        if request:
+            asking.extend((key, extras, request) for key, extras in zip(task.keys, task.extra_keys))
+    if not asking:
+        return 0
+    recorded = store.method_settings(key for key, _, _ in asking)
+    stale = [row for key, extras, request in asking if key in recorded
+             and any(recorded[key].get(name) != value for name, value in request.items()) for row in (key, *extras)]
+    if stale:
+        logger.info("%s: %d stored runs did not record what the observers now ask for; they run again",
+                    plan.config.name, len(stale))
+        store.delete(stale)
+    return len(stale)
+
+
+def migrate_store(store: ResultsStore, plan: SweepPlan) -> int:
+    """Rename the rows of ``plan``'s runs that ``store`` holds under their key-format-1 keys (stores written before
+    sweep and method names left the key) to their keys now, in place; returns how many were renamed."""
+    moved = store.migrate_keys(plan.legacy_renames())
+    if moved:
+        logger.info("%s: %d stored runs moved to the current run keys (key format %d)", plan.config.name, moved,
+                    KEY_FORMAT)
+    return moved
 
 
 def describe_work(tasks: list[SweepTask]) -> str:
@@ -399,6 +477,8 @@ def run_sweep(
         encoding="utf-8")
     start = time.perf_counter()
     with ResultsStore(out_dir) as store:
+        migrate_store(store, plan)
+        _forget_unobserved(store, plan)
         done = store.existing_keys(plan.keys)
         stale = store.count_other_versions(config.name, plan.scale, version)
         if stale:

@@ -21,8 +21,9 @@ family but a choice between two, and keeps its own settings.
 A problem kind's ``shape`` is what the model is built for: ``(rows, cols)`` of a matrix
 problem, ``(1, features)`` (one output, the input dimension) of a supervised one.
 
-A kind also says what of its settings enters the results store's key (``key``): the
-kinds that existed before kinds did keep the key they had, so stored rows keep theirs.
+A kind's settings enter the results store's key as the migration table of
+:mod:`volumelab.experiments.keys` says; a kind whose settings stand for something else (a
+file problem: its contents) gives its own ``key``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, Factoriza
 from ..models.layers import setting_fields
 from ..problems.supervised import DATASETS, LOSSES
 from ._schema import Count, Strict
+from .keys import canonical
 
 __all__ = [
     "DEFAULT_MODEL_KIND",
@@ -87,7 +89,8 @@ class ProblemKind:
         build: ``(settings, seed) -> Problem``; ``seed`` is ``None`` for an unseeded kind.
         shape: ``settings -> shape`` of the measured array: ``(rows, cols)`` of a matrix, ``dims`` of a tensor
             (for building the model).
-        key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
+        key: ``settings -> dict`` entering the run key, for settings that stand for something else (a file's
+            contents); default: the settings by the migration table (:func:`volumelab.experiments.keys.canonical`).
         seeded: The problem is made from a seed (the run's, or ``problem_seed``); a fixed
             problem (a file) is not.
     """
@@ -109,7 +112,8 @@ class ModelKind:
         settings: Its pydantic settings class.
         build: ``(settings, (rows, cols)) -> model``.
         size: ``settings -> float``: relative cost of one unit of work (scheduling only).
-        key: ``settings -> dict`` entering the run key; default ``settings.model_dump()``.
+        key: ``settings -> dict`` entering the run key, for settings that stand for something else (a file's
+            contents); default: the settings by the migration table (:func:`volumelab.experiments.keys.canonical`).
         orders: The problem orders (``len(shape)``) the model is built for; ``None``: any.
         family: The model family it builds, when it is one (:func:`family_kind`); registering the kind
             registers the family too (the command line's ``--model``).
@@ -241,8 +245,10 @@ def problem_shape(settings: BaseModel) -> tuple[int, ...]:
 
 
 def problem_key(settings: BaseModel) -> dict:
+    """The problem as it enters run keys: its kind's ``key`` (a file problem: its contents) or its settings by
+    the migration table (:mod:`volumelab.experiments.keys`)."""
     kind = problem_kind(settings)
-    return kind.key(settings) if kind.key is not None else settings.model_dump()
+    return kind.key(settings) if kind.key is not None else canonical("problem", kind.name, settings.model_dump())
 
 
 def build_model(settings: BaseModel, shape: tuple[int, int]):
@@ -260,8 +266,9 @@ def model_fit(model: BaseModel, problem: BaseModel) -> str | None:
 
 
 def model_key(settings: BaseModel) -> dict:
+    """The model as it enters run keys: its kind's ``key`` or its settings by the migration table."""
     kind = model_kind(settings)
-    return kind.key(settings) if kind.key is not None else settings.model_dump()
+    return kind.key(settings) if kind.key is not None else canonical("model", kind.name, settings.model_dump())
 
 
 def model_size(settings: BaseModel) -> float:
@@ -306,14 +313,9 @@ def _build_generated(settings: GeneratedProblemConfig, seed: int | None):
                         seed=seed, norm=settings.norm)
 
 
-def _generated_key(settings: GeneratedProblemConfig) -> dict:
-    """The key these problems had before kinds: ``task`` rather than ``kind``."""
-    return {"task": settings.kind, **settings.model_dump(exclude={"kind"})}
-
-
 for _name in ("sensing", "completion"):
     register_problem_kind(ProblemKind(_name, GeneratedProblemConfig, _build_generated,
-                                      shape=lambda settings: (settings.rows, settings.cols), key=_generated_key))
+                                      shape=lambda settings: (settings.rows, settings.cols)))
 
 
 # ------------------------------------------------------------------ tensor sensing, completion
@@ -404,16 +406,10 @@ register_problem_kind(ProblemKind(
 
 
 # ------------------------------------------------------------------ factorization, cp
-def _factorization_key(settings) -> dict:
-    """The key factorization runs had before the prior's mean existed: ``weight_mean`` only where it is set."""
-    return settings.model_dump(exclude={"kind"} if settings.weight_mean else {"kind", "weight_mean"})
-
-
 FACTORIZATION = register_model_kind(family_kind(
     FactorizationModel, name=DEFAULT_MODEL_KIND,
     # A rough relative cost per unit of work, for scheduling the most expensive tasks first.
-    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width,
-    key=_factorization_key))
+    size=lambda s: s.width * s.width * max(1, s.depth - 1) + 10 * s.width))
 FactorizationConfig = FACTORIZATION.settings
 
 CP = register_model_kind(family_kind(
@@ -450,24 +446,12 @@ def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
 
 register_problem_kind(ProblemKind(
     "supervised", SupervisedProblemConfig, _build_supervised,
-    shape=lambda settings: (1, BUNDLED_FEATURES.get(settings.data, settings.features)),
-    # Keyed without `nonzero` unless it matters (only the sparse teacher reads it).
-    key=lambda settings: settings.model_dump(exclude=set() if settings.data == "sparse_teacher" else {"nonzero"})))
+    shape=lambda settings: (1, BUNDLED_FEATURES.get(settings.data, settings.features))))
 
 
 # ------------------------------------------------------------------ mlp
-#: MLP fields that joined the run key after MLP rows were stored, with the value those rows had.
-_MLP_KEY_DEFAULTS = {"parametrization": "standard", "bias": False, "abs_a": 0.0, "abs_b": 1.0}
-
-
-def _mlp_key(settings) -> dict:
-    dumped = settings.model_dump()
-    return {name: value for name, value in dumped.items()
-            if name not in _MLP_KEY_DEFAULTS or value != _MLP_KEY_DEFAULTS[name]}
-
-
 MLP = register_model_kind(family_kind(
-    MLPModel, size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width, key=_mlp_key))
+    MLPModel, size=lambda s: s.width * s.width * max(1, s.depth - 1) + 100 * s.width))
 MLPConfig = MLP.settings
 
 

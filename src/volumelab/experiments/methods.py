@@ -42,6 +42,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from ..device import resolve_device
 from ..evidence.roles import CHANCE, SAMPLER, TRAINER, companion, register_role, unregister_role
 from ._schema import Count, Strict
+from .keys import KeyMigration, canonical, declare_key_migration
 
 __all__ = [
     "CHANCE",
@@ -87,9 +88,6 @@ class MethodSettings(Strict):
     #: Settings that decide where or in what pieces a run computes but never change its
     #: numbers; they are left out of the results store's key (``run_key``).
     execution_fields: ClassVar[frozenset[str]] = frozenset({"device"})
-    #: Fields that joined the key after rows were stored: left out of the key while they
-    #: hold the value the older rows were computed with, so those rows keep their keys.
-    key_defaults: ClassVar[Mapping[str, Any]] = {}
     optimizer_class: ClassVar[type | None] = None
     optimizer_fields: ClassVar[tuple[str, ...]] = ()
     observer_options: ClassVar[tuple["ObserverOption", ...]] = ()
@@ -110,14 +108,13 @@ class MethodSettings(Strict):
         built = (option.build(getattr(self, option.name)) for option in self.observer_options)
         return [observer for observer in built if observer is not None]
 
-    def key_settings(self) -> dict[str, Any]:
-        """The settings that enter the run key: all but the execution fields and the
-        ``key_defaults`` fields at their old value."""
-        dumped = self.model_dump(exclude=set(self.execution_fields))
-        for name, old in self.key_defaults.items():
-            if name in dumped and dumped[name] == old:
-                del dumped[name]
-        return dumped
+    def key_settings(self, *, observers: bool = False) -> dict[str, Any]:
+        """The settings that enter the run key: all but the execution fields and the observer options (what a
+        run records besides its numbers never changes them; ``observers=True``: with them, as key format 1 had
+        them), by the migration table (:mod:`volumelab.experiments.keys`: e.g. fields that joined the key
+        later, left out at their old value)."""
+        exclude = set(self.execution_fields) | (set() if observers else {o.name for o in self.observer_options})
+        return canonical("method", self.type, self.model_dump(exclude=exclude))
 
     @model_validator(mode="after")
     def _optimizer_accepts(self) -> "MethodSettings":
@@ -220,7 +217,8 @@ def settings_model(type_name: str, optimizer: type, budget: str, *, budget_minim
     model = create_model(class_name, __base__=MethodSettings, __doc__=doc or f"Settings of method type {type_name!r} "
                          f"(the fields of {optimizer.__name__} and the budget {budget!r}).", **fields)
     model.execution_fields = frozenset(execution_fields)
-    model.key_defaults = dict(key_defaults or {})
+    for name, old in (key_defaults or {}).items():
+        declare_key_migration(KeyMigration("method", type_name, name, old=old, why="declared by its registration"))
     model.optimizer_class = optimizer
     model.optimizer_fields = tuple(names)
     model.observer_options = tuple(observers)

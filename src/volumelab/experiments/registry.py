@@ -8,6 +8,8 @@ registered here (settings, runner, CSV columns, plot style, verdict role, extra 
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..device import resolve_device
 from ..diagnostics.lyapunov import ProductCollapse
 from ..diagnostics.ntk import NTKLaziness
@@ -15,9 +17,8 @@ from ..diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
 from ..diagnostics.spectrum import NTKAtInit
 from ..optimizers import GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
 from ..errors import OptimizerError
-from ..optimizers.guess_check import block_size_for
+from ..optimizers.conditioning import estimators
 from ..optimizers.observers import FinalOutputs, Trajectory
-from ..samplers import select_sampler
 from .methods import (
     CHANCE,
     SAMPLER,
@@ -31,7 +32,7 @@ from .methods import (
     register_method,
 )
 
-__all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW"]
+__all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW", "estimator_method"]
 
 
 # ------------------------------------------------------------------ the two runners
@@ -52,15 +53,13 @@ def _run_batch(problems, model, settings, seeds) -> list[RunResult]:
 
 
 def _resolved_gnc(model, settings) -> dict:
-    """The sampler and block size G&C will use: both decide which random numbers make the draws.
+    """What the estimator's settings resolve to on this machine that decides its random numbers (rejection:
+    the sampler and block size; subset simulation draws the prior's latent weights itself: nothing)."""
+    return settings.optimizer().estimator().resolved(model, resolve_device(settings.device).type)
 
-    Subset simulation draws the prior's latent weights itself: neither applies.
-    """
-    if settings.method == "subset":
-        return {}
-    sampler = select_sampler(model, settings.sampler)
-    return {"sampler": sampler.name,
-            "block_size": block_size_for(model, sampler, resolve_device(settings.device).type)}
+
+def _gnc_work(settings) -> tuple[float, str]:
+    return float(settings.samples), estimators()[settings.method].budget_unit
 
 
 def _prior_row(result: RunResult) -> tuple[str, dict, dict]:
@@ -76,6 +75,14 @@ def _prior_row(result: RunResult) -> tuple[str, dict, dict]:
     return "ok", metrics, errors
 
 
+#: The chance level every G&C estimator's runs store beside their own rows (``prior``, or ``<method>_prior``).
+_PRIOR_ROWS = (ExtraRows(
+    type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
+    role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,
+                                      "linestyle": "--"},
+    columns=(Column("samples", dtype="count"), Column("eps", source="setting"), Column("test_error"))),)
+
+
 GNC = register_method(MethodSpec(
     type="gnc",
     optimizer=GuessCheck,
@@ -83,16 +90,10 @@ GNC = register_method(MethodSpec(
     budget_unit="prior draws",
     # One task per seed: a seed's draws are independent of the others, and each task
     # spreads its blocks over every core.
-    runner=MethodRunner(_run_each_seed, batched=False, resolved=_resolved_gnc,
-                        work=lambda settings: (float(settings.samples), "model evaluations"
-                                               if settings.method == "subset" else "prior draws")),
+    runner=MethodRunner(_run_each_seed, batched=False, resolved=_resolved_gnc, work=_gnc_work),
     # The sampler enters the key as what it resolves to (``auto`` may pick the same one as a name).
     execution_fields=frozenset({"device", "batch_size", "sampler", "workers", "memory_fraction"}),
-    # Kept draws change what is stored, so keep_samples is in the key; rows stored before it kept none.
-    # The acceptance criterion changes the numbers; rows stored before it accepted on train_loss.
-    # The sampling method and subset simulation's settings change the numbers; older rows used rejection.
-    key_defaults={"keep_samples": 0, "accept": "train_loss", "method": "rejection", "population": 500,
-                  "level_fraction": 0.1, "replicates": 8, "kernel": "pcn", "moves": 5},
+    # Fields that joined its key after rows were stored: volumelab.experiments.keys.KEY_MIGRATIONS.
     role=SAMPLER,
     label="G&C",
     style={"color": "#1f77b4", "marker": "o", "linestyle": "-"},
@@ -102,14 +103,51 @@ GNC = register_method(MethodSpec(
              Column("ess"), Column("rhat"), Column("evaluations", dtype="count"),
              Column("min_eps_reached"), Column("eps", source="setting"), Column("test_error"),
              Column("prior_test_error")),
-    extra_rows=(ExtraRows(
-        type="prior", build=_prior_row, name=lambda method: "prior" if method == "gnc" else f"{method}_prior",
-        role=CHANCE, label="prior", style={"label": "prior (chance)", "color": "#555555", "marker": None,
-                                          "linestyle": "--"},
-        columns=(Column("samples", dtype="count"), Column("eps", source="setting"), Column("test_error"))),),
+    extra_rows=_PRIOR_ROWS,
     no_loss="accepted nothing; with method subset also: did not reach eps, budget too small, or chains not mixed",
     count_column=CountColumn("accepted", "{label} accepted (median) / seeds without acceptance"),
 ))
+
+
+def estimator_method(estimator: type, *, type: str | None = None, label: str | None = None,
+                     style: dict | None = None) -> MethodSpec:
+    """A sweep method for a G&C estimator (a registered :class:`~volumelab.optimizers.ConditionalEstimator`),
+    one seed per run like ``gnc``, with its own settings, its chance-level rows and a ``results.csv`` column for
+    each numeric metric its schema declares. ``register_method(estimator_method(Mine))`` in the estimator's
+    file makes ``methods: {mine: {eps: ..., samples: ...}}`` a sweep method.
+
+    (The built-in estimators run as ``gnc`` with ``method: rejection|subset``, whose run keys predate this.)
+    """
+    declared = estimator.schema.metrics if estimator.schema is not None else ()
+    columns = [Column(metric.name, dtype="count" if metric.kind == "count" else "float") for metric in declared
+               if metric.name not in ("gen_loss", "train_loss", "eps", "accept", "samples")]
+    columns += [Column("samples", dtype="count"), Column("eps", source="setting")]
+
+    def resolved(model, settings) -> dict:
+        return settings.optimizer().resolved(model, resolve_device(settings.device).type)
+
+    def work(settings) -> tuple[float, str]:
+        return float(settings.samples), estimator.budget_unit
+
+    name = type or estimator.name
+    # Each registration's extra rows have their own row type.
+    prior_rows = (dataclasses.replace(_PRIOR_ROWS[0], type=f"{name}_prior", name=lambda method: f"{method}_prior"),)
+    return MethodSpec(
+        type=name,
+        optimizer=estimator,
+        budget="samples",
+        budget_unit=estimator.budget_unit,
+        runner=MethodRunner(_run_each_seed, batched=False, resolved=resolved, work=work),
+        execution_fields=frozenset({"device", "workers"}),
+        role=SAMPLER,
+        label=label or f"G&C ({estimator.name})",
+        style=style or {},
+        columns=tuple(columns),
+        extra_rows=prior_rows,
+        no_loss="accepted nothing",
+        count_column=CountColumn("accepted", "{label} accepted (median) / seeds without acceptance")
+        if any(metric.name == "accepted" for metric in declared) else None,
+    )
 
 
 # ------------------------------------------------------------------ gradient descent
@@ -152,9 +190,7 @@ GD = register_method(MethodSpec(
     runner=_BATCHED,
     # log_every only changes the history, which the store does not keep.
     execution_fields=frozenset({"device", "log_every"}),
-    # Settable from sweep files since the registry; rows stored before ran with these values.
-    key_defaults={"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None, "keep_outputs": False,
-                  "trajectory_every": 0, "ntk_metrics": False},
+    # Fields that joined its key after rows were stored: volumelab.experiments.keys.KEY_MIGRATIONS.
     observers=_OBSERVERS,
     role=TRAINER,
     label="GD",
@@ -175,7 +211,6 @@ NGD = register_method(MethodSpec(
     # The same batched runner as GD: run_batch is inherited.
     runner=_BATCHED,
     execution_fields=frozenset({"device", "log_every"}),
-    key_defaults={"trajectory_every": 0, "ntk_metrics": False},
     observers=_OBSERVERS,
     # Not read by the paper figures' verdict rules (those compare G&C with GD); NGD's
     # studies state their own.

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -194,6 +194,35 @@ class ResultsStore:
         """Keys of the runs already stored (restricted to ``keys`` when given)."""
         found = {row[0] for row in self._connection.execute("SELECT run_key FROM runs")}
         return found if keys is None else found & set(keys)
+
+    def method_settings(self, keys: Iterable[str]) -> dict[str, dict]:
+        """The method settings each stored run of ``keys`` recorded (its ``config``'s ``method``), by key."""
+        wanted, out = set(keys), {}
+        for key, config in self._connection.execute("SELECT run_key, config FROM runs"):
+            if key in wanted:
+                out[key] = json.loads(config).get("method", {})
+        return out
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete the stored runs of ``keys`` and their arrays in one transaction; returns how many rows went."""
+        keys = [(key,) for key in keys]
+        with self._connection:
+            before = self.count()
+            self._connection.executemany("DELETE FROM runs WHERE run_key = ?", keys)
+            self._connection.executemany("DELETE FROM arrays WHERE run_key = ?", keys)
+            return before - self.count()
+
+    def migrate_keys(self, renames: Mapping[str, str]) -> int:
+        """Rename stored runs (and their arrays) from the old keys of ``renames`` to the new ones, in one
+        transaction; returns how many rows were renamed. An old key that is not stored, or whose new key is
+        stored already, is left as it is (the new key's row wins)."""
+        stored = self.existing_keys()
+        moves = [(new, old) for old, new in renames.items() if old in stored and new not in stored]
+        if moves:
+            with self._connection:
+                self._connection.executemany("UPDATE runs SET run_key = ? WHERE run_key = ?", moves)
+                self._connection.executemany("UPDATE arrays SET run_key = ? WHERE run_key = ?", moves)
+        return len(moves)
 
     def add(self, rows: Sequence[ResultRow]) -> int:
         """Insert the rows of one finished task in a single transaction; returns how many were new."""

@@ -410,7 +410,10 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     from ...experiments.store import ResultsStore
 
     config = plan.config
+    from ...experiments.driver import migrate_store
+
     with ResultsStore(out_dir) as store:
+        migrate_store(store, plan)  # a store written before the current key format: its rows, renamed in place
         frame = rows_to_frame(store.fetch(keys=plan.keys))
     frame.attrs[RESULTS_DIR_ATTR] = str(out_dir)  # studies that read what runs stored besides the frame
     names = short_names(config.grid)
