@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import volumelab
-from volumelab.experiments import ConfigError, get_method, load_sweep, plan_sweep, run_sweep, unregister_method
+from volumelab.experiments import ConfigError, MethodSpec, get_method, load_sweep, plan_sweep, run_sweep, unregister_method
 from volumelab.experiments.methods import csv_method_columns, extra_row_types, method_types, register_method
 from volumelab.optimizers import NaturalGradientDescent, GradientDescent, GuessCheck
 from volumelab.plotting.report import write_sweep_outputs
@@ -283,3 +283,20 @@ def test_observer_settings_build_the_observers_and_a_bad_one_names_its_setting(t
     assert get_method("gd").settings(type="gd", lr=0.1, steps=3).observers() == []
     with pytest.raises(ValueError, match="trajectory_every must be a non-negative integer, got -1"):
         get_method("gd").settings(type="gd", lr=0.1, steps=3, trajectory_every=-1)
+
+
+def test_each_builtin_method_is_registered_as_what_it_is():
+    """G&C estimates, GD and NGD optimize, the diagnostics measure: a measurement is its own kind of procedure,
+    with no optimizer's settings (no progress bar), registered as such."""
+    from volumelab.diagnostics.base import Measurement
+
+    kinds = {name: get_method(name).procedure for name in ("gnc", "gd", "ngd", "ntk", "prior_law", "collapse")}
+    assert kinds == {"gnc": "estimator", "gd": "optimizer", "ngd": "optimizer", "ntk": "measurement",
+                     "prior_law": "measurement", "collapse": "measurement"}
+    for name in ("ntk", "prior_law", "collapse"):
+        procedure = get_method(name).optimizer
+        assert issubclass(procedure, Measurement)
+        assert "progress" not in {item.name for item in dataclasses.fields(procedure)}
+    with pytest.raises(ValueError, match="procedure must be optimizer, estimator or measurement"):
+        MethodSpec(type="odd", optimizer=get_method("ntk").optimizer, budget="draws",
+                   runner=get_method("ntk").runner, procedure="oracle")

@@ -55,6 +55,7 @@ from scipy.spatial import cKDTree
 from .._rng import make_generator
 from ..errors import OptimizerError
 from ..models import FactorizationModel
+from .base import Measurement
 from ..optimizers.base import RunResult
 
 __all__ = ["BATCHES", "CHUNK", "CHUNK_BYTES", "ENTRY_KEYS", "KSG_NEIGHBOURS", "LOSS_KEYS", "MardiaKurtosis", "PriorDraws",
@@ -304,18 +305,16 @@ def _statistics(draws: np.ndarray, train: np.ndarray, gen: np.ndarray) -> dict[s
 
 
 @dataclass(frozen=True)
-class PriorDraws:
-    """What the diagnostics on prior draws of ``W`` share: their settings, checks and draws.
+class PriorDraws(Measurement):
+    """What the measurements on prior draws of ``W`` share: their settings, checks and draws.
 
     Attributes:
         sampler: ``"auto"`` (the fastest exact sampler) or a sampler's name; the statistics do not depend on it.
         device: ``"cpu"`` or ``"auto"`` (the CPU: the statistics are NumPy's).
-        progress: Unused; accepted for the sweep driver.
     """
 
     sampler: str = "auto"
     device: str = "cpu"
-    progress: bool = False
 
     #: The method's name, which is also its random stream's: ``(seed, method)``.
     method = "prior_draws"

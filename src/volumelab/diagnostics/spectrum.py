@@ -29,6 +29,7 @@ from .._rng import make_generator
 from ..errors import OptimizerError
 from ..models import MLPModel
 from ..optimizers.base import RunResult, mean_and_stderr
+from .base import Measurement
 from .ntk import DEFAULT_MEMORY_BYTES, NTK_METHODS, arccos_ntk, empirical_ntk, ntk_eigenvalues
 
 __all__ = ["NTKAtInit", "closed_form_limit"]
@@ -48,20 +49,18 @@ def closed_form_limit(model, problem) -> tuple[float, float] | None:
 
 
 @dataclass(frozen=True)
-class NTKAtInit:
+class NTKAtInit(Measurement):
     """The empirical NTK's extreme eigenvalues at prior draws of the weights.
 
     Attributes:
         ntk_method: ``"jacobian"`` or ``"vp"`` (the two Gram implementations; same numbers).
         memory_bytes: Working-memory budget of one Gram.
         device: ``"cpu"`` or ``"auto"`` (which is the CPU here: the Grams are computed on the CPU).
-        progress: Unused (one Gram per draw); accepted for the sweep driver.
     """
 
     ntk_method: str = "jacobian"
     memory_bytes: int = DEFAULT_MEMORY_BYTES
     device: str = "cpu"
-    progress: bool = False
 
     method = "ntk"
 

@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..device import resolve_device
-from ..evidence.roles import CHANCE, SAMPLER, TRAINER, companion, register_role, unregister_role
+from ..evidence.roles import CHANCE, SAMPLER, TRAINER, companion, register_role, role_of, unregister_role
 from ._schema import Count, Strict
 from .keys import KeyMigration, canonical, declare_key_migration
 
@@ -99,8 +99,11 @@ class MethodSettings(Strict):
         return getattr(self, self.budget_field)
 
     def optimizer(self, **options: Any) -> Any:
-        """The optimizer these settings describe (``options`` add run-only fields, e.g. ``progress``)."""
+        """The procedure these settings describe (``options`` add run-only fields, e.g. ``progress``; a procedure
+        without a progress bar, a measurement, is built without it)."""
         values = {name: getattr(self, name) for name in self.optimizer_fields}
+        if "progress" in options and "progress" not in {item.name for item in dataclasses.fields(self.optimizer_class)}:
+            options = {name: value for name, value in options.items() if name != "progress"}
         return self.optimizer_class(**values, **options)
 
     def observers(self) -> list[Any]:
@@ -301,16 +304,21 @@ class CountColumn:
 
 @dataclass(frozen=True)
 class RowKind:
-    """What plots, tables and verdicts read about the rows of one ``method_type``."""
+    """What plots and tables read about the rows of one ``method_type`` (their role for the verdicts is
+    :mod:`volumelab.evidence.roles`', registered with the method: :attr:`role` reads it there)."""
 
     type: str
-    role: str = "other"
     label: str = ""
     style: Mapping[str, Any] = field(default_factory=dict)
     columns: tuple[Column, ...] = ()
     no_loss: str = "had no loss"
     count_column: CountColumn | None = None
     extra: bool = False  # rows stored alongside another method's runs (they share its compute time)
+
+    @property
+    def role(self) -> str:
+        """What the verdicts read these rows as (``sampler``, ``trainer``, ``chance``, ``other``)."""
+        return role_of(self.type)
 
     def style_for(self, method: str, index: int) -> dict[str, Any]:
         """The plot style of ``method`` (rows of this kind): the registered one for the method
@@ -349,8 +357,7 @@ class ExtraRows:
 
     @property
     def kind(self) -> RowKind:
-        return RowKind(self.type, self.role, self.label or self.type, self.style, self.columns, self.no_loss,
-                       None, extra=True)
+        return RowKind(self.type, self.label or self.type, self.style, self.columns, self.no_loss, None, extra=True)
 
 
 @dataclass(frozen=True)
@@ -359,7 +366,11 @@ class MethodSpec:
 
     Attributes:
         type: The method type (``type:`` in a sweep file; a method's name by default).
-        optimizer: The optimizer dataclass; the settings are generated from its fields.
+        optimizer: The procedure's dataclass (an optimizer, an estimator or a measurement); the settings are
+            generated from its fields.
+        procedure: What the procedure is: ``"optimizer"`` (it trains the model), ``"estimator"`` (it estimates
+            a law conditioned on the data) or ``"measurement"`` (it measures the model at its prior or its
+            initialization: nothing is fitted).
         budget: Name of the budget setting (passed to the run as the budget).
         runner: How it runs.
         budget_minimum: Smallest budget allowed.
@@ -395,12 +406,16 @@ class MethodSpec:
     extra_rows: tuple[ExtraRows, ...] = ()
     no_loss: str = "had no loss"
     count_column: CountColumn | None = None
+    procedure: Literal["optimizer", "estimator", "measurement"] = "optimizer"
     settings: type[MethodSettings] = field(init=False, repr=False, compare=False)
     module: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.type):
             raise ValueError(f"method type {self.type!r} must be letters, digits and underscores")
+        if self.procedure not in ("optimizer", "estimator", "measurement"):
+            raise ValueError(f"method {self.type!r}: procedure must be optimizer, estimator or measurement, got "
+                             f"{self.procedure!r}")
         if self.execution_fields is None:
             names = {item.name for item in dataclasses.fields(self.optimizer)}
             object.__setattr__(self, "execution_fields", frozenset({"device"} & names))
@@ -412,8 +427,7 @@ class MethodSpec:
 
     @property
     def kind(self) -> RowKind:
-        return RowKind(self.type, self.role, self.label or self.type, self.style, self.columns, self.no_loss,
-                       self.count_column)
+        return RowKind(self.type, self.label or self.type, self.style, self.columns, self.no_loss, self.count_column)
 
     def work_of(self, settings: MethodSettings) -> tuple[float, str]:
         """``(amount, unit)`` of one seed's work: the runner's, or the budget in ``budget_unit``."""

@@ -37,8 +37,8 @@ __all__ = ["COLLAPSE", "GD", "GNC", "NGD", "NTK", "PRIOR_LAW", "estimator_method
 
 # ------------------------------------------------------------------ the two runners
 def _run_each_seed(problems, model, settings, seeds) -> list[RunResult]:
-    """One run per seed (G&C, the NTK at initialization, the prior-draw diagnostics): each seed's work is
-    independent of the others, and each run spreads its own work over the cores."""
+    """One run per seed (G&C's estimators, the measurements: the NTK at initialization, the prior's law, the
+    collapse): each seed's work is independent of the others, and each run spreads its own work over the cores."""
     optimizer = settings.optimizer(progress=False)
     return [optimizer.run(problem, model, settings.budget, seed=seed) for problem, seed in zip(problems, seeds)]
 
@@ -86,6 +86,7 @@ _PRIOR_ROWS = (ExtraRows(
 GNC = register_method(MethodSpec(
     type="gnc",
     optimizer=GuessCheck,
+    procedure="estimator",
     budget="samples",
     budget_unit="prior draws",
     # One task per seed: a seed's draws are independent of the others, and each task
@@ -135,6 +136,7 @@ def estimator_method(estimator: type, *, type: str | None = None, label: str | N
     return MethodSpec(
         type=name,
         optimizer=estimator,
+        procedure="estimator",
         budget="samples",
         budget_unit=estimator.budget_unit,
         runner=MethodRunner(_run_each_seed, batched=False, resolved=resolved, work=work),
@@ -229,6 +231,7 @@ NGD = register_method(MethodSpec(
 NTK = register_method(MethodSpec(
     type="ntk",
     optimizer=NTKAtInit,
+    procedure="measurement",
     budget="draws",
     budget_unit="NTK Grams",
     runner=MethodRunner(_run_each_seed, batched=False),
@@ -251,6 +254,7 @@ PRIOR_LAW_STATISTICS = ENTRY_KEYS + LOSS_KEYS
 PRIOR_LAW = register_method(MethodSpec(
     type="prior_law",
     optimizer=PriorLaw,
+    procedure="measurement",
     budget="draws",
     budget_unit="prior draws",
     runner=MethodRunner(_run_each_seed, batched=False),
@@ -272,6 +276,7 @@ PRIOR_LAW = register_method(MethodSpec(
 COLLAPSE = register_method(MethodSpec(
     type="collapse",
     optimizer=ProductCollapse,
+    procedure="measurement",
     budget="draws",
     budget_unit="prior draws",
     runner=MethodRunner(_run_each_seed, batched=False),
