@@ -22,7 +22,8 @@ from ._counts import parse_count
 from .errors import VolumelabError
 from .models import FactorizationModel, LayeredModel, model_families
 from .models.layers import setting_fields
-from .optimizers import SOLVES, GradientDescent, GuessCheck, NaturalGradientDescent, RunResult
+from .optimizers import GradientDescent, GuessCheck, RunResult
+from .optimizers.gradient import trainers
 from .optimizers.base import ResultSchema, format_value
 from .optimizers.conditioning import estimator_settings as estimator_settings_of, estimators
 from .optimizers.observers import FinalOutputs
@@ -271,8 +272,9 @@ def _setting_option(name: str, item, owners: list[str], everyone: list[str], sel
     elif isinstance(item.default, int):
         kind = click.IntRange(min=low, max=high)
     elif low is not None or high is not None:
-        exclusive = bool(item.metadata.get("exclusive"))
-        kind = click.FloatRange(min=low, max=high, min_open=exclusive, max_open=exclusive)
+        exclusive = item.metadata.get("exclusive")
+        low_open, high_open = exclusive if isinstance(exclusive, tuple) else (bool(exclusive), bool(exclusive))
+        kind = click.FloatRange(min=low, max=high, min_open=low_open, max_open=high_open)
     else:
         kind = float
     return click.option(flag, name, type=kind, default=None, help=help_text)
@@ -416,38 +418,21 @@ def _train(optimizer_class, family, problem, seed, device, as_json, model_settin
     _report(result, optimizer.schema, problem, model, as_json, include_history=history, save_path=save_path)
 
 
-@cli.command()
-@common_options
-@problem_options
-@model_options
-@trainer_options
-def gd(**options) -> None:
-    """Full-batch gradient descent from small initialization."""
-    _train(GradientDescent, **options)
+def _add_trainer_command(name: str, trainer: type) -> None:
+    """``volumelab <name>``: the trainer with GD's options and one per field of its own made by ``setting``."""
+
+    def command(trainer_settings, **options) -> None:
+        _train(trainer, **trainer_settings, **options)
+
+    command.__doc__ = trainer.summary
+    command.__name__ = name
+    command = _setting_options(command, {name: trainer}, "--optimizer", setting_fields, "trainer_settings")
+    for decorate in (trainer_options, model_options, problem_options, common_options, cli.command(name)):
+        command = decorate(command)
 
 
-@cli.command()
-@common_options
-@problem_options
-@model_options
-@trainer_options
-@click.option("--damping", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="lambda added to the Gauss-Newton matrix; 0 asks for the pseudo-inverse.")
-@click.option("--solve", type=click.Choice(list(SOLVES)), default="auto", show_default=True,
-              help="dense (P x P system), dual (outputs x outputs, for more parameters than outputs), "
-                   "cg (matrix-free conjugate gradients); auto: dual when outputs < parameters, else dense.")
-@click.option("--fisher", type=click.Choice(["train", "output"]), default="train", show_default=True,
-              help="train: the Gauss-Newton matrix of the outputs the loss sees (NGD as defined); output: "
-                   "J^T J over every entry of a factorization's W (natural gradient in the whole function "
-                   "space, an ablation).")
-@click.option("--damping-decay", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0,
-              show_default=True, help="Multiply the damping by this every step (1: constant).")
-@click.option("--damping-min", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="The floor of the decaying damping (at most --damping).")
-def ngd(damping, solve, fisher, damping_decay, damping_min, **options) -> None:
-    """Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."""
-    _train(NaturalGradientDescent, damping=damping, solve=solve, fisher=fisher, damping_decay=damping_decay,
-           damping_min=damping_min, **options)
+for _name, _trainer in trainers().items():  # gd, ngd, and any trainer a plug-in registered before this import
+    _add_trainer_command(_name, _trainer)
 
 
 def _save_arrays(result: RunResult, path: Path | None) -> str | None:

@@ -17,9 +17,11 @@ __all__ = ["setting", "setting_fields"]
 
 
 def setting(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
-            maximum: float | None = None, exclusive: bool = False, count: bool = False, doc: str = "") -> Any:
+            maximum: float | None = None, exclusive: bool | tuple[bool, bool] = False, count: bool = False,
+            doc: str = "") -> Any:
     """A field a sweep file and the command line may set, with its ``default``, the values it may take
-    (``choices``), its range (``minimum``/``maximum``, both excluded when ``exclusive``), whether it is a count
+    (``choices``), its range (``minimum``/``maximum``; ``exclusive`` excludes both ends, or ``(low, high)``
+    says for each), whether it is a count
     the command line accepts written as ``1e6`` (``count``) and what it means in a few words (``doc``, the
     option's help).
 

@@ -62,7 +62,7 @@ from .transforms import (
     trace_momentum,
 )
 
-__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES", "TRAINER_SCHEMA"]
+__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES", "TRAINER_SCHEMA", "register_trainer", "trainers"]
 
 logger = logging.getLogger(__name__)
 
@@ -313,8 +313,10 @@ class GradientDescent:
         if self.log_every is not None and self.log_every < 1:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
 
-    #: The ``RunResult.method`` of its runs.
+    #: The ``RunResult.method`` of its runs, and its command (``volumelab gd``).
     method = "gd"
+    #: What ``volumelab <method> --help`` says it is.
+    summary = "Full-batch gradient descent from small initialization."
     #: What its runs return (:data:`TRAINER_SCHEMA`).
     schema = None  # set below, after the schema's text function
 
@@ -689,3 +691,22 @@ TRAINER_SCHEMA = ResultSchema(
     text=_trainer_text,
 )
 GradientDescent.schema = TRAINER_SCHEMA
+
+_TRAINERS: dict[str, type] = {}
+
+
+def register_trainer(trainer: type) -> type:
+    """Offer ``trainer`` (a :class:`GradientDescent` subclass) as the command ``volumelab <trainer.method>``, with
+    GD's options and one option per field of its own made by :func:`volumelab.settings.setting`."""
+    if not (isinstance(trainer, type) and issubclass(trainer, GradientDescent)):
+        raise TypeError(f"{trainer!r} is not a GradientDescent subclass")
+    _TRAINERS[trainer.method] = trainer
+    return trainer
+
+
+def trainers() -> dict[str, type]:
+    """The registered trainers by command name, in registration order."""
+    return dict(_TRAINERS)
+
+
+register_trainer(GradientDescent)

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..settings import setting
 from ..errors import OptimizerError
-from .gradient import GradientDescent
+from .gradient import GradientDescent, register_trainer
 from .transforms import GradientTransformation, StepContext, Update, chain
 
 __all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "damping_at", "natural_gradient_direction", "scale_by_natural_gradient"]
@@ -241,6 +242,7 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
     return GradientTransformation(init, update)
 
 
+@register_trainer
 @dataclass(frozen=True)
 class NaturalGradientDescent(GradientDescent):
     """Full-batch natural gradient descent: :class:`GradientDescent` with the Gauss-Newton preconditioner.
@@ -262,15 +264,24 @@ class NaturalGradientDescent(GradientDescent):
     global RMS; ``momentum`` adds heavy-ball momentum after it.
     """
 
-    damping: float = 1e-3
-    solve: str = "auto"
+    damping: float = setting(1e-3, minimum=0,
+                             doc="lambda added to the Gauss-Newton matrix; 0 asks for the pseudo-inverse.")
+    solve: str = setting("auto", choices=SOLVES,
+                         doc="dense (P x P system), dual (outputs x outputs, for more parameters than outputs), "
+                             "cg (matrix-free conjugate gradients); auto: dual when outputs < parameters, else "
+                             "dense.")
     cg_tol: float = 1e-10
     cg_max_iter: int | None = None
-    fisher: str = "train"
-    damping_decay: float = 1.0
-    damping_min: float = 0.0
+    fisher: str = setting("train", choices=FISHERS,
+                          doc="train: the Gauss-Newton matrix of the outputs the loss sees (NGD as defined); output: "
+                              "J^T J over every entry of a factorization's W (natural gradient in the whole function "
+                              "space, an ablation).")
+    damping_decay: float = setting(1.0, minimum=0, maximum=1, exclusive=(True, False),
+                                   doc="Multiply the damping by this every step (1: constant).")
+    damping_min: float = setting(0.0, minimum=0, doc="The floor of the decaying damping (at most --damping).")
 
     method = "ngd"
+    summary = "Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."
 
     def __post_init__(self) -> None:
         super().__post_init__()
