@@ -74,10 +74,15 @@ def test_a_schema_names_what_it_does_not_declare():
         RejectionGuessCheck.schema.meaning("mystery")
 
 
-def test_every_gnc_column_of_a_sweep_is_declared_by_an_estimator():
+def test_every_metric_column_of_a_sweep_has_a_declared_meaning():
+    """results.csv's metric columns of G&C, GD and NGD are declared (with their meaning) by the procedures'
+    schemas, so the table's documentation is the schemas."""
     declared = {name for estimator in estimators().values() for name in estimator.schema.names()}
     columns = [column.key or column.name for column in get_method("gnc").columns if column.source == "metric"]
     assert columns and set(columns) <= declared
+    for method in ("gd", "ngd"):
+        columns = [column.key or column.name for column in get_method(method).columns if column.source == "metric"]
+        assert columns and set(columns) <= set(GradientDescent.schema.names()), method
 
 
 def test_each_estimator_has_only_its_own_settings():
