@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
+
+from plugin_testing import volumelab_with, write_plugin
 
 TOY = '''
 import math
@@ -103,16 +101,12 @@ PROBLEM = ["--task", "sensing", "--rows", "4", "--cols", "4", "--rank", "1", "--
            "--depth", "2", "--eps", "0.1"]
 
 
-def _volumelab(tmp_path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    code = code or ("import sys, toy_estimator; from volumelab.cli import main; "
-                    f"sys.exit(main({list(args)!r}))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-           "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+def _volumelab(tmp_path, *args: str, code: str | None = None):
+    return volumelab_with(tmp_path, "toy_estimator", *args, code=code)
 
 
 def test_a_toy_estimator_runs_from_the_command_line_and_a_sweep(tmp_path):
-    (tmp_path / "toy_estimator.py").write_text(textwrap.dedent(TOY), encoding="utf-8")
+    write_plugin(tmp_path, "toy_estimator", TOY)
     toy = _volumelab(tmp_path, "gnc", *PROBLEM, "--method", "chunked", "--chunks", "8", "--samples", "200000",
                      "--json")
     assert toy.returncode == 0, toy.stderr

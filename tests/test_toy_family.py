@@ -6,10 +6,8 @@ nothing else in the package is touched."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
+
+from plugin_testing import volumelab_with, write_plugin
 
 TOY = '''
 import dataclasses
@@ -77,16 +75,12 @@ seeds: 2
 """
 
 
-def _volumelab(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    code = ("import sys, toy_family; from volumelab.cli import main; "
-            f"sys.exit(main({list(args)!r}))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-           "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+def _volumelab(tmp_path, *args: str, code: str | None = None):
+    return volumelab_with(tmp_path, "toy_family", *args, code=code)
 
 
 def test_a_toy_family_runs_from_the_command_line_and_a_sweep(tmp_path):
-    (tmp_path / "toy_family.py").write_text(textwrap.dedent(TOY), encoding="utf-8")
+    write_plugin(tmp_path, "toy_family", TOY)
     common = ["--model", "toy_product", "--data", "teacher", "--loss", "logistic", "--train", "20", "--lift", "0.9",
               "--json"]
     gd = _volumelab(tmp_path, "gd", *common, "--lr", "0.1", "--init-scale", "1", "--steps", "30")

@@ -6,10 +6,8 @@ The file is written to a temporary folder and imported before the command line (
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
+
+from plugin_testing import volumelab_with, write_plugin
 
 TOY = '''
 import dataclasses
@@ -43,14 +41,12 @@ COMMON = ["--task", "sensing", "--rows", "5", "--cols", "5", "--rank", "1", "--m
           "--depth", "2", "--lr", "1e-3", "--init-scale", "1e-2", "--steps", "300"]
 
 
-def _volumelab(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    code = f"import sys, toy_trainer; from volumelab.cli import main; sys.exit(main({list(args)!r}))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+def _volumelab(tmp_path, *args: str, code: str | None = None):
+    return volumelab_with(tmp_path, "toy_trainer", *args, code=code)
 
 
 def test_a_toy_trainer_is_a_command_with_its_own_options(tmp_path):
-    (tmp_path / "toy_trainer.py").write_text(textwrap.dedent(TOY), encoding="utf-8")
+    write_plugin(tmp_path, "toy_trainer", TOY)
     listed = _volumelab(tmp_path, "--help")
     assert listed.returncode == 0 and "signgd" in listed.stdout and "GD on the sign of the gradient" in listed.stdout
     one = json.loads(_volumelab(tmp_path, "signgd", *COMMON, "--json").stdout)
