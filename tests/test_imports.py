@@ -115,13 +115,15 @@ def test_optimizers_do_not_import_diagnostics():
             assert not [m for m in imported if m.startswith("volumelab.diagnostics")], name
 
 
-#: A family's name compared (``model.family == "mlp"``), or a model probed for an attribute.
+#: A family's name compared (``model.family == "mlp"``), or a model, problem, task or method's settings probed
+#: for an attribute (a capability is declared, never probed).
 FAMILY_NAME = re.compile(r"\bfamily\s*[!=]=|[!=]=\s*\w*\.?family\b|\.family\s+(not\s+)?in\b")
-PROBE = re.compile(r"\b(getattr|hasattr)\(\s*(self\.)?model\b")
+PROBE = re.compile(r"\b(getattr|hasattr)\(\s*(self\.)?(model|problem|tensors|settings)\s*,\s*[\"']")
 
 
 def test_no_family_name_comparison_or_model_attribute_probe():
     assert FAMILY_NAME.search('if model.family == "factorization":') and PROBE.search('getattr(model, "x", None)')
+    assert PROBE.search('getattr(problem, "task", None)') and PROBE.search('getattr(settings, "device", None)')
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -325,7 +325,7 @@ class ResolvedPoint:
 
     def model_for(self, method: str) -> BaseModel:
         """The model as ``method`` sees it: the point's, with the method's ``model`` overrides."""
-        overrides = getattr(self.methods[method], "model", {})
+        overrides = self.methods[method].model
         if not overrides:
             return self.model
         return validate_model({**self.model.model_dump(), **overrides})
@@ -344,7 +344,7 @@ def key_settings(settings: BaseModel, *, observers: bool = False) -> dict[str, A
     the migration table (see :meth:`MethodSettings.key_settings` and :mod:`volumelab.experiments.keys`)."""
     if isinstance(settings, MethodSettings):
         return settings.key_settings(observers=observers)
-    return settings.model_dump(exclude=set(getattr(settings, "execution_fields", ())))
+    return settings.model_dump()
 
 
 def _key_payload(point: ResolvedPoint, method: str, seed: int, resolved: Mapping[str, Any] | None,

@@ -394,7 +394,7 @@ class FileProblemConfig(Strict):
 
 def _shape_of(problem) -> tuple[int, int]:
     """What a model is built for: ``(rows, cols)`` of a matrix problem, ``(1, features)`` of a supervised one."""
-    if getattr(problem, "task", None) == "supervised":
+    if problem.task == "supervised":
         return (1, problem.num_features)
     return problem.shape
 

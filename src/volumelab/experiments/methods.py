@@ -258,7 +258,7 @@ class MethodRunner:
         Always the device type (CPU and CUDA draw different random numbers), plus the
         method's own ``resolved``.
         """
-        device = getattr(settings, "device", None)
+        device = settings.device if "device" in type(settings).model_fields else None
         extra = self.resolved(model, settings) if self.resolved is not None else {}
         return {"device_type": resolve_device(device).type if device is not None else "cpu", **extra}
 

@@ -186,7 +186,7 @@ class CPModel(LayeredModel):
 
     def problem_mismatch(self, problem) -> str | None:
         """Why ``problem`` cannot be scored on this model's outputs, or ``None``."""
-        if getattr(problem, "task", None) == "supervised":
+        if problem.task == "supervised":
             return "a CP model needs a tensor (or matrix) problem (tensor-sensing, tensor-completion); use --model mlp"
         if tuple(problem.shape) != self.dims:
             return (f"model is {'x'.join(map(str, self.dims))} but the problem is "

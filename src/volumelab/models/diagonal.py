@@ -102,7 +102,7 @@ class DiagonalNetwork(LayeredModel):
                 for out, inp in self.layer_shapes]
 
     def problem_mismatch(self, problem) -> str | None:
-        if getattr(problem, "task", None) != "supervised":
+        if problem.task != "supervised":
             return "a diagonal network needs a supervised problem (--data ...)"
         if problem.num_features != self.in_features:
             return f"model takes {self.in_features} input features but the problem has {problem.num_features}"

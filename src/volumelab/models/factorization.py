@@ -171,7 +171,7 @@ class FactorizationModel(LayeredModel):
 
     def problem_mismatch(self, problem) -> str | None:
         """Why ``problem`` cannot be scored on this model's outputs, or ``None``."""
-        if getattr(problem, "task", None) == "supervised":
+        if problem.task == "supervised":
             return "a factorization model needs a matrix problem (sensing, completion); use --model mlp"
         if (self.rows, self.cols) != problem.shape:
             return f"model is {self.rows}x{self.cols} but the problem is {'x'.join(map(str, problem.shape))}"

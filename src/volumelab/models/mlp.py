@@ -218,7 +218,7 @@ class MLPModel(LayeredModel):
 
     def problem_mismatch(self, problem) -> str | None:
         """Why ``problem`` cannot be scored on this model's outputs, or ``None``."""
-        if getattr(problem, "task", None) != "supervised":
+        if problem.task != "supervised":
             return "an MLP needs a supervised problem (--data ...); use --model factorization for matrix problems"
         if problem.num_features != self.in_features:
             return f"model takes {self.in_features} input features but the problem has {problem.num_features}"
