@@ -651,6 +651,65 @@ def problem_show(path, as_json) -> None:
             click.echo(f"{key}: {value}")
 
 
+@cli.group()
+def store() -> None:
+    """Check or repair the results store (results.sqlite) of an output folder."""
+
+
+def _store_lines(check) -> list[str]:
+    lines = [f"{check.path}: " + ("intact" if check.ok else "unreadable by SQLite: " + str(check.error)
+                                   if not check.readable else f"{len(check.damaged)} damaged rows")]
+    lines.append(f"  rows found {check.rows}, intact {check.intact}, damaged {len(check.damaged)}, "
+                 f"intact arrays {check.arrays}")
+    for name, count in check.sweeps.items():
+        lines.append(f"  {name}: {count} intact rows")
+    for key, why in list(check.damaged.items())[:10]:
+        lines.append(f"  damaged: {key}: {why}")
+    if len(check.damaged) > 10:
+        lines.append(f"  ... and {len(check.damaged) - 10} more")
+    return lines
+
+
+@store.command("check")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_check(folder, as_json) -> None:
+    """What is intact in FOLDER's results store and what is not (exit 1 when something is damaged)."""
+    from .experiments.store import check_store
+
+    check = check_store(folder)
+    if as_json:
+        _echo_json(check.to_dict())
+    else:
+        for line in _store_lines(check):
+            click.echo(line)
+        if not check.ok:
+            click.echo(f"run 'volumelab store repair {folder}' to keep the {check.intact} intact rows; the next run "
+                       "recomputes the rest")
+    if not check.ok:
+        raise click.exceptions.Exit(1)
+
+
+@store.command("repair")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_repair(folder, as_json) -> None:
+    """Salvage every intact row of FOLDER's results store into a new one (the damaged file is kept beside it as
+    results.sqlite.damaged-<time>); rerun the sweep to recompute the rest."""
+    from .experiments.store import repair_store
+
+    check = repair_store(folder)
+    if as_json:
+        _echo_json(check.to_dict())
+        return
+    if check.kept_as is None:
+        click.echo(f"{check.path}: intact ({check.intact} rows); nothing to repair")
+        return
+    click.echo(f"salvaged {check.intact} of {check.rows} rows found ({check.arrays} with arrays) into {check.path}; "
+               f"the damaged file is kept as {check.kept_as}")
+    click.echo("rerun the same sweep command to recompute the lost runs")
+
+
 @cli.command()
 @click.option("--samples", type=CountType(), default=4_000_000, show_default=True,
               help="G&C prior draws (e.g. 4e6).")
@@ -859,7 +918,10 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     debug = bool(os.environ.get("VOLUMELAB_DEBUG"))
     try:
-        cli.main(args=argv, prog_name="volumelab", standalone_mode=False)
+        # Outside standalone mode click returns a command's exit code (click.exceptions.Exit) instead of raising.
+        code = cli.main(args=argv, prog_name="volumelab", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            return code
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort as exc:

@@ -15,3 +15,8 @@ class ModelError(VolumelabError):
 
 class OptimizerError(VolumelabError):
     """An optimizer's configuration or budget is invalid."""
+
+
+class StoreError(VolumelabError):
+    """A results store cannot be used as it is: damaged, or written by a newer volumelab. The message names the
+    file and the way out (``volumelab store check`` / ``volumelab store repair``)."""

@@ -73,17 +73,26 @@ def test_results_version_is_in_the_key_and_stale_rows_are_rerun(tmp_path, monkey
 
 
 def test_databases_from_before_the_results_version_open_and_count_as_stale(tmp_path):
-    """An old database (no results_version column) is upgraded; its rows are never current."""
+    """An old database (no results_version or checksum column) is upgraded; its rows are never current."""
+    from volumelab.experiments.store import _CHECKED
+
     path = tmp_path / "results.sqlite"
+    old = [name for name in _CHECKED if name != "results_version"]
     connection = sqlite3.connect(str(path))
     connection.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_key TEXT NOT NULL UNIQUE, "
-                       "sweep TEXT NOT NULL, scale TEXT NOT NULL)")
-    connection.execute("INSERT INTO runs (run_key, sweep, scale) VALUES ('k', 'tiny', 'base')")
+                       + ", ".join(old) + ")")
+    values = {"sweep": "tiny", "scale": "base", "method": "gd", "method_type": "gd", "point": 0, "x": "4",
+              "coords": "{}", "seed": 0, "status": "ok", "gen_loss": 0.5, "metrics": '{"gen_loss": 0.5}',
+              "standard_errors": "{}", "diagnostics": "{}", "config": "{}", "started_at": "t", "finished_at": "t",
+              "volumelab_version": "0.0", "torch_version": "2"}
+    connection.execute(f"INSERT INTO runs (run_key, {', '.join(values)}) VALUES ('k', "
+                       f"{', '.join('?' * len(values))})", list(values.values()))
     connection.commit()
     connection.close()
     with ResultsStore(tmp_path) as store:
         assert store.count_other_versions("tiny", "base", _results_version.RESULTS_VERSION) == 1
         assert store.sweeps() == [("tiny", "base")]
+        assert store.damaged_rows() == {}  # its checksum was added on upgrade
 
 
 @pytest.mark.parametrize("field", ["sweep", "scale"])

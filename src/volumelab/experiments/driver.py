@@ -49,6 +49,7 @@ from .executors import make_executor
 from .keys import KEY_FORMAT
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
+from ..errors import StoreError
 from .store import DATABASE_NAME, ResultRow, ResultsStore, encode_arrays, utc_now
 
 logger = logging.getLogger(__name__)
@@ -275,6 +276,15 @@ def _forget_unobserved(store: ResultsStore, plan: SweepPlan) -> int:
     return len(stale)
 
 
+def _refuse_newer(store: ResultsStore, version: int) -> None:
+    """A store with runs of a newer results version was written by a newer volumelab: its rows would be rerun and
+    then mixed up with the newer ones on the next newer run; refuse it instead."""
+    newest = store.newest_results_version()
+    if newest is not None and newest > version:
+        raise StoreError(f"{store.path} holds runs of results version {newest}, written by a newer volumelab (this "
+                         f"one writes version {version}); upgrade volumelab, or use another --out")
+
+
 def migrate_store(store: ResultsStore, plan: SweepPlan) -> int:
     """Rename the rows of ``plan``'s runs that ``store`` holds under their key-format-1 keys (stores written before
     sweep and method names left the key) to their keys now, in place; returns how many were renamed."""
@@ -477,6 +487,8 @@ def run_sweep(
         encoding="utf-8")
     start = time.perf_counter()
     with ResultsStore(out_dir) as store:
+        _refuse_newer(store, version)
+        store.discard_damaged()  # rows that fail their checksum: deleted here, so they run again below
         migrate_store(store, plan)
         _forget_unobserved(store, plan)
         done = store.existing_keys(plan.keys)

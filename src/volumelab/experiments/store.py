@@ -5,24 +5,42 @@ finishes, keyed by a hash of everything it depends on (``run_key``), so an
 interrupted sweep resumes without repeating work and a finished sweep reruns as a
 no-op. The database uses SQLite's write-ahead log: a killed process loses at most
 the run it was computing.
+
+**Integrity.** Every row carries a checksum of its content (every column but its id and
+key, :func:`row_checksum`; a run's arrays carry their own), written with it and verified
+whenever it is read: a row that fails (a flipped bit in a value or in its JSON, text that
+is no longer UTF-8) is never used. It is reported, left out of every output and, when a
+sweep runs, deleted with the rows stored beside it so its run computes again. A database
+SQLite cannot read (truncated, overwritten, a table gone) raises :class:`StoreError`
+naming the file and the way out: :func:`check_store` says what is intact and
+:func:`repair_store` salvages every intact row into a new database, keeping the damaged
+file as ``results.sqlite.damaged-<time>``; the next run recomputes the rest. Rows that
+predate checksums get theirs when a volumelab with checksums first opens the store.
+A store holding runs of a newer results version (written by a newer volumelab) is refused.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import logging
 import math
+import os
 import sqlite3
-from collections.abc import Mapping, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "encode_arrays", "utc_now"]
+from ..errors import StoreError
+
+__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "StoreCheck", "check_store", "encode_arrays", "repair_store",
+           "row_checksum", "utc_now"]
 
 DATABASE_NAME = "results.sqlite"
 
@@ -51,14 +69,67 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT NOT NULL,
     volumelab_version TEXT NOT NULL,
     torch_version TEXT NOT NULL,
-    results_version INTEGER
+    results_version INTEGER,
+    checksum TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, scale);
 CREATE TABLE IF NOT EXISTS arrays (
     run_key TEXT PRIMARY KEY,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    checksum TEXT
 );
 """
+
+#: The columns a row's checksum covers, in order: all but ``id`` (SQLite's) and ``run_key`` (which a key
+#: migration renames; a damaged key only orphans its row, which is then never used).
+_CHECKED = ("sweep", "scale", "method", "method_type", "point", "x", "coords", "seed", "status", "gen_loss",
+            "gen_loss_stderr", "train_loss", "metrics", "standard_errors", "diagnostics", "config", "seconds",
+            "started_at", "finished_at", "volumelab_version", "torch_version", "results_version")
+_JSON_COLUMNS = ("x", "coords", "metrics", "standard_errors", "diagnostics", "config")
+
+
+def row_checksum(values: Sequence[Any]) -> str:
+    """The checksum of a row's checked values (:data:`_CHECKED`, in order): SHA-256 of their JSON (floats by
+    their shortest round-trip text, so a value read back from SQLite gives the same text), 32 hex digits."""
+    text = json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _blob_checksum(data: bytes) -> str:
+    return hashlib.sha256(bytes(data)).hexdigest()[:32]
+
+
+def _damaged(path: Path, reason: str) -> StoreError:
+    folder = path.parent
+    return StoreError(f"the results store {path} is damaged ({reason}); 'volumelab store check {folder}' shows "
+                      f"what is intact and 'volumelab store repair {folder}' salvages it (the damaged file is kept, "
+                      "the lost runs rerun on the next run)")
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """An SQLite error that means the file is damaged (not a lock, not a constraint)."""
+    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+        return False
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(word in text for word in ("malformed", "not a database", "no such table", "disk i/o",
+                                             "corrupt", "decode"))
+    return isinstance(exc, sqlite3.DatabaseError)
+
+
+def _guarded(method):
+    """Turn SQLite's "this file is damaged" errors of a store method into one :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            if _unreadable(exc):
+                raise _damaged(self.path, str(exc)) from None
+            raise
+
+    return wrapper
 
 
 def encode_arrays(arrays) -> bytes | None:
@@ -126,21 +197,19 @@ class ResultRow:
     arrays: bytes | None = None
 
     def values(self) -> tuple:
-        return (
-            self.run_key, self.sweep, self.scale, self.method, self.method_type, self.point,
+        """The row's column values in :data:`_COLUMNS` order, its checksum last."""
+        checked = (
+            self.sweep, self.scale, self.method, self.method_type, self.point,
             json.dumps(self.x), _dumps(self.coords), self.seed, self.status,
             _finite(self.metrics.get("gen_loss")), _finite(self.standard_errors.get("gen_loss")),
             _finite(self.metrics.get("train_loss")), _dumps(self.metrics), _dumps(self.standard_errors),
             _dumps(self.diagnostics), _dumps(self.config), self.seconds, self.started_at, self.finished_at,
             self.volumelab_version, self.torch_version, self.results_version,
         )
+        return (self.run_key, *checked, row_checksum(checked))
 
 
-_COLUMNS = (
-    "run_key, sweep, scale, method, method_type, point, x, coords, seed, status, gen_loss, gen_loss_stderr, "
-    "train_loss, metrics, standard_errors, diagnostics, config, seconds, started_at, finished_at, "
-    "volumelab_version, torch_version, results_version"
-)
+_COLUMNS = "run_key, " + ", ".join(_CHECKED) + ", checksum"
 
 
 class ResultsStore:
@@ -149,6 +218,9 @@ class ResultsStore:
     Args:
         path: The database file, or a folder (then ``<folder>/results.sqlite``).
         create: Create the file and schema if missing (otherwise a missing file is an error).
+
+    Raises:
+        StoreError: the file is damaged (see the module docstring) or was written by a newer volumelab.
     """
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -160,9 +232,29 @@ class ResultsStore:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        existed = path.is_file() and path.stat().st_size > 0
         self._connection = sqlite3.connect(str(path), timeout=60)
+        # Text comes back as bytes and is decoded row by row, so one damaged row cannot stop a whole read.
+        self._connection.text_factory = bytes
+        try:
+            self._open(create, existed)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    @_guarded
+    def _open(self, create: bool, existed: bool) -> None:
+        tables = {name.decode() if isinstance(name, bytes) else name for (name,) in self._connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if existed and "runs" not in tables:
+            raise _damaged(self.path, "it has no table of runs" + (" (it was deleted)" if tables else ""))
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
+        if existed:
+            check = self._connection.execute("PRAGMA quick_check").fetchone()[0]
+            check = check.decode() if isinstance(check, bytes) else check
+            if check != "ok":
+                raise _damaged(self.path, f"SQLite's check: {check}")
         if create:
             self._connection.executescript(_SCHEMA)
             self._connection.commit()
@@ -172,14 +264,33 @@ class ResultsStore:
         """Bring a database written by an older volumelab up to the current schema.
 
         Rows from before the results version was recorded get ``NULL`` (version unknown:
-        never the current one).
+        never the current one). Rows and arrays from before checksums get theirs now, from their content as it
+        reads now (nothing older can verify it).
         """
-        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(runs)")}
-        if columns and "results_version" not in columns:
-            with self._connection:
+        columns = {row[1].decode() if isinstance(row[1], bytes) else row[1]
+                   for row in self._connection.execute("PRAGMA table_info(runs)")}
+        with self._connection:
+            if columns and "results_version" not in columns:
                 self._connection.execute("ALTER TABLE runs ADD COLUMN results_version INTEGER")
-        with self._connection:  # stores written before runs kept arrays
             self._connection.execute("CREATE TABLE IF NOT EXISTS arrays (run_key TEXT PRIMARY KEY, data BLOB NOT NULL)")
+            array_columns = {row[1].decode() if isinstance(row[1], bytes) else row[1]
+                             for row in self._connection.execute("PRAGMA table_info(arrays)")}
+            if "checksum" not in array_columns:
+                self._connection.execute("ALTER TABLE arrays ADD COLUMN checksum TEXT")
+            if columns and "checksum" not in columns:
+                self._connection.execute("ALTER TABLE runs ADD COLUMN checksum TEXT")
+            unsummed = list(self._connection.execute(
+                f"SELECT id, {', '.join(_CHECKED)} FROM runs WHERE checksum IS NULL"))
+            for row_id, *raw in unsummed:
+                values = _decoded(raw)
+                if values is not None:
+                    self._connection.execute("UPDATE runs SET checksum = ? WHERE id = ?",
+                                             (row_checksum(values), row_id))
+            for key, data in list(self._connection.execute("SELECT run_key, data FROM arrays WHERE checksum IS NULL")):
+                self._connection.execute("UPDATE arrays SET checksum = ? WHERE run_key = ?",
+                                         (_blob_checksum(data), _text(key)))
+        if unsummed:
+            logger.info("%s: %d rows stored before checksums got theirs", self.path, len(unsummed))
 
     def close(self) -> None:
         self._connection.close()
@@ -190,19 +301,90 @@ class ResultsStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ reading, verified
+    @_guarded
+    def _scan(self) -> list[tuple[dict | None, str, str | None]]:
+        """Every stored row as ``(row or None, run_key, why it failed or None)``, in insertion order.
+
+        A row is used only when its text decodes, its JSON parses and its checksum matches its content.
+        """
+        out = []
+        cursor = self._connection.execute(f"SELECT id, run_key, {', '.join(_CHECKED)}, checksum FROM runs ORDER BY id")
+        for row_id, raw_key, *raw, checksum in cursor:
+            key = _text(raw_key)
+            values = _decoded(raw)
+            if key is None or values is None:
+                out.append((None, key or f"<row {row_id}>", "text that is not UTF-8"))
+                continue
+            if _text(checksum) != row_checksum(values):
+                out.append((None, key, "its checksum does not match its content"))
+                continue
+            row = {"id": row_id, "run_key": key, **dict(zip(_CHECKED, values))}
+            try:
+                for column in _JSON_COLUMNS:
+                    row[column] = json.loads(row[column]) if row[column] is not None else None
+            except ValueError:
+                out.append((None, key, "JSON that does not parse"))
+                continue
+            out.append((row, key, None))
+        return out
+
+    @_guarded
+    def _array_failures(self) -> dict[str, str]:
+        """Run keys whose stored arrays fail their checksum, with why."""
+        failed = {}
+        for key, data, checksum in self._connection.execute("SELECT run_key, data, checksum FROM arrays"):
+            if data is None or _text(checksum) != _blob_checksum(data):
+                failed[_text(key) or "?"] = "its arrays' checksum does not match"
+        return failed
+
+    def damaged_rows(self) -> dict[str, str]:
+        """Stored rows (by run key) that fail verification, with why: never used, rerun by the next sweep."""
+        failed = {key: why for row, key, why in self._scan() if row is None}
+        failed.update(self._array_failures())
+        return failed
+
+    def _intact(self) -> list[dict]:
+        rows, failed = [], {}
+        for row, key, why in self._scan():
+            if row is None:
+                failed[key] = why
+            else:
+                rows.append(row)
+        failed.update(self._array_failures())
+        if failed:
+            logger.warning("%s: %d stored rows fail verification and are not used (%s); the next run recomputes "
+                           "them ('volumelab store check %s' lists them)", self.path, len(failed),
+                           next(iter(failed.values())), self.path.parent)
+            rows = [row for row in rows if row["run_key"] not in failed]
+        return rows
+
     def existing_keys(self, keys: Iterable[str] | None = None) -> set[str]:
-        """Keys of the runs already stored (restricted to ``keys`` when given)."""
-        found = {row[0] for row in self._connection.execute("SELECT run_key FROM runs")}
+        """Keys of the runs already stored and intact (restricted to ``keys`` when given)."""
+        found = {row["run_key"] for row in self._intact()}
         return found if keys is None else found & set(keys)
 
     def method_settings(self, keys: Iterable[str]) -> dict[str, dict]:
         """The method settings each stored run of ``keys`` recorded (its ``config``'s ``method``), by key."""
-        wanted, out = set(keys), {}
-        for key, config in self._connection.execute("SELECT run_key, config FROM runs"):
-            if key in wanted:
-                out[key] = json.loads(config).get("method", {})
-        return out
+        wanted = set(keys)
+        return {row["run_key"]: (row["config"] or {}).get("method", {}) for row in self._intact()
+                if row["run_key"] in wanted}
 
+    @_guarded
+    def discard_damaged(self) -> int:
+        """Delete the rows that fail verification, with the rows stored beside them (a run's own row and its
+        extra rows go together), so their runs compute again; returns how many rows went."""
+        failed = self.damaged_rows()
+        if not failed:
+            return 0
+        bases = {key.split(":", 1)[0] for key in failed}
+        doomed = [key for _, key, _ in self._scan() if key.split(":", 1)[0] in bases]
+        logger.warning("%s: %d stored rows failed verification (%s); they and the rows stored with them (%d in "
+                       "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
+                       len(set(doomed) | set(failed)))
+        return self.delete(set(doomed) | set(failed))
+
+    @_guarded
     def delete(self, keys: Iterable[str]) -> int:
         """Delete the stored runs of ``keys`` and their arrays in one transaction; returns how many rows went."""
         keys = [(key,) for key in keys]
@@ -212,6 +394,7 @@ class ResultsStore:
             self._connection.executemany("DELETE FROM arrays WHERE run_key = ?", keys)
             return before - self.count()
 
+    @_guarded
     def migrate_keys(self, renames: Mapping[str, str]) -> int:
         """Rename stored runs (and their arrays) from the old keys of ``renames`` to the new ones, in one
         transaction; returns how many rows were renamed. An old key that is not stored, or whose new key is
@@ -224,6 +407,7 @@ class ResultsStore:
                 self._connection.executemany("UPDATE arrays SET run_key = ? WHERE run_key = ?", moves)
         return len(moves)
 
+    @_guarded
     def add(self, rows: Sequence[ResultRow]) -> int:
         """Insert the rows of one finished task in a single transaction; returns how many were new."""
         added = 0
@@ -231,54 +415,258 @@ class ResultsStore:
             for row in rows:
                 try:
                     self._connection.execute(
-                        f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 23)})", row.values()
+                        f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * (len(_CHECKED) + 2))})", row.values()
                     )
                     if row.arrays is not None:
-                        self._connection.execute("INSERT OR REPLACE INTO arrays (run_key, data) VALUES (?, ?)",
-                                                 (row.run_key, sqlite3.Binary(row.arrays)))
+                        self._connection.execute(
+                            "INSERT OR REPLACE INTO arrays (run_key, data, checksum) VALUES (?, ?, ?)",
+                            (row.run_key, sqlite3.Binary(row.arrays), _blob_checksum(row.arrays)))
                     added += 1
                 except sqlite3.IntegrityError:
                     logger.warning("run %s is already stored; keeping the first result", row.run_key)
         return added
 
     def fetch(self, *, keys: Iterable[str] | None = None) -> list[dict]:
-        """Stored rows as dicts (JSON columns decoded), in insertion order."""
-        cursor = self._connection.execute("SELECT * FROM runs ORDER BY id")
-        names = [d[0] for d in cursor.description]
+        """Stored intact rows as dicts (JSON columns decoded), in insertion order; rows that fail verification
+        are left out (and reported)."""
         wanted = None if keys is None else set(keys)
-        rows = []
-        for values in cursor:
-            row = dict(zip(names, values))
-            if wanted is not None and row["run_key"] not in wanted:
-                continue
-            for column in ("x", "coords", "metrics", "standard_errors", "diagnostics", "config"):
-                row[column] = json.loads(row[column]) if row[column] is not None else None
-            rows.append(row)
-        return rows
+        return [row for row in self._intact() if wanted is None or row["run_key"] in wanted]
 
+    @_guarded
     def arrays(self, run_key: str | None = None) -> dict[str, dict]:
-        """Stored arrays by run key (only ``run_key``'s when given), each a dict of NumPy arrays."""
+        """Stored arrays by run key (only ``run_key``'s when given), each a dict of NumPy arrays; arrays that fail
+        their checksum are left out."""
         import numpy as np
 
-        query, parameters = "SELECT run_key, data FROM arrays", ()
+        query, parameters = "SELECT run_key, data, checksum FROM arrays", ()
         if run_key is not None:
             query, parameters = query + " WHERE run_key = ?", (run_key,)
         out = {}
-        for key, data in self._connection.execute(query, parameters):
+        for key, data, checksum in self._connection.execute(query, parameters):
+            key = _text(key)
+            if key is None or _text(checksum) != _blob_checksum(data):
+                logger.warning("%s: the arrays of run %s fail their checksum and are not used", self.path, key)
+                continue
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 out[key] = {name: archive[name] for name in archive.files}
         return out
 
     def sweeps(self) -> list[tuple[str, str]]:
         """The distinct ``(sweep, scale)`` pairs stored, in the order first stored."""
-        cursor = self._connection.execute("SELECT sweep, scale FROM runs GROUP BY sweep, scale ORDER BY MIN(id)")
-        return [(str(a), str(b)) for a, b in cursor]
+        return list(dict.fromkeys((str(row["sweep"]), str(row["scale"])) for row in self._intact()))
 
     def count_other_versions(self, sweep: str, scale: str, results_version: int) -> int:
         """Rows of ``(sweep, scale)`` computed by code of another (or an unknown) results version."""
-        return int(self._connection.execute(
-            "SELECT COUNT(*) FROM runs WHERE sweep = ? AND scale = ? AND "
-            "(results_version IS NULL OR results_version != ?)", (sweep, scale, results_version)).fetchone()[0])
+        return sum(1 for row in self._intact() if row["sweep"] == sweep and row["scale"] == scale
+                   and row["results_version"] != results_version)
 
+    def newest_results_version(self) -> int | None:
+        """The largest results version of the stored rows (``None`` when none records one)."""
+        versions = [row["results_version"] for row in self._intact() if row["results_version"] is not None]
+        return max(versions) if versions else None
+
+    @_guarded
     def count(self) -> int:
         return int(self._connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def _text(value: Any) -> str | None:
+    """A TEXT value read as bytes, decoded (``None`` when it is not UTF-8); other values as they are."""
+    if isinstance(value, (bytes, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return value
+
+
+def _decoded(raw: Sequence[Any]) -> list[Any] | None:
+    """A row's checked values with their text decoded; ``None`` when some text is not UTF-8."""
+    values = []
+    for value in raw:
+        if isinstance(value, (bytes, memoryview)):
+            value = _text(value)
+            if value is None:
+                return None
+        values.append(value)
+    return values
+
+
+# ------------------------------------------------------------------ check and repair
+@dataclass
+class StoreCheck:
+    """What :func:`check_store` or :func:`repair_store` found in a results database.
+
+    Attributes:
+        path: The database file.
+        readable: SQLite can open and read it as a whole (no :class:`StoreError`).
+        error: Why not, when it cannot.
+        rows: Rows found (intact or not; for an unreadable file, those reached row by row).
+        intact: Rows whose content matches their checksum (the ones a repair keeps).
+        damaged: Rows that fail, by run key, with why.
+        arrays: Intact arrays of intact rows.
+        sweeps: Intact rows per ``(sweep, scale)``.
+        kept_as: Where :func:`repair_store` moved the damaged file (``None`` when it moved nothing).
+    """
+
+    path: Path
+    readable: bool
+    error: str | None = None
+    rows: int = 0
+    intact: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)
+    arrays: int = 0
+    sweeps: dict[str, int] = field(default_factory=dict)
+    kept_as: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.readable and not self.damaged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "ok": self.ok, "readable": self.readable, "error": self.error,
+                "rows": self.rows, "intact": self.intact, "damaged": dict(self.damaged), "arrays": self.arrays,
+                "sweeps": dict(self.sweeps), "kept_as": str(self.kept_as) if self.kept_as else None}
+
+
+def _database(path: str | Path) -> Path:
+    path = Path(path)
+    path = path / DATABASE_NAME if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no results database at {str(path)!r}")
+    return path
+
+
+def _salvage(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], int]:
+    """Every row of ``path`` that can still be read and verified, read row by row (a damaged page loses only
+    its rows): ``(rows, arrays by run key, damaged rows with why, rows found)``. Rows stored before checksums
+    existed are kept when their text decodes and their JSON parses."""
+    rows, arrays, damaged, found = [], {}, {}, 0
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return rows, arrays, damaged, found
+    connection.text_factory = bytes
+    try:
+        try:
+            columns = [_text(row[1]) for row in connection.execute("PRAGMA table_info(runs)")]
+        except sqlite3.Error:
+            return rows, arrays, damaged, found
+        wanted = [name for name in ("run_key", *_CHECKED, "checksum") if name in columns]
+        ids: set[int] = set()
+        for query in ("SELECT seq FROM sqlite_sequence WHERE name = 'runs'", "SELECT MAX(id) FROM runs"):
+            try:
+                top = connection.execute(query).fetchone()
+                if top and top[0]:
+                    ids.update(range(1, int(top[0]) + 1))
+            except sqlite3.Error:
+                pass
+        try:
+            for (row_id,) in connection.execute("SELECT id FROM runs"):
+                ids.add(int(row_id))
+        except sqlite3.Error:
+            pass
+        for row_id in sorted(ids):
+            try:
+                raw = connection.execute(f"SELECT {', '.join(wanted)} FROM runs WHERE id = ?", (row_id,)).fetchone()
+            except sqlite3.Error as exc:
+                damaged[f"<row {row_id}>"] = f"unreadable ({exc})"
+                continue
+            if raw is None:
+                continue
+            found += 1
+            record = dict(zip(wanted, raw))
+            key = _text(record.get("run_key"))
+            values = _decoded([record.get(name) for name in _CHECKED])
+            if key is None or values is None:
+                damaged[key or f"<row {row_id}>"] = "text that is not UTF-8"
+                continue
+            checksum = _text(record.get("checksum"))
+            if checksum is not None and checksum != row_checksum(values):
+                damaged[key] = "its checksum does not match its content"
+                continue
+            try:
+                for name, value in zip(_CHECKED, values):
+                    if name in _JSON_COLUMNS and value is not None:
+                        json.loads(value)
+            except ValueError:
+                damaged[key] = "JSON that does not parse"
+                continue
+            rows.append({"run_key": key, **dict(zip(_CHECKED, values))})
+        for row in rows:
+            try:
+                hit = connection.execute("SELECT data, checksum FROM arrays WHERE run_key = ?",
+                                         (row["run_key"],)).fetchone()
+            except sqlite3.Error:
+                continue
+            if hit is not None and hit[0] is not None and _text(hit[1]) in (None, _blob_checksum(hit[0])):
+                arrays[row["run_key"]] = bytes(hit[0])
+    finally:
+        connection.close()
+    return rows, arrays, damaged, found
+
+
+def _tally(check: StoreCheck, rows: list[dict]) -> None:
+    check.intact = len(rows)
+    for row in rows:
+        name = f"{row['sweep']} ({row['scale']})"
+        check.sweeps[name] = check.sweeps.get(name, 0) + 1
+
+
+def check_store(path: str | Path) -> StoreCheck:
+    """What is intact in the results database at ``path`` (a file or its folder) and what is not; changes nothing."""
+    path = _database(path)
+    try:
+        with ResultsStore(path, create=False) as store:
+            scan = store._scan()
+            check = StoreCheck(path, True, rows=len(scan))
+            check.damaged = store.damaged_rows()
+            _tally(check, [row for row, key, _ in scan if row is not None and key not in check.damaged])
+            check.arrays = sum(1 for key in store.arrays() if key not in check.damaged)
+            return check
+    except StoreError as exc:
+        rows, arrays, damaged, found = _salvage(path)
+        check = StoreCheck(path, False, error=str(exc).split(" is damaged (", 1)[-1].split("); ", 1)[0],
+                           rows=found, damaged=damaged, arrays=len(arrays))
+        _tally(check, rows)
+        return check
+
+
+def repair_store(path: str | Path) -> StoreCheck:
+    """Salvage every intact row (and its arrays) of the results database at ``path`` into a new database in its
+    place, keeping the damaged file as ``results.sqlite.damaged-<UTC time>``; the next run of the sweep
+    recomputes the rest. A database that is intact is left as it is (``kept_as`` is then ``None``)."""
+    path = _database(path)
+    check = check_store(path)
+    if check.ok:
+        return check
+    rows, arrays, damaged, found = _salvage(path)
+    fresh = path.with_name("repairing-" + path.name)  # a .sqlite name: ResultsStore takes any other as a folder
+    for leftover in (fresh, *(fresh.with_name(fresh.name + suffix) for suffix in ("-wal", "-shm"))):
+        if leftover.exists():
+            leftover.unlink()
+    with ResultsStore(fresh) as store, store._connection:
+        for row in rows:
+            values = [row[name] for name in _CHECKED]
+            store._connection.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * (len(_CHECKED) + 2))})",
+                                      (row["run_key"], *values, row_checksum(values)))
+            if row["run_key"] in arrays:
+                data = arrays[row["run_key"]]
+                store._connection.execute("INSERT INTO arrays (run_key, data, checksum) VALUES (?, ?, ?)",
+                                          (row["run_key"], sqlite3.Binary(data), _blob_checksum(data)))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    os.replace(path, kept)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, kept.with_name(kept.name + suffix))
+    os.replace(fresh, path)
+    for suffix in ("-wal", "-shm"):
+        side = fresh.with_name(fresh.name + suffix)
+        if side.exists():
+            side.unlink()
+    repaired = StoreCheck(path, check.readable, check.error, rows=found, damaged=damaged, arrays=len(arrays),
+                          kept_as=kept)
+    _tally(repaired, rows)
+    return repaired

@@ -1,0 +1,213 @@
+"""Fault injection on the results store: every damage has its documented outcome, and nothing wrong ever reaches
+a CSV or a report.
+
+Each case damages a copy of one finished tiny sweep's store the way a disk or a user can (truncation, random
+bytes, one flipped bit in a stored float or in stored JSON, a deleted table, a store from a newer volumelab), then
+follows what a user would do (run, ``store check``, ``store repair``, run again) and compares the final results
+with the undamaged run's, value for value.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from volumelab import _results_version
+from volumelab.cli import main
+from volumelab.errors import StoreError
+from volumelab.experiments import load_sweep, plan_sweep, run_sweep
+from volumelab.experiments.store import ResultsStore, check_store, repair_store, row_checksum, _CHECKED
+from volumelab.plotting.report import write_sweep_outputs
+
+from sweep_testing import TINY, write_config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One undamaged run of the tiny sweep: its config, its folder and its values by (method, seed, point)."""
+    folder = tmp_path_factory.mktemp("finished")
+    config = load_sweep(write_config(folder, TINY))
+    out = folder / "out"
+    outcome = run_sweep(config, out_dir=out, progress=False)
+    assert not (out / "results.sqlite-wal").exists()  # the last connection's close wrote everything to the file
+    return config, out, outcome.planned_rows, _values(out)
+
+
+def _values(out: Path) -> dict:
+    with ResultsStore(out, create=False) as store:
+        return {(row["method"], row["seed"], row["point"]): (row["status"], row["metrics"], row["gen_loss"])
+                for row in store.fetch()}
+
+
+def _copy(finished, tmp_path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(finished[1], out)
+    return out
+
+
+def _flip_bit(path: Path, needle: bytes, offset_in_needle: int, bit: int) -> None:
+    data = bytearray(path.read_bytes())
+    where = data.find(needle)
+    assert where >= 0 and data.find(needle, where + 1) < 0, "the value to damage occurs once in the file"
+    data[where + offset_in_needle] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _csv_values(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "results.csv").sort_values(["method", "seed", "point"]).reset_index(drop=True)
+
+
+def _rerun_equals_undamaged(finished, out, expected_runs: int) -> None:
+    config, _, planned, undamaged = finished
+    outcome = run_sweep(config, out_dir=out, progress=False)
+    assert outcome.ran_rows == expected_runs
+    assert _values(out) == undamaged
+    write_sweep_outputs(outcome.plan, out)
+    reference = finished[1] / "results.csv"
+    if not reference.exists():
+        write_sweep_outputs(plan_sweep(config), finished[1])
+    columns = ["method", "seed", "point", "status", "gen_loss", "train_loss"]
+    assert _csv_values(out)[columns].equals(_csv_values(finished[1])[columns])
+
+
+def test_a_truncated_store_is_one_line_naming_repair_and_repair_loses_only_its_lost_rows(finished, tmp_path, capsys):
+    out = _copy(finished, tmp_path)
+    database = out / "results.sqlite"
+    os.truncate(database, 5000)
+    with pytest.raises(StoreError, match="store repair"):
+        run_sweep(finished[0], out_dir=out, progress=False)
+    assert main(["run", str(out / "sweep.yaml"), "--out", str(out), "--no-report"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "volumelab store repair" in error and str(database) in error
+    assert main(["store", "check", str(out)]) == 1
+    assert "unreadable by SQLite" in capsys.readouterr().out
+    check = repair_store(out)
+    assert check.kept_as is not None and check.kept_as.exists() and check.kept_as.name.startswith(
+        "results.sqlite.damaged-")
+    assert check_store(out).ok
+    _rerun_equals_undamaged(finished, out, finished[2] - check.intact)
+
+
+def test_random_bytes_in_the_file_never_reach_the_outputs(finished, tmp_path):
+    import random
+
+    out = _copy(finished, tmp_path)
+    database = out / "results.sqlite"
+    data = bytearray(database.read_bytes())
+    generator = random.Random(7)
+    start = len(data) // 2
+    data[start:start + 64] = bytes(generator.randrange(256) for _ in range(64))
+    database.write_bytes(bytes(data))
+    check = check_store(out)
+    assert not check.ok
+    if not check.readable:  # the bytes broke SQLite's structure: repair first, as the error says
+        with pytest.raises(StoreError, match="store repair"):
+            run_sweep(finished[0], out_dir=out, progress=False)
+        check = repair_store(out)
+    lost = finished[2] - check.intact if not check.readable else None
+    _rerun_equals_undamaged(finished, out, lost if lost is not None else _lost_with_partners(check, finished))
+
+
+def _lost_with_partners(check, finished) -> int:
+    """Rows a sweep reruns for damaged rows: each damaged row with its run's other rows (own and extra)."""
+    bases = {key.split(":", 1)[0] for key in check.damaged}
+    return sum(1 for key in plan_sweep(finished[0]).keys if key.split(":", 1)[0] in bases)
+
+
+@pytest.mark.parametrize("where", ["float", "json"])
+def test_one_flipped_bit_is_detected_left_out_and_rerun(finished, tmp_path, where):
+    out = _copy(finished, tmp_path)
+    database = out / "results.sqlite"
+    with ResultsStore(out, create=False) as store:
+        row = next(row for row in store.fetch() if row["method"] == "gnc" and row["metrics"]["accepted"] >= 10)
+    if where == "float":  # SQLite stores a REAL as 8 big-endian bytes: flip the last bit of the mantissa
+        _flip_bit(database, struct.pack(">d", row["gen_loss"]), 7, 0)
+    else:  # the same run's accepted count in its metrics JSON: one digit's lowest bit
+        text = f'"accepted": {row["metrics"]["accepted"]}, '.encode()
+        _flip_bit(database, text, len('"accepted": '), 0)
+    check = check_store(out)
+    assert check.readable and list(check.damaged) == [row["run_key"]]
+    # Reporting without running leaves the row out of the CSV: the damaged value never appears.
+    plan = plan_sweep(finished[0])
+    write_sweep_outputs(plan, out)
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == finished[2] - 1
+    assert not ((table["method"] == "gnc") & (table["seed"] == row["seed"]) & (table["point"] == row["point"])).any()
+    # A run deletes it with its prior row and computes both again, to the same values as before the damage.
+    _rerun_equals_undamaged(finished, out, 2)
+
+
+def test_a_deleted_table_is_named_and_repair_starts_a_store_that_reruns_everything(finished, tmp_path, capsys):
+    out = _copy(finished, tmp_path)
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    connection.execute("DROP TABLE runs")
+    connection.commit()
+    connection.close()
+    with pytest.raises(StoreError, match="no table of runs.*store repair"):
+        ResultsStore(out)
+    check = repair_store(out)
+    assert check.intact == 0 and check.kept_as is not None
+    _rerun_equals_undamaged(finished, out, finished[2])
+
+
+def test_a_store_from_a_newer_volumelab_is_refused(finished, tmp_path):
+    out = _copy(finished, tmp_path)
+    newer = _results_version.RESULTS_VERSION + 1
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    row_id, *values = connection.execute(f"SELECT id, {', '.join(_CHECKED)} FROM runs LIMIT 1").fetchone()
+    values[_CHECKED.index("results_version")] = newer
+    connection.execute("UPDATE runs SET results_version = ?, checksum = ? WHERE id = ?",
+                       (newer, row_checksum(values), row_id))
+    connection.commit()
+    connection.close()
+    assert check_store(out).ok  # intact: written by a newer volumelab, not damaged
+    with pytest.raises(StoreError, match=f"results version {newer}, written by a newer volumelab"):
+        run_sweep(finished[0], out_dir=out, progress=False)
+
+
+KILLED_SWEEP = TINY.replace("seeds: 3", "seeds: 12")
+
+_RUN = """
+import sys
+from volumelab.experiments import load_sweep, run_sweep
+run_sweep(load_sweep(sys.argv[1]), out_dir=sys.argv[2], progress=False)
+"""
+
+
+def test_a_sweep_killed_by_sigkill_loses_at_most_the_runs_in_flight(tmp_path):
+    config_path = write_config(tmp_path, KILLED_SWEEP, "killed.yaml")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", _RUN, str(config_path), str(out)],
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "results.sqlite").exists():
+            try:
+                connection = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=1)
+                stored = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                connection.close()
+            except sqlite3.Error:
+                stored = 0
+        if stored >= 8:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the sweep finished before it could be killed: make it longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    check = check_store(out)
+    assert check.ok and check.intact >= 8
+    config = load_sweep(config_path)
+    planned = len(plan_sweep(config).keys)
+    outcome = run_sweep(config, out_dir=out, progress=False)
+    assert outcome.stored_before == check.intact and outcome.ran_rows == planned - check.intact
