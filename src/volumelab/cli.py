@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,7 +138,13 @@ def _make_generated(task, rows, cols, dims, rank, measurements, norm, seed):
         given = [flag for flag, value in (("--rows", rows), ("--cols", cols)) if value is not None]
         if given:
             raise click.UsageError(f"{', '.join(given)} describe a matrix; a tensor task takes --dims (e.g. 4,4,4)")
-        return make_tensor_problem(task, dims or DEFAULT_DIMS, rank or 1, measurements or DEFAULT_TENSOR_MEASUREMENTS,
+        dims = dims or DEFAULT_DIMS
+        entries = math.prod(dims)
+        if measurements is None and DEFAULT_TENSOR_MEASUREMENTS >= entries:
+            raise click.UsageError(f"--measurements defaults to {DEFAULT_TENSOR_MEASUREMENTS}, which is not below the "
+                                   f"{entries} entries of the {'x'.join(map(str, dims))} tensor: pass --measurements "
+                                   f"below {entries}")
+        return make_tensor_problem(task, dims, rank or 1, measurements or DEFAULT_TENSOR_MEASUREMENTS,
                                    seed=seed, norm=norm or 1.0)
     if dims is not None:
         raise click.UsageError(f"--dims needs --task {' or '.join(TENSOR_TASKS)}")
@@ -480,16 +488,23 @@ def _report(result: RunResult, schema: ResultSchema, problem, model, as_json: bo
               help="Independent prior draws of the weights; the eigenvalues are their means (with SE).")
 @click.option("--ntk-method", type=click.Choice(["jacobian", "vp"]), default="jacobian", show_default=True,
               help="Jacobian contraction (vmap(jacrev)) or NTK-vector products (jvp of vjp): the same Gram.")
+@click.option("--memory-bytes", type=CountType(), default=None,
+              help="Working memory one Gram may use, in bytes (e.g. 8e9) [default: 1e9, about 1 GiB].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the data split and of the draws.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys in the README).")
-def ntk(data, num_train, model_settings, draws, ntk_method, seed, as_json) -> None:
+def ntk(data, num_train, model_settings, draws, ntk_method, memory_bytes, seed, as_json) -> None:
     """The empirical NTK of an MLP at initialization on the training set: its extreme eigenvalues."""
     from .diagnostics.spectrum import NTKAtInit
 
     problem = make_supervised(data, num_train, seed=seed)
     model = _build_model("mlp", problem, model_settings)
-    result = NTKAtInit(ntk_method=ntk_method).run(problem, model, draws, seed=seed)
+    measurement = NTKAtInit(ntk_method=ntk_method, **({"memory_bytes": memory_bytes} if memory_bytes else {}))
+    try:
+        result = measurement.run(problem, model, draws, seed=seed)
+    except VolumelabError as exc:  # the library names its field; here the flag is what the user can change
+        raise VolumelabError(str(exc).replace("raise memory_bytes", "raise --memory-bytes (or lower --train)")) \
+            from None
     metrics, errors = result.metrics, result.standard_errors
     if result.status != "ok":
         raise VolumelabError(f"the NTK of prior draw {result.diagnostics.get('non_finite_draw')} is not finite")
@@ -825,9 +840,13 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     click.echo(f"{config.name} ({plan.scale} scale{stream}): {describe_work(plan.tasks)} -> {out}"
                + (f"\n  scale note: {note}" if note else ""))
     progress = None if sys.stderr.isatty() else _ProgressLines(f"{config.name} ({plan.scale})")
-    outcome = run_sweep(config_path, scale=scale, out_dir=out, executor=options["executor"],
-                        workers=options["workers"], address=options["address"], device=options["device"],
-                        force=options["force"], progress=progress, stream=plan.stream)
+    try:
+        outcome = run_sweep(config_path, scale=scale, out_dir=out, executor=options["executor"],
+                            workers=options["workers"], address=options["address"], device=options["device"],
+                            force=options["force"], progress=progress, stream=plan.stream)
+    except KeyboardInterrupt:
+        _stopped(plan, out)
+        raise
     if outcome.stale_rows:
         click.echo(f"  {outcome.stale_rows} stored runs came from an older version of the code; they were rerun "
                    "and are left out of the outputs")
@@ -849,6 +868,21 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     return section
 
 
+def _stopped(plan, out: Path) -> None:
+    """After Ctrl-C (or SIGTERM): how many of the sweep's runs are saved, and how to resume."""
+    from .experiments.store import ResultsStore
+
+    saved = None
+    try:
+        if (out / "results.sqlite").is_file():
+            with ResultsStore(out, create=False) as store:
+                saved = len(store.existing_keys(plan.keys))
+    except Exception:  # the message must not hide the interruption
+        saved = None
+    count = f"{saved} of {len(plan.keys)}" if saved is not None else "the finished"
+    click.echo(f"volumelab: stopped: {count} runs saved in {out}; rerun the same command to resume", err=True)
+
+
 @cli.command("run")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--scale", default=None,
@@ -863,6 +897,11 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
               help="Output folder [default: runs/<scale>/<config name>].")
 def run_command(config_path, scale, out, **options) -> None:
     """Run the sweep described by a YAML CONFIG; finished runs are never repeated.
+
+    \b
+    CONFIG: name, problem {task, rows, ...}, model {width, depth, ...}, methods {gnc: {eps,
+    samples}, gd: {lr, steps}, ...}, grid {model.width: [5, 40, 160]}, seeds, and optional
+    scales, rules, claim; docs/experiments.md ("Writing a sweep") has every field.
 
     It prints the work (runs, prior draws, GD steps) before starting; the packaged
     figure configs' base values are the paper's budgets (hours): use --scale quick.
@@ -914,9 +953,22 @@ def reproduce_command(figure, scale, out, **options) -> None:
 
 
 # ----------------------------------------------------------------------- entry
+def _interrupt_on_sigterm():
+    """SIGTERM (a cluster's scheduler, ``kill``) interrupts like Ctrl-C, so a sweep says what it saved; returns the
+    handler it replaced (``None`` off the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     debug = bool(os.environ.get("VOLUMELAB_DEBUG"))
+    previous = _interrupt_on_sigterm()
     try:
         # Outside standalone mode click returns a command's exit code (click.exceptions.Exit) instead of raising.
         code = cli.main(args=argv, prog_name="volumelab", standalone_mode=False)
@@ -947,6 +999,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _internal_error(exc)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -336,7 +336,8 @@ class TensorProblemConfig(Strict):
         if self.measurements >= entries:
             raise ValueError(f"measurements = {self.measurements} must be below the tensor's {entries} entries")
         if len(self.dims) == 2 and self.rank > min(self.dims):
-            raise ValueError(f"rank {self.rank} exceeds min(rows, cols) = {min(self.dims)}")
+            raise ValueError(f"rank {self.rank} exceeds the smallest side of the {'x'.join(map(str, self.dims))} "
+                             f"tensor ({min(self.dims)})")
         return self
 
 

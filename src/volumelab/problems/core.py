@@ -541,7 +541,8 @@ def make_cp_ground_truth(dims: Sequence[int], rank: int, *, norm: float = 1.0,
     if not isinstance(rank, int) or rank < 1:
         raise ProblemError(f"rank must be a positive integer, got {rank!r}")
     if len(dims) == 2 and rank > min(dims):
-        raise ProblemError(f"rank {rank} exceeds min(rows, cols) = {min(dims)}")
+        raise ProblemError(f"rank {rank} exceeds the smallest side of the {'x'.join(map(str, dims))} tensor "
+                           f"({min(dims)}): a rank-{rank} tensor of that shape does not exist")
     if not (math.isfinite(norm) and norm > 0):
         raise ProblemError(f"norm must be a positive finite number, got {norm!r}")
     factors = [torch.randn(size, rank, generator=generator, dtype=torch.float64) for size in dims]

@@ -1,0 +1,55 @@
+"""Messages a new user meets (issue 30): each names what the user typed and what to change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import volumelab.experiments as experiments
+from volumelab.cli import main
+
+from tiny_sweep import TINY, write_config
+
+TENSOR = ["gnc", "--model", "cp", "--task", "tensor-sensing", "--width", "4", "--eps", "0.1", "--samples", "1000"]
+
+
+def test_a_default_the_user_did_not_type_is_named_as_a_default(capsys):
+    assert main([*TENSOR, "--dims", "4,4", "--rank", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "--measurements defaults to 16, which is not below the 16 entries of the 4x4 tensor" in error
+    assert "pass --measurements below 16" in error
+
+
+def test_a_tensor_task_speaks_of_tensors(capsys):
+    assert main([*TENSOR, "--dims", "4,4", "--rank", "5", "--measurements", "8"]) == 2
+    error = capsys.readouterr().err
+    assert "smallest side of the 4x4 tensor (4)" in error and "rows" not in error
+
+
+def test_the_ntk_memory_message_names_the_flag_and_the_flag_works(capsys):
+    assert main(["ntk", "--train", "300", "--width", "8", "--memory-bytes", "1000"]) == 2
+    error = capsys.readouterr().err
+    assert "raise --memory-bytes" in error and error.count("\n") == 1
+    assert main(["ntk", "--train", "20", "--width", "8", "--memory-bytes", "1e7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+
+
+def test_run_help_describes_the_config_and_points_to_the_docs(capsys):
+    assert main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "CONFIG: name, problem" in text and "docs/experiments.md" in text and "Writing a sweep" in text
+
+
+def test_an_interrupted_sweep_says_what_it_saved_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    real = experiments.run_sweep
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)  # every run stored, then the user presses Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "run_sweep", interrupted)
+    out = tmp_path / "out"
+    assert main(["run", str(write_config(tmp_path, TINY)), "--out", str(out), "--no-report"]) == 130
+    error = capsys.readouterr().err
+    assert f"stopped: 36 of 36 runs saved in {out}; rerun the same command to resume" in error
