@@ -53,3 +53,15 @@ def test_an_interrupted_sweep_says_what_it_saved_and_how_to_resume(tmp_path, mon
     assert main(["run", str(write_config(tmp_path, TINY)), "--out", str(out), "--no-report"]) == 130
     error = capsys.readouterr().err
     assert f"stopped: 36 of 36 runs saved in {out}; rerun the same command to resume" in error
+
+
+def test_subset_simulation_with_too_small_a_budget_spends_nothing_and_says_what_it_needs(capsys):
+    args = ["gnc", "--task", "sensing", "--rows", "5", "--cols", "5", "--measurements", "15", "--width", "5",
+            "--depth", "2", "--eps", "0.02", "--method", "subset", "--samples", "100"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 100 samples leave the pilot 100 // 9 = 11 evaluations, fewer than one population of 500: nothing is spent.
+    assert result["status"] == "budget_too_small" and result["evaluations"] == 0
+    assert result["budget_needed"] == 2 * 9 * 500
+    assert main(args) == 0
+    assert "raise samples to at least 9,000" in capsys.readouterr().out

@@ -540,6 +540,18 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check, bar)
     start = time.perf_counter()
     pilot_share = budget // (replicates + 1)
+    if pilot_share < population:
+        # The pilot could not even draw its first population within its share: end before spending anything.
+        needed = 2 * (replicates + 1) * population
+        metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget, "budget_needed": needed}
+        diagnostics = {"method": "subset", "kernel": optimizer.kernel, "population": population,
+                       "replicates": replicates, "seed": seed, "device": str(device), "pilot_evaluations": 0,
+                       "ladder": []}
+        return _not_reached([], None, 0, metrics, diagnostics, time.perf_counter() - start,
+                            f"the budget is too small: samples {budget:,} leave the pilot {pilot_share:,} evaluations "
+                            f"(samples / (replicates + 1)), fewer than one population of {population:,}; raise "
+                            f"samples to at least {needed:,} (more for a deep ladder), or lower population",
+                            status="budget_too_small")
 
     def pilot_work(_index: int):
         return _pilot(sampler, optimizer.eps, population, keep, pilot_share,
@@ -566,6 +578,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     share = (budget - pilot_evaluations) // replicates
     if share < pilot_evaluations:
         # Each replicate's ladder costs about what the pilot's did; it would overrun its share.
+        base_metrics["budget_needed"] = (replicates + 1) * pilot_evaluations * 2
         return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             time.perf_counter() - start,
                             f"the budget is too small: the pilot reached eps {optimizer.eps:g} with "
@@ -701,13 +714,18 @@ SUBSET_SCHEMA = ResultSchema(
              Metric("rhat", "split-R-hat of the conditional gen_loss over the replicates' chains", kind="check"),
              Metric("min_eps_reached", "the smallest threshold of the ladder", kind="value"),
              Metric("log_volume_at_min_eps", "the pilot's log volume at min_eps_reached", kind="value",
-                    when="runs that stopped before eps")),
+                    when="runs that stopped before eps"),
+             Metric("budget_needed", "the samples (model evaluations) the run would need: twice the cost of one "
+                                     "ladder per replicate and pilot, as measured by the pilot (a lower bound of "
+                                     "one population per run when the pilot could not start)", kind="value",
+                    when="budget_too_small runs")),
     statuses={"ok": "reached eps; the chains mixed",
               "not_mixed": f"reached eps, but split-R-hat exceeds {RHAT_THRESHOLD}: numbers reported, flagged",
               "not_reached": "the pilot did not reach eps within its share of the budget (or a replicate lost its "
                              "population): no estimate at eps",
-              "budget_too_small": "the pilot reached eps, but the replicates' shares of the budget are too small: "
-                                  "no estimate; the reason gives the budget needed"},
+              "budget_too_small": "the budget cannot reach eps (the pilot could not start, or it reached eps but "
+                                  "the replicates' shares are too small): no estimate; budget_needed says how many "
+                                  "samples would do"},
     text=_subset_text,
 )
 
