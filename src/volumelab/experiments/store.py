@@ -538,6 +538,15 @@ def _database(path: str | Path) -> Path:
 
 
 def _salvage(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], int]:
+    """Every row of ``path`` that can still be read and verified, through SQLite row by row and then straight from
+    the file's pages (a broken b-tree loses no row whose page is intact): ``(rows, arrays by run key, damaged rows
+    with why, rows found)``."""
+    rows, arrays, damaged, found = _salvage_sql(path)
+    found = max(found, _salvage_pages(path, rows, arrays, damaged))
+    return rows, arrays, damaged, found
+
+
+def _salvage_sql(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], int]:
     """Every row of ``path`` that can still be read and verified, read row by row (a damaged page loses only
     its rows): ``(rows, arrays by run key, damaged rows with why, rows found)``. Rows stored before checksums
     existed are kept when their text decodes and their JSON parses."""
@@ -604,6 +613,49 @@ def _salvage(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], 
     finally:
         connection.close()
     return rows, arrays, damaged, found
+
+
+def _salvage_pages(path: Path, rows: list[dict], arrays: dict[str, bytes], damaged: dict[str, str]) -> int:
+    """Add the rows (and arrays) read straight from ``path``'s table leaf pages (:mod:`._pages`) that SQLite could
+    not reach through a broken b-tree; only rows whose checksum verifies. Returns how many rows it found."""
+    from ._pages import leaf_records
+
+    have = {row["run_key"] for row in rows}
+    width = 2 + len(_CHECKED) + 1  # id (stored as NULL), run_key, the checked columns, checksum
+    found: dict[str, dict] = {}
+    seen = 0
+    blobs: dict[str, bytes] = {}
+    for record in leaf_records(path):
+        if len(record) == 3 and isinstance(record[0], str) and isinstance(record[1], bytes):
+            if isinstance(record[2], str) and record[2] == _blob_checksum(record[1]):
+                blobs[record[0]] = record[1]
+            continue
+        if len(record) != width or record[0] is not None or not isinstance(record[1], str):
+            continue
+        key, values, checksum = record[1], record[2:-1], record[-1]
+        seen += 1
+        if checksum != row_checksum(values):
+            if key not in have:
+                damaged.setdefault(key, "its checksum does not match its content")
+            continue
+        try:
+            for name, value in zip(_CHECKED, values):
+                if name in _JSON_COLUMNS and value is not None:
+                    json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        row = {"run_key": key, **dict(zip(_CHECKED, values))}
+        if key in found and str(found[key]["finished_at"]) >= str(row["finished_at"]):
+            continue
+        found[key] = row
+    for key, row in found.items():
+        if key not in have:
+            rows.append(row)
+            damaged.pop(key, None)
+    for key in {row["run_key"] for row in rows} - set(arrays):
+        if key in blobs:
+            arrays[key] = blobs[key]
+    return seen
 
 
 def _tally(check: StoreCheck, rows: list[dict]) -> None:
