@@ -832,8 +832,10 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     from .experiments.driver import describe_work
     from .plotting.report import write_sweep_outputs
 
-    config = load_sweep(config_path)
-    plan = plan_sweep(config, scale, source=str(config_path), device=options["device"], stream=options["stream"])
+    overrides = tuple(options.get("overrides") or ())
+    config = load_sweep(config_path, overrides)
+    source = str(config_path) + "".join(f" --set {item}" for item in overrides)
+    plan = plan_sweep(config, scale, source=source, device=options["device"], stream=options["stream"])
     out = out or Path("runs") / plan.scale / config.name
     note = config.scale_note(plan.scale)
     stream = f", stream {plan.stream}" if plan.stream else ""
@@ -841,7 +843,9 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
                + (f"\n  scale note: {note}" if note else ""))
     progress = None if sys.stderr.isatty() else _ProgressLines(f"{config.name} ({plan.scale})")
     try:
-        outcome = run_sweep(config_path, scale=scale, out_dir=out, executor=options["executor"],
+        # The config with its overrides (sweep.yaml in the output folder records it as run).
+        outcome = run_sweep(config if overrides else config_path, scale=scale, out_dir=out,
+                            executor=options["executor"],
                             workers=options["workers"], address=options["address"], device=options["device"],
                             force=options["force"], progress=progress, stream=plan.stream)
     except KeyboardInterrupt:
@@ -895,6 +899,10 @@ def _stopped(plan, out: Path) -> None:
                    "experiment itself, or the config's stream].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: runs/<scale>/<config name>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, validated like the file and recorded in the output's sweep.yaml "
+                   "(dotted KEY, YAML VALUE; repeatable): --set seeds=4 --set grid.model.width=[5,20] --set "
+                   "methods.gd.lr=0.1.")
 def run_command(config_path, scale, out, **options) -> None:
     """Run the sweep described by a YAML CONFIG; finished runs are never repeated.
 

@@ -50,7 +50,7 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ __all__ = [
     "MethodSettings",
     "ModelConfig",
     "ProblemConfig",
+    "apply_overrides",
     "key_settings",
     "legacy_run_key",
     "ResolvedPoint",
@@ -604,8 +605,49 @@ def sweep_from_dict(data: Any, *, source: str = "<config>", base_dir: str | Path
     return config
 
 
-def load_sweep(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep YAML file.
+#: Sections whose keys are dotted field paths (``grid: {model.width: [...]}``, a scale's ``set``).
+_DOTTED_MAPPINGS = ("grid", "set")
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` (a parsed sweep) with each ``KEY=VALUE`` of ``overrides`` set, in order (``volumelab run --set``).
+
+    ``KEY`` is a dotted path into the config (``seeds``, ``methods.<name>.lr``, ``problem.rows``) and ``VALUE`` is
+    YAML (``4``, ``[5, 20]``, ``{lr: 0.1}``, ``null``). A mapping whose keys are themselves dotted field paths
+    (``grid``, a scale's ``set``) takes the rest of the path as one key: ``grid.model.width=[5, 20]`` sets
+    ``grid: {model.width: [5, 20]}``. The result is validated like the file, so a misspelt key is an error
+    naming it.
+
+    Raises:
+        ConfigError: an override is not ``KEY=VALUE`` or its value is not YAML.
+    """
+    tree = copy.deepcopy(dict(data))
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE with a dotted KEY (e.g. seeds=4, problem.rows=6, "
+                              "grid.model.width=[5,20])")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not YAML: {' '.join(str(exc).split())}") from None
+        node, parts, head = tree, key.split("."), ""
+        while True:
+            rest = ".".join(parts)
+            dotted = head in _DOTTED_MAPPINGS or any("." in str(name) for name in node)
+            if rest in node or len(parts) == 1 or dotted:
+                node[rest] = value
+                break
+            head = parts.pop(0)
+            if not isinstance(node.get(head), dict):
+                node[head] = {}
+            node = node[head]
+    return tree
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read and validate a sweep YAML file, with ``overrides`` (``KEY=VALUE``, :func:`apply_overrides`) applied.
 
     Raises:
         ConfigError: the file is missing, not YAML, or invalid (the message names the
@@ -620,7 +662,13 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise ConfigError(f"{path}: not a text file (not UTF-8); a sweep config is a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return sweep_from_dict(data, source=str(path), base_dir=path.parent)
+    source = str(path)
+    if overrides:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: a sweep config must be a mapping at the top level, got {type(data).__name__}")
+        data = apply_overrides(data, overrides)
+        source += " with " + " ".join(f"--set {item}" for item in overrides)
+    return sweep_from_dict(data, source=source, base_dir=path.parent)
 
 
 def describe_point(point: ResolvedPoint) -> str:
