@@ -27,7 +27,7 @@ from .models.layers import setting_fields
 from .optimizers import GradientDescent, GuessCheck, RunResult
 from .optimizers.gradient import trainers
 from .optimizers.base import ResultSchema, format_value
-from .optimizers.conditioning import estimator_settings as estimator_settings_of, estimators
+from .optimizers.conditioning import estimators
 from .optimizers.observers import FinalOutputs
 from .problems import (
     DATASETS,
@@ -227,17 +227,25 @@ def _takes_tensors(family) -> bool:
     return family.problem_orders is None or any(order > 2 for order in family.problem_orders)
 
 
+def _reject_foreign(settings: dict, chosen: str, owners_by_name: dict[str, type], selector: str, wording: str) -> None:
+    """A usage error when an option given (``settings``) is not a settable field of ``chosen``: it names the flags
+    and the owners that have them all (``wording`` with ``{owners}``), or says they apply to none."""
+    foreign = [name for name in settings if name not in setting_fields(owners_by_name[chosen])]
+    if not foreign:
+        return
+    flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+    owners = " or ".join(name for name, owner in owners_by_name.items()
+                         if all(item in setting_fields(owner) for item in foreign))
+    raise click.UsageError(f"{flags} {wording.format(owners=owners, s='s' if len(foreign) == 1 else '')}" if owners
+                           else f"{flags} do(es) not apply to {selector} {chosen}")
+
+
 def _build_model(family_name: str, problem, settings: dict) -> LayeredModel:
     """The model of ``family_name`` shaped for ``problem`` from the model options given (``settings``); a usage
     error naming the option when one does not apply to the family or a value does not fit it."""
     family = model_families()[family_name]
     fields = setting_fields(family)
-    foreign = [name for name in settings if name not in fields]
-    if foreign:
-        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        owners = _families_text(lambda other: all(name in setting_fields(other) for name in foreign))
-        raise click.UsageError(f"{flags} need(s) --model {owners}" if owners else
-                               f"{flags} do(es) not apply to --model {family_name}")
+    _reject_foreign(settings, family_name, model_families(), "--model", "need(s) --model {owners}")
     if ("abs_a" in settings or "abs_b" in settings) and settings.get("activation", fields["activation"].default) \
             != "abs":
         raise click.UsageError("--abs-a and --abs-b need --activation abs")
@@ -324,7 +332,7 @@ def estimator_options(func):
     (``--accept``, ``--population``, ``--sampler``, ...), generated from the estimators; the command receives the
     estimator's name as ``method`` and the options given as ``estimator_settings``."""
     summaries = "; ".join(f"{name}: {estimator.summary}" for name, estimator in estimators().items())
-    func = _setting_options(func, estimators(), "--method", estimator_settings_of, "estimator_settings")
+    func = _setting_options(func, estimators(), "--method", setting_fields, "estimator_settings")
     return click.option("--method", type=click.Choice(list(estimators())), default="rejection", show_default=True,
                         help=summaries)(func)
 
@@ -367,13 +375,7 @@ def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, me
         save_path) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     estimator = estimators()[method]
-    foreign = [name for name in estimator_settings if name not in estimator_settings_of(estimator)]
-    if foreign:
-        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        owners = " or ".join(name for name, other in estimators().items()
-                             if all(item in estimator_settings_of(other) for item in foreign))
-        raise click.UsageError(f"{flags} work{'s' if len(foreign) == 1 else ''} with --method {owners} only"
-                               if owners else f"{flags} do(es) not apply to --method {method}")
+    _reject_foreign(estimator_settings, method, estimators(), "--method", "work{s} with --method {owners} only")
     if bool(estimator_settings.get("keep_samples")) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
     if estimator_settings.get("accept") == "train_error" and "train_error" not in problem.tensors().metric_names:
@@ -672,8 +674,13 @@ def store() -> None:
 
 
 def _store_lines(check) -> list[str]:
-    lines = [f"{check.path}: " + ("intact" if check.ok else "unreadable by SQLite: " + str(check.error)
-                                   if not check.readable else f"{len(check.damaged)} damaged rows")]
+    if check.ok:
+        state = "intact"
+    elif not check.readable:
+        state = f"unreadable by SQLite: {check.error}"
+    else:
+        state = f"{len(check.damaged)} damaged rows"
+    lines = [f"{check.path}: {state}"]
     lines.append(f"  rows found {check.rows}, intact {check.intact}, damaged {len(check.damaged)}, "
                  f"intact arrays {check.arrays}")
     for name, count in check.sweeps.items():

@@ -19,4 +19,8 @@ class OptimizerError(VolumelabError):
 
 class StoreError(VolumelabError):
     """A results store cannot be used as it is: damaged, or written by a newer volumelab. The message names the
-    file and the way out (``volumelab store check`` / ``volumelab store repair``)."""
+    file and the way out (``volumelab store check`` / ``volumelab store repair``); ``reason`` says what is wrong."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason

@@ -175,7 +175,8 @@ def test_a_store_from_a_newer_volumelab_is_refused(finished, tmp_path):
         run_sweep(finished[0], out_dir=out, progress=False)
 
 
-KILLED_SWEEP = TINY.replace("seeds: 3", "seeds: 12")
+#: Long enough (48 G&C runs of 2x10^5 draws, seconds in all) that the kill lands mid-sweep on any machine.
+KILLED_SWEEP = TINY.replace("seeds: 3", "seeds: 12").replace("samples: 3000", "samples: 200000")
 
 _RUN = """
 import sys

@@ -18,7 +18,8 @@ from volumelab.optimizers import (
     SubsetGuessCheck,
     estimators,
 )
-from volumelab.optimizers.conditioning import ConditionalEstimator, estimator_settings
+from volumelab.optimizers.conditioning import ConditionalEstimator
+from volumelab.settings import setting_fields
 from volumelab.optimizers.observers import FinalOutputs
 from volumelab.diagnostics.ntk import NTKLaziness
 
@@ -86,7 +87,7 @@ def test_every_metric_column_of_a_sweep_has_a_declared_meaning():
 
 
 def test_each_estimator_has_only_its_own_settings():
-    rejection, subset = set(estimator_settings(RejectionGuessCheck)), set(estimator_settings(SubsetGuessCheck))
+    rejection, subset = set(setting_fields(RejectionGuessCheck)), set(setting_fields(SubsetGuessCheck))
     assert rejection & subset == {"accept"}  # the conditioning every estimator shares
     assert {"sampler", "batch_size", "keep_samples"} <= rejection and not rejection & {"population", "kernel"}
     assert {"population", "level_fraction", "replicates", "kernel", "moves"} <= subset

@@ -101,7 +101,7 @@ def _blob_checksum(data: bytes) -> str:
 
 def _damaged(path: Path, reason: str) -> StoreError:
     folder = path.parent
-    return StoreError(f"the results store {path} is damaged ({reason}); 'volumelab store check {folder}' shows "
+    return StoreError(reason, f"the results store {path} is damaged ({reason}); 'volumelab store check {folder}' shows "
                       f"what is intact and 'volumelab store repair {folder}' salvages it (the damaged file is kept, "
                       "the lost runs rerun on the next run)")
 
@@ -244,7 +244,7 @@ class ResultsStore:
 
     @_guarded
     def _open(self, create: bool, existed: bool) -> None:
-        tables = {name.decode() if isinstance(name, bytes) else name for (name,) in self._connection.execute(
+        tables = {_text(name) for (name,) in self._connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if existed and "runs" not in tables:
             raise _damaged(self.path, "it has no table of runs" + (" (it was deleted)" if tables else ""))
@@ -252,7 +252,7 @@ class ResultsStore:
         self._connection.execute("PRAGMA synchronous=NORMAL")
         if existed:
             check = self._connection.execute("PRAGMA quick_check").fetchone()[0]
-            check = check.decode() if isinstance(check, bytes) else check
+            check = _text(check)
             if check != "ok":
                 raise _damaged(self.path, f"SQLite's check: {check}")
         if create:
@@ -267,14 +267,12 @@ class ResultsStore:
         never the current one). Rows and arrays from before checksums get theirs now, from their content as it
         reads now (nothing older can verify it).
         """
-        columns = {row[1].decode() if isinstance(row[1], bytes) else row[1]
-                   for row in self._connection.execute("PRAGMA table_info(runs)")}
+        columns = {_text(row[1]) for row in self._connection.execute("PRAGMA table_info(runs)")}
         with self._connection:
             if columns and "results_version" not in columns:
                 self._connection.execute("ALTER TABLE runs ADD COLUMN results_version INTEGER")
             self._connection.execute("CREATE TABLE IF NOT EXISTS arrays (run_key TEXT PRIMARY KEY, data BLOB NOT NULL)")
-            array_columns = {row[1].decode() if isinstance(row[1], bytes) else row[1]
-                             for row in self._connection.execute("PRAGMA table_info(arrays)")}
+            array_columns = {_text(row[1]) for row in self._connection.execute("PRAGMA table_info(arrays)")}
             if "checksum" not in array_columns:
                 self._connection.execute("ALTER TABLE arrays ADD COLUMN checksum TEXT")
             if columns and "checksum" not in columns:
@@ -374,15 +372,17 @@ class ResultsStore:
     def discard_damaged(self) -> int:
         """Delete the rows that fail verification, with the rows stored beside them (a run's own row and its
         extra rows go together), so their runs compute again; returns how many rows went."""
-        failed = self.damaged_rows()
+        scan = self._scan()
+        failed = {key: why for row, key, why in scan if row is None}
+        failed.update(self._array_failures())
         if not failed:
             return 0
         bases = {key.split(":", 1)[0] for key in failed}
-        doomed = [key for _, key, _ in self._scan() if key.split(":", 1)[0] in bases]
+        doomed = {key for _, key, _ in scan if key.split(":", 1)[0] in bases} | set(failed)
         logger.warning("%s: %d stored rows failed verification (%s); they and the rows stored with them (%d in "
                        "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
-                       len(set(doomed) | set(failed)))
-        return self.delete(set(doomed) | set(failed))
+                       len(doomed))
+        return self.delete(doomed)
 
     @_guarded
     def delete(self, keys: Iterable[str]) -> int:
@@ -678,7 +678,7 @@ def check_store(path: str | Path) -> StoreCheck:
             return check
     except StoreError as exc:
         rows, arrays, damaged, found = _salvage(path)
-        check = StoreCheck(path, False, error=str(exc).split(" is damaged (", 1)[-1].split("); ", 1)[0],
+        check = StoreCheck(path, False, error=exc.reason,
                            rows=found, damaged=damaged, arrays=len(arrays))
         _tally(check, rows)
         return check

@@ -25,7 +25,7 @@ from ..samplers.workspace import Workspace, scratch
 from .base import Metric, ResultSchema, format_value
 
 __all__ = ["ACCEPT_CRITERIA", "CONDITIONAL_METRICS", "ConditionalEstimator", "conditional_lines", "LossContraction", "OutputScorer", "check_finite",
-           "estimator_settings", "estimators", "register_estimator", "scorer_for", "unregister_estimator"]
+           "estimators", "register_estimator", "scorer_for", "unregister_estimator"]
 
 #: What a draw must bring below ``eps`` to be accepted: a score row of the task.
 ACCEPT_CRITERIA = ("train_loss", "train_error")
@@ -240,11 +240,6 @@ def register_estimator(estimator: type) -> type:
 def estimators() -> dict[str, type]:
     """The registered G&C estimators by name, in registration order."""
     return dict(_ESTIMATORS)
-
-
-def estimator_settings(estimator: type) -> dict[str, Any]:
-    """The fields of ``estimator`` a user sets (``eps`` and the budget are the commands' own)."""
-    return setting_fields(estimator)
 
 
 # ------------------------------------------------------------------ what every estimator reports
