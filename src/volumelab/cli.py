@@ -22,6 +22,7 @@ import click
 from . import __version__
 from ._counts import parse_count
 from .errors import VolumelabError
+from .experiments.executors import EXECUTORS
 from .models import FactorizationModel, LayeredModel, model_families
 from .models.layers import setting_fields
 from .optimizers import GradientDescent, GuessCheck, RunResult
@@ -732,6 +733,34 @@ def store_repair(folder, as_json) -> None:
     click.echo("rerun the same sweep command to recompute the lost runs")
 
 
+@store.command("merge")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def store_merge(folder, as_json) -> None:
+    """Merge the shard stores of FOLDER/shards (written by the jobs of --executor slurm or submitit-local) into
+    FOLDER's results store, verifying every row's checksum; merging again adds nothing. `volumelab run` does
+    this by itself before it runs and as each job ends."""
+    from .experiments.shards import SHARDS_FOLDER, merge_shards, shard_paths
+    from .experiments.store import ResultsStore
+
+    if not shard_paths(folder):
+        raise click.BadParameter(f"no shard stores (*.sqlite) in {str(Path(folder) / SHARDS_FOLDER)!r}",
+                                 param_hint="FOLDER")
+    with ResultsStore(folder) as results:
+        merged = merge_shards(results, folder)
+        total = results.count()
+    if as_json:
+        _echo_json({"store": str(Path(folder) / "results.sqlite"), "rows": total, "shards": [
+            {"path": str(m.source), "added": m.added, "present": m.present, "damaged": dict(m.damaged)}
+            for m in merged]})
+        return
+    for m in merged:
+        damaged = f", {len(m.damaged)} damaged (not merged)" if m.damaged else ""
+        click.echo(f"{m.source.name}: {m.added} rows added, {m.present} already stored{damaged}")
+    click.echo(f"{sum(m.added for m in merged)} rows added from {len(merged)} shards; "
+               f"{Path(folder) / 'results.sqlite'} holds {total} rows")
+
+
 @cli.command()
 @click.option("--samples", type=CountType(), default=4_000_000, show_default=True,
               help="G&C prior draws (e.g. 4e6).")
@@ -794,11 +823,18 @@ def _demo_conclusion(gnc_result: RunResult, gd_result: RunResult) -> list[str]:
 # ------------------------------------------------------------------- sweeps
 def sweep_options(func):
     options = [
-        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Run points in this process / a local process pool, or as Ray tasks."),
+        click.option("--executor", type=click.Choice(list(EXECUTORS)), default="local", show_default=True,
+                     help="Run points in this process / a local process pool, as Ray tasks, or as a SLURM job "
+                          "array through submitit (submitit-local: the same jobs as local processes); "
+                          "docs/experiments.md says which to use where."),
         click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Parallel workers (local: processes; ray: CPUs of a local Ray instance)."),
+                     help="Parallel workers (local: processes; ray: CPUs of a local Ray instance; slurm, "
+                          "submitit-local: jobs of the array, each writing its own shard store)."),
         click.option("--address", default=None, help="Ray cluster address (with --executor ray)."),
+        click.option("--job-param", "job_params", multiple=True, metavar="KEY=VALUE",
+                     help="A submitit job parameter (with --executor slurm or submitit-local; YAML VALUE; "
+                          "repeatable): --job-param slurm_partition=cpu --job-param timeout_min=120 "
+                          "--job-param cpus_per_task=4 [default timeout_min: 1440]."),
         click.option("--no-report", is_flag=True, help="Only run and store; skip CSV, plots and report."),
         click.option("--force", is_flag=True,
                      help="Use an output folder that holds another sweep, deleting that sweep's outputs."),
@@ -823,6 +859,23 @@ class _ProgressLines:
         left = f", about {_duration(seconds * (1 - share) / share)} left" if 0 < share < 1 else ""
         click.echo(f"{self.label}: {done}/{total} runs, {share:.0%} of the work, {_duration(seconds)} elapsed{left}",
                    err=True)
+
+
+def _job_parameters(items) -> dict:
+    """``--job-param KEY=VALUE`` items as submitit's parameters (YAML values)."""
+    import yaml
+
+    parameters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--job-param")
+        try:
+            parameters[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{item!r}: the value is not YAML ({' '.join(str(exc).split())})",
+                                     param_hint="--job-param") from None
+    return parameters
 
 
 def _duration(seconds: float) -> str:
@@ -854,7 +907,8 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
         outcome = run_sweep(config if overrides else config_path, scale=scale, out_dir=out,
                             executor=options["executor"],
                             workers=options["workers"], address=options["address"], device=options["device"],
-                            force=options["force"], progress=progress, stream=plan.stream)
+                            force=options["force"], progress=progress, stream=plan.stream,
+                            job_parameters=_job_parameters(options.get("job_params") or ()))
     except KeyboardInterrupt:
         _stopped(plan, out)
         raise

@@ -45,11 +45,12 @@ from .config import (
     run_key,
 )
 from .._rng import stream_seed
-from .executors import make_executor
+from .executors import ShardDone, check_job_parameters, make_executor
 from .keys import KEY_FORMAT
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
-from ..errors import StoreError
+from ..errors import StoreError, VolumelabError
+from .shards import SHARDS_FOLDER, merge_shards
 from .store import DATABASE_NAME, ResultRow, ResultsStore, encode_arrays, utc_now
 
 logger = logging.getLogger(__name__)
@@ -382,7 +383,7 @@ def _remaining(task: SweepTask, done: set[str]) -> SweepTask | None:
 
 #: Files a sweep writes into its output folder (``--force`` removes them before another sweep uses it).
 _OUTPUTS = (DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm", "results.csv", "report.md",
-            "report.html", "sweep.yaml", "resolved.json", "plots")
+            "report.html", "sweep.yaml", "resolved.json", "plots", SHARDS_FOLDER, "submitit")
 
 
 def _folder_sweep(out_dir: Path) -> tuple[str, str] | None:
@@ -440,6 +441,7 @@ def run_sweep(
     device: str | None = None,
     force: bool = False,
     stream: int | None = None,
+    job_parameters: dict | None = None,
 ) -> SweepOutcome:
     """Run every unfinished (point, seed, method) of a sweep and store each row at once.
 
@@ -448,8 +450,10 @@ def run_sweep(
         scale: A scale defined in the config's ``scales``, or ``None`` for its base
             values (labelled ``base_scale``: ``paper`` for the packaged figures).
         out_dir: Output folder; holds ``results.sqlite`` (created if missing).
-        executor: ``"local"`` (in-process, or a process pool when ``workers > 1``) or ``"ray"``.
-        workers: Parallel workers.
+        executor: ``"local"`` (in-process, or a process pool when ``workers > 1``), ``"ray"``, or ``"slurm"`` /
+            ``"submitit-local"`` (a job array through submitit whose jobs write shard stores, merged here; see
+            :mod:`volumelab.experiments.shards`).
+        workers: Parallel workers (the jobs of a ``slurm`` or ``submitit-local`` array).
         address: Ray cluster address (``--executor ray`` only).
         progress: ``True`` for a progress bar, a callable for progress reports after each
             task (see :data:`ProgressCallback`), ``None`` for a bar when stderr is a terminal.
@@ -458,6 +462,8 @@ def run_sweep(
         stream: The replicate stream (see :func:`plan_sweep`); ``None``: the config's.
             Rows of several streams share an output folder; each run finds and reports
             only its own stream's rows.
+        job_parameters: submitit's executor parameters (``slurm`` and ``submitit-local`` only), e.g.
+            ``{"slurm_partition": "cpu", "timeout_min": 120, "cpus_per_task": 4}``.
 
     Returns:
         A :class:`SweepOutcome`. Rerunning a finished sweep runs nothing. Rows stored by
@@ -466,10 +472,13 @@ def run_sweep(
 
     Raises:
         ConfigError: the config is invalid, or ``out_dir`` holds another sweep.
+        VolumelabError: a job of a ``slurm`` or ``submitit-local`` array failed (after every other job ended and
+            what each stored was merged).
     """
     from .. import _results_version
 
     version = _results_version.RESULTS_VERSION
+    check_job_parameters(executor, job_parameters)
     source = "<config>"
     if not isinstance(config, SweepConfig):
         source = str(config)
@@ -489,6 +498,7 @@ def run_sweep(
     with ResultsStore(out_dir) as store:
         _refuse_newer(store, version)
         store.discard_damaged()  # rows that fail their checksum: deleted here, so they run again below
+        merge_shards(store, out_dir)  # what earlier jobs of an array stored (after their driver stopped, too)
         migrate_store(store, plan)
         _forget_unobserved(store, plan)
         done = store.existing_keys(plan.keys)
@@ -507,7 +517,9 @@ def run_sweep(
                         planned - stored_before, planned, len(todo))
             report = progress if callable(progress) else None
             show = (sys.stderr.isatty() if progress is None else bool(progress)) and report is None
-            pool = make_executor(executor, workers, address)
+            pool = make_executor(executor, workers, address, folder=out_dir, job_parameters=job_parameters)
+            failures: list[str] = []
+            counted: set[int] = set()
             try:
                 total_cost = sum(t.cost for t in todo) or 1.0
                 cost_done = 0.0
@@ -515,8 +527,12 @@ def run_sweep(
                           unit="", bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
                     bar.set_postfix_str(f"0/{planned - stored_before} runs")
                     for rows in pool.map_unordered(execute_task, todo):
-                        ran += store.add(rows)
-                        cost = _task_cost_of(rows, todo)
+                        if isinstance(rows, ShardDone):  # a job of an array ended: merge what it stored
+                            added, cost = _merge_job(store, rows, todo, failures, counted)
+                            ran += added
+                        else:
+                            ran += store.add(rows)
+                            cost = _task_cost_of(rows, todo)
                         cost_done += cost
                         bar.set_postfix_str(f"{ran}/{planned - stored_before} runs")
                         bar.update(cost)
@@ -525,7 +541,32 @@ def run_sweep(
                                    time.perf_counter() - start)
             finally:
                 pool.close()
+                if getattr(pool, "writes_shards", False):  # stopped early: keep what the cancelled jobs stored
+                    ran += sum(merged.added for merged in merge_shards(store, out_dir))
+            if failures:
+                raise VolumelabError(f"{len(failures)} of the sweep's jobs failed; the runs they and the others "
+                                     f"finished are stored, rerun the same command to retry the rest. First: "
+                                     f"{failures[0]}")
     return SweepOutcome(out_dir, planned, stored_before, ran, time.perf_counter() - start, plan, stale)
+
+
+def _merge_job(store: ResultsStore, done: ShardDone, todo: list[SweepTask], failures: list[str],
+               counted: set[int]) -> tuple[int, float]:
+    """Merge the shard of a job that ended; returns ``(rows added, cost of the tasks it finished)``. ``counted``:
+    the indices of the tasks of ``todo`` whose cost was returned already (updated)."""
+    if done.error is not None:
+        logger.error("%s", done.error)
+        failures.append(done.error)
+    if not done.path.is_file():  # the job ended before storing anything
+        return 0, 0.0
+    merged = store.merge(done.path)
+    if merged.damaged:
+        logger.warning("%s: %d rows fail verification and were not merged; their runs run again on the next run",
+                       done.path, len(merged.damaged))
+    stored = store.existing_keys(task.keys[0] for task in todo if task.keys)
+    finished = {i for i, task in enumerate(todo) if i not in counted and task.keys and task.keys[0] in stored}
+    counted |= finished
+    return merged.added, sum(todo[i].cost for i in finished)
 
 
 def _task_cost_of(rows: list[ResultRow], todo: list[SweepTask]) -> float:

@@ -1,8 +1,10 @@
-"""Executors: where sweep tasks run. In-process, a local process pool, or Ray.
+"""Executors: where sweep tasks run. In-process, a local process pool, Ray, or jobs of a SLURM array.
 
 Every task is a pure function of its settings and seeds, so all executors give the
-same rows; they differ only in where and in what order tasks finish. Results come
-back to the driver, which alone writes to the store.
+same rows; they differ only in where and in what order tasks finish. Results of the
+in-process, process-pool and Ray executors come back to the driver, which alone writes to
+the store. The jobs of :class:`SubmititExecutor` (``slurm``, ``submitit-local``) each write
+their own shard store instead, which the driver merges (:mod:`volumelab.experiments.shards`).
 
 A task whose ``single_threaded`` attribute is true computes on one thread (its
 method's registration says when: gradient descent on the CPU, whose
@@ -17,18 +19,26 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import VolumelabError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor", "ShardDone",
+           "SubmititExecutor", "make_executor"]
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm", "submitit-local")
+
+#: Executors whose jobs write shard stores (:class:`SubmititExecutor`), with submitit's name of their cluster.
+SHARD_EXECUTORS = {"slurm": "slurm", "submitit-local": "local"}
 
 #: Total task cost (``SweepTask.cost`` units) of single-threaded tasks below which the
 #: in-process executor runs them here, one after the other: about 10 s of gradient
@@ -256,10 +266,150 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(kind: str = "local", workers: int = 1, address: str | None = None) -> Executor:
-    """``local`` with one worker runs in-process; with more, a process pool; ``ray`` uses Ray."""
+@dataclass(frozen=True)
+class ShardDone:
+    """A job of :class:`SubmititExecutor` ended: its shard store, and why it failed (``None`` when it did not)."""
+
+    path: Path
+    error: str | None = None
+
+
+def _balanced(tasks: list[Any], jobs: int) -> list[list[Any]]:
+    """``tasks`` in ``jobs`` groups of about equal total cost (the costliest first, each to the lightest group)."""
+    groups: list[list[Any]] = [[] for _ in range(jobs)]
+    loads = [0.0] * jobs
+    for task in sorted(tasks, key=lambda t: -float(getattr(t, "cost", 0.0))):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(task)
+        loads[lightest] += float(getattr(task, "cost", 0.0))
+    return [group for group in groups if group]
+
+
+class SubmititExecutor:
+    """Runs a sweep's tasks as a job array through submitit: SLURM (``cluster="slurm"``) or local processes
+    (``cluster="local"``, the same code path on one machine, which is how it is tested).
+
+    The tasks are split into ``jobs`` groups of about equal cost, one job each. A job runs its tasks one after the
+    other and stores each one's rows in its own shard store (:func:`~volumelab.experiments.shards.run_shard`);
+    :meth:`map_unordered` yields a :class:`ShardDone` as each job ends, and the driver merges that shard. When
+    the driver stops (Ctrl-C, SIGTERM) the jobs still running are cancelled; what they stored is merged on the
+    next run.
+
+    Args:
+        cluster: submitit's cluster, ``"slurm"`` or ``"local"``.
+        jobs: Jobs in the array (at most one per task).
+        folder: The sweep's output folder: shards go to ``<folder>/shards``, submitit's files and the jobs' logs to
+            ``<folder>/submitit``.
+        parameters: submitit's executor parameters (``timeout_min``, ``slurm_partition``, ``cpus_per_task``,
+            ``mem_gb``, ``slurm_array_parallelism``, ...); ``timeout_min`` defaults to 24 hours.
+        poll_seconds: How often to look for finished jobs; ``None``: 0.5 s locally, 15 s on SLURM.
+    """
+
+    name = "submitit"
+    #: Its jobs write shard stores; the driver merges them instead of storing returned rows.
+    writes_shards = True
+
+    def __init__(self, cluster: str, jobs: int, folder: str | Path, parameters: dict | None = None,
+                 poll_seconds: float | None = None) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise VolumelabError("the slurm and submitit-local executors need submitit; install it with: "
+                                 "pip install 'volumelab[slurm]'") from None
+        if jobs < 1:
+            raise VolumelabError(f"jobs must be at least 1, got {jobs}")
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise VolumelabError("--executor slurm needs SLURM's sbatch on this machine's PATH (run volumelab on the "
+                                 "cluster's login node); --executor submitit-local runs the same jobs on this machine")
+        self.cluster, self.jobs, self.folder = cluster, jobs, Path(folder)
+        self.poll_seconds = poll_seconds if poll_seconds is not None else (0.5 if cluster == "local" else 15.0)
+        self._executor = submitit.AutoExecutor(folder=self.folder / "submitit" / "%j", cluster=cluster)
+        settings = {"timeout_min": 24 * 60, "name": f"volumelab-{self.folder.name}", **(parameters or {})}
+        try:
+            self._executor.update_parameters(**settings)
+        except (ValueError, TypeError, AssertionError, NameError) as exc:  # submitit's ways of refusing one
+            text = " ".join(str(exc).split())
+            first = text.split(". ")[0] if text else type(exc).__name__
+            raise VolumelabError(f"submitit refused the job parameters {sorted(parameters or {})}: {first} (see "
+                                 "submitit's AutoExecutor.update_parameters for the names)") from None
+        self._pending: list = []
+
+    def map_unordered(self, function, tasks):
+        from .shards import SHARDS_FOLDER, run_shard
+
+        groups = _balanced(list(tasks), self.jobs)
+        if not groups:
+            return
+        shards = self.folder / SHARDS_FOLDER
+        shards.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        paths = [shards / f"{stamp}-{os.getpid()}-{index:03d}.sqlite" for index in range(len(groups))]
+        # A local job gets its share of this machine's cores; a SLURM job uses those SLURM gave it.
+        threads = threads_per_worker(len(groups)) if self.cluster == "local" else None
+        jobs = self._executor.map_array(run_shard, [function] * len(groups), groups, [str(p) for p in paths],
+                                        [threads] * len(groups))
+        logger.info("submitted %d %s jobs (%s); their logs are in %s", len(jobs), self.cluster,
+                    jobs[0].job_id.split("_")[0] if jobs else "", self.folder / "submitit")
+        self._pending = list(zip(jobs, paths))
+        try:
+            while self._pending:
+                finished = [(job, path) for job, path in self._pending if job.done()]
+                for item in finished:
+                    self._pending.remove(item)
+                    job, path = item
+                    yield ShardDone(path, self._failure(job))
+                if not finished:
+                    time.sleep(self.poll_seconds)
+        finally:
+            self.close()
+
+    @staticmethod
+    def _failure(job) -> str | None:
+        """Why ``job`` failed, in one line with its log, or ``None`` when it succeeded."""
+        try:
+            error = job.exception()
+        except Exception as exc:  # submitit could not read the job's outcome (e.g. it was killed)
+            error = exc
+        if error is None:
+            return None
+        # submitit's error holds the job's traceback; its last "SomeError: message" line says what went wrong.
+        lines = [line.strip() for line in str(error).splitlines()]
+        raised = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line)]
+        last = raised[-1] if raised else next((line for line in reversed(lines) if line), type(error).__name__)
+        return f"job {job.job_id} failed ({last}); its log: {job.paths.stderr}"
+
+    def close(self) -> None:
+        pending, self._pending = self._pending, []
+        for job, _ in pending:
+            try:
+                job.cancel(check=False)
+            except Exception:  # already ended
+                pass
+        if pending:
+            logger.warning("cancelled %d unfinished %s jobs; what they stored is merged on the next run",
+                           len(pending), self.cluster)
+
+
+def check_job_parameters(kind: str, job_parameters: dict | None) -> None:
+    """Job parameters are for the executors that submit jobs (``slurm``, ``submitit-local``) only."""
+    if job_parameters and kind not in SHARD_EXECUTORS:
+        raise VolumelabError(f"--job-param only applies to --executor slurm or submitit-local, not {kind}")
+
+
+def make_executor(kind: str = "local", workers: int = 1, address: str | None = None, *,
+                  folder: str | Path | None = None, job_parameters: dict | None = None) -> Executor:
+    """``local`` with one worker runs in-process; with more, a process pool; ``ray`` uses Ray; ``slurm`` and
+    ``submitit-local`` run ``workers`` jobs of an array writing shard stores in ``folder`` (the sweep's output
+    folder), with submitit's ``job_parameters``."""
     if workers < 1:
         raise VolumelabError(f"workers must be at least 1, got {workers}")
+    check_job_parameters(kind, job_parameters)
+    if kind in SHARD_EXECUTORS:
+        if address is not None:
+            raise VolumelabError("--address only applies to --executor ray")
+        if folder is None:
+            raise VolumelabError(f"the {kind} executor needs the sweep's output folder")
+        return SubmititExecutor(SHARD_EXECUTORS[kind], workers, folder, job_parameters)
     if kind == "local":
         if address is not None:
             raise VolumelabError("--address only applies to --executor ray")

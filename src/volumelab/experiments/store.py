@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 from ..errors import StoreError
 
-__all__ = ["DATABASE_NAME", "ResultRow", "ResultsStore", "StoreCheck", "check_store", "encode_arrays", "repair_store",
+__all__ = ["DATABASE_NAME", "Merged", "ResultRow", "ResultsStore", "StoreCheck", "check_store", "encode_arrays", "repair_store",
            "row_checksum", "utc_now"]
 
 DATABASE_NAME = "results.sqlite"
@@ -218,12 +218,18 @@ class ResultsStore:
     Args:
         path: The database file, or a folder (then ``<folder>/results.sqlite``).
         create: Create the file and schema if missing (otherwise a missing file is an error).
+        journal: ``"wal"`` (SQLite's write-ahead log: readers never wait for the writer) or ``"delete"`` (a
+            rollback journal), for a file on a network filesystem, where the write-ahead log's shared memory does
+            not work (:mod:`volumelab.experiments.shards`).
 
     Raises:
         StoreError: the file is damaged (see the module docstring) or was written by a newer volumelab.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, journal: str = "wal") -> None:
+        if journal not in ("wal", "delete"):
+            raise ValueError(f"journal must be 'wal' or 'delete', got {journal!r}")
+        self.journal = journal
         path = Path(path)
         if path.is_dir() or (create and path.suffix != ".sqlite"):
             path = path / DATABASE_NAME
@@ -248,7 +254,7 @@ class ResultsStore:
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if existed and "runs" not in tables:
             raise _damaged(self.path, "it has no table of runs" + (" (it was deleted)" if tables else ""))
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(f"PRAGMA journal_mode={self.journal.upper()}")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         if existed:
             check = self._connection.execute("PRAGMA quick_check").fetchone()[0]
@@ -300,32 +306,57 @@ class ResultsStore:
         self.close()
 
     # ------------------------------------------------------------------ reading, verified
-    @_guarded
-    def _scan(self) -> list[tuple[dict | None, str, str | None]]:
-        """Every stored row as ``(row or None, run_key, why it failed or None)``, in insertion order.
+    def _checked(self) -> Iterator[tuple[int, str, list | None, dict | None, str | None, str | None]]:
+        """Every stored row as ``(id, run_key, its checked values as stored, its JSON columns decoded, its checksum,
+        why it failed or None)``, in insertion order; values and JSON are ``None`` for a row that failed.
 
         A row is used only when its text decodes, its JSON parses and its checksum matches its content.
         """
-        out = []
         cursor = self._connection.execute(f"SELECT id, run_key, {', '.join(_CHECKED)}, checksum FROM runs ORDER BY id")
         for row_id, raw_key, *raw, checksum in cursor:
             key = _text(raw_key)
             values = _decoded(raw)
             if key is None or values is None:
-                out.append((None, key or f"<row {row_id}>", "text that is not UTF-8"))
+                yield row_id, key or f"<row {row_id}>", None, None, None, "text that is not UTF-8"
                 continue
-            if _text(checksum) != row_checksum(values):
-                out.append((None, key, "its checksum does not match its content"))
+            checksum = _text(checksum)
+            if checksum != row_checksum(values):
+                yield row_id, key, None, None, None, "its checksum does not match its content"
                 continue
-            row = {"id": row_id, "run_key": key, **dict(zip(_CHECKED, values))}
             try:
-                for column in _JSON_COLUMNS:
-                    row[column] = json.loads(row[column]) if row[column] is not None else None
+                decoded = {column: json.loads(value) if value is not None else None
+                           for column, value in zip(_CHECKED, values) if column in _JSON_COLUMNS}
             except ValueError:
-                out.append((None, key, "JSON that does not parse"))
+                yield row_id, key, None, None, None, "JSON that does not parse"
                 continue
-            out.append((row, key, None))
+            yield row_id, key, values, decoded, checksum, None
+
+    @_guarded
+    def _scan(self) -> list[tuple[dict | None, str, str | None]]:
+        """Every stored row as ``(row or None, run_key, why it failed or None)``, in insertion order (see
+        :meth:`_checked`)."""
+        out = []
+        for row_id, key, values, decoded, _, why in self._checked():
+            row = None if why else {"id": row_id, "run_key": key, **dict(zip(_CHECKED, values)), **decoded}
+            out.append((row, key, why))
         return out
+
+    @_guarded
+    def verified_raw(self) -> tuple[list[dict], dict[str, bytes], dict[str, str]]:
+        """What a copy of this store may take: ``(intact rows as stored, {"run_key", <checked columns>}; their intact
+        arrays by run key; the rows and arrays that fail verification, with why)``."""
+        rows, damaged = [], {}
+        for _, key, values, _, _, why in self._checked():
+            if why:
+                damaged[key] = why
+            else:
+                rows.append({"run_key": key, **dict(zip(_CHECKED, values))})
+        damaged.update(self._array_failures())
+        rows = [row for row in rows if row["run_key"] not in damaged]
+        wanted = {row["run_key"] for row in rows}
+        arrays = {_text(key): bytes(data) for key, data in self._connection.execute("SELECT run_key, data FROM arrays")
+                  if _text(key) in wanted}
+        return rows, arrays, damaged
 
     @_guarded
     def _array_failures(self) -> dict[str, str]:
@@ -426,6 +457,25 @@ class ResultsStore:
                     logger.warning("run %s is already stored; keeping the first result", row.run_key)
         return added
 
+    @_guarded
+    def merge(self, source: str | Path) -> "Merged":
+        """Copy into this store every intact row (and its arrays) of the results database ``source`` that this one
+        does not hold yet, in one transaction, each row with the checksum it was written with (verified first).
+
+        Idempotent: merging the same source again adds nothing. A key this store holds already keeps its row (the
+        first result, as :meth:`add`). A source SQLite cannot read as a whole is salvaged row by row, as
+        :func:`repair_store` does; its damaged rows are counted, never copied.
+        """
+        source = Path(source)
+        try:
+            with ResultsStore(source, create=False, journal="delete") as other:
+                rows, arrays, damaged = other.verified_raw()
+        except StoreError:
+            rows, arrays, damaged, _ = _salvage(_database(source))
+        with self._connection:
+            added = _insert_raw(self._connection, rows, arrays)
+        return Merged(source, added, len(rows) - added, dict(damaged))
+
     def fetch(self, *, keys: Iterable[str] | None = None) -> list[dict]:
         """Stored intact rows as dicts (JSON columns decoded), in insertion order; rows that fail verification
         are left out (and reported)."""
@@ -490,6 +540,43 @@ def _decoded(raw: Sequence[Any]) -> list[Any] | None:
                 return None
         values.append(value)
     return values
+
+
+def _insert_raw(connection: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], arrays: Mapping[str, bytes]) -> int:
+    """Insert verified rows as stored (``{"run_key", <checked columns>}``, their checksum recomputed from the same
+    values) and the arrays of those that were new, keeping any row the database holds already; returns how many
+    rows were new. The caller holds the transaction."""
+    added = 0
+    for row in rows:
+        values = [row[name] for name in _CHECKED]
+        cursor = connection.execute(
+            f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * (len(_CHECKED) + 2))})",
+            (row["run_key"], *values, row_checksum(values)))
+        if cursor.rowcount != 1:
+            continue
+        added += 1
+        data = arrays.get(row["run_key"])
+        if data is not None:
+            connection.execute("INSERT OR REPLACE INTO arrays (run_key, data, checksum) VALUES (?, ?, ?)",
+                               (row["run_key"], sqlite3.Binary(data), _blob_checksum(data)))
+    return added
+
+
+@dataclass
+class Merged:
+    """What :meth:`ResultsStore.merge` did with one source database.
+
+    Attributes:
+        source: The database merged.
+        added: Rows copied (new here).
+        present: Intact rows whose key this store held already (kept as they were).
+        damaged: The source's rows that failed verification (never copied), by run key, with why.
+    """
+
+    source: Path
+    added: int
+    present: int
+    damaged: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ check and repair
@@ -698,14 +785,7 @@ def repair_store(path: str | Path) -> StoreCheck:
         if leftover.exists():
             leftover.unlink()
     with ResultsStore(fresh) as store, store._connection:
-        for row in rows:
-            values = [row[name] for name in _CHECKED]
-            store._connection.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * (len(_CHECKED) + 2))})",
-                                      (row["run_key"], *values, row_checksum(values)))
-            if row["run_key"] in arrays:
-                data = arrays[row["run_key"]]
-                store._connection.execute("INSERT INTO arrays (run_key, data, checksum) VALUES (?, ?, ?)",
-                                          (row["run_key"], sqlite3.Binary(data), _blob_checksum(data)))
+        _insert_raw(store._connection, rows, arrays)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
     os.replace(path, kept)
