@@ -21,7 +21,8 @@ from volumelab.errors import OptimizerError
 from volumelab.models import FactorizationModel
 from volumelab.optimizers import GuessCheck
 from volumelab.optimizers import subset as subset_module
-from volumelab.optimizers.subset import RHAT_THRESHOLD, LatentPrior, elliptical_slice_step, pcn_step, split_rhat
+from volumelab.optimizers.subset import (RHAT_THRESHOLD, LatentPrior, budget_needed_from_rate, elliptical_slice_step,
+                                         pcn_step, split_rhat)
 from volumelab.problems.core import make_completion, make_sensing
 
 
@@ -270,6 +271,45 @@ def test_a_budget_below_the_ladder_cost_is_refused_not_overrun():
     assert result["gen_loss"] is None
     assert result["evaluations"] <= 20_000 // 9 + 500
     assert "raise samples to at least" in result.diagnostics["reason"]
+
+
+def test_budget_needed_from_rate_against_a_plain_count():
+    """Thresholds falling by a constant factor e^-0.5 a level (a pilot that spent 1,000 evaluations on each of its
+    two levels, population 500): from e^-1 to eps = e^-2.9 is 1.9 nats, four more levels after the next threshold
+    (4 x 0.5 >= 1.9 > 3 x 0.5), so a pilot of 2 + 1 + 4 = 7 levels, 500 + 7 x 1,000 evaluations, and 2 (R + 1)
+    such pilots for R = 8 replicates."""
+    thresholds = [1.0, math.exp(-0.5), math.exp(-1.0)]
+    assert budget_needed_from_rate(thresholds, math.exp(-2.9), 2_500, 500, 8) == 2 * 9 * (500 + 7 * 1_000)
+    # Descents shrinking by 0.6 a level (a floor near 0.27, as a normalized W that cannot fit the truth) sum to
+    # far less than the way down to 0.01: out of reach, no made-up budget.
+    floor = [0.27 + 0.3 * 0.6 ** j for j in range(6)]
+    assert budget_needed_from_rate(floor, 0.01, 6_000, 500, 8) is None
+    # One threshold only, or none below the last: no rate to extrapolate.
+    assert budget_needed_from_rate([0.1], 0.01, 500, 500, 8) is None
+    assert budget_needed_from_rate([0.1, 0.1], 0.01, 1_500, 500, 8) is None
+
+
+def test_a_budget_too_small_to_reach_eps_says_a_budget_that_does():
+    """The issue's case: eps 0.02 at width 5 with 20,000 samples (the pilot gets 2,222 and stops after one level)
+    ends budget_too_small with the budget its rate of descent asks for, never spending more than the samples;
+    that budget then reaches eps."""
+    problem = make_sensing(5, 5, 1, 15, seed=0)
+    model = FactorizationModel(5, 5, 5, 2)
+    short = GuessCheck(eps=0.02, method="subset").run(problem, model, 20_000, seed=0)
+    assert short.status == "budget_too_small" and short["gen_loss"] is None
+    assert short["evaluations"] <= 20_000
+    needed = short["budget_needed"]
+    assert needed > 20_000 and "raise samples to at least that" in short.diagnostics["reason"]
+    enough = GuessCheck(eps=0.02, method="subset").run(problem, model, needed, seed=0)
+    assert enough.status == "ok" and enough["evaluations"] <= needed
+
+
+@pytest.mark.parametrize("samples", [4_500, 9_000, 20_000, 45_000])
+def test_subset_never_spends_more_than_its_samples(samples):
+    problem = make_sensing(5, 5, 1, 15, seed=1)
+    model = FactorizationModel(5, 5, 5, 2)
+    result = GuessCheck(eps=0.02, method="subset").run(problem, model, samples, seed=1)
+    assert result["evaluations"] <= samples, result.status
 
 
 def test_unmixed_chains_are_flagged_not_averaged_silently(monkeypatch):

@@ -57,13 +57,15 @@ is not dominated by one replicate and its SE is that of a plain mean, but it est
 ``O(levels / population)`` bias both share). Both are reported at every threshold of
 the ladder (``diagnostics["levels"]``).
 
-**Guardrails.** A pilot that cannot bring the threshold down to ``eps`` within its share
-of the budget (the set ``L < eps`` may be empty for the architecture) ends the run with
-status ``"not_reached"`` and reports the smallest threshold it reached
-(``min_eps_reached``) and its volume; a pilot that reaches ``eps`` with more evaluations
+**Guardrails.** A pilot that spends its share of the budget before its threshold comes
+down to ``eps`` ends the run with status ``"budget_too_small"`` and the budget it would
+need (``budget_needed``, extrapolated from the rate its thresholds fell:
+:func:`budget_needed_from_rate`), unless that rate says its thresholds level off above
+``eps`` (the set ``L < eps`` may be empty for the architecture): then, as when it runs out
+of levels, the status is ``"not_reached"``. Both report the smallest threshold reached
+(``min_eps_reached``) and its volume. A pilot that reaches ``eps`` with more evaluations
 than each replicate's share of the rest (each replicate's ladder costs about as much)
-ends it with status ``"budget_too_small"`` and the budget it would need, so a run never
-spends far more than its budget. The chains' mixing is checked by the split-R-hat
+ends the run as ``"budget_too_small"`` too, so a run never spends more than its budget. The chains' mixing is checked by the split-R-hat
 of the posterior generalization loss over the replicates (Gelman et al., *Bayesian
 Data Analysis*, 3rd ed., Sec. 11.4): above :data:`RHAT_THRESHOLD` the run's status is
 ``"not_mixed"``; its numbers are reported, flagged, never silently averaged.
@@ -418,7 +420,10 @@ def _threshold(values: torch.Tensor, keep: int) -> float | None:
 
 def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: int, generator, kernel: str,
            thin: int = 1):
-    """The adaptive ladder: ``(thresholds, steps, reached, log_volume_estimate, evaluations)``.
+    """The adaptive ladder: ``(thresholds, steps, reached, log_volume_estimate, evaluations, next_threshold)``.
+
+    ``next_threshold`` is the threshold of the level the pilot would have added next when it stopped short of
+    ``eps`` because its budget was spent (``None`` otherwise): with the ladder, the pilot's rate of descent.
 
     ``steps[j]`` is the pCN step the replicates use at ``thresholds[j]`` (the pilot's
     adapted step at the end of its level; ``None`` for the slice kernel).
@@ -441,10 +446,12 @@ def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: in
                                        targets=[population], step=step, adapt=True, thin=thin)
             ladder.append(eps)
             steps.append(step)
-            return ladder, steps, True, log_volume + math.log(below_eps / population), evaluations
+            return ladder, steps, True, log_volume + math.log(below_eps / population), evaluations, None
         threshold = _threshold(values, keep)
-        if threshold is None or len(ladder) >= MAX_LEVELS or evaluations >= budget:
-            return ladder, steps, False, log_volume, evaluations
+        if threshold is None or len(ladder) >= MAX_LEVELS:
+            return ladder, steps, False, log_volume, evaluations, None
+        if evaluations >= budget:
+            return ladder, steps, False, log_volume, evaluations, threshold
         inside = values < threshold
         log_volume += math.log(int(inside.sum()) / population)
         ladder.append(threshold)
@@ -557,7 +564,8 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
         return _pilot(sampler, optimizer.eps, population, keep, pilot_share,
                       make_generator(seed, "subset-pilot", device=device), optimizer.kernel, optimizer.moves)
 
-    ladder, steps, reached, pilot_log_volume, pilot_evaluations = next(map_in_threads(pilot_work, 1, 1))
+    ladder, steps, reached, pilot_log_volume, pilot_evaluations, next_threshold = next(
+        map_in_threads(pilot_work, 1, 1))
     groups = [list(range(first, min(replicates, first + REPLICATES_PER_GROUP)))
               for first in range(0, replicates, REPLICATES_PER_GROUP)]
     workers = max(1, min(optimizer.workers or configured_threads(), len(groups)))
@@ -567,6 +575,19 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                         "level_fraction": optimizer.level_fraction, "replicates": replicates, "seed": seed,
                         "device": str(device), "workers": workers, "pilot_evaluations": pilot_evaluations,
                         "ladder": list(ladder)}
+    if not reached and next_threshold is not None:
+        needed = budget_needed_from_rate([*ladder, next_threshold], optimizer.eps, pilot_evaluations, population,
+                                         replicates)
+        if needed is not None:
+            base_metrics["budget_needed"] = needed
+            return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+                                time.perf_counter() - start,
+                                f"the budget is too small: the pilot's thresholds came down to {ladder[-1]:.4g} "
+                                f"(eps {optimizer.eps:g}) in {len(ladder)} levels with {pilot_evaluations:,} "
+                                f"evaluations, its share of the budget being {pilot_share:,} (samples / "
+                                f"(replicates + 1)); at the rate its thresholds fell, reaching eps takes about "
+                                f"{needed:,} samples: raise samples to at least that",
+                                status="budget_too_small")
     if not reached:
         smallest = f"{ladder[-1]:.4g}" if ladder else "none (no level)"
         return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
@@ -599,6 +620,49 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                             seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
                             f"{max(failed):.4g} of the pilot's ladder; raise population")
     return _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds)
+
+
+def budget_needed_from_rate(thresholds: list[float], eps: float, evaluations: int, population: int,
+                            replicates: int) -> int | None:
+    """The samples a subset-simulation run would need to reach ``eps``, extrapolated from a pilot that stopped
+    short of it; ``None`` when its thresholds level off above ``eps`` (the set ``L < eps`` may be empty).
+
+    Each level lowers the threshold by a factor; ``d_j = log(t_j / t_{j+1})`` is the j-th level's descent. The
+    descents are extrapolated geometrically, ``d_{k+n} = d_k r^n``, with ``r`` the geometric mean of the last two
+    ratios of successive descents (capped at 1; ``r = 1``, a constant rate, with fewer than three descents). The
+    levels still needed are the fewest ``n`` whose descents sum to ``log(t_k / eps)``; when even all of them
+    (``d_k r / (1 - r)``) fall short, or ``n`` would pass :data:`MAX_LEVELS`, eps is out of reach: ``None``.
+    A level costs what the pilot's did on average (``(evaluations - population) / levels grown``); the run needs
+    a pilot of that many levels and, as :func:`subset_simulation` splits it, ``replicates`` ladders as costly
+    and as much again for the chains at eps: ``2 (replicates + 1)`` pilots.
+
+    Args:
+        thresholds: The pilot's ladder and the next threshold it had chosen (at least two, decreasing).
+        eps: The target threshold.
+        evaluations: The pilot's model evaluations, its first population's included.
+        population: States per level.
+        replicates: Independent replicate ladders.
+    """
+    if len(thresholds) < 2 or thresholds[-1] <= eps:
+        return None
+    descents = [math.log(a / b) for a, b in zip(thresholds, thresholds[1:])]
+    if descents[-1] <= 0:
+        return None
+    ratio = 1.0
+    if len(descents) >= 3 and all(d > 0 for d in descents[-3:]):
+        ratio = min(1.0, math.sqrt(descents[-1] / descents[-3]))
+    remaining, descent, more = math.log(thresholds[-1] / eps), descents[-1], 0
+    while remaining > 0:
+        descent *= ratio
+        more += 1
+        remaining -= descent
+        if more + len(thresholds) > MAX_LEVELS or descent < 1e-12:
+            return None
+    grown = len(thresholds) - 1  # the pilot grew one population per threshold of its ladder
+    # To eps: the ladder's levels, the next threshold's, ``more`` beyond it (the last of them is eps itself).
+    levels = grown + 1 + more
+    pilot = population + max(1.0, (evaluations - population) / grown) * levels
+    return int(math.ceil(2 * (replicates + 1) * pilot))
 
 
 def _not_reached(ladder, log_volume, evaluations, metrics, diagnostics, seconds, reason,
@@ -716,16 +780,18 @@ SUBSET_SCHEMA = ResultSchema(
              Metric("log_volume_at_min_eps", "the pilot's log volume at min_eps_reached", kind="value",
                     when="runs that stopped before eps"),
              Metric("budget_needed", "the samples (model evaluations) the run would need: twice the cost of one "
-                                     "ladder per replicate and pilot, as measured by the pilot (a lower bound of "
-                                     "one population per run when the pilot could not start)", kind="value",
+                                     "ladder per replicate and pilot, as measured by the pilot (extrapolated at the "
+                                     "rate its thresholds fell when it stopped short of eps; a lower bound of one "
+                                     "population per run when the pilot could not start)", kind="value",
                     when="budget_too_small runs")),
     statuses={"ok": "reached eps; the chains mixed",
               "not_mixed": f"reached eps, but split-R-hat exceeds {RHAT_THRESHOLD}: numbers reported, flagged",
-              "not_reached": "the pilot did not reach eps within its share of the budget (or a replicate lost its "
-                             "population): no estimate at eps",
-              "budget_too_small": "the budget cannot reach eps (the pilot could not start, or it reached eps but "
-                                  "the replicates' shares are too small): no estimate; budget_needed says how many "
-                                  "samples would do"},
+              "not_reached": "the pilot's thresholds levelled off above eps (the set L < eps may be empty), or "
+                             "a replicate lost its population: no estimate at eps",
+              "budget_too_small": "the budget cannot reach eps (the pilot could not start, its thresholds were "
+                                  "still falling when its share ran out, or it reached eps but the replicates' "
+                                  "shares are too small): no estimate; budget_needed says how many samples would "
+                                  "do"},
     text=_subset_text,
 )
 
