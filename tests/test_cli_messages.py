@@ -65,3 +65,24 @@ def test_subset_simulation_with_too_small_a_budget_spends_nothing_and_says_what_
     assert result["budget_needed"] == 2 * 9 * 500
     assert main(args) == 0
     assert "raise samples to at least 9,000" in capsys.readouterr().out
+
+
+def test_run_and_reproduce_treat_out_the_same_way(tmp_path, monkeypatch, capsys):
+    """--out names the sweep's own folder for run and for reproduce NAME; a folder that reproduce wrote to
+    <out>/<name> before that is resumed, not recomputed."""
+    import volumelab.experiments as experiments_package
+
+    config = write_config(tmp_path, TINY.replace("name: tiny", "name: figure1"), "figure1.yaml")
+    monkeypatch.setattr(experiments_package, "figure_config_path", lambda name: config)
+    assert main(["run", str(config), "--scale", "quick", "--out", str(tmp_path / "a"), "--no-report"]) == 0
+    assert main(["reproduce", "figure1", "--scale", "quick", "--out", str(tmp_path / "b"), "--no-report"]) == 0
+    assert (tmp_path / "a" / "results.sqlite").is_file() and (tmp_path / "b" / "results.sqlite").is_file()
+    old = tmp_path / "c" / "figure1"
+    old.mkdir(parents=True)
+    for name in ("results.sqlite", "resolved.json"):
+        (old / name).write_bytes((tmp_path / "b" / name).read_bytes())
+    capsys.readouterr()
+    assert main(["reproduce", "figure1", "--scale", "quick", "--out", str(tmp_path / "c"), "--no-report"]) == 0
+    text = capsys.readouterr().out
+    assert f"note: {old} holds figure1's quick runs" in text and "all 36 runs already stored" in text
+    assert not (tmp_path / "c" / "results.sqlite").exists()  # the former layout's folder was used

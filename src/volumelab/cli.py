@@ -990,7 +990,8 @@ def run_command(config_path, scale, out, **options) -> None:
                    "draws, initializations); its rows share the output folders, keyed apart [default: 0, "
                    "the published experiment].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder [default: runs/<scale>]; each figure goes to <out>/<figure>.")
+              help="Output folder of the figure, as for run [default: runs/<scale>/<figure>]; with all, the "
+                   "parent folder: each figure goes to <out>/<figure>, the combined report to <out>.")
 def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
     ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542; mlp-ntk,
@@ -1004,10 +1005,13 @@ def reproduce_command(figure, scale, out, **options) -> None:
     from .plotting.report import write_report
 
     names = resolve_figure_names(figure)
-    root = out or Path("runs") / scale
+    root = out if out is not None and len(names) > 1 else Path("runs") / scale
     sections = []
     for name in names:
-        section = _run_one(figure_config_path(name), scale, root / name, options)
+        folder = root / name
+        if out is not None and len(names) == 1:
+            folder = _former_reproduce_folder(out, name, scale)
+        section = _run_one(figure_config_path(name), scale, folder, options)
         if section is not None:
             section.image = f"{name}/{section.image}"
             section.extra_images = [f"{name}/{image}" for image in section.extra_images]
@@ -1019,6 +1023,20 @@ def reproduce_command(figure, scale, out, **options) -> None:
         for section in sections:
             if section.verdict is not None:
                 click.echo(f"  {section.name}: {section.verdict.outcome}")
+
+
+def _former_reproduce_folder(out: Path, name: str, scale: str) -> Path:
+    """Where ``reproduce NAME --out OUT`` writes: ``OUT`` itself (as ``run --out``), or ``OUT/NAME`` when that
+    holds this figure's outputs at this scale and ``OUT`` does not (written before 2026-12-06, when one figure's
+    ``--out`` was its parent folder), so those runs are resumed, not recomputed."""
+    from .experiments.driver import folder_sweep
+
+    former = out / name
+    if folder_sweep(out) is None and former.is_dir() and folder_sweep(former) == (name, scale):
+        click.echo(f"note: {former} holds {name}'s {scale} runs (written when --out named the parent folder); "
+                   f"using it. --out now names the figure's own folder, as for run.")
+        return former
+    return out
 
 
 # ----------------------------------------------------------------------- entry

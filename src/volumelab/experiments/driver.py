@@ -386,7 +386,7 @@ _OUTPUTS = (DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm", "resu
             "report.html", "sweep.yaml", "resolved.json", "plots", SHARDS_FOLDER, "submitit")
 
 
-def _folder_sweep(out_dir: Path) -> tuple[str, str] | None:
+def folder_sweep(out_dir: Path) -> tuple[str, str] | None:
     """``(sweep, scale)`` of the sweep whose outputs ``out_dir`` holds, or ``None`` if it holds none."""
     resolved = out_dir / "resolved.json"
     if resolved.is_file():
@@ -413,7 +413,7 @@ def claim_output_folder(out_dir: Path, sweep: str, scale: str, *, force: bool = 
     Raises:
         ConfigError: the folder holds another sweep and ``force`` is false.
     """
-    held = _folder_sweep(out_dir)
+    held = folder_sweep(out_dir)
     if held is None or held == (sweep, scale):
         return
     if not force:
