@@ -86,3 +86,11 @@ def test_run_and_reproduce_treat_out_the_same_way(tmp_path, monkeypatch, capsys)
     text = capsys.readouterr().out
     assert f"note: {old} holds figure1's quick runs" in text and "all 36 runs already stored" in text
     assert not (tmp_path / "c" / "results.sqlite").exists()  # the former layout's folder was used
+
+
+def test_an_invalid_grid_is_reported_at_the_scale_asked_for(tmp_path, capsys):
+    config = write_config(tmp_path, TINY)
+    assert main(["run", str(config), "--scale", "quick", "--set", "grid.model.width=[0,4]", "--out",
+                 str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert "model.width=0 (scale quick)" in error and "--set grid.model.width=[0,4]" in error

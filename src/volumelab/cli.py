@@ -893,7 +893,7 @@ def _run_one(config_path: Path, scale: str | None, out: Path | None, options: di
     from .plotting.report import write_sweep_outputs
 
     overrides = tuple(options.get("overrides") or ())
-    config = load_sweep(config_path, overrides)
+    config = load_sweep(config_path, overrides, scale=scale)
     source = str(config_path) + "".join(f" --set {item}" for item in overrides)
     plan = plan_sweep(config, scale, source=source, device=options["device"], stream=options["stream"])
     out = out or Path("runs") / plan.scale / config.name

@@ -587,12 +587,15 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def sweep_from_dict(data: Any, *, source: str = "<config>", base_dir: str | Path | None = None) -> SweepConfig:
+def sweep_from_dict(data: Any, *, source: str = "<config>", base_dir: str | Path | None = None,
+                    scale: str | None = None) -> SweepConfig:
     """Validate a parsed sweep (a dict) and check that every scale resolves.
 
     Args:
         base_dir: The folder relative problem files are relative to (default: the
             working directory; :func:`load_sweep` passes the file's folder).
+        scale: The scale about to run, checked first, so that an error in it names it (an error in
+            another scale still stops the load, naming that scale).
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a sweep config must be a mapping at the top level, got {type(data).__name__}")
@@ -600,8 +603,9 @@ def sweep_from_dict(data: Any, *, source: str = "<config>", base_dir: str | Path
         config = SweepConfig.model_validate(dict(data), context={"base_dir": str(base_dir) if base_dir else None})
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
-    for scale in config.scale_names():
-        resolve_points(config, scale, source=source)
+    names = config.scale_names()
+    for name in sorted(names, key=lambda name: name != scale):
+        resolve_points(config, name, source=source)
     return config
 
 
@@ -646,8 +650,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return tree
 
 
-def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), *, scale: str | None = None) -> SweepConfig:
     """Read and validate a sweep YAML file, with ``overrides`` (``KEY=VALUE``, :func:`apply_overrides`) applied.
+
+    Every scale it defines is checked; ``scale`` (the one about to run) first, so its errors name it.
 
     Raises:
         ConfigError: the file is missing, not YAML, or invalid (the message names the
@@ -668,7 +674,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> SweepConfig:
             raise ConfigError(f"{path}: a sweep config must be a mapping at the top level, got {type(data).__name__}")
         data = apply_overrides(data, overrides)
         source += " with " + " ".join(f"--set {item}" for item in overrides)
-    return sweep_from_dict(data, source=source, base_dir=path.parent)
+    return sweep_from_dict(data, source=source, base_dir=path.parent, scale=scale)
 
 
 def describe_point(point: ResolvedPoint) -> str:
