@@ -1,8 +1,19 @@
 """Diagnostics of models at a point: the empirical and the infinite-width neural tangent kernel; the
-Lyapunov exponents of random Gaussian products; the mechanisms of the G&C paper's two theorems measured on
+Lyapunov exponents of random Gaussian products; the max-margin and min-norm directions a linear predictor's
+optimizers approach on separable data; the mechanisms of the G&C paper's two theorems measured on
 prior draws (:class:`PriorLaw` for width, :class:`ProductCollapse` for depth)."""
 
 from .lyapunov import LyapunovEstimate, ProductCollapse, lyapunov_closed_form, lyapunov_exponents
+from .max_margin import (
+    KKT_TOLERANCE,
+    MaxMarginSolution,
+    cosine,
+    direction_report,
+    l1_max_margin,
+    l2_max_margin,
+    mahalanobis_max_margin,
+    min_norm_interpolant,
+)
 from .ntk import (
     DEFAULT_MEMORY_BYTES,
     NTK_METHODS,
@@ -19,16 +30,24 @@ from .prior_law import PriorLaw
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
+    "KKT_TOLERANCE",
     "LyapunovEstimate",
+    "MaxMarginSolution",
     "NTK_METHODS",
     "NTKLaziness",
     "NTKSummary",
     "PriorLaw",
     "ProductCollapse",
     "arccos_ntk",
+    "cosine",
+    "direction_report",
     "empirical_ntk",
+    "l1_max_margin",
+    "l2_max_margin",
     "lyapunov_closed_form",
     "lyapunov_exponents",
+    "mahalanobis_max_margin",
+    "min_norm_interpolant",
     "ntk_eigenvalues",
     "ntk_summary",
     "sample_layers",
