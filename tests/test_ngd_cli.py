@@ -52,4 +52,4 @@ def test_ngd_runs_in_a_sweep(capsys, tmp_path):
     assert code == 0, err
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     ngd = [row for row in rows if row["method"] == "ngd"]
-    assert len(ngd) == 4 and all(row["status"] == "completed" and row["damping"] == "0.001" for row in ngd)
+    assert len(ngd) == 4 and all(row["status"] == "completed" and row["method.damping"] == "0.001" for row in ngd)

@@ -15,15 +15,20 @@ def test_run_writes_outputs_and_reruns_as_noop(tmp_path, tiny_config, capsys):
     for name in ("results.sqlite", "results.csv", "report.md", "report.html", "plots/tiny.png", "plots/tiny.pdf"):
         assert (out / name).is_file(), name
     frame = pd.read_csv(out / "results.csv")
-    assert {"figure", "method", "x", "seed", "gen_loss"} <= set(frame.columns)
+    assert {"figure", "method", "model.activation", "model.width", "seed", "gen_loss"} <= set(frame.columns)
     assert set(frame["method"]) == {"gnc", "gd", "prior"}
-    # Only the columns of the sweep's methods: G&C's and GD's, none of the NTK or prior-law diagnostics'.
+    # Only columns with a value: G&C's and GD's own, none of the NTK or prior-law diagnostics', none of
+    # G&C's subset-simulation or GD's classification metrics (this sweep has neither), no x, no config.
     from volumelab.experiments.methods import get_method
 
     own = {c.name for t in ("gnc", "gd") for c in get_method(t).columns} | {c.name for c in
                                                                             get_method("gnc").extra_rows[0].columns}
     others = {c.name for t in ("ntk", "prior_law", "collapse") for c in get_method(t).columns} - own
-    assert own <= set(frame.columns) and others and not others & set(frame.columns)
+    assert {"accepted", "samples", "acceptance_rate", "prior_gen_loss", "steps"} <= set(frame.columns)
+    assert {"method.eps", "method.lr", "method.init_scale", "method.momentum"} <= set(frame.columns)
+    assert others and not others & set(frame.columns)
+    assert not {"rhat", "log_volume_mean_log", "test_error", "margin_l2", "x", "config", "eps", "lr"} & set(frame.columns)
+    assert frame.notna().any().all()
     assert main(["run", str(tiny_config), "--scale", "quick", "--out", str(out)]) == 0
     assert "nothing to run" in capsys.readouterr().out
 

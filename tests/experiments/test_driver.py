@@ -15,6 +15,7 @@ import torch
 import volumelab
 from volumelab.experiments import execute_task, executors, load_sweep, plan_sweep, run_sweep
 from volumelab.experiments.executors import InProcessExecutor
+from volumelab.experiments.results import load_frame
 
 from sweep_testing import TINY, record_task, write_config
 
@@ -33,7 +34,7 @@ def test_runs_every_point_seed_method_once(tmp_path, tiny_config):
     outcome = run_sweep(config, out_dir=tmp_path / "out")
     assert outcome.planned_rows == outcome.ran_rows == 4 * 3 * 3  # points x seeds x (gnc, prior, gd)
     frame = volumelab.load_results(tmp_path / "out")
-    counts = frame.groupby(["method", "x", "activation"]).size()
+    counts = frame.groupby(["method", "model.width", "model.activation"]).size()
     assert (counts == 3).all()
     assert sorted(frame["seed"].unique()) == [0, 1, 2]
     first = _rows(tmp_path / "out")
@@ -49,9 +50,11 @@ def test_grid_over_a_field_no_figure_sweeps(tmp_path):
     config = load_sweep(write_config(tmp_path, text))
     run_sweep(config, out_dir=tmp_path / "out")
     frame = volumelab.load_results(tmp_path / "out")
-    assert sorted(frame["x"].unique()) == [4, 8, 12]
-    assert sorted(frame["measurements"].unique()) == [4, 8, 12]
-    m12 = frame[(frame["measurements"] == 12)].iloc[0]["config"]
+    assert sorted(frame["problem.measurements"].unique()) == [4, 8, 12]
+    # The table has the grid field once (no x); the width, the same on every row, is in the stored config.
+    assert "x" not in frame and "model.width" not in frame
+    stored = load_frame(tmp_path / "out")
+    m12 = stored[(stored["measurements"] == 12)].iloc[0]["config"]
     assert m12["problem"]["measurements"] == 12 and m12["model"]["width"] == 6
 
 

@@ -109,11 +109,11 @@ def test_observers_leave_the_key_and_a_run_without_their_record_reruns(tmp_path)
     first = run_sweep(plain, out_dir=out, progress=False)
     gd_rows = sum(len(task.keys) for task in first.plan.tasks if task.method == "gd")
     assert gd_rows == 2 * 2 * 3 and not vl.load_arrays(out)
-    numbers = vl.load_results(out).set_index(["method", "seed", "x", "activation"])["gen_loss"]
+    numbers = vl.load_results(out).set_index(["method", "seed", "model.width", "model.activation"])["gen_loss"]
     # Asked for outputs it did not record, each GD run runs again (and only those), now with its arrays ...
     second = run_sweep(keeping, out_dir=out, progress=False)
     assert second.ran_rows == gd_rows and len(vl.load_arrays(out)) == gd_rows
-    again = vl.load_results(out).set_index(["method", "seed", "x", "activation"])["gen_loss"]
+    again = vl.load_results(out).set_index(["method", "seed", "model.width", "model.activation"])["gen_loss"]
     assert again.sort_index().equals(numbers.sort_index())  # with the same numbers
     # ... and a run that recorded more than is asked for is reused.
     assert run_sweep(plain, out_dir=out, progress=False).ran_rows == 0

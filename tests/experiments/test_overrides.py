@@ -53,6 +53,6 @@ def test_run_with_overrides_runs_them_and_records_them(tmp_path, capsys):
     recorded = yaml.safe_load((out / "sweep.yaml").read_text())
     assert recorded["seeds"] == 1 and recorded["grid"]["model.width"] == [4]
     frame = vl.load_results(out)
-    assert len(frame) == 6 and set(frame["width"]) == {4}
+    assert len(frame) == 6 and set(frame["model.width"]) == {4}
     assert main(["run", str(path), "--set", "methods.gd.lrr=1", "--out", str(tmp_path / "x")]) == 2
     assert "lrr" in capsys.readouterr().err

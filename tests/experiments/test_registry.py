@@ -212,14 +212,15 @@ def test_a_registered_method_runs_end_to_end(tmp_path, constant_method, monkeypa
     section = write_sweep_outputs(outcome.plan, tmp_path / "out")
 
     frame = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert {"w_norm", "offset", "repeats"} <= set(frame.columns)
+    # Its metrics under their names, its declared setting as a settings column.
+    assert {"w_norm", "method.offset", "repeats"} <= set(frame.columns) and "offset" not in frame
     zero = frame[frame["method"] == "constant"]
     assert len(zero) == 12 and set(zero["method_type"]) == {"constant"} and set(zero["repeats"]) == {2}
     for row in zero.itertuples():  # W = 0: L_gen is mean <B, W*>^2 of the seed's problem
         problem = make_problem("sensing", 4, 4, 1, 8, seed=row.seed)
         assert row.gen_loss == pytest.approx(problem.mean_squared_target(), rel=1e-12)
     half = frame[frame["method"] == "half"]
-    assert half["w_norm"].to_numpy() == pytest.approx([0.5 * 4] * 12) and set(half["offset"]) == {0.5}
+    assert half["w_norm"].to_numpy() == pytest.approx([0.5 * 4] * 12) and set(half["method.offset"]) == {0.5}
     # A method's columns are its own: empty on the other methods' rows.
     assert frame[frame["method_type"] != "constant"]["w_norm"].isna().all()
     assert frame[frame["method"] == "gd"]["repeats"].isna().all()

@@ -48,7 +48,7 @@ def test_load_results_reads_parent_folders(tmp_path, tiny_config):
     config = load_sweep(tiny_config)
     run_sweep(config, scale="quick", out_dir=tmp_path / "runs" / "a")
     frame = volumelab.load_results(tmp_path / "runs")
-    assert {"figure", "method", "x", "seed", "gen_loss"} <= set(frame.columns)
+    assert {"figure", "method", "model.width", "seed", "gen_loss"} <= set(frame.columns)
     assert set(frame["method"]) == {"gnc", "gd", "prior"}
     assert len(frame) == 4 * 3 * 3
     assert all(math.isfinite(v) for v in frame.loc[frame["method"] == "gd", "gen_loss"])

@@ -341,7 +341,7 @@ def test_an_invariance_sweep_reads_its_trajectories_back_from_the_store(tmp_path
     from tiny_sweep import write_config
 
     from volumelab.cli import main
-    from volumelab.experiments.results import load_results
+    from volumelab.experiments.results import load_frame
 
     path = write_config(tmp_path, """\
         name: tiny-invariance
@@ -362,7 +362,7 @@ def test_an_invariance_sweep_reads_its_trajectories_back_from_the_store(tmp_path
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out)]) == 0
     assert "NGD is approximately invariant" in (out / "report.md").read_text(encoding="utf-8")
-    frame = load_results(out)
+    frame = load_frame(out)  # the frame a report's study judges
     frame.attrs[RESULTS_DIR_ATTR] = str(out)
     verdict = judge(get_study("ngd-invariance"), frame)
     for panel in verdict.panels:  # both seeds' distances were read back: n = 2, too few to decide

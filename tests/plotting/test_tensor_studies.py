@@ -254,4 +254,4 @@ seeds: 2
     assert "chance level minus its closed form" in report
     assert (tmp_path / "out" / "plots" / "tiny-tensor-claim.png").is_file()
     csv = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert set(csv["dims"]) == {"4x4", "3x3x3"}
+    assert set(csv["problem.dims"]) == {"4x4", "3x3x3"}

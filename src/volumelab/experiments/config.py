@@ -398,7 +398,8 @@ def _base_tree(config: SweepConfig) -> dict[str, Any]:
     }
 
 
-def _canonical(path: str) -> str:
+def canonical_path(path: str) -> str:
+    """The path a grid, rule or scale path names (``problem.task`` is ``problem.kind``)."""
     return _PATH_ALIASES.get(path, path)
 
 
@@ -408,7 +409,7 @@ def _model_fields(tree: dict[str, Any]) -> list[str]:
 
 
 def _check_path(tree: dict[str, Any], path: str, where: str) -> None:
-    shown, path = path, _canonical(path)
+    shown, path = path, canonical_path(path)
     parts = path.split(".")
     node: Any = tree
     for depth, part in enumerate(parts):
@@ -429,13 +430,13 @@ def _check_path(tree: dict[str, Any], path: str, where: str) -> None:
 
 def _get(tree: dict[str, Any], path: str) -> Any:
     node = tree
-    for part in _canonical(path).split("."):
+    for part in canonical_path(path).split("."):
         node = node[part]
     return node
 
 
 def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    parts = _canonical(path).split(".")
+    parts = canonical_path(path).split(".")
     node = tree
     for part in parts[:-1]:
         node = node[part]

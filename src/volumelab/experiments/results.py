@@ -1,20 +1,35 @@
-"""Stored rows as a pandas DataFrame, and the ``results.csv`` export."""
+"""Stored rows as pandas DataFrames: the frame reports and studies read, and the tidy results table.
+
+Two views of the same rows:
+
+* :func:`rows_to_frame` (and :func:`load_frame`): what the report builder, the plots and the
+  studies read. It has ``x`` (the sweep's x coordinate), the grid fields under short names
+  (``width``), ``config`` (each row's stored config, a dict) and every column of the row kinds
+  present, empty or not.
+* :func:`tidy_frame` (what :func:`load_results`, ``results.csv`` and ``volumelab export`` give):
+  one column per fact, each documented in docs/experiments.md ("The results table"). Columns
+  no row has a value in are left out; settings are flat typed columns with dotted names
+  (``model.width``, ``method.<field>``); there is no ``x`` (its values are the x field's column) and
+  no dict anywhere.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .methods import csv_method_columns, row_kind
+from .config import canonical_path
+from .methods import Column, csv_method_columns, get_method, row_kind
 from .store import DATABASE_NAME, ResultsStore
 
 if TYPE_CHECKING:  # pandas is imported lazily: ``import volumelab`` stays light
     import pandas as pd
 
-__all__ = ["CSV_COLUMNS", "csv_columns", "load_arrays", "load_results", "rows_to_frame", "short_names"]
+__all__ = ["load_arrays", "load_frame", "load_results", "rows_to_frame", "short_names", "tidy_frame"]
 
-#: Columns of every row, before the methods' own columns ...
+#: Columns of every row of the analysis frame, before the methods' own columns ...
 _LEADING = ["figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "status"]
 #: ... and after them (the grid fields follow under their short names).
 _TRAILING = ["point", "seconds", "run_id", "run_key", "finished_at", "volumelab_version", "results_version",
@@ -23,18 +38,19 @@ _FLOAT_COLUMNS = ("gen_loss", "gen_loss_stderr", "train_loss")
 #: Integer columns: nullable integers, so a missing count stays empty instead of turning the column into floats.
 _COUNT_COLUMNS = ("seed", "point", "run_id", "results_version", "stream")
 
-
-def csv_columns(row_types: Iterable[str] | None = None) -> list[str]:
-    """Leading columns of ``results.csv``: the generic ones and the columns of the methods whose rows are
-    ``row_types`` (default: every registered method's); grid fields follow under their short names."""
-    own = csv_method_columns(row_types)
-    return _LEADING + [c.name for c in own if c.name not in _LEADING + _TRAILING] + _TRAILING
-
-
-def __getattr__(name: str):
-    if name == "CSV_COLUMNS":  # computed: methods registered later add their columns
-        return csv_columns()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: The tidy table's columns that every table has, in order: what identifies a row (the grid fields follow
+#: ``point``), its outcome (the methods' columns and the settings that vary follow ``train_loss``), and
+#: its record.
+_IDENTITY = ("figure", "scale", "stream", "method", "method_type", "point")
+_OUTCOME = ("seed", "status", "gen_loss", "gen_loss_stderr", "train_loss")
+_RECORD = ("seconds", "run_id", "run_key", "finished_at", "volumelab_version", "results_version")
+#: Sections of a stored config whose settings become ``<section>.<field>`` columns, and the top-level
+#: settings a row's config may record (the seeds a run and its problem were made from where they are
+#: not ``seed``).
+_SECTIONS = ("problem", "model", "method")
+_TOP_LEVEL = ("problem_seed", "run_seed")
+#: Keys of a config's method section that are the ``method`` and ``method_type`` columns' facts.
+_METHOD_IDENTITY = ("name", "type")
 
 
 def short_names(paths: Iterable[str]) -> dict[str, str]:
@@ -54,8 +70,20 @@ def coordinate_label(value):
     return value
 
 
+def _frame_columns(row_types: Iterable[str] | None) -> list[str]:
+    """Leading columns of the analysis frame: the generic ones and the columns of the methods whose rows are
+    ``row_types`` (``None``: every registered method's); grid fields follow under their short names."""
+    own = csv_method_columns(row_types)
+    return _LEADING + [c.name for c in own if c.name not in _LEADING + _TRAILING] + _TRAILING
+
+
 def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
-    """One DataFrame row per stored run; metrics that do not exist are NaN."""
+    """The analysis frame: one row per stored run, read by the report builder, the plots and the studies.
+
+    Besides the tidy table's facts (:func:`tidy_frame`) it has ``x`` (the point's x coordinate), the
+    grid fields under short names (``width``; :func:`short_names`), ``config`` (the row's stored config,
+    a dict) and every column of the kinds of rows present, empty or not; metrics that do not exist are NaN.
+    """
     import pandas as pd
 
     records = []
@@ -90,7 +118,7 @@ def rows_to_frame(rows: list[dict]) -> "pd.DataFrame":
         record["method_type"] = row["method_type"]
         record["config"] = row["config"]
         records.append(record)
-    leading = csv_columns(row_types)
+    leading = _frame_columns(row_types)
     columns = leading + [names[p] for p in all_paths if names[p] not in leading] + ["method_type", "config"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     floats = list(_FLOAT_COLUMNS) + [c.name for c in method_columns if c.dtype == "float"]
@@ -115,8 +143,171 @@ def _databases(directory: str | Path) -> list[Path]:
     return databases
 
 
+def _settings_label(value: Any) -> Any:
+    """A setting as a cell of the tidy table: a list of integers (a tensor's ``dims``) is ``"4x4x4"`` as in the
+    panels, another list its JSON text; any other value is itself."""
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return "x".join(map(str, value))
+        return json.dumps(list(value))
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    else:
+        out[prefix] = _settings_label(value)
+
+
+def _execution_fields(method_type: Any) -> frozenset[str]:
+    """Settings of ``method_type`` that never change its numbers (device, batch size, ...); none when the type
+    is not registered here."""
+    try:
+        return get_method(str(method_type)).settings.execution_fields
+    except KeyError:
+        return frozenset()
+
+
+def row_settings(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored row's settings under the tidy table's dotted names.
+
+    ``problem.<field>`` and ``model.<field>`` (the sweep's problem and model at the row's point),
+    ``method.<field>`` (its method's settings, less the execution fields, which never change a number,
+    and ``name``/``type``, which are the ``method`` and ``method_type`` columns; a method's own model
+    fields are ``method.model.<field>``), ``problem_seed`` and ``run_seed`` where the config records
+    them, and a grid field that is none of these (``methods.<name>.<field>``) under its path. Lists are
+    labels (:func:`_settings_label`).
+    """
+    config = config or {}
+    out: dict[str, Any] = {}
+    for section in _SECTIONS:
+        values = dict(config.get(section) or {})
+        if section == "method":
+            skip = set(_METHOD_IDENTITY) | set(_execution_fields(values.get("type")))
+            values = {key: value for key, value in values.items() if key not in skip}
+        _flatten(section, values, out)
+    for name in _TOP_LEVEL:
+        if name in config:
+            out[name] = config[name]
+    for path, value in (config.get("coords") or {}).items():
+        out.setdefault(canonical_path(path), _settings_label(value))
+    return out
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _typed(values: list[Any], dtype: str = "any") -> "pd.Series":
+    """A settings column: nullable integers (``Int64``) for whole numbers, floats, nullable booleans, or
+    text; ``dtype`` is a declared :class:`~volumelab.experiments.Column`'s."""
+    import pandas as pd
+
+    present = [value for value in values if value is not None]
+    if dtype == "count" or (dtype == "any" and present and all(_is_count(v) for v in present)):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("Int64")
+    if dtype == "float" or (present and all(_is_count(v) or isinstance(v, float) for v in present)):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(float)
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype=object).astype("boolean")
+    return pd.Series([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], dtype="str")
+
+
+def _varies(values: Iterable[Any]) -> bool:
+    return len({json.dumps(value, sort_keys=True) for value in values}) > 1
+
+
+#: Prefix of a method's own model fields (``methods.<name>.model`` in a sweep file).
+_OVERRIDE = "method.model."
+
+
+def _compared(name: str, settings: list[dict[str, Any]]) -> list[Any]:
+    """The values of setting ``name`` on the rows that have it, compared to tell whether it varies; for a
+    method's own model field, the model field each row's run used (its method's, else the sweep's)."""
+    if not name.startswith(_OVERRIDE):
+        return [row[name] for row in settings if name in row]
+    swept = name[len("method."):]
+    return [row.get(name, row.get(swept)) for row in settings if name in row or swept in row]
+
+
+def tidy_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """The results table (``results.csv``, :func:`load_results`, ``volumelab export``) of an analysis frame.
+
+    Columns, in order (every one documented in docs/experiments.md, "The results table"):
+    ``figure, scale, stream, method, method_type, point``, the grid fields by their paths
+    (``model.activation``, ``model.width``), ``seed, status, gen_loss, gen_loss_stderr, train_loss``,
+    the columns of the methods whose rows are present that hold a value in some row (each empty on other
+    methods' rows), the settings the methods declare as columns (``method.<field>``), every other setting
+    whose value is not the same on every row that has it (:func:`row_settings`), then ``seconds, run_id, run_key, finished_at, volumelab_version,
+    results_version``. A setting the same on every row is left out (sweep.yaml and resolved.json have it).
+
+    Args:
+        frame: An analysis frame (:func:`rows_to_frame`), of one sweep or several.
+    """
+    import pandas as pd
+
+    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
+    settings = [row_settings(config) for config in configs]
+    row_types = list(dict.fromkeys(frame["method_type"].astype(str))) if "method_type" in frame else []
+    method_columns = [c for c in csv_method_columns(row_types or None)
+                      if c.name not in _LEADING + _TRAILING + ["method_type"]]
+    metrics = [c.name for c in method_columns if c.source == "metric" and c.name in frame
+               and bool(frame[c.name].notna().any())]
+    declared: dict[str, Column] = {}
+    for column in method_columns:
+        if column.source == "setting":
+            declared.setdefault(f"method.{column.key or column.name}", column)
+    grid = list(dict.fromkeys(canonical_path(path) for config in configs
+                              for path in ((config or {}).get("coords") or {})))
+    names = list(dict.fromkeys(name for row in settings for name in row))
+    values = {name: [row.get(name) for row in settings] for name in names}
+    chosen = [name for name in declared if name in values and any(v is not None for v in values[name])]
+    chosen += [name for name in names if name not in grid and _varies(_compared(name, settings))]
+    kept: list[str] = []
+    for name in chosen:
+        # A method's own model field comes with the sweep's, which the other methods' rows used.
+        swept = name[len("method."):] if name.startswith(_OVERRIDE) else None
+        for column in (swept, name):
+            if column in values and column not in grid and column not in kept:
+                kept.append(column)
+    columns: dict[str, Any] = {}
+    for name in _IDENTITY:
+        columns[name] = frame[name].reset_index(drop=True)
+    for name in grid:
+        columns[name] = _typed(values[name])
+    for name in (*_OUTCOME, *metrics):
+        columns[name] = frame[name].reset_index(drop=True)
+    for name in kept:
+        columns[name] = _typed(values[name], declared[name].dtype if name in declared else "any")
+    for name in _RECORD:
+        columns[name] = frame[name].reset_index(drop=True)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+
+
+def _fetch(directory: str | Path, all_versions: bool) -> list[dict]:
+    from .. import _results_version
+
+    rows = []
+    for path in _databases(directory):
+        with ResultsStore(path, create=False) as store:
+            fetched = store.fetch()
+        if not all_versions:
+            fetched = [row for row in fetched if row.get("results_version") == _results_version.RESULTS_VERSION]
+        rows += fetched
+    return rows
+
+
+def load_frame(directory: str | Path, *, all_versions: bool = False) -> "pd.DataFrame":
+    """The analysis frame (:func:`rows_to_frame`) of every run stored under ``directory``: what a study judges
+    (arguments as :func:`load_results`)."""
+    return rows_to_frame(_fetch(directory, all_versions))
+
+
 def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.DataFrame":
-    """All runs stored under ``directory`` as a DataFrame (the same columns as ``results.csv``).
+    """All runs stored under ``directory`` as the results table (:func:`tidy_frame`; ``results.csv`` is the same
+    table of one sweep's rows).
 
     Args:
         directory: A sweep's output folder (holding ``results.sqlite``) or a parent of
@@ -124,19 +315,7 @@ def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.Da
         all_versions: Also return rows computed by code of an older
             :data:`~volumelab.RESULTS_VERSION` (they are never mixed in by default).
     """
-    from .. import _results_version
-
-    import pandas as pd
-
-    databases = _databases(directory)
-    frames = []
-    for path in databases:
-        with ResultsStore(path, create=False) as store:
-            rows = store.fetch()
-        if not all_versions:
-            rows = [row for row in rows if row.get("results_version") == _results_version.RESULTS_VERSION]
-        frames.append(rows_to_frame(rows))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return tidy_frame(load_frame(directory, all_versions=all_versions))
 
 
 def load_arrays(directory: str | Path, run_key: str | None = None) -> dict:

@@ -406,7 +406,7 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
 
     Only the rows of ``plan`` are used (an output folder may also hold other scales' rows).
     """
-    from ...experiments.results import csv_columns, rows_to_frame, short_names
+    from ...experiments.results import rows_to_frame, short_names, tidy_frame
     from ...experiments.store import ResultsStore
 
     config = plan.config
@@ -419,9 +419,9 @@ def write_sweep_outputs(plan: "SweepPlan", out_dir: Path) -> ReportSection:
     names = short_names(config.grid)
     x_name = names.get(config.x_field, "x") if config.x_field else "x"
     panel = names.get(config.panel) if isinstance(config.panel, str) else None
-    written = [c for c in frame.columns if c != "config"]
-    frame[written].to_csv(out_dir / "results.csv", index=False)
-    assert set(csv_columns(list(dict.fromkeys(frame["method_type"].astype(str))) or None)) <= set(written)
+    # The results table (documented column by column in docs/experiments.md); plots, tables and verdicts read
+    # the analysis frame.
+    tidy_frame(frame).to_csv(out_dir / "results.csv", index=False)
     # Flagged runs (status not ok) keep their numbers in results.csv but enter no median, plot or verdict:
     # every metric of theirs is left out the same way.
     stored = frame
