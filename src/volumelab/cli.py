@@ -761,6 +761,31 @@ def store_merge(folder, as_json) -> None:
                f"{Path(folder) / 'results.sqlite'} holds {total} rows")
 
 
+@cli.command("export")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="csv, or parquet (keeps the column types; needs pyarrow: pip install 'volumelab[parquet]').")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write [default: DIR/results-all.csv or .parquet].")
+def export_command(folder, file_format, out) -> None:
+    """Write the results table of every run stored under DIR (a sweep's output folder, or a parent of several
+    such as runs/quick) as CSV or Parquet: the table of volumelab.load_results(DIR), its columns documented
+    in docs/experiments.md ("The results table")."""
+    from .experiments.results import export_results
+    from .experiments.store import DATABASE_NAME
+
+    out = out or folder / f"results-all.{file_format}"
+    if out.name.startswith(DATABASE_NAME):
+        raise click.BadParameter(f"{str(out)!r} is a results store's name; name another file", param_hint="--out")
+    try:
+        table = export_results(folder, out, file_format=file_format)
+    except ImportError as exc:
+        raise click.UsageError(f"--format parquet: {exc}") from None
+    except FileNotFoundError as exc:
+        raise click.BadParameter(str(exc), param_hint="DIR") from None
+    click.echo(f"wrote {out}: {len(table)} rows, {len(table.columns)} columns")
+
+
 @cli.command()
 @click.option("--samples", type=CountType(), default=4_000_000, show_default=True,
               help="G&C prior draws (e.g. 4e6).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -219,3 +220,51 @@ def test_an_empty_store_gives_the_generic_columns(tmp_path):
     frame = volumelab.load_results(tmp_path)
     assert frame.empty and {"figure", "method", "seed", "gen_loss", "run_key"} <= set(frame)
     assert load_frame(tmp_path).empty
+
+
+# ------------------------------------------------------------------ volumelab export
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_export_writes_the_table_and_it_reads_back_equal(runs, tmp_path, capsys, file_format):
+    """The round trip: CSV back to the documented types equals load_results; Parquet keeps them itself."""
+    from volumelab.cli import main
+
+    if file_format == "parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / "export" / f"table.{file_format}"
+    code = main(["export", str(runs), "--format", file_format, "--out", str(out)])
+    expected = volumelab.load_results(runs)
+    assert code == 0 and capsys.readouterr().out == (f"wrote {out}: {len(expected)} rows, "
+                                                    f"{len(expected.columns)} columns\n")
+    assert {"boolean", "Int64", "float64", "str"} <= {str(dtype) for dtype in expected.dtypes}
+    if file_format == "csv":
+        read = pd.read_csv(out)
+        assert list(read.columns) == list(expected.columns)
+        read = read.astype(expected.dtypes.to_dict())
+    else:
+        read = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(read, expected)
+
+
+def test_export_defaults_to_a_file_in_the_folder(runs, capsys):
+    from volumelab.cli import main
+
+    assert main(["export", str(runs / "mlp")]) == 0
+    out = runs / "mlp" / "results-all.csv"
+    assert capsys.readouterr().out.startswith(f"wrote {out}: 16 rows, ")
+    assert len(pd.read_csv(out)) == 16
+
+
+def test_export_errors_are_one_line_with_exit_code_2(runs, tmp_path, capsys, monkeypatch):
+    from volumelab.cli import main
+
+    def error(*args) -> str:
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0, err
+        return err
+
+    assert "no results.sqlite in" in error("export", tmp_path / "nothing")
+    assert "--format" in error("export", runs, "--format", "xlsx")
+    assert "results store" in error("export", runs / "mlp", "--out", runs / "mlp" / "results.sqlite")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    assert "pip install 'volumelab[parquet]'" in error("export", runs, "--format", "parquet")

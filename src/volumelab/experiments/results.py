@@ -27,7 +27,8 @@ from .store import DATABASE_NAME, ResultsStore
 if TYPE_CHECKING:  # pandas is imported lazily: ``import volumelab`` stays light
     import pandas as pd
 
-__all__ = ["load_arrays", "load_frame", "load_results", "rows_to_frame", "short_names", "tidy_frame"]
+__all__ = ["EXPORT_FORMATS", "export_results", "load_arrays", "load_frame", "load_results", "rows_to_frame",
+           "short_names", "tidy_frame"]
 
 #: Columns of every row of the analysis frame, before the methods' own columns ...
 _LEADING = ["figure", "scale", "method", "x", "seed", "gen_loss", "gen_loss_stderr", "train_loss", "status"]
@@ -316,6 +317,44 @@ def load_results(directory: str | Path, *, all_versions: bool = False) -> "pd.Da
             :data:`~volumelab.RESULTS_VERSION` (they are never mixed in by default).
     """
     return tidy_frame(load_frame(directory, all_versions=all_versions))
+
+
+#: Formats :func:`export_results` writes (Parquet needs pyarrow: ``pip install 'volumelab[parquet]'``).
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def export_results(directory: str | Path, path: str | Path, *, file_format: str = "csv") -> "pd.DataFrame":
+    """Write the results table of every run stored under ``directory`` (:func:`load_results`) to ``path``.
+
+    Args:
+        directory: A sweep's output folder or a parent of several.
+        path: The file to write (its folder is created).
+        file_format: ``"csv"`` (read it back with ``pandas.read_csv``; the types are the documented ones)
+            or ``"parquet"`` (keeps every column's type, ``Int64`` and ``boolean`` included; needs pyarrow).
+
+    Returns:
+        The table written.
+
+    Raises:
+        ValueError: an unknown format.
+        ImportError: Parquet without pyarrow (the message names the extra that installs it).
+        FileNotFoundError: no results store in ``directory`` or its subfolders.
+    """
+    if file_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {file_format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if file_format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ImportError("writing Parquet needs pyarrow: pip install 'volumelab[parquet]'") from None
+    table = load_results(directory)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if file_format == "csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False, engine="pyarrow")
+    return table
 
 
 def load_arrays(directory: str | Path, run_key: str | None = None) -> dict:
