@@ -31,9 +31,11 @@ from .problems import (
 
 
 def load_results(directory, *, all_versions: bool = False):
-    """All runs stored under ``directory`` (a sweep's ``--out`` folder) as a pandas DataFrame.
+    """All runs stored under ``directory`` (a sweep's ``--out`` folder, or a parent of several) as the results
+    table, a pandas DataFrame: one row per run, one typed column per fact, as ``results.csv``.
 
-    See :func:`volumelab.experiments.load_results`; pandas is imported only when called.
+    See :func:`volumelab.experiments.load_results` (its columns: docs/experiments.md, "The results table");
+    pandas is imported only when called.
     """
     from .experiments.results import load_results as _load
 

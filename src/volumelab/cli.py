@@ -780,6 +780,8 @@ def export_command(folder, file_format, out) -> None:
     try:
         table = export_results(folder, out, file_format=file_format)
     except ImportError as exc:
+        if file_format != "parquet":
+            raise
         raise click.UsageError(f"--format parquet: {exc}") from None
     except FileNotFoundError as exc:
         raise click.BadParameter(str(exc), param_hint="DIR") from None

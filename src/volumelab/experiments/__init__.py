@@ -37,7 +37,7 @@ from .methods import (
     unregister_method,
 )
 from .paper import FIGURES, figure_config_path, resolve_figure_names
-from .results import load_arrays, load_results, rows_to_frame
+from .results import export_results, load_arrays, load_frame, load_results, rows_to_frame, tidy_frame
 from .store import ResultsStore
 
 from . import registry  # noqa: E402,F401  (registers the built-in methods; the package loads before any module of it)
@@ -71,8 +71,10 @@ __all__ = [
     "SweepPlan",
     "SweepTask",
     "execute_task",
+    "export_results",
     "figure_config_path",
     "get_method",
+    "load_frame",
     "load_results",
     "load_sweep",
     "make_executor",
@@ -86,5 +88,6 @@ __all__ = [
     "rows_to_frame",
     "run_sweep",
     "sweep_from_dict",
+    "tidy_frame",
     "unregister_method",
 ]

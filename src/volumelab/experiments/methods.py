@@ -273,7 +273,10 @@ class MethodRunner:
 # ------------------------------------------------------------------ what generic code reads
 @dataclass(frozen=True)
 class Column:
-    """A ``results.csv`` column a method (or its extra rows) fills.
+    """A ``results.csv`` column a method (or its extra rows) fills (docs/experiments.md, "The results table").
+
+    A metric column is named ``name`` and is in a table when some row has a value in it; a setting column is
+    the setting's ``method.<key>`` column, kept in every table with a value even when it does not vary.
 
     Attributes:
         name: The column's name.
