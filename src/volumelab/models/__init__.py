@@ -1,6 +1,7 @@
 """Model families (factorization, MLP), activations, normalization and priors."""
 
 from .activations import Activation, activation_for
+from .balanced import balanced_diagonal_factors, balanced_factors
 from .factorization import ACTIVATIONS, NORMALIZE_EPS, PRIORS, SCALINGS, FactorizationModel, normalize_frobenius
 from .cp import CPModel
 from .diagonal import DIAGONAL_FORMS, DiagonalNetwork
@@ -23,6 +24,8 @@ __all__ = [
     "SCALINGS",
     "FactorizationModel",
     "activation_for",
+    "balanced_diagonal_factors",
+    "balanced_factors",
     "model_families",
     "normalize_frobenius",
     "register_family",

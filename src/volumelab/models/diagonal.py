@@ -15,10 +15,14 @@ uniform on ``[-1, 1]``), so that ``w``'s entries have variance ``1/d`` (product 
 the Gaussian prior), as a fan-in-scaled linear layer's. GD's initialization is
 ``init_scale`` times ones for every ``u`` (the small, balanced initialization of the
 implicit-bias literature); for the difference form that is ``w = 0``.
+GD's balanced start (``initialization="balanced"``, :meth:`DiagonalNetwork.initialize_balanced`) starts
+every depth from the depth-1 model's start instead: ``w(0) = init_scale`` (product) or
+``u_+^L = u_-^L = init_scale`` (difference).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import activation_for
+from .balanced import balanced_diagonal_factors
 from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["DIAGONAL_FORMS", "DiagonalNetwork"]
@@ -100,6 +105,31 @@ class DiagonalNetwork(LayeredModel):
             raise ModelError(f"init_scale must be a positive finite number, got {init_scale!r}")
         return [torch.full((*batch_shape, out, inp), float(init_scale), dtype=dtype, device=device)
                 for out, inp in self.layer_shapes]
+
+    def balanced_mismatch(self) -> str | None:
+        """``None``: both forms have a balanced start (:meth:`initialize_balanced`)."""
+        return None
+
+    def initialize_balanced(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),
+                            dtype: torch.dtype = torch.float64,
+                            device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """The depth-1 start of the same form (:meth:`initialize` of the depth-1 model) at this depth, so every
+        depth starts from the same predictor (at depth 1 exactly :meth:`initialize`'s factors).
+
+        Product form: the depth-1 ``w(0) = init_scale`` (every entry) as ``depth`` factors of equal magnitude
+        ``|w|^(1/L)`` (:func:`volumelab.models.balanced.balanced_diagonal_factors`; the first carries the signs).
+        Difference form: ``w = p - n`` with ``p = u_+^L`` and ``n = u_-^L``; the start keeps the depth-1 model's
+        ``p = n = init_scale``, ``u_+ = u_- = init_scale^(1/L)`` (``w(0) = 0``, as the random start's: a balanced
+        start aligns ``p`` and ``n`` too, which the random start's ``u = init_scale`` does not).
+        """
+        start = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
+                                                              dtype=dtype, device=device)
+        if self.depth == 1:
+            return start
+        if self.form == "product":
+            return balanced_diagonal_factors(start[0], self.depth)
+        # u_+ and u_- of the depth-1 model are init_scale > 0: their real L-th roots exist at any L.
+        return [half.pow(1.0 / self.depth) for half in start]
 
     def problem_mismatch(self, problem) -> str | None:
         if problem.task != "supervised":

@@ -19,6 +19,7 @@ the normalization :func:`normalize_frobenius`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
+from .balanced import balanced_factors
 from .layers import PRIORS, Capabilities, LayeredModel, register_family, setting
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
@@ -104,6 +106,36 @@ class FactorizationModel(LayeredModel):
             return tuple(1.0 / math.sqrt(inp) for _out, inp in shapes)
         hidden = 1.0 / math.sqrt(self.width)
         return (hidden,) * (len(shapes) - 1) + (1.0 / math.sqrt(self.rows),)
+
+    # --------------------------------------------------------- GD's balanced start
+    def balanced_mismatch(self) -> str | None:
+        """Why there is no balanced start at these settings, or ``None``: it needs the linear model (a product of
+        matrices) and, above depth 1, a width of at least ``min(rows, cols)``, the rank of the depth-1 start."""
+        if self.depth == 1:
+            return None
+        if not self.is_linear:
+            return (f"the balanced initialization needs a linear factorization (a product of matrices); this one "
+                    f"has activation {self.activation_name} between its layers: use activation linear or the random "
+                    "initialization")
+        need = min(self.rows, self.cols)
+        if self.width < need:
+            return (f"the balanced initialization at depth {self.depth} needs width >= min(rows, cols) = {need}, the "
+                    f"rank of the depth-1 start W(0) (no product through a narrower width equals it); got width "
+                    f"{self.width}")
+        return None
+
+    def initialize_balanced(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),
+                            dtype: torch.dtype = torch.float64,
+                            device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """The depth-1 start ``W(0)`` (:meth:`initialize` of the depth-1 model: the same draw from ``generator``)
+        as ``depth`` balanced factors through the width (:func:`volumelab.models.balanced.balanced_factors`): the
+        same ``W(0)`` at every depth, and at depth 1 exactly :meth:`initialize`'s layers."""
+        reason = self.balanced_mismatch()
+        if reason:
+            raise ModelError(reason)
+        (start,) = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
+                                                                 dtype=dtype, device=device)
+        return balanced_factors(start, self.depth, self.width)
 
     # ------------------------------------------------------------------- forward
     def forward(self, weights: Sequence[torch.Tensor], **hooks) -> torch.Tensor:

@@ -8,6 +8,8 @@ gives it the rest, once for all families:
 * :meth:`LayeredModel.sample_prior`: draws of every layer, batched over a sample axis;
 * :meth:`LayeredModel.initialize`: GD's initialization, PyTorch's default linear-layer
   init ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` times ``init_scale``;
+* :meth:`LayeredModel.initialize_balanced`: GD's balanced start (a deep linear family's
+  depth-1 start written as balanced factors; the others have none, :meth:`~LayeredModel.balanced_mismatch`);
 * :meth:`LayeredModel.propagate`: the forward recursion ``a_j = W_j sigma(a_{j-1})`` from a
   first pre-activation ``a_1`` (``W_1`` itself for a factorization, ``W_1 X^T`` for an
   MLP), with hooks for the samplers' kernels and the hand-written gradient.
@@ -271,3 +273,30 @@ class LayeredModel:
             uniform = torch.rand((*batch_shape, out, inp), generator=generator, dtype=dtype, device=device)
             layers.append(uniform.mul_(2 * bound).sub_(bound))
         return layers
+
+    def balanced_mismatch(self) -> str | None:
+        """Why GD's balanced start (:meth:`initialize_balanced`) is not defined for this model, or ``None``.
+
+        A family whose function is a product of its layers (a deep linear model) overrides this and
+        :meth:`initialize_balanced`; by default there is no balanced start.
+        """
+        return (f"the balanced initialization is defined for deep linear models (a linear matrix factorization, a deep "
+                f"linear or diagonal network), not for a {self.family} model; use the random one")
+
+    def initialize_balanced(
+        self,
+        init_scale: float,
+        generator: torch.Generator,
+        *,
+        batch_shape: tuple[int, ...] = (),
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ) -> list[torch.Tensor]:
+        """GD's balanced start (``initialization="balanced"``): the family's depth-1 start, drawn from ``generator`` as
+        :meth:`initialize` of the depth-1 model would draw it, written as this depth's balanced factors
+        (:mod:`volumelab.models.balanced`), so every depth starts from the same function.
+
+        Raises:
+            ModelError: the family has no balanced start, or not at these settings (:meth:`balanced_mismatch`).
+        """
+        raise ModelError(self.balanced_mismatch() or f"a {self.family} model has no balanced start")

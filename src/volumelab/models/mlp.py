@@ -44,6 +44,7 @@ scale times ``init_scale`` (PyTorch's default linear-layer initialization under
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
+from .balanced import balanced_factors
 from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
@@ -173,6 +175,38 @@ class MLPModel(LayeredModel):
             uniform = torch.rand((*batch_shape, out, inp), generator=generator, dtype=dtype, device=device)
             layers.append(uniform.mul_(2 * bound).sub_(bound))
         return layers
+
+    def balanced_mismatch(self) -> str | None:
+        """Why there is no balanced start at these settings, or ``None``: above depth 1 it needs a deep linear
+        network whose predictor is the product of its stored layers (activation linear, no bias, the
+        ``standard`` parametrization: :meth:`linear_predictor`'s conditions)."""
+        if self.depth == 1:
+            return None
+        if self.activation != "linear":
+            return (f"the balanced initialization needs a deep linear network (activation linear): it factors the "
+                    f"depth-1 predictor w(0) into a product of matrices; this MLP has activation "
+                    f"{self.activation_name} (use the random initialization)")
+        if self.bias:
+            return ("the balanced initialization needs an MLP without biases (its predictor is then the product of "
+                    "its layers)")
+        if self.parametrization != "standard":
+            return (f"the balanced initialization needs the standard parametrization (its predictor is then the "
+                    f"product of its stored layers), not {self.parametrization}")
+        return None
+
+    def initialize_balanced(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),
+                            dtype: torch.dtype = torch.float64,
+                            device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """The depth-1 predictor ``w(0)`` (:meth:`initialize` of the depth-1 model: the same draw from
+        ``generator``) as ``depth`` balanced factors (:func:`volumelab.models.balanced.balanced_factors`; ``w(0)``
+        is ``1 x in_features``, of rank 1, so one hidden unit carries it and any width works): the same
+        predictor at every depth, and at depth 1 exactly :meth:`initialize`'s layer."""
+        reason = self.balanced_mismatch()
+        if reason:
+            raise ModelError(reason)
+        (start,) = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
+                                                                 dtype=dtype, device=device)
+        return balanced_factors(start, self.depth, self.width)
 
     def forward(self, weights: Sequence[torch.Tensor], inputs: torch.Tensor, *,
                 pre: list[torch.Tensor] | None = None, post: list[torch.Tensor] | None = None) -> torch.Tensor:
