@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
+import pytest
+
 from volumelab.cli import main
 
 from tiny_sweep import write_config
@@ -53,3 +56,36 @@ def test_ngd_runs_in_a_sweep(capsys, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     ngd = [row for row in rows if row["method"] == "ngd"]
     assert len(ngd) == 4 and all(row["status"] == "completed" and row["method.damping"] == "0.001" for row in ngd)
+
+
+def test_init_balanced_starts_every_depth_from_one_matrix(capsys, tmp_path):
+    """`--init balanced` (also `--initialization`): depths 1 and 3 start from the same W(0); `--init random` is the
+    default, the same run as without the flag."""
+    common = ["--width", 5, "--init-scale", 0.2, "--lr", 1e-3, "--steps", 0, "--json", "--damping", 1e-6]
+    starts = {}
+    for depth in (1, 3):
+        code, out, err = run(capsys, "ngd", *common, "--depth", depth, "--init", "balanced",
+                             "--save", tmp_path / f"d{depth}.npz")
+        assert code == 0, err
+        starts[depth] = json.loads(out)
+    assert starts[1]["train_loss"] == pytest.approx(starts[3]["train_loss"], rel=1e-12)
+    assert starts[1]["gen_loss"] == pytest.approx(starts[3]["gen_loss"], rel=1e-12)
+    one, three = (np.load(tmp_path / f"d{depth}.npz")["W"] for depth in (1, 3))
+    np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-15)
+    assert starts[3]["diagnostics"]["initialization"] == "balanced"
+    default = json.loads(run(capsys, "gd", "--depth", 3, *common[:-2])[1])
+    named = json.loads(run(capsys, "gd", "--depth", 3, *common[:-2], "--initialization", "random")[1])
+    assert default["train_loss"] == named["train_loss"] != pytest.approx(starts[3]["train_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("command", ["gd", "ngd"])
+@pytest.mark.parametrize("flags, message", [
+    (["--width", 3, "--depth", 2], "needs width >= min(rows, cols) = 5"),
+    (["--width", 5, "--depth", 2, "--activation", "tanh"], "needs a linear factorization"),
+    (["--model", "mlp", "--data", "teacher", "--depth", 2], "needs a deep linear network"),
+    (["--model", "cp", "--task", "tensor-sensing", "--dims", "3,3,3"], "not for a cp model"),
+])
+def test_init_balanced_on_a_model_without_one_is_a_one_line_error(capsys, command, flags, message):
+    code, out, err = run(capsys, command, *flags, "--lr", 0.1, "--steps", 5, "--init", "balanced")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("volumelab: error: ") and message in err

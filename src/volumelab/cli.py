@@ -272,6 +272,7 @@ def _setting_option(name: str, item, owners: list[str], everyone: list[str], sel
     (``selector`` names them: ``--model`` or ``--method``) and each one's default. Its default is ``None``: only
     the options given are passed on, so each owner's own default applies."""
     flag = "--" + name.replace("_", "-")
+    flags = (flag, *("--" + alias.replace("_", "-") for alias in item.metadata.get("aliases", ())))
     distinct = list(dict.fromkeys(defaults.values()))
     if len(distinct) == 1:
         default_text = "" if distinct[0] is None else f" [default: {distinct[0]}]"
@@ -281,7 +282,7 @@ def _setting_option(name: str, item, owners: list[str], everyone: list[str], sel
     help_text = f"{scope}{item.metadata.get('doc', '')}{default_text}".strip()
     low, high = item.metadata.get("minimum"), item.metadata.get("maximum")
     if isinstance(item.default, bool):
-        return click.option(flag, name, is_flag=True, default=None, help=help_text)
+        return click.option(*flags, name, is_flag=True, default=None, help=help_text)
     if choices:
         kind = click.Choice(list(choices))
     elif item.metadata.get("count"):
@@ -294,7 +295,7 @@ def _setting_option(name: str, item, owners: list[str], everyone: list[str], sel
         kind = click.FloatRange(min=low, max=high, min_open=low_open, max_open=high_open)
     else:
         kind = float
-    return click.option(flag, name, type=kind, default=None, help=help_text)
+    return click.option(*flags, name, type=kind, default=None, help=help_text)
 
 
 def _setting_options(func, owners_by_name: dict[str, type], selector: str, fields_of, into: str):

@@ -18,18 +18,20 @@ __all__ = ["setting", "setting_fields"]
 
 def setting(default: Any, *, choices: tuple | None = None, minimum: float | None = None,
             maximum: float | None = None, exclusive: bool | tuple[bool, bool] = False, count: bool = False,
-            doc: str = "") -> Any:
+            doc: str = "", aliases: tuple[str, ...] = ()) -> Any:
     """A field a sweep file and the command line may set, with its ``default``, the values it may take
     (``choices``), its range (``minimum``/``maximum``; ``exclusive`` excludes both ends, or ``(low, high)``
     says for each), whether it is a count
-    the command line accepts written as ``1e6`` (``count``) and what it means in a few words (``doc``, the
-    option's help).
+    the command line accepts written as ``1e6`` (``count``), what it means in a few words (``doc``, the
+    option's help) and other spellings of its command-line option (``aliases``: ``("init",)`` adds ``--init``
+    to ``--initialization``; a sweep file names the field itself).
 
     The dataclass stays the one definition: the class still validates its own values (its
     ``__post_init__``); the range here only shapes the command line's option type.
     """
     return field(default=default, metadata={"setting": True, "choices": choices, "minimum": minimum,
-                                            "maximum": maximum, "exclusive": exclusive, "count": count, "doc": doc})
+                                            "maximum": maximum, "exclusive": exclusive, "count": count, "doc": doc,
+                                            "aliases": tuple(aliases)})
 
 
 def setting_fields(owner: type) -> dict[str, Any]:

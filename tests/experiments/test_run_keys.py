@@ -9,6 +9,7 @@ import pytest
 import volumelab
 from volumelab import _results_version
 from volumelab.experiments import load_sweep, plan_sweep, run_sweep
+from volumelab.experiments.keys import canonical
 from volumelab.experiments.store import ResultsStore
 from volumelab.plotting.report import write_sweep_outputs
 
@@ -101,3 +102,18 @@ def test_store_sweeps_lists_what_a_folder_holds(tmp_path, field):
     run_sweep(config, out_dir=tmp_path / "out", scale="quick" if field == "scale" else None)
     with ResultsStore(tmp_path / "out") as store:
         assert store.sweeps() == [("tiny", "quick" if field == "scale" else "base")]
+
+
+def test_the_random_initialization_keeps_stored_runs_keys_and_the_balanced_one_changes_them(tmp_path):
+    """``initialization`` joined GD and NGD after runs were stored (from the random start): at ``random`` it is
+    left out of the key, so those runs keep theirs; ``balanced`` is another computation with its own key."""
+    text = TINY.replace("model.activation: [linear, tanh]", "model.activation: [linear]")
+    base = _keys(tmp_path, text)
+    named = _keys(tmp_path, text.replace("init_scale: 1.0e-3}", "init_scale: 1.0e-3, initialization: random}"))
+    balanced = _keys(tmp_path, text.replace("init_scale: 1.0e-3}", "init_scale: 1.0e-3, initialization: balanced}"))
+    assert named == base
+    changed = set(base) - set(balanced)
+    assert len(changed) == 2 * 3  # the GD runs (2 widths x 3 seeds); G&C's keep theirs
+    for method in ("gd", "ngd"):
+        assert canonical("method", method, {"lr": 0.1, "initialization": "random"}) == {"lr": 0.1}
+        assert canonical("method", method, {"lr": 0.1, "initialization": "balanced"})["initialization"] == "balanced"

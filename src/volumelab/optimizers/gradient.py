@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .._rng import make_generator
 from ..device import resolve_device
+from ..settings import setting
 from ..errors import OptimizerError
 from ..models import FactorizationModel
 from ..problems import Problem
@@ -62,11 +63,15 @@ from .transforms import (
     trace_momentum,
 )
 
-__all__ = ["GDInfo", "GDState", "GradientDescent", "STEP_RULES", "TRAINER_SCHEMA", "register_trainer", "trainers"]
+__all__ = ["GDInfo", "GDState", "GradientDescent", "INITS", "STEP_RULES", "TRAINER_SCHEMA", "register_trainer",
+           "trainers"]
 
 logger = logging.getLogger(__name__)
 
 STEP_RULES = ("gd", "group_rmsprop")
+
+#: GD's ``initialization``: each depth's own draw (``random``), or the depth-1 draw as balanced factors (``balanced``).
+INITS = ("random", "balanced")
 
 #: Steps between checks whether every run in a batch has stopped (a host sync).
 _CHECK_EVERY = 16
@@ -280,6 +285,13 @@ class GradientDescent:
         log_every: Steps between history entries; ``None`` gives about 200 entries.
         device: ``"auto" | "cpu" | "cuda"``.
         progress: Show a progress bar.
+        initialization: ``"random"`` (default): the model's own initialization
+            (:meth:`LayeredModel.initialize`), every depth its own draw; ``"balanced"``: the depth-1 model's draw
+            (the same seed and ``init_scale``) written as balanced factors of this depth
+            (:meth:`LayeredModel.initialize_balanced`), so every depth starts from the same end-to-end function.
+            Defined for deep linear models only (a linear matrix factorization of width at least
+            ``min(rows, cols)``, a deep linear or diagonal network): :meth:`model_mismatch` says why not. (Not
+            ``init``: that is the method that makes the state; the command line spells it ``--init`` too.)
 
     What a run records besides its numbers (final layers and outputs, trajectories, the NTK
     and laziness) is an observer passed to :meth:`run`, :meth:`run_batch` or
@@ -296,6 +308,10 @@ class GradientDescent:
     log_every: int | None = None
     device: str = "cpu"
     progress: bool = False
+    initialization: str = setting(
+        "random", choices=INITS, aliases=("init",),
+        doc="random: each depth's own draw (init scale times the default init); balanced: the depth-1 draw as "
+            "balanced factors, so every depth starts from the same function (deep linear models only).")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -312,6 +328,8 @@ class GradientDescent:
             raise OptimizerError(f"train_loss_threshold must be positive, got {self.train_loss_threshold!r}")
         if self.log_every is not None and self.log_every < 1:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
+        if self.initialization not in INITS:
+            raise OptimizerError(f"unknown initialization {self.initialization!r}; expected one of {', '.join(INITS)}")
 
     #: The ``RunResult.method`` of its runs, and its command (``volumelab gd``).
     method = "gd"
@@ -402,6 +420,13 @@ class GradientDescent:
                                        1, 1))[0]
         return self._run_batch(problems, model, budget, seeds, observers)
 
+    def model_mismatch(self, model) -> str | None:
+        """Why this optimizer, as set, cannot train ``model`` (the balanced start is not defined for it), or
+        ``None``. :meth:`init` raises it; a sweep checks it when it is planned."""
+        if self.initialization == "balanced":
+            return model.balanced_mismatch()
+        return None
+
     def run_diagnostics(self, problems: Sequence[Problem], num_parameters: int) -> dict:
         """Settings a subclass adds to every run's diagnostics (none here)."""
         return {}
@@ -426,7 +451,8 @@ class GradientDescent:
 
     # --------------------------------------------------------- init and step
     def init(self, problems: Sequence[Problem], model: FactorizationModel, seeds: Sequence[int]) -> GDState:
-        """The state before the first step: one run per ``(problem, seed)``, initialized from ``(seed, "init")``.
+        """The state before the first step: one run per ``(problem, seed)``, initialized from ``(seed, "init")``
+        (the model's own draw, or with ``initialization="balanced"`` the depth-1 model's draw as balanced factors).
 
         Args:
             problems: One problem per run (all of the model's shape), or a single problem
@@ -444,13 +470,17 @@ class GradientDescent:
             mismatch = model.problem_mismatch(problem)
             if mismatch:
                 raise OptimizerError(mismatch)
+        mismatch = self.model_mismatch(model)
+        if mismatch:
+            raise OptimizerError(mismatch)
         if len({p.num_train for p in problems}) != 1 or len({p.num_test for p in problems}) != 1:
             raise OptimizerError("problems in one batch must have the same number of measurements")
         device = resolve_device(self.device)
         dtype = torch.float64
         size = len(seeds)
         objective = _objective_for(model, problems, device, dtype)
-        inits = [model.initialize(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
+        start = model.initialize_balanced if self.initialization == "balanced" else model.initialize
+        inits = [start(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
         # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
@@ -615,6 +645,8 @@ class GradientDescent:
                 "lr": self.lr,
                 "init_scale": self.init_scale,
                 "momentum": self.momentum,
+                # Only where set: the diagnostics of runs from the random start stay as they were.
+                **({"initialization": self.initialization} if self.initialization != "random" else {}),
                 "device": str(device),
                 "seed": seed,
                 "batch": size,
