@@ -10,10 +10,11 @@ import sys
 import time
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 import volumelab
-from volumelab.experiments import execute_task, executors, load_sweep, plan_sweep, run_sweep
+from volumelab.experiments import ConfigError, execute_task, executors, load_sweep, plan_sweep, run_sweep
 from volumelab.experiments.executors import InProcessExecutor
 from volumelab.experiments.results import load_frame
 
@@ -152,3 +153,37 @@ def test_helpers_run_alongside_tasks_on_an_accelerator(tmp_path):
     assert sorted(name for name, _pid, _threads in done) == ["a", "b", "c", "d"]
     where = {name: pid for name, pid, _threads in done}
     assert where["b"] == where["d"] == os.getpid() and os.getpid() not in (where["a"], where["c"])
+
+
+BALANCED = """\
+name: balanced
+x: model.depth
+problem: {task: sensing, rows: 4, cols: 4, rank: 1, measurements: 8}
+model: {width: 4, activation: linear}
+methods:
+  ngd: {lr: 0.01, steps: 10, init_scale: 0.3, damping: 1.0e-6, initialization: balanced, trajectory_every: 5}
+grid:
+  model.depth: [1, 2, 3]
+seeds: 2
+"""
+
+
+def test_a_sweep_with_the_balanced_initialization_starts_every_depth_from_one_matrix(tmp_path):
+    out = tmp_path / "out"
+    run_sweep(load_sweep(write_config(tmp_path, BALANCED)), out_dir=out, progress=False)
+    frame = volumelab.load_results(out)
+    arrays = volumelab.load_arrays(out)
+    starts = {(int(row.x), int(row.seed)): arrays[row.run_key]["trajectory"][0] for row in frame.itertuples()}
+    assert len(starts) == 6
+    for seed in (0, 1):
+        for depth in (2, 3):
+            torch.testing.assert_close(torch.as_tensor(starts[depth, seed]), torch.as_tensor(starts[1, seed]),
+                                       rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(torch.as_tensor(starts[1, 0]), torch.as_tensor(starts[1, 1]))  # seeds differ
+
+
+def test_a_sweep_asking_for_a_balanced_start_a_model_has_not_is_a_config_error(tmp_path):
+    config = load_sweep(write_config(tmp_path, BALANCED.replace("activation: linear", "activation: tanh")))
+    with pytest.raises(ConfigError, match="at grid point model.depth=2 .*methods.ngd: the balanced initialization "
+                                          "needs a linear factorization"):
+        plan_sweep(config)

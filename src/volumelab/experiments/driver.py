@@ -192,7 +192,8 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
             config's ``stream`` (0 unless it sets one). The plan's ``config`` carries it.
 
     Raises:
-        ConfigError: the config does not resolve, or ``stream`` is not a non-negative integer.
+        ConfigError: the config does not resolve, a method cannot run on its model at some point (its
+            runner's ``mismatch``), or ``stream`` is not a non-negative integer.
     """
     stream = config.stream if stream is None else _check_stream(stream)
     if stream != config.stream:
@@ -211,6 +212,10 @@ def plan_sweep(config: SweepConfig, scale: str | None = None, *, source: str = "
             point.methods[method] = settings
             spec = get_method(settings.type)
             model = _build_model(point.problem, point.model_for(method))
+            mismatch = spec.runner.model_mismatch(model, settings)
+            if mismatch:
+                where = ", ".join(f"{k}={v!r}" for k, v in point.coords.items()) or "the single point"
+                raise ConfigError(f"{source}: at grid point {where} (scale {scale}): methods.{method}: {mismatch}")
             resolved = spec.runner.resolved_settings(model, settings)
             keys = [run_key(point, method, s, resolved=resolved, stream=stream) for s in seeds]
             extras = [tuple(f"{k}:{extra.type}" for extra in spec.extra_rows) for k in keys]

@@ -244,6 +244,9 @@ class MethodRunner:
             machine that changes the numbers (part of the run key), besides the device type.
         work: ``settings -> (amount, unit)`` of one seed's work; ``None``: the budget,
             in the spec's ``budget_unit``.
+        mismatch: ``(model, settings) -> str | None``: why the method, as set, cannot run on the model
+            (e.g. a start the model has no form of), checked when the sweep is planned; ``None``: it runs on
+            every model its settings accept.
     """
 
     run: Callable[[Sequence[Any], Any, MethodSettings, Sequence[int]], list[Any]]
@@ -251,6 +254,7 @@ class MethodRunner:
     single_threaded: Callable[[MethodSettings], bool] | None = None
     resolved: Callable[[Any, MethodSettings], dict] | None = None
     work: Callable[[MethodSettings], tuple[float, str]] | None = None
+    mismatch: Callable[[Any, MethodSettings], str | None] | None = None
 
     def resolved_settings(self, model: Any, settings: BaseModel) -> dict:
         """What the settings resolve to on this machine that changes the numbers (part of the run key).
@@ -261,6 +265,10 @@ class MethodRunner:
         device = settings.device if "device" in type(settings).model_fields else None
         extra = self.resolved(model, settings) if self.resolved is not None else {}
         return {"device_type": resolve_device(device).type if device is not None else "cpu", **extra}
+
+    def model_mismatch(self, model: Any, settings: BaseModel) -> str | None:
+        """Why the method, as ``settings`` set it, cannot run on ``model``, or ``None``."""
+        return self.mismatch(model, settings) if self.mismatch is not None else None
 
     def work_of(self, settings: BaseModel) -> tuple[float, str]:
         """``(amount, unit)`` of one seed's work; ``(1, "runs")`` if unknown."""

@@ -177,8 +177,14 @@ _OBSERVERS = (
 )
 
 
+def _trainer_mismatch(model, settings) -> str | None:
+    """Why the trainer cannot start on ``model`` (its balanced initialization is not defined there), or ``None``."""
+    return settings.optimizer(progress=False).model_mismatch(model)
+
+
 _BATCHED = MethodRunner(_run_batch, batched=True,
-                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu")
+                        single_threaded=lambda settings: resolve_device(settings.device).type == "cpu",
+                        mismatch=_trainer_mismatch)
 
 
 GD = register_method(MethodSpec(
