@@ -173,7 +173,8 @@ def test_a_sweep_with_the_balanced_initialization_starts_every_depth_from_one_ma
     run_sweep(load_sweep(write_config(tmp_path, BALANCED)), out_dir=out, progress=False)
     frame = volumelab.load_results(out)
     arrays = volumelab.load_arrays(out)
-    starts = {(int(row.x), int(row.seed)): arrays[row.run_key]["trajectory"][0] for row in frame.itertuples()}
+    starts = {(int(depth), int(seed)): arrays[key]["trajectory"][0]
+              for depth, seed, key in zip(frame["model.depth"], frame["seed"], frame["run_key"])}
     assert len(starts) == 6
     for seed in (0, 1):
         for depth in (2, 3):
