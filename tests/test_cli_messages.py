@@ -94,3 +94,15 @@ def test_an_invalid_grid_is_reported_at_the_scale_asked_for(tmp_path, capsys):
                  str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert "model.width=0 (scale quick)" in error and "--set grid.model.width=[0,4]" in error
+
+
+def test_progress_lines_say_the_drivers_time_left_and_no_number_without_one(capsys):
+    from volumelab.cli import _ProgressLines
+
+    lines = _ProgressLines("tiny (quick)", every_seconds=0.0)
+    lines(3, 36, 0.25, 30.0, seconds_left=90.0)
+    lines(4, 36, 0.3, 33.0)  # no estimate given: no number claimed
+    lines(36, 36, 1.0, 120.0, seconds_left=0.0)
+    first, second, last = capsys.readouterr().err.splitlines()
+    assert first == "tiny (quick): 3/36 runs, 25% of the work, 30 s elapsed, about 90 s left"
+    assert "left" not in second and "left" not in last

@@ -879,12 +879,14 @@ class _ProgressLines:
     def __init__(self, label: str, every_seconds: float = 30.0) -> None:
         self.label, self.every, self.last = label, every_seconds, time.monotonic()
 
-    def __call__(self, done: int, total: int, share: float, seconds: float) -> None:
+    def __call__(self, done: int, total: int, share: float, seconds: float, *,
+                 seconds_left: float | None = None) -> None:
         now = time.monotonic()
         if done < total and now - self.last < self.every:
             return
         self.last = now
-        left = f", about {_duration(seconds * (1 - share) / share)} left" if 0 < share < 1 else ""
+        # The driver's estimate, from the measured cost of the finished tasks (experiments.progress).
+        left = f", about {_duration(seconds_left)} left" if seconds_left is not None and done < total else ""
         click.echo(f"{self.label}: {done}/{total} runs, {share:.0%} of the work, {_duration(seconds)} elapsed{left}",
                    err=True)
 

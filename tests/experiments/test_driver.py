@@ -188,3 +188,21 @@ def test_a_sweep_asking_for_a_balanced_start_a_model_has_not_is_a_config_error(t
     with pytest.raises(ConfigError, match="at grid point model.depth=2 .*methods.ngd: the balanced initialization "
                                           "needs a linear factorization"):
         plan_sweep(config)
+
+
+def test_progress_reports_the_estimators_share_and_time_left(tmp_path, tiny_config):
+    """After each finished task: runs done, the share of the predicted compute done, the elapsed seconds and (to
+    a callback that takes it) the estimator's wall seconds left; the last report leaves nothing."""
+    reports = []
+    run_sweep(load_sweep(tiny_config), out_dir=tmp_path / "new",
+              progress=lambda *args, seconds_left: reports.append((*args, seconds_left)))
+    tasks = len(plan_sweep(load_sweep(tiny_config)).tasks)
+    assert len(reports) == tasks
+    for done, total, share, seconds, left in reports:
+        assert total == 36 and 0 < done <= total and 0.0 <= share <= 1.0 and seconds > 0 and left >= 0.0
+    assert [r[0] for r in reports] == sorted(r[0] for r in reports)
+    assert reports[-1][0] == 36 and reports[-1][2] == 1.0 and reports[-1][4] == 0.0
+    # A callback written for the four arguments alone is still called with them.
+    plain = []
+    run_sweep(load_sweep(tiny_config), out_dir=tmp_path / "plain", progress=lambda *args: plain.append(args))
+    assert len(plain) == tasks and all(len(args) == 4 for args in plain)

@@ -49,6 +49,7 @@ from .executors import ShardDone, check_job_parameters, make_executor
 from .keys import KEY_FORMAT
 from .kinds import build_model, build_problem, model_size, problem_shape, validate_model, validate_problem
 from .methods import get_method
+from .progress import TaskSize, TimeLeftEstimator, accepts_keyword
 from ..errors import StoreError, VolumelabError
 from .shards import SHARDS_FOLDER, merge_shards
 from .store import DATABASE_NAME, ResultRow, ResultsStore, encode_arrays, utc_now
@@ -58,8 +59,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["SweepOutcome", "SweepPlan", "SweepTask", "describe_work", "execute_task", "migrate_store", "plan_sweep",
            "run_sweep"]
 
-#: Called after each finished task with ``(runs done, runs to do, share of the work done, seconds)``.
-ProgressCallback = Callable[[int, int, float, float], None]
+#: Called after each finished task with ``(runs done, runs to do, share of the work done, seconds)``, and with the
+#: keyword ``seconds_left`` (the :class:`~volumelab.experiments.progress.TimeLeftEstimator`'s wall seconds left)
+#: if it accepts one. The share is of the compute seconds the estimator predicts for the whole sweep.
+ProgressCallback = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -524,26 +527,39 @@ def run_sweep(
             show = (sys.stderr.isatty() if progress is None else bool(progress)) and report is None
             pool = make_executor(executor, workers, address, folder=out_dir, job_parameters=job_parameters)
             failures: list[str] = []
-            counted: set[int] = set()
             try:
-                total_cost = sum(t.cost for t in todo) or 1.0
-                cost_done = 0.0
-                with tqdm(total=total_cost, disable=not show, desc=f"{config.name} ({plan.scale})",
-                          unit="", bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
-                    bar.set_postfix_str(f"0/{planned - stored_before} runs")
+                # The bar's share and time left are the estimator's (learned from the finished tasks).
+                estimator = TimeLeftEstimator({index: TaskSize(task.method, task.cost / len(task.seeds),
+                                                               len(task.seeds)) for index, task in enumerate(todo)})
+                unfinished: dict[str, list[int]] = {}  # a task's first run key -> the unfinished tasks that have it
+                for index, task in enumerate(todo):
+                    unfinished.setdefault(task.keys[0], []).append(index)
+                keyword = report is not None and accepts_keyword(report, "seconds_left")
+                with tqdm(total=1.0, disable=not show, desc=f"{config.name} ({plan.scale})",
+                          unit="", bar_format="{l_bar}{bar}| {postfix} [{elapsed}]") as bar:
+                    bar.set_postfix_str(f"0/{planned - stored_before} runs, time left: estimating...")
                     for rows in pool.map_unordered(execute_task, todo):
                         if isinstance(rows, ShardDone):  # a job of an array ended: merge what it stored
-                            added, cost = _merge_job(store, rows, todo, failures, counted)
+                            added, finished = _merge_job(store, rows, todo, failures, unfinished)
                             ran += added
                         else:
                             ran += store.add(rows)
-                            cost = _task_cost_of(rows, todo)
-                        cost_done += cost
-                        bar.set_postfix_str(f"{ran}/{planned - stored_before} runs")
-                        bar.update(cost)
+                            index = _task_of(rows, unfinished)
+                            # A row's seconds are its task's compute seconds per seed.
+                            finished = [(index, rows[0].seconds * len(todo[index].seeds))]
+                        for index, task_seconds in finished:
+                            estimator.finished(index, task_seconds)
+                        seconds = time.perf_counter() - start
+                        left = estimator.estimate(seconds)
+                        if left is None:
+                            bar.set_postfix_str(f"{ran}/{planned - stored_before} runs, time left: estimating...")
+                        else:
+                            bar.n = left.share_done
+                            bar.set_postfix_str(f"{ran}/{planned - stored_before} runs, "
+                                                f"~{tqdm.format_interval(left.seconds)} left")
                         if report is not None:
-                            report(ran, planned - stored_before, cost_done / total_cost,
-                                   time.perf_counter() - start)
+                            extra = {"seconds_left": left.seconds if left else None} if keyword else {}
+                            report(ran, planned - stored_before, left.share_done if left else 0.0, seconds, **extra)
             finally:
                 pool.close()
                 if getattr(pool, "writes_shards", False):  # stopped early: keep what the cancelled jobs stored
@@ -556,27 +572,28 @@ def run_sweep(
 
 
 def _merge_job(store: ResultsStore, done: ShardDone, todo: list[SweepTask], failures: list[str],
-               counted: set[int]) -> tuple[int, float]:
-    """Merge the shard of a job that ended; returns ``(rows added, cost of the tasks it finished)``. ``counted``:
-    the indices of the tasks of ``todo`` whose cost was returned already (updated)."""
+               unfinished: dict[str, list[int]]) -> tuple[int, list[tuple[int, float]]]:
+    """Merge the shard of a job that ended; returns ``(rows added, [(index in todo, compute seconds)] of the
+    tasks it finished)``, taking those out of ``unfinished`` (see :func:`_task_of`)."""
     if done.error is not None:
         logger.error("%s", done.error)
         failures.append(done.error)
     if not done.path.is_file():  # the job ended before storing anything
-        return 0, 0.0
+        return 0, []
     merged = store.merge(done.path)
     if merged.damaged:
         logger.warning("%s: %d rows fail verification and were not merged; their runs run again on the next run",
                        done.path, len(merged.damaged))
-    stored = store.existing_keys(task.keys[0] for task in todo if task.keys)
-    finished = {i for i, task in enumerate(todo) if i not in counted and task.keys and task.keys[0] in stored}
-    counted |= finished
-    return merged.added, sum(todo[i].cost for i in finished)
+    stored = {row["run_key"]: row["seconds"] for row in store.fetch(keys=[key for key, left in unfinished.items()
+                                                                           if left])}
+    finished = []
+    for key, seconds in stored.items():
+        for index in unfinished.pop(key, []):
+            finished.append((index, float(seconds or 0.0) * len(todo[index].seeds)))
+    return merged.added, finished
 
 
-def _task_cost_of(rows: list[ResultRow], todo: list[SweepTask]) -> float:
-    keys = {row.run_key for row in rows}
-    for task in todo:
-        if task.keys and task.keys[0] in keys:
-            return task.cost
-    return 0.0
+def _task_of(rows: list[ResultRow], unfinished: dict[str, list[int]]) -> int:
+    """The index of the task whose rows ``rows`` are, taken out of ``unfinished`` (the unfinished tasks by their
+    first run key; two tasks of one method at two points may run the same runs, under one key)."""
+    return next(unfinished[row.run_key].pop(0) for row in rows if unfinished.get(row.run_key))

@@ -48,12 +48,13 @@ count as not started. Before any task has finished there is no estimate
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["MAX_EXPONENT", "PRIOR_EXPONENT", "PRIOR_EXPONENT_SD", "MethodFit", "TaskSize", "TimeLeft",
-           "TimeLeftEstimator", "fit_method"]
+           "TimeLeftEstimator", "accepts_keyword", "fit_method"]
 
 #: The exponent of seconds against work per seed before the data say otherwise: halfway (in log) between a
 #: fixed cost per task (0) and a cost proportional to the work (1), the choice whose worst error is least.
@@ -231,3 +232,13 @@ class TimeLeftEstimator:
         concurrency = done / elapsed
         return TimeLeft(seconds=left / concurrency, share_done=done / (done + left), concurrency=concurrency,
                         compute_left=left)
+
+
+def accepts_keyword(function: Callable, name: str) -> bool:
+    """Whether ``function`` can be called with the keyword argument ``name`` (a progress callback written before
+    that keyword existed is called without it)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == name and p.kind is not p.POSITIONAL_ONLY) for p in parameters)
