@@ -128,3 +128,59 @@ def test_tasks_that_took_no_time_give_no_share_of_nothing():
     estimator.finished("a", 0.0)
     estimate = estimator.estimate(elapsed=0.5)
     assert estimate.seconds == 0.0 and math.isfinite(estimate.share_done)
+
+
+def test_groups_keep_their_own_scale_and_do_not_tilt_the_exponent():
+    """Two groups of one method 10x apart at every size, exponent 0.5; the dear group has finished at the largest
+    size only, the cheap one at the two largest. A fit without groups would read the cheap group's tasks at the
+    smaller size as a steeper slope; with them the exponent and every remaining task are exact."""
+    scales = {"cheap": 1e-3, "dear": 1e-2}
+    works = (100.0, 1000.0, 10000.0)
+    tasks = {f"{group}-{work:g}-{seed}": TaskSize("gnc", work, group=group)
+             for group in scales for work in works for seed in range(3)}
+    estimator = TimeLeftEstimator(tasks)
+    done = [name for name, task in tasks.items() if task.work == 10000.0
+            or (task.group == "cheap" and task.work == 1000.0)]
+    for name in done:
+        estimator.finished(name, _seconds(tasks[name], scales[tasks[name].group], 0.5))
+    fit = estimator.fits()["gnc"]
+    assert fit.exponent == pytest.approx(0.5, abs=1e-12)
+    assert fit.group_scales == pytest.approx(scales, rel=1e-12)
+    truth = sum(_seconds(task, scales[task.group], 0.5) for name, task in tasks.items() if name not in done)
+    assert estimator.compute_left() == pytest.approx(truth, rel=1e-12)
+    ungrouped = fit_method([(TaskSize("gnc", tasks[name].work), _seconds(tasks[name], scales[tasks[name].group], 0.5))
+                            for name in done])
+    assert ungrouped.exponent > 0.8  # without groups the dear group tilts it far above the true 0.5
+
+
+def test_grouped_fit_is_a_weighted_least_squares_fit_with_one_intercept_per_group():
+    """Against numpy: weighted least squares on [log work, one indicator per group], then the posterior mean;
+    each group's scale keeps its finished total; an unseen group gets the method's scale."""
+    rng = np.random.default_rng(1)
+    groups = np.array(["a", "a", "a", "b", "b", "c", "c", "c"])
+    works = np.array([10.0, 100.0, 1000.0, 100.0, 1000.0, 10.0, 10.0, 1000.0])
+    seeds = np.array([1, 2, 1, 8, 8, 1, 3, 1])
+    level = {"a": 1e-3, "b": 3e-2, "c": 1e-4}
+    seconds = seeds * np.array([level[g] for g in groups]) * works ** 0.8 * np.exp(rng.normal(0, 0.3, works.size))
+    fit = fit_method([(TaskSize("m", w, int(s), group=g), float(t))
+                      for g, w, s, t in zip(groups, works, seeds, seconds)])
+    names = sorted(set(groups))
+    design = np.column_stack([np.log(works)] + [(groups == name).astype(float) for name in names])
+    root = np.sqrt(seeds.astype(float))
+    y = np.log(seconds / seeds)
+    coefficients, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
+    slope = coefficients[0]
+    residual = y - design @ coefficients
+    noise = max(np.sum(seeds * residual ** 2) / (seeds.sum() - len(names) - 1), 0.01)
+    centred = np.log(works) - np.array([np.average(np.log(works)[groups == g], weights=seeds[groups == g])
+                                        for g in groups])
+    sxx = np.sum(seeds * centred ** 2)
+    prior = 1 / PRIOR_EXPONENT_SD ** 2
+    expected = (sxx / noise * slope + prior * PRIOR_EXPONENT) / (sxx / noise + prior)
+    assert fit.exponent == pytest.approx(expected, rel=1e-10)
+    for name in names:
+        chosen = groups == name
+        assert fit.group_scales[name] == pytest.approx(
+            seconds[chosen].sum() / np.sum(seeds[chosen] * works[chosen] ** expected), rel=1e-10)
+    assert fit.seconds(TaskSize("m", 50.0, group="unseen")) == pytest.approx(
+        seconds.sum() / np.sum(seeds * works ** expected) * 50.0 ** expected, rel=1e-10)

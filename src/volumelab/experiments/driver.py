@@ -530,7 +530,8 @@ def run_sweep(
             try:
                 # The bar's share and time left are the estimator's (learned from the finished tasks).
                 estimator = TimeLeftEstimator({index: TaskSize(task.method, task.cost / len(task.seeds),
-                                                               len(task.seeds)) for index, task in enumerate(todo)})
+                                                               len(task.seeds), _cost_group(task, config.x_field))
+                                               for index, task in enumerate(todo)})
                 unfinished: dict[str, list[int]] = {}  # a task's first run key -> the unfinished tasks that have it
                 for index, task in enumerate(todo):
                     unfinished.setdefault(task.keys[0], []).append(index)
@@ -591,6 +592,13 @@ def _merge_job(store: ResultsStore, done: ShardDone, todo: list[SweepTask], fail
         for index in unfinished.pop(key, []):
             finished.append((index, float(seconds or 0.0) * len(todo[index].seeds)))
     return merged.added, finished
+
+
+def _cost_group(task: SweepTask, x_field: str | None) -> str:
+    """The task's grid coordinates other than the swept axis: tasks of one method that may cost more or less at
+    every size (e.g. an activation), for the time-left estimate."""
+    return json.dumps({field: value for field, value in sorted(task.coords.items()) if field != x_field},
+                      default=str)
 
 
 def _task_of(rows: list[ResultRow], unfinished: dict[str, list[int]]) -> int:

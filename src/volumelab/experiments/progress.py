@@ -8,24 +8,28 @@ estimator predicts the unfinished tasks' compute seconds from the finished tasks
 the same method at other sizes, then converts compute seconds into wall seconds with
 the concurrency the sweep has shown so far.
 
-The model, per method ``m`` (a sweep's method name: one set of settings), for a task
-of ``n`` seeds whose work per seed is ``c`` (``SweepTask.cost / n``: the method's work
-amount times the model's size)::
+The model, per method ``m`` (a sweep's method name: one set of settings) and *group*
+``g`` (the task's grid coordinates other than the swept axis, e.g. the activation when
+the sweep varies the width), for a task of ``n`` seeds whose work per seed is ``c``
+(``SweepTask.cost / n``: the method's work amount times the model's size)::
 
-    seconds = n * k_m * c ** b_m
+    seconds = n * k_mg * c ** b_m
 
 * ``b_m`` (the *exponent*) comes from a least-squares fit of ``log(seconds / n)``
-  against ``log c`` over the method's finished tasks, shrunk towards
-  :data:`PRIOR_EXPONENT` by a normal prior of standard deviation
-  :data:`PRIOR_EXPONENT_SD` (the posterior mean of a Bayesian line fit, with the
-  noise variance estimated from the residuals), and kept in ``[0, MAX_EXPONENT]``.
-  With a single size seen the data say nothing about ``b_m``: it is the prior's 1/2,
-  the exponent whose worst error (in factors) is least when the truth lies anywhere
-  between a fixed cost per task (0) and a cost proportional to the work (1).
-* ``k_m`` makes the model's total over the finished tasks equal to their measured
-  total (a ratio estimator), so the prediction is unbiased for a sum of tasks like
-  the seen ones, however much the seen tasks scatter (the scatter of a log-scale
-  fit would otherwise bias the sum low).
+  against ``log c`` within the groups of the method's finished tasks (one intercept per
+  group: a group that costs more at every size does not tilt the slope when groups
+  finish at different sizes), shrunk towards :data:`PRIOR_EXPONENT` by a normal prior
+  of standard deviation :data:`PRIOR_EXPONENT_SD` (the posterior mean of a Bayesian
+  line fit, with the noise variance estimated from the residuals), and kept in
+  ``[0, MAX_EXPONENT]``. While no group has finished at two sizes the data say nothing
+  about ``b_m``: it is the prior's 1/2, the exponent whose worst error (in factors) is
+  least when the truth lies anywhere between a fixed cost per task (0) and a cost
+  proportional to the work (1).
+* ``k_mg`` makes the model's total over the group's finished tasks equal to their
+  measured total (a ratio estimator), so the prediction is unbiased for a sum of tasks
+  like the seen ones, however much they scatter (the scatter of a log-scale fit would
+  otherwise bias the sum low). A group with no finished task takes the method's ``k_m``,
+  the same ratio over all the method's finished tasks.
 * A method with no finished task is predicted at the *pooled rate* of all finished
   tasks: their seconds per unit of work (``b = 1``). Methods measure work in their
   own units, so this is a guess until the method's first task finishes.
@@ -36,9 +40,8 @@ elapsed time scaled by the ratio of the predicted work left to the work done, so
 whatever the measured compute seconds leave out (building problems, storing rows, a
 machine shared with other processes) is carried into the estimate.
 
-What it assumes: a task's compute seconds depend on its method and its work per seed
-as above, not on which other fields of the grid it has (an activation that costs more
-than another at one size is averaged into ``k_m``); the concurrency seen so far holds
+What it assumes: a task's compute seconds depend on its method, its group and its work
+per seed as above, with one exponent for all groups of a method; the concurrency seen so far holds
 for the rest (an executor that changes how many tasks run at once, e.g. the
 in-process executor's helper processes for single-threaded tasks, moves the truth
 away from the estimate until the new phase has finished a few tasks); tasks in flight
@@ -51,7 +54,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["MAX_EXPONENT", "PRIOR_EXPONENT", "PRIOR_EXPONENT_SD", "MethodFit", "TaskSize", "TimeLeft",
            "TimeLeftEstimator", "accepts_keyword", "fit_method"]
@@ -78,11 +81,14 @@ class TaskSize:
         work: Work per seed (e.g. draws or steps times the model's size); values below 1
             count as 1 (a fraction of a unit is not a size).
         seeds: Seeds the task runs.
+        group: Tasks of one method that may cost more or less at every size than the
+            others (the driver: the grid coordinates other than the swept axis).
     """
 
     method: str
     work: float
     seeds: int = 1
+    group: Hashable = None
 
     @property
     def log_work(self) -> float:
@@ -91,21 +97,24 @@ class TaskSize:
 
 @dataclass(frozen=True)
 class MethodFit:
-    """Seconds per seed of a method's tasks: ``scale * work ** exponent``.
+    """Seconds per seed of a method's tasks: ``scale * work ** exponent``, with a scale per group it has seen.
 
     Attributes:
-        scale: ``k`` of the module's model.
-        exponent: ``b`` of the module's model.
+        scale: ``k_m`` of the module's model (for a group not seen yet).
+        exponent: ``b_m`` of the module's model.
         tasks: Finished tasks it was fitted to (0: the pooled rate of other methods).
+        group_scales: ``k_mg`` of each group with a finished task.
     """
 
     scale: float
     exponent: float
     tasks: int
+    group_scales: Mapping[Hashable, float] = field(default_factory=dict)
 
     def seconds(self, task: TaskSize) -> float:
         """Predicted compute seconds of ``task`` (all its seeds)."""
-        return task.seeds * self.scale * math.exp(self.exponent * task.log_work)
+        scale = self.group_scales.get(task.group, self.scale)
+        return task.seeds * scale * math.exp(self.exponent * task.log_work)
 
 
 @dataclass(frozen=True)
@@ -128,36 +137,49 @@ class TimeLeft:
 def fit_method(finished: Iterable[tuple[TaskSize, float]]) -> MethodFit | None:
     """The model of one method from its finished ``(task, compute seconds)`` pairs; ``None`` if there are none.
 
-    The exponent is the posterior mean of the slope of ``log(seconds / seeds)`` against
-    ``log work`` under a normal prior (:data:`PRIOR_EXPONENT`, :data:`PRIOR_EXPONENT_SD`)
-    with the residual variance of the least-squares line as the noise variance (at least
-    :data:`_MIN_NOISE_VARIANCE`; fewer than three tasks or one size: the prior alone), then
-    clipped to ``[0, MAX_EXPONENT]``. The scale makes the fitted total over the finished
-    tasks equal to their measured total.
+    The exponent is the posterior mean of the common slope of ``log(seconds / seeds)``
+    against ``log work`` within groups (weighted least squares with one intercept per
+    group, each task weighted by its seeds) under a normal prior (:data:`PRIOR_EXPONENT`,
+    :data:`PRIOR_EXPONENT_SD`), with the residual variance of the least-squares fit as the
+    noise variance (at least :data:`_MIN_NOISE_VARIANCE`; without a residual degree of
+    freedom or a group seen at two sizes: the prior alone), then clipped to
+    ``[0, MAX_EXPONENT]``. Each group's scale, and the method's over all groups, make the
+    fitted total over their finished tasks equal to the measured total.
     """
     pairs = [(task, max(float(seconds), 0.0)) for task, seconds in finished]
     if not pairs:
         return None
-    # One point per seed's worth: weight each task by its seeds (a batched task's per-seed seconds are a mean).
-    weights = [float(task.seeds) for task, _ in pairs]
-    xs = [task.log_work for task, _ in pairs]
-    ys = [math.log(max(seconds / task.seeds, 1e-9)) for task, seconds in pairs]
-    total = sum(weights)
-    x_mean = sum(w * x for w, x in zip(weights, xs)) / total
-    y_mean = sum(w * y for w, y in zip(weights, ys)) / total
-    sxx = sum(w * (x - x_mean) ** 2 for w, x in zip(weights, xs))
+    groups: dict[Hashable, list[tuple[float, float, float]]] = {}  # group -> (weight, log work, log seconds)
+    for task, seconds in pairs:
+        # A batched task's per-seed seconds are a mean over its seeds: weight it by them.
+        groups.setdefault(task.group, []).append(
+            (float(task.seeds), task.log_work, math.log(max(seconds / task.seeds, 1e-9))))
+    sxx = sxy = 0.0
+    centred = []
+    for points in groups.values():
+        total = sum(w for w, _, _ in points)
+        x_mean = sum(w * x for w, x, _ in points) / total
+        y_mean = sum(w * y for w, _, y in points) / total
+        centred += [(w, x - x_mean, y - y_mean) for w, x, y in points]
+        sxx += sum(w * (x - x_mean) ** 2 for w, x, _ in points)
+        sxy += sum(w * (x - x_mean) * (y - y_mean) for w, x, y in points)
     exponent = PRIOR_EXPONENT
-    if len(pairs) >= 3 and sxx > 1e-12:
-        slope = sum(w * (x - x_mean) * (y - y_mean) for w, x, y in zip(weights, xs, ys)) / sxx
-        residual = sum(w * (y - y_mean - slope * (x - x_mean)) ** 2 for w, x, y in zip(weights, xs, ys))
-        noise = max(residual / (total - 2) if total > 2 else residual, _MIN_NOISE_VARIANCE)
+    degrees = sum(w for w, _, _ in centred) - len(groups) - 1  # weights count seeds; one intercept per group
+    if sxx > 1e-12 and len(pairs) > len(groups) + 1 and degrees > 0:
+        slope = sxy / sxx
+        noise = max(sum(w * (y - slope * x) ** 2 for w, x, y in centred) / degrees, _MIN_NOISE_VARIANCE)
         # Posterior mean of a slope with prior N(PRIOR_EXPONENT, PRIOR_EXPONENT_SD^2) and a likelihood of
         # precision sxx / noise around the least-squares slope.
         data_precision, prior_precision = sxx / noise, 1.0 / PRIOR_EXPONENT_SD ** 2
         exponent = (data_precision * slope + prior_precision * PRIOR_EXPONENT) / (data_precision + prior_precision)
     exponent = min(max(exponent, 0.0), MAX_EXPONENT)
-    fitted = sum(task.seeds * math.exp(exponent * task.log_work) for task, _ in pairs)
-    return MethodFit(scale=sum(seconds for _, seconds in pairs) / fitted, exponent=exponent, tasks=len(pairs))
+    measured: dict[Hashable, float] = {}
+    fitted: dict[Hashable, float] = {}
+    for task, seconds in pairs:
+        measured[task.group] = measured.get(task.group, 0.0) + seconds
+        fitted[task.group] = fitted.get(task.group, 0.0) + task.seeds * math.exp(exponent * task.log_work)
+    return MethodFit(scale=sum(measured.values()) / sum(fitted.values()), exponent=exponent, tasks=len(pairs),
+                     group_scales={group: measured[group] / fitted[group] for group in measured})
 
 
 class TimeLeftEstimator:
