@@ -9,7 +9,9 @@ Afterwards, with the actual total ``T`` (the moment the last task finished):
 * the predicted total at a task's completion is ``elapsed + seconds left``;
 * its ratio to ``T`` is read at 25%, 50% and 75% of ``T`` (the estimate shown then:
   the one made at the last completion before that moment);
-* the worst ratio after the first 10% of ``T`` (the one farthest from 1 in factors).
+* the worst ratio after the first 10% of ``T`` (the one farthest from 1 in factors);
+* the share of the time after the first 10% during which the estimate shown was within
+  1.5x of the truth.
 
 The old estimate (before issue 30, item 5: the share of the tasks' static ``cost``
 done, extrapolated as ``elapsed / share``) is computed from the same run: the order
@@ -18,7 +20,7 @@ one transaction each) and the static costs from the plan. Both estimates therefo
 the same run on the same machine.
 
     python benchmarks/eta_accuracy.py                     # figure3 and theory-depth, about 10 min
-    python benchmarks/eta_accuracy.py --section           # the RESULTS.md section from the JSON
+    python benchmarks/eta_accuracy.py --section [JSON]    # the RESULTS.md section of a saved run
 
 Writes ``benchmarks/results/eta_accuracy.json``.
 """
@@ -82,6 +84,17 @@ def _ratios(trace: list[dict], total: float, predicted: str) -> dict:
     worst = max(settled, key=lambda point: _factor(point[predicted] / total))
     return {"at": at, "worst_after_10%": worst[predicted] / total,
             "worst_at_elapsed_share": worst["elapsed"] / total}
+
+
+def share_within(trace: list[dict], total: float, predicted: str, factor: float = TARGET) -> float:
+    """The share of the time after SETTLED of ``total`` during which the estimate shown (each one until the next
+    task finished) was within ``factor`` of the truth."""
+    inside = 0.0
+    for point, after in zip(trace, trace[1:]):
+        start, end = max(point["elapsed"], SETTLED * total), after["elapsed"]
+        if end > start and _factor(point[predicted] / total) <= factor:
+            inside += end - start
+    return inside / ((1 - SETTLED) * total)
 
 
 def measure(name: str) -> dict:
@@ -164,8 +177,9 @@ def section(data: dict) -> str:
         f"25/50/75% of the actual time, and the worst after the first 10%. Target: within {TARGET}x "
         "(0.67 to 1.5). Old: elapsed / share of the static task cost done (the estimate before this change), "
         "computed from the same run. Raw trace: `results/eta_accuracy.json`.", "",
-        "| sweep | actual | estimate | 25% | 50% | 75% | worst after 10% (at) | within 1.5x at 25/50/75% |",
-        "|---|---:|---|---:|---:|---:|---:|---|"]
+        "| sweep | actual | estimate | 25% | 50% | 75% | worst after 10% (at) | within 1.5x at 25/50/75% | "
+        "time within 1.5x after 10% |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for sweep in data["sweeps"]:
         for label in ("old", "new"):
             part = sweep[label]
@@ -175,7 +189,8 @@ def section(data: dict) -> str:
                 f"| {sweep['sweep']} | {sweep['actual_total_seconds']:.0f} s | {label} | "
                 + " | ".join(_fmt(value) for value in at.values())
                 + f" | {_fmt(part['worst_after_10%'])} ({100 * part['worst_at_elapsed_share']:.0f}%) | "
-                f"{'yes' if held else 'no'} |")
+                f"{'yes' if held else 'no'} | "
+                f"{100 * share_within(sweep['trace'], sweep['actual_total_seconds'], label + '_total'):.0f}% |")
     lines.append("")
     for sweep in data["sweeps"]:
         methods = ", ".join(f"{method}: {entry['tasks']} tasks, {entry['compute_seconds']:.0f} compute s, first "
@@ -189,10 +204,11 @@ def section(data: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweeps", nargs="+", default=list(SWEEPS))
-    parser.add_argument("--section", action="store_true", help="print the RESULTS.md section of the saved JSON")
+    parser.add_argument("--section", nargs="?", const=OUTPUT, type=Path, metavar="JSON",
+                        help="print the RESULTS.md section of a saved run (default: the last one)")
     args = parser.parse_args()
     if args.section:
-        print(section(json.loads(OUTPUT.read_text())), end="")
+        print(section(json.loads(args.section.read_text())), end="")
         return
     data = {"machine": machine(), "commit": _commit(), "cpu_count": os.cpu_count(),
             "note": "shared machine: other processes (tests of other worktrees) ran on the same cores",
