@@ -188,7 +188,7 @@ class TimeLeftEstimator:
     Args:
         tasks: Every task still to run, by a name the caller reports it finished under.
 
-    >>> estimator = TimeLeftEstimator({"a": TaskSize("gd", 10.0), "b": TaskSize("gd", 10.0)})
+    >>> estimator = TimeLeftEstimator({"a": TaskSize("mine", 10.0), "b": TaskSize("mine", 10.0)})
     >>> estimator.estimate(elapsed=1.0) is None   # nothing finished: no number
     True
     >>> estimator.finished("a", seconds=2.0)
