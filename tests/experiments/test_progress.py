@@ -76,7 +76,8 @@ def test_fit_is_the_posterior_mean_of_a_weighted_line_fit():
     slope, intercept = np.polyfit(x, y, 1, w=np.sqrt(weight))  # polyfit weights multiply residuals
     noise = max(np.sum(weight * (y - intercept - slope * x) ** 2) / (weight.sum() - 2), 0.01)
     sxx = np.sum(weight * (x - np.average(x, weights=weight)) ** 2)
-    expected = (sxx / noise * slope + PRIOR_EXPONENT / PRIOR_EXPONENT_SD ** 2) / (sxx / noise + 1 / PRIOR_EXPONENT_SD ** 2)
+    prior = 1 / PRIOR_EXPONENT_SD ** 2
+    expected = (sxx / noise * slope + prior * PRIOR_EXPONENT) / (sxx / noise + prior)
     assert fit.exponent == pytest.approx(expected, rel=1e-10)
     assert fit.scale == pytest.approx(seconds.sum() / np.sum(seeds * works ** expected), rel=1e-10)
     assert fit.tasks == works.size
