@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -212,3 +213,75 @@ def test_a_sweep_killed_by_sigkill_loses_at_most_the_runs_in_flight(tmp_path):
     planned = len(plan_sweep(config).keys)
     outcome = run_sweep(config, out_dir=out, progress=False)
     assert outcome.stored_before == check.intact and outcome.ran_rows == planned - check.intact
+
+
+KEEPING = TINY.replace("gd: {lr: 1.0e-2, steps: 20, init_scale: 1.0e-3}",
+                       "gd: {lr: 1.0e-2, steps: 20, init_scale: 1.0e-3, trajectory_every: 5}")
+
+
+@pytest.fixture(scope="module")
+def finished_with_arrays(tmp_path_factory):
+    """The tiny sweep with GD's trajectories kept: its runs' arrays are part of their results."""
+    folder = tmp_path_factory.mktemp("arrays")
+    config = load_sweep(write_config(folder, KEEPING))
+    out = folder / "out"
+    run_sweep(config, out_dir=out, progress=False)
+    with ResultsStore(out, create=False) as store:
+        arrays = {key: {name: value.tolist() for name, value in kept.items()} for key, kept in store.arrays().items()}
+    assert len(arrays) == 12  # 2 activations x 2 widths x 3 seeds of GD
+    return config, out, arrays
+
+
+def _arrays(out: Path) -> dict:
+    with ResultsStore(out, create=False) as store:
+        return {key: {name: value.tolist() for name, value in kept.items()} for key, kept in store.arrays().items()}
+
+
+def _same_arrays(found: dict, expected: dict) -> None:
+    """The arrays of every run, a rerun's to 1e-9 relative: GD reruns one seed alone where the first run batched a
+    point's three seeds, and a batch agrees with separate runs to 1e-9, not bit for bit
+    (tests/optimizers/test_gradient.py::test_batch_equals_separate_runs)."""
+    assert found.keys() == expected.keys()
+    for key, kept in expected.items():
+        assert found[key].keys() == kept.keys()
+        for name, values in kept.items():
+            np.testing.assert_allclose(found[key][name], values, rtol=1e-9, atol=1e-15, err_msg=f"{key} {name}")
+
+
+@pytest.mark.parametrize("damage", ["one run's arrays deleted", "the arrays table dropped"])
+def test_a_run_whose_arrays_were_lost_is_detected_and_rerun(finished_with_arrays, tmp_path, damage):
+    """A row records its arrays' checksum: a run whose arrays are gone is incomplete, never used, and reruns."""
+    config, undamaged, arrays = finished_with_arrays
+    out = tmp_path / "out"
+    shutil.copytree(undamaged, out)
+    key = sorted(arrays)[0]
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    with connection:
+        if damage == "the arrays table dropped":
+            connection.execute("DROP TABLE arrays")
+        else:
+            connection.execute("DELETE FROM arrays WHERE run_key = ?", (key,))
+    connection.close()
+    check = check_store(out)
+    lost = 12 if damage == "the arrays table dropped" else 1
+    assert not check.ok and len(check.damaged) == lost
+    assert check.damaged[key] == "its arrays are missing"
+    outcome = run_sweep(config, out_dir=out, progress=False)
+    assert outcome.ran_rows == lost
+    _same_arrays(_arrays(out), arrays)
+
+
+def test_repair_drops_a_run_whose_arrays_it_could_not_reach(finished_with_arrays, tmp_path):
+    config, undamaged, arrays = finished_with_arrays
+    out = tmp_path / "out"
+    shutil.copytree(undamaged, out)
+    key = sorted(arrays)[1]
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    with connection:
+        connection.execute("DELETE FROM arrays WHERE run_key = ?", (key,))
+    connection.close()
+    repaired = repair_store(out)
+    assert repaired.damaged == {key: "its arrays were lost"} and check_store(out).ok
+    outcome = run_sweep(config, out_dir=out, progress=False)
+    assert outcome.ran_rows == 1
+    _same_arrays(_arrays(out), arrays)

@@ -197,13 +197,20 @@ class ResultRow:
     arrays: bytes | None = None
 
     def values(self) -> tuple:
-        """The row's column values in :data:`_COLUMNS` order, its checksum last."""
+        """The row's column values in :data:`_COLUMNS` order, its checksum last.
+
+        A row with arrays records their checksum in its diagnostics (``arrays_checksum``), so a run whose arrays
+        were lost (a damaged page, a repair that could not reach them) is known to be incomplete and reruns.
+        """
+        diagnostics = self.diagnostics
+        if self.arrays is not None:
+            diagnostics = {**diagnostics, "arrays_checksum": _blob_checksum(self.arrays)}
         checked = (
             self.sweep, self.scale, self.method, self.method_type, self.point,
             json.dumps(self.x), _dumps(self.coords), self.seed, self.status,
             _finite(self.metrics.get("gen_loss")), _finite(self.standard_errors.get("gen_loss")),
             _finite(self.metrics.get("train_loss")), _dumps(self.metrics), _dumps(self.standard_errors),
-            _dumps(self.diagnostics), _dumps(self.config), self.seconds, self.started_at, self.finished_at,
+            _dumps(diagnostics), _dumps(self.config), self.seconds, self.started_at, self.finished_at,
             self.volumelab_version, self.torch_version, self.results_version,
         )
         return (self.run_key, *checked, row_checksum(checked))
@@ -345,13 +352,14 @@ class ResultsStore:
     def verified_raw(self) -> tuple[list[dict], dict[str, bytes], dict[str, str]]:
         """What a copy of this store may take: ``(intact rows as stored, {"run_key", <checked columns>}; their intact
         arrays by run key; the rows and arrays that fail verification, with why)``."""
-        rows, damaged = [], {}
-        for _, key, values, _, _, why in self._checked():
+        rows, damaged, expectations = [], {}, []
+        for _, key, values, decoded, _, why in self._checked():
             if why:
                 damaged[key] = why
             else:
                 rows.append({"run_key": key, **dict(zip(_CHECKED, values))})
-        damaged.update(self._array_failures())
+                expectations.append((key, decoded["diagnostics"]))
+        damaged.update(self._array_failures(expectations))
         rows = [row for row in rows if row["run_key"] not in damaged]
         wanted = {row["run_key"] for row in rows}
         arrays = {_text(key): bytes(data) for key, data in self._connection.execute("SELECT run_key, data FROM arrays")
@@ -359,28 +367,36 @@ class ResultsStore:
         return rows, arrays, damaged
 
     @_guarded
-    def _array_failures(self) -> dict[str, str]:
-        """Run keys whose stored arrays fail their checksum, with why."""
-        failed = {}
+    def _array_failures(self, rows: Iterable[tuple[str, dict | None]]) -> dict[str, str]:
+        """Run keys whose arrays fail: a stored blob whose checksum does not match, or a row (``(run key, its
+        decoded diagnostics)`` of ``rows``) that names the checksum of arrays the store does not hold."""
+        failed, held = {}, {}
         for key, data, checksum in self._connection.execute("SELECT run_key, data, checksum FROM arrays"):
+            key = _text(key) or "?"
             if data is None or _text(checksum) != _blob_checksum(data):
-                failed[_text(key) or "?"] = "its arrays' checksum does not match"
+                failed[key] = "its arrays' checksum does not match"
+            else:
+                held[key] = _text(checksum)
+        for key, diagnostics in rows:
+            expected = (diagnostics or {}).get("arrays_checksum") if isinstance(diagnostics, dict) else None
+            if expected and key not in failed and held.get(key) != expected:
+                failed[key] = "its arrays are missing" if key not in held else "its arrays are not the ones it had"
+        return failed
+
+    def _scan_failures(self, scan: list[tuple[dict | None, str, str | None]]) -> dict[str, str]:
+        """Every failure of a :meth:`_scan`: its rows that fail, and the arrays of its rows that do."""
+        failed = {key: why for row, key, why in scan if row is None}
+        failed.update(self._array_failures((key, row["diagnostics"]) for row, key, _ in scan if row is not None))
         return failed
 
     def damaged_rows(self) -> dict[str, str]:
         """Stored rows (by run key) that fail verification, with why: never used, rerun by the next sweep."""
-        failed = {key: why for row, key, why in self._scan() if row is None}
-        failed.update(self._array_failures())
-        return failed
+        return self._scan_failures(self._scan())
 
     def _intact(self) -> list[dict]:
-        rows, failed = [], {}
-        for row, key, why in self._scan():
-            if row is None:
-                failed[key] = why
-            else:
-                rows.append(row)
-        failed.update(self._array_failures())
+        scan = self._scan()
+        rows = [row for row, _, _ in scan if row is not None]
+        failed = self._scan_failures(scan)
         if failed:
             logger.warning("%s: %d stored rows fail verification and are not used (%s); the next run recomputes "
                            "them ('volumelab store check %s' lists them)", self.path, len(failed),
@@ -404,8 +420,7 @@ class ResultsStore:
         """Delete the rows that fail verification, with the rows stored beside them (a run's own row and its
         extra rows go together), so their runs compute again; returns how many rows went."""
         scan = self._scan()
-        failed = {key: why for row, key, why in scan if row is None}
-        failed.update(self._array_failures())
+        failed = self._scan_failures(scan)
         if not failed:
             return 0
         bases = {key.split(":", 1)[0] for key in failed}
@@ -630,7 +645,19 @@ def _salvage(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], 
     with why, rows found)``."""
     rows, arrays, damaged, found = _salvage_sql(path)
     found = max(found, _salvage_pages(path, rows, arrays, damaged))
-    return rows, arrays, damaged, found
+    kept = []
+    for row in rows:  # a run whose arrays were not reached is incomplete: it reruns
+        try:
+            expected = (json.loads(row["diagnostics"]) or {}).get("arrays_checksum")
+        except (TypeError, ValueError, AttributeError):
+            expected = None
+        data = arrays.get(row["run_key"])
+        if expected and (data is None or _blob_checksum(data) != expected):
+            damaged[row["run_key"]] = "its arrays were lost"
+            arrays.pop(row["run_key"], None)
+        else:
+            kept.append(row)
+    return kept, arrays, damaged, found
 
 
 def _salvage_sql(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, str], int]:
