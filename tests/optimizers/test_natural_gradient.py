@@ -293,3 +293,156 @@ def test_a_damping_schedule_solves_each_step_with_its_own_damping():
                          (dict(damping=1e-3, damping_min=1e-2), "damping_min")):
         with pytest.raises(vl.OptimizerError, match=message):
             vl.NaturalGradientDescent(lr=0.1, **bad)
+
+
+# ---------------------------------------------------------------- the batched path against the per-run loop
+from volumelab.models import DiagonalNetwork  # noqa: E402
+from volumelab.optimizers.natural_gradient import (  # noqa: E402
+    _dual,
+    _solve_positive_semidefinite,
+    _symmetric_dual,
+    natural_gradient_directions,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerRunNGD(vl.NaturalGradientDescent):
+    """NGD solving one run at a time (the plain path the batched one is checked against)."""
+
+    per_run_solves = True
+
+
+def relative_error(actual, expected):
+    return float((actual - expected).norm() / expected.norm())
+
+
+@pytest.mark.parametrize("with_zeros", [False, True])
+@pytest.mark.parametrize("damping", [1e-1, 1e-4])
+def test_the_symmetric_dual_is_the_non_symmetric_one(with_zeros, damping):
+    """d = J^T v with (H^1/2 K H^1/2 + lambda) u = H^+1/2 e - H^1/2 K v_Z, v = H^1/2 u + v_Z, against the LU solve of
+    (diag(h) J J^T + lambda I) v = e (`_dual`), on random J, h, e; h with exact zeros where e is not zero, and h
+    spanning 12 orders of magnitude (the LU form's rows shrink with h, the symmetric form's scale does not)."""
+    generator = make_generator(7, "test")
+    size, m, p = 4, 12, 30
+    jacobian = torch.randn(size, m, p, generator=generator, dtype=torch.float64)
+    second = 10.0 ** (-12 * torch.rand(size, m, generator=generator, dtype=torch.float64))
+    if with_zeros:
+        second[:, ::3] = 0.0
+    first = torch.randn(size, m, generator=generator, dtype=torch.float64)
+    considered = torch.ones(size, dtype=torch.bool)
+    directions, failures = _symmetric_dual(jacobian, second, first, damping, considered)
+    assert failures == {}
+    for run in range(size):
+        expected = _dual(jacobian[run], second[run], first[run], damping)
+        assert relative_error(directions[run], expected) <= 1e-10
+
+
+def test_the_symmetric_dual_fails_where_the_undamped_system_is_singular():
+    """h_i = 0 makes a zero row: singular without damping (the LU form's check says the same), and singular
+    relative to its scale with a damping 1e-20 of it (which the LU form, checking only damping == 0, let through)."""
+    generator = make_generator(8, "test")
+    jacobian = torch.randn(2, 5, 9, generator=generator, dtype=torch.float64)
+    second = torch.ones(2, 5, dtype=torch.float64)
+    second[1, 2] = 0.0
+    first = torch.randn(2, 5, generator=generator, dtype=torch.float64)
+    for damping in (0.0, 1e-20):
+        directions, failures = _symmetric_dual(jacobian, second, first, damping, torch.ones(2, dtype=torch.bool))
+        assert list(failures) == [1] and "singular relative to its scale" in failures[1]
+        assert ("set damping > 0" if damping == 0 else "raise the damping") in failures[1]
+        assert relative_error(directions[0], _dual(jacobian[0], second[0], first[0], damping)) <= 1e-10
+
+
+def test_a_cholesky_failure_falls_back_to_lu():
+    """An indefinite (not PSD) but regular system with significant damping skips the eigenvalue check; Cholesky
+    reports a non-positive pivot and LU solves it."""
+    system = torch.tensor([[[1.0, 2.0], [2.0, 1.0]], [[2.0, 0.0], [0.0, 3.0]]], dtype=torch.float64)
+    rhs = torch.tensor([[1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    expected = torch.linalg.solve(system + 0.5 * torch.eye(2, dtype=torch.float64), rhs)
+    solution, failures = _solve_positive_semidefinite(system.clone(), rhs, 0.5, torch.ones(2, dtype=torch.bool),
+                                                      "system", "why")
+    assert failures == {}
+    torch.testing.assert_close(solution, expected, rtol=1e-14, atol=0)
+
+
+def _batch_cases():
+    sensing = [vl.make_sensing(5, 5, 1, 15, seed=s) for s in range(3)]
+    completion = vl.make_completion(5, 5, 1, 12, seed=0)
+    digits = make_supervised("digits", 30, seed=0)
+    teacher = [make_supervised("teacher", 20, seed=s, num_features=6) for s in range(3)]
+    sparse = make_supervised("sparse_teacher", 15, seed=0, num_features=12, num_test=20)
+    return {
+        "factorization linear d2": ([sensing[0]], vl.FactorizationModel(5, 5, 4, 2), "train"),
+        "factorization tanh d3, one problem per run": (sensing, vl.FactorizationModel(5, 5, 3, 3, "tanh"), "train"),
+        "factorization output Fisher, one problem per run": (sensing, vl.FactorizationModel(5, 5, 4, 2), "output"),
+        "completion leaky_relu d2": ([completion], vl.FactorizationModel(5, 5, 4, 2, "leaky_relu"), "train"),
+        "MLP logistic": ([digits], MLPModel(digits.num_features, 5, 2, "tanh"), "train"),
+        "MLP squared, one data set per run": (teacher, MLPModel(6, 8, 3, "tanh"), "train"),
+        "diagonal network logistic": ([sparse], DiagonalNetwork(12, 3), "train"),
+    }
+
+
+@pytest.mark.parametrize("solve", ["dense", "dual", "cg"])
+@pytest.mark.parametrize("case", list(_batch_cases()))
+def test_batched_directions_equal_the_per_run_function(case, solve):
+    """natural_gradient_directions (one Jacobian and one factorization for the batch) against
+    natural_gradient_direction run by run, float64: within 1e-10 relative for dense and dual, and for CG within
+    1e-10 too at a CG tolerance of 1e-13 (both stop on the same residual, reached in the same iterations)."""
+    problems, model, fisher = _batch_cases()[case]
+    size = 3
+    problems = problems if len(problems) == size else problems * size
+    objective = _objective_for(model, problems, torch.device("cpu"), torch.float64)
+    generator = make_generator(9, "test")
+    params = torch.randn(size, model.num_parameters, generator=generator, dtype=torch.float64) * 0.5
+    _train, gradient = objective.train_loss_and_gradient(params.clone())
+    gradient = gradient.clone()
+    active = torch.ones(size, dtype=torch.bool)
+    settings = dict(damping=1e-3, solve=solve, fisher=fisher, cg_tol=1e-13)
+    directions, failures, method = natural_gradient_directions(objective, params, gradient, active, **settings)
+    assert failures == {} and method == solve
+    for run in range(size):
+        expected, used = natural_gradient_direction(objective, params[run], gradient[run], run, **settings)
+        assert used == solve
+        assert relative_error(directions[run], expected) <= 1e-10, run
+
+
+def test_in_a_batch_each_run_fails_alone():
+    """Run 1 at zero parameters (J = 0: the undamped dual system is zero) fails as singular, run 2 with NaN
+    parameters as non-finite; runs 0 and 3 get the per-run function's directions, and a stopped run (4) a zero row."""
+    problem = vl.make_sensing(5, 5, 1, 15, seed=0)
+    model = vl.FactorizationModel(5, 5, 5, 2)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    params = torch.randn(5, model.num_parameters, generator=make_generator(10, "test"), dtype=torch.float64)
+    params[1] = 0.0
+    params[2, 3] = torch.nan
+    gradient = torch.randn(5, model.num_parameters, generator=make_generator(11, "test"), dtype=torch.float64)
+    active = torch.tensor([True, True, True, True, False])
+    for solve in ("dual", "dense", "cg"):
+        directions, failures, _ = natural_gradient_directions(objective, params, gradient, active, damping=0.0,
+                                                              solve=solve)
+        if solve == "dual":
+            assert sorted(failures) == [1, 2] and "singular" in failures[1] and "non-finite" in failures[2]
+            for run in (0, 3):
+                expected, _ = natural_gradient_direction(objective, params[run], gradient[run], run, damping=0.0,
+                                                         solve=solve)
+                assert relative_error(directions[run], expected) <= 1e-10
+        else:  # 50 parameters, 15 outputs: the undamped Gauss-Newton matrix is singular in every run
+            assert sorted(failures) == [0, 1, 2, 3]
+        assert bool((directions[[1, 2, 4]] == 0).all())
+
+
+@pytest.mark.parametrize("solve", ["dense", "dual", "cg"])
+def test_batched_ngd_runs_equal_per_run_ngd_runs(solve):
+    """Whole runs (4 seeds, 15 steps): the batched path's final layers and histories agree with the per-run loop's
+    to 1e-10 relative (CG: both stop on relative residual 1e-13, then agree to 1e-10 as well)."""
+    cases = [(vl.make_sensing(5, 5, 1, 15, seed=0), vl.FactorizationModel(5, 5, 5, 2, "tanh")),
+             (make_supervised("digits", 30, seed=0), MLPModel(64, 4, 2, "tanh"))]
+    for problem, model in cases:
+        settings = dict(lr=0.2, init_scale=0.5, damping=1e-3, solve=solve, cg_tol=1e-13, log_every=5)
+        batched = vl.NaturalGradientDescent(**settings).run_batch([problem], model, 15, range(4), observers=KEEP)
+        loop = PerRunNGD(**settings).run_batch([problem], model, 15, range(4), observers=KEEP)
+        for a, b in zip(batched, loop):
+            assert a.status == b.status == "completed"
+            for name in a.arrays:
+                expected = torch.as_tensor(b.arrays[name])
+                assert relative_error(torch.as_tensor(a.arrays[name]), expected) <= 1e-10, name
+            assert a.history["train_loss"] == pytest.approx(b.history["train_loss"], rel=1e-10)

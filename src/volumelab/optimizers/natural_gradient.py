@@ -22,15 +22,30 @@ momentum and the adaptive step compose with it. Three solves of the same system:
   for either.
 
 ``auto`` picks ``dual`` when there are fewer training outputs than parameters and
-``dense`` otherwise. A solve that fails (a singular system without damping, CG out of
-its iteration budget, non-finite numbers) stops that run with status
+``dense`` otherwise. A solve that fails (a system singular relative to its scale, CG out
+of its iteration budget, non-finite numbers) stops that run with status
 ``"solve_failed"`` and the reason in its diagnostics; it never returns a made-up step.
+
+The runs of a batch are solved together (:func:`natural_gradient_directions`), as GD
+batches its seeds: one Jacobian call per step for all runs (a vector-Jacobian product
+``vmap``-ed over the output directions through the batched forward pass; on supervised
+data the per-example gradients, ``vmap``-ed over the inputs), one batched Cholesky
+factorization of the dense ``J^T H J + lambda I`` or of the symmetrized dual
+``H^1/2 J J^T H^1/2 + lambda I`` (:func:`_symmetric_dual`: the same ``d`` as the
+non-symmetric ``diag(h) J J^T`` in exact arithmetic, without its rows shrinking with
+``h``), and CG iterated for every run at once. A run whose system is not finite or is
+singular relative to its scale, or whose CG stalls, fails alone; the other runs' numbers
+are those they would have alone (to rounding: tested to 1e-10 in float64 against the
+per-run path, :func:`natural_gradient_direction`, kept as the plain reference and
+selectable with :attr:`NaturalGradientDescent.per_run_solves`). Measured in
+``benchmarks/ngd_solves.py``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -39,12 +54,14 @@ from ..errors import OptimizerError
 from .gradient import GradientDescent, register_trainer
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "damping_at", "natural_gradient_direction", "scale_by_natural_gradient"]
+__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "damping_at", "natural_gradient_direction",
+           "natural_gradient_directions", "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
-#: Without damping, a system whose smallest singular value is at most this share of its
-#: largest is treated as singular (dense and dual alike).
+#: A system whose smallest singular value is at most this share of its largest is treated as
+#: singular: without damping on the per-run path; on the batched path, the damped system's
+#: (so also where the damping is negligible next to the system's scale).
 _SINGULAR_RTOL = 1e-12
 
 
@@ -102,7 +119,12 @@ def _pick(solve: str, num_outputs: int, num_parameters: int) -> str:
 def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.Tensor, run: int, *,
                                damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                                cg_max_iter: int | None = None, fisher: str = "train") -> tuple[torch.Tensor, str]:
-    """``(G + damping I)^{-1} gradient`` for run ``run``, and the solve used.
+    """``(G + damping I)^{-1} gradient`` for run ``run``, and the solve used: the plain per-run path.
+
+    One ``jacrev`` per call, the dual by LU of the non-symmetric ``diag(h) J J^T + lambda I``
+    and the singularity check at ``damping == 0`` only: the code NGD ran before its runs
+    were batched, kept as the reference :func:`natural_gradient_directions` is tested and
+    benchmarked against.
 
     Args:
         objective: GD's objective (its model, task tensors and parameter layout).
@@ -202,6 +224,317 @@ def _cg(function, params, gradient, second, damping, tolerance, max_iter):
                       "or the iteration budget")
 
 
+# ------------------------------------------------------------------ batched (the default path)
+def _train_outputs_of(tensors, outputs: torch.Tensor) -> torch.Tensor:
+    """``tensors.train_outputs`` of a batch of runs' outputs ``(S, N)``: ``(S, m)``, each run with its own
+    operator or data when the tensors are stacked (a plain ``matmul`` would broadcast every run against every
+    operator)."""
+    if tensors.stacked:
+        return tensors.train_outputs(outputs.unsqueeze(-2)).squeeze(-2)
+    return tensors.train_outputs(outputs)
+
+
+def _batched_outputs_function(objective, fisher: str):
+    """``(layers -> z (S, m), tensors)``: what the Fisher is taken over, for every run of the batch at once, as a
+    function of the layers ``(S, out, in)`` (:meth:`objective.layers` of the ``(S, P)`` parameters).
+
+    Row ``s`` of ``z`` depends on run ``s``'s layers only (the models' forward passes are
+    batched over the run axis), so the Jacobian of row ``s`` in run ``s``'s parameters is run
+    ``s``'s Jacobian (:func:`_outputs_function`, one run). Differentiating the layers rather
+    than the flat parameters spares autograd a zero-filled ``(S, P)`` gradient per layer
+    (the backward of slicing) and the sum of them, per output direction.
+    """
+    model = objective.model
+    if fisher == "output":
+        tensors = objective.tensors
+
+        def all_outputs(*layers: torch.Tensor) -> torch.Tensor:
+            return model.outputs(list(layers), tensors).flatten(1)
+
+        return all_outputs, tensors
+    training = objective.tensors.training_view()
+
+    def train_outputs(*layers: torch.Tensor) -> torch.Tensor:
+        return _train_outputs_of(training, model.outputs(list(layers), training))
+
+    return train_outputs, training
+
+
+def _batched_derivatives(tensors, outputs: torch.Tensor, fisher: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/dz, h)``, each ``(S, m)``: :func:`_derivatives` for every run at once."""
+    if fisher == "train":
+        return tensors.loss_derivatives(outputs)
+    train, pullback = torch.func.vjp(lambda values: _train_outputs_of(tensors, values), outputs)
+    first, _second = tensors.loss_derivatives(train)
+    return pullback(first)[0], torch.ones_like(outputs)
+
+
+def _flat(per_layer, leading: int) -> torch.Tensor:
+    """Per-layer gradients ``(..., S, out, in)`` joined into ``(..., S, P)`` (the parameters' layout)."""
+    return torch.cat([part.flatten(leading) for part in per_layer], -1)
+
+
+def _batched_jacobian(function, layers: list[torch.Tensor]) -> torch.Tensor:
+    """``J (S, m, P)``: every run's Jacobian from one vector-Jacobian product ``vmap``-ed over the ``m`` output
+    directions (``jacrev``'s construction, with the runs of the batch as one more axis).
+
+    The cotangent of direction ``i`` is ``e_i`` in every run at once: since run ``s``'s outputs
+    depend on its own parameters only, the pulled-back row ``s`` is row ``i`` of run ``s``'s
+    Jacobian, and no cross-run block (``S^2 m P`` numbers) is ever formed.
+    """
+    outputs, pullback = torch.func.vjp(function, *layers)
+    size, count = outputs.shape
+    basis = torch.eye(count, dtype=outputs.dtype, device=outputs.device).unsqueeze(1).expand(count, size, count)
+    per_layer = torch.func.vmap(pullback)(basis)  # each (m, S, out, in)
+    return _flat(per_layer, 2).transpose(0, 1)
+
+
+def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    """``J (S, N, P)``: every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set
+    per run), for a model on supervised data (``tensors``: its task's).
+
+    Such a model's output at ``x_i`` depends on ``x_i`` alone, so its Jacobian is the
+    per-example gradients: one vector-Jacobian product per input, ``vmap``-ed over the
+    inputs, each costing one forward and backward pass on one point (``N`` points: about
+    one pass over the data), where a ``jacrev`` of the outputs on all ``N`` points at once
+    costs ``N`` passes over all ``N`` points.
+    """
+
+    def gradients_at(point: torch.Tensor):  # point (d,) or (S, d)
+        at_point = tensors.on_inputs(point.unsqueeze(-2))
+
+        def output(*values: torch.Tensor) -> torch.Tensor:
+            return model.outputs(list(values), at_point).squeeze(-1)  # (S,)
+
+        value, pullback = torch.func.vjp(output, *layers)
+        return pullback(torch.ones_like(value))  # each (S, out, in)
+
+    per_layer = torch.func.vmap(gradients_at, in_dims=0 if inputs.ndim == 2 else 1)(inputs)  # each (N, S, out, in)
+    return _flat(per_layer, 2).transpose(0, 1)
+
+
+def _solve_positive_semidefinite(system: torch.Tensor, rhs: torch.Tensor, damping: float, considered: torch.Tensor,
+                                 name: str, why: str) -> tuple[torch.Tensor, dict[int, str]]:
+    """``(system + damping I)^{-1} rhs`` for a batch of Gram matrices (symmetric positive semi-definite), by
+    Cholesky.
+
+    Args:
+        system: ``(S, k, k)`` Gram matrices ``B B^T`` (only the lower triangle is read; it is
+            damped in place).
+        rhs: ``(S, k)``.
+        damping: ``lambda >= 0``.
+        considered: ``(S,)`` bool, the runs to solve.
+        name, why: Words for the failure messages.
+
+    Returns:
+        ``(solution (S, k), failures)``: ``failures`` maps a run to the reason its system could
+        not be solved; its row of ``solution``, like those of runs not considered, is meaningless.
+
+    A run's system fails when it is not finite (a Gram matrix is finite exactly when its
+    trace is: ``|B_i . B_j| <= sqrt(B_i . B_i  B_j . B_j)``), or when it is singular *relative to
+    its scale*: its damped condition number ``(mu_max + lambda) / (mu_min + lambda)`` is
+    ``1 / _SINGULAR_RTOL`` or more (``mu`` the eigenvalues of ``system``). The eigenvalues are
+    computed only where that can happen, i.e. where ``lambda <= rtol (trace + lambda)``
+    (``trace >= mu_max``): at ``lambda = 0`` and wherever ``lambda`` is negligible next to the
+    system. Cholesky (``torch.linalg.cholesky_ex``) then factors the damped system. Should
+    it report a non-positive pivot anyway (rounding, on a system near the threshold), that
+    run falls back to LU with partial pivoting (``torch.linalg.solve_ex``) of the same
+    system, and fails only if LU reports it singular too.
+    """
+    count = system.shape[-1]
+    failures: dict[int, str] = {}
+    diagonal = torch.diagonal(system, dim1=-2, dim2=-1)
+    trace = diagonal.sum(-1)
+    finite = torch.isfinite(trace) & torch.isfinite(rhs).all(1)
+    for run in (considered & ~finite).nonzero().flatten().tolist():
+        failures[run] = f"the {name} has non-finite entries"
+    usable = considered & finite
+    check = usable & (damping <= _SINGULAR_RTOL * (trace + damping))
+    if bool(check.any()):
+        indices = check.nonzero().flatten()
+        eigenvalues = torch.linalg.eigvalsh(system[indices])  # ascending
+        smallest, largest = eigenvalues[:, 0] + damping, eigenvalues[:, -1] + damping
+        for run, low, high in zip(indices.tolist(), smallest.tolist(), largest.tolist()):
+            if not low > _SINGULAR_RTOL * high:
+                advice = "set damping > 0" if damping == 0 else "raise the damping"
+                failures[run] = (f"the {name} ({count} x {count}) is singular relative to its scale "
+                                 f"(smallest eigenvalue {low:.3g}, largest {high:.3g}; {why}); {advice}")
+                usable[run] = False
+    if not bool(usable.all()):
+        # Runs not solved get the identity: nothing they hold can fail or slow the batch.
+        skipped = ~usable
+        system[skipped] = torch.eye(count, dtype=system.dtype, device=system.device)
+        rhs = rhs.masked_fill(skipped.unsqueeze(1), 0.0)
+    if damping:
+        diagonal.add_(damping)
+    factor, info = torch.linalg.cholesky_ex(system)
+    solution = torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1)
+    fallback = usable & (info != 0)
+    if bool(fallback.any()):
+        indices = fallback.nonzero().flatten()
+        lu_solution, lu_info = torch.linalg.solve_ex(system[indices], rhs[indices])
+        solution[indices] = lu_solution
+        for run, bad in zip(indices.tolist(), (lu_info != 0).tolist()):
+            if bad:
+                failures[run] = f"the damped {name} is singular; raise the damping"
+    return solution, failures
+
+
+def _symmetric_dual(jacobian: torch.Tensor, second: torch.Tensor, first: torch.Tensor, damping: float,
+                    considered: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
+    """The dual solve with the symmetric system ``H^1/2 J J^T H^1/2``, for a batch: ``(d (S, P), failures)``.
+
+    The dual's ``d = J^T v`` with ``(H J J^T + lambda I) v = e`` (:func:`_dual`, ``H = diag(h)``,
+    ``h >= 0``). Split the outputs into ``P = {h_i > 0}`` and ``Z = {h_i = 0}`` and write
+    ``S = H^1/2``, ``K = J J^T``. The rows of ``Z`` read ``lambda v_Z = e_Z``, so
+    ``v_Z = e_Z / lambda``; the rows of ``P`` read
+    ``(H_P K_PP + lambda) v_P = e_P - H_P K_PZ v_Z``, and since
+    ``H_P K_PP + lambda = S_P (S_P K_PP S_P + lambda) S_P^{-1}``:
+
+        (S K S + lambda I) u = S^+ e - S K v_Z,      v = S u + v_Z,      d = J^T v,
+
+    with ``S^+`` the pseudo-inverse of ``S`` (``1 / sqrt(h_i)`` on ``P``, 0 on ``Z``). The system is
+    symmetric positive semi-definite, so Cholesky factors it, and its scale does not
+    shrink with ``h`` as ``H K``'s rows do. In exact arithmetic ``d`` is the non-symmetric
+    dual's. Where some ``h_i = 0`` the undamped system is singular (a zero row), as the
+    non-symmetric one is: that run fails unless ``lambda`` is significant.
+    """
+    root = second.sqrt()  # a negative curvature gives NaN: that run fails as non-finite
+    positive = second > 0
+    kernel = jacobian @ jacobian.mT  # K = J J^T, (S, m, m)
+    system = root.unsqueeze(-1) * kernel * root.unsqueeze(-2)  # S K S
+    rhs = torch.where(positive, first / torch.where(positive, root, 1.0), 0.0)  # S^+ e
+    zero_part = None
+    if damping > 0:
+        on_zeros = torch.where(positive, 0.0, first)
+        if bool((on_zeros != 0).any()):
+            zero_part = on_zeros / damping  # v_Z
+            rhs = rhs - root * (kernel @ zero_part.unsqueeze(-1)).squeeze(-1)
+    solution, failures = _solve_positive_semidefinite(
+        system, rhs, damping, considered, "output-space system",
+        "more training outputs than parameters, a rank-deficient Jacobian, or outputs of zero curvature")
+    coefficients = root * solution if zero_part is None else root * solution + zero_part
+    return (jacobian.mT @ coefficients.unsqueeze(-1)).squeeze(-1), failures
+
+
+def _batched_dense(jacobian, second, gradient, damping, considered):
+    scaled = second.sqrt().unsqueeze(-1) * jacobian  # H^1/2 J
+    system = scaled.mT @ scaled  # G = J^T H J, (S, P, P)
+    return _solve_positive_semidefinite(system, gradient, damping, considered, "Gauss-Newton matrix",
+                                        "more parameters than training outputs, or a degenerate point")
+
+
+def _batched_cg(function, layers, gradient, second, damping, tolerance, max_iter, considered):
+    """Conjugate gradients for every run at once (:func:`_cg`'s iteration, one per run): ``(d (S, P), failures)``.
+
+    One Jacobian-vector and one vector-Jacobian product per iteration serve the whole
+    batch; each run keeps its own step sizes and stops on its own residual, exactly as
+    alone (a run that has converged, or failed, takes steps of size 0 after).
+    """
+    _outputs, pullback = torch.func.vjp(function, *layers)
+    shapes = [layer.shape for layer in layers]
+    sizes = [layer[0].numel() for layer in layers]
+
+    def product(vectors: torch.Tensor) -> torch.Tensor:
+        tangents = tuple(part.reshape(shape) for part, shape in zip(vectors.split(sizes, -1), shapes))
+        _, pushed = torch.func.jvp(function, tuple(layers), tangents)
+        return _flat(pullback(second * pushed), 1) + damping * vectors
+
+    failures: dict[int, str] = {}
+    solution = torch.zeros_like(gradient)
+    residual = gradient.clone()
+    direction = residual.clone()
+    norm_sq = torch.linalg.vecdot(residual, residual)
+    gradient_sq = norm_sq.clone()
+    target = (tolerance * gradient_sq.sqrt()).square()
+    running = considered.clone()
+    for _ in range(max_iter):
+        running &= norm_sq > target
+        if not bool(running.any()):
+            break
+        image = product(direction)
+        curvature = torch.linalg.vecdot(direction, image)
+        flat = running & ~(curvature > 0)
+        for run in flat.nonzero().flatten().tolist():
+            failures[run] = ("CG met a direction of zero curvature: the Gauss-Newton matrix is singular without "
+                             "damping; set damping > 0")
+        running &= ~flat
+        step = torch.where(running, norm_sq / torch.where(running, curvature, 1.0), 0.0).unsqueeze(1)
+        solution = solution + step * direction
+        residual = residual - step * image
+        new_norm_sq = torch.where(running, torch.linalg.vecdot(residual, residual), norm_sq)
+        ratio = torch.where(running, new_norm_sq / torch.where(running, norm_sq, 1.0), 0.0).unsqueeze(1)
+        direction = torch.where(running.unsqueeze(1), residual + ratio * direction, direction)
+        norm_sq = new_norm_sq
+    for run in (running & (norm_sq > target)).nonzero().flatten().tolist():
+        relative = math.sqrt(float(norm_sq[run]) / max(float(gradient_sq[run]), 1e-300))
+        failures[run] = (f"CG did not converge in {max_iter} iterations (relative residual {relative:.2g}); "
+                         "raise the damping or the iteration budget")
+    return solution, failures
+
+
+def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch.Tensor, active: torch.Tensor, *,
+                                damping: float, solve: str = "auto", cg_tol: float = 1e-10,
+                                cg_max_iter: int | None = None,
+                                fisher: str = "train") -> tuple[torch.Tensor, dict[int, str], str]:
+    """``(G_s + damping I)^{-1} gradient_s`` for every active run ``s`` of a batch at once.
+
+    The batched counterpart of :func:`natural_gradient_direction` (same arguments, with the
+    run axis): one Jacobian for the whole batch (:func:`_batched_jacobian`), the dual in its
+    symmetric form (:func:`_symmetric_dual`), dense and dual factored by Cholesky, CG
+    iterated for all runs together. Each run's direction equals the per-run function's up
+    to rounding (tested to 1e-10 in float64), and each run fails alone: a run whose
+    system is non-finite or singular relative to its scale, or whose CG stalls, is
+    reported in ``failures`` and the others are solved as if it were not there.
+
+    Args:
+        objective: GD's objective.
+        params: ``(S, P)`` every run's parameters.
+        gradient: ``(S, P)`` the vectors to precondition.
+        active: ``(S,)`` bool, the runs to solve (the others' rows of the result are zero).
+        damping, solve, cg_tol, cg_max_iter, fisher: As for :func:`natural_gradient_direction`.
+
+    Returns:
+        ``(directions (S, P), failures, method)``: ``failures`` maps a run's index to the
+        reason its solve failed (its row is zero); ``method`` is the solve used.
+    """
+    considered = active.clone()
+    # A stopped run's parameters may be non-finite (it diverged): its rows are computed from
+    # zeros instead, and thrown away.
+    params = torch.where(considered.unsqueeze(1), params, 0.0)
+    function, tensors = _batched_outputs_function(objective, fisher)
+    num_parameters = params.shape[1]
+    layers = objective.layers(params)
+    with torch.enable_grad():
+        outputs = function(*layers)
+    first, second = _batched_derivatives(tensors, outputs.detach(), fisher)
+    # Shared targets give (m,) derivatives: one row per run.
+    first, second = first.expand_as(outputs), second.expand_as(outputs)
+    method = _pick(solve, outputs.shape[1], num_parameters)
+    if method == "cg":
+        with torch.enable_grad():
+            direction, failures = _batched_cg(function, layers, gradient, second, damping, cg_tol,
+                                              cg_max_iter or 3 * num_parameters, considered)
+    else:
+        with torch.enable_grad():
+            if fisher == "train" and hasattr(tensors, "on_inputs"):  # supervised data: per-example gradients
+                jacobian = _pointwise_jacobian(objective.model, tensors, layers, tensors.inputs)  # (S, n, P)
+            else:
+                jacobian = _batched_jacobian(function, layers)  # (S, m, P)
+        if method == "dense":
+            direction, failures = _batched_dense(jacobian, second, gradient, damping, considered)
+        else:
+            direction, failures = _symmetric_dual(jacobian, second, first, damping, considered)
+    finite = torch.isfinite(direction).all(1)
+    for run in (considered & ~finite).nonzero().flatten().tolist():
+        failures.setdefault(run, f"the {method} solve gave non-finite numbers")
+    keep = considered.clone()
+    for run in failures:
+        keep[run] = False
+    direction = torch.where(keep.unsqueeze(1), direction, 0.0)
+    return direction, dict(sorted(failures.items())), method
+
+
 def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0) -> float:
     """The damping of step ``step`` (0-based): ``max(damping * decay^step, floor)``."""
     return max(damping * decay ** step, floor) if decay != 1.0 else damping
@@ -209,8 +542,12 @@ def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0
 
 def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                               cg_max_iter: int | None = None, fisher: str = "train", damping_decay: float = 1.0,
-                              damping_min: float = 0.0) -> GradientTransformation:
-    """The preconditioner ``(G + lambda_t I)^{-1}``, one solve per active run.
+                              damping_min: float = 0.0, per_run: bool = False) -> GradientTransformation:
+    """The preconditioner ``(G + lambda_t I)^{-1}`` of every active run.
+
+    By default the whole batch is solved at once (:func:`natural_gradient_directions`);
+    ``per_run=True`` solves one run at a time with :func:`natural_gradient_direction` (the
+    plain path the batched one is tested and benchmarked against).
 
     ``lambda_t = max(damping * damping_decay^t, damping_min)`` at step ``t``
     (:func:`damping_at`): constant by default, or large first (robust steps far from the
@@ -225,9 +562,16 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
 
     def update(update: Update, state: None, context: StepContext) -> tuple[Update, None]:
         gradient = update.materialize()
+        current = damping_at(context.step, damping, damping_decay, damping_min)
+        if not per_run:
+            out, failures, _method = natural_gradient_directions(
+                context.objective, context.params, gradient, context.active, damping=current, solve=solve,
+                cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher)
+            for run, reason in failures.items():
+                context.fail(run, f"step {context.step}: {reason}")
+            return Update(out), state
         out = torch.zeros_like(gradient)
         active = context.active.tolist()
-        current = damping_at(context.step, damping, damping_decay, damping_min)
         for run, running in enumerate(active):
             if not running:
                 continue
@@ -282,6 +626,9 @@ class NaturalGradientDescent(GradientDescent):
 
     method = "ngd"
     summary = "Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."
+    #: Solve one run at a time (:func:`natural_gradient_direction`) instead of the whole batch at once: the
+    #: plain path, kept for tests and benchmarks (a subclass sets it; not a setting, so never in a run's key).
+    per_run_solves: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -321,7 +668,8 @@ class NaturalGradientDescent(GradientDescent):
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
                                             cg_max_iter=self.cg_max_iter, fisher=self.fisher,
-                                            damping_decay=self.damping_decay, damping_min=self.damping_min)
+                                            damping_decay=self.damping_decay, damping_min=self.damping_min,
+                                            per_run=self.per_run_solves)
         if self.step_rule == "group_rmsprop":
             return chain(natural, super().preconditioner())
         return natural

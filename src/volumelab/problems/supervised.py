@@ -119,6 +119,13 @@ class SupervisedTensors:
         n = self.num_train
         return dataclasses.replace(self, inputs=self.inputs[..., :n, :], targets=self.targets[..., :n])
 
+    def on_inputs(self, inputs: torch.Tensor) -> "SupervisedTensors":
+        """The same task on other inputs ``(..., N, d)``, without targets (NaN), all of them "training" points:
+        what a model's outputs at chosen inputs are computed from (one input at a time for per-point
+        Jacobians, an unlabeled pool for a Fisher)."""
+        return dataclasses.replace(self, inputs=inputs, targets=torch.full_like(inputs[..., 0], torch.nan),
+                                   num_train=int(inputs.shape[-2]))
+
     def train_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """The ``n`` values the training loss sees: the outputs on ``X_train``."""
         return outputs[..., : self.num_train]
