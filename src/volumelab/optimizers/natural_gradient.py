@@ -274,9 +274,10 @@ def _flat(per_layer, leading: int) -> torch.Tensor:
     return torch.cat([part.flatten(leading) for part in per_layer], -1)
 
 
-def _batched_jacobian(function, layers: list[torch.Tensor]) -> torch.Tensor:
-    """``J (S, m, P)``: every run's Jacobian from one vector-Jacobian product ``vmap``-ed over the ``m`` output
-    directions (``jacrev``'s construction, with the runs of the batch as one more axis).
+def _batched_jacobian(function, layers: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Every run's Jacobian, one block ``(S, m, out * in)`` per layer (joined along the last axis they are
+    ``J (S, m, P)``), from one vector-Jacobian product ``vmap``-ed over the ``m`` output directions
+    (``jacrev``'s construction, with the runs of the batch as one more axis).
 
     The cotangent of direction ``i`` is ``e_i`` in every run at once: since run ``s``'s outputs
     depend on its own parameters only, the pulled-back row ``s`` is row ``i`` of run ``s``'s
@@ -286,12 +287,12 @@ def _batched_jacobian(function, layers: list[torch.Tensor]) -> torch.Tensor:
     size, count = outputs.shape
     basis = torch.eye(count, dtype=outputs.dtype, device=outputs.device).unsqueeze(1).expand(count, size, count)
     per_layer = torch.func.vmap(pullback)(basis)  # each (m, S, out, in)
-    return _flat(per_layer, 2).transpose(0, 1)
+    return [part.flatten(2).transpose(0, 1) for part in per_layer]
 
 
-def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-    """``J (S, N, P)``: every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set
-    per run), for a model on supervised data (``tensors``: its task's).
+def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor) -> list[torch.Tensor]:
+    """Every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set per run), one
+    block ``(S, N, out * in)`` per layer, for a model on supervised data (``tensors``: its task's).
 
     Such a model's output at ``x_i`` depends on ``x_i`` alone, so its Jacobian is the
     per-example gradients: one vector-Jacobian product per input, ``vmap``-ed over the
@@ -310,7 +311,12 @@ def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torc
         return pullback(torch.ones_like(value))  # each (S, out, in)
 
     per_layer = torch.func.vmap(gradients_at, in_dims=0 if inputs.ndim == 2 else 1)(inputs)  # each (N, S, out, in)
-    return _flat(per_layer, 2).transpose(0, 1)
+    return [part.flatten(2).transpose(0, 1) for part in per_layer]
+
+
+def _blocks(jacobian) -> list[torch.Tensor]:
+    """A Jacobian ``(S, m, P)`` or its per-layer blocks, as a list of blocks."""
+    return [jacobian] if isinstance(jacobian, torch.Tensor) else list(jacobian)
 
 
 def _solve_positive_semidefinite(system: torch.Tensor, rhs: torch.Tensor, damping: float, considered: torch.Tensor,
@@ -380,9 +386,12 @@ def _solve_positive_semidefinite(system: torch.Tensor, rhs: torch.Tensor, dampin
     return solution, failures
 
 
-def _symmetric_dual(jacobian: torch.Tensor, second: torch.Tensor, first: torch.Tensor, damping: float,
+def _symmetric_dual(jacobian, second: torch.Tensor, first: torch.Tensor, damping: float,
                     considered: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
     """The dual solve with the symmetric system ``H^1/2 J J^T H^1/2``, for a batch: ``(d (S, P), failures)``.
+
+    ``jacobian``: ``J (S, m, P)``, or its per-layer blocks (``J J^T`` is the sum of the
+    blocks' products, and ``J^T v`` the blocks' joined: ``J`` itself is never assembled).
 
     The dual's ``d = J^T v`` with ``(H J J^T + lambda I) v = e`` (:func:`_dual`, ``H = diag(h)``,
     ``h >= 0``). Split the outputs into ``P = {h_i > 0}`` and ``Z = {h_i = 0}`` and write
@@ -401,7 +410,10 @@ def _symmetric_dual(jacobian: torch.Tensor, second: torch.Tensor, first: torch.T
     """
     root = second.sqrt()  # a negative curvature gives NaN: that run fails as non-finite
     positive = second > 0
-    kernel = jacobian @ jacobian.mT  # K = J J^T, (S, m, m)
+    blocks = _blocks(jacobian)
+    kernel = blocks[0] @ blocks[0].mT  # K = J J^T, (S, m, m)
+    for block in blocks[1:]:
+        kernel.baddbmm_(block, block.mT)
     system = root.unsqueeze(-1) * kernel * root.unsqueeze(-2)  # S K S
     rhs = torch.where(positive, first / torch.where(positive, root, 1.0), 0.0)  # S^+ e
     zero_part = None
@@ -413,12 +425,12 @@ def _symmetric_dual(jacobian: torch.Tensor, second: torch.Tensor, first: torch.T
     solution, failures = _solve_positive_semidefinite(
         system, rhs, damping, considered, "output-space system",
         "more training outputs than parameters, a rank-deficient Jacobian, or outputs of zero curvature")
-    coefficients = root * solution if zero_part is None else root * solution + zero_part
-    return (jacobian.mT @ coefficients.unsqueeze(-1)).squeeze(-1), failures
+    coefficients = (root * solution if zero_part is None else root * solution + zero_part).unsqueeze(-1)
+    return torch.cat([(block.mT @ coefficients).squeeze(-1) for block in blocks], -1), failures
 
 
 def _batched_dense(jacobian, second, gradient, damping, considered):
-    scaled = second.sqrt().unsqueeze(-1) * jacobian  # H^1/2 J
+    scaled = second.sqrt().unsqueeze(-1) * torch.cat(_blocks(jacobian), -1)  # H^1/2 J
     system = scaled.mT @ scaled  # G = J^T H J, (S, P, P)
     return _solve_positive_semidefinite(system, gradient, damping, considered, "Gauss-Newton matrix",
                                         "more parameters than training outputs, or a degenerate point")
@@ -520,7 +532,7 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
             if fisher == "train" and hasattr(tensors, "on_inputs"):  # supervised data: per-example gradients
                 jacobian = _pointwise_jacobian(objective.model, tensors, layers, tensors.inputs)  # (S, n, P)
             else:
-                jacobian = _batched_jacobian(function, layers)  # (S, m, P)
+                jacobian = _batched_jacobian(function, layers)  # blocks of (S, m, P)
         if method == "dense":
             direction, failures = _batched_dense(jacobian, second, gradient, damping, considered)
         else:
