@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ngd" / "ngd_batched.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    facts = machine()  # the commit and working tree as the timed code was imported
     load_before = os.getloadavg()
     rows = []
     for name, problem, model, steps in configurations():
@@ -158,7 +159,7 @@ def main() -> None:
                       f"{entry['relative_difference_to_reference']:.1e})", flush=True)
             row["solves"][solve] = entries
         rows.append(row)
-    payload = {"machine": {**machine(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+    payload = {"machine": {**facts, "load_average_before": load_before, "load_average_after": os.getloadavg()},
                "repeats": args.repeats, "lr": LR, "damping": DAMPING, "init_scale": INIT, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1))
