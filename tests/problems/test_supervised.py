@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from volumelab._rng import make_generator
 from volumelab.errors import ProblemError
+from volumelab.problems import load_problem
 from volumelab.problems.supervised import SupervisedProblem, make_supervised
 
 
@@ -96,3 +98,52 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
 def test_logistic_needs_plus_minus_one_labels():
     with pytest.raises(ProblemError, match="labels -1 and \\+1"):
         SupervisedProblem(np.zeros((2, 1)), np.array([0.0, 1.0]), np.zeros((1, 1)), np.array([1.0]), loss="logistic")
+
+
+# ---------------------------------------------------------------- unlabeled inputs
+def test_a_teachers_unlabeled_inputs_follow_its_standardized_input_distribution():
+    """x = (z - mu) / sigma with z ~ N(0, I) raw inputs and (mu, sigma) the training standardization: mapped back
+    by the unlabeled source, the training inputs are the raw draws again, standard Gaussian (mean and variance
+    within 5 standard errors); a linear teacher's inputs are not standardized (mean 0, scale 1)."""
+    from volumelab.problems import GaussianInputs
+
+    problem = make_supervised("teacher", 4000, seed=1, num_features=3, num_test=10)
+    source = problem.unlabeled
+    assert isinstance(source, GaussianInputs) and problem.num_unlabeled is None
+    raw = (problem.X_train - source.mean) / source.scale
+    n = problem.num_train
+    assert bool((raw.mean(0).abs() <= 5 / n ** 0.5).all())
+    assert bool(((raw.var(0) - 1).abs() <= 5 * (2 / n) ** 0.5).all())
+    drawn = problem.unlabeled_inputs(4000, make_generator(0, "unlabeled"))
+    assert bool(((drawn.mean(0) - source.mean).abs() <= 5 * source.scale / 4000 ** 0.5).all())
+    linear = make_supervised("sparse_teacher", 20, seed=0, num_features=4, num_test=10).unlabeled
+    assert torch.equal(linear.mean, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(linear.scale, torch.ones(4, dtype=torch.float64))
+
+
+def test_a_bundled_data_sets_unlabeled_pool_is_the_points_neither_trained_nor_tested_on():
+    problem = make_supervised("breast_cancer", 100, seed=2, num_test=200)
+    pool = problem.unlabeled.inputs
+    assert problem.num_unlabeled == 569 - 300 == len(pool)
+    seen = torch.cat([problem.X_train, problem.X_test])
+    # No pool point is a training or test point (breast_cancer has no duplicate rows).
+    assert not bool((torch.cdist(pool, seen) < 1e-12).any())
+    first = problem.unlabeled_inputs(50, make_generator(1, "unlabeled"))
+    assert torch.equal(first, problem.unlabeled_inputs(50, make_generator(1, "unlabeled")))
+    assert len({tuple(row) for row in first.tolist()}) == 50  # without replacement
+    with pytest.raises(ProblemError, match="the held-out pool has 269"):
+        problem.unlabeled_inputs(270, make_generator(1, "unlabeled"))
+    assert make_supervised("breast_cancer", 100, seed=2).unlabeled is None
+
+
+@pytest.mark.parametrize("data", ["teacher", "digits"])
+def test_unlabeled_inputs_survive_save_and_load(tmp_path, data):
+    problem = make_supervised(data, 30, seed=0, num_test=40)
+    loaded = load_problem(problem.save(tmp_path / "p.npz"))
+    generator = lambda: make_generator(0, "unlabeled")  # noqa: E731
+    assert torch.equal(loaded.unlabeled_inputs(20, generator()), problem.unlabeled_inputs(20, generator()))
+    bare = SupervisedProblem(problem.X_train, problem.y_train, problem.X_test, problem.y_test, loss=problem.loss)
+    reloaded = load_problem(bare.save(tmp_path / "bare.npz"))
+    assert reloaded.unlabeled is None
+    with pytest.raises(ProblemError, match="no unlabeled inputs"):
+        reloaded.unlabeled_inputs(1, generator())

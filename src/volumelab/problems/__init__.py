@@ -15,10 +15,20 @@ from .core import (
     make_tensor_problem,
     save_problem,
 )
-from .supervised import DATASETS, LOSSES, SupervisedProblem, SupervisedTensors, make_supervised
+from .supervised import (
+    DATASETS,
+    LOSSES,
+    GaussianInputs,
+    InputPool,
+    SupervisedProblem,
+    SupervisedTensors,
+    make_supervised,
+)
 
 __all__ = [
     "DATASETS",
+    "GaussianInputs",
+    "InputPool",
     "LOSSES",
     "SupervisedProblem",
     "SupervisedTensors",

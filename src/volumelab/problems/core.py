@@ -621,7 +621,8 @@ _FORMAT = (
     "a volumelab problem file is a .npz archive (as written by `volumelab problem make` or "
     "Problem.save) with float arrays A_train (m, rows, cols), b_train (m,), A_test (t, rows, cols), "
     "b_test (t,) and optionally W_star (rows, cols); or, for a supervised problem (SupervisedProblem.save), "
-    "X_train (n, d), y_train (n,), X_test (t, d), y_test (t,) and the loss"
+    "X_train (n, d), y_train (n,), X_test (t, d), y_test (t,) and the loss (optionally unlabeled inputs: "
+    "X_unlabeled (K, d), or unlabeled_mean (d,) and unlabeled_scale (d,))"
 )
 
 
@@ -656,7 +657,7 @@ def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], str, dict]:
             missing = [key for key in required if key not in data.files]
             if missing:
                 raise ProblemError(f"{where} lacks array(s) {', '.join(missing)}; {_FORMAT}")
-            optional = ("loss",) if supervised else ("W_star",)
+            optional = ("loss", "X_unlabeled", "unlabeled_mean", "unlabeled_scale") if supervised else ("W_star",)
             arrays = {key: data[key] for key in (*required, *optional) if key in data.files}
             if supervised:
                 task = "supervised"
@@ -691,10 +692,12 @@ def load_problem(path: str | Path):
     arrays, task, metadata = _read_archive(path)
     try:
         if task == "supervised":
-            from .supervised import SupervisedProblem
+            from .supervised import SupervisedProblem, unlabeled_from_arrays
 
             loss = str(arrays.pop("loss")) if "loss" in arrays else "squared"
-            return SupervisedProblem(**arrays, loss=loss, metadata={**metadata, "source": str(path)})
+            unlabeled = unlabeled_from_arrays(arrays)
+            return SupervisedProblem(**arrays, loss=loss, metadata={**metadata, "source": str(path)},
+                                     unlabeled=unlabeled)
         return Problem(**arrays, task=task, metadata={**metadata, "source": str(path)})
     except ProblemError as exc:
         raise ProblemError(f"{path}: {exc}") from exc

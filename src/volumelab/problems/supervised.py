@@ -29,6 +29,13 @@ Splits come from the ``(seed, "data")`` stream: a random permutation, the first
 ``num_train`` points train and the rest (at most ``num_test``) test. Inputs are
 standardized with the training set's mean and standard deviation (constant features
 are left centred, not divided by zero); regression targets likewise.
+
+Unlabeled inputs (:meth:`SupervisedProblem.unlabeled_inputs`: what a population Fisher
+averages over, arXiv 2111.11542) come from the distribution of the training inputs,
+in the problem's coordinates: for the generated sets a fresh Gaussian draw
+(:class:`GaussianInputs`, the teacher's standardization applied); for the bundled
+scikit-learn sets the points used neither to train nor to test (:class:`InputPool`:
+there are some only when ``num_test`` leaves some out).
 """
 
 from __future__ import annotations
@@ -46,12 +53,15 @@ import torch
 from .._rng import make_generator
 from ..errors import ProblemError
 
-__all__ = ["DATASETS", "LOSSES", "SupervisedProblem", "SupervisedTensors", "make_supervised"]
+__all__ = ["DATASETS", "GaussianInputs", "InputPool", "LOSSES", "SupervisedProblem", "SupervisedTensors",
+           "make_supervised"]
 
 LOSSES = ("squared", "logistic")
 DATASETS = ("teacher", "digits", "breast_cancer", "diabetes", "sparse_teacher", "linear_teacher")
 #: Linearly separable teachers (labels sign(<x, w*>)): classification, 10,000 test points by default.
 LINEAR_TEACHERS = ("sparse_teacher", "linear_teacher")
+#: The data sets bundled with scikit-learn: a finite set of points.
+_BUNDLED = ("digits", "breast_cancer", "diabetes")
 
 
 def _float64(name: str, value, ndim: int) -> torch.Tensor:
@@ -144,6 +154,17 @@ class SupervisedTensors:
         return (-targets * torch.sigmoid(-targets * train_outputs) / n,
                 torch.sigmoid(train_outputs) * torch.sigmoid(-train_outputs) / n)
 
+    def curvature(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The second derivative of one point's loss in its output, not averaged over points, ``(...)``.
+
+        ``2`` for the squared loss; ``sigmoid(z) sigmoid(-z)`` for the logistic one, the Fisher
+        of the model's own Bernoulli at that input. No target enters, so it is defined at
+        unlabeled inputs too (:meth:`loss_derivatives`' second derivative is this over ``n``).
+        """
+        if self.loss == "squared":
+            return torch.full_like(outputs, 2.0)
+        return torch.sigmoid(outputs) * torch.sigmoid(-outputs)
+
     def linear_predictor_metrics(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """What a linear predictor ``w`` ``(..., d)`` shows beyond its losses, each ``(...)``.
 
@@ -184,6 +205,70 @@ class SupervisedTensors:
 
 
 @dataclass(frozen=True, eq=False)
+class GaussianInputs:
+    """Unlabeled inputs drawn afresh: ``x = mean + scale * z``, ``z ~ N(0, I_d)`` entrywise.
+
+    The distribution a generated problem's inputs come from, in its own coordinates (a
+    standardized teacher's ``mean = -mu / sigma`` and ``scale = 1 / sigma``, with ``mu`` and
+    ``sigma`` the training inputs' mean and standard deviation).
+
+    Attributes:
+        mean: ``(d,)``.
+        scale: ``(d,)``.
+    """
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    #: Any number of inputs can be drawn.
+    size = None
+
+    def draw(self, num: int, generator: torch.Generator) -> torch.Tensor:
+        """``(num, d)`` inputs from ``generator``."""
+        noise = torch.randn(num, self.mean.numel(), generator=generator, dtype=torch.float64)
+        return self.mean + self.scale * noise
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"unlabeled_mean": self.mean.numpy(), "unlabeled_scale": self.scale.numpy()}
+
+
+@dataclass(frozen=True, eq=False)
+class InputPool:
+    """A finite pool of held-out inputs, used neither to train nor to test; a draw is a random subset.
+
+    Attributes:
+        inputs: ``(K, d)``, in the problem's coordinates (standardized like its training inputs).
+    """
+
+    inputs: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def draw(self, num: int, generator: torch.Generator) -> torch.Tensor:
+        """``num`` of the pool's inputs, without replacement, in an order from ``generator``: ``(num, d)``."""
+        if num > self.size:
+            raise ProblemError(f"asked for {num} unlabeled inputs, but the held-out pool has {self.size}")
+        return self.inputs[torch.randperm(self.size, generator=generator)[:num]]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"X_unlabeled": self.inputs.numpy()}
+
+
+def unlabeled_from_arrays(arrays: dict) -> GaussianInputs | InputPool | None:
+    """The unlabeled inputs a problem file holds (popped from ``arrays``), or ``None``."""
+    if "X_unlabeled" in arrays:
+        return InputPool(_float64("X_unlabeled", arrays.pop("X_unlabeled"), 2))
+    if "unlabeled_mean" in arrays or "unlabeled_scale" in arrays:
+        if not ("unlabeled_mean" in arrays and "unlabeled_scale" in arrays):
+            raise ProblemError("a problem file needs both unlabeled_mean and unlabeled_scale, or neither")
+        return GaussianInputs(_float64("unlabeled_mean", arrays.pop("unlabeled_mean"), 1),
+                              _float64("unlabeled_scale", arrays.pop("unlabeled_scale"), 1))
+    return None
+
+
+@dataclass(frozen=True, eq=False)
 class SupervisedProblem:
     """A supervised task: ``(X_train, y_train)`` to fit, ``(X_test, y_test)`` to generalize to.
 
@@ -194,6 +279,8 @@ class SupervisedProblem:
         y_test: ``(t,)`` test targets.
         loss: ``"squared"`` or ``"logistic"``.
         metadata: How it was made (data set, seed, sizes, ...).
+        unlabeled: Where unlabeled inputs like the training inputs come from
+            (:class:`GaussianInputs`, :class:`InputPool`), or ``None``.
     """
 
     X_train: torch.Tensor
@@ -202,6 +289,7 @@ class SupervisedProblem:
     y_test: torch.Tensor
     loss: str = "squared"
     metadata: dict = field(default_factory=dict)
+    unlabeled: GaussianInputs | InputPool | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -222,6 +310,13 @@ class SupervisedProblem:
         for name, value in (("X_train", x_train), ("y_train", y_train), ("X_test", x_test), ("y_test", y_test)):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "metadata", dict(self.metadata))
+        if self.unlabeled is not None:
+            if not isinstance(self.unlabeled, (GaussianInputs, InputPool)):
+                raise ProblemError(f"unlabeled must be GaussianInputs, InputPool or None, got {self.unlabeled!r}")
+            width = (self.unlabeled.inputs.shape[1] if isinstance(self.unlabeled, InputPool)
+                     else self.unlabeled.mean.numel())
+            if width != x_train.shape[1]:
+                raise ProblemError(f"the unlabeled inputs have {width} features but X_train has {x_train.shape[1]}")
 
     # ------------------------------------------------------------------ shape
     task = "supervised"
@@ -250,6 +345,33 @@ class SupervisedProblem:
     def num_measurements(self) -> int:
         """``n``: the training points (the name matrix problems use)."""
         return self.num_train
+
+    @property
+    def num_unlabeled(self) -> int | None:
+        """How many unlabeled inputs can be drawn: ``None`` for any number, 0 for none."""
+        return 0 if self.unlabeled is None else self.unlabeled.size
+
+    def unlabeled_inputs(self, num: int, generator: torch.Generator) -> torch.Tensor:
+        """``num`` unlabeled inputs drawn like the training inputs (no labels): ``(num, d)``.
+
+        Args:
+            num: How many.
+            generator: Where the draw's randomness comes from (a caller derives it from its
+                run's seed, so the inputs do not depend on the batch the run is in).
+
+        Raises:
+            ProblemError: the problem has no unlabeled inputs, or fewer than ``num``.
+        """
+        if self.unlabeled is None:
+            data = self.metadata.get("data")
+            if data in _BUNDLED:
+                raise ProblemError(
+                    f"{data}: its {self.num_train} training and {self.num_test} test points leave no unlabeled "
+                    f"inputs; hold some out by asking for fewer test points (num_test, or test: in a sweep's "
+                    f"problem)")
+            raise ProblemError("this problem has no unlabeled inputs (a generated problem has them; a problem file "
+                               "needs X_unlabeled, or unlabeled_mean and unlabeled_scale)")
+        return self.unlabeled.draw(num, generator)
 
     def summary(self) -> dict:
         """A JSON-friendly description (the CLI's ``problem`` key)."""
@@ -280,14 +402,16 @@ class SupervisedProblem:
 
     # ---------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
-        """Write ``.npz`` with the four arrays, the loss and the metadata (JSON)."""
+        """Write ``.npz`` with the four arrays, the loss, the metadata (JSON) and the unlabeled inputs' source
+        (``X_unlabeled``, or ``unlabeled_mean`` and ``unlabeled_scale``) where there is one."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
+        unlabeled = self.unlabeled.arrays() if self.unlabeled is not None else {}
         np.savez(path, X_train=self.X_train.numpy(), y_train=self.y_train.numpy(), X_test=self.X_test.numpy(),
                  y_test=self.y_test.numpy(), task=np.array(self.task), loss=np.array(self.loss),
-                 metadata=np.array(json.dumps(self.metadata, sort_keys=True, default=str)))
+                 metadata=np.array(json.dumps(self.metadata, sort_keys=True, default=str)), **unlabeled)
         return path
 
     def __repr__(self) -> str:
@@ -297,11 +421,11 @@ class SupervisedProblem:
 
 
 # ---------------------------------------------------------------------- builders
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _standardization(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training inputs' mean and standard deviation (1 for a constant feature: centred, not divided by 0)."""
     mean = train.mean(0)
     std = train.std(0)
-    std = np.where(std > 0, std, 1.0)  # a constant feature is centred, not divided by zero
-    return (train - mean) / std, (test - mean) / std
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def _teacher(num_points: int, num_features: int, hidden: int, noise: float, generator: torch.Generator):
@@ -421,12 +545,21 @@ def make_supervised(
     test_index = rest if num_test is None else rest[:num_test]
     if num_test is not None and num_test > len(rest):
         raise ProblemError(f"{data} has {available} points: cannot take {num_train} to train and {num_test} to test")
+    held_out = rest[len(test_index):]  # neither train nor test: the bundled sets' unlabeled pool
+    features = inputs.shape[1]
     if data in LINEAR_TEACHERS:
         # Already standard Gaussian; re-standardizing would move the points off the
         # teacher's separating hyperplane through the origin.
         x_train, x_test = inputs[train_index], inputs[test_index]
+        unlabeled = GaussianInputs(torch.zeros(features, dtype=torch.float64),
+                                   torch.ones(features, dtype=torch.float64))
     else:
-        x_train, x_test = _standardize(inputs[train_index], inputs[test_index])
+        mean, std = _standardization(inputs[train_index])
+        x_train, x_test = (inputs[train_index] - mean) / std, (inputs[test_index] - mean) / std
+        if data == "teacher":  # N(0, I) inputs, standardized: N(-mean / std, diag(1 / std)^2)
+            unlabeled = GaussianInputs(torch.as_tensor(-mean / std), torch.as_tensor(1.0 / std))
+        else:
+            unlabeled = InputPool(torch.as_tensor((inputs[held_out] - mean) / std)) if len(held_out) else None
     y_train, y_test = targets[train_index], targets[test_index]
     if loss == "logistic" and not classification:
         # The teacher's label is the sign of its noisy output; a regression data set's
@@ -445,4 +578,4 @@ def make_supervised(
             metadata["teacher_nonzero"] = teacher_nonzero
     if data == "digits":
         metadata["classes"] = list(classes)
-    return SupervisedProblem(x_train, y_train, x_test, y_test, loss=loss, metadata=metadata)
+    return SupervisedProblem(x_train, y_train, x_test, y_test, loss=loss, metadata=metadata, unlabeled=unlabeled)
