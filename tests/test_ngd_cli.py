@@ -89,3 +89,31 @@ def test_init_balanced_on_a_model_without_one_is_a_one_line_error(capsys, comman
     code, out, err = run(capsys, command, *flags, "--lr", 0.1, "--steps", 5, "--init", "balanced")
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("volumelab: error: ") and message in err
+
+
+def test_fishers_by_what_they_average_over(capsys):
+    """--fisher population|train|output [--unlabeled M]: the JSON keys stay; population is output's other name on a
+    factorization (the same numbers); bad combinations are one line and exit code 2."""
+    mlp = ["--model", "mlp", "--data", "teacher", "--train", 20, "--width", 4, "--init-scale", 0.5, "--lr", 0.1,
+           "--steps", 3, "--json"]
+    for fisher, unlabeled in (("population", 64), ("train", 16), ("train", None)):
+        extra = ["--fisher", fisher] + (["--unlabeled", unlabeled] if unlabeled else [])
+        code, out, err = run(capsys, "ngd", *mlp, *extra)
+        assert code == 0, err
+        payload = json.loads(out)
+        assert {"gen_loss", "train_loss", "steps", "status"} <= set(payload) and payload["status"] == "completed"
+        assert payload["diagnostics"]["fisher"] == fisher and payload["diagnostics"]["unlabeled"] == (unlabeled or 0)
+    factorization = ["--width", 4, "--init-scale", 0.3, "--lr", 0.1, "--steps", 5, "--json"]
+    population = json.loads(run(capsys, "ngd", *factorization, "--fisher", "population")[1])
+    output = json.loads(run(capsys, "ngd", *factorization, "--fisher", "output")[1])
+    for key in ("gen_loss", "train_loss", "steps", "status"):
+        assert population[key] == output[key]
+    for args, words in (
+            ([*factorization, "--fisher", "population", "--unlabeled", 8], "unlabeled=8 needs supervised data"),
+            ([*mlp, "--fisher", "output"], "fisher='output' needs a model"),
+            ([*mlp, "--fisher", "output", "--unlabeled", 3], "does not apply to fisher='output'"),
+            ([*mlp, "--fisher", "population", "--unlabeled", 0], "at least 1"),
+            (["--model", "mlp", "--data", "digits", "--lr", 0.1, "--steps", 2, "--fisher", "population"],
+             "hold some out")):
+        code, out, err = run(capsys, "ngd", *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err

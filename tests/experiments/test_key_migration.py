@@ -117,3 +117,15 @@ def test_observers_leave_the_key_and_a_run_without_their_record_reruns(tmp_path)
     assert again.sort_index().equals(numbers.sort_index())  # with the same numbers
     # ... and a run that recorded more than is asked for is reused.
     assert run_sweep(plain, out_dir=out, progress=False).ran_rows == 0
+
+
+def test_ngds_unlabeled_inputs_enter_the_key_only_when_set():
+    """A stored NGD row (default Fisher, before `unlabeled` existed) keeps its key: the field is left out at its
+    default None; a population or train+unlabeled run's key has it."""
+    from volumelab.experiments.methods import get_method
+
+    settings = get_method("ngd").settings
+    plain = settings(lr=0.1, steps=10).key_settings()
+    assert "unlabeled" not in plain and plain["fisher"] == "train"
+    assert settings(lr=0.1, steps=10, fisher="train", unlabeled=32).key_settings()["unlabeled"] == 32
+    assert plain == {key: value for key, value in settings(lr=0.1, steps=10, unlabeled=None).key_settings().items()}

@@ -446,3 +446,169 @@ def test_batched_ngd_runs_equal_per_run_ngd_runs(solve):
                 expected = torch.as_tensor(b.arrays[name])
                 assert relative_error(torch.as_tensor(a.arrays[name]), expected) <= 1e-10, name
             assert a.history["train_loss"] == pytest.approx(b.history["train_loss"], rel=1e-10)
+
+
+# ---------------------------------------------------------------- Fishers, by what they average over
+from volumelab.optimizers.natural_gradient import DEFAULT_UNLABELED, gauss_newton_matrix  # noqa: E402
+
+
+@pytest.mark.parametrize("per_run", [False, True])
+@pytest.mark.parametrize("task, depth, activation", [("sensing", 2, "linear"), ("completion", 3, "tanh")])
+def test_a_factorizations_population_fisher_is_its_output_fisher_bit_for_bit(task, depth, activation, per_run):
+    problem = vl.make_problem(task, 5, 5, 1, 12, seed=1)
+    model = vl.FactorizationModel(5, 5, 4, depth, activation)
+    trainer = PerRunNGD if per_run else vl.NaturalGradientDescent
+    runs = {fisher: trainer(lr=0.2, init_scale=0.3, damping=1e-3, fisher=fisher, log_every=1).run_batch(
+        [problem], model, 25, range(3), observers=KEEP) for fisher in ("population", "output")}
+    for population, output in zip(runs["population"], runs["output"]):
+        assert population.history == output.history and population.metrics == output.metrics
+        for name, array in output.arrays.items():
+            assert np.array_equal(population.arrays[name], array)
+        assert population.diagnostics["fisher"] == "population" and population.diagnostics["unlabeled"] is None
+
+
+def test_the_population_fisher_of_a_linear_model_is_twice_the_inputs_second_moment():
+    """f(x) = <w, x>, squared loss: G_pop = E[2 x x^T] = 2 (diag(s^2) + m m^T) for the teacher's standardized Gaussian
+    inputs x = m + s z. The pool's G (M = 2^16 inputs, drawn as NGD draws them) is within 5 standard errors of it in
+    every entry (each entry's standard error estimated from the same draws)."""
+    problem = make_supervised("teacher", 30, seed=4, num_features=5)
+    model = MLPModel(5, 1, 1)  # depth 1: the linear model
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    count = 1 << 16
+    pool = problem.unlabeled_inputs(count, make_generator(0, "unlabeled")).unsqueeze(0)
+    w = torch.randn(1, 5, generator=make_generator(12, "test"), dtype=torch.float64)
+    fisher = gauss_newton_matrix(objective, w, fisher="population", unlabeled=pool)[0]
+    mean, scale = problem.unlabeled.mean, problem.unlabeled.scale
+    expected = 2 * (torch.diag(scale ** 2) + torch.outer(mean, mean))
+    products = 2 * pool[0].unsqueeze(2) * pool[0].unsqueeze(1)  # (M, d, d)
+    standard_error = products.std(0) / count ** 0.5
+    torch.testing.assert_close(fisher, products.mean(0), rtol=1e-10, atol=0)  # it is the pool's average
+    assert bool(((fisher - expected).abs() <= 5 * standard_error).all())
+
+
+def _small_supervised(loss):
+    problem = make_supervised("teacher", 6, seed=2, num_features=3, loss=loss)
+    return problem, MLPModel(3, 3, 2, "tanh")
+
+
+def _reference_fisher(problem, model, theta, points, weights):
+    """sum_j w_j J_j^T H_j J_j by jacrev of a forward pass written here, H the loss's per-point curvature."""
+    (h_out, h_in), (o_out, o_in) = model.layer_shapes
+
+    def outputs(t):
+        W1 = t[: h_out * h_in].reshape(h_out, h_in)
+        W2 = t[h_out * h_in:].reshape(o_out, o_in)
+        return (torch.tanh(points @ W1.T) @ W2.T)[:, 0]
+
+    jacobian = torch.func.jacrev(outputs)(theta)
+    z = outputs(theta)
+    curvature = torch.full_like(z, 2.0) if problem.loss == "squared" else torch.sigmoid(z) * torch.sigmoid(-z)
+    return jacobian.T @ ((weights * curvature).unsqueeze(1) * jacobian)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("fisher", ["population", "train"])
+def test_unlabeled_fishers_and_their_solves_match_a_jacrev_reference(loss, fisher):
+    """G over the training inputs (train) or not (population) and M = 7 unlabeled inputs, against jacrev; every
+    solve gives (G + lambda I)^{-1} grad L_train (dual: in the space of the n + M rows, see its docstring)."""
+    problem, model = _small_supervised(loss)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    count, n = 7, problem.num_train
+    pool = problem.unlabeled_inputs(count, make_generator(3, "unlabeled"))
+    theta = torch.randn(2, model.num_parameters, generator=make_generator(13, "test"), dtype=torch.float64)
+    _train, gradient = objective.train_loss_and_gradient(theta.clone())
+    gradient = gradient.clone()
+    pools = torch.stack([pool, pool])
+    points = torch.cat([problem.X_train, pool])
+    f64 = dict(dtype=torch.float64)
+    weights = (torch.cat([torch.zeros(n, **f64), torch.full((count,), 1.0 / count, **f64)]) if fisher == "population"
+               else torch.full((n + count,), 1.0 / (n + count), **f64))
+    damping = 1e-2
+    fishers = gauss_newton_matrix(objective, theta, fisher=fisher, unlabeled=pools)
+    for run in range(2):
+        expected_fisher = _reference_fisher(problem, model, theta[run], points, weights)
+        torch.testing.assert_close(fishers[run], expected_fisher, rtol=1e-10, atol=1e-14)
+        expected = torch.linalg.solve(expected_fisher + damping * torch.eye(model.num_parameters, dtype=torch.float64),
+                                      gradient[run])
+        for solve in ("dense", "dual", "cg"):
+            directions, failures, used = natural_gradient_directions(
+                objective, theta, gradient, torch.ones(2, dtype=torch.bool), damping=damping, solve=solve,
+                fisher=fisher, unlabeled=pools, cg_tol=1e-13)
+            assert failures == {} and used == solve
+            assert relative_error(directions[run], expected) <= 1e-8, solve
+    if fisher == "population":  # the training rows carry no curvature: the undamped dual is singular
+        _directions, failures, _ = natural_gradient_directions(
+            objective, theta, gradient, torch.ones(2, dtype=torch.bool), damping=0.0, solve="dual", fisher=fisher,
+            unlabeled=pools)
+        assert sorted(failures) == [0, 1] and all("singular" in reason for reason in failures.values())
+
+
+def test_training_and_unlabeled_inputs_interpolate_between_the_train_and_population_fishers():
+    """G(M) = (n G_train + M G_pool) / (n + M) exactly (G_train the training Fisher, an average over the training
+    inputs; G_pool the population Fisher of the same M inputs); M = 0 is the training Fisher bit for bit, in a run
+    too; and the direction approaches the population one as M grows."""
+    problem, model = _small_supervised("logistic")
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    n = problem.num_train
+    theta = torch.randn(1, model.num_parameters, generator=make_generator(14, "test"), dtype=torch.float64)
+    train = gauss_newton_matrix(objective, theta)
+    assert torch.equal(gauss_newton_matrix(objective, theta, fisher="train",
+                                           unlabeled=torch.zeros(1, 0, 3, dtype=torch.float64)), train)
+    big = problem.unlabeled_inputs(20_000, make_generator(5, "unlabeled")).unsqueeze(0)
+    population = gauss_newton_matrix(objective, theta, fisher="population", unlabeled=big)
+    _loss, gradient = objective.train_loss_and_gradient(theta.clone())
+    eye = torch.eye(model.num_parameters, dtype=torch.float64)
+    target = torch.linalg.solve(population + 1e-3 * eye, gradient[0].unsqueeze(-1))
+    distances = []
+    for count in (10, 300, 20_000):
+        pool = big[:, :count]
+        mixed = gauss_newton_matrix(objective, theta, fisher="train", unlabeled=pool)
+        pooled = gauss_newton_matrix(objective, theta, fisher="population", unlabeled=pool)
+        torch.testing.assert_close(mixed, (n * train + count * pooled) / (n + count), rtol=1e-12, atol=1e-15)
+        direction = torch.linalg.solve(mixed + 1e-3 * eye, gradient[0].unsqueeze(-1))
+        distances.append(relative_error(direction, target))
+    assert distances[0] > distances[1] > distances[2]
+    settings = dict(lr=0.3, init_scale=0.5, damping=1e-3, log_every=1)
+    plain = vl.NaturalGradientDescent(**settings).run_batch([problem], model, 10, range(2), observers=KEEP)
+    none = vl.NaturalGradientDescent(unlabeled=0, **settings).run_batch([problem], model, 10, range(2), observers=KEEP)
+    for a, b in zip(plain, none):
+        assert a.history == b.history and a.metrics == b.metrics
+        assert all(np.array_equal(a.arrays[key], b.arrays[key]) for key in a.arrays)
+
+
+def test_unlabeled_inputs_are_drawn_from_each_runs_seed_whatever_the_batch():
+    """Run 1 of a batch of 3 equals the same seed alone (the pool comes from (seed, "unlabeled")), to rounding."""
+    problem = make_supervised("linear_teacher", 20, seed=0, num_features=6, num_test=50)
+    model = MLPModel(6, 4, 2, "tanh")
+    settings = dict(lr=0.3, init_scale=0.5, damping=1e-3, fisher="population", unlabeled=64)
+    batch = vl.NaturalGradientDescent(**settings).run_batch([problem], model, 8, [3, 4, 5])
+    alone = vl.NaturalGradientDescent(**settings).run(problem, model, 8, seed=4)
+    assert batch[1].metrics["train_loss"] == pytest.approx(alone.metrics["train_loss"], rel=1e-10)
+    assert batch[1].metrics["gen_loss"] == pytest.approx(alone.metrics["gen_loss"], rel=1e-10)
+    assert alone.diagnostics["fisher"] == "population" and alone.diagnostics["unlabeled"] == 64
+    assert alone.diagnostics["solve"] == "dense"  # 20 + 64 rows, 28 parameters
+
+
+def test_the_default_pool_and_a_bundled_data_sets_held_out_points():
+    """Without unlabeled, population draws DEFAULT_UNLABELED inputs (at most what a bundled data set holds out);
+    a bundled set with no point held out, a factorization with unlabeled, and output on supervised data are errors."""
+    model = MLPModel(64, 2, 2, "tanh")
+    digits = make_supervised("digits", 40, seed=0, num_test=100)  # 357 points: 217 held out
+    assert digits.num_unlabeled == 217
+    ngd = vl.NaturalGradientDescent(lr=0.1, init_scale=0.5, fisher="population")
+    result = ngd.run(digits, model, 2, seed=0)
+    assert result.status == "completed" and result.diagnostics["unlabeled"] == 217
+    teacher = make_supervised("teacher", 10, seed=0, num_features=2, num_test=10)
+    assert ngd.run_diagnostics([teacher], 10)["unlabeled"] == DEFAULT_UNLABELED
+    with pytest.raises(vl.ProblemError, match="hold some out"):
+        ngd.run(make_supervised("digits", 40, seed=0), model, 2, seed=0)
+    with pytest.raises(vl.OptimizerError, match="unlabeled=5 needs supervised data"):
+        vl.NaturalGradientDescent(lr=0.1, fisher="population", unlabeled=5).run(
+            vl.make_sensing(4, 4, 1, 6, seed=0), vl.FactorizationModel(4, 4, 3, 2), 1)
+    for bad, message in ((dict(fisher="output", unlabeled=3), "does not apply to fisher='output'"),
+                         (dict(fisher="population", unlabeled=0), "at least 1"),
+                         (dict(unlabeled=-1), "non-negative integer")):
+        with pytest.raises(vl.OptimizerError, match=message):
+            vl.NaturalGradientDescent(lr=0.1, **bad)
+    with pytest.raises(vl.OptimizerError, match="fisher='population'"):
+        vl.NaturalGradientDescent(lr=0.1, fisher="output").run(teacher, MLPModel(2, 2, 2), 1)

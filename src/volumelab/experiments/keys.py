@@ -105,6 +105,9 @@ KEY_MIGRATIONS: list[KeyMigration] = [
     *(KeyMigration("method", name, "initialization", old="random",
                    why="the balanced initialization joined GD and NGD after rows were stored (from the random start)")
       for name in ("gd", "ngd")),
+    KeyMigration("method", "ngd", "unlabeled", old=None,
+                 why="the unlabeled inputs of NGD's Fisher joined NGD after rows were stored (None: the default, "
+                     "which left train runs as they were)"),
 ]
 
 

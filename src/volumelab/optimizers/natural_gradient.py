@@ -2,12 +2,21 @@
 
     theta <- theta - lr (G + lambda I)^{-1} grad L,        G = J^T diag(h) J
 
-``J`` is the Jacobian of the outputs the training loss sees (``z_i = <A_i, W>`` for a
-matrix task, ``z_i = f(x_i)`` for supervised data) in the parameters, and ``h`` the
-loss's second derivative in each ``z_i`` (the task's :meth:`loss_derivatives`): ``2/m``
-for the squared loss, ``sigmoid(z) sigmoid(-z) / n`` for the logistic one. For these
-losses ``G`` is the Fisher information. NGD (arXiv 2111.11542) follows nearly the same
-path in output space whatever the parametrization, so depth cannot shape its solution.
+``J`` is the Jacobian of the outputs the Fisher averages over in the parameters, and
+``h`` the loss's second derivative in each of them: ``2/m`` for the mean squared loss,
+``sigmoid(z) sigmoid(-z) / n`` for the logistic one (the task's :meth:`loss_derivatives`).
+For these losses ``G`` is the Fisher information. The gradient is always the training
+loss's. Which outputs (``fisher``, :func:`_fisher_rows`):
+
+* ``train``: the outputs the training loss sees (``z_i = <A_i, W>`` for a matrix task,
+  ``z_i = f(x_i)`` on the training inputs): NGD is invariant only in those ``m``
+  outputs, and the parametrization decides the rest;
+* ``population``: the model's Fisher over the input distribution, as in arXiv
+  2111.11542, where NGD follows nearly the same path in function space whatever the
+  parametrization, so depth cannot shape its solution: every entry of a factorization's
+  ``W`` (``output`` is its other name), or for supervised data an unlabeled pool of
+  inputs drawn like the training inputs;
+* ``train`` with ``M`` unlabeled inputs: the average over the training inputs and them.
 
 It is the preconditioner of GD's chain (:mod:`volumelab.optimizers.transforms`), so
 momentum and the adaptive step compose with it. Three solves of the same system:
@@ -21,7 +30,7 @@ momentum and the adaptive step compose with it. Three solves of the same system:
   Jacobian-vector and one vector-Jacobian product (``torch.func``), for models too large
   for either.
 
-``auto`` picks ``dual`` when there are fewer training outputs than parameters and
+``auto`` picks ``dual`` when the Fisher has fewer outputs than there are parameters and
 ``dense`` otherwise. A solve that fails (a system singular relative to its scale, CG out
 of its iteration budget, non-finite numbers) stops that run with status
 ``"solve_failed"`` and the reason in its diagnostics; it never returns a made-up step.
@@ -45,17 +54,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
+from .._rng import make_generator
 from ..settings import setting
 from ..errors import OptimizerError
 from .gradient import GradientDescent, register_trainer
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["FISHERS", "NaturalGradientDescent", "SOLVES", "damping_at", "natural_gradient_direction",
-           "natural_gradient_directions", "scale_by_natural_gradient"]
+__all__ = ["DEFAULT_UNLABELED", "FISHERS", "NaturalGradientDescent", "SOLVES", "UNLABELED_ATTRIBUTE", "damping_at",
+           "gauss_newton_matrix", "natural_gradient_direction", "natural_gradient_directions",
+           "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
@@ -69,7 +80,13 @@ class SolveFailed(Exception):
     """The natural-gradient system of one run could not be solved (the message says why)."""
 
 
-FISHERS = ("train", "output")
+FISHERS = ("population", "train", "output")
+
+#: Unlabeled inputs of a supervised problem's population Fisher when ``unlabeled`` is not
+#: given (see :class:`NaturalGradientDescent`; measured in its docstring). Runs store
+#: ``unlabeled: None`` in their key, so changing this number needs a key migration
+#: (:mod:`volumelab.experiments.keys`) for stored population runs.
+DEFAULT_UNLABELED = 4096
 
 
 def _outputs_function(objective, run: int, fisher: str):
@@ -80,7 +97,10 @@ def _outputs_function(objective, run: int, fisher: str):
     """
     tensors = objective.tensors.run(run)
     model = objective.model
-    if fisher == "output":
+    if fisher in ("output", "population"):  # population: a factorization's is its output Fisher
+        if not model.scores_array:
+            raise OptimizerError(f"the per-run path's {fisher} Fisher is a factorization's; a supervised model's "
+                                 f"population Fisher needs unlabeled inputs (natural_gradient_directions)")
         def all_outputs(theta: torch.Tensor) -> torch.Tensor:
             layers = objective.layers(theta.unsqueeze(0))
             return model.outputs(layers, tensors)[0].reshape(-1)
@@ -105,7 +125,7 @@ def _derivatives(tensors, outputs: torch.Tensor, fisher: str) -> tuple[torch.Ten
     """
     if fisher == "train":
         return tensors.loss_derivatives(outputs)
-    train, pullback = torch.func.vjp(tensors.train_outputs, outputs)
+    train, pullback = torch.func.vjp(tensors.train_outputs, outputs)  # output, population (factorizations)
     first, _second = tensors.loss_derivatives(train)
     return pullback(first)[0], torch.ones_like(outputs)
 
@@ -136,10 +156,10 @@ def natural_gradient_direction(objective, params: torch.Tensor, gradient: torch.
         cg_tol: CG stops when the residual is below ``cg_tol`` times ``||gradient||``.
         cg_max_iter: CG's iteration budget (default ``3 P``: exact arithmetic needs at most
             ``P``, rounding on ill-conditioned systems more).
-        fisher: ``"train"`` (the Gauss-Newton matrix of the outputs the loss sees: the
-            definition) or ``"output"`` (``J^T J`` over every output of the model, a
-            factorization's whole ``W``: natural gradient in the full function space, an
-            ablation that shows what the training outputs leave undetermined).
+        fisher: ``"train"`` (the Gauss-Newton matrix of the outputs the loss sees) or
+            ``"output"`` / ``"population"`` of a factorization (``J^T J`` over every output of
+            the model, its whole ``W``: the Fisher over the input distribution). Unlabeled
+            inputs (a supervised population Fisher) need the batched path.
 
     Raises:
         SolveFailed: the system is singular without damping, CG did not converge, or the
@@ -234,39 +254,90 @@ def _train_outputs_of(tensors, outputs: torch.Tensor) -> torch.Tensor:
     return tensors.train_outputs(outputs)
 
 
-def _batched_outputs_function(objective, fisher: str):
-    """``(layers -> z (S, m), tensors)``: what the Fisher is taken over, for every run of the batch at once, as a
-    function of the layers ``(S, out, in)`` (:meth:`objective.layers` of the ``(S, P)`` parameters).
+@dataclass
+class _FisherRows:
+    """What a Fisher averages over, for every run of a batch: ``G = J^T diag(h) J`` and ``grad L = J^T e``.
 
-    Row ``s`` of ``z`` depends on run ``s``'s layers only (the models' forward passes are
-    batched over the run axis), so the Jacobian of row ``s`` in run ``s``'s parameters is run
-    ``s``'s Jacobian (:func:`_outputs_function`, one run). Differentiating the layers rather
-    than the flat parameters spares autograd a zero-filled ``(S, P)`` gradient per layer
-    (the backward of slicing) and the sum of them, per output direction.
+    Attributes:
+        function: ``layers -> z (S, m)``, the outputs (rows) as a function of the layers
+            ``(S, out, in)`` (:meth:`objective.layers` of the ``(S, P)`` parameters). Row ``s``
+            depends on run ``s``'s layers only (the models' forward passes are batched over
+            the run axis), so the Jacobian of row ``s`` in run ``s``'s parameters is run ``s``'s.
+            Differentiating the layers rather than the flat parameters spares autograd a
+            zero-filled ``(S, P)`` gradient per layer (the backward of slicing), per direction.
+        derivatives: ``z -> (e, h)``, each ``(S, m)``.
+        inputs: The rows' inputs ``(N, d)`` or ``(S, N, d)`` on supervised data (the Jacobian is
+            then the per-example gradients, :func:`_pointwise_jacobian`), else ``None``.
+    """
+
+    function: Any
+    derivatives: Any
+    inputs: torch.Tensor | None = None
+
+
+def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None) -> _FisherRows:
+    """The rows of run batch's Fisher (:class:`_FisherRows`).
+
+    * ``train`` without unlabeled inputs: the ``n`` training outputs, ``(e, h)`` the loss's
+      derivatives (``h = H(z_i) / n``: the average over the training inputs);
+    * ``output``, and ``population`` of a model whose output is the whole array (a
+      factorization's ``W``): every entry, ``e = dL/dW`` and ``h = 1`` (the Fisher of a
+      unit-variance Gaussian on every entry; for Gaussian sensing ``E[vec A vec A^T]`` is a
+      multiple of the identity, so the population Fisher is this up to a constant factor,
+      which would only rescale ``lr`` and ``damping``);
+    * supervised data with ``M`` unlabeled inputs ``(S, M, d)``: the ``n + M`` outputs on the
+      training inputs then the unlabeled ones, ``e = (dL/dz_train, 0)``, and
+      ``h_i = H(x_i) w_i`` with the per-point curvature ``H`` (:meth:`curvature`, the model's
+      own predictive Fisher: no label enters) and weights ``w = (0, 1/M)`` for
+      ``population`` (the average over the unlabeled pool only) or ``1 / (n + M)`` for
+      ``train`` (the average over training and unlabeled inputs together: ``M = 0`` is the
+      training Fisher, ``M -> infinity`` the population one). The training rows carry the
+      gradient, so the dual's ``grad L = J^T e`` holds for these rows as well; with
+      ``population`` their ``h`` is 0.
     """
     model = objective.model
-    if fisher == "output":
+    if fisher in ("output", "population") and model.scores_array:
         tensors = objective.tensors
 
         def all_outputs(*layers: torch.Tensor) -> torch.Tensor:
             return model.outputs(list(layers), tensors).flatten(1)
 
-        return all_outputs, tensors
+        def pulled_back(outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            train, pullback = torch.func.vjp(lambda values: _train_outputs_of(tensors, values), outputs)
+            first, _second = tensors.loss_derivatives(train)
+            return pullback(first)[0], torch.ones_like(outputs)
+
+        return _FisherRows(all_outputs, pulled_back)
     training = objective.tensors.training_view()
+    supervised = hasattr(training, "on_inputs")
+    if unlabeled is None or unlabeled.shape[-2] == 0:
 
-    def train_outputs(*layers: torch.Tensor) -> torch.Tensor:
-        return _train_outputs_of(training, model.outputs(list(layers), training))
+        def train_outputs(*layers: torch.Tensor) -> torch.Tensor:
+            return _train_outputs_of(training, model.outputs(list(layers), training))
 
-    return train_outputs, training
+        return _FisherRows(train_outputs, training.loss_derivatives, training.inputs if supervised else None)
+    if not supervised:
+        raise OptimizerError("unlabeled inputs need supervised data")
+    size, count, n = unlabeled.shape[0], unlabeled.shape[-2], training.num_train
+    known = training.inputs if training.stacked else training.inputs.expand(size, -1, -1)
+    inputs = torch.cat([known, unlabeled], -2)  # (S, n + M, d)
+    everywhere = training.on_inputs(inputs)
+    dtype, device = unlabeled.dtype, unlabeled.device
+    if fisher == "population":
+        weights = torch.cat([torch.zeros(n, dtype=dtype, device=device),
+                             torch.full((count,), 1.0 / count, dtype=dtype, device=device)])
+    else:
+        weights = torch.full((n + count,), 1.0 / (n + count), dtype=dtype, device=device)
 
+    def outputs(*layers: torch.Tensor) -> torch.Tensor:
+        return model.outputs(list(layers), everywhere)
 
-def _batched_derivatives(tensors, outputs: torch.Tensor, fisher: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dL/dz, h)``, each ``(S, m)``: :func:`_derivatives` for every run at once."""
-    if fisher == "train":
-        return tensors.loss_derivatives(outputs)
-    train, pullback = torch.func.vjp(lambda values: _train_outputs_of(tensors, values), outputs)
-    first, _second = tensors.loss_derivatives(train)
-    return pullback(first)[0], torch.ones_like(outputs)
+    def derivatives(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first, _second = training.loss_derivatives(values[..., :n])
+        first = torch.cat([first.expand(size, n), torch.zeros(size, count, dtype=dtype, device=device)], -1)
+        return first, training.curvature(values) * weights
+
+    return _FisherRows(outputs, derivatives, inputs)
 
 
 def _flat(per_layer, leading: int) -> torch.Tensor:
@@ -436,6 +507,32 @@ def _batched_dense(jacobian, second, gradient, damping, considered):
                                         "more parameters than training outputs, or a degenerate point")
 
 
+#: Entries of one chunk of per-example gradients (S x rows x P) while a dense Gauss-Newton matrix is summed up:
+#: 4M float64 numbers (32 MiB), so an unlabeled pool of any size costs the P x P matrix and this.
+_CHUNK_ENTRIES = 1 << 22
+
+
+def _pointwise_gauss_newton(model, tensors, layers, inputs: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``G = J^T diag(h) J`` ``(S, P, P)`` from per-example gradients at ``inputs`` (``(N, d)`` or ``(S, N, d)``),
+    summed over chunks of the inputs (:data:`_CHUNK_ENTRIES`) so the whole ``(S, N, P)`` Jacobian of a large
+    unlabeled pool is never held. Rows with ``h = 0`` (a population Fisher's training rows) are skipped."""
+    size, count = second.shape
+    num_parameters = sum(layer[0].numel() for layer in layers)
+    useful = (second != 0).any(0).nonzero().flatten()
+    chunk = max(1, _CHUNK_ENTRIES // max(1, size * num_parameters))
+    system = None
+    for start in range(0, len(useful), chunk):
+        index = useful[start:start + chunk]
+        points = inputs[..., index, :]
+        scaled = second[:, index].sqrt().unsqueeze(-1) * torch.cat(
+            _pointwise_jacobian(model, tensors, layers, points), -1)  # H^1/2 J on the chunk
+        part = scaled.mT @ scaled
+        system = part if system is None else system.add_(part)
+    if system is None:
+        system = torch.zeros(size, num_parameters, num_parameters, dtype=second.dtype, device=second.device)
+    return system
+
+
 def _batched_cg(function, layers, gradient, second, damping, tolerance, max_iter, considered):
     """Conjugate gradients for every run at once (:func:`_cg`'s iteration, one per run): ``(d (S, P), failures)``.
 
@@ -485,58 +582,98 @@ def _batched_cg(function, layers, gradient, second, damping, tolerance, max_iter
     return solution, failures
 
 
+def gauss_newton_matrix(objective, params: torch.Tensor, *, fisher: str = "train",
+                        unlabeled: torch.Tensor | None = None) -> torch.Tensor:
+    """Every run's undamped ``G = J^T diag(h) J``, ``(S, P, P)``: the matrix the dense solve factors.
+
+    Args:
+        objective: GD's objective.
+        params: ``(S, P)``.
+        fisher, unlabeled: As for :func:`natural_gradient_directions`.
+    """
+    rows = _fisher_rows(objective, fisher, unlabeled)
+    layers = objective.layers(params)
+    with torch.enable_grad():
+        outputs = rows.function(*layers)
+    _first, second = rows.derivatives(outputs.detach())
+    second = second.expand_as(outputs)
+    with torch.enable_grad():
+        if rows.inputs is not None:
+            return _pointwise_gauss_newton(objective.model, objective.tensors, layers, rows.inputs, second)
+        scaled = second.sqrt().unsqueeze(-1) * torch.cat(_batched_jacobian(rows.function, layers), -1)
+    return scaled.mT @ scaled
+
+
 def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch.Tensor, active: torch.Tensor, *,
                                 damping: float, solve: str = "auto", cg_tol: float = 1e-10,
-                                cg_max_iter: int | None = None,
-                                fisher: str = "train") -> tuple[torch.Tensor, dict[int, str], str]:
+                                cg_max_iter: int | None = None, fisher: str = "train",
+                                unlabeled: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[int, str], str]:
     """``(G_s + damping I)^{-1} gradient_s`` for every active run ``s`` of a batch at once.
 
     The batched counterpart of :func:`natural_gradient_direction` (same arguments, with the
-    run axis): one Jacobian for the whole batch (:func:`_batched_jacobian`), the dual in its
-    symmetric form (:func:`_symmetric_dual`), dense and dual factored by Cholesky, CG
-    iterated for all runs together. Each run's direction equals the per-run function's up
-    to rounding (tested to 1e-10 in float64), and each run fails alone: a run whose
-    system is non-finite or singular relative to its scale, or whose CG stalls, is
-    reported in ``failures`` and the others are solved as if it were not there.
+    run axis): one Jacobian for the whole batch (:func:`_batched_jacobian`,
+    :func:`_pointwise_jacobian`), the dual in its symmetric form (:func:`_symmetric_dual`),
+    dense and dual factored by Cholesky, CG iterated for all runs together. Each run's
+    direction equals the per-run function's up to rounding (tested to 1e-10 in float64),
+    and each run fails alone: a run whose system is non-finite or singular relative to
+    its scale, or whose CG stalls, is reported in ``failures`` and the others are solved
+    as if it were not there.
 
     Args:
         objective: GD's objective.
         params: ``(S, P)`` every run's parameters.
-        gradient: ``(S, P)`` the vectors to precondition.
+        gradient: ``(S, P)`` the vectors to precondition (the training loss's gradients).
         active: ``(S,)`` bool, the runs to solve (the others' rows of the result are zero).
-        damping, solve, cg_tol, cg_max_iter, fisher: As for :func:`natural_gradient_direction`.
+        damping, solve, cg_tol, cg_max_iter: As for :func:`natural_gradient_direction`.
+        fisher: ``"train"``, ``"population"`` or ``"output"`` (:func:`_fisher_rows`).
+        unlabeled: ``(S, M, d)`` each run's unlabeled inputs, on supervised data: the pool of
+            the ``population`` Fisher, or the inputs ``train`` adds to the training ones.
 
     Returns:
         ``(directions (S, P), failures, method)``: ``failures`` maps a run's index to the
         reason its solve failed (its row is zero); ``method`` is the solve used.
+
+    With unlabeled inputs, ``dense`` and ``cg`` solve ``(G + lambda I) d = grad L`` as
+    always. ``dual`` solves in the space of the ``n + M`` rows (training then unlabeled):
+    the gradient is ``J^T e`` there with ``e`` zero on the unlabeled rows. For ``train`` every
+    row has curvature and the dual is as well conditioned as without them. For
+    ``population`` the training rows have ``h = 0``: their part of the solution is
+    ``e / lambda`` (:func:`_symmetric_dual`), exact for ``lambda > 0`` but singular at
+    ``lambda = 0``, where the training gradient need not lie in the span of the pool's
+    Jacobian: use ``dense`` or ``cg`` there (``auto`` picks ``dense`` once ``n + M`` reaches
+    the parameters).
     """
     considered = active.clone()
     # A stopped run's parameters may be non-finite (it diverged): its rows are computed from
     # zeros instead, and thrown away.
     params = torch.where(considered.unsqueeze(1), params, 0.0)
-    function, tensors = _batched_outputs_function(objective, fisher)
+    rows = _fisher_rows(objective, fisher, unlabeled)
     num_parameters = params.shape[1]
     layers = objective.layers(params)
     with torch.enable_grad():
-        outputs = function(*layers)
-    first, second = _batched_derivatives(tensors, outputs.detach(), fisher)
+        outputs = rows.function(*layers)
+    first, second = rows.derivatives(outputs.detach())
     # Shared targets give (m,) derivatives: one row per run.
     first, second = first.expand_as(outputs), second.expand_as(outputs)
     method = _pick(solve, outputs.shape[1], num_parameters)
-    if method == "cg":
-        with torch.enable_grad():
-            direction, failures = _batched_cg(function, layers, gradient, second, damping, cg_tol,
+    with torch.enable_grad():
+        if method == "cg":
+            direction, failures = _batched_cg(rows.function, layers, gradient, second, damping, cg_tol,
                                               cg_max_iter or 3 * num_parameters, considered)
-    else:
-        with torch.enable_grad():
-            if fisher == "train" and hasattr(tensors, "on_inputs"):  # supervised data: per-example gradients
-                jacobian = _pointwise_jacobian(objective.model, tensors, layers, tensors.inputs)  # (S, n, P)
-            else:
-                jacobian = _batched_jacobian(function, layers)  # blocks of (S, m, P)
-        if method == "dense":
-            direction, failures = _batched_dense(jacobian, second, gradient, damping, considered)
+        elif method == "dense" and rows.inputs is not None:
+            system = _pointwise_gauss_newton(objective.model, objective.tensors, layers, rows.inputs, second)
+            direction, failures = _solve_positive_semidefinite(
+                system, gradient, damping, considered, "Gauss-Newton matrix",
+                "more parameters than outputs in the Fisher, or a degenerate point")
         else:
-            direction, failures = _symmetric_dual(jacobian, second, first, damping, considered)
+            if rows.inputs is not None:  # supervised data: per-example gradients
+                jacobian = _pointwise_jacobian(objective.model, objective.tensors, layers, rows.inputs)
+            else:
+                jacobian = _batched_jacobian(rows.function, layers)  # blocks of (S, m, P)
+            if method == "dense":
+                direction, failures = _batched_dense(jacobian, second, gradient, damping, considered)
+            else:
+                direction, failures = _symmetric_dual(jacobian, second, first, damping, considered)
     finite = torch.isfinite(direction).all(1)
     for run in (considered & ~finite).nonzero().flatten().tolist():
         failures.setdefault(run, f"the {method} solve gave non-finite numbers")
@@ -552,6 +689,11 @@ def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0
     return max(damping * decay ** step, floor) if decay != 1.0 else damping
 
 
+#: The attribute of GD's objective that holds each run's unlabeled inputs ``(S, M, d)`` (the objective is made by
+#: GD's ``init``; NGD's ``init`` adds them, drawn from each run's seed).
+UNLABELED_ATTRIBUTE = "unlabeled_inputs"
+
+
 def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                               cg_max_iter: int | None = None, fisher: str = "train", damping_decay: float = 1.0,
                               damping_min: float = 0.0, per_run: bool = False) -> GradientTransformation:
@@ -565,8 +707,11 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
     (:func:`damping_at`): constant by default, or large first (robust steps far from the
     solution) and small later (closer to the pseudo-inverse).
 
-    Needs the step's objective in the :class:`StepContext` (GD passes it). A run whose
-    solve fails is stopped through :meth:`StepContext.fail` (its row of the update is zero).
+    Needs the step's objective in the :class:`StepContext` (GD passes it); each run's
+    unlabeled inputs, where the Fisher has some, are the objective's attribute
+    :data:`UNLABELED_ATTRIBUTE` (``(S, M, d)``, set by :meth:`NaturalGradientDescent.init`). A
+    run whose solve fails is stopped through :meth:`StepContext.fail` (its row of the update
+    is zero).
     """
 
     def init(params: torch.Tensor) -> None:
@@ -578,7 +723,8 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
         if not per_run:
             out, failures, _method = natural_gradient_directions(
                 context.objective, context.params, gradient, context.active, damping=current, solve=solve,
-                cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher)
+                cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher,
+                unlabeled=getattr(context.objective, UNLABELED_ATTRIBUTE, None))
             for run, reason in failures.items():
                 context.fail(run, f"step {context.step}: {reason}")
             return Update(out), state
@@ -610,14 +756,46 @@ class NaturalGradientDescent(GradientDescent):
         solve: ``"auto" | "dense" | "dual" | "cg"`` (see the module docstring).
         cg_tol: CG's relative residual tolerance.
         cg_max_iter: CG's iteration budget per step (default: three times the number of parameters).
-        fisher: ``"train"`` (default: the Gauss-Newton matrix of the training outputs, as
-            defined above) or ``"output"`` (the Fisher over every output of a
-            factorization, all entries of ``W``: see :func:`natural_gradient_direction`).
+        fisher: What the Fisher averages over (:func:`_fisher_rows`):
+
+            * ``"population"``: the model's Fisher over the input distribution, as in arXiv
+              2111.11542: for a factorization every entry of ``W`` (with Gaussian sensing
+              ``E[vec A vec A^T]`` is a multiple of the identity; for completion every entry
+              is an input); for supervised data the inputs of an unlabeled pool drawn like
+              the training inputs (``unlabeled`` of them), with each point's curvature at the
+              model's own prediction (``sigmoid(f) sigmoid(-f)`` for the logistic loss, 2 for
+              the squared loss).
+            * ``"train"`` (default): the Gauss-Newton matrix of the training outputs only: NGD
+              is then invariant only in those ``n`` outputs, and the parametrization decides
+              the rest. With ``unlabeled = M`` it averages over the training inputs and ``M``
+              unlabeled ones (``M = 0``: the training Fisher exactly; ``M -> infinity``: the
+              population one).
+            * ``"output"``: for factorizations, another name of ``population`` (bit for bit
+              the same runs); an error on supervised data.
+        unlabeled: ``M``, the unlabeled inputs of a supervised problem's Fisher (drawn per
+            run from ``(seed, "unlabeled")``: independent of the batch, the same at every
+            step). ``None``: :data:`DEFAULT_UNLABELED` for ``population`` (at most the pool a
+            bundled data set holds out), none for ``train``. Not for factorizations.
         damping_decay: ``lambda`` is multiplied by this every step (``1``: constant).
         damping_min: The floor of the decaying damping.
 
     ``step_rule="group_rmsprop"`` rescales the natural-gradient step by the paper's
     global RMS; ``momentum`` adds heavy-ball momentum after it.
+
+    The default ``M`` (:data:`DEFAULT_UNLABELED`, 4096), measured by
+    ``benchmarks/ngd_population_pool.py`` (``results/ngd/population_pool*.json``; 4 seeds,
+    medians) on three small problems (a depth-2 diagonal network on a 3-sparse teacher
+    in 20 dimensions, logistic; tanh MLPs of width 8 on a regression teacher in 5
+    dimensions and on a linear teacher in 10, P = 40-88): the population Fisher from
+    ``M`` inputs is a Monte Carlo estimate, and the first step's direction approaches
+    that of a 32768-input pool like ``1 - cos = c / M`` (``c`` about 7-33). 4096 is the
+    smallest power of 2 from which the cosine is at least 0.99 on all three (0.998,
+    0.992, 0.996 at damping 1e-3; 0.995, 0.980, 0.992 at 2048). Whole runs settle more
+    slowly, at a rate set by the damping: after 30 steps at damping 1e-3 two independent
+    pools of 32768 still give generalization losses 2-7% apart (the Fisher's sampling
+    error in its small directions is not small next to ``lambda``), while at damping 0.1
+    they agree to 0.1-1.2% and 4096 inputs are within 0.1-1.5% of them. Raise ``M`` (or
+    the damping) where a run must not depend on its pool.
     """
 
     damping: float = setting(1e-3, minimum=0,
@@ -629,9 +807,15 @@ class NaturalGradientDescent(GradientDescent):
     cg_tol: float = 1e-10
     cg_max_iter: int | None = None
     fisher: str = setting("train", choices=FISHERS,
-                          doc="train: the Gauss-Newton matrix of the outputs the loss sees (NGD as defined); output: "
-                              "J^T J over every entry of a factorization's W (natural gradient in the whole function "
-                              "space, an ablation).")
+                          doc="population: the Fisher over the input distribution (arXiv 2111.11542): every entry of "
+                              "a factorization's W, or an unlabeled pool of --unlabeled inputs for supervised data; "
+                              "train: the Gauss-Newton matrix of the training outputs only (with --unlabeled M: of "
+                              "the training inputs and M unlabeled ones); output: population's other name for "
+                              "factorizations.")
+    unlabeled: int | None = setting(None, minimum=0, count=True,
+                                    doc=f"Unlabeled inputs in a supervised problem's Fisher, drawn like the "
+                                        f"training inputs from each run's seed [default: {DEFAULT_UNLABELED} for "
+                                        f"--fisher population, 0 for train]; not for factorizations.")
     damping_decay: float = setting(1.0, minimum=0, maximum=1, exclusive=(True, False),
                                    doc="Multiply the damping by this every step (1: constant).")
     damping_min: float = setting(0.0, minimum=0, doc="The floor of the decaying damping (at most --damping).")
@@ -660,22 +844,68 @@ class NaturalGradientDescent(GradientDescent):
         if self.cg_max_iter is not None and (isinstance(self.cg_max_iter, bool) or not isinstance(
                 self.cg_max_iter, int) or self.cg_max_iter < 1):
             raise OptimizerError(f"cg_max_iter must be a positive integer or None, got {self.cg_max_iter!r}")
+        if self.unlabeled is not None:
+            if isinstance(self.unlabeled, bool) or not isinstance(self.unlabeled, int) or self.unlabeled < 0:
+                raise OptimizerError(f"unlabeled must be a non-negative integer or None, got {self.unlabeled!r}")
+            if self.fisher == "output":
+                raise OptimizerError("unlabeled does not apply to fisher='output' (every entry of a factorization's "
+                                     "W); use fisher='population' or 'train' on supervised data")
+            if self.fisher == "population" and self.unlabeled == 0:
+                raise OptimizerError("fisher='population' averages over unlabeled inputs: unlabeled must be at "
+                                     "least 1")
 
     @property
     def name(self) -> str:
         return "ngd" + ("+" + self.step_rule if self.step_rule != "gd" else "") + ("+momentum" if self.momentum else "")
 
+    def num_unlabeled(self, problem) -> int:
+        """``M``: the unlabeled inputs the Fisher of a run on ``problem`` averages over (0: none)."""
+        if problem.task != "supervised":
+            return 0
+        if self.unlabeled is not None:
+            return self.unlabeled
+        if self.fisher != "population":
+            return 0
+        available = problem.num_unlabeled
+        # A problem without unlabeled inputs (available 0) keeps the default: drawing them is the error to report.
+        return DEFAULT_UNLABELED if not available else min(DEFAULT_UNLABELED, available)
+
     def run_diagnostics(self, problems, num_parameters: int) -> dict:
-        """What each run's diagnostics add: the damping, the Fisher and the solve ``auto`` resolved to."""
-        outputs = problems[0].num_train if self.fisher == "train" else math.prod(problems[0].shape)
+        """What each run's diagnostics add: the damping, the Fisher, its unlabeled inputs ``M`` (``None`` where it
+        has no inputs to draw: a factorization's) and the solve ``auto`` resolved to."""
+        problem = problems[0]
+        supervised = problem.task == "supervised"
+        unlabeled = self.num_unlabeled(problem) if supervised else None
+        if supervised or self.fisher == "train":
+            outputs = problem.num_train + (unlabeled or 0)
+        else:
+            outputs = math.prod(problem.shape)
         return {"damping": self.damping, "damping_decay": self.damping_decay, "damping_min": self.damping_min,
-                "fisher": self.fisher, "solve": _pick(self.solve, outputs, num_parameters)}
+                "fisher": self.fisher, "unlabeled": unlabeled, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
+        """GD's state, and each run's unlabeled inputs (drawn from ``(seed, "unlabeled")``) where its Fisher has
+        some (:data:`UNLABELED_ATTRIBUTE` of the objective)."""
         if self.fisher == "output" and not model.scores_array:
             raise OptimizerError(f"fisher='output' needs a model whose outputs are the whole function (a "
-                                 f"factorization's W, a CP model's T); {model.family} has outputs only on data points")
-        return super().init(problems, model, seeds)
+                                 f"factorization's W, a CP model's T); {model.family} has outputs only on data "
+                                 f"points: its Fisher over the input distribution is fisher='population'")
+        if self.unlabeled is not None and model.scores_array:
+            raise OptimizerError(f"unlabeled={self.unlabeled} needs supervised data: a {model.family} model's "
+                                 f"Fisher over the input distribution is over every entry of its output already "
+                                 f"(fisher='population'), with no inputs to draw")
+        state = super().init(problems, model, seeds)
+        seeds = list(seeds)
+        problems = list(problems) * (len(seeds) if len(problems) == 1 else 1)
+        count = self.num_unlabeled(problems[0])
+        if count:
+            if self.per_run_solves:
+                raise OptimizerError("the per-run solves have the training and output Fishers only; unlabeled "
+                                     "inputs need the batched solves")
+            pools = [problem.unlabeled_inputs(count, make_generator(seed, "unlabeled"))
+                     for problem, seed in zip(problems, seeds)]
+            setattr(state.objective, UNLABELED_ATTRIBUTE, torch.stack(pools).to(state.params))
+        return state
 
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
