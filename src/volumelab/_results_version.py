@@ -24,6 +24,13 @@ Rounding-level changes within version 3:
     Measured: final losses differ by at most 6.6e-16 relative (benchmarks/results/compare/
     gd_training_view.json and session14_supervised_and_ngd_vs_32a7a37.json; 18 fixed-seed
     configurations at most 1e-15); factorization runs are bit-identical.
+    NGD solves the runs of a batch together (issue 31, item 5): batched Jacobians, Cholesky
+    instead of LU, the dual in its symmetric form. Measured against the per-run path
+    (benchmarks/results/ngd/ngd_batched.json): final parameters within 2e-15 relative for the
+    dense and dual solves, 1.3e-9 for CG (its stopping test at relative residual 1e-10 may
+    fall one iteration apart). A system that is singular relative to its scale now fails
+    also when its damping is positive but at most 1e-12 of its trace (before: only at
+    damping 0); no stored configuration comes near (the smallest damping used is 1e-6).
 
 Changes within version 3 confined to one diagnostic's reported columns (no bump, since a bump
 reruns every stored run of every method):
