@@ -1,0 +1,160 @@
+"""Natural gradient *flow*: the ``lr -> 0`` limit of natural gradient descent, integrated as an ODE.
+
+The claims of arXiv 2111.11542 are about the flow
+
+    d theta / dt = -(G(theta) + lambda I)^{-1} grad L(theta),
+
+not about steps of one size. :func:`natural_gradient_flow` integrates it with an adaptive
+Runge-Kutta method (``scipy.integrate.solve_ivp``, Dormand-Prince 5(4) by default) whose
+error control makes the step as small as the vector field needs: near the saddle a small
+initialization starts at, steps are long; where the path turns, short. The vector field is
+the natural-gradient direction of :func:`~volumelab.optimizers.natural_gradient.natural_gradient_direction`
+with the optimizer's damping, Fisher and solve, so a flow and the steps of the same
+:class:`~volumelab.optimizers.natural_gradient.NaturalGradientDescent` differ only by the
+discretization: ``theta_k`` after ``k`` steps of size ``lr`` is ``theta(k lr) + O(lr)``
+(Euler's method is first order), which the tests check at two step sizes.
+
+The flow of each run is integrated alone (its own step sizes), so a run's path does not depend
+on the other runs of a batch. Time is the steps' ``lr x steps``. Only the plain step rule has a
+flow: momentum, the global RMS step and a damping that decays per step are properties of the
+discrete steps, and asking for their flow is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import OptimizerError
+from .natural_gradient import NaturalGradientDescent, SolveFailed, natural_gradient_direction
+
+__all__ = ["FlowPath", "natural_gradient_flow"]
+
+
+@dataclass
+class FlowPath:
+    """One run's natural gradient flow.
+
+    Attributes:
+        status: ``"completed"`` (integrated to the end), ``"solve_failed"`` (the natural-gradient system
+            could not be solved on the way: singular without damping), ``"diverged"`` (non-finite numbers),
+            or ``"integration_failed"`` (the ODE solver gave up, e.g. its step fell below its minimum).
+        times: ``(K,)`` the times the path was recorded at (those asked for, up to where it stopped).
+        params: ``(K, P)`` the parameters at those times (float64).
+        train_loss: ``(K,)`` the training loss there.
+        gen_loss: ``(K,)`` the generalization loss there.
+        evaluations: Vector-field evaluations (one natural-gradient solve each).
+        steps: The integrator's accepted steps.
+        message: Why it stopped, when it did not complete.
+    """
+
+    status: str
+    times: np.ndarray
+    params: np.ndarray
+    train_loss: np.ndarray
+    gen_loss: np.ndarray
+    evaluations: int
+    steps: int
+    message: str = ""
+    diagnostics: dict = field(default_factory=dict)
+
+
+def _check_flowable(optimizer: NaturalGradientDescent) -> None:
+    if optimizer.step_rule != "gd" or optimizer.momentum:
+        raise OptimizerError("the natural gradient flow is that of the plain step: momentum and the global RMS "
+                             "step (step_rule group_rmsprop) have none; use step_rule gd and momentum 0")
+    if optimizer.damping_decay != 1.0:
+        raise OptimizerError("the natural gradient flow takes a constant damping; damping_decay (per step) has no "
+                             "flow")
+
+
+def natural_gradient_flow(optimizer: NaturalGradientDescent, problem, model, seed: int, *, time: float,
+                          times: Sequence[float] | None = None, rtol: float = 1e-8, atol: float = 1e-10,
+                          method: str = "RK45") -> FlowPath:
+    """Integrate the natural gradient flow of ``optimizer`` from its initialization of ``seed`` up to ``time``.
+
+    Args:
+        optimizer: The NGD whose damping, Fisher, solve and initialization (``init_scale``, ``seed``) define
+            the flow; its ``lr`` is not used (time is continuous).
+        problem: The training problem.
+        model: The model (factorization, MLP, ...).
+        seed: The run's seed: the same initialization as ``optimizer.run(problem, model, steps, seed)``.
+        time: How long to integrate (NGD's ``lr x steps``).
+        times: Where to record the path (default: 0 and ``time``); sorted, within ``[0, time]``.
+        rtol, atol: The integrator's relative and absolute error tolerances per step.
+        method: A ``scipy.integrate.solve_ivp`` method (``RK45``, ``DOP853``, ``Radau``, ...).
+
+    Returns:
+        A :class:`FlowPath`; a flow that cannot continue ends with its status and the path up to there,
+        never a made-up point.
+    """
+    from scipy.integrate import solve_ivp
+
+    _check_flowable(optimizer)
+    if not (np.isfinite(time) and time > 0):
+        raise OptimizerError(f"time must be a positive finite number, got {time!r}")
+    times = np.array([0.0, float(time)] if times is None else sorted(float(t) for t in times))
+    if times.size == 0 or times[0] < 0 or times[-1] > time:
+        raise OptimizerError(f"times must lie within [0, {time}]")
+    state = optimizer.init([problem], model, [seed])
+    objective = state.objective
+    start = state.params[0].detach().cpu().numpy().astype(np.float64)
+    counter = {"evaluations": 0}
+
+    class _Stop(Exception):
+        pass
+
+    failure: dict[str, str] = {}
+
+    def field_at(_t: float, theta: np.ndarray) -> np.ndarray:
+        counter["evaluations"] += 1
+        params = torch.from_numpy(np.ascontiguousarray(theta)).to(state.params)
+        train, gradient = objective.train_loss_and_gradient(params.unsqueeze(0))
+        if not (bool(torch.isfinite(train).all()) and bool(torch.isfinite(gradient).all())):
+            failure.update(status="diverged", message="the loss or its gradient is not finite")
+            raise _Stop
+        try:
+            direction, _ = natural_gradient_direction(
+                objective, params, gradient[0], 0, damping=optimizer.damping, solve=optimizer.solve,
+                cg_tol=optimizer.cg_tol, cg_max_iter=optimizer.cg_max_iter, fisher=optimizer.fisher)
+        except SolveFailed as exc:
+            failure.update(status="solve_failed", message=str(exc))
+            raise _Stop from None
+        return -direction.detach().cpu().numpy()
+
+    # solve_ivp cannot be told to stop from inside the vector field: integrate piece by piece between the
+    # recording times, so a failure keeps the path up to the last time reached.
+    recorded_t, recorded_theta = [0.0] if times[0] == 0 else [], [start] if times[0] == 0 else []
+    theta, now, steps, status, message = start, 0.0, 0, "completed", ""
+    for target in times[times > 0]:
+        try:
+            solution = solve_ivp(field_at, (now, float(target)), theta, method=method, rtol=rtol, atol=atol)
+        except _Stop:
+            status, message = failure["status"], failure["message"]
+            break
+        steps += int(solution.t.size - 1)
+        if not solution.success:
+            status, message = "integration_failed", str(solution.message)
+            break
+        theta, now = solution.y[:, -1], float(target)
+        recorded_t.append(now)
+        recorded_theta.append(theta)
+    params = torch.from_numpy(np.array(recorded_theta)).to(state.params) if recorded_theta else None
+    if params is not None:
+        train, gen = objective.losses(params) if params.shape[0] == 1 else _losses_each(objective, params)
+        train_loss, gen_loss = train.cpu().numpy(), gen.cpu().numpy()
+    else:
+        train_loss = gen_loss = np.zeros(0)
+    return FlowPath(status, np.array(recorded_t), np.array(recorded_theta).reshape(len(recorded_t), -1),
+                    train_loss, gen_loss, counter["evaluations"], steps, message,
+                    {"method": method, "rtol": rtol, "atol": atol, "time": float(time), "seed": seed,
+                     **optimizer.run_diagnostics([problem], start.size)})
+
+
+def _losses_each(objective, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, gen)`` at each row of ``params`` (``(K, P)``) for an objective built for one run."""
+    pairs = [objective.losses(row.unsqueeze(0)) for row in params]
+    return torch.cat([train for train, _ in pairs]), torch.cat([gen for _, gen in pairs])
