@@ -117,3 +117,19 @@ def test_fishers_by_what_they_average_over(capsys):
              "hold some out")):
         code, out, err = run(capsys, "ngd", *args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_ngd_flow_from_the_command_line(capsys):
+    """`volumelab ngd ... --flow`: the flow up to lr x steps, with the JSON keys of a step run."""
+    common = ["--task", "completion", "--rows", 5, "--cols", 5, "--measurements", 15, "--width", 5, "--depth", 3,
+              "--fisher", "population", "--init", "balanced", "--init-scale", 0.3, "--lr", 0.01, "--steps", 100,
+              "--json"]
+    code, out, err = run(capsys, "ngd", *common, "--flow")
+    assert code == 0, err
+    flowed = json.loads(out)
+    assert {"gen_loss", "train_loss", "steps", "status"} <= set(flowed) and flowed["status"] == "completed"
+    assert flowed["steps"] == 100 and flowed["flow_steps"] > 0
+    stepped = json.loads(run(capsys, "ngd", *common)[1])
+    assert stepped["gen_loss"] == pytest.approx(flowed["gen_loss"], rel=0.05)
+    code, out, err = run(capsys, "ngd", *common, "--flow", "--momentum", 0.5)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "momentum" in err

@@ -71,3 +71,29 @@ def test_step_rules_without_a_flow_are_refused(settings, message):
     with pytest.raises(OptimizerError, match=message):
         natural_gradient_flow(NaturalGradientDescent(lr=0.01, **settings), problem, FactorizationModel(4, 4, 4, 2),
                               0, time=1.0)
+
+
+def test_ngd_with_flow_runs_the_flow_and_reports_like_a_step_run():
+    problem = make_completion(5, 5, 1, 15, seed=2)
+    model = FactorizationModel(5, 5, 5, 3)
+    settings = dict(lr=0.01, init_scale=0.3, fisher="population", initialization="balanced")
+    flowing = NaturalGradientDescent(flow=True, **settings)
+    result = flowing.run(problem, model, 100, seed=2)
+    path = natural_gradient_flow(flowing, problem, model, 2, time=1.0, rtol=1e-8, atol=1e-10)
+    assert result.status == "completed" and result.metrics["steps"] == 100
+    assert result.metrics["gen_loss"] == pytest.approx(float(path.gen_loss[-1]), rel=1e-12)
+    assert result.metrics["flow_time"] == pytest.approx(1.0) and result.metrics["flow_evaluations"] > 0
+    stepped = NaturalGradientDescent(**settings).run(problem, model, 100, seed=2)
+    # 100 steps of 0.01 are the flow to first order: the same losses to a few percent here.
+    assert stepped.metrics["gen_loss"] == pytest.approx(result.metrics["gen_loss"], rel=0.05)
+    assert set(result.metrics) <= {m.name for m in NaturalGradientDescent.schema.metrics}
+    assert result.status in NaturalGradientDescent.schema.statuses
+
+
+def test_the_flow_refuses_observers():
+    from volumelab.optimizers.observers import Trajectory
+
+    problem = make_sensing(4, 4, 1, 10, seed=0)
+    with pytest.raises(OptimizerError, match="records no trajectories"):
+        NaturalGradientDescent(lr=0.01, flow=True).run(problem, FactorizationModel(4, 4, 4, 2), 10, seed=0,
+                                                       observers=[Trajectory(every=5)])

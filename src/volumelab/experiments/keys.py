@@ -108,6 +108,8 @@ KEY_MIGRATIONS: list[KeyMigration] = [
     KeyMigration("method", "ngd", "unlabeled", old=None,
                  why="the unlabeled inputs of NGD's Fisher joined NGD after rows were stored (None: the default, "
                      "which left train runs as they were)"),
+    KeyMigration("method", "ngd", "flow", old=False,
+                 why="natural gradient flow joined NGD after rows were stored (False: the steps, as before)"),
 ]
 
 

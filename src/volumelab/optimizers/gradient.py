@@ -695,6 +695,11 @@ TRAINER_SCHEMA = ResultSchema(
                kind="value"),
         Metric("failed_at_step", "the step whose preconditioner solve failed (NGD)", kind="value",
                when="solve_failed runs"),
+        Metric("flow_time", "the time natural gradient flow was integrated to (lr x steps)", kind="value",
+               when="NGD with flow"),
+        Metric("flow_steps", "the flow integrator's accepted steps", kind="count", when="NGD with flow"),
+        Metric("flow_evaluations", "natural-gradient solves the flow integrator made", kind="count",
+               when="NGD with flow"),
         Metric("train_error", "final training error", kind="value", when="classification tasks"),
         Metric("test_error", "final test error", kind="value", when="classification tasks"),
         Metric("effective_rank", "effective rank of the end-to-end matrix W", kind="value",
@@ -719,7 +724,8 @@ TRAINER_SCHEMA = ResultSchema(
     ),
     statuses={"completed": "ran every step", "converged": "stopped at train_loss_threshold",
               "diverged": "a loss or gradient became non-finite: no losses", "solve_failed":
-              "NGD's preconditioner solve failed: no losses"},
+              "NGD's preconditioner solve failed: no losses",
+              "integration_failed": "NGD's flow integrator gave up (its step fell below its minimum): no losses"},
     text=_trainer_text,
 )
 GradientDescent.schema = TRAINER_SCHEMA

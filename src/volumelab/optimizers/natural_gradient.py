@@ -819,6 +819,9 @@ class NaturalGradientDescent(GradientDescent):
     damping_decay: float = setting(1.0, minimum=0, maximum=1, exclusive=(True, False),
                                    doc="Multiply the damping by this every step (1: constant).")
     damping_min: float = setting(0.0, minimum=0, doc="The floor of the decaying damping (at most --damping).")
+    flow: bool = setting(False, doc="Integrate natural gradient flow (the lr -> 0 limit) up to time lr x steps "
+                                    "with an adaptive Runge-Kutta method instead of taking the steps "
+                                    "(volumelab.optimizers.ngd_flow).")
 
     method = "ngd"
     summary = "Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."
@@ -906,6 +909,15 @@ class NaturalGradientDescent(GradientDescent):
                      for problem, seed in zip(problems, seeds)]
             setattr(state.objective, UNLABELED_ATTRIBUTE, torch.stack(pools).to(state.params))
         return state
+
+    def run_batch(self, problems, model, budget, seeds, *, observers=()):
+        """NGD's steps (:meth:`GradientDescent.run_batch`) or, with ``flow``, each run's natural gradient flow up
+        to time ``lr x budget`` (:func:`~volumelab.optimizers.ngd_flow.flow_results`)."""
+        if not self.flow:
+            return super().run_batch(problems, model, budget, seeds, observers=observers)
+        from .ngd_flow import flow_results
+
+        return flow_results(self, problems, model, budget, seeds, observers)
 
     def preconditioner(self) -> GradientTransformation:
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,

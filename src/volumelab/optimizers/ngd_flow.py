@@ -8,8 +8,8 @@ not about steps of one size. :func:`natural_gradient_flow` integrates it with an
 Runge-Kutta method (``scipy.integrate.solve_ivp``, Dormand-Prince 5(4) by default) whose
 error control makes the step as small as the vector field needs: near the saddle a small
 initialization starts at, steps are long; where the path turns, short. The vector field is
-the natural-gradient direction of :func:`~volumelab.optimizers.natural_gradient.natural_gradient_direction`
-with the optimizer's damping, Fisher and solve, so a flow and the steps of the same
+the natural-gradient direction of :func:`~volumelab.optimizers.natural_gradient.natural_gradient_directions`
+(a batch of one run) with the optimizer's damping, Fisher (its unlabeled pool too) and solve, so a flow and the steps of the same
 :class:`~volumelab.optimizers.natural_gradient.NaturalGradientDescent` differ only by the
 discretization: ``theta_k`` after ``k`` steps of size ``lr`` is ``theta(k lr) + O(lr)``
 (Euler's method is first order), which the tests check at two step sizes.
@@ -29,9 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import OptimizerError
-from .natural_gradient import NaturalGradientDescent, SolveFailed, natural_gradient_direction
+from .base import RunResult
+from .natural_gradient import UNLABELED_ATTRIBUTE, NaturalGradientDescent, natural_gradient_directions
 
-__all__ = ["FlowPath", "natural_gradient_flow"]
+__all__ = ["FLOW_ATOL", "FLOW_RTOL", "FlowPath", "flow_results", "natural_gradient_flow"]
+
+#: The integrator's relative and absolute error tolerances per step for ``NaturalGradientDescent(flow=True)``.
+FLOW_RTOL, FLOW_ATOL = 1e-8, 1e-10
 
 
 @dataclass
@@ -101,6 +105,7 @@ def natural_gradient_flow(optimizer: NaturalGradientDescent, problem, model, see
         raise OptimizerError(f"times must lie within [0, {time}]")
     state = optimizer.init([problem], model, [seed])
     objective = state.objective
+    active = torch.ones(1, dtype=torch.bool, device=state.params.device)
     start = state.params[0].detach().cpu().numpy().astype(np.float64)
     counter = {"evaluations": 0}
 
@@ -116,14 +121,14 @@ def natural_gradient_flow(optimizer: NaturalGradientDescent, problem, model, see
         if not (bool(torch.isfinite(train).all()) and bool(torch.isfinite(gradient).all())):
             failure.update(status="diverged", message="the loss or its gradient is not finite")
             raise _Stop
-        try:
-            direction, _ = natural_gradient_direction(
-                objective, params, gradient[0], 0, damping=optimizer.damping, solve=optimizer.solve,
-                cg_tol=optimizer.cg_tol, cg_max_iter=optimizer.cg_max_iter, fisher=optimizer.fisher)
-        except SolveFailed as exc:
-            failure.update(status="solve_failed", message=str(exc))
-            raise _Stop from None
-        return -direction.detach().cpu().numpy()
+        directions, failures, _ = natural_gradient_directions(
+            objective, params.unsqueeze(0), gradient, active, damping=optimizer.damping, solve=optimizer.solve,
+            cg_tol=optimizer.cg_tol, cg_max_iter=optimizer.cg_max_iter, fisher=optimizer.fisher,
+            unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None))
+        if failures:
+            failure.update(status="solve_failed", message=failures[0])
+            raise _Stop
+        return -directions[0].detach().cpu().numpy()
 
     # solve_ivp cannot be told to stop from inside the vector field: integrate piece by piece between the
     # recording times, so a failure keeps the path up to the last time reached.
@@ -158,3 +163,48 @@ def _losses_each(objective, params: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """``(train, gen)`` at each row of ``params`` (``(K, P)``) for an objective built for one run."""
     pairs = [objective.losses(row.unsqueeze(0)) for row in params]
     return torch.cat([train for train, _ in pairs]), torch.cat([gen for _, gen in pairs])
+
+
+def flow_results(optimizer: NaturalGradientDescent, problems, model, budget: int, seeds, observers=()) -> list:
+    """``NaturalGradientDescent(flow=True).run_batch``: one :class:`~volumelab.optimizers.RunResult` per seed, the
+    flow integrated to time ``lr x budget`` (tolerances :data:`FLOW_RTOL`, :data:`FLOW_ATOL`).
+
+    Its metrics are a step run's (``train_loss``, ``gen_loss``, the task's extras at the end) with ``steps`` the
+    steps the time stands for (``budget``; the steps taken before a failure when it stopped early), and the
+    integrator's work: ``flow_time``, ``flow_steps`` (accepted steps), ``flow_evaluations`` (solves).
+    """
+    if observers:
+        raise OptimizerError("the natural gradient flow records no trajectories, outputs or NTK yet; drop the "
+                             "observer options (trajectory_every, keep_outputs, ntk_metrics) or the flow")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise OptimizerError(f"the flow needs at least one step of time (lr x steps), got steps={budget!r}")
+    seeds = list(seeds)
+    problems = list(problems) * (len(seeds) if len(problems) == 1 else 1)
+    total = optimizer.lr * budget
+    results = []
+    for problem, seed in zip(problems, seeds):
+        path = natural_gradient_flow(optimizer, problem, model, seed, time=total, rtol=FLOW_RTOL, atol=FLOW_ATOL)
+        done = path.status == "completed"
+        reached = float(path.times[-1]) if path.times.size else 0.0
+        metrics = {"train_loss": float(path.train_loss[-1]) if done else None,
+                   "gen_loss": float(path.gen_loss[-1]) if done else None,
+                   "steps": budget if done else int(reached / optimizer.lr),
+                   "diverged_at_step": None if path.status != "diverged" else int(reached / optimizer.lr),
+                   "flow_time": total, "flow_steps": path.steps, "flow_evaluations": path.evaluations}
+        if done:
+            state = optimizer.init([problem], model, [seed])
+            final = torch.from_numpy(path.params[-1:]).to(state.params)
+            extra = state.objective.extra_metrics(final)
+            metrics.update({name: (float(values[0]) if np.isfinite(float(values[0])) else None)
+                            for name, values in extra.items()})
+        status = {"completed": "completed", "diverged": "diverged", "solve_failed": "solve_failed"}.get(
+            path.status, "integration_failed")
+        diagnostics = {"optimizer": optimizer.name + "+flow", "lr": optimizer.lr, "init_scale": optimizer.init_scale,
+                       "seed": seed, "device": "cpu", **path.diagnostics}
+        if path.message:
+            diagnostics["failure"] = path.message
+            metrics["failed_at_step"] = int(reached / optimizer.lr) if status == "solve_failed" else None
+        history = {"step": [round(float(t) / optimizer.lr) for t in path.times],
+                   "train_loss": [float(v) for v in path.train_loss], "gen_loss": [float(v) for v in path.gen_loss]}
+        results.append(RunResult(optimizer.method, status, metrics, {}, history, diagnostics))
+    return results
