@@ -910,6 +910,15 @@ class NaturalGradientDescent(GradientDescent):
             setattr(state.objective, UNLABELED_ATTRIBUTE, torch.stack(pools).to(state.params))
         return state
 
+    def directions(self, objective, params: torch.Tensor, gradient: torch.Tensor,
+                   active: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
+        """This NGD's directions at constant damping (its flow's vector field, negated), for runs ``(S, P)`` of
+        ``objective``: ``(directions, failures by run)`` (:func:`natural_gradient_directions`)."""
+        out, failures, _method = natural_gradient_directions(
+            objective, params, gradient, active, damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
+            cg_max_iter=self.cg_max_iter, fisher=self.fisher, unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None))
+        return out, failures
+
     def run_batch(self, problems, model, budget, seeds, *, observers=()):
         """NGD's steps (:meth:`GradientDescent.run_batch`) or, with ``flow``, each run's natural gradient flow up
         to time ``lr x budget`` (:func:`~volumelab.optimizers.ngd_flow.flow_results`)."""

@@ -8,8 +8,8 @@ not about steps of one size. :func:`natural_gradient_flow` integrates it with an
 Runge-Kutta method (``scipy.integrate.solve_ivp``, Dormand-Prince 5(4) by default) whose
 error control makes the step as small as the vector field needs: near the saddle a small
 initialization starts at, steps are long; where the path turns, short. The vector field is
-the natural-gradient direction of :func:`~volumelab.optimizers.natural_gradient.natural_gradient_directions`
-(a batch of one run) with the optimizer's damping, Fisher (its unlabeled pool too) and solve, so a flow and the steps of the same
+the natural-gradient direction of
+:meth:`~volumelab.optimizers.natural_gradient.NaturalGradientDescent.directions` (a batch of one run) with the optimizer's damping, Fisher (its unlabeled pool too) and solve, so a flow and the steps of the same
 :class:`~volumelab.optimizers.natural_gradient.NaturalGradientDescent` differ only by the
 discretization: ``theta_k`` after ``k`` steps of size ``lr`` is ``theta(k lr) + O(lr)``
 (Euler's method is first order), which the tests check at two step sizes.
@@ -29,8 +29,12 @@ import numpy as np
 import torch
 
 from ..errors import OptimizerError
+from typing import TYPE_CHECKING
+
 from .base import RunResult
-from .natural_gradient import UNLABELED_ATTRIBUTE, NaturalGradientDescent, natural_gradient_directions
+
+if TYPE_CHECKING:  # natural_gradient runs the flow through this module: no import back at run time
+    from .natural_gradient import NaturalGradientDescent
 
 __all__ = ["FLOW_ATOL", "FLOW_RTOL", "FlowPath", "flow_results", "natural_gradient_flow"]
 
@@ -121,10 +125,7 @@ def natural_gradient_flow(optimizer: NaturalGradientDescent, problem, model, see
         if not (bool(torch.isfinite(train).all()) and bool(torch.isfinite(gradient).all())):
             failure.update(status="diverged", message="the loss or its gradient is not finite")
             raise _Stop
-        directions, failures, _ = natural_gradient_directions(
-            objective, params.unsqueeze(0), gradient, active, damping=optimizer.damping, solve=optimizer.solve,
-            cg_tol=optimizer.cg_tol, cg_max_iter=optimizer.cg_max_iter, fisher=optimizer.fisher,
-            unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None))
+        directions, failures = optimizer.directions(objective, params.unsqueeze(0), gradient, active)
         if failures:
             failure.update(status="solve_failed", message=failures[0])
             raise _Stop
