@@ -29,12 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import OptimizerError
-from typing import TYPE_CHECKING
-
 from .base import RunResult
-
-if TYPE_CHECKING:  # natural_gradient runs the flow through this module: no import back at run time
-    from .natural_gradient import NaturalGradientDescent
 
 __all__ = ["FLOW_ATOL", "FLOW_RTOL", "FlowPath", "flow_results", "natural_gradient_flow"]
 
@@ -70,7 +65,7 @@ class FlowPath:
     diagnostics: dict = field(default_factory=dict)
 
 
-def _check_flowable(optimizer: NaturalGradientDescent) -> None:
+def _check_flowable(optimizer) -> None:
     if optimizer.step_rule != "gd" or optimizer.momentum:
         raise OptimizerError("the natural gradient flow is that of the plain step: momentum and the global RMS "
                              "step (step_rule group_rmsprop) have none; use step_rule gd and momentum 0")
@@ -79,7 +74,7 @@ def _check_flowable(optimizer: NaturalGradientDescent) -> None:
                              "flow")
 
 
-def natural_gradient_flow(optimizer: NaturalGradientDescent, problem, model, seed: int, *, time: float,
+def natural_gradient_flow(optimizer, problem, model, seed: int, *, time: float,
                           times: Sequence[float] | None = None, rtol: float = 1e-8, atol: float = 1e-10,
                           method: str = "RK45") -> FlowPath:
     """Integrate the natural gradient flow of ``optimizer`` from its initialization of ``seed`` up to ``time``.
@@ -166,7 +161,7 @@ def _losses_each(objective, params: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return torch.cat([train for train, _ in pairs]), torch.cat([gen for _, gen in pairs])
 
 
-def flow_results(optimizer: NaturalGradientDescent, problems, model, budget: int, seeds, observers=()) -> list:
+def flow_results(optimizer, problems, model, budget: int, seeds, observers=()) -> list:
     """``NaturalGradientDescent(flow=True).run_batch``: one :class:`~volumelab.optimizers.RunResult` per seed, the
     flow integrated to time ``lr x budget`` (tolerances :data:`FLOW_RTOL`, :data:`FLOW_ATOL`).
 
