@@ -10,13 +10,15 @@ Four claims are judged here, one :class:`~volumelab.evidence.Study` each, on the
 
 **Which NGD.** Methods are read by type and role, not by name: *NGD* is the method of type
 ``ngd`` named like its type (else the first by name), *GD* the method with the role ``trainer``;
-every other method of type ``ngd`` (e.g. the ``fisher: output`` ablation) is an extension panel,
-judged by NGD's rule and reported, never part of the claim's verdict. With the configs as they
-stand, NGD preconditions with the Gauss-Newton matrix of the *training* outputs, a variant of the
-paper's NGD (whose Fisher averages over the input distribution: every entry of W for a
-factorization); ``fisher: output`` is the paper's for the factorizations. Which Fisher the studies'
-NGD uses is issue 31's business: these declarations judge whatever NGD the configs run, by what
-the claims say.
+every other method of type ``ngd`` (e.g. ``ngd_train``) is an extension panel, judged by NGD's
+rule and reported, never part of the claim's verdict. Since 2026-12-06 the configs of
+``ngd-invariance`` and ``ngd-completion`` run the paper's NGD as ``ngd``: its Fisher averages over
+the input distribution (``fisher: population``: every entry of W for a factorization), and every
+method starts every depth from the same end-to-end function (``initialization: balanced``); NGD
+with the Fisher of the *training* outputs only, which these studies ran as their NGD until then,
+is the extension ``ngd_train``. ``ngd-invariance-width`` and the ``ngd-sparse`` configs still run the
+training-output Fisher (issue 31). These declarations judge whatever NGD the configs run, by what
+the claims say; the rules did not change.
 
 **Panels.** Each study groups the sweep's rows itself (:attr:`Study.panels`), one panel per method
 (``ngd-sparse``: per method and point of the sweep), because every claim contrasts GD with NGD:
@@ -799,8 +801,8 @@ INVARIANCE = register_study(Study(
     parameters={"invariance_margin": INVARIANCE_MARGIN, "flagged_distance": FLAGGED_DISTANCE},
     notes=("Distance of a run to the smallest depth's run with the same method and seed: max over the recorded "
            "checkpoints t of ||W_d(t) - W_1(t)||_F / max_t ||W_1(t)||_F; per seed the largest over the depths.",
-           "NGD is the method of type ngd named like its type; which Fisher it uses is issue 31's (see "
-           "volumelab.studies.ngd); other NGD methods are extensions."),
+           "NGD is the method of type ngd named like its type (the config's Fisher: see volumelab.studies.ngd); "
+           "other NGD methods are extensions."),
 ))
 
 INVARIANCE_WIDTH = register_study(Study(
