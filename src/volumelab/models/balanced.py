@@ -36,11 +36,13 @@ sign keeps the magnitudes, and so the balance, exact.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..errors import ModelError
 
-__all__ = ["balanced_diagonal_factors", "balanced_factors"]
+__all__ = ["balanced_diagonal_factors", "balanced_factors", "balanced_product_start", "depth_one_start"]
 
 #: A singular value at most this share of the largest counts as zero (the rank test of a too-narrow width).
 RANK_RTOL = 1e-10
@@ -124,3 +126,25 @@ def balanced_diagonal_factors(vector: torch.Tensor, depth: int) -> list[torch.Te
         return [vector]
     magnitude = vector.abs().pow(1.0 / depth)
     return [torch.sign(vector) * magnitude] + [magnitude.clone() for _ in range(depth - 1)]
+
+
+def depth_one_start(model, init_scale: float, generator: torch.Generator, **options) -> list[torch.Tensor]:
+    """The layers the depth-1 model of ``model``'s family and settings draws from ``generator`` (its
+    ``initialize``, with ``options``: ``batch_shape``, ``dtype``, ``device``): the start every depth's balanced
+    start writes as its own factors."""
+    return dataclasses.replace(model, depth=1).initialize(init_scale, generator, **options)
+
+
+def balanced_product_start(model, init_scale: float, generator: torch.Generator, **options) -> list[torch.Tensor]:
+    """The balanced start of a model whose function is the product of its layers (a linear matrix factorization,
+    a deep linear network): the depth-1 start (:func:`depth_one_start`) as ``model.depth`` balanced factors
+    through ``model.width`` (:func:`balanced_factors`); at depth 1 exactly the depth-1 layers.
+
+    Raises:
+        ModelError: ``model.balanced_mismatch()`` names a reason (a nonlinear layer, too narrow a width, ...).
+    """
+    reason = model.balanced_mismatch()
+    if reason:
+        raise ModelError(reason)
+    (start,) = depth_one_start(model, init_scale, generator, **options)
+    return balanced_factors(start, model.depth, model.width)

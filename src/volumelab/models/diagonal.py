@@ -22,7 +22,6 @@ every depth from the depth-1 model's start instead: ``w(0) = init_scale`` (produ
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import activation_for
-from .balanced import balanced_diagonal_factors
+from .balanced import balanced_diagonal_factors, depth_one_start
 from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["DIAGONAL_FORMS", "DiagonalNetwork"]
@@ -122,8 +121,7 @@ class DiagonalNetwork(LayeredModel):
         ``p = n = init_scale``, ``u_+ = u_- = init_scale^(1/L)`` (``w(0) = 0``, as the random start's: a balanced
         start aligns ``p`` and ``n`` too, which the random start's ``u = init_scale`` does not).
         """
-        start = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
-                                                              dtype=dtype, device=device)
+        start = depth_one_start(self, init_scale, generator, batch_shape=batch_shape, dtype=dtype, device=device)
         if self.depth == 1:
             return start
         if self.form == "product":

@@ -19,7 +19,6 @@ the normalization :func:`normalize_frobenius`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .balanced import balanced_factors
+from .balanced import balanced_product_start
 from .layers import PRIORS, Capabilities, LayeredModel, register_family, setting
 
 __all__ = ["ACTIVATIONS", "PRIORS", "SCALINGS", "FactorizationModel", "NORMALIZE_EPS", "normalize_frobenius"]
@@ -130,12 +129,8 @@ class FactorizationModel(LayeredModel):
         """The depth-1 start ``W(0)`` (:meth:`initialize` of the depth-1 model: the same draw from ``generator``)
         as ``depth`` balanced factors through the width (:func:`volumelab.models.balanced.balanced_factors`): the
         same ``W(0)`` at every depth, and at depth 1 exactly :meth:`initialize`'s layers."""
-        reason = self.balanced_mismatch()
-        if reason:
-            raise ModelError(reason)
-        (start,) = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
-                                                                 dtype=dtype, device=device)
-        return balanced_factors(start, self.depth, self.width)
+        return balanced_product_start(self, init_scale, generator, batch_shape=batch_shape, dtype=dtype,
+                                      device=device)
 
     # ------------------------------------------------------------------- forward
     def forward(self, weights: Sequence[torch.Tensor], **hooks) -> torch.Tensor:

@@ -44,7 +44,6 @@ scale times ``init_scale`` (PyTorch's default linear-layer initialization under
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ import torch
 
 from ..errors import ModelError
 from .activations import ACTIVATIONS
-from .balanced import balanced_factors
+from .balanced import balanced_product_start
 from .layers import PRIORS, LayeredModel, register_family, setting
 
 __all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
@@ -201,12 +200,8 @@ class MLPModel(LayeredModel):
         ``generator``) as ``depth`` balanced factors (:func:`volumelab.models.balanced.balanced_factors`; ``w(0)``
         is ``1 x in_features``, of rank 1, so one hidden unit carries it and any width works): the same
         predictor at every depth, and at depth 1 exactly :meth:`initialize`'s layer."""
-        reason = self.balanced_mismatch()
-        if reason:
-            raise ModelError(reason)
-        (start,) = dataclasses.replace(self, depth=1).initialize(init_scale, generator, batch_shape=batch_shape,
-                                                                 dtype=dtype, device=device)
-        return balanced_factors(start, self.depth, self.width)
+        return balanced_product_start(self, init_scale, generator, batch_shape=batch_shape, dtype=dtype,
+                                      device=device)
 
     def forward(self, weights: Sequence[torch.Tensor], inputs: torch.Tensor, *,
                 pre: list[torch.Tensor] | None = None, post: list[torch.Tensor] | None = None) -> torch.Tensor:
