@@ -248,20 +248,26 @@ def _same_arrays(found: dict, expected: dict) -> None:
             np.testing.assert_allclose(found[key][name], values, rtol=1e-9, atol=1e-15, err_msg=f"{key} {name}")
 
 
+def _damaged_copy(undamaged: Path, tmp_path: Path, damage: str) -> Path:
+    """A copy of the store with one run's arrays deleted (``damage``: its run key) or a statement run on it."""
+    out = tmp_path / "out"
+    shutil.copytree(undamaged, out)
+    connection = sqlite3.connect(str(out / "results.sqlite"))
+    with connection:
+        if damage.startswith("DROP "):
+            connection.execute(damage)
+        else:
+            connection.execute("DELETE FROM arrays WHERE run_key = ?", (damage,))
+    connection.close()
+    return out
+
+
 @pytest.mark.parametrize("damage", ["one run's arrays deleted", "the arrays table dropped"])
 def test_a_run_whose_arrays_were_lost_is_detected_and_rerun(finished_with_arrays, tmp_path, damage):
     """A row records its arrays' checksum: a run whose arrays are gone is incomplete, never used, and reruns."""
     config, undamaged, arrays = finished_with_arrays
-    out = tmp_path / "out"
-    shutil.copytree(undamaged, out)
     key = sorted(arrays)[0]
-    connection = sqlite3.connect(str(out / "results.sqlite"))
-    with connection:
-        if damage == "the arrays table dropped":
-            connection.execute("DROP TABLE arrays")
-        else:
-            connection.execute("DELETE FROM arrays WHERE run_key = ?", (key,))
-    connection.close()
+    out = _damaged_copy(undamaged, tmp_path, "DROP TABLE arrays" if damage == "the arrays table dropped" else key)
     check = check_store(out)
     lost = 12 if damage == "the arrays table dropped" else 1
     assert not check.ok and len(check.damaged) == lost
@@ -273,13 +279,8 @@ def test_a_run_whose_arrays_were_lost_is_detected_and_rerun(finished_with_arrays
 
 def test_repair_drops_a_run_whose_arrays_it_could_not_reach(finished_with_arrays, tmp_path):
     config, undamaged, arrays = finished_with_arrays
-    out = tmp_path / "out"
-    shutil.copytree(undamaged, out)
     key = sorted(arrays)[1]
-    connection = sqlite3.connect(str(out / "results.sqlite"))
-    with connection:
-        connection.execute("DELETE FROM arrays WHERE run_key = ?", (key,))
-    connection.close()
+    out = _damaged_copy(undamaged, tmp_path, key)
     repaired = repair_store(out)
     assert repaired.damaged == {key: "its arrays were lost"} and check_store(out).ok
     outcome = run_sweep(config, out_dir=out, progress=False)

@@ -128,7 +128,7 @@ def natural_gradient_flow(optimizer, problem, model, seed: int, *, time: float,
 
     # solve_ivp cannot be told to stop from inside the vector field: integrate piece by piece between the
     # recording times, so a failure keeps the path up to the last time reached.
-    recorded_t, recorded_theta = [0.0] if times[0] == 0 else [], [start] if times[0] == 0 else []
+    recorded_t, recorded_theta = ([0.0], [start]) if times[0] == 0 else ([], [])
     theta, now, steps, status, message = start, 0.0, 0, "completed", ""
     for target in times[times > 0]:
         try:
@@ -145,7 +145,7 @@ def natural_gradient_flow(optimizer, problem, model, seed: int, *, time: float,
         recorded_theta.append(theta)
     params = torch.from_numpy(np.array(recorded_theta)).to(state.params) if recorded_theta else None
     if params is not None:
-        train, gen = objective.losses(params) if params.shape[0] == 1 else _losses_each(objective, params)
+        train, gen = _losses_each(objective, params)
         train_loss, gen_loss = train.cpu().numpy(), gen.cpu().numpy()
     else:
         train_loss = gen_loss = np.zeros(0)
