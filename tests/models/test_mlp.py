@@ -160,3 +160,34 @@ def test_model_and_problem_mismatches_are_clear_errors():
         MLPModel(3, 4, 2, scaling="paper")
     with pytest.raises(vl.ModelError, match="not exact"):
         vl.GuessCheck(eps=0.1, sampler="bartlett").run(supervised, MLPModel(10, 4, 2, "linear"), 100)
+
+
+@pytest.mark.parametrize("parametrization", ["standard", "ntk", "mup"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("depth, activation", [(1, "linear"), (2, "tanh"), (3, "relu"), (3, "linear"),
+                                               (4, "leaky_relu"), (2, "abs"), (3, "softplus")])
+@pytest.mark.parametrize("per_run_inputs", [False, True])
+def test_gradient_factors_are_each_inputs_gradient_as_outer_products(parametrization, bias, depth, activation,
+                                                                     per_run_inputs):
+    """g_ji (m_j a_ji)^T equals d f(x_i) / d W_j from jacrev of the forward pass on one run's weights, for every
+    run and input, to rounding (float64); the outputs are the forward pass's. ``softplus``: a callable activation
+    (no hand-written derivative)."""
+    chosen = torch.nn.functional.softplus if activation == "softplus" else activation
+    model = MLPModel(in_features=5, width=4, depth=depth, activation=chosen, parametrization=parametrization,
+                     bias=bias, abs_a=0.3, abs_b=0.8)
+    size, count = 3, 7
+    weights = model.sample_prior(size, make_generator(3, "test"), dtype=torch.float64)
+    shape = (size, count, 5) if per_run_inputs else (count, 5)
+    inputs = torch.randn(shape, generator=make_generator(4, "test"), dtype=torch.float64)
+    outputs, factors = model.gradient_factors(weights, inputs)
+    torch.testing.assert_close(outputs, model.forward(weights, inputs), rtol=1e-14, atol=0)
+    assert len(factors) == depth
+    for run in range(size):
+        points = inputs[run] if per_run_inputs else inputs
+        jacobian = torch.func.jacrev(lambda *layers: model.forward(list(layers), points),
+                                     argnums=tuple(range(depth)))(*[layer[run] for layer in weights])
+        for (gradient, layer_inputs), expected in zip(factors, jacobian):  # expected (N, out, in)
+            layer_inputs = layer_inputs[run] if layer_inputs.ndim == 3 else layer_inputs
+            products = gradient[run].unsqueeze(-1) * layer_inputs.unsqueeze(-2)
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(products, expected, rtol=1e-12, atol=1e-14 * scale)

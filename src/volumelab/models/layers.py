@@ -71,10 +71,16 @@ class Capabilities:
             one and the output is not normalized) and the effective rank of ``W`` apply.
         closed_form_chance: The family gives the prior's expected generalization loss in closed
             form, :meth:`LayeredModel.chance_gen_loss` (for its linear, unnormalized prior).
+        outer_product_gradients: Every layer acts on one input at a time as ``W a`` (a fully
+            connected network on supervised data), so the gradient of the output at one input in
+            a layer is an outer product ``g a^T``: :meth:`LayeredModel.gradient_factors` gives
+            ``g`` and ``a`` of every input, from which NGD forms ``J J^T`` and ``J^T v`` without
+            the per-example Jacobian.
     """
 
     matrix_product: bool = False
     closed_form_chance: bool = False
+    outer_product_gradients: bool = False
 
 
 class LayeredModel:
@@ -157,6 +163,12 @@ class LayeredModel:
     def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
         """``w`` ``(..., d)`` when the model is a linear predictor ``x -> <w, x>`` on its inputs, else ``None``."""
         return None
+
+    def gradient_factors(self, weights: Sequence[torch.Tensor],
+                         inputs: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The outputs at ``inputs`` and every layer's per-input gradient as an outer product, for a family with
+        ``capabilities.outer_product_gradients`` (:meth:`MLPModel.gradient_factors`)."""
+        raise ModelError(f"a {self.family} model's per-input gradients are not outer products of layer factors")
 
     def chance_gen_loss(self, problem) -> float:
         """The prior's expected ``L_gen`` in closed form, for a family with ``capabilities.closed_form_chance``."""

@@ -54,7 +54,7 @@ import torch
 from ..errors import ModelError
 from .activations import ACTIVATIONS
 from .balanced import balanced_product_start
-from .layers import PRIORS, LayeredModel, register_family, setting
+from .layers import PRIORS, Capabilities, LayeredModel, register_family, setting
 
 __all__ = ["MLPModel", "MLP_PARAMETRIZATIONS", "MLP_SCALINGS"]
 
@@ -112,6 +112,7 @@ class MLPModel(LayeredModel):
         return (self.abs_a, self.abs_b)
 
     family = "mlp"
+    capabilities = Capabilities(outer_product_gradients=True)
     #: Draws per G&C randomness block. Fixed, because a draw's memory is its activations
     #: on every input (width x points), which the model does not know: 128 draws of width
     #: 160 on 1,500 points take about 120 MiB in float32.
@@ -230,6 +231,49 @@ class MLPModel(LayeredModel):
         else:
             result = torch.matmul(layer, activated)
         return result if multiplier == 1.0 else result * multiplier
+
+    def gradient_factors(self, weights: Sequence[torch.Tensor],
+                         inputs: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``f`` at every input and its gradient in every layer, each an outer product: ``(outputs, factors)``.
+
+        Layer ``j`` computes ``z_j = m_j W_j a_j`` on each input separately (``a_j`` the layer's
+        input, with a trailing 1 for the bias), so the gradient of ``f(x_i)`` in ``W_j`` is the
+        outer product ``g_ji (m_j a_ji)^T`` with ``g_ji = df(x_i)/dz_ji``, the output's gradient
+        in the layer's output at that input. For ``N`` inputs the Jacobian block of layer ``j``
+        is then ``J_j[i] = vec(g_ji a_ji^T)``, and (the product of two outer products' inner
+        products)
+
+            J_j J_j^T = (G_j G_j^T) * (A_j A_j^T)   (elementwise),    J_j^T v = vec(G_j^T diag(v) A_j),
+
+        with ``G_j`` the rows ``g_ji`` and ``A_j`` the rows ``m_j a_ji``: a network's Gram matrix
+        ``J J^T`` (the empirical NTK) without the ``N x P`` Jacobian. The ``g`` come from one
+        backward pass through :meth:`forward` (autograd, from the outputs summed over the
+        inputs: input ``i``'s output depends on its own ``z_ji`` only), so every
+        parametrization, bias and activation is differentiated by the one forward definition.
+
+        Args:
+            weights: ``W_1, ..., W_d``, each ``(..., out, in)``.
+            inputs: ``(N, in_features)``, or ``(..., N, in_features)`` (as for :meth:`forward`).
+
+        Returns:
+            ``outputs (..., N)`` (detached) and, per layer, ``(G_j (..., N, out_j), A_j (..., N, in_j))``;
+            ``A_1`` has only the inputs' leading axes (``(N, in)`` when they are shared).
+        """
+        pre: list[torch.Tensor] = []
+        post: list[torch.Tensor] = []
+        with torch.enable_grad():
+            leaves = [weight.detach().requires_grad_(True) for weight in weights]
+            outputs = self.forward(leaves, inputs, pre=pre, post=post)
+            gradients = torch.autograd.grad(outputs.sum(), pre)  # each (..., out_j, N): the g_ji as columns
+        layer_inputs = [inputs] + [activated.detach().transpose(-1, -2) for activated in post]
+        factors = []
+        for gradient, layer_input, multiplier in zip(gradients, layer_inputs, self.layer_multipliers):
+            if self.bias:
+                layer_input = torch.cat([layer_input, torch.ones_like(layer_input[..., :1])], -1)
+            if multiplier != 1.0:
+                layer_input = layer_input * multiplier
+            factors.append((gradient.transpose(-1, -2), layer_input))
+        return outputs.detach(), factors
 
     def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
         """``w = W_d ... W_1`` ``(..., d)`` of a deep *linear* network (``activation="linear"``, no bias,
