@@ -38,8 +38,10 @@ of its iteration budget, non-finite numbers) stops that run with status
 The runs of a batch are solved together (:func:`natural_gradient_directions`), as GD
 batches its seeds: one Jacobian call per step for all runs (a vector-Jacobian product
 ``vmap``-ed over the output directions through the batched forward pass; on supervised
-data the per-example gradients, ``vmap``-ed over the inputs), one batched Cholesky
-factorization of the dense ``J^T H J + lambda I`` or of the symmetrized dual
+data the per-example gradients, ``vmap``-ed over the inputs, or for an MLP its layers'
+outer-product factors from one forward and backward pass, from which ``J J^T`` and
+``J^T v`` are formed without the per-example Jacobian: :class:`_OuterProductJacobian`),
+one batched Cholesky factorization of the dense ``J^T H J + lambda I`` or of the symmetrized dual
 ``H^1/2 J J^T H^1/2 + lambda I`` (:func:`_symmetric_dual`: the same ``d`` as the
 non-symmetric ``diag(h) J J^T`` in exact arithmetic, without its rows shrinking with
 ``h``), and CG iterated for every run at once. A run whose system is not finite or is
@@ -361,16 +363,57 @@ def _batched_jacobian(function, layers: list[torch.Tensor]) -> list[torch.Tensor
     return [part.flatten(2).transpose(0, 1) for part in per_layer]
 
 
-def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor) -> list[torch.Tensor]:
-    """Every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set per run), one
-    block ``(S, N, out * in)`` per layer, for a model on supervised data (``tensors``: its task's).
+@dataclass
+class _OuterProductJacobian:
+    """Every run's Jacobian ``J (S, N, P)`` at ``N`` inputs, held as its layers' outer-product factors.
+
+    Layer ``j``'s block is ``J_j[s, i] = vec(g_sji a_sji^T)`` (:meth:`MLPModel.gradient_factors`),
+    so ``J J^T = sum_j (G_j G_j^T) * (A_j A_j^T)`` and ``J^T v`` is ``vec(G_j^T diag(v) A_j)`` per
+    layer: for a width-``k`` network ``O(N^2 k)`` per layer and run instead of the
+    ``O(N^2 k^2)`` of the materialized blocks' product (and of the per-example Jacobian
+    itself). Shared inputs give an ``A_1`` without the run axis, whose ``A_1 A_1^T`` is
+    formed once for all runs.
+
+    Attributes:
+        factors: Per layer ``(G_j (S, N, out_j), A_j (S, N, in_j) or (N, in_j))``.
+    """
+
+    factors: list[tuple[torch.Tensor, torch.Tensor]]
+
+    def blocks(self) -> list[torch.Tensor]:
+        """The materialized blocks ``(S, N, out * in)`` (what the dense solve needs)."""
+        return [(gradient.unsqueeze(-1) * inputs.unsqueeze(-2)).flatten(-2) for gradient, inputs in self.factors]
+
+    def gram(self) -> torch.Tensor:
+        """``J J^T`` ``(S, N, N)``."""
+        kernel = None
+        for gradient, inputs in self.factors:
+            part = (gradient @ gradient.mT).mul_(inputs @ inputs.mT)
+            kernel = part if kernel is None else kernel.add_(part)
+        return kernel
+
+    def transpose_times(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """``J^T v`` ``(S, P)`` for ``v`` ``(S, N)``, in the parameters' layout."""
+        return torch.cat([((gradient * coefficients.unsqueeze(-1)).mT @ inputs).flatten(1)
+                          for gradient, inputs in self.factors], -1)
+
+
+def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor):
+    """Every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set per run), for a
+    model on supervised data (``tensors``: its task's): one block ``(S, N, out * in)`` per layer, or the
+    layers' outer-product factors (:class:`_OuterProductJacobian`) for a model whose capabilities say its
+    per-input gradients are outer products (an MLP's).
 
     Such a model's output at ``x_i`` depends on ``x_i`` alone, so its Jacobian is the
-    per-example gradients: one vector-Jacobian product per input, ``vmap``-ed over the
-    inputs, each costing one forward and backward pass on one point (``N`` points: about
-    one pass over the data), where a ``jacrev`` of the outputs on all ``N`` points at once
-    costs ``N`` passes over all ``N`` points.
+    per-example gradients. An MLP's come from one forward and one backward pass over all
+    inputs (:meth:`MLPModel.gradient_factors`). Any other model's are one vector-Jacobian
+    product per input, ``vmap``-ed over the inputs, each costing one forward and backward
+    pass on one point (``N`` points: about one pass over the data), where a ``jacrev`` of
+    the outputs on all ``N`` points at once costs ``N`` passes over all ``N`` points.
     """
+    if model.capabilities.outer_product_gradients:
+        _outputs, factors = model.gradient_factors(layers, inputs)
+        return _OuterProductJacobian(factors)
 
     def gradients_at(point: torch.Tensor):  # point (d,) or (S, d)
         at_point = tensors.on_inputs(point.unsqueeze(-2))
@@ -386,8 +429,29 @@ def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torc
 
 
 def _blocks(jacobian) -> list[torch.Tensor]:
-    """A Jacobian ``(S, m, P)`` or its per-layer blocks, as a list of blocks."""
+    """A Jacobian ``(S, m, P)``, its per-layer blocks or its outer-product factors, as a list of blocks."""
+    if isinstance(jacobian, _OuterProductJacobian):
+        return jacobian.blocks()
     return [jacobian] if isinstance(jacobian, torch.Tensor) else list(jacobian)
+
+
+def _gram(jacobian) -> torch.Tensor:
+    """``J J^T`` ``(S, m, m)`` of a Jacobian in any of :func:`_blocks`' forms (blocks: the sum of their products)."""
+    if isinstance(jacobian, _OuterProductJacobian):
+        return jacobian.gram()
+    blocks = _blocks(jacobian)
+    kernel = blocks[0] @ blocks[0].mT
+    for block in blocks[1:]:
+        kernel.baddbmm_(block, block.mT)
+    return kernel
+
+
+def _transpose_times(jacobian, coefficients: torch.Tensor) -> torch.Tensor:
+    """``J^T v`` ``(S, P)`` for ``v`` ``(S, m)``, a Jacobian in any of :func:`_blocks`' forms."""
+    if isinstance(jacobian, _OuterProductJacobian):
+        return jacobian.transpose_times(coefficients)
+    column = coefficients.unsqueeze(-1)
+    return torch.cat([(block.mT @ column).squeeze(-1) for block in _blocks(jacobian)], -1)
 
 
 def _solve_positive_semidefinite(system: torch.Tensor, rhs: torch.Tensor, damping: float, considered: torch.Tensor,
@@ -461,8 +525,9 @@ def _symmetric_dual(jacobian, second: torch.Tensor, first: torch.Tensor, damping
                     considered: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
     """The dual solve with the symmetric system ``H^1/2 J J^T H^1/2``, for a batch: ``(d (S, P), failures)``.
 
-    ``jacobian``: ``J (S, m, P)``, or its per-layer blocks (``J J^T`` is the sum of the
-    blocks' products, and ``J^T v`` the blocks' joined: ``J`` itself is never assembled).
+    ``jacobian``: ``J (S, m, P)``, its per-layer blocks (``J J^T`` is the sum of the blocks'
+    products, and ``J^T v`` the blocks' joined: ``J`` itself is never assembled) or its
+    layers' outer-product factors (:class:`_OuterProductJacobian`: not even the blocks are).
 
     The dual's ``d = J^T v`` with ``(H J J^T + lambda I) v = e`` (:func:`_dual`, ``H = diag(h)``,
     ``h >= 0``). Split the outputs into ``P = {h_i > 0}`` and ``Z = {h_i = 0}`` and write
@@ -481,10 +546,7 @@ def _symmetric_dual(jacobian, second: torch.Tensor, first: torch.Tensor, damping
     """
     root = second.sqrt()  # a negative curvature gives NaN: that run fails as non-finite
     positive = second > 0
-    blocks = _blocks(jacobian)
-    kernel = blocks[0] @ blocks[0].mT  # K = J J^T, (S, m, m)
-    for block in blocks[1:]:
-        kernel.baddbmm_(block, block.mT)
+    kernel = _gram(jacobian)  # K = J J^T, (S, m, m)
     system = root.unsqueeze(-1) * kernel * root.unsqueeze(-2)  # S K S
     rhs = torch.where(positive, first / torch.where(positive, root, 1.0), 0.0)  # S^+ e
     zero_part = None
@@ -496,8 +558,8 @@ def _symmetric_dual(jacobian, second: torch.Tensor, first: torch.Tensor, damping
     solution, failures = _solve_positive_semidefinite(
         system, rhs, damping, considered, "output-space system",
         "more training outputs than parameters, a rank-deficient Jacobian, or outputs of zero curvature")
-    coefficients = (root * solution if zero_part is None else root * solution + zero_part).unsqueeze(-1)
-    return torch.cat([(block.mT @ coefficients).squeeze(-1) for block in blocks], -1), failures
+    coefficients = root * solution if zero_part is None else root * solution + zero_part
+    return _transpose_times(jacobian, coefficients), failures
 
 
 def _batched_dense(jacobian, second, gradient, damping, considered):
@@ -525,7 +587,7 @@ def _pointwise_gauss_newton(model, tensors, layers, inputs: torch.Tensor, second
         index = useful[start:start + chunk]
         points = inputs[..., index, :]
         scaled = second[:, index].sqrt().unsqueeze(-1) * torch.cat(
-            _pointwise_jacobian(model, tensors, layers, points), -1)  # H^1/2 J on the chunk
+            _blocks(_pointwise_jacobian(model, tensors, layers, points)), -1)  # H^1/2 J on the chunk
         part = scaled.mT @ scaled
         system = part if system is None else system.add_(part)
     if system is None:
