@@ -549,6 +549,63 @@ def test_unlabeled_fishers_and_their_solves_match_a_jacrev_reference(loss, fishe
         assert sorted(failures) == [0, 1] and all("singular" in reason for reason in failures.values())
 
 
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("fisher", ["population", "train"])
+def test_curvature_scaled_damping_is_the_damping_times_the_mean_curvature_ratio(loss, fisher):
+    """damping_scale='curvature' solves (G + lambda r I) d = grad L with r the pool's (or the training and pool
+    points') mean curvature over its value at zero outputs, computed here from a forward pass written in the test:
+    mean sigmoid(z) sigmoid(-z) / (1/4) for the logistic loss, exactly 1 for the squared loss (where it is the fixed
+    damping's direction to rounding); every solve agrees with the jacrev reference."""
+    problem, model = _small_supervised(loss)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    count, n = 9, problem.num_train
+    pool = problem.unlabeled_inputs(count, make_generator(4, "unlabeled"))
+    # Large weights: outputs of a few units, where the logistic curvature is far below 1/4.
+    theta = 3.0 * torch.randn(2, model.num_parameters, generator=make_generator(15, "test"), dtype=torch.float64)
+    _train, gradient = objective.train_loss_and_gradient(theta.clone())
+    gradient = gradient.clone()
+    pools = torch.stack([pool, pool])
+    points = torch.cat([problem.X_train, pool])
+    f64 = dict(dtype=torch.float64)
+    weights = (torch.cat([torch.zeros(n, **f64), torch.full((count,), 1.0 / count, **f64)]) if fisher == "population"
+               else torch.full((n + count,), 1.0 / (n + count), **f64))
+    (h_out, h_in), (o_out, o_in) = model.layer_shapes
+    damping = 1e-2
+    for run in range(2):
+        W1 = theta[run, : h_out * h_in].reshape(h_out, h_in)
+        W2 = theta[run, h_out * h_in:].reshape(o_out, o_in)
+        z = (torch.tanh(points @ W1.T) @ W2.T)[:, 0]
+        ratio = (1.0 if loss == "squared"
+                 else float((weights * torch.sigmoid(z) * torch.sigmoid(-z)).sum() / (0.25 * weights.sum())))
+        if loss == "logistic":
+            assert ratio < 0.9  # the case tests a damping that actually moved
+        fisher_matrix = _reference_fisher(problem, model, theta[run], points, weights)
+        expected = torch.linalg.solve(
+            fisher_matrix + damping * ratio * torch.eye(model.num_parameters, **f64), gradient[run])
+        for solve in ("dense", "dual", "cg"):
+            directions, failures, used = natural_gradient_directions(
+                objective, theta, gradient, torch.ones(2, dtype=torch.bool), damping=damping, solve=solve,
+                fisher=fisher, unlabeled=pools, cg_tol=1e-13, damping_scale="curvature")
+            assert failures == {} and used == solve
+            assert relative_error(directions[run], expected) <= 1e-8, solve
+
+
+def test_a_vanished_curvature_fails_the_run_alone():
+    """A run whose Fisher has no curvature left (logistic outputs so large that sigmoid(z) sigmoid(-z) underflows
+    to 0 at every point) cannot scale its damping: it fails with the reason, the other run is solved."""
+    problem, model = _small_supervised("logistic")
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    theta = torch.randn(2, model.num_parameters, generator=make_generator(16, "test"), dtype=torch.float64)
+    theta[1, model.layer_shapes[0][0] * model.layer_shapes[0][1]:] *= 1e6  # the output layer of run 1
+    _train, gradient = objective.train_loss_and_gradient(theta.clone())
+    directions, failures, _ = natural_gradient_directions(
+        objective, theta, gradient.clone(), torch.ones(2, dtype=torch.bool), damping=1e-2, solve="dense",
+        damping_scale="curvature")
+    assert list(failures) == [1] and "curvature vanished" in failures[1]
+    assert bool(torch.isfinite(directions[0]).all()) and bool((directions[1] == 0).all())
+    assert float(directions[0].norm()) > 0
+
+
 def test_training_and_unlabeled_inputs_interpolate_between_the_train_and_population_fishers():
     """G(M) = (n G_train + M G_pool) / (n + M) exactly (G_train the training Fisher, an average over the training
     inputs; G_pool the population Fisher of the same M inputs); M = 0 is the training Fisher bit for bit, in a run

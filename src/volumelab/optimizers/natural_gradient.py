@@ -66,11 +66,15 @@ from ..errors import OptimizerError
 from .gradient import GradientDescent, register_trainer
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["DEFAULT_UNLABELED", "FISHERS", "NaturalGradientDescent", "SOLVES", "UNLABELED_ATTRIBUTE", "damping_at",
+__all__ = ["DAMPING_SCALES", "DEFAULT_UNLABELED", "FISHERS", "NaturalGradientDescent", "SOLVES", "UNLABELED_ATTRIBUTE", "damping_at",
            "gauss_newton_matrix", "natural_gradient_direction", "natural_gradient_directions",
            "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
+
+#: How the damping is scaled (:func:`natural_gradient_directions`): ``fixed`` (``lambda`` as given) or
+#: ``curvature`` (``lambda`` times the Fisher's mean curvature relative to its value at zero outputs).
+DAMPING_SCALES = ("fixed", "curvature")
 
 #: A system whose smallest singular value is at most this share of its largest is treated as
 #: singular: without damping on the per-run path; on the batched path, the damped system's
@@ -669,7 +673,8 @@ def gauss_newton_matrix(objective, params: torch.Tensor, *, fisher: str = "train
 def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch.Tensor, active: torch.Tensor, *,
                                 damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                                 cg_max_iter: int | None = None, fisher: str = "train",
-                                unlabeled: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[int, str], str]:
+                                unlabeled: torch.Tensor | None = None,
+                                damping_scale: str = "fixed") -> tuple[torch.Tensor, dict[int, str], str]:
     """``(G_s + damping I)^{-1} gradient_s`` for every active run ``s`` of a batch at once.
 
     The batched counterpart of :func:`natural_gradient_direction` (same arguments, with the
@@ -690,6 +695,17 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
         fisher: ``"train"``, ``"population"`` or ``"output"`` (:func:`_fisher_rows`).
         unlabeled: ``(S, M, d)`` each run's unlabeled inputs, on supervised data: the pool of
             the ``population`` Fisher, or the inputs ``train`` adds to the training ones.
+        damping_scale: ``"fixed"``: every run's damping is ``damping``. ``"curvature"``: run
+            ``s``'s damping is ``damping * r_s`` with ``r_s = sum_i h_i / sum_i h_i^0`` the
+            Fisher's curvature weights (:func:`_fisher_rows`) at the run's outputs over their
+            values at zero outputs (for the logistic loss the mean of ``sigmoid(z) sigmoid(-z)``
+            over the Fisher's rows divided by 1/4; always 1 for the squared loss and a
+            factorization's ``W``). With the logistic loss on separable data the curvature decays
+            like ``exp(-margin)``; a fixed damping then outgrows ``G`` and late steps become GD
+            steps of size ``lr / lambda`` in the parametrization's own geometry, whereas a
+            damping that shrinks with the curvature keeps them natural-gradient steps. Solved as
+            ``(G / r_s + lambda I)^{-1} grad / r_s`` (``G`` is linear in ``h``), so every solve is
+            unchanged; a run whose ``r_s`` is 0 or not finite fails.
 
     Returns:
         ``(directions (S, P), failures, method)``: ``failures`` maps a run's index to the
@@ -717,6 +733,10 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
     first, second = rows.derivatives(outputs.detach())
     # Shared targets give (m,) derivatives: one row per run.
     first, second = first.expand_as(outputs), second.expand_as(outputs)
+    scale, scale_failures = _curvature_ratio(rows, outputs, second, considered) if damping_scale == "curvature" \
+        else (None, {})
+    if scale is not None:
+        second = second / scale.unsqueeze(1)
     method = _pick(solve, outputs.shape[1], num_parameters)
     with torch.enable_grad():
         if method == "cg":
@@ -736,6 +756,9 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
                 direction, failures = _batched_dense(jacobian, second, gradient, damping, considered)
             else:
                 direction, failures = _symmetric_dual(jacobian, second, first, damping, considered)
+    if scale is not None:
+        direction = direction / scale.unsqueeze(1)
+        failures.update(scale_failures)
     finite = torch.isfinite(direction).all(1)
     for run in (considered & ~finite).nonzero().flatten().tolist():
         failures.setdefault(run, f"the {method} solve gave non-finite numbers")
@@ -744,6 +767,19 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
         keep[run] = False
     direction = torch.where(keep.unsqueeze(1), direction, 0.0)
     return direction, dict(sorted(failures.items())), method
+
+
+def _curvature_ratio(rows: _FisherRows, outputs: torch.Tensor, second: torch.Tensor,
+                     considered: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
+    """``(r (S,), failures)``: each run's Fisher curvature ``sum_i h_i`` over its value at zero outputs
+    (``damping_scale="curvature"`` of :func:`natural_gradient_directions`); a considered run whose ``r`` is not
+    positive and finite is a failure, and its ``r`` is set to 1 so that the others' solves are unaffected."""
+    at_zero = rows.derivatives(torch.zeros_like(outputs))[1].expand_as(outputs)
+    ratio = second.sum(1) / at_zero.sum(1)
+    bad = considered & ~(torch.isfinite(ratio) & (ratio > 0))
+    failures = {run: f"the Fisher's curvature vanished (ratio {ratio[run].item():.3g} to its value at zero "
+                     f"outputs): no damping can be scaled to it" for run in bad.nonzero().flatten().tolist()}
+    return torch.where(bad, torch.ones_like(ratio), ratio), failures
 
 
 def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0) -> float:
@@ -758,7 +794,8 @@ UNLABELED_ATTRIBUTE = "unlabeled_inputs"
 
 def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                               cg_max_iter: int | None = None, fisher: str = "train", damping_decay: float = 1.0,
-                              damping_min: float = 0.0, per_run: bool = False) -> GradientTransformation:
+                              damping_min: float = 0.0, per_run: bool = False,
+                              damping_scale: str = "fixed") -> GradientTransformation:
     """The preconditioner ``(G + lambda_t I)^{-1}`` of every active run.
 
     By default the whole batch is solved at once (:func:`natural_gradient_directions`);
@@ -786,7 +823,7 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
             out, failures, _method = natural_gradient_directions(
                 context.objective, context.params, gradient, context.active, damping=current, solve=solve,
                 cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher,
-                unlabeled=getattr(context.objective, UNLABELED_ATTRIBUTE, None))
+                unlabeled=getattr(context.objective, UNLABELED_ATTRIBUTE, None), damping_scale=damping_scale)
             for run, reason in failures.items():
                 context.fail(run, f"step {context.step}: {reason}")
             return Update(out), state
@@ -840,6 +877,10 @@ class NaturalGradientDescent(GradientDescent):
             bundled data set holds out), none for ``train``. Not for factorizations.
         damping_decay: ``lambda`` is multiplied by this every step (``1``: constant).
         damping_min: The floor of the decaying damping.
+        damping_scale: ``"fixed"`` (default) or ``"curvature"``: each run's ``lambda`` times its
+            Fisher's curvature relative to zero outputs, so that with the logistic loss late steps
+            stay natural-gradient steps (:func:`natural_gradient_directions`); a no-op for the
+            squared loss.
 
     ``step_rule="group_rmsprop"`` rescales the natural-gradient step by the paper's
     global RMS; ``momentum`` adds heavy-ball momentum after it.
@@ -881,6 +922,11 @@ class NaturalGradientDescent(GradientDescent):
     damping_decay: float = setting(1.0, minimum=0, maximum=1, exclusive=(True, False),
                                    doc="Multiply the damping by this every step (1: constant).")
     damping_min: float = setting(0.0, minimum=0, doc="The floor of the decaying damping (at most --damping).")
+    damping_scale: str = setting("fixed", choices=DAMPING_SCALES,
+                                 doc="fixed: the damping as given; curvature: each run's damping times its Fisher's "
+                                     "mean curvature relative to zero outputs (logistic loss: mean "
+                                     "sigmoid(f) sigmoid(-f) / 0.25), so that late steps on separable data stay "
+                                     "natural-gradient steps instead of becoming GD steps of size lr / damping.")
     flow: bool = setting(False, doc="Integrate natural gradient flow (the lr -> 0 limit) up to time lr x steps "
                                     "with an adaptive Runge-Kutta method instead of taking the steps "
                                     "(volumelab.optimizers.ngd_flow).")
@@ -902,6 +948,9 @@ class NaturalGradientDescent(GradientDescent):
                                  f"got {self.damping_min!r}")
         if self.fisher not in FISHERS:
             raise OptimizerError(f"unknown fisher {self.fisher!r}; expected one of {', '.join(FISHERS)}")
+        if self.damping_scale not in DAMPING_SCALES:
+            raise OptimizerError(f"unknown damping_scale {self.damping_scale!r}; expected one of "
+                                 f"{', '.join(DAMPING_SCALES)}")
         if self.solve not in SOLVES:
             raise OptimizerError(f"unknown solve {self.solve!r}; expected one of {', '.join(SOLVES)}")
         if not 0 < self.cg_tol < 1:
@@ -946,7 +995,7 @@ class NaturalGradientDescent(GradientDescent):
         else:
             outputs = math.prod(problem.shape)
         return {"damping": self.damping, "damping_decay": self.damping_decay, "damping_min": self.damping_min,
-                "fisher": self.fisher, "unlabeled": unlabeled, "solve": _pick(self.solve, outputs, num_parameters)}
+                "damping_scale": self.damping_scale, "fisher": self.fisher, "unlabeled": unlabeled, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
         """GD's state, and each run's unlabeled inputs (drawn from ``(seed, "unlabeled")``) where its Fisher has
@@ -962,6 +1011,9 @@ class NaturalGradientDescent(GradientDescent):
         state = super().init(problems, model, seeds)
         seeds = list(seeds)
         problems = list(problems) * (len(seeds) if len(problems) == 1 else 1)
+        if self.per_run_solves and self.damping_scale != "fixed":
+            raise OptimizerError("the per-run solves have the fixed damping only; damping_scale='curvature' needs "
+                                 "the batched solves")
         count = self.num_unlabeled(problems[0])
         if count:
             if self.per_run_solves:
@@ -978,7 +1030,8 @@ class NaturalGradientDescent(GradientDescent):
         ``objective``: ``(directions, failures by run)`` (:func:`natural_gradient_directions`)."""
         out, failures, _method = natural_gradient_directions(
             objective, params, gradient, active, damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
-            cg_max_iter=self.cg_max_iter, fisher=self.fisher, unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None))
+            cg_max_iter=self.cg_max_iter, fisher=self.fisher, unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None),
+            damping_scale=self.damping_scale)
         return out, failures
 
     def run_batch(self, problems, model, budget, seeds, *, observers=()):
@@ -994,7 +1047,7 @@ class NaturalGradientDescent(GradientDescent):
         natural = scale_by_natural_gradient(damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
                                             cg_max_iter=self.cg_max_iter, fisher=self.fisher,
                                             damping_decay=self.damping_decay, damping_min=self.damping_min,
-                                            per_run=self.per_run_solves)
+                                            per_run=self.per_run_solves, damping_scale=self.damping_scale)
         if self.step_rule == "group_rmsprop":
             return chain(natural, super().preconditioner())
         return natural
