@@ -120,8 +120,8 @@ def _outcomes(verdict) -> dict:
 def test_invariance_holds_when_ngd_coincides_and_gd_does_not():
     verdict = judge(get_study("ngd-invariance"), invariance_frame(_invariance()))
     assert verdict.outcome == HOLDS, [p.decision.line for p in verdict.panels]
-    assert _outcomes(verdict) == {"GD": HOLDS, "NGD": HOLDS, "NGD, fisher output (ablation)": HOLDS}
-    ablation = next(p for p in verdict.panels if "ablation" in p.panel)
+    assert _outcomes(verdict) == {"GD": HOLDS, "NGD": HOLDS, "NGD, fisher output (extension)": HOLDS}
+    ablation = next(p for p in verdict.panels if "extension" in p.panel)
     assert not ablation.about  # an extension: judged, reported, not part of the claim
     ngd = next(p for p in verdict.panels if p.panel == "NGD")
     assert ngd.decision.effect.estimate == pytest.approx(0.02, rel=0.06)  # the largest depth's distance
@@ -184,7 +184,7 @@ def test_invariance_width_holds_when_ngd_approaches_depth_one_with_width():
     verdict = judge(study, invariance_frame(_width_distance(True), depths=(1, 2), widths=WIDTHS), "depth")
     assert verdict.outcome == HOLDS, [p.decision.line for p in verdict.panels]
     about = {p.panel: p.about for p in verdict.panels}
-    assert about == {"GD": False, "NGD": True, "NGD, fisher output (ablation)": False}
+    assert about == {"GD": False, "NGD": True, "NGD, fisher output (extension)": False}
     ngd = next(p for p in verdict.panels if p.panel == "NGD")
     assert ngd.decision.effect.estimate == pytest.approx(0.5 * (1 - (5 / 320) ** 0.3), rel=0.06)
     assert ngd.secondary["near_at_largest"].outcome == FAILS  # 0.14 at width 320: improved, not yet within 0.1

@@ -48,6 +48,7 @@ defined there) is computed from the returned weights and duals, and a solution w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,8 +58,9 @@ from scipy.optimize import linprog, nnls
 
 from ..errors import VolumelabError
 
-__all__ = ["KKT_TOLERANCE", "MaxMarginSolution", "cosine", "direction_report", "l1_max_margin", "l2_max_margin",
-           "mahalanobis_max_margin", "min_norm_interpolant"]
+__all__ = ["KKT_TOLERANCE", "LIMIT_REFERENCES", "MaxMarginSolution", "cosine", "direction_report", "l1_max_margin",
+           "l2_max_margin", "limit_direction_cosines", "limit_references", "mahalanobis_max_margin",
+           "min_norm_interpolant"]
 
 #: The largest KKT residual a returned solution may have (each solver's ``tolerance`` default).
 KKT_TOLERANCE = 1e-8
@@ -361,4 +363,38 @@ def direction_report(weights, references: Mapping[str, MaxMarginSolution | np.nd
         ``{name: cosine}``, 1 where ``weights`` points along the reference.
     """
     return {name: cosine(weights, reference.direction if isinstance(reference, MaxMarginSolution) else reference)
+            for name, reference in references.items()}
+
+
+#: The references :func:`limit_references` computes, by the metric each run reports (``cos_<name>``).
+LIMIT_REFERENCES = ("l2_margin", "l1_margin", "min_norm")
+
+
+def limit_references(X, y) -> dict[str, np.ndarray | None]:
+    """The unit directions a linear predictor trained on ``(X, y)`` is compared with, by name
+    (:data:`LIMIT_REFERENCES`): ``l2_margin`` (:func:`l2_max_margin`), ``l1_margin`` (:func:`l1_max_margin`) and
+    ``min_norm`` (:func:`min_norm_interpolant` of the labels). A reference that does not exist on these data is
+    ``None``: both margins when the data are not separable through the origin, the interpolant when the labels
+    are not in ``X``'s range (more points than features, in general). With isotropic inputs the Mahalanobis
+    max-margin under the data covariance is ``l2_margin`` itself, so it is not repeated here."""
+    references: dict[str, np.ndarray | None] = {}
+    for name, solver in (("l2_margin", l2_max_margin), ("l1_margin", l1_max_margin)):
+        try:
+            references[name] = solver(X, y).direction
+        except VolumelabError:
+            references[name] = None
+    try:
+        interpolant = min_norm_interpolant(X, y)
+        references["min_norm"] = interpolant / np.linalg.norm(interpolant)
+    except VolumelabError:
+        references["min_norm"] = None
+    return references
+
+
+def limit_direction_cosines(weights, references: Mapping[str, np.ndarray | None]) -> dict[str, float]:
+    """``{"cos_<name>": cosine of weights with reference}`` for :func:`limit_references`' output; NaN where the
+    reference does not exist or ``weights`` is zero (no direction)."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    zero = not np.linalg.norm(w) > 0
+    return {f"cos_{name}": (math.nan if reference is None or zero else cosine(w, reference))
             for name, reference in references.items()}

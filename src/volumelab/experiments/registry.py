@@ -154,9 +154,10 @@ def estimator_method(estimator: type, *, type: str | None = None, label: str | N
 
 # ------------------------------------------------------------------ gradient descent
 #: What a trained model's rows report besides the losses: the test error of a classifier,
-#: the effective rank of a factorization's W, and a linear predictor's sparsity and margins.
+#: the effective rank of a factorization's W, and a linear predictor's sparsity, margins and limit-direction cosines.
 _TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("sparsity"), Column("margin_l2"),
-                    Column("margin_l1"), Column("ntk_lambda_min"), Column("ntk_lambda_max"), Column("ntk_change"),
+                    Column("margin_l1"), Column("cos_l2_margin"), Column("cos_l1_margin"), Column("cos_min_norm"),
+                    Column("ntk_lambda_min"), Column("ntk_lambda_max"), Column("ntk_change"),
                     Column("param_change"), Column("loss_rate"), Column("predicted_rate"))
 
 

@@ -709,6 +709,13 @@ TRAINER_SCHEMA = ResultSchema(
                when="linear predictors on supervised data"),
         Metric("margin_l2", "min_i y_i <w, x_i> / ||w||_2", kind="value", when="linear predictors, logistic loss"),
         Metric("margin_l1", "min_i y_i <w, x_i> / ||w||_1", kind="value", when="linear predictors, logistic loss"),
+        Metric("cos_l2_margin", "cosine of w with the l2 max-margin direction of the training set (hard-margin "
+               "SVM without intercept: GD's limit on separable data)", kind="value",
+               when="linear predictors, logistic loss"),
+        Metric("cos_l1_margin", "cosine of w with the l1 max-margin direction of the training set", kind="value",
+               when="linear predictors, logistic loss"),
+        Metric("cos_min_norm", "cosine of w with the minimum-norm interpolant of the labels (X w = y)",
+               kind="value", when="linear predictors, logistic loss, labels in X's range (n <= d)"),
         Metric("ntk_lambda_min", "smallest eigenvalue of the NTK at the start", kind="value",
                when="the NTKLaziness observer"),
         Metric("ntk_lambda_max", "largest eigenvalue of the NTK at the start", kind="value",

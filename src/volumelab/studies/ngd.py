@@ -16,8 +16,11 @@ rule and reported, never part of the claim's verdict. Since 2026-12-06 the confi
 the input distribution (``fisher: population``: every entry of W for a factorization), and every
 method starts every depth from the same end-to-end function (``initialization: balanced``); NGD
 with the Fisher of the *training* outputs only, which these studies ran as their NGD until then,
-is the extension ``ngd_train``. ``ngd-invariance-width`` and the ``ngd-sparse`` configs still run the
-training-output Fisher (issue 31). These declarations judge whatever NGD the configs run, by what
+is the extension ``ngd_train``; the ``ngd-sparse`` configs followed the same day, with the population
+Fisher over an unlabeled pool, a damping scaled with the Fisher's curvature (``damping_scale: curvature``,
+so that late steps on separable data stay natural-gradient steps) and both ``n < d`` and ``n >= d``.
+``ngd-invariance-width`` still runs the training-output Fisher: its tanh networks have no balanced start.
+These declarations judge whatever NGD the configs run, by what
 the claims say; the rules did not change.
 
 **Panels.** Each study groups the sweep's rows itself (:attr:`Study.panels`), one panel per method
@@ -133,7 +136,8 @@ GD_PANEL, NGD_PANEL = "GD", "NGD"
 # ------------------------------------------------------------------ which method a row belongs to
 def _method_labels(frame: "pd.DataFrame") -> dict[str, str]:
     """``{method: panel label}``: ``GD`` for the trainer, ``NGD`` for the NGD read by type, ``NGD, <what
-    differs>`` for every other method of type ``ngd`` (an ablation), ``other: <name>`` for the rest."""
+    differs> (extension)`` for every other method of type ``ngd`` (the project's own variations, not the paper's
+    NGD), ``other: <name>`` for the rest."""
     whole = PanelData("", frame, frame)
     gd, ngd = whole.method("trainer"), whole.method("ngd")
     types = dict(zip(frame["method"].astype(str), frame["method_type"].astype(str)))
@@ -144,7 +148,7 @@ def _method_labels(frame: "pd.DataFrame") -> dict[str, str]:
         elif method == ngd:
             labels[method] = NGD_PANEL
         elif method_type == "ngd":
-            labels[method] = f"{NGD_PANEL}, {_setting_difference(frame, method, ngd)} (ablation)"
+            labels[method] = f"{NGD_PANEL}, {_setting_difference(frame, method, ngd)} (extension)"
         else:
             labels[method] = f"other: {method}"
     return labels
@@ -203,8 +207,8 @@ def _by_method_and_point(frame: "pd.DataFrame") -> list[str]:
 
 
 def _claim_panel(name: str) -> bool:
-    """Whether a panel is one the claim is about (GD's or NGD's, not an ablation's)."""
-    return name.split(",")[0] in (GD_PANEL, NGD_PANEL) and "(ablation)" not in name
+    """Whether a panel is one the claim is about (GD's or NGD's, not an extension's)."""
+    return name.split(",")[0] in (GD_PANEL, NGD_PANEL) and "(extension)" not in name
 
 
 def _only_method(panel: PanelData) -> str | None:
@@ -467,32 +471,16 @@ def error_rate_gap(panel: PanelData) -> dict[int, float]:
 
 
 def max_margin_l2(inputs, labels) -> float:
-    """The largest l2 margin ``max_{||w|| = 1} min_i y_i <w, x_i>`` of separable data (no bias).
+    """The largest l2 margin ``max_{||w|| = 1} min_i y_i <w, x_i>`` of separable data (no bias): ``1 / ||w||`` of
+    the hard-margin SVM (:func:`~volumelab.diagnostics.max_margin.l2_max_margin`, certified by its KKT residual);
+    NaN when the data are not separable through the origin."""
+    from ..diagnostics.max_margin import l2_max_margin
+    from ..errors import VolumelabError
 
-    Solved as the hard-margin SVM ``min ||w||^2 / 2`` subject to ``y_i <w, x_i> >= 1``
-    (SciPy's SLSQP, from the minimum-norm solution of ``y_i <w, x_i> = 1``); the margin is
-    ``1 / ||w*||``.
-
-    Args:
-        inputs: ``(n, d)`` training inputs.
-        labels: ``(n,)`` labels in {-1, +1}.
-
-    Returns:
-        The margin; NaN when the solver fails (e.g. data that are not separable).
-    """
-    import numpy as np
-    from scipy.optimize import minimize
-
-    X = np.asarray(inputs, dtype=float)
-    y = np.asarray(labels, dtype=float)
-    signed = y[:, None] * X
-    start = np.linalg.lstsq(signed, np.ones(len(y)), rcond=None)[0]
-    result = minimize(lambda w: 0.5 * w @ w, start, jac=lambda w: w, method="SLSQP",
-                      constraints=[{"type": "ineq", "fun": lambda w: signed @ w - 1.0, "jac": lambda w: signed}],
-                      options={"ftol": 1e-12, "maxiter": 500})
-    if not result.success or float((signed @ result.x).min()) < 1 - 1e-6:
+    try:
+        return l2_max_margin(inputs, labels).margin
+    except VolumelabError:
         return math.nan
-    return 1.0 / float(np.linalg.norm(result.x))
 
 
 @functools.lru_cache(maxsize=256)
@@ -532,6 +520,14 @@ def margin_shares(panel: PanelData) -> dict[str, dict[int, float]]:
     return out
 
 
+def l1_direction_gap(panel: PanelData) -> dict[int, float]:
+    """Per seed: the cosine of the diagonal network's predictor with the training set's l1 max-margin direction
+    minus the fully connected net's (``cos_l1_margin``; positive: the diagonal network heads for the l1 margin)."""
+    values = _by_architecture(panel, "cos_l1_margin")
+    diagonal, full = values.get(DIAGONAL, {}), values.get(FULLY_CONNECTED, {})
+    return {s: diagonal[s] - full[s] for s in diagonal.keys() & full.keys()}
+
+
 def margin_share_gap(panel: PanelData) -> dict[int, float]:
     """Per seed: the fully connected net's share of the max l2 margin minus the diagonal network's."""
     shares = margin_shares(panel)
@@ -561,7 +557,7 @@ def _whole_panel(frame: "pd.DataFrame") -> PanelData:
 
 
 def _method_views(frame: "pd.DataFrame") -> list[tuple[str, PanelData]]:
-    """``(label, panel of that method's rows)`` for GD, NGD and the NGD ablations."""
+    """``(label, panel of that method's rows)`` for GD, NGD and the NGD extensions."""
     whole = _whole_panel(frame)
     labels = _method_labels(frame)
     views = []
@@ -710,6 +706,8 @@ def _plot_completion(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
 
 
 def _plot_sparse(verdict, frame: "pd.DataFrame", out_stem: Path, title: str) -> list[Path]:
+    """Top: the verdict's effect, the sparsity and the test error by architecture; bottom: the cosine of the
+    predictor with each limit direction of its training set (l1 and l2 max margin, min-norm interpolant)."""
     from ..plotting.figures import new_figure, save_figure as _save
 
     views = _method_views(frame)
@@ -717,30 +715,32 @@ def _plot_sparse(verdict, frame: "pd.DataFrame", out_stem: Path, title: str) -> 
         return []
     words, symbol = _x_words(frame)
     x_label = f"{words} ${symbol}$"
-    fig = new_figure((15, 4.4))
-    axes = fig.subplots(1, 3)
+    fig = new_figure((15, 8.4))
+    axes = fig.subplots(2, 3).ravel()
+    by_architecture = ((axes[1], "sparsity"), (axes[2], "test_error"), (axes[3], "cos_l1_margin"),
+                       (axes[4], "cos_l2_margin"), (axes[5], "cos_min_norm"))
     for index, (label, view) in enumerate(views):
         color = _color(label, index)
         xs = view.xs(_only_method(view))
         points = [PanelData(view.name, view.frame[view.frame["x"] == x], view.raw[view.raw["x"] == x], view.flagged)
                   for x in xs]
         _draw(axes[0], xs, [sparsity_log_ratio(p) for p in points], color, label)
-        shares = [margin_shares(p) for p in points]
         for architecture, style in ((DIAGONAL, "o-"), (FULLY_CONNECTED, "s--")):
             name = architecture.replace("_", " ")
-            _draw(axes[1], xs, [_by_architecture(p, "sparsity").get(architecture, {}) for p in points], color,
-                  f"{label}, {name}", style)
-            _draw(axes[2], xs, [s.get(architecture, {}) for s in shares], color, f"{label}, {name}", style)
+            for ax, metric in by_architecture:
+                _draw(ax, xs, [_by_architecture(p, metric).get(architecture, {}) for p in points], color,
+                      f"{label}, {name}", style)
     axes[0].axhspan(-FLAT_MARGIN, FLAT_MARGIN, color="#2ca02c", alpha=0.12, linewidth=0,
                     label=f"± log {FLAT_BAND:g}: NGD stays inside, GD ends above")
     axes[0].axhline(0, color="#555555", linewidth=0.8)
     axes[0].set(ylabel="log(sparsity fully connected / diagonal)",
                 title="the verdict's effect: mean over seeds, 95% interval")
-    axes[1].set(ylabel="sparsity $||w||_1^2 / ||w||_2^2$ (log scale)", yscale="log",
-                title="sparsity by architecture")
-    axes[2].axhline(1.0, color="#555555", linestyle="--", linewidth=1, label="max-l2-margin classifier")
-    axes[2].set(ylabel="l2 training margin / largest l2 margin",
-                title="reported: fully connected above diagonal (GD)")
+    axes[1].set(ylabel="sparsity $||w||_1^2 / ||w||_2^2$ (log scale)", yscale="log", title="sparsity by architecture")
+    axes[2].set(ylabel="test error", title="test error by architecture")
+    for ax, words_of in ((axes[3], "the l1 max-margin direction"), (axes[4], "the l2 max-margin direction"),
+                         (axes[5], "the min-norm interpolant (n <= d)")):
+        ax.axhline(1.0, color="#555555", linestyle="--", linewidth=1)
+        ax.set(ylabel=f"cosine with {words_of}", title=f"limit direction: {words_of.split(' (')[0]}")
     for ax in axes:
         ax.set_xlabel(x_label)
         xs = sorted(set(frame["x"]))
@@ -773,7 +773,7 @@ def _quiet(plot):
 
 # ------------------------------------------------------------------ the declarations
 def _endpoint_by_method(name: str) -> str | None:
-    """A panel's endpoint: GD's for GD's panel, NGD's for NGD's and its ablations' (keys named by method)."""
+    """A panel's endpoint: GD's for GD's panel, NGD's for NGD's and its extensions' (keys named by method)."""
     head = name.split(",")[0]
     return head if head in (GD_PANEL, NGD_PANEL) else None
 
@@ -871,6 +871,8 @@ SPARSE = register_study(Study(
                                error_rate_gap, worst_effect=FLAGGED_ERROR_GAP),
         "margin": Endpoint(Rule("share of the max l2 margin, fully connected minus diagonal", "increase"),
                            margin_share_gap, worst_effect=0.0),
+        "l1_direction": Endpoint(Rule("cosine with the l1 max-margin direction, diagonal minus fully connected",
+                                      "increase"), l1_direction_gap, worst_effect=0.0),
     },
     parameters={"flat_band": FLAT_BAND, "error_margin": ERROR_MARGIN, "flagged_log_ratio": FLAGGED_LOG_RATIO,
                 "flagged_error_gap": FLAGGED_ERROR_GAP},
@@ -880,5 +882,9 @@ SPARSE = register_study(Study(
            "Share of the max l2 margin: the run's normalized l2 training margin over the largest l2 margin of its "
            "training set (a hard-margin SVM without bias). Reported only: no finite-time share follows from the "
            "paper (GD's direction approaches the max-margin one like 1/log t); an earlier rule's 0.9 was set after "
-           "the results had been seen and is not used."),
+           "the results had been seen and is not used.",
+           "Limit directions: each run reports the cosine of its predictor with the l2 and l1 max-margin directions "
+           "and the minimum-norm interpolant of its training set (volumelab.diagnostics.max_margin), plotted per "
+           "architecture with their spread over seeds; the l1 one's architecture gap is reported (GD's deep "
+           "diagonal net is expected to head for the l1 margin, its fully connected net for the l2 one)."),
 ))
