@@ -375,6 +375,8 @@ def _batch_cases():
         "factorization tanh d3, one problem per run": (sensing, vl.FactorizationModel(5, 5, 3, 3, "tanh"), "train"),
         "factorization output Fisher, one problem per run": (sensing, vl.FactorizationModel(5, 5, 4, 2), "output"),
         "completion leaky_relu d2": ([completion], vl.FactorizationModel(5, 5, 4, 2, "leaky_relu"), "train"),
+        "completion linear d3 (closed-form Jacobian)": ([completion], vl.FactorizationModel(5, 5, 4, 3), "train"),
+        "completion linear d1 output Fisher": ([completion], vl.FactorizationModel(5, 5, 4, 1), "output"),
         "MLP logistic": ([digits], MLPModel(digits.num_features, 5, 2, "tanh"), "train"),
         "MLP squared, one data set per run": (teacher, MLPModel(6, 8, 3, "tanh"), "train"),
         "MLP relu with biases": ([digits], MLPModel(digits.num_features, 5, 2, "relu", bias=True), "train"),
@@ -409,6 +411,68 @@ def test_batched_directions_equal_the_per_run_function(case, solve):
         expected, used = natural_gradient_direction(objective, params[run], gradient[run], run, **settings)
         assert used == solve
         assert relative_error(directions[run], expected) <= 1e-10, run
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+@pytest.mark.parametrize("task, rows", [("sensing", "every entry"), ("sensing", "training outputs"),
+                                        ("completion", "every entry"), ("completion", "training outputs"),
+                                        ("completion", "training and 4 unobserved entries")])
+def test_the_closed_form_product_jacobian_is_autograds(depth, task, rows):
+    """_ProductJacobian's blocks and Gram (the Kronecker sum) against the Jacobian autograd takes of the same rows
+    (_batched_jacobian of the rows' function), float64, every depth; a dense operator (sensing) and a selection
+    (completion, gathered)."""
+    from volumelab.optimizers.natural_gradient import _ProductJacobian, _batched_jacobian, _fisher_rows
+
+    problems = ([vl.make_sensing(4, 5, 1, 9, seed=s) for s in range(2)] if task == "sensing"
+                else [vl.make_completion(4, 5, 1, 9, seed=s) for s in range(2)])
+    model = vl.FactorizationModel(4, 5, 3, depth)
+    objective = _objective_for(model, problems, torch.device("cpu"), torch.float64)
+    params = torch.randn(2, model.num_parameters, generator=make_generator(21, "test"), dtype=torch.float64)
+    layers = objective.layers(params)
+    unobserved = None
+    if rows.startswith("training and"):
+        unobserved = torch.stack([torch.randperm(11, generator=make_generator(s, "test"))[:4] for s in range(2)])
+    fisher_rows = _fisher_rows(objective, "population" if rows == "every entry" else "train", None, unobserved)
+    assert fisher_rows.operator is not False
+    with torch.enable_grad():
+        expected = _batched_jacobian(fisher_rows.function, layers)
+    product = _ProductJacobian.of([layer.detach() for layer in layers], fisher_rows.operator)
+    assert (product.index is not None) == (task == "completion" and rows != "every entry")
+    for block, reference in zip(product.blocks(), expected):
+        torch.testing.assert_close(block, reference, rtol=1e-12, atol=1e-13)
+    joined = torch.cat(expected, -1)
+    torch.testing.assert_close(product.gram(), joined @ joined.mT, rtol=1e-12, atol=1e-12)
+    vector = torch.randn(2, joined.shape[1], generator=make_generator(23, "test"), dtype=torch.float64)
+    torch.testing.assert_close(product.transpose_times(vector), (joined.mT @ vector.unsqueeze(-1)).squeeze(-1),
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_unobserved_entries_join_the_training_fisher_with_the_training_entries_weight():
+    """fisher='train' with M unobserved entries of a completion task: G = (2/m) sum over the m observed and the M
+    chosen entries of J_e^T J_e (autograd reference); M = 0 is the training Fisher; all of them is (2/m) times the
+    population Fisher (every entry, h = 1)."""
+    problem = vl.make_completion(4, 4, 1, 6, seed=3)
+    model = vl.FactorizationModel(4, 4, 3, 2)
+    objective = _objective_for(model, [problem], torch.device("cpu"), torch.float64)
+    theta = torch.randn(1, model.num_parameters, generator=make_generator(22, "test"), dtype=torch.float64)
+    m = problem.num_measurements
+    chosen = torch.tensor([[1, 4, 7]])
+    fisher = gauss_newton_matrix(objective, theta, fisher="train", unobserved=chosen)
+    operator = problem.tensors().operator
+    entries = torch.cat([operator[:, :m], operator[:, m:][:, chosen[0]]], 1)  # one-hot columns
+
+    def outputs(t):
+        return model.outputs(objective.layers(t.unsqueeze(0))).squeeze(0) @ entries
+
+    jacobian = torch.func.jacrev(outputs)(theta[0])
+    torch.testing.assert_close(fisher[0], (2.0 / m) * jacobian.T @ jacobian, rtol=1e-12, atol=1e-14)
+    train = gauss_newton_matrix(objective, theta, fisher="train")
+    torch.testing.assert_close(gauss_newton_matrix(objective, theta, fisher="train",
+                                                   unobserved=torch.zeros(1, 0, dtype=torch.long)), train)
+    every = torch.arange(16 - m).unsqueeze(0)
+    population = gauss_newton_matrix(objective, theta, fisher="population")
+    torch.testing.assert_close(gauss_newton_matrix(objective, theta, fisher="train", unobserved=every),
+                               (2.0 / m) * population, rtol=1e-12, atol=1e-14)
 
 
 def test_in_a_batch_each_run_fails_alone():
@@ -680,6 +744,7 @@ def test_the_default_pool_and_a_bundled_data_sets_held_out_points():
 # ---------------------------------------------------------------- an MLP's Jacobian from its layers' outer products
 from volumelab.models.layers import Capabilities  # noqa: E402
 from volumelab.optimizers.natural_gradient import (  # noqa: E402
+    _LinearPredictorJacobian,
     _OuterProductJacobian,
     _blocks,
     _pointwise_jacobian,
@@ -693,6 +758,10 @@ class PlainMLP(MLPModel):
     (the general path the outer-product one replaces for MLPs)."""
 
     capabilities = Capabilities()
+
+    def linear_predictor(self, weights):
+        """Not read as a linear predictor either (NGD's other factored Jacobian, :class:`_LinearPredictorJacobian`)."""
+        return None
 
 
 def _plain(model: MLPModel) -> PlainMLP:
@@ -723,7 +792,9 @@ def test_the_outer_product_jacobian_is_the_per_example_jacobian(model, stacked):
     with torch.enable_grad():
         factored = _pointwise_jacobian(model, objective.tensors, layers, inputs)
         plain = _pointwise_jacobian(_plain(model), objective.tensors, layers, inputs)
-    assert isinstance(factored, _OuterProductJacobian) and isinstance(plain, list)
+    linear = model.activation == "linear" and not model.bias
+    assert isinstance(factored, _LinearPredictorJacobian if linear else _OuterProductJacobian)
+    assert isinstance(plain, list)
     for block, expected in zip(_blocks(factored), plain):
         assert relative_error(block, expected) <= 1e-12
     joined = torch.cat(plain, -1)
@@ -782,3 +853,36 @@ def test_mlp_runs_through_outer_products_equal_runs_through_per_example_gradient
         assert a.history["gen_loss"] == pytest.approx(b.history["gen_loss"], rel=1e-10)
         for name in a.arrays:
             assert relative_error(torch.as_tensor(a.arrays[name]), torch.as_tensor(b.arrays[name])) <= 1e-10, name
+
+
+@pytest.mark.parametrize("model", ["diagonal d2 difference", "diagonal d3 product", "deep linear MLP d3"])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_linear_predictors_factored_jacobian_is_autograds(model, stacked):
+    """J = X dw/dtheta of a linear predictor: its blocks, J J^T, J^T v and G = J^T H J against autograd's Jacobian of
+    the model's outputs at the same inputs (_batched_jacobian, written nowhere near the factored path), float64, to
+    1e-12 relative: on shared inputs and on one set of inputs per run."""
+    from volumelab.optimizers.natural_gradient import _batched_jacobian, _pointwise_gauss_newton
+
+    model = {"diagonal d2 difference": DiagonalNetwork(6, 2, "difference"), "diagonal d3 product": DiagonalNetwork(6, 3),
+             "deep linear MLP d3": MLPModel(6, 4, 3, "linear")}[model]
+    problems = [make_supervised("sparse_teacher", 9, seed=s, num_features=6, num_test=5)
+                for s in range(3 if stacked else 1)]
+    objective = _objective_for(model, problems, torch.device("cpu"), torch.float64)
+    params = torch.randn(3, model.num_parameters, generator=make_generator(17, "test"), dtype=torch.float64)
+    layers = objective.layers(params)
+    inputs = objective.tensors.training_view().inputs
+    at_inputs = objective.tensors.on_inputs(inputs if stacked else inputs.expand(3, -1, -1))
+    with torch.enable_grad():
+        factored = _pointwise_jacobian(model, objective.tensors, layers, inputs)
+        expected = _batched_jacobian(lambda *values: model.outputs(list(values), at_inputs), layers)
+    assert isinstance(factored, _LinearPredictorJacobian)
+    for block, reference in zip(_blocks(factored), expected):
+        assert relative_error(block, reference) <= 1e-12
+    joined = torch.cat(expected, -1)
+    assert relative_error(factored.gram(), joined @ joined.mT) <= 1e-12
+    vector = torch.randn(3, inputs.shape[-2], generator=make_generator(18, "test"), dtype=torch.float64)
+    assert relative_error(_transpose_times(factored, vector), (joined.mT @ vector.unsqueeze(-1)).squeeze(-1)) <= 1e-12
+    second = torch.rand(3, inputs.shape[-2], generator=make_generator(19, "test"), dtype=torch.float64)
+    with torch.enable_grad():
+        fisher = _pointwise_gauss_newton(model, objective.tensors, layers, inputs, second)
+    assert relative_error(fisher, joined.mT @ (second.unsqueeze(-1) * joined)) <= 1e-12

@@ -110,6 +110,8 @@ KEY_MIGRATIONS: list[KeyMigration] = [
                      "which left train runs as they were)"),
     KeyMigration("method", "ngd", "flow", old=False,
                  why="natural gradient flow joined NGD after rows were stored (False: the steps, as before)"),
+    KeyMigration("method", "ngd", "unobserved", old=None,
+                 why="unobserved entries in the training Fisher joined NGD after rows were stored (None: none)"),
     KeyMigration("method", "ngd", "damping_scale", old="fixed",
                  why="the curvature-scaled damping joined NGD after rows were stored (fixed: the damping as before)"),
 ]

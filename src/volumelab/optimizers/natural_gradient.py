@@ -54,6 +54,7 @@ selectable with :attr:`NaturalGradientDescent.per_run_solves`). Measured in
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -66,9 +67,9 @@ from ..errors import OptimizerError
 from .gradient import GradientDescent, register_trainer
 from .transforms import GradientTransformation, StepContext, Update, chain
 
-__all__ = ["DAMPING_SCALES", "DEFAULT_UNLABELED", "FISHERS", "NaturalGradientDescent", "SOLVES", "UNLABELED_ATTRIBUTE", "damping_at",
-           "gauss_newton_matrix", "natural_gradient_direction", "natural_gradient_directions",
-           "scale_by_natural_gradient"]
+__all__ = ["DAMPING_SCALES", "DEFAULT_UNLABELED", "FISHERS", "NaturalGradientDescent", "SOLVES", "UNLABELED_ATTRIBUTE",
+           "UNOBSERVED_ATTRIBUTE", "damping_at", "gauss_newton_matrix", "natural_gradient_direction",
+           "natural_gradient_directions", "scale_by_natural_gradient"]
 
 SOLVES = ("auto", "dense", "dual", "cg")
 
@@ -279,9 +280,14 @@ class _FisherRows:
     function: Any
     derivatives: Any
     inputs: torch.Tensor | None = None
+    #: For a linear, unnormalized factorization ``W = W_d ... W_1`` whose rows are linear in ``vec(W)``: the
+    #: rows' operator ``O`` (``z = O^T vec(W)``; ``(N, r)`` or ``(S, N, r)``, ``None`` for every entry), so
+    #: that their Jacobian has a closed form (:class:`_ProductJacobian`); ``False`` where it has none.
+    operator: Any = False
 
 
-def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None) -> _FisherRows:
+def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None,
+                 unobserved: torch.Tensor | None = None) -> _FisherRows:
     """The rows of run batch's Fisher (:class:`_FisherRows`).
 
     * ``train`` without unlabeled inputs: the ``n`` training outputs, ``(e, h)`` the loss's
@@ -300,8 +306,14 @@ def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None) -> _Fis
       training Fisher, ``M -> infinity`` the population one). The training rows carry the
       gradient, so the dual's ``grad L = J^T e`` holds for these rows as well; with
       ``population`` their ``h`` is 0.
+    * ``train`` on a completion task with ``unobserved`` entries ``(S, M)`` (indices into the
+      unobserved entries, the task's test outputs): the ``m`` training entries then those ``M``,
+      every row with the training rows' curvature (``2/m``: the training Fisher plus ``M`` more
+      entries of the same weight, so ``M = 0`` is the training Fisher and ``M`` = every
+      unobserved entry the population Fisher up to the constant factor ``2/m``), ``e = (dL/dz, 0)``.
     """
     model = objective.model
+    product = _linear_product(model)
     if fisher in ("output", "population") and model.scores_array:
         tensors = objective.tensors
 
@@ -313,15 +325,19 @@ def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None) -> _Fis
             first, _second = tensors.loss_derivatives(train)
             return pullback(first)[0], torch.ones_like(outputs)
 
-        return _FisherRows(all_outputs, pulled_back)
+        return _FisherRows(all_outputs, pulled_back, operator=None if product else False)
     training = objective.tensors.training_view()
     supervised = hasattr(training, "on_inputs")
+    if unobserved is not None and unobserved.shape[-1] > 0:
+        return _rows_with_unobserved(model, objective.tensors, unobserved, product)
     if unlabeled is None or unlabeled.shape[-2] == 0:
 
         def train_outputs(*layers: torch.Tensor) -> torch.Tensor:
             return _train_outputs_of(training, model.outputs(list(layers), training))
 
-        return _FisherRows(train_outputs, training.loss_derivatives, training.inputs if supervised else None)
+        operator = training.operator[..., : training.num_train] if product and not supervised else False
+        return _FisherRows(train_outputs, training.loss_derivatives, training.inputs if supervised else None,
+                           operator)
     if not supervised:
         raise OptimizerError("unlabeled inputs need supervised data")
     size, count, n = unlabeled.shape[0], unlabeled.shape[-2], training.num_train
@@ -344,6 +360,132 @@ def _fisher_rows(objective, fisher: str, unlabeled: torch.Tensor | None) -> _Fis
         return first, training.curvature(values) * weights
 
     return _FisherRows(outputs, derivatives, inputs)
+
+
+def _rows_with_unobserved(model, tensors, unobserved: torch.Tensor, product: bool) -> _FisherRows:
+    """The training entries of a completion task and ``unobserved`` ``(S, M)`` more (:func:`_fisher_rows`)."""
+    m = tensors.num_train
+    operator = tensors.operator
+    size = unobserved.shape[0]
+    if operator.ndim == 2:
+        operator = operator.expand(size, -1, -1)
+    extra = torch.gather(operator[..., m:], 2, unobserved.unsqueeze(1).expand(-1, operator.shape[1], -1))
+    rows = torch.cat([operator[..., :m], extra], -1)  # (S, N, m + M)
+
+    def outputs(*layers: torch.Tensor) -> torch.Tensor:
+        return (model.outputs(list(layers), tensors).unsqueeze(-2) @ rows).squeeze(-2)
+
+    def derivatives(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first, second = tensors.loss_derivatives(values[..., :m])
+        first, second = first.expand(size, m), second.expand(size, m)
+        count = values.shape[-1] - m
+        pad = torch.zeros(size, count, dtype=values.dtype, device=values.device)
+        # Every added entry weighs what a training entry does (the squared loss's curvature is constant).
+        return torch.cat([first, pad], -1), torch.cat([second, second[:, :1].expand(size, count)], -1)
+
+    return _FisherRows(outputs, derivatives, None, rows if product else False)
+
+
+def _linear_product(model) -> bool:
+    """Whether ``model`` is a linear, unnormalized factorization ``W = W_d ... W_1`` of its stored layers (its
+    Jacobian then has the closed form of :class:`_ProductJacobian`)."""
+    return (getattr(model, "family", None) == "factorization" and model.is_linear and not model.normalize
+            and model.depth >= 1)
+
+
+@dataclass
+class _ProductJacobian:
+    """The Jacobian of rows ``z = O^T vec(W)`` of ``W = W_d ... W_1`` in the layers, in closed form.
+
+    ``dW = sum_k L_k dW_k R_k`` with ``L_k = W_d ... W_{k+1}`` and ``R_k = W_{k-1} ... W_1``, so in
+    ``vec(W)`` (row-major, as the model flattens ``W``) layer ``k``'s block is ``L_k (x) R_k^T`` and
+    ``J_W J_W^T = sum_k (L_k L_k^T) (x) (R_k^T R_k)``. :meth:`blocks` are the rows' blocks
+    ``O^T (L_k (x) R_k^T)`` (what autograd's Jacobian would give, without its ``r`` backward passes),
+    :meth:`gram` their Gram ``O^T (J_W J_W^T) O`` from the Kronecker sum; where ``O`` selects
+    entries (one-hot columns, a completion task) both are gathers. Tested against autograd's.
+    """
+
+    lefts: list[torch.Tensor]  # L_k, (S, rows, out_k)
+    rights: list[torch.Tensor]  # R_k, (S, in_k, cols)
+    operator: torch.Tensor | None  # O, (N, r) or (S, N, r); None: every entry
+    index: torch.Tensor | None  # (S, r) the entries O selects, where its columns are one-hot
+
+    @classmethod
+    def of(cls, layers: list[torch.Tensor], operator: torch.Tensor | None) -> "_ProductJacobian":
+        size = layers[0].shape[0]
+        rows, cols = layers[-1].shape[-2], layers[0].shape[-1]
+        eye = functools.partial(torch.eye, dtype=layers[0].dtype, device=layers[0].device)
+        rights = [eye(cols).expand(size, cols, cols)]
+        for layer in layers[:-1]:
+            rights.append(layer @ rights[-1])
+        lefts = [eye(rows).expand(size, rows, rows)]
+        for layer in reversed(layers[1:]):
+            lefts.append(lefts[-1] @ layer)
+        index = None
+        if operator is not None:
+            if operator.ndim == 2:
+                operator = operator.expand(size, -1, -1)
+            if bool((((operator != 0).sum(-2) == 1) & ((operator == 0) | (operator == 1)).all(-2)).all()):
+                index = operator.argmax(-2)
+        return cls(lefts[::-1], rights, operator, index)
+
+    def _rows_of(self, matrix: torch.Tensor) -> torch.Tensor:
+        """``O^T matrix`` for a matrix ``(S, N, c)`` over ``vec(W)``."""
+        if self.operator is None:
+            return matrix
+        if self.index is not None:
+            return torch.gather(matrix, 1, self.index.unsqueeze(-1).expand(-1, -1, matrix.shape[-1]))
+        return self.operator.mT @ matrix
+
+    def blocks(self) -> list[torch.Tensor]:
+        """Per layer, ``(S, r, out_k * in_k)``."""
+        out = []
+        for left, right in zip(self.lefts, self.rights):
+            size, rows, width = left.shape
+            inner, cols = right.shape[-2:]
+            block = left[:, :, None, :, None] * right.mT[:, None, :, None, :]  # (S, rows, cols, out_k, in_k)
+            out.append(self._rows_of(block.reshape(size, rows * cols, width * inner)))
+        return out
+
+    def transpose_times(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """``J^T v`` ``(S, P)`` for ``v`` ``(S, r)``: ``M = unvec(O v)``, then layer ``k``'s ``L_k^T M R_k^T``."""
+        size = coefficients.shape[0]
+        rows, cols = self.lefts[0].shape[-2], self.rights[0].shape[-1]
+        if self.operator is None:
+            flat = coefficients
+        elif self.index is not None:
+            flat = torch.zeros(size, rows * cols, dtype=coefficients.dtype, device=coefficients.device)
+            flat.scatter_add_(1, self.index, coefficients)
+        else:
+            flat = (self.operator @ coefficients.unsqueeze(-1)).squeeze(-1)
+        matrix = flat.reshape(size, rows, cols)
+        return torch.cat([(left.mT @ matrix @ right.mT).flatten(1) for left, right in zip(self.lefts, self.rights)],
+                         -1)
+
+    def gram(self) -> torch.Tensor:
+        """``J J^T`` of the rows, ``(S, r, r)``."""
+        gram = None
+        cols = self.rights[0].shape[-1]
+        if self.index is not None:  # only the selected entries (i_a, j_a): K_ab = sum_k A_k[i_a, i_b] B_k[j_a, j_b]
+            i, j = self.index // cols, self.index % cols
+        for left, right in zip(self.lefts, self.rights):
+            outer, inner = left @ left.mT, right.mT @ right  # A_k (S, rows, rows), B_k (S, cols, cols)
+            if self.index is not None:
+                term = _pick_square(outer, i) * _pick_square(inner, j)
+            else:
+                size, rows = outer.shape[0], outer.shape[-1]
+                term = (outer[:, :, None, :, None] * inner[:, None, :, None, :]).reshape(size, rows * cols,
+                                                                                         rows * cols)
+            gram = term if gram is None else gram.add_(term)
+        if self.operator is None or self.index is not None:
+            return gram
+        return self.operator.mT @ gram @ self.operator
+
+
+def _pick_square(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``matrix[s][index[s]][:, index[s]]`` for every run ``s``: ``(S, n, n)`` and ``(S, r)`` to ``(S, r, r)``."""
+    rows = torch.gather(matrix, 1, index.unsqueeze(-1).expand(-1, -1, matrix.shape[-1]))
+    return torch.gather(rows, 2, index.unsqueeze(1).expand(-1, index.shape[-1], -1))
 
 
 def _flat(per_layer, leading: int) -> torch.Tensor:
@@ -402,6 +544,54 @@ class _OuterProductJacobian:
                           for gradient, inputs in self.factors], -1)
 
 
+@dataclass
+class _LinearPredictorJacobian:
+    """The Jacobian ``J = X E`` of a linear predictor ``f(x) = <w(theta), x>`` at inputs ``X``, with ``E = dw/dtheta``.
+
+    A deep diagonal network or a deep linear MLP is a linear predictor of its inputs, so its Jacobian factors
+    through ``w``: ``J J^T = X (E E^T) X^T``, ``J^T v = E^T (X^T v)`` and ``G = J^T H J = E^T (X^T H X) E``,
+    where ``X^T H X`` is a ``d x d`` second moment: for a Fisher over ``N`` inputs ``O(N d^2 + d P^2)`` per run
+    instead of the per-example Jacobian's ``O(N P)`` and the dense ``G``'s ``O(N P^2)``. Tested against the
+    per-example Jacobian.
+
+    Attributes:
+        inputs: ``X``, ``(N, d)`` or ``(S, N, d)``.
+        predictor: Per layer ``E_k`` ``(S, d, out_k * in_k)``.
+    """
+
+    inputs: torch.Tensor
+    predictor: list[torch.Tensor]
+
+    @classmethod
+    def of(cls, model, layers: list[torch.Tensor], inputs: torch.Tensor) -> "_LinearPredictorJacobian | None":
+        """The factored Jacobian, or ``None`` where ``model`` is not a linear predictor at ``layers``."""
+        if model.linear_predictor(layers) is None:
+            return None
+        w, pullback = torch.func.vjp(lambda *values: model.linear_predictor(list(values)), *layers)
+        size, dim = w.shape
+        directions = torch.eye(dim, dtype=w.dtype, device=w.device).unsqueeze(1).expand(dim, size, dim)
+        per_layer = torch.func.vmap(pullback)(directions)  # each (d, S, out, in)
+        return cls(inputs, [part.flatten(2).transpose(0, 1) for part in per_layer])
+
+    def blocks(self) -> list[torch.Tensor]:
+        """Per layer ``X E_k`` ``(S, N, out_k * in_k)``."""
+        return [self.inputs @ block for block in self.predictor]
+
+    def gram(self) -> torch.Tensor:
+        joined = torch.cat(self.predictor, -1)
+        return self.inputs @ (joined @ joined.mT) @ self.inputs.mT
+
+    def transpose_times(self, coefficients: torch.Tensor) -> torch.Tensor:
+        projected = self.inputs.mT @ coefficients.unsqueeze(-1)  # X^T v, (S, d, 1)
+        return torch.cat([(block.mT @ projected).squeeze(-1) for block in self.predictor], -1)
+
+    def gauss_newton(self, second: torch.Tensor) -> torch.Tensor:
+        """``G = E^T (X^T diag(h) X) E`` ``(S, P, P)`` for curvatures ``h`` ``(S, N)``."""
+        joined = torch.cat(self.predictor, -1)
+        moment = self.inputs.mT @ (second.unsqueeze(-1) * self.inputs)
+        return joined.mT @ moment @ joined
+
+
 def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torch.Tensor):
     """Every run's Jacobian of its outputs at ``inputs`` (``(N, d)``, or ``(S, N, d)`` one set per run), for a
     model on supervised data (``tensors``: its task's): one block ``(S, N, out * in)`` per layer, or the
@@ -415,6 +605,9 @@ def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torc
     pass on one point (``N`` points: about one pass over the data), where a ``jacrev`` of
     the outputs on all ``N`` points at once costs ``N`` passes over all ``N`` points.
     """
+    linear = _LinearPredictorJacobian.of(model, layers, inputs)
+    if linear is not None:
+        return linear
     if model.capabilities.outer_product_gradients:
         _outputs, factors = model.gradient_factors(layers, inputs)
         return _OuterProductJacobian(factors)
@@ -433,15 +626,16 @@ def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torc
 
 
 def _blocks(jacobian) -> list[torch.Tensor]:
-    """A Jacobian ``(S, m, P)``, its per-layer blocks or its outer-product factors, as a list of blocks."""
-    if isinstance(jacobian, _OuterProductJacobian):
+    """A Jacobian ``(S, m, P)``, its per-layer blocks, its outer-product factors or a linear factorization's closed
+    form, as a list of blocks."""
+    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
         return jacobian.blocks()
     return [jacobian] if isinstance(jacobian, torch.Tensor) else list(jacobian)
 
 
 def _gram(jacobian) -> torch.Tensor:
     """``J J^T`` ``(S, m, m)`` of a Jacobian in any of :func:`_blocks`' forms (blocks: the sum of their products)."""
-    if isinstance(jacobian, _OuterProductJacobian):
+    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
         return jacobian.gram()
     blocks = _blocks(jacobian)
     kernel = blocks[0] @ blocks[0].mT
@@ -452,7 +646,7 @@ def _gram(jacobian) -> torch.Tensor:
 
 def _transpose_times(jacobian, coefficients: torch.Tensor) -> torch.Tensor:
     """``J^T v`` ``(S, P)`` for ``v`` ``(S, m)``, a Jacobian in any of :func:`_blocks`' forms."""
-    if isinstance(jacobian, _OuterProductJacobian):
+    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
         return jacobian.transpose_times(coefficients)
     column = coefficients.unsqueeze(-1)
     return torch.cat([(block.mT @ column).squeeze(-1) for block in _blocks(jacobian)], -1)
@@ -531,7 +725,8 @@ def _symmetric_dual(jacobian, second: torch.Tensor, first: torch.Tensor, damping
 
     ``jacobian``: ``J (S, m, P)``, its per-layer blocks (``J J^T`` is the sum of the blocks'
     products, and ``J^T v`` the blocks' joined: ``J`` itself is never assembled) or its
-    layers' outer-product factors (:class:`_OuterProductJacobian`: not even the blocks are).
+    layers' outer-product factors (:class:`_OuterProductJacobian`: not even the blocks are), or a linear
+    factorization's closed form (:class:`_ProductJacobian`).
 
     The dual's ``d = J^T v`` with ``(H J J^T + lambda I) v = e`` (:func:`_dual`, ``H = diag(h)``,
     ``h >= 0``). Split the outputs into ``P = {h_i > 0}`` and ``Z = {h_i = 0}`` and write
@@ -582,6 +777,9 @@ def _pointwise_gauss_newton(model, tensors, layers, inputs: torch.Tensor, second
     """``G = J^T diag(h) J`` ``(S, P, P)`` from per-example gradients at ``inputs`` (``(N, d)`` or ``(S, N, d)``),
     summed over chunks of the inputs (:data:`_CHUNK_ENTRIES`) so the whole ``(S, N, P)`` Jacobian of a large
     unlabeled pool is never held. Rows with ``h = 0`` (a population Fisher's training rows) are skipped."""
+    linear = _LinearPredictorJacobian.of(model, layers, inputs)
+    if linear is not None:
+        return linear.gauss_newton(second)
     size, count = second.shape
     num_parameters = sum(layer[0].numel() for layer in layers)
     useful = (second != 0).any(0).nonzero().flatten()
@@ -649,15 +847,16 @@ def _batched_cg(function, layers, gradient, second, damping, tolerance, max_iter
 
 
 def gauss_newton_matrix(objective, params: torch.Tensor, *, fisher: str = "train",
-                        unlabeled: torch.Tensor | None = None) -> torch.Tensor:
-    """Every run's undamped ``G = J^T diag(h) J``, ``(S, P, P)``: the matrix the dense solve factors.
+                        unlabeled: torch.Tensor | None = None, unobserved: torch.Tensor | None = None) -> torch.Tensor:
+    """Every run's undamped ``G = J^T diag(h) J``, ``(S, P, P)``, through autograd's Jacobian (the reference the
+    dense solve's matrix is tested against).
 
     Args:
         objective: GD's objective.
         params: ``(S, P)``.
-        fisher, unlabeled: As for :func:`natural_gradient_directions`.
+        fisher, unlabeled, unobserved: As for :func:`natural_gradient_directions`.
     """
-    rows = _fisher_rows(objective, fisher, unlabeled)
+    rows = _fisher_rows(objective, fisher, unlabeled, unobserved)
     layers = objective.layers(params)
     with torch.enable_grad():
         outputs = rows.function(*layers)
@@ -673,8 +872,8 @@ def gauss_newton_matrix(objective, params: torch.Tensor, *, fisher: str = "train
 def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch.Tensor, active: torch.Tensor, *,
                                 damping: float, solve: str = "auto", cg_tol: float = 1e-10,
                                 cg_max_iter: int | None = None, fisher: str = "train",
-                                unlabeled: torch.Tensor | None = None,
-                                damping_scale: str = "fixed") -> tuple[torch.Tensor, dict[int, str], str]:
+                                unlabeled: torch.Tensor | None = None, damping_scale: str = "fixed",
+                                unobserved: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[int, str], str]:
     """``(G_s + damping I)^{-1} gradient_s`` for every active run ``s`` of a batch at once.
 
     The batched counterpart of :func:`natural_gradient_direction` (same arguments, with the
@@ -706,6 +905,8 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
             damping that shrinks with the curvature keeps them natural-gradient steps. Solved as
             ``(G / r_s + lambda I)^{-1} grad / r_s`` (``G`` is linear in ``h``), so every solve is
             unchanged; a run whose ``r_s`` is 0 or not finite fails.
+        unobserved: ``(S, M)`` each run's unobserved entries of a completion task added to the
+            ``train`` Fisher (:func:`_fisher_rows`).
 
     Returns:
         ``(directions (S, P), failures, method)``: ``failures`` maps a run's index to the
@@ -725,7 +926,7 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
     # A stopped run's parameters may be non-finite (it diverged): its rows are computed from
     # zeros instead, and thrown away.
     params = torch.where(considered.unsqueeze(1), params, 0.0)
-    rows = _fisher_rows(objective, fisher, unlabeled)
+    rows = _fisher_rows(objective, fisher, unlabeled, unobserved)
     num_parameters = params.shape[1]
     layers = objective.layers(params)
     with torch.enable_grad():
@@ -750,6 +951,8 @@ def natural_gradient_directions(objective, params: torch.Tensor, gradient: torch
         else:
             if rows.inputs is not None:  # supervised data: per-example gradients
                 jacobian = _pointwise_jacobian(objective.model, objective.tensors, layers, rows.inputs)
+            elif rows.operator is not False:  # a linear factorization: in closed form
+                jacobian = _ProductJacobian.of([layer.detach() for layer in layers], rows.operator)
             else:
                 jacobian = _batched_jacobian(rows.function, layers)  # blocks of (S, m, P)
             if method == "dense":
@@ -787,6 +990,10 @@ def damping_at(step: int, damping: float, decay: float = 1.0, floor: float = 0.0
     return max(damping * decay ** step, floor) if decay != 1.0 else damping
 
 
+#: The attribute of GD's objective that holds each run's unobserved entries ``(S, M)`` in its ``train`` Fisher (indices
+#: among a completion task's unobserved entries; NGD's ``init`` draws them from each run's seed).
+UNOBSERVED_ATTRIBUTE = "unobserved_entries"
+
 #: The attribute of GD's objective that holds each run's unlabeled inputs ``(S, M, d)`` (the objective is made by
 #: GD's ``init``; NGD's ``init`` adds them, drawn from each run's seed).
 UNLABELED_ATTRIBUTE = "unlabeled_inputs"
@@ -823,7 +1030,8 @@ def scale_by_natural_gradient(*, damping: float, solve: str = "auto", cg_tol: fl
             out, failures, _method = natural_gradient_directions(
                 context.objective, context.params, gradient, context.active, damping=current, solve=solve,
                 cg_tol=cg_tol, cg_max_iter=cg_max_iter, fisher=fisher,
-                unlabeled=getattr(context.objective, UNLABELED_ATTRIBUTE, None), damping_scale=damping_scale)
+                unlabeled=getattr(context.objective, UNLABELED_ATTRIBUTE, None), damping_scale=damping_scale,
+                unobserved=getattr(context.objective, UNOBSERVED_ATTRIBUTE, None))
             for run, reason in failures.items():
                 context.fail(run, f"step {context.step}: {reason}")
             return Update(out), state
@@ -875,6 +1083,10 @@ class NaturalGradientDescent(GradientDescent):
             run from ``(seed, "unlabeled")``: independent of the batch, the same at every
             step). ``None``: :data:`DEFAULT_UNLABELED` for ``population`` (at most the pool a
             bundled data set holds out), none for ``train``. Not for factorizations.
+        unobserved: ``M``, unobserved entries of a completion task added to the ``train``
+            Fisher, each with a training entry's weight (drawn per run from ``(seed,
+            "unobserved")``): ``0``/``None`` is the training Fisher, every unobserved entry the
+            population one up to a constant factor; the family between the two.
         damping_decay: ``lambda`` is multiplied by this every step (``1``: constant).
         damping_min: The floor of the decaying damping.
         damping_scale: ``"fixed"`` (default) or ``"curvature"``: each run's ``lambda`` times its
@@ -919,6 +1131,11 @@ class NaturalGradientDescent(GradientDescent):
                                     doc=f"Unlabeled inputs in a supervised problem's Fisher, drawn like the "
                                         f"training inputs from each run's seed [default: {DEFAULT_UNLABELED} for "
                                         f"--fisher population, 0 for train]; not for factorizations.")
+    unobserved: int | None = setting(None, minimum=0, count=True,
+                                     doc="Unobserved entries of a completion task added to --fisher train's Fisher "
+                                         "(drawn from each run's seed; each weighs what a training entry does): 0 is "
+                                         "the training Fisher, every unobserved entry the population Fisher up to a "
+                                         "constant factor.")
     damping_decay: float = setting(1.0, minimum=0, maximum=1, exclusive=(True, False),
                                    doc="Multiply the damping by this every step (1: constant).")
     damping_min: float = setting(0.0, minimum=0, doc="The floor of the decaying damping (at most --damping).")
@@ -958,6 +1175,12 @@ class NaturalGradientDescent(GradientDescent):
         if self.cg_max_iter is not None and (isinstance(self.cg_max_iter, bool) or not isinstance(
                 self.cg_max_iter, int) or self.cg_max_iter < 1):
             raise OptimizerError(f"cg_max_iter must be a positive integer or None, got {self.cg_max_iter!r}")
+        if self.unobserved is not None:
+            if isinstance(self.unobserved, bool) or not isinstance(self.unobserved, int) or self.unobserved < 0:
+                raise OptimizerError(f"unobserved must be a non-negative integer or None, got {self.unobserved!r}")
+            if self.fisher != "train":
+                raise OptimizerError(f"unobserved adds entries to fisher='train'; fisher={self.fisher!r} averages "
+                                     "over every entry already")
         if self.unlabeled is not None:
             if isinstance(self.unlabeled, bool) or not isinstance(self.unlabeled, int) or self.unlabeled < 0:
                 raise OptimizerError(f"unlabeled must be a non-negative integer or None, got {self.unlabeled!r}")
@@ -991,11 +1214,12 @@ class NaturalGradientDescent(GradientDescent):
         supervised = problem.task == "supervised"
         unlabeled = self.num_unlabeled(problem) if supervised else None
         if supervised or self.fisher == "train":
-            outputs = problem.num_train + (unlabeled or 0)
+            outputs = problem.num_train + (unlabeled or 0) + (self.unobserved or 0)
         else:
             outputs = math.prod(problem.shape)
         return {"damping": self.damping, "damping_decay": self.damping_decay, "damping_min": self.damping_min,
-                "damping_scale": self.damping_scale, "fisher": self.fisher, "unlabeled": unlabeled, "solve": _pick(self.solve, outputs, num_parameters)}
+                "damping_scale": self.damping_scale, "fisher": self.fisher, "unlabeled": unlabeled,
+                "unobserved": self.unobserved, "solve": _pick(self.solve, outputs, num_parameters)}
 
     def init(self, problems, model, seeds):
         """GD's state, and each run's unlabeled inputs (drawn from ``(seed, "unlabeled")``) where its Fisher has
@@ -1014,6 +1238,8 @@ class NaturalGradientDescent(GradientDescent):
         if self.per_run_solves and self.damping_scale != "fixed":
             raise OptimizerError("the per-run solves have the fixed damping only; damping_scale='curvature' needs "
                                  "the batched solves")
+        if self.unobserved:
+            self._draw_unobserved(state.objective, problems, seeds)
         count = self.num_unlabeled(problems[0])
         if count:
             if self.per_run_solves:
@@ -1024,6 +1250,24 @@ class NaturalGradientDescent(GradientDescent):
             setattr(state.objective, UNLABELED_ATTRIBUTE, torch.stack(pools).to(state.params))
         return state
 
+    def _draw_unobserved(self, objective, problems, seeds) -> None:
+        """Each run's ``unobserved`` entries (indices among its task's unobserved entries, from ``(seed,
+        "unobserved")``), as the objective's :data:`UNOBSERVED_ATTRIBUTE`."""
+        problem = problems[0]
+        if problem.task != "completion":
+            raise OptimizerError(f"unobserved={self.unobserved} needs a completion task (its unobserved entries are "
+                                 f"inputs the Fisher can add); this task is {problem.task}")
+        if self.per_run_solves:
+            raise OptimizerError("the per-run solves have the training and output Fishers only; unobserved entries "
+                                 "need the batched solves")
+        available = math.prod(problem.shape) - problem.num_measurements
+        if self.unobserved > available:
+            raise OptimizerError(f"unobserved={self.unobserved} is more than the task's {available} unobserved "
+                                 "entries")
+        picks = [torch.randperm(available, generator=make_generator(seed, "unobserved"))[: self.unobserved]
+                 for seed in seeds]
+        setattr(objective, UNOBSERVED_ATTRIBUTE, torch.stack(picks).to(objective.tensors.operator.device))
+
     def directions(self, objective, params: torch.Tensor, gradient: torch.Tensor,
                    active: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
         """This NGD's directions at constant damping (its flow's vector field, negated), for runs ``(S, P)`` of
@@ -1031,7 +1275,7 @@ class NaturalGradientDescent(GradientDescent):
         out, failures, _method = natural_gradient_directions(
             objective, params, gradient, active, damping=self.damping, solve=self.solve, cg_tol=self.cg_tol,
             cg_max_iter=self.cg_max_iter, fisher=self.fisher, unlabeled=getattr(objective, UNLABELED_ATTRIBUTE, None),
-            damping_scale=self.damping_scale)
+            damping_scale=self.damping_scale, unobserved=getattr(objective, UNOBSERVED_ATTRIBUTE, None))
         return out, failures
 
     def run_batch(self, problems, model, budget, seeds, *, observers=()):

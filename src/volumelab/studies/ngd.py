@@ -154,19 +154,29 @@ def _method_labels(frame: "pd.DataFrame") -> dict[str, str]:
     return labels
 
 
-def _setting_difference(frame: "pd.DataFrame", method: str, reference: str | None) -> str:
-    """What sets ``method`` apart from ``reference`` (its ``fisher``, if stored), else its name."""
+def _method_settings(frame: "pd.DataFrame", name: str) -> dict:
+    """The stored settings of method ``name`` (its rows' ``config["method"]``), ``{}`` where the frame has none."""
     if "config" not in frame:
+        return {}
+    for config in frame.loc[frame["method"] == name, "config"]:
+        if isinstance(config, dict):
+            return dict(config.get("method") or {})
+    return {}
+
+
+def _setting_difference(frame: "pd.DataFrame", method: str, reference: str | None) -> str:
+    """What sets ``method`` apart from ``reference``: its Fisher where it differs (with the unobserved entries it
+    adds, if any), else its name."""
+    mine, theirs = _method_settings(frame, method), _method_settings(frame, reference) if reference else {}
+    if not mine:
         return method
-
-    def fisher(name):
-        for config in frame.loc[frame["method"] == name, "config"]:
-            if isinstance(config, dict):
-                return (config.get("method") or {}).get("fisher", "train")
-        return None
-
-    mine = fisher(method)
-    return f"fisher {mine}" if mine is not None and mine != fisher(reference) else method
+    fisher = mine.get("fisher", "train")
+    extra = mine.get("unobserved")
+    if extra:
+        return f"fisher {fisher} + {extra} unobserved entries"
+    if fisher != theirs.get("fisher", "train"):
+        return f"fisher {fisher}"
+    return method
 
 
 def _by_method(frame: "pd.DataFrame") -> list[str]:
@@ -670,14 +680,34 @@ def _plot_invariance_width(verdict, frame: "pd.DataFrame", out_stem: Path, title
     return _save(fig, out_stem)
 
 
+def fisher_entries(frame: "pd.DataFrame", method: str) -> int | None:
+    """How many unobserved entries of a completion task an NGD method's Fisher holds: ``unobserved`` (0 without) for
+    ``fisher: train``, all of them for ``population`` / ``output``; ``None`` for other methods or without configs."""
+    settings = _method_settings(frame, method)
+    if not settings or "fisher" not in settings and settings.get("type") != "ngd":
+        return None
+    if settings.get("fisher", "train") == "train":
+        return int(settings.get("unobserved") or 0)
+    for config in frame.loc[frame["method"] == method, "config"]:
+        problem = config.get("problem") if isinstance(config, dict) else None
+        if isinstance(problem, dict) and {"rows", "cols", "measurements"} <= problem.keys():
+            return int(problem["rows"]) * int(problem["cols"]) - int(problem["measurements"])
+    return None
+
+
 def _plot_completion(verdict, frame: "pd.DataFrame", out_stem: Path, title: str) -> list[Path]:
+    """The log ratios against depth (generalization loss, effective rank) and, where NGD's Fisher holds different
+    numbers of unobserved entries, NGD's generalization loss against that number at every depth."""
     from ..plotting.figures import new_figure, save_figure as _save
 
     views = _method_views(frame)
     if not views:
         return []
-    fig = new_figure((12, 4.6))
-    axes = fig.subplots(1, 2)
+    entries = {label: fisher_entries(frame, _only_method(view)) for label, view in views}
+    interpolation = sorted((count, label, view) for label, view in views if (count := entries[label]) is not None)
+    panels = 3 if len(interpolation) > 2 else 2
+    fig = new_figure((6 * panels, 4.6))
+    axes = fig.subplots(1, panels)
     for ax, metric, words in ((axes[0], "gen_loss", "generalization loss"), (axes[1], "effective_rank",
                                                                              "effective rank of W")):
         for index, (label, view) in enumerate(views):
@@ -698,8 +728,28 @@ def _plot_completion(verdict, frame: "pd.DataFrame", out_stem: Path, title: str)
                     label=f"± log {FLAT_BAND:g}: NGD stays inside, GD ends above")
     _legend(axes[0], 7)
     _legend(axes[1], 7)
+    if panels == 3:
+        ax = axes[2]
+        counts = [count for count, _, _ in interpolation]
+        depths = sorted({d for _, _, view in interpolation for d in view.xs(_only_method(view))})
+        for j, depth in enumerate(depths):
+            series = [view.values(_only_method(view), depth, "gen_loss") for _, _, view in interpolation]
+            _draw(ax, counts, series, "#2ca02c", f"NGD, depth {depth:g}", "o-" if j == len(depths) - 1 else "s--")
+            ax.lines[-1].set_alpha(0.35 + 0.65 * (j + 1) / len(depths))
+        gd = next((view for label, view in views if label == GD_PANEL), None)
+        if gd is not None and depths:
+            deepest = gd.values(_only_method(gd), depths[-1], "gen_loss")
+            if deepest:
+                ax.axhline(sum(deepest.values()) / len(deepest), color=_COLORS[GD_PANEL], linestyle=":",
+                           label=f"GD at depth {depths[-1]:g} (mean)")
+        ax.set(xlabel="unobserved entries in NGD's Fisher (0: training Fisher; all: population)",
+               ylabel="generalization loss (log scale)", yscale="log",
+               title="how much of depth's low-rank bias survives")
+        ax.set_xticks(counts, [f"{c:g}" for c in counts])
+        ax.grid(alpha=0.3)
+        _legend(ax, 7)
     bottom = _footer(fig, "Above 0: lower than at depth 1. The verdict compares the smallest with the largest "
-                     "depth. " + _verdict_note(verdict), 190)
+                     "depth. " + _verdict_note(verdict), 95 * panels)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return _save(fig, out_stem)
