@@ -393,8 +393,10 @@ def limit_references(X, y) -> dict[str, np.ndarray | None]:
 
 def limit_direction_cosines(weights, references: Mapping[str, np.ndarray | None]) -> dict[str, float]:
     """``{"cos_<name>": cosine of weights with reference}`` for :func:`limit_references`' output; NaN where the
-    reference does not exist or ``weights`` is zero (no direction)."""
+    reference does not exist or ``weights`` has no direction (zero, or not finite)."""
     w = np.asarray(weights, dtype=np.float64).ravel()
-    zero = not np.linalg.norm(w) > 0
-    return {f"cos_{name}": (math.nan if reference is None or zero else cosine(w, reference))
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = float(np.linalg.norm(w))
+    no_direction = not (math.isfinite(norm) and norm > 0)  # w = 0, or a diverged run's overflowing w
+    return {f"cos_{name}": (math.nan if reference is None or no_direction else cosine(w / norm, reference))
             for name, reference in references.items()}
