@@ -395,8 +395,7 @@ def limit_direction_cosines(weights, references: Mapping[str, np.ndarray | None]
     """``{"cos_<name>": cosine of weights with reference}`` for :func:`limit_references`' output; NaN where the
     reference does not exist or ``weights`` has no direction (zero, or not finite)."""
     w = np.asarray(weights, dtype=np.float64).ravel()
-    with np.errstate(over="ignore", invalid="ignore"):
-        norm = float(np.linalg.norm(w))
-    no_direction = not (math.isfinite(norm) and norm > 0)  # w = 0, or a diverged run's overflowing w
-    return {f"cos_{name}": (math.nan if reference is None or no_direction else cosine(w / norm, reference))
+    largest = float(np.abs(w).max()) if w.size else 0.0
+    no_direction = not (math.isfinite(largest) and largest > 0)  # w = 0, or a diverged run's infinite entries
+    return {f"cos_{name}": (math.nan if reference is None or no_direction else cosine(w / largest, reference))
             for name, reference in references.items()}
