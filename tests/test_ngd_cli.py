@@ -133,3 +133,32 @@ def test_ngd_flow_from_the_command_line(capsys):
     assert stepped["gen_loss"] == pytest.approx(flowed["gen_loss"], rel=0.05)
     code, out, err = run(capsys, "ngd", *common, "--flow", "--momentum", 0.5)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "momentum" in err
+
+
+def test_unobserved_entries_and_curvature_damping_from_the_command_line(capsys):
+    """--unobserved M on a completion task (the family between the training and the population Fisher) and
+    --damping-scale curvature on a logistic task: the JSON keys stay and the diagnostics say what ran; M = 0 is the
+    training Fisher's run exactly; bad combinations are one line and exit code 2."""
+    completion = ["--task", "completion", "--rows", 5, "--cols", 5, "--measurements", 12, "--width", 5, "--depth", 2,
+                  "--init-scale", 0.3, "--lr", 0.1, "--steps", 5, "--json"]
+    runs = {}
+    for extra in ((), ("--unobserved", 0), ("--unobserved", 6)):
+        code, out, err = run(capsys, "ngd", *completion, *extra)
+        assert code == 0, err
+        runs[extra] = json.loads(out)
+        assert {"gen_loss", "train_loss", "steps", "status"} <= set(runs[extra])
+    assert runs[("--unobserved", 6)]["diagnostics"]["unobserved"] == 6
+    assert runs[("--unobserved", 0)]["gen_loss"] == runs[()]["gen_loss"]
+    assert runs[("--unobserved", 6)]["gen_loss"] != runs[()]["gen_loss"]
+    logistic = ["--model", "diagonal", "--data", "sparse_teacher", "--train", 10, "--loss", "logistic",
+                "--init-scale", 0.1, "--lr", 0.2, "--steps", 5, "--fisher", "population", "--unlabeled", 64, "--json"]
+    code, out, err = run(capsys, "ngd", *logistic, "--damping-scale", "curvature")
+    assert code == 0, err
+    assert json.loads(out)["diagnostics"]["damping_scale"] == "curvature"
+    for args, words in (
+            ([*completion, "--fisher", "population", "--unobserved", 3], "adds entries to fisher='train'"),
+            ([*completion, "--unobserved", 20], "more than the task's 13 unobserved entries"),
+            (["--width", 4, "--lr", 0.1, "--steps", 2, "--unobserved", 2], "needs a completion task"),
+            ([*logistic, "--damping-scale", "trace"], "trace")):
+        code, out, err = run(capsys, "ngd", *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
