@@ -10,6 +10,8 @@ gives it the rest, once for all families:
   init ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` times ``init_scale``;
 * :meth:`LayeredModel.initialize_balanced`: GD's balanced start (a deep linear family's
   depth-1 start written as balanced factors; the others have none, :meth:`~LayeredModel.balanced_mismatch`);
+* :meth:`LayeredModel.initialize_antisymmetric`: GD's antisymmetric start (the zero function from two
+  opposite copies of one half-width network; an MLP's, :meth:`~LayeredModel.antisymmetric_mismatch`);
 * :meth:`LayeredModel.propagate`: the forward recursion ``a_j = W_j sigma(a_{j-1})`` from a
   first pre-activation ``a_1`` (``W_1`` itself for a factorization, ``W_1 X^T`` for an
   MLP), with hooks for the samplers' kernels and the hand-written gradient.
@@ -312,3 +314,29 @@ class LayeredModel:
             ModelError: the family has no balanced start, or not at these settings (:meth:`balanced_mismatch`).
         """
         raise ModelError(self.balanced_mismatch() or f"a {self.family} model has no balanced start")
+
+    def antisymmetric_mismatch(self) -> str | None:
+        """Why GD's antisymmetric start (:meth:`initialize_antisymmetric`) is not defined for this model, or ``None``.
+
+        A family that has one (an MLP) overrides this and :meth:`initialize_antisymmetric`; by default there is none.
+        """
+        return (f"the antisymmetric initialization is defined for MLPs (two opposite copies of a half-width "
+                f"network), not for a {self.family} model; use the random one")
+
+    def initialize_antisymmetric(
+        self,
+        init_scale: float,
+        generator: torch.Generator,
+        *,
+        batch_shape: tuple[int, ...] = (),
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ) -> list[torch.Tensor]:
+        """GD's antisymmetric start (``initialization="antisymmetric"``): the zero function with a non-degenerate
+        Jacobian, the same effective weights under every parametrization.
+
+        Raises:
+            ModelError: the family has no antisymmetric start, or not at these settings
+                (:meth:`antisymmetric_mismatch`).
+        """
+        raise ModelError(self.antisymmetric_mismatch() or f"a {self.family} model has no antisymmetric start")

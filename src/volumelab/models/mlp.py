@@ -40,10 +40,29 @@ The prior is Gaussian or uniform on ``[-1, 1]`` times the stored scale; GD's
 initialization (:meth:`MLPModel.initialize`) is uniform on ``[-s, s]`` with ``s`` the stored
 scale times ``init_scale`` (PyTorch's default linear-layer initialization under
 ``standard``).
+
+The antisymmetric start (GD's and NGD's ``initialization="antisymmetric"``,
+:meth:`MLPModel.initialize_antisymmetric`) starts every depth and parametrization from the
+zero function. With ``h = k / 2`` and ``A_1 (h x in), A_j (h x h), a (1 x h)`` a width-``h``
+network drawn as :meth:`initialize` draws it under ``standard`` (``init_scale`` times
+PyTorch's default), the *effective* layers ``m_j W_j`` are
+
+    [A_1; A_1],      [[A_j, 0], [0, A_j]],      [a, -a]
+
+(hidden biases copied into both halves, the readout's bias 0): two copies of one network
+whose outputs are subtracted, so ``f = 0`` on every input, while the Jacobian is that of the
+half network on one copy and its negative on the other, plus, above depth 2, the zero
+off-diagonal blocks' own part: not degenerate (at depth 2 the NTK is twice the half
+network's). The stored layers are the effective ones divided by the parametrization's
+multiplier ``m_j``, so every parametrization starts from the same effective weights and only
+how GD moves them differs (under ``mup`` this replaces its readout's ``1/n_d`` draw).
+This is the "anti-symmetric initialization" of Zhang, Xu, Luo & Ma (2020), there used to
+remove the random initial function from the NTK's predictions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -203,6 +222,50 @@ class MLPModel(LayeredModel):
         predictor at every depth, and at depth 1 exactly :meth:`initialize`'s layer."""
         return balanced_product_start(self, init_scale, generator, batch_shape=batch_shape, dtype=dtype,
                                       device=device)
+
+    def antisymmetric_mismatch(self) -> str | None:
+        """Why there is no antisymmetric start at these settings, or ``None``: it needs a hidden layer (depth at
+        least 2) of even width (two halves)."""
+        if self.depth < 2:
+            return ("the antisymmetric initialization needs a hidden layer (depth >= 2): it subtracts two copies of "
+                    "a half-width network")
+        if self.width % 2:
+            return (f"the antisymmetric initialization needs an even width (two halves of width k/2), got width "
+                    f"{self.width}")
+        return None
+
+    def initialize_antisymmetric(self, init_scale: float, generator: torch.Generator, *,
+                                 batch_shape: tuple[int, ...] = (), dtype: torch.dtype = torch.float64,
+                                 device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """The antisymmetric start (module docstring): two opposite copies of a width-``k/2`` network drawn from
+        ``generator`` as :meth:`initialize` of the ``standard`` width-``k/2`` model draws it, stored as effective
+        weights over this parametrization's multipliers. ``f = 0`` on every input (to rounding).
+
+        Raises:
+            ModelError: ``antisymmetric_mismatch()`` names a reason (depth 1, odd width).
+        """
+        reason = self.antisymmetric_mismatch()
+        if reason:
+            raise ModelError(reason)
+        half = self.width // 2
+        halves = dataclasses.replace(self, width=half, parametrization="standard").initialize(
+            init_scale, generator, batch_shape=batch_shape, dtype=dtype, device=device)
+        bias = int(self.bias)
+        effective = [torch.cat([halves[0], halves[0]], dim=-2)]  # [A_1; A_1] (and its bias column)
+        for block in halves[1:-1]:
+            layer = block.new_zeros((*batch_shape, self.width, self.width + bias))
+            layer[..., :half, :half] = block[..., :half]
+            layer[..., half:, half:self.width] = block[..., :half]
+            if bias:
+                layer[..., :half, -1:] = block[..., -1:]
+                layer[..., half:, -1:] = block[..., -1:]
+            effective.append(layer)
+        readout = halves[-1].new_zeros((*batch_shape, 1, self.width + bias))  # the readout's bias stays 0
+        readout[..., :half] = halves[-1][..., :half]
+        readout[..., half:self.width] = -halves[-1][..., :half]
+        effective.append(readout)
+        return [layer if multiplier == 1.0 else layer / multiplier
+                for layer, multiplier in zip(effective, self.layer_multipliers)]
 
     def forward(self, weights: Sequence[torch.Tensor], inputs: torch.Tensor, *,
                 pre: list[torch.Tensor] | None = None, post: list[torch.Tensor] | None = None) -> torch.Tensor:

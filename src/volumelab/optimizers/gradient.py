@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -70,8 +70,9 @@ logger = logging.getLogger(__name__)
 
 STEP_RULES = ("gd", "group_rmsprop")
 
-#: GD's ``initialization``: each depth's own draw (``random``), or the depth-1 draw as balanced factors (``balanced``).
-INITS = ("random", "balanced")
+#: GD's ``initialization``: each depth's own draw (``random``), the depth-1 draw as balanced factors (``balanced``),
+#: or an MLP's zero function from two opposite half-width copies (``antisymmetric``).
+INITS = ("random", "balanced", "antisymmetric")
 
 #: Steps between checks whether every run in a batch has stopped (a host sync).
 _CHECK_EVERY = 16
@@ -292,6 +293,9 @@ class GradientDescent:
             Defined for deep linear models only (a linear matrix factorization of width at least
             ``min(rows, cols)``, a deep linear or diagonal network): :meth:`model_mismatch` says why not. (Not
             ``init``: that is the method that makes the state; the command line spells it ``--init`` too.)
+            ``"antisymmetric"``: an MLP's zero function, two opposite copies of a width-``k/2`` network, the same
+            effective weights under every parametrization (:meth:`LayeredModel.initialize_antisymmetric`; depth
+            at least 2, even width).
 
     What a run records besides its numbers (final layers and outputs, trajectories, the NTK
     and laziness) is an observer passed to :meth:`run`, :meth:`run_batch` or
@@ -311,7 +315,9 @@ class GradientDescent:
     initialization: str = setting(
         "random", choices=INITS, aliases=("init",),
         doc="random: each depth's own draw (init scale times the default init); balanced: the depth-1 draw as "
-            "balanced factors, so every depth starts from the same function (deep linear models only).")
+            "balanced factors, so every depth starts from the same function (deep linear models only); "
+            "antisymmetric: an MLP's zero function from two opposite half-width copies, the same effective "
+            "weights under every parametrization (depth >= 2, even width).")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -331,6 +337,10 @@ class GradientDescent:
         if self.initialization not in INITS:
             raise OptimizerError(f"unknown initialization {self.initialization!r}; expected one of {', '.join(INITS)}")
 
+    #: Whether a step multiplies each layer by the model's per-layer learning rate (muP's
+    #: :attr:`~volumelab.models.MLPModel.learning_rate_multipliers`): part of GD under a parametrization; a
+    #: preconditioner that is its own per-layer scaling (NGD's) sets it False. A class constant, never a setting.
+    layer_learning_rates: ClassVar[bool] = True
     #: The ``RunResult.method`` of its runs, and its command (``volumelab gd``).
     method = "gd"
     #: What ``volumelab <method> --help`` says it is.
@@ -425,6 +435,8 @@ class GradientDescent:
         ``None``. :meth:`init` raises it; a sweep checks it when it is planned."""
         if self.initialization == "balanced":
             return model.balanced_mismatch()
+        if self.initialization == "antisymmetric":
+            return model.antisymmetric_mismatch()
         return None
 
     def run_diagnostics(self, problems: Sequence[Problem], num_parameters: int) -> dict:
@@ -479,13 +491,14 @@ class GradientDescent:
         dtype = torch.float64
         size = len(seeds)
         objective = _objective_for(model, problems, device, dtype)
-        start = model.initialize_balanced if self.initialization == "balanced" else model.initialize
+        start = {"balanced": model.initialize_balanced,
+                 "antisymmetric": model.initialize_antisymmetric}.get(self.initialization, model.initialize)
         inits = [start(self.init_scale, make_generator(s, "init"), dtype=dtype) for s in seeds]
         # All layers of all runs live in one (S, P) buffer, so the step rule is a handful
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
         transform = self.transform()
-        rates = model.learning_rate_multipliers
+        rates = model.learning_rate_multipliers if self.layer_learning_rates else (1.0,) * len(model.layer_shapes)
         if any(rate != 1.0 for rate in rates):
             # Per-layer learning rates (muP): the whole step of each layer times its factor.
             row = torch.cat([torch.full((out * inp,), rate, dtype=dtype)

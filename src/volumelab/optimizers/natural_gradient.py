@@ -1150,6 +1150,9 @@ class NaturalGradientDescent(GradientDescent):
 
     method = "ngd"
     summary = "Natural gradient descent: GD preconditioned by the Gauss-Newton (Fisher) matrix."
+    #: No per-layer learning rates (muP's): the natural gradient is already invariant to a per-layer rescaling
+    #: of the weights, and its flow (``flow``) never had them.
+    layer_learning_rates: ClassVar[bool] = False
     #: Solve one run at a time (:func:`natural_gradient_direction`) instead of the whole batch at once: the
     #: plain path, kept for tests and benchmarks (a subclass sets it; not a setting, so never in a run's key).
     per_run_solves: ClassVar[bool] = False
