@@ -1024,7 +1024,7 @@ def run_command(config_path, scale, out, **options) -> None:
                    "parent folder: each figure goes to <out>/<figure>, the combined report to <out>.")
 def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
-    ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth: arXiv 2111.11542; mlp-ntk,
+    ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth, ngd-mlp: arXiv 2111.11542; mlp-ntk,
     mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume, mlp-volume-train: arXiv 2205.13507 and the
     volume hypothesis on real data; depth-rare, width-rare: figures 2 and 1 at eps 1e-4 and 1e-3 by
     subset simulation; theory-width, theory-depth: the mechanisms of the paper's Theorems 1 and 2 measured
