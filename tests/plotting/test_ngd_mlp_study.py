@@ -186,7 +186,7 @@ def test_the_packaged_config_runs_the_papers_ngd_from_one_start():
     assert settings["ngd"]["lr"] == settings["ngd_train"]["lr"]
     for scale in config.scale_names():
         points = resolve_points(config, scale)
-        assert len(points) == 3 * 2 * 4
+        assert len(points) == 3 * 2 * 3
 
 
 def test_a_tiny_sweep_reads_its_trajectories_back_from_the_store(tmp_path):
