@@ -107,8 +107,8 @@ def test_holds_when_ngd_trajectories_coincide_and_gds_do_not():
     panels = _panels(verdict)
     assert verdict.outcome == HOLDS, [p.decision.line for p in verdict.panels]
     assert {name: p.outcome for name, p in panels.items()} == {
-        "GD": HOLDS, "NGD": HOLDS, "NGD, fisher train (ablation)": HOLDS}
-    assert not panels["NGD, fisher train (ablation)"].about
+        "GD": HOLDS, "NGD": HOLDS, "NGD, fisher train (extension)": HOLDS}
+    assert not panels["NGD, fisher train (extension)"].about
     ngd = panels["NGD"]
     assert ngd.decision.effect.estimate == pytest.approx(0.02, rel=0.06)  # the largest width's distance
     assert ngd.secondary["training_points"].outcome == HOLDS
