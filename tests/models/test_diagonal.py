@@ -87,35 +87,38 @@ def test_linear_predictor_metrics_equal_a_plain_loop():
 
 
 @pytest.mark.parametrize("num_train, interpolates", [(6, True), (30, False)])
-def test_limit_direction_cosines_are_those_of_the_references_computed_alone(num_train, interpolates):
-    """cos_l2_margin / cos_l1_margin / cos_min_norm of each run's w equal cosines with the references solved
-    directly (hard-margin SVM, l1 LP, X^+ y); w set to a reference reads 1; the interpolant is NaN for n > d; a
-    stack of two runs' data sets gives each run its own references."""
-    from volumelab.diagnostics.max_margin import l1_max_margin, l2_max_margin
+def test_the_limit_directions_observer_reads_each_runs_w_against_its_own_training_sets_references(
+        num_train, interpolates):
+    """LimitDirections on a batch of two runs with their own data sets: each run's cos_l2_margin / cos_l1_margin /
+    cos_min_norm equal the cosines of its final w (from its kept layers) with the references solved here directly
+    (hard-margin SVM, l1 LP, X^+ y); the interpolant is None for n > d; a model that is not a linear predictor
+    reads None."""
+    from volumelab.diagnostics.max_margin import LimitDirections, l1_max_margin, l2_max_margin
+    from volumelab.optimizers.observers import FinalOutputs
 
     problems = [make_supervised("sparse_teacher", num_train, seed=seed, num_features=8, num_test=50)
                 for seed in (5, 6)]
-    X, y = problems[0].X_train.numpy(), problems[0].y_train.numpy()
-    l2, l1 = l2_max_margin(X, y).direction, l1_max_margin(X, y).direction
-    w = torch.stack([torch.tensor(l2), torch.tensor(l1),
-                     torch.randn(8, generator=make_generator(7, "test"), dtype=torch.float64)])
-    metrics = problems[0].tensors().linear_predictor_metrics(w)
-    assert float(metrics["cos_l2_margin"][0]) == pytest.approx(1.0, abs=1e-12)
-    assert float(metrics["cos_l1_margin"][1]) == pytest.approx(1.0, abs=1e-12)
-    random = w[2].numpy()
-    assert float(metrics["cos_l1_margin"][2]) == pytest.approx(random @ l1 / np.linalg.norm(random), abs=1e-12)
-    if interpolates:
-        pinv = np.linalg.pinv(X) @ y
-        assert float(metrics["cos_min_norm"][2]) == pytest.approx(random @ pinv / (np.linalg.norm(random)
-                                                                                   * np.linalg.norm(pinv)), abs=1e-12)
-    else:
-        assert bool(torch.isnan(metrics["cos_min_norm"]).all())
-    from volumelab.problems.supervised import SupervisedTensors
+    model = DiagonalNetwork(8, 2, "difference")
+    results = vl.GradientDescent(lr=0.2, init_scale=0.3).run_batch(
+        problems, model, 200, [5, 6], observers=[LimitDirections(), FinalOutputs()])
+    for problem, result in zip(problems, results):
+        assert result.status == "completed"
+        layers = [torch.as_tensor(result.arrays[f"layer_{k + 1}"]) for k in range(len(model.layer_shapes))]
+        w = model.linear_predictor(layers).numpy()
+        X, y = problem.X_train.numpy(), problem.y_train.numpy()
 
-    stacked = SupervisedTensors.stack([p.tensors() for p in problems]).linear_predictor_metrics(w[:2])
-    other = l2_max_margin(problems[1].X_train.numpy(), problems[1].y_train.numpy()).direction
-    assert float(stacked["cos_l2_margin"][0]) == pytest.approx(1.0, abs=1e-12)
-    assert float(stacked["cos_l2_margin"][1]) == pytest.approx(float(l1 @ other), abs=1e-12)
+        def cos(reference):
+            return float(w @ reference / (np.linalg.norm(w) * np.linalg.norm(reference)))
+
+        assert result.metrics["cos_l2_margin"] == pytest.approx(cos(l2_max_margin(X, y).weights), abs=1e-12)
+        assert result.metrics["cos_l1_margin"] == pytest.approx(cos(l1_max_margin(X, y).weights), abs=1e-12)
+        if interpolates:
+            assert result.metrics["cos_min_norm"] == pytest.approx(cos(np.linalg.pinv(X) @ y), abs=1e-12)
+        else:
+            assert result.metrics["cos_min_norm"] is None
+    tanh = vl.GradientDescent(lr=0.1, init_scale=0.3).run(problems[0], MLPModel(8, 4, 2, "tanh"), 5, seed=0,
+                                                          observers=[LimitDirections()])
+    assert tanh.metrics["cos_l2_margin"] is None and tanh.metrics["cos_min_norm"] is None
 
 
 def test_optimizers_report_the_predictor_metrics_and_none_where_they_do_not_exist():

@@ -11,7 +11,7 @@ from volumelab.evidence import FAILS, HOLDS, INCONCLUSIVE, get_study, judge
 from volumelab.experiments import figure_config_path
 from volumelab.experiments.config import load_sweep, resolve_points
 from volumelab.studies.ngd import INVARIANCE_MARGIN, RESULTS_DIR_ATTR
-from volumelab.studies.ngd_mlp import mlp_distances, mlp_trajectory_distances
+from volumelab.studies.ngd import mlp_distances, mlp_trajectory_distances
 
 SEEDS = 6
 STEPS = np.arange(0, 50, 10)

@@ -6,6 +6,7 @@ prior draws (:class:`PriorLaw` for width, :class:`ProductCollapse` for depth).""
 from .lyapunov import LyapunovEstimate, ProductCollapse, lyapunov_closed_form, lyapunov_exponents
 from .max_margin import (
     KKT_TOLERANCE,
+    LimitDirections,
     MaxMarginSolution,
     cosine,
     direction_report,
@@ -31,6 +32,7 @@ from .prior_law import PriorLaw
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
     "KKT_TOLERANCE",
+    "LimitDirections",
     "LyapunovEstimate",
     "MaxMarginSolution",
     "NTK_METHODS",

@@ -53,12 +53,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.linalg import cholesky, solve_triangular
 from scipy.optimize import linprog, nnls
 
 from ..errors import VolumelabError
+from ..optimizers.observers import Observer, Recording, RunOutcome, TrainingContext
 
-__all__ = ["KKT_TOLERANCE", "LIMIT_REFERENCES", "MaxMarginSolution", "cosine", "direction_report", "l1_max_margin",
+__all__ = ["KKT_TOLERANCE", "LIMIT_REFERENCES", "LimitDirections", "MaxMarginSolution", "cosine", "direction_report", "l1_max_margin",
            "l2_max_margin", "limit_direction_cosines", "limit_references", "mahalanobis_max_margin",
            "min_norm_interpolant"]
 
@@ -399,3 +401,47 @@ def limit_direction_cosines(weights, references: Mapping[str, np.ndarray | None]
     no_direction = not (math.isfinite(largest) and largest > 0)  # w = 0, or a diverged run's infinite entries
     return {f"cos_{name}": (math.nan if reference is None or no_direction else cosine(w / largest, reference))
             for name, reference in references.items()}
+
+
+class LimitDirections(Observer):
+    """A GD/NGD observer (:mod:`volumelab.optimizers.observers`): the cosine of each run's final linear predictor
+    ``w`` with the limit directions of its training set (:func:`limit_references`).
+
+    Metrics ``cos_l2_margin``, ``cos_l1_margin`` and ``cos_min_norm`` (:func:`limit_direction_cosines`), for a
+    model that is a linear predictor (:meth:`~volumelab.models.LayeredModel.linear_predictor`: a deep diagonal or
+    deep linear network) on a classification task; ``None`` where the model is not one, a reference does not exist
+    (the interpolant for ``n > d``) or the run has no result. The references are solved once per distinct training
+    set of the batch, in float64. The sweep option is ``limit_directions: true``.
+    """
+
+    def start(self, context: TrainingContext) -> Recording:
+        return _LimitRecording(context)
+
+
+class _LimitRecording(Recording):
+    def __init__(self, context: TrainingContext) -> None:
+        self.context = context
+        self.final: torch.Tensor | None = None
+        self._references: dict = {}
+
+    def finish(self, params: torch.Tensor) -> None:
+        self.final = params
+
+    def metrics(self, outcome: RunOutcome) -> dict:
+        empty = {f"cos_{name}": None for name in LIMIT_REFERENCES}
+        objective = self.context.objective
+        tensors = objective.tensors.run(outcome.index)
+        classification = "test_error" in tensors.metric_names  # a task of labels (the logistic loss)
+        if not outcome.has_result or self.final is None or not classification:
+            return empty
+        w = objective.model.linear_predictor(objective.layers(self.final[outcome.index].unsqueeze(0)))
+        if w is None:
+            return empty
+        n = tensors.num_train
+        X = tensors.inputs[..., :n, :].detach().to("cpu", torch.float64).numpy()
+        y = tensors.targets[..., :n].detach().to("cpu", torch.float64).numpy()
+        key = (X.tobytes(), y.tobytes())
+        if key not in self._references:
+            self._references[key] = limit_references(X, y)
+        cosines = limit_direction_cosines(w[0].detach().to("cpu", torch.float64).numpy(), self._references[key])
+        return {name: (value if math.isfinite(value) else None) for name, value in cosines.items()}

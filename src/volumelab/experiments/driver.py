@@ -262,7 +262,7 @@ def _check_distinct_runs(plan: SweepPlan) -> None:
 def _forget_unobserved(store: ResultsStore, plan: SweepPlan) -> int:
     """Delete the stored runs that lack what the plan's observers ask to record, so they run again.
 
-    Observer options (``keep_outputs``, ``trajectory_every``, ``ntk_metrics``) are not in the run key: they never
+    Observer options (``keep_outputs``, ``trajectory_every``, ``ntk_metrics``, ``limit_directions``) are not in the run key: they never
     change a run's numbers. A stored run is reused when it recorded the options a task now asks for (or the task
     asks for none); one that did not (stored without ``keep_outputs``, now asked for its outputs) is rerun,
     with its extra rows.

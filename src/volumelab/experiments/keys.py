@@ -110,6 +110,9 @@ KEY_MIGRATIONS: list[KeyMigration] = [
                      "which left train runs as they were)"),
     KeyMigration("method", "ngd", "flow", old=False,
                  why="natural gradient flow joined NGD after rows were stored (False: the steps, as before)"),
+    *(KeyMigration("method", name, "limit_directions", old=False,
+                   why="the limit-direction observer joined GD and NGD after rows were stored (it records, never "
+                       "changes a run)") for name in ("gd", "ngd")),
     KeyMigration("method", "ngd", "unobserved", old=None,
                  why="unobserved entries in the training Fisher joined NGD after rows were stored (None: none)"),
     KeyMigration("method", "ngd", "damping_scale", old="fixed",

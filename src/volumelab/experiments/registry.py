@@ -12,6 +12,7 @@ import dataclasses
 
 from ..device import resolve_device
 from ..diagnostics.lyapunov import ProductCollapse
+from ..diagnostics.max_margin import LimitDirections
 from ..diagnostics.ntk import NTKLaziness
 from ..diagnostics.prior_law import ENTRY_KEYS, LOSS_KEYS, PriorLaw
 from ..diagnostics.spectrum import NTKAtInit
@@ -175,6 +176,9 @@ _OBSERVERS = (
                    "every this many steps, each run's outputs along the run, as arrays (0: none)"),
     ObserverOption("ntk_metrics", bool, False, lambda on: NTKLaziness() if on else None,
                    "each run's NTK at its start and its laziness (NTKLaziness)"),
+    ObserverOption("limit_directions", bool, False, lambda on: LimitDirections() if on else None,
+                   "each linear predictor's cosines with its training set's l2 and l1 max-margin directions and "
+                   "min-norm interpolant (LimitDirections)"),
 )
 
 

@@ -389,8 +389,7 @@ def _rows_with_unobserved(model, tensors, unobserved: torch.Tensor, product: boo
 def _linear_product(model) -> bool:
     """Whether ``model`` is a linear, unnormalized factorization ``W = W_d ... W_1`` of its stored layers (its
     Jacobian then has the closed form of :class:`_ProductJacobian`)."""
-    return (getattr(model, "family", None) == "factorization" and model.is_linear and not model.normalize
-            and model.depth >= 1)
+    return model.capabilities.matrix_product and model.is_linear and not model.normalize
 
 
 @dataclass

@@ -171,7 +171,7 @@ def flow_results(optimizer, problems, model, budget: int, seeds, observers=()) -
     """
     if observers:
         raise OptimizerError("the natural gradient flow records no trajectories, outputs or NTK yet; drop the "
-                             "observer options (trajectory_every, keep_outputs, ntk_metrics) or the flow")
+                             "observer options (trajectory_every, keep_outputs, ntk_metrics, limit_directions) or the flow")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise OptimizerError(f"the flow needs at least one step of time (lr x steps), got steps={budget!r}")
     seeds = list(seeds)

@@ -172,8 +172,8 @@ class SupervisedTensors:
         for equal entries; NaN for ``w = 0``). For the logistic loss also the normalized
         training margins ``margin_l2 = min_i y_i <w, x_i> / ||w||_2`` and
         ``margin_l1 = min_i y_i <w, x_i> / ||w||_1`` (negative when a training point is
-        misclassified), and the cosines of ``w`` with the limit directions that theory names
-        for the training set (:meth:`_limit_cosines`).
+        misclassified). (The cosines of ``w`` with its training set's limit directions are the
+        observer :class:`volumelab.diagnostics.max_margin.LimitDirections`.)
         """
         l1, l2 = w.abs().sum(-1), w.norm(dim=-1)
         metrics = {"sparsity": l1.square() / l2.square()}
@@ -183,30 +183,7 @@ class SupervisedTensors:
             smallest = (self.targets[..., :n] * scores).min(-1).values
             metrics["margin_l2"] = smallest / l2
             metrics["margin_l1"] = smallest / l1
-            metrics.update(self._limit_cosines(w))
         return metrics
-
-    def _limit_cosines(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``cos_l2_margin``, ``cos_l1_margin``, ``cos_min_norm``: the cosine of each run's ``w`` with the reference
-        directions of its training set (:func:`~volumelab.diagnostics.max_margin.limit_references`), NaN where
-        one does not exist; computed in float64 by SciPy, once per distinct training set."""
-        from ..diagnostics.max_margin import limit_direction_cosines, limit_references
-
-        n = self.num_train
-        flat_w = w.detach().reshape(-1, w.shape[-1]).to("cpu", torch.float64).numpy()
-        inputs = self.inputs[..., :n, :].detach().to("cpu", torch.float64)
-        targets = self.targets[..., :n].detach().to("cpu", torch.float64)
-        if not self.stacked:
-            inputs, targets = inputs.expand(len(flat_w), -1, -1), targets.expand(len(flat_w), -1)
-        rows, cache = [], {}
-        for index, weights in enumerate(flat_w):
-            X, y = inputs[index].numpy(), targets[index].numpy()
-            key = (X.tobytes(), y.tobytes())
-            if key not in cache:
-                cache[key] = limit_references(X, y)
-            rows.append(limit_direction_cosines(weights, cache[key]))
-        return {name: torch.tensor([row[name] for row in rows], dtype=w.dtype, device=w.device).reshape(w.shape[:-1])
-                for name in rows[0]}
 
     def _pointwise(self, outputs: torch.Tensor) -> torch.Tensor:
         if self.loss == "squared":

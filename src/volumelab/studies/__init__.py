@@ -8,7 +8,7 @@ Importing this package registers them (:func:`volumelab.evidence.register_study`
 * :mod:`~volumelab.studies.theory`: the mechanisms behind its two theorems and its open questions
   (ReLU, rank > 1); :mod:`~volumelab.studies.tensor`: its first open question (tensors);
 * :mod:`~volumelab.studies.ngd`: natural gradient descent (arXiv 2111.11542), and
-  :mod:`~volumelab.studies.ngd_mlp` its invariance on nonlinear MLPs;
+  its invariance on nonlinear MLPs (``ngd-mlp``) in the same module;
 * :mod:`~volumelab.studies.mlp`: wide deep MLPs (arXiv 2205.13507) and the volume hypothesis on
   real data.
 
@@ -17,7 +17,7 @@ The rule history (``rule_history.json``) dates each study's current rule.
 
 from __future__ import annotations
 
-from . import figures, mlp, ngd, ngd_mlp, tensor, theory
+from . import figures, mlp, ngd, tensor, theory
 from .ngd import trajectory_distances
 
-__all__ = ["figures", "mlp", "ngd", "ngd_mlp", "tensor", "theory", "trajectory_distances"]
+__all__ = ["figures", "mlp", "ngd", "tensor", "theory", "trajectory_distances"]
