@@ -102,6 +102,10 @@ KEY_MIGRATIONS: list[KeyMigration] = [
              "settable from sweep files since the method registry (and the observers since they existed)"),
     *_joined("method", "ngd", {"trajectory_every": 0, "ntk_metrics": False},
              "the observers joined NGD after rows were stored"),
+    *(KeyMigration("method", name, "kernel_metrics", old=False,
+                   why="the kernel-regression observer joined GD and NGD after rows were stored (key format 1 had "
+                       "the observer options)")
+      for name in ("gd", "ngd")),
     *(KeyMigration("method", name, "initialization", old="random",
                    why="the balanced initialization joined GD and NGD after rows were stored (from the random start)")
       for name in ("gd", "ngd")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..device import resolve_device
+from ..diagnostics.kernel_regression import KernelRegression
 from ..diagnostics.lyapunov import ProductCollapse
 from ..diagnostics.max_margin import LimitDirections
 from ..diagnostics.ntk import NTKLaziness
@@ -159,7 +160,9 @@ def estimator_method(estimator: type, *, type: str | None = None, label: str | N
 _TRAINED_METRICS = (Column("test_error"), Column("effective_rank"), Column("sparsity"), Column("margin_l2"),
                     Column("margin_l1"), Column("cos_l2_margin"), Column("cos_l1_margin"), Column("cos_min_norm"),
                     Column("ntk_lambda_min"), Column("ntk_lambda_max"), Column("ntk_change"),
-                    Column("param_change"), Column("loss_rate"), Column("predicted_rate"))
+                    Column("param_change"), Column("loss_rate"), Column("predicted_rate"), Column("kernel_gen_loss"),
+                    Column("kernel_distance"), Column("param_distance"), Column("min_norm_distance"),
+                    Column("distance_ratio"))
 
 
 def _trajectory(every) -> Trajectory | None:
@@ -179,6 +182,8 @@ _OBSERVERS = (
     ObserverOption("limit_directions", bool, False, lambda on: LimitDirections() if on else None,
                    "each linear predictor's cosines with its training set's l2 and l1 max-margin directions and "
                    "min-norm interpolant (LimitDirections)"),
+    ObserverOption("kernel_metrics", bool, False, lambda on: KernelRegression() if on else None,
+                   "each run's end against the kernel predictor of the NTK at its start (KernelRegression)"),
 )
 
 

@@ -741,6 +741,15 @@ TRAINER_SCHEMA = ResultSchema(
         Metric("predicted_rate", "-2 ln rho, the rate the linearized dynamics with the NTK at the start predict",
                kind="value",
                when="the NTKLaziness observer"),
+        Metric("kernel_gen_loss", "test loss of the kernel predictor f_0 + K(x, X) K(X, X)^-1 (y - f_0(X)) of the "
+               "NTK at the start", kind="value", when="the KernelRegression observer"),
+        Metric("kernel_distance", "||f_T - f_K|| / ||f_K - f_0|| on the test inputs (f_K: the kernel predictor)",
+               kind="value", when="the KernelRegression observer"),
+        Metric("param_distance", "||theta_T - theta_0||", kind="value", when="the KernelRegression observer"),
+        Metric("min_norm_distance", "sqrt((y - f_0)^T K^-1 (y - f_0)), the least ||theta - theta_0|| with which "
+               "the linearized model fits the training set", kind="value", when="the KernelRegression observer"),
+        Metric("distance_ratio", "param_distance / min_norm_distance", kind="value",
+               when="the KernelRegression observer"),
     ),
     statuses={"completed": "ran every step", "converged": "stopped at train_loss_threshold",
               "diverged": "a loss or gradient became non-finite: no losses", "solve_failed":
