@@ -63,7 +63,8 @@ def _supervised_tensors(problem, dtype: torch.dtype, device) -> SupervisedTensor
         return problem.to(dtype) if problem.inputs.dtype != dtype else problem
     if isinstance(problem, SupervisedProblem):
         return problem.tensors(device, dtype)
-    raise ProblemError(f"the kernel predictor needs a supervised problem (or its tensors), got {type(problem).__name__}")
+    raise ProblemError(f"the kernel predictor needs a supervised problem (or its tensors), "
+                       f"got {type(problem).__name__}")
 
 
 def ntk_on_task_inputs(model, layers: Sequence[torch.Tensor], problem) -> torch.Tensor:

@@ -10,14 +10,15 @@ Importing this package registers them (:func:`volumelab.evidence.register_study`
 * :mod:`~volumelab.studies.ngd`: natural gradient descent (arXiv 2111.11542), and
   its invariance on nonlinear MLPs (``ngd-mlp``) in the same module;
 * :mod:`~volumelab.studies.mlp`: wide deep MLPs (arXiv 2205.13507) and the volume hypothesis on
-  real data.
+  real data; :mod:`~volumelab.studies.mlp_implicit`: GD's implicit regularization there (the trained
+  network against the kernel predictor of its NTK at initialization).
 
 The rule history (``rule_history.json``) dates each study's current rule.
 """
 
 from __future__ import annotations
 
-from . import figures, mlp, ngd, tensor, theory
+from . import figures, mlp, mlp_implicit, ngd, tensor, theory
 from .ngd import trajectory_distances
 
-__all__ = ["figures", "mlp", "ngd", "tensor", "theory", "trajectory_distances"]
+__all__ = ["figures", "mlp", "mlp_implicit", "ngd", "tensor", "theory", "trajectory_distances"]

@@ -1,0 +1,159 @@
+"""GD's implicit regularization in wide deep MLPs (Terjék & González-Sánchez, arXiv 2205.13507), declared on the
+study mechanism (:mod:`volumelab.evidence`) beside the other wide-MLP studies (:mod:`volumelab.studies.mlp`, whose
+helpers it reads).
+
+**mlp-implicit-reg** (x: width; panels: depth). When sufficiently wide, a deep MLP trained by GD "benefits from
+GD's implicit regularization": it ends where the linearized network ends, at the kernel predictor of its
+empirical NTK at initialization, kernel regression from the initial function,
+
+    f_K(x) = f_0(x) + K(x, X) K(X, X)^{-1} (y - f_0(X)),
+
+reached with the smallest weight change that fits the training set to first order, the minimum-norm distance
+``sqrt((y - f_0)^T K^{-1} (y - f_0))`` (:mod:`volumelab.diagnostics.kernel_regression`; every number of a run is
+computed at that run's own initialization, in float64).
+
+* Primary endpoint: per seed, the least-squares slope of ``ln kernel_distance`` against ``ln width``, with
+  ``kernel_distance = ||f_T - f_K|| / ||f_K - f_0||`` over the test inputs (the trained network's distance from
+  the kernel predictor, relative to how far the kernel predictor moves from the initial function), claimed
+  negative (minimal effect 0: the paper names no rate). The lazy-regime order ``-1/2`` (``f_T - f_lin =
+  O(k^(-1/2))``, Lee et al. 2019, Thm. 2.1) is drawn, not judged. A seed's slope is fitted over every width of
+  the panel: a seed with a flagged run (diverged) has none, and counts as no fall (slope 0) in the worst case.
+* Secondary: the per-seed slope of ``ln |test loss(net) - test loss(kernel)|`` against ``ln width``, negative
+  (the trained network's test loss approaches the kernel's); and at the largest width the per-seed ratio
+  ``||theta_T - theta_0|| / min-norm distance`` minus 1, equivalent to 0 within ``± RATIO_MARGIN`` (0.10: the
+  wide-MLP studies' relative tolerance at a width of 1024, :data:`volumelab.studies.mlp.LIMIT_MARGIN`; the paper
+  names none), with no worst case (a diverged run's distance has no finite value).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..evidence import Endpoint, PanelData, Rule, Study, register_study
+from ..plotting.figures import draw_seed_means, new_figure, save_figure, seed_mean_interval
+from .mlp import (
+    LIMIT_MARGIN, PAPER, _depth_panels, _footnote, _inner_labels_off, _legend, _outcomes, _quiet, _scales, _slope,
+    _ticks, _trainer, _views,
+)
+
+__all__ = ["IMPLICIT_REG", "LAZY_FUNCTION_ORDER", "RATIO_MARGIN", "STUDIES", "distance_ratio_largest",
+           "kernel_distance_slope", "loss_gap_slope"]
+
+#: ``||theta_T - theta_0|| / min-norm distance`` at the largest width equals 1 within this (secondary).
+RATIO_MARGIN = LIMIT_MARGIN
+#: The lazy-regime order of the function's distance from the linearized network's: drawn, not judged.
+LAZY_FUNCTION_ORDER = -0.5
+
+
+def _slopes(panel: PanelData, at) -> dict[int, float]:
+    """Per seed with a value at every width of the panel: the least-squares slope of ``ln at(x)[seed]`` against
+    ``ln x``. A seed missing a width (a flagged run) has no slope: the worst case then gives it its own."""
+    xs = panel.xs(_trainer(panel))
+    columns = [at(x) for x in xs]
+    if len(columns) < 2:
+        return {}
+    seeds = set(columns[0]).intersection(*columns[1:])
+    slopes = {s: _slope(xs, [column[s] for column in columns]) for s in sorted(seeds)}
+    return {s: v for s, v in slopes.items() if math.isfinite(v)}
+
+
+def kernel_distance_slope(panel: PanelData) -> dict[int, float]:
+    """Per seed: the log-log slope of ``||f_T - f_K|| / ||f_K - f_0||`` (test inputs) against width."""
+    method = _trainer(panel)
+    return _slopes(panel, lambda x: panel.values(method, x, "kernel_distance"))
+
+
+def _loss_gap(panel: PanelData, x) -> dict[int, float]:
+    """Per seed at ``x``: ``|test loss of the trained network - test loss of the kernel predictor|``."""
+    method = _trainer(panel)
+    net, kernel = panel.values(method, x, "gen_loss"), panel.values(method, x, "kernel_gen_loss")
+    return {s: abs(v - kernel[s]) for s, v in net.items() if s in kernel}
+
+
+def loss_gap_slope(panel: PanelData) -> dict[int, float]:
+    """Per seed: the log-log slope of ``|test loss(net) - test loss(kernel)|`` against width."""
+    return _slopes(panel, lambda x: _loss_gap(panel, x))
+
+
+def distance_ratio_largest(panel: PanelData) -> dict[int, float]:
+    """Per seed at the largest width: ``||theta_T - theta_0|| / min-norm distance - 1``."""
+    method = _trainer(panel)
+    xs = panel.xs(method)
+    return {s: v - 1.0 for s, v in panel.values(method, xs[-1], "distance_ratio").items()} if xs else {}
+
+
+IMPLICIT_REG = register_study(Study(
+    name="mlp-implicit-reg",
+    paper=PAPER,
+    claim="When sufficiently wide, a deep MLP trained by GD benefits from GD's implicit regularization: its "
+          "function approaches the kernel predictor of its NTK at initialization (kernel regression from the "
+          "initial function) as width grows, and its test loss approaches the kernel's",
+    endpoints={"kernel_distance": Endpoint(
+        Rule("log-log slope of ||f_T - f_K|| / ||f_K - f_0|| on the test inputs against width", "decrease"),
+        kernel_distance_slope, worst_effect=0.0)},
+    secondary={
+        "loss_gap": Endpoint(Rule("log-log slope of |test loss(net) - test loss(kernel)| against width", "decrease"),
+                             loss_gap_slope, worst_effect=0.0),
+        "distance_ratio": Endpoint(
+            Rule("||theta_T - theta_0|| / the minimum-norm distance sqrt((y - f_0)^T K^-1 (y - f_0)), at the "
+                 "largest width, minus 1", "equivalent", margin=RATIO_MARGIN), distance_ratio_largest),
+    },
+    parameters={"ratio_margin": RATIO_MARGIN},
+    notes=("f_K = f_0 + K(x, X) K(X, X)^-1 (y - f_0(X)) is kernel regression from each run's own initial "
+           "function with the empirical NTK K at its own initialization (float64, Cholesky); each seed's slope is "
+           "a least-squares fit over every width of the panel (a seed with a flagged run has none). The "
+           "lazy-regime order -1/2 of the function's distance is drawn, not judged. A seed with a flagged run "
+           "counts as no fall (slope 0) in the worst case; the distance ratio has no worst case (a diverged run's "
+           "distance is not finite).",),
+    plot=lambda verdict, frame, out_stem, title: _plot_implicit_reg(verdict, frame, out_stem, title),
+    panels=_depth_panels,
+))
+
+
+def _plot_implicit_reg(verdict, frame, out_stem: Path, title: str) -> list[Path]:
+    views = _views(IMPLICIT_REG, frame)
+    if not views:
+        return []
+    outcomes = _outcomes(verdict)
+    fig = new_figure((4.8 * len(views), 11.0))
+    axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
+    with _quiet():
+        for j, (name, panel) in enumerate(views.items()):
+            method = _trainer(panel)
+            xs = panel.xs(method)
+            top, middle, bottom = axes[0][j], axes[1][j], axes[2][j]
+            distances = [panel.values(method, x, "kernel_distance") for x in xs]
+            draw_seed_means(top, xs, distances, log=True, color="#d62728",
+                            label="GD against the kernel predictor (geometric mean, 95% t)")
+            means = [seed_mean_interval(values, log=True)[0] for values in distances if values]
+            if xs and means and math.isfinite(means[0]):
+                top.plot(xs, [means[0] * (x / xs[0]) ** LAZY_FUNCTION_ORDER for x in xs], ":", color="#555555",
+                         label=f"lazy-regime order {LAZY_FUNCTION_ORDER:g}")
+            _scales(top, ylog=True, xlabel="width", ylabel="||f_T − f_K|| / ||f_K − f_0|| (test inputs)",
+                    title=f"{name} ({outcomes.get(name, 'not judged')})")
+            draw_seed_means(middle, xs, [panel.values(method, x, "gen_loss") for x in xs], color="#d62728",
+                            label="trained network (GD)")
+            draw_seed_means(middle, xs, [panel.values(method, x, "kernel_gen_loss") for x in xs], style="s--",
+                            color="#1f77b4", label="kernel predictor of the NTK at init")
+            _scales(middle, xlabel="width", ylabel="test loss (mean, 95% t)")
+            draw_seed_means(bottom, xs, [panel.values(method, x, "distance_ratio") for x in xs], color="#d62728",
+                            label="||θ_T − θ_0|| / minimum-norm distance")
+            bottom.axhspan(1 - RATIO_MARGIN, 1 + RATIO_MARGIN, color="#1a7f37", alpha=0.08,
+                           label=f"1 ± {RATIO_MARGIN:g} (reported, not deciding)")
+            bottom.axhline(1.0, color="#555555", linestyle=":", linewidth=1)
+            _scales(bottom, xlabel="width", ylabel="weight change / minimum-norm distance")
+            for ax in (top, middle, bottom):
+                if xs:
+                    _ticks(ax, xs)
+                _legend(ax)
+        _footnote(fig, "Mean over seeds with its 95% t interval (geometric for the distance). f_K: kernel regression "
+                       "from each run's initial function f_0 with the empirical NTK at its initialization; the verdict "
+                       "reads each seed's log-log slope of the top row.")
+    _inner_labels_off(axes)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    return save_figure(fig, out_stem, title)
+
+
+#: Every study of this module, by its sweep config's ``claim``.
+STUDIES: dict[str, Study] = {IMPLICIT_REG.name: IMPLICIT_REG}
