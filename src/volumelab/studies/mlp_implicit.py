@@ -1,6 +1,7 @@
 """GD's implicit regularization in wide deep MLPs (Terjék & González-Sánchez, arXiv 2205.13507), declared on the
 study mechanism (:mod:`volumelab.evidence`) beside the other wide-MLP studies (:mod:`volumelab.studies.mlp`, whose
-helpers it reads).
+paper and relative tolerance it shares; no study module imports another's private names, so the few helpers for
+reading panels and drawing are its own).
 
 **mlp-implicit-reg** (x: width; panels: depth). When sufficiently wide, a deep MLP trained by GD "benefits from
 GD's implicit regularization": it ends where the linearized network ends, at the kernel predictor of its
@@ -27,15 +28,19 @@ computed at that run's own initialization, in float64).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..evidence import Endpoint, PanelData, Rule, Study, register_study
+from ..evidence import Endpoint, PanelData, Rule, Study, register_study, split_panels
 from ..plotting.figures import draw_seed_means, new_figure, save_figure, seed_mean_interval
-from .mlp import (
-    LIMIT_MARGIN, PAPER, _depth_panels, _footnote, _inner_labels_off, _legend, _outcomes, _quiet, _scales, _slope,
-    _ticks, _trainer, _views,
-)
+from .mlp import LIMIT_MARGIN, PAPER
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["IMPLICIT_REG", "LAZY_FUNCTION_ORDER", "RATIO_MARGIN", "STUDIES", "distance_ratio_largest",
            "kernel_distance_slope", "loss_gap_slope"]
@@ -45,6 +50,38 @@ RATIO_MARGIN = LIMIT_MARGIN
 #: The lazy-regime order of the function's distance from the linearized network's: drawn, not judged.
 LAZY_FUNCTION_ORDER = -0.5
 
+
+# ------------------------------------------------------------------ reading the runs
+def _trainer(panel: PanelData) -> str | None:
+    return panel.method("trainer")
+
+
+def _slope(xs, ys) -> float:
+    """Least-squares slope of ``ln y`` against ``ln x`` over the finite positive pairs (NaN below two distinct x)."""
+    pairs = [(math.log(float(x)), math.log(float(y))) for x, y in zip(xs, ys)
+             if y is not None and math.isfinite(float(x)) and math.isfinite(float(y)) and float(x) > 0
+             and float(y) > 0]
+    if len({x for x, _ in pairs}) < 2:
+        return math.nan
+    mean_x = math.fsum(x for x, _ in pairs) / len(pairs)
+    mean_y = math.fsum(y for _, y in pairs) / len(pairs)
+    return (math.fsum((x - mean_x) * (y - mean_y) for x, y in pairs)
+            / math.fsum((x - mean_x) ** 2 for x, _ in pairs))
+
+
+def _depth_panels(frame: "pd.DataFrame") -> list[str]:
+    """``"depth d"`` per row: the grid's ``depth`` column, else the stored ``config["model"]["depth"]``."""
+    own = list(frame["depth"]) if "depth" in frame else [None] * len(frame)
+    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
+    labels = []
+    for depth, config in zip(own, configs):
+        if depth is None or (isinstance(depth, float) and math.isnan(depth)):
+            depth = (config.get("model") or {}).get("depth") if isinstance(config, dict) else None
+        try:
+            labels.append(f"depth {float(depth):g}")
+        except (TypeError, ValueError):
+            labels.append(f"depth {depth}")
+    return labels
 
 def _slopes(panel: PanelData, at) -> dict[int, float]:
     """Per seed with a value at every width of the panel: the least-squares slope of ``ln at(x)[seed]`` against
@@ -111,8 +148,60 @@ IMPLICIT_REG = register_study(Study(
 ))
 
 
+# ------------------------------------------------------------------ the plot
+def _views(frame: "pd.DataFrame") -> dict[str, PanelData]:
+    """The plot's panels, by depth (flagged runs are already blanked in ``frame``)."""
+    if not len(frame):
+        return {}
+    panels = split_panels(frame, _depth_panels(frame))
+
+    def depth(label: str) -> tuple:
+        return tuple(float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", label))
+
+    return {name: panels[name] for name in sorted(panels, key=depth)}
+
+
+def _outcomes(verdict) -> dict[str, str]:
+    if verdict is None:
+        return {}
+    return {p.panel: p.outcome for p in verdict.panels if p.decision is not None}
+
+
+def _finish_axes(ax, xs, *, ylog: bool = False, **labels) -> None:
+    """Log x (and y where asked and where positive data are drawn), ticks at the swept widths, labels, legend."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    drawn = [line for line in ax.get_lines() if not str(line.get_label()).startswith("_")]
+    if drawn:
+        ax.set_xscale("log")
+        if ylog and any(float(y) > 0 for line in drawn for y in line.get_ydata()):
+            ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", fontsize=8,
+                color="#555555")
+    if xs and drawn:
+        ax.set_xticks([float(x) for x in xs])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(**labels)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the expected numpy warnings of empty slices while drawing."""
+    import numpy as np
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def _plot_implicit_reg(verdict, frame, out_stem: Path, title: str) -> list[Path]:
-    views = _views(IMPLICIT_REG, frame)
+    import textwrap
+
+    views = _views(frame)
     if not views:
         return []
     outcomes = _outcomes(verdict)
@@ -130,27 +219,27 @@ def _plot_implicit_reg(verdict, frame, out_stem: Path, title: str) -> list[Path]
             if xs and means and math.isfinite(means[0]):
                 top.plot(xs, [means[0] * (x / xs[0]) ** LAZY_FUNCTION_ORDER for x in xs], ":", color="#555555",
                          label=f"lazy-regime order {LAZY_FUNCTION_ORDER:g}")
-            _scales(top, ylog=True, xlabel="width", ylabel="||f_T − f_K|| / ||f_K − f_0|| (test inputs)",
-                    title=f"{name} ({outcomes.get(name, 'not judged')})")
+            _finish_axes(top, xs, ylog=True, xlabel="width", ylabel="||f_T − f_K|| / ||f_K − f_0|| (test inputs)",
+                         title=f"{name} ({outcomes.get(name, 'not judged')})")
             draw_seed_means(middle, xs, [panel.values(method, x, "gen_loss") for x in xs], color="#d62728",
                             label="trained network (GD)")
             draw_seed_means(middle, xs, [panel.values(method, x, "kernel_gen_loss") for x in xs], style="s--",
                             color="#1f77b4", label="kernel predictor of the NTK at init")
-            _scales(middle, xlabel="width", ylabel="test loss (mean, 95% t)")
+            _finish_axes(middle, xs, xlabel="width", ylabel="test loss (mean, 95% t)")
             draw_seed_means(bottom, xs, [panel.values(method, x, "distance_ratio") for x in xs], color="#d62728",
                             label="||θ_T − θ_0|| / minimum-norm distance")
             bottom.axhspan(1 - RATIO_MARGIN, 1 + RATIO_MARGIN, color="#1a7f37", alpha=0.08,
                            label=f"1 ± {RATIO_MARGIN:g} (reported, not deciding)")
             bottom.axhline(1.0, color="#555555", linestyle=":", linewidth=1)
-            _scales(bottom, xlabel="width", ylabel="weight change / minimum-norm distance")
-            for ax in (top, middle, bottom):
-                if xs:
-                    _ticks(ax, xs)
-                _legend(ax)
-        _footnote(fig, "Mean over seeds with its 95% t interval (geometric for the distance). f_K: kernel regression "
-                       "from each run's initial function f_0 with the empirical NTK at its initialization; the verdict "
-                       "reads each seed's log-log slope of the top row.")
-    _inner_labels_off(axes)
+            _finish_axes(bottom, xs, xlabel="width", ylabel="weight change / minimum-norm distance")
+            if j:
+                for ax in (top, middle, bottom):
+                    ax.set_ylabel("")
+        note = ("Mean over seeds with its 95% t interval (geometric for the distance). f_K: kernel regression from "
+                "each run's initial function f_0 with the empirical NTK at its initialization; the verdict reads "
+                "each seed's log-log slope of the top row.")
+        fig.text(0.01, 0.005, "\n".join(textwrap.wrap(note, int(fig.get_figwidth() * 15))), fontsize=7,
+                 color="#555555", va="bottom")
     fig.tight_layout(rect=(0, 0.02, 1, 0.96))
     return save_figure(fig, out_stem, title)
 
