@@ -22,6 +22,7 @@ from .supervised import (
     InputPool,
     SupervisedProblem,
     SupervisedTensors,
+    checked_classes,
     make_supervised,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "LOSSES",
     "SupervisedProblem",
     "SupervisedTensors",
+    "checked_classes",
     "make_supervised",
     "Problem",
     "ProblemTensors",

@@ -24,25 +24,42 @@ The generalization loss ``gen_loss`` is the test loss. Data sets:
   shapes, so the task is not trivial), labelled ``-1``/``+1``; ``breast_cancer`` is
   binary; ``diabetes`` is a regression (for the logistic loss its target is split at the
   training median).
+* ``mnist1d``: MNIST-1D (Greydanus & Kobak, arXiv 2011.14439), generated here by the
+  ``mnist1d`` package's own generator (``mnist1d.data.make_dataset``, never its download)
+  with the fixed arguments :data:`MNIST1D_ARGS`: the package's defaults but 10,000 samples
+  (its default 5,000 leaves a pair of classes only 1,000 points), so exactly 1,000 signals
+  of 40 samples per digit. The package's own 80/20 train/test cut is not used: its two
+  parts are one pool of 10,000, split by the seed like every finite set. It keeps two
+  classes (default 0 and 1; a pair has 2,000 points, 1,000 of each). The generator seeds
+  NumPy's and Python's global generators; their states are restored afterwards, and the
+  arrays are made once per process (:func:`mnist1d_arrays`). Needs the optional extra:
+  ``pip install 'volumelab[mnist1d]'``.
+
+A data set with digit classes (:data:`CLASS_DATASETS`: ``digits``, ``mnist1d``) keeps the
+pair ``classes = (A, B)``: class ``A`` is labelled ``-1`` and class ``B`` ``+1``.
 
 Splits come from the ``(seed, "data")`` stream: a random permutation, the first
 ``num_train`` points train and the rest (at most ``num_test``) test. Inputs are
 standardized with the training set's mean and standard deviation (constant features
-are left centred, not divided by zero); regression targets likewise.
+are left centred, not divided by zero); regression targets likewise. A split draws
+uniformly: the class counts of its training points are hypergeometric, not forced equal.
 
 Unlabeled inputs (:meth:`SupervisedProblem.unlabeled_inputs`: what a population Fisher
 averages over, arXiv 2111.11542) come from the distribution of the training inputs,
 in the problem's coordinates: for the generated sets a fresh Gaussian draw
-(:class:`GaussianInputs`, the teacher's standardization applied); for the bundled
-scikit-learn sets the points used neither to train nor to test (:class:`InputPool`:
-there are some only when ``num_test`` leaves some out).
+(:class:`GaussianInputs`, the teacher's standardization applied); for the finite sets
+(scikit-learn's and MNIST-1D) the points of the kept classes used neither to train nor to
+test (:class:`InputPool`: there are some only when ``num_test`` leaves some out).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import random
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,15 +70,27 @@ import torch
 from .._rng import make_generator
 from ..errors import ProblemError
 
-__all__ = ["DATASETS", "GaussianInputs", "InputPool", "LOSSES", "SupervisedProblem", "SupervisedTensors",
-           "make_supervised"]
+__all__ = ["CLASS_DATASETS", "DATASETS", "GaussianInputs", "InputPool", "LOSSES", "MNIST1D_ARGS", "SupervisedProblem",
+           "SupervisedTensors", "checked_classes", "make_supervised", "mnist1d_arrays"]
 
 LOSSES = ("squared", "logistic")
-DATASETS = ("teacher", "digits", "breast_cancer", "diabetes", "sparse_teacher", "linear_teacher")
+DATASETS = ("teacher", "digits", "breast_cancer", "diabetes", "sparse_teacher", "linear_teacher", "mnist1d")
 #: Linearly separable teachers (labels sign(<x, w*>)): classification, 10,000 test points by default.
 LINEAR_TEACHERS = ("sparse_teacher", "linear_teacher")
-#: The data sets bundled with scikit-learn: a finite set of points.
-_BUNDLED = ("digits", "breast_cancer", "diabetes")
+#: The finite data sets: bundled with scikit-learn, or generated once (MNIST-1D).
+_BUNDLED = ("digits", "breast_cancer", "diabetes", "mnist1d")
+#: The data sets with digit classes 0-9, and the pair each keeps by default (``(A, B)``: A is -1, B is +1).
+CLASS_DATASETS = {"digits": (3, 8), "mnist1d": (0, 1)}
+_NUM_CLASSES = 10
+#: The fixed arguments of ``mnist1d.data.make_dataset``: the package's defaults (mnist1d 0.0.2) but
+#: ``num_samples`` (10,000, not 5,000: 1,000 per digit). ``train_split`` only sets where the package cuts
+#: its own train/test parts, which are joined again here; its ``url`` (a download) is never used.
+MNIST1D_ARGS = types.MappingProxyType({
+    "num_samples": 10_000, "train_split": 0.8, "template_len": 12, "padding": (36, 60), "scale_coeff": 0.4,
+    "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2, "shear_scale": 0.75,
+    "shuffle_seq": False, "final_seq_length": 40, "seed": 42})
+#: What to install when the ``mnist1d`` package is missing.
+MNIST1D_EXTRA = "pip install 'volumelab[mnist1d]'"
 
 
 def _float64(name: str, value, ndim: int) -> torch.Tensor:
@@ -455,7 +484,64 @@ def _linear_teacher(num_points: int, num_features: int, nonzero: int | None, noi
     return inputs.numpy(), np.where(noisy.numpy() > 0, 1.0, -1.0), teacher.tolist()
 
 
-def _sklearn(data: str, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
+def _pair(inputs: np.ndarray, digits: np.ndarray, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The points of the two ``classes`` (in their order in the data set) and their labels: ``-1`` for
+    ``classes[0]``, ``+1`` for ``classes[1]``."""
+    keep = np.isin(digits, classes)
+    return inputs[keep].astype(np.float64), np.where(digits[keep] == classes[1], 1.0, -1.0)
+
+
+def checked_classes(data: str, classes) -> tuple[int, int] | None:
+    """The pair of classes ``data`` keeps: ``classes`` checked, or the data set's default pair for ``None``;
+    ``None`` for a data set without classes (where ``classes`` must be ``None``)."""
+    if data not in CLASS_DATASETS:
+        if classes is not None:
+            raise ProblemError(f"classes apply to the data sets with digit classes ({', '.join(CLASS_DATASETS)}); "
+                               f"{data} has none")
+        return None
+    if classes is None:
+        return CLASS_DATASETS[data]
+    pair = tuple(classes) if isinstance(classes, (list, tuple)) else (classes,)
+    if len(pair) != 2 or not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in pair):
+        raise ProblemError(f"classes must be two class labels such as (0, 1), got {classes!r}")
+    outside = [int(c) for c in pair if not 0 <= c < _NUM_CLASSES]
+    if outside:
+        raise ProblemError(f"classes must be digits from 0 to {_NUM_CLASSES - 1} ({data} has {_NUM_CLASSES}), "
+                           f"got {outside[0]}")
+    if pair[0] == pair[1]:
+        raise ProblemError(f"classes must be two different classes, got {int(pair[0])} twice")
+    return int(pair[0]), int(pair[1])
+
+
+@functools.lru_cache(maxsize=1)
+def mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D generated by the ``mnist1d`` package with :data:`MNIST1D_ARGS`: ``(inputs, digits)``.
+
+    The package's train and test parts joined in its own (shuffled) order: ``inputs`` ``(10000, 40)`` float64,
+    ``digits`` ``(10000,)`` integers 0-9, 1,000 of each. Made once per process (a few seconds) and read-only.
+    The generator seeds NumPy's and Python's global generators (``mnist1d.utils.set_seed``); both states are
+    saved before and restored after, so generating the data changes no other random numbers.
+
+    Raises:
+        ProblemError: the ``mnist1d`` package is not installed (the message names the extra).
+    """
+    try:
+        from mnist1d.data import make_dataset
+    except ImportError as exc:
+        raise ProblemError(f"the mnist1d data set needs the mnist1d package: {MNIST1D_EXTRA}") from exc
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        made = make_dataset(types.SimpleNamespace(**MNIST1D_ARGS))
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    inputs = np.concatenate([made["x"], made["x_test"]]).astype(np.float64)
+    digits = np.concatenate([made["y"], made["y_test"]]).astype(np.int64)
+    inputs.flags.writeable = digits.flags.writeable = False
+    return inputs, digits
+
+
+def _sklearn(data: str, classes: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(inputs, targets, is_classification)`` of a data set bundled with scikit-learn."""
     try:
         from sklearn import datasets
@@ -463,9 +549,7 @@ def _sklearn(data: str, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarra
         raise ProblemError("the real data sets need scikit-learn: pip install scikit-learn") from exc
     if data == "digits":
         bunch = datasets.load_digits()
-        keep = np.isin(bunch.target, classes)
-        labels = np.where(bunch.target[keep] == classes[1], 1.0, -1.0)
-        return bunch.data[keep].astype(np.float64), labels, True
+        return (*_pair(bunch.data, bunch.target, classes), True)
     if data == "breast_cancer":
         bunch = datasets.load_breast_cancer()
         return bunch.data.astype(np.float64), np.where(bunch.target == 1, 1.0, -1.0), True
@@ -483,7 +567,7 @@ def make_supervised(
     num_features: int = 10,
     teacher_width: int = 4,
     noise: float = 0.0,
-    classes: tuple[int, int] = (3, 8),
+    classes: tuple[int, int] | None = None,
     teacher_nonzero: int = 3,
 ) -> SupervisedProblem:
     """A supervised problem from a data set, split and standardized from ``(seed, "data")``.
@@ -491,21 +575,24 @@ def make_supervised(
     Args:
         data: ``"teacher"`` (regression on a random tanh network), ``"sparse_teacher"`` /
             ``"linear_teacher"`` (separable binary labels ``sign(<x, w*>)`` of a sparse or
-            dense ``w*``), or the scikit-learn sets ``"digits" | "breast_cancer" | "diabetes"``.
+            dense ``w*``), the scikit-learn sets ``"digits" | "breast_cancer" | "diabetes"``, or
+            ``"mnist1d"`` (generated by the ``mnist1d`` package: the optional extra).
         num_train: Training points.
         seed: Seed of the split (and of the teacher's data).
         loss: ``"squared"`` or ``"logistic"``; default: logistic for the classification
-            sets (digits, breast_cancer), squared otherwise.
+            sets (digits, breast_cancer, mnist1d, the linear teachers), squared otherwise.
         num_test: Test points (default: all remaining points; 1000 for the teacher).
         num_features: Input dimension of the teacher.
         teacher_width: Hidden units of the teacher.
         noise: Standard deviation of the teacher's label noise.
-        classes: The two digits kept from ``digits`` (the second is labelled ``+1``).
+        classes: The two digits ``(A, B)`` kept from ``digits`` or ``mnist1d``: ``A`` is labelled ``-1``, ``B``
+            ``+1`` (default: 3 and 8 for digits, 0 and 1 for mnist1d); ``None`` for the other data sets.
         teacher_nonzero: Non-zero entries of the ``sparse_teacher``'s ``w*``.
 
     Raises:
-        ProblemError: unknown data set or loss, a size that is not a positive integer, or
-            more points asked for than exist.
+        ProblemError: unknown data set or loss, a size that is not a positive integer, more
+            points asked for than exist, classes that are not two different digits (or given for a data
+            set without classes), or mnist1d without the ``mnist1d`` package.
     """
     if data not in DATASETS:
         raise ProblemError(f"unknown data set {data!r}; expected one of {', '.join(DATASETS)}")
@@ -518,6 +605,7 @@ def make_supervised(
             raise ProblemError(f"{name} must be a positive integer, got {value!r}")
     if not (math.isfinite(noise) and noise >= 0):
         raise ProblemError(f"noise must be a non-negative number, got {noise!r}")
+    classes = checked_classes(data, classes)
     generator = make_generator(seed, "data")
     if data == "teacher":
         total = num_train + (1000 if num_test is None else num_test)
@@ -532,8 +620,11 @@ def make_supervised(
                                                    teacher_nonzero if data == "sparse_teacher" else None,
                                                    noise, generator)
         classification = True
+    elif data == "mnist1d":
+        inputs, targets = _pair(*mnist1d_arrays(), classes)
+        classification = True
     else:
-        inputs, targets, classification = _sklearn(data, tuple(classes))
+        inputs, targets, classification = _sklearn(data, classes)
     loss = loss or ("logistic" if classification else "squared")
     if loss not in LOSSES:
         raise ProblemError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
@@ -546,7 +637,7 @@ def make_supervised(
     test_index = rest if num_test is None else rest[:num_test]
     if num_test is not None and num_test > len(rest):
         raise ProblemError(f"{data} has {available} points: cannot take {num_train} to train and {num_test} to test")
-    held_out = rest[len(test_index):]  # neither train nor test: the bundled sets' unlabeled pool
+    held_out = rest[len(test_index):]  # neither train nor test: the finite sets' unlabeled pool
     features = inputs.shape[1]
     if data in LINEAR_TEACHERS:
         # Already standard Gaussian; re-standardizing would move the points off the
@@ -577,6 +668,6 @@ def make_supervised(
         metadata.update(num_features=num_features, noise=noise, teacher=teacher)
         if data == "sparse_teacher":
             metadata["teacher_nonzero"] = teacher_nonzero
-    if data == "digits":
+    if classes is not None:
         metadata["classes"] = list(classes)
     return SupervisedProblem(x_train, y_train, x_test, y_test, loss=loss, metadata=metadata, unlabeled=unlabeled)
