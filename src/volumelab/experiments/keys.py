@@ -87,6 +87,11 @@ KEY_MIGRATIONS: list[KeyMigration] = [
       for name in ("sensing", "completion")),
     KeyMigration("problem", "supervised", "nonzero", relevant=lambda values: values.get("data") == "sparse_teacher",
                  why="only the sparse teacher reads it"),
+    KeyMigration("problem", "supervised", "classes",
+                 relevant=lambda values: values.get("data") == "mnist1d"
+                 or (values.get("data") == "digits" and list(values.get("classes") or ()) != [3, 8]),
+                 why="only the data sets with classes read it, and digits rows were stored before it joined the key "
+                     "(with 3 and 8, the pair it still keeps by default)"),
     # models
     KeyMigration("model", "factorization", "kind", old="factorization",
                  why="factorization runs were keyed before model kinds existed"),

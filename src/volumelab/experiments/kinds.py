@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field, ValidationInfo, create_model, field_valid
 
 from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel, register_family
 from ..models.layers import setting_fields
-from ..problems.supervised import DATASETS, LOSSES
+from ..problems.supervised import DATASETS, LOSSES, MNIST1D_ARGS, checked_classes
 from ._schema import Count, Strict
 from .keys import canonical
 
@@ -419,12 +419,17 @@ CPConfig = CP.settings
 
 
 # ------------------------------------------------------------------ supervised
-#: Input dimension of the data sets bundled with scikit-learn (digits: 8 x 8 pixels).
-BUNDLED_FEATURES = {"digits": 64, "breast_cancer": 30, "diabetes": 10}
+#: Input dimension of the finite data sets (digits: 8 x 8 pixels; MNIST-1D: 40 samples of a signal).
+BUNDLED_FEATURES = {"digits": 64, "breast_cancer": 30, "diabetes": 10, "mnist1d": MNIST1D_ARGS["final_seq_length"]}
 
 
 class SupervisedProblemConfig(Strict):
-    """A supervised data set, split and standardized from the seed (see :func:`volumelab.problems.make_supervised`)."""
+    """A supervised data set, split and standardized from the seed (see :func:`volumelab.problems.make_supervised`).
+
+    ``classes: [A, B]`` picks the two classes of a data set with digit classes (digits, mnist1d; A is labelled
+    -1, B +1); left out, it is the data set's default pair (digits 3, 8; mnist1d 0, 1), which the settings then
+    hold. Any other data set takes no classes.
+    """
 
     kind: Literal["supervised"] = "supervised"
     data: Literal[DATASETS] = "teacher"  # type: ignore[valid-type]
@@ -435,6 +440,15 @@ class SupervisedProblemConfig(Strict):
     teacher_width: Count = Field(4, ge=1)
     noise: float = Field(0.0, ge=0)
     nonzero: Count = Field(3, ge=1)
+    classes: tuple[int, int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_set_classes(cls, raw: Any) -> Any:
+        """The data set's default pair when ``classes`` is left out; bad classes an error naming the field."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("data", "teacher"), str):
+            return raw
+        return {**raw, "classes": checked_classes(raw.get("data", "teacher"), raw.get("classes"))}
 
 
 def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
@@ -442,7 +456,7 @@ def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
 
     return make_supervised(settings.data, settings.train, seed=seed, loss=settings.loss, num_test=settings.test,
                            num_features=settings.features, teacher_width=settings.teacher_width, noise=settings.noise,
-                           teacher_nonzero=settings.nonzero)
+                           teacher_nonzero=settings.nonzero, classes=settings.classes)
 
 
 register_problem_kind(ProblemKind(
