@@ -401,8 +401,9 @@ def cli(verbose: int) -> None:
 @common_options
 @problem_options
 @model_options
-@click.option("--eps", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Accept draws with L_train < eps (with --accept train_error: training error < eps).")
+@click.option("--eps", type=click.FloatRange(min=0), required=True,
+              help="Accept draws with L_train < eps (with --accept train_error: training error < eps, and --eps 0 "
+                   "the draws with no training errors).")
 @click.option("--samples", type=CountType(), required=True,
               help="The budget (e.g. 1000000 or 1e6): " + "; ".join(
                   f"--method {name}: {estimator.budget_unit}" for name, estimator in estimators().items()) + ".")
@@ -416,6 +417,9 @@ def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, me
     _reject_foreign(estimator_settings, method, estimators(), "--method", "work{s} with --method {owners} only")
     if bool(estimator_settings.get("keep_samples")) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")
+    if eps == 0 and estimator_settings.get("accept") != "train_error":
+        raise click.BadParameter("0 needs --accept train_error (then: no training errors); a training loss is "
+                                 "never below 0", param_hint="'--eps'")
     if estimator_settings.get("accept") == "train_error" and "train_error" not in problem.tensors().metric_names:
         raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
                                "loss); this problem has no training error")

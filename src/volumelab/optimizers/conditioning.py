@@ -170,7 +170,8 @@ class ConditionalEstimator:
     """An estimator of the prior conditioned on ``score < eps``: the settings every G&C estimator has.
 
     Attributes:
-        eps: Acceptance threshold: a draw is accepted when its ``accept`` score is below it.
+        eps: Acceptance threshold: a draw is accepted when its ``accept`` score is below it; 0 with
+            ``accept="train_error"`` accepts the draws with no training errors (:meth:`threshold`).
         accept: What must be below ``eps``: ``"train_loss"`` (``L_train``, the paper's G&C) or
             ``"train_error"`` (the training error of a classification task, the logistic loss; any
             ``eps`` in ``(0, 1/n]`` conditions on 100% training accuracy).
@@ -203,8 +204,18 @@ class ConditionalEstimator:
         if self.accept not in ACCEPT_CRITERIA:
             raise OptimizerError(f"accept must be one of {', '.join(ACCEPT_CRITERIA)}, got {self.accept!r}")
         _positive_int_or_none("workers", self.workers)
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
-            raise OptimizerError(f"eps must be a positive finite number, got {self.eps!r}")
+        no_errors = self.eps == 0 and self.accept == "train_error"
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and (self.eps > 0 or no_errors)):
+            raise OptimizerError(f"eps must be a positive finite number (0 only with accept='train_error': no "
+                                 f"training errors), got {self.eps!r}")
+
+    def threshold(self, problem) -> float:
+        """What a draw's ``accept`` score must be below: ``eps``; for ``eps = 0`` with ``accept="train_error"``
+        (no training errors) half the smallest non-zero training error, ``1 / (2 n)``: the same draws as any
+        ``eps`` in ``(0, 1/n]``, and a threshold the subset ladder can descend to."""
+        if self.eps == 0:
+            return 0.5 / problem.num_train
+        return float(self.eps)
 
     def check_run(self, problem, model, budget) -> None:
         """The checks every estimator makes before it draws: the budget, the model's fit to the problem and

@@ -317,8 +317,8 @@ class RejectionGuessCheck(ConditionalEstimator):
             budget, num_blocks, block, blocks_per_batch, sampler.name, device,
         )
 
-        contraction = scorer_for(model, problem, device, self.eps, self.accept)
-        eps = self.eps
+        eps = self.threshold(problem)
+        contraction = scorer_for(model, problem, device, eps, self.accept)
         keep = self.keep_samples
         row_names = ("train_loss", "gen_loss", *contraction.metric_names)
         accept_row = row_names.index(self.accept)

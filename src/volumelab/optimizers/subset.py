@@ -521,7 +521,7 @@ def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
 
 
 def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_names: tuple[str, ...], device,
-                      check) -> RunResult:
+                      check, threshold: float | None = None) -> RunResult:
     """The subset-simulation G&C run behind :meth:`SubsetGuessCheck.run` (see the module docstring).
 
     Budget: ``budget`` model evaluations in all. The pilot may use up to
@@ -529,6 +529,9 @@ def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_name
     last level's chains run until their share is spent (judged by the previous step's
     cost, so a slice step may overrun it by a little). A pilot that needs more than
     each replicate's share ends the run as ``"budget_too_small"`` instead.
+
+    ``threshold`` is the ladder's last level, what the accept score must be below (default ``optimizer.eps``;
+    see :meth:`~volumelab.optimizers.conditioning.ConditionalEstimator.threshold`).
     """
     population = optimizer.population
     keep = max(1, int(round(optimizer.level_fraction * population)))
@@ -537,12 +540,14 @@ def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_name
     accept_row = row_names.index(optimizer.accept)
     bar = tqdm(total=budget, unit="eval", unit_scale=True, disable=not optimizer.progress, desc="G&C subset")
     try:
-        return _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row)
+        return _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row,
+                    optimizer.eps if threshold is None else threshold)
     finally:
         bar.close()
 
 
-def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row) -> RunResult:
+def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row,
+         threshold) -> RunResult:
     replicates, population = optimizer.replicates, optimizer.population
     sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check, bar)
     start = time.perf_counter()
@@ -561,7 +566,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                             status="budget_too_small")
 
     def pilot_work(_index: int):
-        return _pilot(sampler, optimizer.eps, population, keep, pilot_share,
+        return _pilot(sampler, threshold, population, keep, pilot_share,
                       make_generator(seed, "subset-pilot", device=device), optimizer.kernel, optimizer.moves)
 
     ladder, steps, reached, pilot_log_volume, pilot_evaluations, next_threshold = next(
@@ -576,7 +581,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                         "device": str(device), "workers": workers, "pilot_evaluations": pilot_evaluations,
                         "ladder": list(ladder)}
     if not reached and next_threshold is not None:
-        needed = budget_needed_from_rate([*ladder, next_threshold], optimizer.eps, pilot_evaluations, population,
+        needed = budget_needed_from_rate([*ladder, next_threshold], threshold, pilot_evaluations, population,
                                          replicates)
         if needed is not None:
             base_metrics["budget_needed"] = needed
@@ -852,7 +857,8 @@ class SubsetGuessCheck(ConditionalEstimator):
         """
         self.check_run(problem, model, budget)
         device = resolve_device(self.device)
-        scorer = scorer_for(model, problem, device, self.eps, self.accept)
+        threshold = self.threshold(problem)
+        scorer = scorer_for(model, problem, device, threshold, self.accept)
         names = ("train_loss", "gen_loss", *scorer.metric_names)
         return subset_simulation(self, model, budget, seed, scorer, names, device,
-                                 lambda losses: check_finite(losses, model))
+                                 lambda losses: check_finite(losses, model), threshold=threshold)
