@@ -6,6 +6,8 @@
   :func:`judge`, the one rule that combines panels (:data:`COMBINATION_RULE`), the registry.
 * :mod:`~volumelab.evidence.roles`: what each kind of row is read as (sampler, trainer, chance), which
   the sweep methods register; the evidence layer imports nothing of the sweep code.
+* :mod:`~volumelab.evidence.trend`: a trend over the sweep's x as a per-seed effect (each seed's own
+  least-squares slope against ``log2 x``).
 """
 
 from .statistics import (
@@ -16,11 +18,12 @@ from .study import (
     COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
     get_study, judge, panel_data, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
 )
+from .trend import least_squares_slope, seed_slopes
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
     "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
-    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "panel_data",
-    "register_study", "registered_studies", "rule_changed", "rule_history", "split_panels",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data",
+    "register_study", "registered_studies", "rule_changed", "rule_history", "seed_slopes", "split_panels",
     "stale_results",
 ]

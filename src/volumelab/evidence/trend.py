@@ -1,0 +1,88 @@
+"""A trend over a sweep's x as a per-seed effect: each seed's own least-squares slope.
+
+A claim that a quantity improves "as x grows" (width, training points) is a monotone trend, not a
+comparison of two end points: every point of the sweep carries information about it. A seed makes the same
+problem at every x, so the trend is paired: each seed's slope is fitted to its own values over the x grid,
+and the seeds' slopes are the per-seed effect a :class:`~volumelab.evidence.Rule` decides (mean slope, its
+Student-t interval over the seeds). The x axis is ``log2 x`` (the sweeps here are geometric), so a slope is
+a change per doubling of x; with ``log_y`` the quantity is ``log2`` too, and the slope is the exponent of a
+power law ``y ~ x^slope`` (scale-free: comparable across panels whose quantities differ in size).
+
+Missing values: a seed's slope is fitted only where it has a value at *every* x of the method's grid. A
+seed with a flagged run (whose numbers the study mechanism blanks) or an undefined value at one x has no
+slope, so it is counted, not fitted on fewer points: a study's ``worst_effect`` then sets it to the value
+least favourable to the claim (for a claimed trend, 0: no trend).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from .study import PanelData
+
+__all__ = ["least_squares_slope", "seed_slopes"]
+
+#: ``(panel, x) -> {seed: value}``: a quantity read at one point of the sweep, or a metric's column name.
+Quantity = str | Callable[[PanelData, object], Mapping[int, float]]
+
+
+def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The ordinary least-squares slope of ``ys`` on ``xs``.
+
+    Args:
+        xs: The abscissae, shape ``(n,)``.
+        ys: The ordinates, shape ``(n,)``; every value finite.
+
+    Returns:
+        ``sum((x - mean x)(y - mean y)) / sum((x - mean x)^2)``; NaN below two distinct ``xs``.
+    """
+    if len(xs) != len(ys):
+        raise ValueError(f"least_squares_slope needs as many xs as ys, got {len(xs)} and {len(ys)}")
+    if len(set(xs)) < 2:
+        return math.nan
+    mean_x, mean_y = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+    return (math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+            / math.fsum((x - mean_x) ** 2 for x in xs))
+
+
+def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log_y: bool) -> dict[int, float]:
+    """Per seed: the least-squares slope of ``quantity`` against ``log2 x`` over the x values ``method`` ran at.
+
+    Args:
+        panel: The panel's runs (flagged runs blanked, as the study mechanism passes them).
+        method: The method whose runs are read (``None``: no slope).
+        quantity: A metric column of ``method``'s rows, or ``(panel, x) -> {seed: value}``.
+        log_y: Fit ``log2`` of the quantity (the slope is a power law's exponent; a seed with a value
+            ``<= 0`` anywhere has no slope), else the quantity itself (the slope is its change per
+            doubling of x).
+
+    Returns:
+        ``{seed: slope}`` for the seeds with a finite value at every x (at least two distinct x); the
+        others are absent, to be counted as missing (see the module's docstring).
+    """
+    xs = [x for x in (panel.xs(method) if method is not None else []) if _positive(x)]
+    if len(xs) < 2:
+        return {}
+    read = (lambda x: panel.values(method, x, quantity)) if isinstance(quantity, str) else (
+        lambda x: quantity(panel, x))
+    columns = [dict(read(x)) for x in xs]
+    abscissae = [math.log2(float(x)) for x in xs]
+    slopes = {}
+    for seed in panel.seeds():
+        values = [column.get(seed) for column in columns]
+        if not all(value is not None and math.isfinite(float(value)) for value in values):
+            continue
+        if log_y:
+            if not all(float(value) > 0 for value in values):
+                continue
+            values = [math.log2(float(value)) for value in values]
+        slopes[seed] = least_squares_slope(abscissae, [float(value) for value in values])
+    return slopes
+
+
+def _positive(x) -> bool:
+    try:
+        return math.isfinite(float(x)) and float(x) > 0
+    except (TypeError, ValueError):
+        return False
