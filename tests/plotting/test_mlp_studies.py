@@ -16,9 +16,7 @@ from volumelab.evidence import FAILS, HOLDS, INCONCLUSIVE, get_study, judge
 from volumelab.experiments import figure_config_path
 from volumelab.experiments.config import load_sweep, resolve_points
 from volumelab.studies import mlp
-from volumelab.studies.mlp import (
-    CONCENTRATION_FALL, LIMIT_MARGIN, PARITY_BAND, TRANSFER_MARGIN, log_log_slope, optimal_log2_lr,
-)
+from volumelab.studies.mlp import LIMIT_MARGIN, PARITY_BAND, TRANSFER_MARGIN, log_log_slope, optimal_log2_lr
 
 CLAIMS = ("mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train")
 SEEDS = 6
@@ -52,23 +50,27 @@ def test_the_module_imports_no_private_name_of_another_study_module_and_no_repor
 
 
 # ------------------------------------------------------------------ mlp-ntk
-def ntk_frame(ratio: float = 1.0, noise: float = 0.01, spread_last: float = 0.05, seeds: int = SEEDS,
-              parametrizations=("ntk", "standard"), depths=(2,), flat_standard: bool = False) -> pd.DataFrame:
-    """lambda_min at the largest width is ``ratio`` times the closed form (ntk), with relative noise
-    ``noise`` per seed; the spread over draws falls geometrically from 0.4 to ``spread_last``."""
+WIDTHS_NTK = (16, 64, 256)
+
+
+def ntk_frame(deviations=(0.4, 0.2, 0.0), noise: float = 0.01, spread_last: float = 0.05, seeds: int = SEEDS,
+              parametrizations=("ntk", "standard"), depths=(2,), standard_spread_last: float | None = None
+              ) -> pd.DataFrame:
+    """lambda_min at each width is ``1 - deviation`` times the closed form (ntk; each seed its own limit), with
+    relative noise ``noise`` per seed; the spread over draws moves geometrically from 0.4 to ``spread_last``
+    (``standard_spread_last`` for the standard parametrization, default the same)."""
     generator = np.random.default_rng(3)
-    widths = (16, 64, 256)
     rows = []
     for parametrization in parametrizations:
         for depth in depths:
             for seed in range(seeds):
                 limit = 0.1 * (1 + 0.2 * seed)  # each seed its own training set, its own limit
-                for i, width in enumerate(widths):
-                    fraction = i / (len(widths) - 1)
-                    last = 0.4 if parametrization == "standard" and flat_standard else spread_last
+                for i, width in enumerate(WIDTHS_NTK):
+                    fraction = i / (len(WIDTHS_NTK) - 1)
+                    last = spread_last if parametrization == "ntk" or standard_spread_last is None \
+                        else standard_spread_last
                     spread = 0.4 * (last / 0.4) ** fraction * (1 + 0.02 * generator.standard_normal())
-                    own = ratio if i == len(widths) - 1 else 0.6 + 0.4 * fraction
-                    value = limit * own * (1 + noise * generator.standard_normal())
+                    value = limit * (1 - deviations[i]) * (1 + noise * generator.standard_normal())
                     if parametrization == "standard":
                         value *= width
                     rows.append(row("ntk", "ntk", width, seed, width=width, depth=depth,
@@ -77,28 +79,48 @@ def ntk_frame(ratio: float = 1.0, noise: float = 0.01, spread_last: float = 0.05
     return pd.DataFrame(rows)
 
 
-def test_ntk_holds_at_the_limit_and_the_standard_parametrization_is_an_extension():
+def test_ntk_holds_when_lambda_min_approaches_its_limit_and_the_standard_parametrization_is_an_extension():
     verdict = judge(get_study("mlp-ntk"), ntk_frame(), "depth")
     assert verdict.outcome == HOLDS, [p.decision.line for p in verdict.panels]
     assert [(p.panel, p.about) for p in verdict.panels] == [("ntk, depth 2", True), ("standard, depth 2", False)]
     ntk, standard = verdict.panels
-    assert ntk.decision.rule.margin == LIMIT_MARGIN and abs(ntk.decision.effect.estimate) < 0.02
-    assert standard.decision.rule.minimal_effect == CONCENTRATION_FALL and standard.outcome == HOLDS
-    # Concentration is reported on the claim's panel too, never deciding.
+    # The deviation 0.4 -> 0.2 -> 0 over log2 widths 4, 6, 8: -0.1 per doubling.
+    assert ntk.decision.rule.direction == "decrease" and ntk.decision.rule.minimal_effect == 0
+    assert ntk.decision.effect.estimate == pytest.approx(-0.1, abs=0.01)
+    # The spread 0.4 -> 0.05 over a factor 16 in width: the power law's exponent -3/4.
+    assert standard.outcome == HOLDS and standard.decision.effect.estimate == pytest.approx(-0.75, abs=0.03)
+    # Reported on the claim's panel, never deciding: the concentration slope and the limit equivalence.
     assert ntk.secondary["concentration"].outcome == HOLDS
-    assert standard.decision.effect.estimate == pytest.approx(math.log(0.4 / 0.05), abs=0.05)
+    assert ntk.secondary["limit"].outcome == HOLDS and ntk.secondary["limit"].rule.margin == LIMIT_MARGIN
     # An extension that fails does not decide the claim.
-    flat = judge(get_study("mlp-ntk"), ntk_frame(flat_standard=True), "depth")
-    assert flat.outcome == HOLDS and outcomes(flat)["standard, depth 2"] == FAILS
+    spreading = judge(get_study("mlp-ntk"), ntk_frame(standard_spread_last=0.8), "depth")
+    assert spreading.outcome == HOLDS and outcomes(spreading)["standard, depth 2"] == FAILS
 
 
-def test_ntk_fails_far_from_the_limit_and_is_inconclusive_at_the_margin_or_with_few_seeds():
-    assert judge(get_study("mlp-ntk"), ntk_frame(ratio=0.7), "depth").outcome == FAILS
-    # Centred on the margin's edge with a spread as wide: neither inside nor outside.
-    edge = judge(get_study("mlp-ntk"), ntk_frame(ratio=1 - LIMIT_MARGIN, noise=0.05), "depth")
-    assert edge.outcome == INCONCLUSIVE and "includes both" in edge.panels[0].decision.reason
+def test_ntk_fails_when_lambda_min_recedes_from_its_limit_and_a_flat_or_few_seeds_trend_is_inconclusive():
+    receding = judge(get_study("mlp-ntk"), ntk_frame(deviations=(0.0, 0.2, 0.4)), "depth")
+    assert receding.outcome == FAILS and receding.panels[0].secondary["limit"].outcome == FAILS
+    # At a fixed distance from the limit, seeds on both sides of no trend: neither.
+    flat = judge(get_study("mlp-ntk"), ntk_frame(deviations=(0.2, 0.2, 0.2), noise=0.05), "depth")
+    assert flat.outcome == INCONCLUSIVE and "includes both" in flat.panels[0].decision.reason
     few = judge(get_study("mlp-ntk"), ntk_frame(seeds=3), "depth")
     assert few.outcome == INCONCLUSIVE and "too few seeds (n = 3" in few.panels[0].decision.reason
+
+
+def test_ntk_the_approach_is_read_through_the_limit_not_a_one_sided_rise():
+    """Overshooting the limit is a deviation too: 0.4 below, then 0.4 above, is no approach."""
+    frame = ntk_frame(deviations=(0.4, 0.0, -0.4), parametrizations=("ntk",))
+    decision = judge(get_study("mlp-ntk"), frame, "depth").panels[0].decision
+    assert decision.effect.estimate == pytest.approx(0.0, abs=0.01) and decision.outcome == INCONCLUSIVE
+
+
+def test_ntk_a_flagged_draw_at_one_width_leaves_its_seed_at_no_trend_in_the_worst_case():
+    frame = ntk_frame(parametrizations=("ntk",))
+    bad = (frame["seed"] == 0) & (frame["x"] == 64)
+    frame.loc[bad, "status"] = "solve_failed"
+    decision = judge(get_study("mlp-ntk"), frame, "depth").panels[0].decision
+    assert decision.flagged == 1 and decision.effect.n == SEEDS - 1 and decision.worst.effect.values[0] == 0.0
+    assert decision.outcome == decision.worst.outcome == HOLDS
 
 
 def test_ntk_panels_are_read_from_the_stored_config_when_the_grid_does_not_sweep_them():
@@ -117,50 +139,67 @@ def test_ntk_a_non_positive_closed_form_gives_no_effect_not_a_failure():
 
 
 # ------------------------------------------------------------------ mlp-convergence and mlp-lazy
-def gd_frame(margin_last, *, margin_first=0.02, noise=0.002, change_exponent=-0.5, seeds=SEEDS,
-             depths=(2, 3)) -> pd.DataFrame:
-    """GD runs whose measured rate exceeds the NTK's guaranteed one by ``margin_last(seed)`` at the largest
-    width (``margin_first`` elsewhere); relative weight and NTK changes ``~ width ** change_exponent``."""
+def gd_frame(margin_last, *, margin_first=0.02, noise=0.002, change_exponent=-0.5, rate_exponent=lambda s: 0.05,
+             rate_noise=0.01, seeds=SEEDS, depths=(2, 3)) -> pd.DataFrame:
+    """GD runs whose NTK-guaranteed rate is ``0.04 (width / 64) ** rate_exponent(seed)`` (relative noise
+    ``rate_noise``) and whose measured rate exceeds it by ``margin_last(seed)`` at the largest width
+    (``margin_first`` elsewhere); relative weight and NTK changes ``~ width ** change_exponent``."""
     generator = np.random.default_rng(4)
     widths = (64, 256, 1024)
     rows = []
     for seed in range(seeds):
         for depth in depths:
             for width in widths:
-                rate = 0.06 * (1 + 0.02 * generator.standard_normal())
+                guaranteed = (0.04 * (1 + 0.05 * seed) * (width / 64) ** rate_exponent(seed)
+                              * (1 + rate_noise * generator.standard_normal()))
                 margin = margin_last(seed) if width == widths[-1] else margin_first
                 wobble = 1 + 0.02 * generator.standard_normal()
-                rows.append(row("gd", "gd", width, seed, width=width, depth=depth, loss_rate=rate,
-                                predicted_rate=rate - margin + noise * generator.standard_normal(),
+                rows.append(row("gd", "gd", width, seed, width=width, depth=depth, predicted_rate=guaranteed,
+                                loss_rate=guaranteed + margin + noise * generator.standard_normal(),
                                 param_change=0.1 * (width / 64) ** change_exponent * wobble,
                                 ntk_change=0.2 * (width / 64) ** change_exponent * wobble,
                                 gen_loss=0.5, train_loss=1e-10))
     return pd.DataFrame(rows)
 
 
-def test_convergence_holds_above_the_guaranteed_rate_and_fails_below_it():
+def test_convergence_holds_when_the_guaranteed_rate_rises_with_width_and_fails_when_it_falls():
     study = get_study("mlp-convergence")
-    above = judge(study, gd_frame(lambda s: 0.02), "depth")
-    assert above.outcome == HOLDS and [p.panel for p in above.panels] == ["depth 2", "depth 3"]
-    assert above.panels[0].secondary["bound_smallest"].outcome == HOLDS
-    assert above.panels[0].secondary["rate_kept"].outcome == HOLDS
-    below = judge(study, gd_frame(lambda s: -0.02), "depth")
-    assert below.outcome == FAILS
-    # The bound exactly tight, seeds on both sides: not "not violated, so holds".
-    tight = judge(study, gd_frame(lambda s: 0.01 * (-1) ** s, noise=0.0), "depth")
-    assert tight.outcome == INCONCLUSIVE and all("includes both" in p.decision.reason for p in tight.panels)
+    rising = judge(study, gd_frame(lambda s: 0.02), "depth")
+    assert rising.outcome == HOLDS and [p.panel for p in rising.panels] == ["depth 2", "depth 3"]
+    decision = rising.panels[0].decision
+    assert decision.rule.direction == "increase" and decision.rule.minimal_effect == 0
+    assert decision.effect.estimate == pytest.approx(0.05, abs=0.01)  # the power law's exponent
+    falling = judge(study, gd_frame(lambda s: 0.02, rate_exponent=lambda s: -0.05), "depth")
+    assert falling.outcome == FAILS
+    # Seeds on both sides of no trend: not "not falling, so holds".
+    flat = judge(study, gd_frame(lambda s: 0.02, rate_exponent=lambda s: 0.02 * (-1) ** s), "depth")
+    assert flat.outcome == INCONCLUSIVE and all("includes both" in p.decision.reason for p in flat.panels)
 
 
-def test_convergence_a_diverged_run_decides_in_the_worst_case():
-    frame = gd_frame(lambda s: 0.004, noise=0.0005, depths=(2,))
+def test_convergence_reports_the_measured_rate_its_gap_and_the_bound_without_deciding():
+    study = get_study("mlp-convergence")
+    above = judge(study, gd_frame(lambda s: 0.02, noise=0.0002), "depth").panels[0].secondary
+    # The measured rate is the guarantee plus a constant 0.02: it rises, and its relative gap falls.
+    assert above["measured_slope"].outcome == HOLDS and above["gap_slope"].outcome == HOLDS
+    assert above["bound"].outcome == HOLDS and above["bound_smallest"].outcome == HOLDS
+    assert "rate_kept" not in above  # the rule of 2026-12-05's 0.8x floor is dropped (rule_history.json)
+    # Below the guarantee at the largest width: the bound's secondary fails; the deciding slope still holds.
+    below = judge(study, gd_frame(lambda s: -0.01), "depth")
+    assert below.outcome == HOLDS and below.panels[0].secondary["bound"].outcome == FAILS
+
+
+def test_convergence_a_diverged_run_leaves_its_seed_at_no_trend_in_the_worst_case():
+    # Seeds 1-5 rise just resolvably (exact exponents, no noise); seed 0 diverges at the largest width.
+    exponents = [0.05, 0.01, 0.05, 0.002, 0.06, 0.04]
+    frame = gd_frame(lambda s: 0.02, rate_exponent=lambda s: exponents[s], rate_noise=0.0, depths=(2,))
     last = (frame["x"] == 1024) & (frame["seed"] == 0)
     frame.loc[last, "status"] = "diverged"
     frame.loc[last, ["loss_rate", "predicted_rate", "train_loss", "gen_loss"]] = np.nan
-    verdict = judge(get_study("mlp-convergence"), frame, "depth")
-    decision = verdict.panels[0].decision
-    # Without it the other 5 seeds hold; at no progress (rate 0 against a guaranteed ~0.056) they do not.
-    assert decision.outcome == INCONCLUSIVE and decision.flagged == 1
-    assert decision.worst is not None and decision.worst.outcome != HOLDS and "flagged seed" in decision.reason
+    decision = judge(get_study("mlp-convergence"), frame, "depth").panels[0].decision
+    # Fitted on its two other widths seed 0 would have a slope: it has none, and counts at 0.
+    assert decision.flagged == 1 and decision.effect.n == 5 and 0 not in decision.effect.values
+    assert decision.worst.effect.values[0] == 0.0 and decision.worst.outcome != HOLDS
+    assert decision.outcome == INCONCLUSIVE and "flagged seed" in decision.reason
 
 
 def test_lazy_follows_the_per_seed_slope_of_the_weight_change():
