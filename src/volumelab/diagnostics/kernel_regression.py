@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ProblemError, VolumelabError
-from ..optimizers.observers import Observer, Recording, RunOutcome, TrainingContext
+from ..optimizers.observers import FinalRecording, Observer, Recording, RunOutcome, TrainingContext
 from ..problems import SupervisedProblem, SupervisedTensors
 from .ntk import _check_layers, _check_model, empirical_ntk
 
@@ -195,14 +195,7 @@ class KernelRegression(Observer):
         return _KernelRecording(context)
 
 
-class _KernelRecording(Recording):
-    def __init__(self, context: TrainingContext) -> None:
-        self.context = context
-        self.final: torch.Tensor | None = None
-
-    def finish(self, params: torch.Tensor) -> None:
-        self.final = params
-
+class _KernelRecording(FinalRecording):
     def metrics(self, outcome: RunOutcome) -> dict:
         objective = self.context.objective
         model, tensors = objective.model, objective.tensors.run(outcome.index)

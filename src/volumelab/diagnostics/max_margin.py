@@ -58,7 +58,7 @@ from scipy.linalg import cholesky, solve_triangular
 from scipy.optimize import linprog, nnls
 
 from ..errors import VolumelabError
-from ..optimizers.observers import Observer, Recording, RunOutcome, TrainingContext
+from ..optimizers.observers import FinalRecording, Observer, Recording, RunOutcome, TrainingContext
 
 __all__ = ["KKT_TOLERANCE", "LIMIT_REFERENCES", "LimitDirections", "MaxMarginSolution", "cosine", "direction_report", "l1_max_margin",
            "l2_max_margin", "limit_direction_cosines", "limit_references", "mahalanobis_max_margin",
@@ -418,14 +418,10 @@ class LimitDirections(Observer):
         return _LimitRecording(context)
 
 
-class _LimitRecording(Recording):
+class _LimitRecording(FinalRecording):
     def __init__(self, context: TrainingContext) -> None:
-        self.context = context
-        self.final: torch.Tensor | None = None
-        self._references: dict = {}
-
-    def finish(self, params: torch.Tensor) -> None:
-        self.final = params
+        super().__init__(context)
+        self._references: dict = {}  # the references of each distinct training set of the batch
 
     def metrics(self, outcome: RunOutcome) -> dict:
         empty = {f"cos_{name}": None for name in LIMIT_REFERENCES}

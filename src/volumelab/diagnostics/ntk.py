@@ -39,7 +39,7 @@ import torch
 from .._rng import make_generator
 from ..errors import ModelError, ProblemError, VolumelabError
 from ..models import LayeredModel
-from ..optimizers.observers import Observer, Recording, RunOutcome, TrainingContext
+from ..optimizers.observers import FinalRecording, Observer, Recording, RunOutcome, TrainingContext
 from ..problems import Problem, ProblemTensors, SupervisedProblem, SupervisedTensors
 
 __all__ = [
@@ -629,14 +629,7 @@ class NTKLaziness(Observer):
         return _NTKRecording(context)
 
 
-class _NTKRecording(Recording):
-    def __init__(self, context: TrainingContext) -> None:
-        self.context = context
-        self.final: torch.Tensor | None = None
-
-    def finish(self, params: torch.Tensor) -> None:
-        self.final = params
-
+class _NTKRecording(FinalRecording):
     def metrics(self, outcome: RunOutcome) -> dict:
         optimizer, objective = self.context.optimizer, self.context.objective
         initial = self.context.initial[outcome.index]

@@ -34,7 +34,7 @@ import torch
 
 from ..errors import OptimizerError
 
-__all__ = ["FinalOutputs", "Observer", "Recording", "RunOutcome", "Trajectory", "TrainingContext"]
+__all__ = ["FinalOutputs", "FinalRecording", "Observer", "Recording", "RunOutcome", "Trajectory", "TrainingContext"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,18 @@ class Recording:
     def arrays(self, index: int) -> dict[str, Any]:
         """Arrays this observer adds to run ``index``'s result (kept only for runs with a result)."""
         return {}
+
+
+class FinalRecording(Recording):
+    """A recording whose metrics read each run's end: it keeps the batch's :class:`TrainingContext` and, once the
+    loop has finished, the final ``(S, P)`` parameters (``final``; ``None`` before)."""
+
+    def __init__(self, context: TrainingContext) -> None:
+        self.context = context
+        self.final: torch.Tensor | None = None
+
+    def finish(self, params: torch.Tensor) -> None:
+        self.final = params
 
 
 class Observer:

@@ -137,7 +137,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONVERGENCE", "LAZY", "LAZY_ORDERS", "LIMIT_MARGIN", "LR_TRANSFER", "NTK", "PARITY_BAND", "STUDIES",
-    "TRANSFER_MARGIN", "VOLUME", "VOLUME_TRAIN", "log_log_slope", "optimal_log2_lr",
+    "TRANSFER_MARGIN", "VOLUME", "VOLUME_TRAIN", "depth_panels", "log_log_slope", "optimal_log2_lr",
+    "panel_outcomes", "quiet_plotting",
 ]
 
 PAPER = "arXiv 2205.13507"
@@ -192,7 +193,7 @@ def _setting(frame: "pd.DataFrame", column: str, section: str, key: str) -> list
     return values
 
 
-def _depth_panels(frame: "pd.DataFrame") -> list[str]:
+def depth_panels(frame: "pd.DataFrame") -> list[str]:
     return [f"depth {_label(d)}" for d in _setting(frame, "depth", "model", "depth")]
 
 
@@ -404,7 +405,7 @@ CONVERGENCE = register_study(Study(
            "the measured and the guaranteed rate tends to a positive constant at infinite width (the faster "
            "eigendirections), so its trend is reported, not judged.",),
     plot=lambda verdict, frame, out_stem, title: _plot_convergence(verdict, frame, out_stem, title),
-    panels=_depth_panels,
+    panels=depth_panels,
 ))
 
 
@@ -443,7 +444,7 @@ LAZY = register_study(Study(
     notes=("Each seed's slope is a least-squares fit over the widths of its runs. The lazy-regime orders (-1/2 at "
            "depth 2, -1 deeper for the weights; -1 for the NTK) are drawn on the plot, not judged.",),
     plot=lambda verdict, frame, out_stem, title: _plot_lazy(verdict, frame, out_stem, title),
-    panels=_depth_panels,
+    panels=depth_panels,
 ))
 
 
@@ -617,7 +618,7 @@ VOLUME = register_study(Study(
     notes=("Test error of G&C is the accepted draws' mean; each seed is one split, paired across widths and "
            "methods.",),
     plot=lambda verdict, frame, out_stem, title: _plot_volume(verdict, frame, out_stem, title),
-    panels=_depth_panels,
+    panels=depth_panels,
 ))
 
 
@@ -674,7 +675,7 @@ def _numbers_in(label: str) -> tuple:
     return tuple(float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", label))
 
 
-def _outcomes(verdict: StudyVerdict | None) -> dict[str, str]:
+def panel_outcomes(verdict: StudyVerdict | None) -> dict[str, str]:
     if verdict is None:
         return {}
     return {p.panel: p.outcome + ("" if p.about else ", extension") for p in verdict.panels if p.decision is not None}
@@ -737,7 +738,7 @@ def _colors(count: int) -> list:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_plotting():
     """Silence the expected numpy/scipy warnings of empty or all-infinite slices while drawing."""
     import numpy as np
 
@@ -753,10 +754,10 @@ def _plot_ntk(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     depths = list(dict.fromkeys(name.split(", ")[1] for name in views))
     parametrizations = list(dict.fromkeys(name.split(", ")[0] for name in views))
     colors = dict(zip(parametrizations, _colors(len(parametrizations))))
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((4.6 * len(depths), 7.8))
     axes = fig.subplots(2, len(depths), squeeze=False, sharey="row")
-    with _quiet():
+    with quiet_plotting():
         for j, depth in enumerate(depths):
             top, bottom = axes[0][j], axes[1][j]
             widths_seen = set()
@@ -799,10 +800,10 @@ def _plot_convergence(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     views = _views(CONVERGENCE, frame)
     if not views:
         return []
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((5.0 * len(views), 7.8))
     axes = fig.subplots(2, len(views), squeeze=False, sharey="row")
-    with _quiet():
+    with quiet_plotting():
         for j, (name, panel) in enumerate(views.items()):
             method = _trainer(panel)
             xs = panel.xs(method)
@@ -831,12 +832,12 @@ def _plot_lazy(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     views = _views(LAZY, frame)
     if not views:
         return []
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     rows = (("param_change", "relative weight change ||θ_T − θ_0|| / ||θ_0||"),
             ("ntk_change", "relative NTK change ||K_T − K_0|| / ||K_0||"))
     fig = new_figure((4.8 * len(views), 7.8))
     axes = fig.subplots(2, len(views), squeeze=False, sharey="row")
-    with _quiet():
+    with quiet_plotting():
         for j, (name, panel) in enumerate(views.items()):
             method = _trainer(panel)
             xs = panel.xs(method)
@@ -872,12 +873,12 @@ def _plot_lr_transfer(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     views = _views(LR_TRANSFER, frame)
     if not views:
         return []
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((4.8 * len(views), 11.0))
     axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
     edge_notes = []
     clipped = 0
-    with _quiet():
+    with quiet_plotting():
         for j, (name, panel) in enumerate(views.items()):
             for i, (metric, word) in enumerate((("train_loss", "training"), ("gen_loss", "test"))):
                 curves = _learning_rate_curves(panel, metric)
@@ -937,11 +938,11 @@ def _plot_volume(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     views = _views(VOLUME, frame)
     if not views:
         return []
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((5.0 * len(views), 11.0))
     axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
     sampler_styles = (("#1f77b4", "o-"), ("#9467bd", "o--"), ("#17becf", "o-."))
-    with _quiet():
+    with quiet_plotting():
         for j, (name, panel) in enumerate(views.items()):
             samplers = _samplers(panel)
             trainer = _trainer(panel)
@@ -981,10 +982,10 @@ def _plot_volume_train(verdict, frame, out_stem: Path, title: str) -> list[Path]
     whole = PanelData("", frame, frame)
     sampler, trainer, chance = whole.method("sampler"), _trainer(whole), whole.method("chance")
     xs = whole.xs(sampler) or whole.xs(trainer)
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((15.0, 4.6))
     axes = fig.subplots(1, 3, squeeze=False)[0]
-    with _quiet():
+    with quiet_plotting():
         for method, color, style, label in ((sampler, "#1f77b4", "o-", "G&C"), (trainer, "#d62728", "s-", "GD"),
                                             (chance, "#555555", ":", "prior (chance)")):
             if method is not None:

@@ -28,16 +28,15 @@ computed at that run's own initialization, in float64).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import Endpoint, PanelData, Rule, Study, register_study, split_panels
 from ..plotting.figures import draw_seed_means, new_figure, save_figure, seed_mean_interval
-from .mlp import LIMIT_MARGIN, PAPER
+from ..evidence.trend import seed_slopes
+from .mlp import LIMIT_MARGIN, PAPER, depth_panels, panel_outcomes, quiet_plotting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,49 +55,9 @@ def _trainer(panel: PanelData) -> str | None:
     return panel.method("trainer")
 
 
-def _slope(xs, ys) -> float:
-    """Least-squares slope of ``ln y`` against ``ln x`` over the finite positive pairs (NaN below two distinct x)."""
-    pairs = [(math.log(float(x)), math.log(float(y))) for x, y in zip(xs, ys)
-             if y is not None and math.isfinite(float(x)) and math.isfinite(float(y)) and float(x) > 0
-             and float(y) > 0]
-    if len({x for x, _ in pairs}) < 2:
-        return math.nan
-    mean_x = math.fsum(x for x, _ in pairs) / len(pairs)
-    mean_y = math.fsum(y for _, y in pairs) / len(pairs)
-    return (math.fsum((x - mean_x) * (y - mean_y) for x, y in pairs)
-            / math.fsum((x - mean_x) ** 2 for x, _ in pairs))
-
-
-def _depth_panels(frame: "pd.DataFrame") -> list[str]:
-    """``"depth d"`` per row: the grid's ``depth`` column, else the stored ``config["model"]["depth"]``."""
-    own = list(frame["depth"]) if "depth" in frame else [None] * len(frame)
-    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
-    labels = []
-    for depth, config in zip(own, configs):
-        if depth is None or (isinstance(depth, float) and math.isnan(depth)):
-            depth = (config.get("model") or {}).get("depth") if isinstance(config, dict) else None
-        try:
-            labels.append(f"depth {float(depth):g}")
-        except (TypeError, ValueError):
-            labels.append(f"depth {depth}")
-    return labels
-
-def _slopes(panel: PanelData, at) -> dict[int, float]:
-    """Per seed with a value at every width of the panel: the least-squares slope of ``ln at(x)[seed]`` against
-    ``ln x``. A seed missing a width (a flagged run) has no slope: the worst case then gives it its own."""
-    xs = panel.xs(_trainer(panel))
-    columns = [at(x) for x in xs]
-    if len(columns) < 2:
-        return {}
-    seeds = set(columns[0]).intersection(*columns[1:])
-    slopes = {s: _slope(xs, [column[s] for column in columns]) for s in sorted(seeds)}
-    return {s: v for s, v in slopes.items() if math.isfinite(v)}
-
-
 def kernel_distance_slope(panel: PanelData) -> dict[int, float]:
     """Per seed: the log-log slope of ``||f_T - f_K|| / ||f_K - f_0||`` (test inputs) against width."""
-    method = _trainer(panel)
-    return _slopes(panel, lambda x: panel.values(method, x, "kernel_distance"))
+    return seed_slopes(panel, _trainer(panel), "kernel_distance", log_y=True)
 
 
 def _loss_gap(panel: PanelData, x) -> dict[int, float]:
@@ -110,7 +69,7 @@ def _loss_gap(panel: PanelData, x) -> dict[int, float]:
 
 def loss_gap_slope(panel: PanelData) -> dict[int, float]:
     """Per seed: the log-log slope of ``|test loss(net) - test loss(kernel)|`` against width."""
-    return _slopes(panel, lambda x: _loss_gap(panel, x))
+    return seed_slopes(panel, _trainer(panel), _loss_gap, log_y=True)
 
 
 def distance_ratio_largest(panel: PanelData) -> dict[int, float]:
@@ -144,7 +103,7 @@ IMPLICIT_REG = register_study(Study(
            "counts as no fall (slope 0) in the worst case; the distance ratio has no worst case (a diverged run's "
            "distance is not finite).",),
     plot=lambda verdict, frame, out_stem, title: _plot_implicit_reg(verdict, frame, out_stem, title),
-    panels=_depth_panels,
+    panels=depth_panels,
 ))
 
 
@@ -153,18 +112,12 @@ def _views(frame: "pd.DataFrame") -> dict[str, PanelData]:
     """The plot's panels, by depth (flagged runs are already blanked in ``frame``)."""
     if not len(frame):
         return {}
-    panels = split_panels(frame, _depth_panels(frame))
+    panels = split_panels(frame, depth_panels(frame))
 
     def depth(label: str) -> tuple:
         return tuple(float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", label))
 
     return {name: panels[name] for name in sorted(panels, key=depth)}
-
-
-def _outcomes(verdict) -> dict[str, str]:
-    if verdict is None:
-        return {}
-    return {p.panel: p.outcome for p in verdict.panels if p.decision is not None}
 
 
 def _finish_axes(ax, xs, *, ylog: bool = False, **labels) -> None:
@@ -188,26 +141,16 @@ def _finish_axes(ax, xs, *, ylog: bool = False, **labels) -> None:
         ax.legend(fontsize=7)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence the expected numpy warnings of empty slices while drawing."""
-    import numpy as np
-
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-
-
 def _plot_implicit_reg(verdict, frame, out_stem: Path, title: str) -> list[Path]:
     import textwrap
 
     views = _views(frame)
     if not views:
         return []
-    outcomes = _outcomes(verdict)
+    outcomes = panel_outcomes(verdict)
     fig = new_figure((4.8 * len(views), 11.0))
     axes = fig.subplots(3, len(views), squeeze=False, sharey="row")
-    with _quiet():
+    with quiet_plotting():
         for j, (name, panel) in enumerate(views.items()):
             method = _trainer(panel)
             xs = panel.xs(method)
