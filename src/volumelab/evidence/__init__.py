@@ -8,6 +8,8 @@
   the sweep methods register; the evidence layer imports nothing of the sweep code.
 * :mod:`~volumelab.evidence.trend`: a trend over the sweep's x as a per-seed effect (each seed's own
   least-squares slope against ``log2 x``).
+* :mod:`~volumelab.evidence.optimum`: where a swept quantity is smallest, the vertex of a parabola fitted
+  around the grid's minimum (a learning-rate optimum between grid points), with its standard error.
 """
 
 from .statistics import (
@@ -18,12 +20,13 @@ from .study import (
     COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
     get_study, judge, panel_data, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
 )
+from .optimum import ParabolaOptimum, parabola_optimum
 from .trend import least_squares_slope, seed_slopes
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
-    "PanelData", "PanelResult", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
-    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data",
+    "PanelData", "PanelResult", "ParabolaOptimum", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data", "parabola_optimum",
     "register_study", "registered_studies", "rule_changed", "rule_history", "seed_slopes", "split_panels",
     "stale_results",
 ]
