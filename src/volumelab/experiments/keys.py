@@ -92,6 +92,10 @@ KEY_MIGRATIONS: list[KeyMigration] = [
                  or (values.get("data") == "digits" and list(values.get("classes") or ()) != [3, 8]),
                  why="only the data sets with classes read it, and digits rows were stored before it joined the key "
                      "(with 3 and 8, the pair it still keeps by default)"),
+    KeyMigration("problem", "supervised", "inputs", old="gaussian",
+                 why="the teacher's input distributions joined after rows were stored (on Gaussian inputs)"),
+    KeyMigration("problem", "supervised", "nu", old=None,
+                 why="the Student-t inputs' degrees of freedom joined with them (None for every other input)"),
     # models
     KeyMigration("model", "factorization", "kind", old="factorization",
                  why="factorization runs were keyed before model kinds existed"),

@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field, ValidationInfo, create_model, field_valid
 
 from ..models import DIAGONAL_FORMS, PRIORS, CPModel, DiagonalNetwork, FactorizationModel, MLPModel, register_family
 from ..models.layers import setting_fields
-from ..problems.supervised import DATASETS, LOSSES, MNIST1D_ARGS, checked_classes
+from ..problems.supervised import DATASETS, INPUT_DISTRIBUTIONS, LOSSES, MNIST1D_ARGS, checked_classes, checked_inputs
 from ._schema import Count, Strict
 from .keys import canonical
 
@@ -429,6 +429,9 @@ class SupervisedProblemConfig(Strict):
     ``classes: [A, B]`` picks the two classes of a data set with digit classes (digits, mnist1d; A is labelled
     -1, B +1); left out, it is the data set's default pair (digits 3, 8; mnist1d 0, 1), which the settings then
     hold. Any other data set takes no classes.
+
+    ``inputs`` is the teacher's input distribution (``gaussian``, the default; ``sphere``; ``student_t`` with
+    ``nu > 2`` degrees of freedom): each has covariance I_d, and only ``student_t`` takes ``nu``.
     """
 
     kind: Literal["supervised"] = "supervised"
@@ -441,6 +444,14 @@ class SupervisedProblemConfig(Strict):
     noise: float = Field(0.0, ge=0)
     nonzero: Count = Field(3, ge=1)
     classes: tuple[int, int] | None = None
+    inputs: Literal[INPUT_DISTRIBUTIONS] = "gaussian"  # type: ignore[valid-type]
+    nu: float | None = None
+
+    @model_validator(mode="after")
+    def _input_distribution(self) -> "SupervisedProblemConfig":
+        """``nu`` only with (and required by) ``student_t`` inputs, above 2; non-Gaussian inputs only for the teacher."""
+        checked_inputs(self.data, self.inputs, self.nu)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -456,7 +467,8 @@ def _build_supervised(settings: SupervisedProblemConfig, seed: int | None):
 
     return make_supervised(settings.data, settings.train, seed=seed, loss=settings.loss, num_test=settings.test,
                            num_features=settings.features, teacher_width=settings.teacher_width, noise=settings.noise,
-                           teacher_nonzero=settings.nonzero, classes=settings.classes)
+                           teacher_nonzero=settings.nonzero, classes=settings.classes, inputs=settings.inputs,
+                           nu=settings.nu)
 
 
 register_problem_kind(ProblemKind(

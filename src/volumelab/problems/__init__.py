@@ -17,23 +17,29 @@ from .core import (
 )
 from .supervised import (
     DATASETS,
+    INPUT_DISTRIBUTIONS,
     LOSSES,
     GaussianInputs,
     InputPool,
+    RadialInputs,
     SupervisedProblem,
     SupervisedTensors,
     checked_classes,
+    checked_inputs,
     make_supervised,
 )
 
 __all__ = [
     "DATASETS",
     "GaussianInputs",
+    "INPUT_DISTRIBUTIONS",
     "InputPool",
     "LOSSES",
+    "RadialInputs",
     "SupervisedProblem",
     "SupervisedTensors",
     "checked_classes",
+    "checked_inputs",
     "make_supervised",
     "Problem",
     "ProblemTensors",

@@ -622,7 +622,8 @@ _FORMAT = (
     "Problem.save) with float arrays A_train (m, rows, cols), b_train (m,), A_test (t, rows, cols), "
     "b_test (t,) and optionally W_star (rows, cols); or, for a supervised problem (SupervisedProblem.save), "
     "X_train (n, d), y_train (n,), X_test (t, d), y_test (t,) and the loss (optionally unlabeled inputs: "
-    "X_unlabeled (K, d), or unlabeled_mean (d,) and unlabeled_scale (d,))"
+    "X_unlabeled (K, d); unlabeled_mean (d,) and unlabeled_scale (d,); or unlabeled_inputs (a name), "
+    "unlabeled_features and unlabeled_nu)"
 )
 
 
@@ -657,7 +658,8 @@ def _read_archive(path: Path) -> tuple[dict[str, np.ndarray], str, dict]:
             missing = [key for key in required if key not in data.files]
             if missing:
                 raise ProblemError(f"{where} lacks array(s) {', '.join(missing)}; {_FORMAT}")
-            optional = ("loss", "X_unlabeled", "unlabeled_mean", "unlabeled_scale") if supervised else ("W_star",)
+            optional = (("loss", "X_unlabeled", "unlabeled_mean", "unlabeled_scale", "unlabeled_inputs",
+                         "unlabeled_features", "unlabeled_nu") if supervised else ("W_star",))
             arrays = {key: data[key] for key in (*required, *optional) if key in data.files}
             if supervised:
                 task = "supervised"

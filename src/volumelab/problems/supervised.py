@@ -10,10 +10,21 @@ sample axes) are turned into losses in one place, :meth:`SupervisedProblem.losse
 
 The generalization loss ``gen_loss`` is the test loss. Data sets:
 
-* ``teacher``: Gaussian inputs ``x ~ N(0, I_d)`` and a random teacher network
+* ``teacher``: inputs ``x`` and a random teacher network
   ``g(x) = a^T tanh(B x / sqrt(d)) / sqrt(h)`` (``B``, ``a`` standard Gaussian, ``h`` hidden
   units); regression targets ``g(x) + noise * N(0, 1)``, classification labels
-  ``sign(g(x) + noise * N(0, 1))``.
+  ``sign(g(x) + noise * N(0, 1))``: the teacher evaluated on the inputs themselves. The inputs
+  (``inputs``, :data:`INPUT_DISTRIBUTIONS`) all have mean 0 and covariance ``I_d`` and differ in their
+  higher moments: ``gaussian`` (the default) ``x ~ N(0, I_d)``; ``sphere``, uniform on the sphere of
+  radius ``sqrt(d)`` (light tails: every moment finite); ``student_t``, the multivariate Student-t
+  with ``nu > 2`` degrees of freedom scaled to covariance ``I_d``,
+  ``x = sqrt((nu - 2) / nu) z / sqrt(g / nu)`` with ``z ~ N(0, I_d)`` and one ``g ~ chi2(nu)`` per
+  point (a moment of order ``k`` exists iff ``k < nu``; :mod:`volumelab.problems.input_moments`).
+  The three share the Gaussian draw ``z`` (the sphere's point is ``sqrt(d) z / ||z||``), the
+  teacher ``(B, a)``, the noise and the split: only each point's radius differs. The sphere's and the
+  Student-t's inputs are not standardized (that would take the sphere's points off the sphere, and
+  rescale a Student-t with ``nu <= 4``, whose sample variance has no variance, by a noisy factor), so
+  their covariance is exactly ``I_d``; the Gaussian's are, as before.
 * ``sparse_teacher``, ``linear_teacher``: linearly separable binary classification,
   Gaussian inputs ``x ~ N(0, I_d)`` and labels ``sign(<x, w*> + noise * N(0, 1))`` with a
   unit-norm ``w*`` that has ``teacher_nonzero`` entries of equal size (sparse) or
@@ -47,7 +58,8 @@ uniformly: the class counts of its training points are hypergeometric, not force
 Unlabeled inputs (:meth:`SupervisedProblem.unlabeled_inputs`: what a population Fisher
 averages over, arXiv 2111.11542) come from the distribution of the training inputs,
 in the problem's coordinates: for the generated sets a fresh Gaussian draw
-(:class:`GaussianInputs`, the teacher's standardization applied); for the finite sets
+(:class:`GaussianInputs`, the teacher's standardization applied), or for a teacher on the
+sphere or Student-t inputs a fresh draw of those (:class:`RadialInputs`); for the finite sets
 (scikit-learn's and MNIST-1D) the points of the kept classes used neither to train nor to
 test (:class:`InputPool`: there are some only when ``num_test`` leaves some out).
 """
@@ -70,11 +82,14 @@ import torch
 from .._rng import make_generator
 from ..errors import ProblemError
 
-__all__ = ["CLASS_DATASETS", "DATASETS", "GaussianInputs", "InputPool", "LOSSES", "MNIST1D_ARGS", "SupervisedProblem",
-           "SupervisedTensors", "checked_classes", "make_supervised", "mnist1d_arrays"]
+__all__ = ["CLASS_DATASETS", "DATASETS", "GaussianInputs", "INPUT_DISTRIBUTIONS", "InputPool", "LOSSES", "MNIST1D_ARGS",
+           "RadialInputs", "SupervisedProblem", "SupervisedTensors", "checked_classes", "checked_inputs",
+           "make_supervised", "mnist1d_arrays"]
 
 LOSSES = ("squared", "logistic")
 DATASETS = ("teacher", "digits", "breast_cancer", "diabetes", "sparse_teacher", "linear_teacher", "mnist1d")
+#: The teacher's input distributions: mean 0 and covariance I_d each, different higher moments.
+INPUT_DISTRIBUTIONS = ("gaussian", "sphere", "student_t")
 #: Linearly separable teachers (labels sign(<x, w*>)): classification, 10,000 test points by default.
 LINEAR_TEACHERS = ("sparse_teacher", "linear_teacher")
 #: The finite data sets: bundled with scikit-learn, or generated once (MNIST-1D).
@@ -286,8 +301,90 @@ class InputPool:
         return {"X_unlabeled": self.inputs.numpy()}
 
 
-def unlabeled_from_arrays(arrays: dict) -> GaussianInputs | InputPool | None:
+def _radii_to(inputs: str, nu: float | None, directions: torch.Tensor, generator: torch.Generator | None
+               ) -> torch.Tensor:
+    """Standard Gaussian points ``z`` ``(N, d)`` moved to ``inputs``' distribution by a per-point factor.
+
+    ``sphere``: ``sqrt(d) z / ||z||`` (no randomness drawn). ``student_t``: ``sqrt(nu - 2) z / sqrt(g)``,
+    ``g ~ chi2(nu) = 2 Gamma(nu / 2)`` drawn from ``generator``, one per point (``sqrt((nu - 2) / nu)`` times the
+    standard multivariate t ``z / sqrt(g / nu)``, whose covariance is ``nu / (nu - 2) I``). ``gaussian``: ``z``.
+    """
+    if inputs == "sphere":
+        return directions * (math.sqrt(directions.shape[-1]) / directions.norm(dim=-1, keepdim=True))
+    if inputs == "student_t":
+        shape = torch.full((directions.shape[0],), nu / 2.0, dtype=torch.float64)
+        chi2 = 2.0 * torch._standard_gamma(shape, generator=generator)
+        return directions * torch.sqrt((nu - 2.0) / chi2).unsqueeze(-1)
+    return directions
+
+
+def checked_inputs(data: str, inputs: str, nu: float | None) -> float | None:
+    """``nu`` checked against the teacher's input distribution ``inputs`` (as a float, or ``None``).
+
+    Raises:
+        ProblemError: an unknown distribution, one other than ``gaussian`` for a data set other than the teacher,
+            ``student_t`` without ``nu`` or with ``nu <= 2`` (no covariance), or ``nu`` with other inputs.
+    """
+    if inputs not in INPUT_DISTRIBUTIONS:
+        raise ProblemError(f"unknown inputs {inputs!r}; expected one of {', '.join(INPUT_DISTRIBUTIONS)}")
+    if inputs != "gaussian" and data != "teacher":
+        raise ProblemError(f"inputs {inputs!r} apply to the teacher data set only, not {data}")
+    if inputs != "student_t":
+        if nu is not None:
+            raise ProblemError(f"nu (degrees of freedom) applies to inputs 'student_t' only, not {inputs!r}")
+        return None
+    if nu is None:
+        raise ProblemError("inputs 'student_t' need nu, their degrees of freedom (a number above 2)")
+    if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not math.isfinite(nu) or nu <= 2:
+        raise ProblemError(f"nu must be a finite number above 2 (the Student-t has no covariance for nu <= 2), "
+                           f"got {nu!r}")
+    return float(nu)
+
+
+@dataclass(frozen=True, eq=False)
+class RadialInputs:
+    """Unlabeled inputs drawn afresh from a teacher's ``sphere`` or ``student_t`` distribution (covariance ``I_d``).
+
+    A draw is a standard Gaussian ``z`` ``(num, d)`` moved by :func:`_radii_to` (for ``student_t`` one
+    ``chi2(nu)`` per point after all of ``z``), exactly as the teacher's own inputs are made; these inputs
+    are not standardized, so no mean or scale enters.
+
+    Attributes:
+        num_features: ``d``.
+        inputs: ``"sphere"`` or ``"student_t"``.
+        nu: The Student-t's degrees of freedom (``None`` for the sphere).
+    """
+
+    num_features: int
+    inputs: str
+    nu: float | None = None
+
+    #: Any number of inputs can be drawn.
+    size = None
+
+    def __post_init__(self) -> None:
+        if self.inputs not in ("sphere", "student_t"):
+            raise ProblemError(f"RadialInputs draw 'sphere' or 'student_t' inputs, got {self.inputs!r}")
+        object.__setattr__(self, "nu", checked_inputs("teacher", self.inputs, self.nu))
+
+    def draw(self, num: int, generator: torch.Generator) -> torch.Tensor:
+        """``(num, d)`` inputs from ``generator``."""
+        directions = torch.randn(num, self.num_features, generator=generator, dtype=torch.float64)
+        return _radii_to(self.inputs, self.nu, directions, generator)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"unlabeled_inputs": np.array(self.inputs), "unlabeled_features": np.array(self.num_features),
+                **({"unlabeled_nu": np.array(self.nu)} if self.nu is not None else {})}
+
+
+def unlabeled_from_arrays(arrays: dict) -> GaussianInputs | InputPool | RadialInputs | None:
     """The unlabeled inputs a problem file holds (popped from ``arrays``), or ``None``."""
+    if "unlabeled_inputs" in arrays:
+        if "unlabeled_features" not in arrays:
+            raise ProblemError("a problem file with unlabeled_inputs needs unlabeled_features")
+        nu = arrays.pop("unlabeled_nu", None)
+        return RadialInputs(int(arrays.pop("unlabeled_features")), str(arrays.pop("unlabeled_inputs")),
+                            None if nu is None else float(nu))
     if "X_unlabeled" in arrays:
         return InputPool(_float64("X_unlabeled", arrays.pop("X_unlabeled"), 2))
     if "unlabeled_mean" in arrays or "unlabeled_scale" in arrays:
@@ -310,7 +407,7 @@ class SupervisedProblem:
         loss: ``"squared"`` or ``"logistic"``.
         metadata: How it was made (data set, seed, sizes, ...).
         unlabeled: Where unlabeled inputs like the training inputs come from
-            (:class:`GaussianInputs`, :class:`InputPool`), or ``None``.
+            (:class:`GaussianInputs`, :class:`RadialInputs`, :class:`InputPool`), or ``None``.
     """
 
     X_train: torch.Tensor
@@ -319,7 +416,7 @@ class SupervisedProblem:
     y_test: torch.Tensor
     loss: str = "squared"
     metadata: dict = field(default_factory=dict)
-    unlabeled: GaussianInputs | InputPool | None = None
+    unlabeled: GaussianInputs | InputPool | RadialInputs | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -341,9 +438,11 @@ class SupervisedProblem:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "metadata", dict(self.metadata))
         if self.unlabeled is not None:
-            if not isinstance(self.unlabeled, (GaussianInputs, InputPool)):
-                raise ProblemError(f"unlabeled must be GaussianInputs, InputPool or None, got {self.unlabeled!r}")
+            if not isinstance(self.unlabeled, (GaussianInputs, InputPool, RadialInputs)):
+                raise ProblemError(f"unlabeled must be GaussianInputs, RadialInputs, InputPool or None, "
+                                   f"got {self.unlabeled!r}")
             width = (self.unlabeled.inputs.shape[1] if isinstance(self.unlabeled, InputPool)
+                     else self.unlabeled.num_features if isinstance(self.unlabeled, RadialInputs)
                      else self.unlabeled.mean.numel())
             if width != x_train.shape[1]:
                 raise ProblemError(f"the unlabeled inputs have {width} features but X_train has {x_train.shape[1]}")
@@ -433,7 +532,8 @@ class SupervisedProblem:
     # ---------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` with the four arrays, the loss, the metadata (JSON) and the unlabeled inputs' source
-        (``X_unlabeled``, or ``unlabeled_mean`` and ``unlabeled_scale``) where there is one."""
+        (``X_unlabeled``; ``unlabeled_mean`` and ``unlabeled_scale``; or ``unlabeled_inputs``,
+        ``unlabeled_features`` and for the Student-t ``unlabeled_nu``) where there is one."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
@@ -458,13 +558,17 @@ def _standardization(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _teacher(num_points: int, num_features: int, hidden: int, noise: float, generator: torch.Generator):
-    inputs = torch.randn(num_points, num_features, generator=generator, dtype=torch.float64)
+def _teacher(num_points: int, num_features: int, hidden: int, noise: float, generator: torch.Generator,
+             inputs: str = "gaussian", nu: float | None = None, radii: torch.Generator | None = None):
+    """Inputs and noisy teacher outputs. The draws from ``generator`` (``z``, ``B``, ``a``, the noise) are the same
+    whichever ``inputs``; the Student-t's ``chi2`` draws come from ``radii``, so the split drawn after is too."""
+    directions = torch.randn(num_points, num_features, generator=generator, dtype=torch.float64)
     first = torch.randn(hidden, num_features, generator=generator, dtype=torch.float64)
     second = torch.randn(hidden, generator=generator, dtype=torch.float64)
-    clean = torch.tanh(inputs @ first.T / math.sqrt(num_features)) @ second / math.sqrt(hidden)
+    points = _radii_to(inputs, nu, directions, radii)
+    clean = torch.tanh(points @ first.T / math.sqrt(num_features)) @ second / math.sqrt(hidden)
     noisy = clean + noise * torch.randn(num_points, generator=generator, dtype=torch.float64)
-    return inputs.numpy(), noisy.numpy()
+    return points.numpy(), noisy.numpy()
 
 
 def _linear_teacher(num_points: int, num_features: int, nonzero: int | None, noise: float,
@@ -569,6 +673,8 @@ def make_supervised(
     noise: float = 0.0,
     classes: tuple[int, int] | None = None,
     teacher_nonzero: int = 3,
+    inputs: str = "gaussian",
+    nu: float | None = None,
 ) -> SupervisedProblem:
     """A supervised problem from a data set, split and standardized from ``(seed, "data")``.
 
@@ -588,11 +694,15 @@ def make_supervised(
         classes: The two digits ``(A, B)`` kept from ``digits`` or ``mnist1d``: ``A`` is labelled ``-1``, ``B``
             ``+1`` (default: 3 and 8 for digits, 0 and 1 for mnist1d); ``None`` for the other data sets.
         teacher_nonzero: Non-zero entries of the ``sparse_teacher``'s ``w*``.
+        inputs: The teacher's input distribution: ``"gaussian"`` (standardized like today's), ``"sphere"`` or
+            ``"student_t"`` (covariance ``I_d``, not standardized); other data sets take ``"gaussian"`` only.
+        nu: The ``student_t``'s degrees of freedom, above 2 (``None`` for the other inputs).
 
     Raises:
         ProblemError: unknown data set or loss, a size that is not a positive integer, more
             points asked for than exist, classes that are not two different digits (or given for a data
-            set without classes), or mnist1d without the ``mnist1d`` package.
+            set without classes), mnist1d without the ``mnist1d`` package, or inputs and ``nu`` that do not
+            fit (:func:`checked_inputs`).
     """
     if data not in DATASETS:
         raise ProblemError(f"unknown data set {data!r}; expected one of {', '.join(DATASETS)}")
@@ -606,10 +716,13 @@ def make_supervised(
     if not (math.isfinite(noise) and noise >= 0):
         raise ProblemError(f"noise must be a non-negative number, got {noise!r}")
     classes = checked_classes(data, classes)
+    nu = checked_inputs(data, inputs, nu)
+    distribution = inputs
     generator = make_generator(seed, "data")
     if data == "teacher":
         total = num_train + (1000 if num_test is None else num_test)
-        inputs, targets = _teacher(total, num_features, teacher_width, noise, generator)
+        radii = make_generator(seed, "data_radii") if distribution == "student_t" else None
+        inputs, targets = _teacher(total, num_features, teacher_width, noise, generator, distribution, nu, radii)
         classification = False
     elif data in LINEAR_TEACHERS:
         if data == "sparse_teacher" and not 1 <= teacher_nonzero <= num_features:
@@ -639,7 +752,12 @@ def make_supervised(
         raise ProblemError(f"{data} has {available} points: cannot take {num_train} to train and {num_test} to test")
     held_out = rest[len(test_index):]  # neither train nor test: the finite sets' unlabeled pool
     features = inputs.shape[1]
-    if data in LINEAR_TEACHERS:
+    if distribution != "gaussian":
+        # Covariance I_d already; standardizing would take the sphere's points off the sphere and rescale
+        # heavy-tailed Student-t inputs by their (noisy) sample standard deviation.
+        x_train, x_test = inputs[train_index], inputs[test_index]
+        unlabeled = RadialInputs(features, distribution, nu)
+    elif data in LINEAR_TEACHERS:
         # Already standard Gaussian; re-standardizing would move the points off the
         # teacher's separating hyperplane through the origin.
         x_train, x_test = inputs[train_index], inputs[test_index]
@@ -664,6 +782,10 @@ def make_supervised(
     metadata = {"data": data, "seed": seed, "num_train": num_train, "loss": loss}
     if data == "teacher":
         metadata.update(num_features=num_features, teacher_width=teacher_width, noise=noise)
+        if distribution != "gaussian":  # the Gaussian's metadata as before
+            metadata["inputs"] = distribution
+            if nu is not None:
+                metadata["nu"] = nu
     if data in LINEAR_TEACHERS:
         metadata.update(num_features=num_features, noise=noise, teacher=teacher)
         if data == "sparse_teacher":
