@@ -15,6 +15,7 @@ from .core import (
     make_tensor_problem,
     save_problem,
 )
+from .input_moments import coordinate_absolute_moment, moment_order_exists
 from .supervised import (
     DATASETS,
     INPUT_DISTRIBUTIONS,
@@ -40,6 +41,8 @@ __all__ = [
     "SupervisedTensors",
     "checked_classes",
     "checked_inputs",
+    "coordinate_absolute_moment",
+    "moment_order_exists",
     "make_supervised",
     "Problem",
     "ProblemTensors",
