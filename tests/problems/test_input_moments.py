@@ -1,12 +1,33 @@
 """The closed forms of the teacher's input distributions: which moments exist and the coordinate moments, exact
-against known values, and against Monte Carlo draws of the data sets themselves (tolerances in standard errors)."""
+against known values, and against Monte Carlo draws of the data sets themselves (tolerances in standard errors).
+
+The Monte Carlo tests (issue 32 item 2's Done-when) draw n = 20,000 points in d = 4 with fixed seeds, from a teacher
+problem's training inputs and from its unlabeled pool, and accept each estimate within 4 standard errors of the
+closed form. An SE comes from the closed form too: the tests use only moments whose variance is finite.
+"""
 
 import math
 
 import pytest
+import torch
 
+from volumelab._rng import make_generator
 from volumelab.errors import ProblemError
-from volumelab.problems import coordinate_absolute_moment, moment_order_exists
+from volumelab.problems import coordinate_absolute_moment, make_supervised, moment_order_exists
+
+NUM_POINTS, NUM_FEATURES, TOLERANCE_SE = 20_000, 4, 4.0
+
+
+def _training_inputs(inputs: str, nu: float | None, seed: int = 11) -> torch.Tensor:
+    problem = make_supervised("teacher", NUM_POINTS, seed=seed, num_features=NUM_FEATURES, num_test=10,
+                              inputs=inputs, nu=nu)
+    return problem.X_train
+
+
+def _pool_inputs(inputs: str, nu: float | None, seed: int = 12) -> torch.Tensor:
+    problem = make_supervised("teacher", NUM_POINTS, seed=seed, num_features=NUM_FEATURES, num_test=10,
+                              inputs=inputs, nu=nu)
+    return problem.unlabeled_inputs(NUM_POINTS, make_generator(seed, "unlabeled"))
 
 
 def _double_factorial(n: int) -> int:
@@ -69,3 +90,68 @@ def test_bad_arguments_are_one_line_errors(call, match):
     with pytest.raises(ProblemError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ Monte Carlo against the closed forms
+SOURCES = {"training inputs": _training_inputs, "unlabeled pool": _pool_inputs}
+#: (source, inputs, nu): the Gaussian's training inputs are standardized on their own sample (the diagonal of
+#: their second moments is 1 by construction), so the Gaussian is checked on its pool.
+DRAWS = [(source, inputs, nu) for inputs, nu in (("gaussian", None), ("sphere", None), ("student_t", 5.0),
+                                                 ("student_t", 9.0))
+         for source in SOURCES if not (inputs == "gaussian" and source == "training inputs")]
+ORDERS = {"gaussian": (1, 3, 4, 6), "sphere": (1, 3, 4, 6),
+          # Only orders k with 2k < nu: the estimate's own variance (a moment of order 2k) must be finite.
+          5.0: (0.5, 1, 1.5, 2), 9.0: (1, 2, 3, 4)}
+
+
+def _covariance_z(x: torch.Tensor, inputs: str, nu: float | None) -> torch.Tensor:
+    """(1/n) sum_i x_i x_i^T - I_d in standard errors, ``(d, d)``."""
+    n = x.shape[0]
+    fourth = coordinate_absolute_moment(inputs, 4, num_features=NUM_FEATURES, nu=nu)
+    variance = torch.full((NUM_FEATURES, NUM_FEATURES), fourth / 3, dtype=torch.float64)
+    variance.diagonal().fill_(fourth - 1)
+    return (x.T @ x / n - torch.eye(NUM_FEATURES, dtype=torch.float64)) / (variance / n).sqrt()
+
+
+@pytest.mark.parametrize("source,inputs,nu", DRAWS)
+def test_the_inputs_have_covariance_identity_within_4_se_per_entry(source, inputs, nu):
+    """The sample second moments (1/n) sum_i x_i x_i^T (the mean is 0 by construction) against I_d, entry by entry.
+
+    Per point, x_a x_b has variance E x_1^4 - 1 on the diagonal and E x_1^4 / 3 off it (a spherically symmetric
+    law), E x_1^4 from the closed form: 3, 3d/(d+2) = 2, and 3(nu-2)/(nu-4) = 9 (nu = 5) or 4.2 (nu = 9); finite
+    for nu = 5 (order 4 < 5). The Gaussian's training inputs are standardized (their diagonal is 1 exactly), so
+    it is checked on its pool only, whose N(-mu/sigma, diag(1/sigma^2)) is I_d up to O(n^-1/2) from that
+    standardization (on n = 20,000 training points: about one more SE). The check has power: the same draws
+    scaled by 1.05 (covariance 1.1025 I_d) are rejected.
+    """
+    x = SOURCES[source](inputs, nu)
+    z = _covariance_z(x, inputs, nu)
+    assert z.abs().max() < TOLERANCE_SE, z
+    assert _covariance_z(1.05 * x, inputs, nu).abs().max() > TOLERANCE_SE
+
+
+@pytest.mark.parametrize("source,inputs,nu", DRAWS)
+def test_the_coordinate_moments_match_the_closed_form_within_4_se(source, inputs, nu):
+    """The per-point mean of |x_j|^k over the d coordinates, averaged over n points, against E|x_1|^k; its SE
+    is the spread of the per-point means / sqrt(n) (the coordinates of one point are dependent)."""
+    x = SOURCES[source](inputs, nu)
+    for order in ORDERS[nu or inputs]:
+        assert moment_order_exists(inputs, 2 * order, nu)
+        per_point = x.abs().pow(order).mean(-1)
+        se = per_point.std() / math.sqrt(len(per_point))
+        exact = coordinate_absolute_moment(inputs, order, num_features=NUM_FEATURES, nu=nu)
+        assert abs(float(per_point.mean()) - exact) < TOLERANCE_SE * float(se), (order, float(per_point.mean()), exact)
+
+
+@pytest.mark.parametrize("inputs,nu", [("sphere", None), ("student_t", 3.0), ("student_t", 5.0)])
+def test_the_unlabeled_pool_draws_the_training_inputs_distribution(inputs, nu):
+    """Two samples of the radius: the pool's mean log ||x|| equals the training inputs' within 4 SE (log ||x|| has
+    every moment for each law; the sphere's is log sqrt(d) exactly)."""
+    train, pool = _training_inputs(inputs, nu).norm(dim=-1).log(), _pool_inputs(inputs, nu).norm(dim=-1).log()
+    if inputs == "sphere":
+        expected = torch.full_like(train, 0.5 * math.log(NUM_FEATURES))
+        torch.testing.assert_close(train, expected)
+        torch.testing.assert_close(pool, expected)
+        return
+    se = math.sqrt(float(train.var()) / len(train) + float(pool.var()) / len(pool))
+    assert abs(float(train.mean() - pool.mean())) < TOLERANCE_SE * se
