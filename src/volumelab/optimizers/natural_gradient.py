@@ -624,17 +624,21 @@ def _pointwise_jacobian(model, tensors, layers: list[torch.Tensor], inputs: torc
     return [part.flatten(2).transpose(0, 1) for part in per_layer]
 
 
+#: The Jacobians held in a factored form: each gives ``blocks()``, ``gram()`` and ``transpose_times(v)``.
+_FACTORED = (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)
+
+
 def _blocks(jacobian) -> list[torch.Tensor]:
     """A Jacobian ``(S, m, P)``, its per-layer blocks, its outer-product factors or a linear factorization's closed
     form, as a list of blocks."""
-    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
+    if isinstance(jacobian, _FACTORED):
         return jacobian.blocks()
     return [jacobian] if isinstance(jacobian, torch.Tensor) else list(jacobian)
 
 
 def _gram(jacobian) -> torch.Tensor:
     """``J J^T`` ``(S, m, m)`` of a Jacobian in any of :func:`_blocks`' forms (blocks: the sum of their products)."""
-    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
+    if isinstance(jacobian, _FACTORED):
         return jacobian.gram()
     blocks = _blocks(jacobian)
     kernel = blocks[0] @ blocks[0].mT
@@ -645,7 +649,7 @@ def _gram(jacobian) -> torch.Tensor:
 
 def _transpose_times(jacobian, coefficients: torch.Tensor) -> torch.Tensor:
     """``J^T v`` ``(S, P)`` for ``v`` ``(S, m)``, a Jacobian in any of :func:`_blocks`' forms."""
-    if isinstance(jacobian, (_OuterProductJacobian, _ProductJacobian, _LinearPredictorJacobian)):
+    if isinstance(jacobian, _FACTORED):
         return jacobian.transpose_times(coefficients)
     column = coefficients.unsqueeze(-1)
     return torch.cat([(block.mT @ column).squeeze(-1) for block in _blocks(jacobian)], -1)
