@@ -163,3 +163,21 @@ def test_the_digest_covers_the_values_an_endpoint_closes_over():
 def test_a_study_must_name_its_paper():
     with pytest.raises(ValueError, match="paper"):
         Study("x", "", "claim", {"e": Endpoint(Rule("e", "increase"), lambda panel: {})})
+
+
+def test_where_keeps_one_arm_of_a_grid_field_with_its_flagged_runs():
+    from volumelab.evidence import panel_data
+
+    frame = pd.concat([_frame(_falling, panel=law, statuses={(8, 1): "diverged"} if law == "student_t" else None)
+                       for law in ("gaussian", "student_t")], ignore_index=True).rename(columns={"activation": "inputs"})
+    frame["width"] = 256.0
+    panel = panel_data(frame, "all")
+    heavy = panel.where("inputs", "student_t")
+    assert set(heavy.raw["inputs"]) == {"student_t"} and len(heavy.raw) == len(frame) // 2
+    assert heavy.flagged == frozenset({("gnc", 8, 1)}) and panel.where("inputs", "gaussian").flagged == frozenset()
+    # The flagged run's numbers stay out of the arm's frame, as in the panel's.
+    assert 1 not in heavy.values("gnc", 8) and heavy.values("gnc", 8, raw=True)[1] == pytest.approx(_falling(8, 1))
+    # Numbers compare as numbers (a grid column read back as float or int).
+    assert len(panel.where("width", 256).raw) == len(frame) and len(panel.where("width", 32).raw) == 0
+    with pytest.raises(KeyError, match="no column 'depth'"):
+        panel.where("depth", 2)

@@ -56,6 +56,23 @@ def test_seed_slopes_equal_a_plain_polyfit_loop_per_seed(log_y):
         assert np.mean(list(slopes.values())) == pytest.approx(-0.5, abs=0.15)
 
 
+def test_seed_slopes_against_x_itself_equal_a_plain_polyfit_on_x_and_take_zero_and_negative_x():
+    generator = np.random.default_rng(3)
+    rows = [{"method": "m", "method_type": "m", "x": depth, "seed": s, "status": "ok",
+             "value": 0.3 * s - 0.2 * depth + generator.standard_normal()}
+            for s in range(SEEDS) for depth in (-1, 0, 2, 3, 5)]
+    frame = pd.DataFrame(rows)
+    slopes = seed_slopes(panel_data(frame), "m", "value", log_y=False, log_x=False)
+    assert sorted(slopes) == list(range(SEEDS))
+    for s in range(SEEDS):
+        own = frame[frame["seed"] == s].sort_values("x")
+        assert slopes[s] == pytest.approx(np.polyfit(own["x"], own["value"], 1)[0], rel=1e-10)
+    # On log2 x the non-positive depths are no abscissae: only 2, 3, 5 are fitted.
+    on_log = seed_slopes(panel_data(frame), "m", "value", log_y=False)
+    own = frame[(frame["seed"] == 0) & (frame["x"] > 0)].sort_values("x")
+    assert on_log[0] == pytest.approx(np.polyfit(np.log2(own["x"]), own["value"], 1)[0], rel=1e-10)
+
+
 def test_seed_slopes_read_a_quantity_function_and_leave_out_a_seed_missing_any_x():
     frame = trend_frame(1.0, noise=0.0)
     frame.loc[(frame["seed"] == 2) & (frame["x"] == 64), "value"] = np.nan  # an undefined value at one width

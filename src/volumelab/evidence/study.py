@@ -128,6 +128,25 @@ class PanelData:
         """Every seed of the panel."""
         return sorted({int(seed) for seed in self.raw["seed"]})
 
+    def where(self, column: str, value) -> "PanelData":
+        """The panel's runs whose ``column`` (a grid field's short name, e.g. ``inputs`` or ``width``) equals
+        ``value``: for a study that compares arms of a grid field inside one panel (a law of the inputs, a
+        width), each arm read as a panel of its own. The flagged runs are those of the kept rows.
+
+        Raises:
+            KeyError: ``column`` is not a column of the panel's runs.
+        """
+        if column not in self.raw:
+            raise KeyError(f"panel {self.name!r} has no column {column!r} (columns: {', '.join(map(str, self.raw))})")
+
+        def same(cell) -> bool:
+            try:
+                return cell == value or float(cell) == float(value)
+            except (TypeError, ValueError):
+                return False
+
+        return panel_data(self.raw[[same(cell) for cell in self.raw[column]]], self.name)
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -46,8 +46,10 @@ def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
             / math.fsum((x - mean_x) ** 2 for x in xs))
 
 
-def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log_y: bool) -> dict[int, float]:
-    """Per seed: the least-squares slope of ``quantity`` against ``log2 x`` over the x values ``method`` ran at.
+def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log_y: bool,
+                log_x: bool = True) -> dict[int, float]:
+    """Per seed: the least-squares slope of ``quantity`` against ``log2 x`` (or ``x``) over the x values ``method``
+    ran at.
 
     Args:
         panel: The panel's runs (flagged runs blanked, as the study mechanism passes them).
@@ -56,18 +58,20 @@ def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log
         log_y: Fit ``log2`` of the quantity (the slope is a power law's exponent; a seed with a value
             ``<= 0`` anywhere has no slope), else the quantity itself (the slope is its change per
             doubling of x).
+        log_x: Fit against ``log2 x`` (the default: x positive, a geometric sweep), else against ``x`` itself
+            (an arithmetic sweep such as depth: the slope is a change per unit of x).
 
     Returns:
         ``{seed: slope}`` for the seeds with a finite value at every x (at least two distinct x); the
         others are absent, to be counted as missing (see the module's docstring).
     """
-    xs = [x for x in (panel.xs(method) if method is not None else []) if _positive(x)]
+    xs = [x for x in (panel.xs(method) if method is not None else []) if (_positive(x) if log_x else _number(x))]
     if len(xs) < 2:
         return {}
     read = (lambda x: panel.values(method, x, quantity)) if isinstance(quantity, str) else (
         lambda x: quantity(panel, x))
     columns = [dict(read(x)) for x in xs]
-    abscissae = [math.log2(float(x)) for x in xs]
+    abscissae = [math.log2(float(x)) if log_x else float(x) for x in xs]
     slopes = {}
     for seed in panel.seeds():
         values = [column.get(seed) for column in columns]
@@ -79,6 +83,13 @@ def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log
             values = [math.log2(float(value)) for value in values]
         slopes[seed] = least_squares_slope(abscissae, [float(value) for value in values])
     return slopes
+
+
+def _number(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def _positive(x) -> bool:
