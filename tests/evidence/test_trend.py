@@ -113,3 +113,23 @@ def test_a_seed_with_a_flagged_run_has_no_slope_and_counts_at_no_trend_in_the_wo
     assert decision.flagged == 1 and decision.effect.n == 6 and 0 not in decision.effect.values
     assert decision.worst.effect.n == 7 and decision.worst.effect.values[0] == 0.0
     assert decision.outcome == decision.worst.outcome == HOLDS
+
+
+def test_power_law_crossing_solves_an_exact_power_law_and_a_noisy_one_like_polyfit():
+    from volumelab.evidence import power_law_crossing
+
+    widths = [16.0, 64.0, 256.0, 1024.0]
+    # y = 3 x^-1/2 reaches 0.1 at x = (3 / 0.1)^2 = 900 (interpolated) and 0.05 at 3600 (extrapolated).
+    exact = [3.0 * w ** -0.5 for w in widths]
+    assert power_law_crossing(widths, exact, 0.1) == pytest.approx(900.0, rel=1e-12)
+    assert power_law_crossing(widths, exact, 0.05) == pytest.approx(3600.0, rel=1e-12)
+    generator = np.random.default_rng(5)
+    noisy = [v * math.exp(0.2 * generator.standard_normal()) for v in exact]
+    slope, intercept = np.polyfit(np.log(widths), np.log(noisy), 1)
+    assert power_law_crossing(widths, noisy, 0.1) == pytest.approx(math.exp((math.log(0.1) - intercept) / slope),
+                                                                   rel=1e-10)
+    # No crossing: a flat fit, a non-positive value; bad input is an error.
+    assert power_law_crossing(widths, [0.2] * 4, 0.1) is None
+    assert power_law_crossing(widths, [0.2, 0.1, 0.0, 0.05], 0.1) is None
+    with pytest.raises(ValueError, match="positive level"):
+        power_law_crossing(widths, exact, 0.0)

@@ -21,12 +21,12 @@ from .study import (
     get_study, judge, panel_data, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
 )
 from .optimum import ParabolaOptimum, parabola_optimum
-from .trend import least_squares_slope, seed_slopes
+from .trend import least_squares_slope, power_law_crossing, seed_slopes
 
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
     "PanelData", "PanelResult", "ParabolaOptimum", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
     "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data", "parabola_optimum",
-    "register_study", "registered_studies", "rule_changed", "rule_history", "seed_slopes", "split_panels",
+    "register_study", "registered_studies", "rule_changed", "rule_history", "power_law_crossing", "seed_slopes", "split_panels",
     "stale_results",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .study import PanelData
 
-__all__ = ["least_squares_slope", "seed_slopes"]
+__all__ = ["least_squares_slope", "power_law_crossing", "seed_slopes"]
 
 #: ``(panel, x) -> {seed: value}``: a quantity read at one point of the sweep, or a metric's column name.
 Quantity = str | Callable[[PanelData, object], Mapping[int, float]]
@@ -44,6 +44,39 @@ def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     mean_x, mean_y = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
     return (math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
             / math.fsum((x - mean_x) ** 2 for x in xs))
+
+
+def power_law_crossing(xs: Sequence[float], ys: Sequence[float], level: float) -> float | None:
+    """Where a power law fitted to ``ys`` against ``xs`` reaches ``level``.
+
+    ``ln y = a + b ln x`` is fitted by least squares over every point and solved for ``ln level``:
+    ``x* = exp((ln level - a) / b)``, interpolated between the points or extrapolated beyond them. For a
+    falling quantity (a spread that shrinks with width) it is the x at which the quantity has fallen to
+    ``level``.
+
+    Args:
+        xs: Positive abscissae (at least two distinct ones).
+        ys: Positive, finite ordinates.
+        level: The positive level.
+
+    Returns:
+        ``x*``; ``None`` where the fit has no finite crossing (fewer than two distinct ``xs``, a value that
+        is not positive and finite, or a slope of 0).
+    """
+    if len(xs) != len(ys):
+        raise ValueError(f"power_law_crossing needs as many xs as ys, got {len(xs)} and {len(ys)}")
+    if not level > 0 or not all(float(x) > 0 for x in xs):
+        raise ValueError(f"power_law_crossing needs a positive level and positive xs, got {level!r} and {list(xs)}")
+    values = [float(y) for y in ys]
+    if not all(math.isfinite(y) and y > 0 for y in values):
+        return None
+    logs_x, logs_y = [math.log(float(x)) for x in xs], [math.log(y) for y in values]
+    slope = least_squares_slope(logs_x, logs_y)
+    if not math.isfinite(slope) or slope == 0:
+        return None
+    intercept = math.fsum(logs_y) / len(logs_y) - slope * math.fsum(logs_x) / len(logs_x)
+    crossing = math.exp((math.log(level) - intercept) / slope)
+    return crossing if math.isfinite(crossing) else None
 
 
 def seed_slopes(panel: PanelData, method: str | None, quantity: Quantity, *, log_y: bool,

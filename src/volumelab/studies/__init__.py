@@ -12,14 +12,15 @@ Importing this package registers them (:func:`volumelab.evidence.register_study`
 * :mod:`~volumelab.studies.mlp`: wide deep MLPs (arXiv 2205.13507) and the volume hypothesis on
   real data; :mod:`~volumelab.studies.mlp_implicit`: GD's implicit regularization there (the trained
   network against the kernel predictor of its NTK at initialization); :mod:`~volumelab.studies.mlp_moments`:
-  the dependence of its generalization on the inputs' higher moments.
+  the dependence of its generalization on the inputs' higher moments; :mod:`~volumelab.studies.mlp_width`: the
+  width its NTK regime needs against the number of training points.
 
 The rule history (``rule_history.json``) dates each study's current rule.
 """
 
 from __future__ import annotations
 
-from . import figures, mlp, mlp_implicit, mlp_moments, ngd, tensor, theory
+from . import figures, mlp, mlp_implicit, mlp_moments, mlp_width, ngd, tensor, theory
 from .ngd import trajectory_distances
 
-__all__ = ["figures", "mlp", "mlp_implicit", "mlp_moments", "ngd", "tensor", "theory", "trajectory_distances"]
+__all__ = ["figures", "mlp", "mlp_implicit", "mlp_moments", "mlp_width", "ngd", "tensor", "theory", "trajectory_distances"]
