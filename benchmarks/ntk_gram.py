@@ -9,6 +9,8 @@ training outputs three ways, in the same run:
   default 1 GiB budget;
 * ``vp``: the same with ``method="vp"`` (``K e_i = J (J^T e_i)``, a vjp then a jvp over the
   whole training set, vmapped over identity columns), at the default budget;
+* ``factors``: the same with ``method="factors"`` (the MLP's outer-product gradient factors,
+  ``K = sum_j (G_j G_j^T) * (A_j A_j^T)``: one forward and one backward pass, no Jacobian);
 * ``naive``: one forward pass on the training points, one ``torch.autograd.grad`` per
   training output (``retain_graph``), the rows stacked into ``J``, then ``J @ J.T``.
 
@@ -31,6 +33,7 @@ The ``digits`` data set of scikit-learn is used with all ten classes (1,797 poin
 width 4,096, with one repeat where a Gram takes over 20 s (see ``configurations``).
 
     python benchmarks/ntk_gram.py --out benchmarks/results/ntk_gram.json
+    python benchmarks/ntk_gram.py --methods factors --out benchmarks/results/ntk_gram_factors.json
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("jacobian", "vp", "naive")
+METHODS = ("jacobian", "vp", "factors", "naive")
 
 
 def configurations(quick: bool) -> list[dict]:
@@ -65,6 +68,7 @@ def configurations(quick: bool) -> list[dict]:
     rows += [dict(method="jacobian", num_train=1000, width=width, repeats=3) for width in (256, 1024, 4096)]
     rows += [dict(method="vp", num_train=1000, width=256, repeats=3), dict(method="vp", num_train=1000, width=1024, repeats=1),
              dict(method="vp", num_train=1000, width=4096, repeats=1)]
+    rows += [dict(method="factors", num_train=1000, width=width, repeats=3) for width in (256, 1024, 4096)]
     rows += [dict(method="naive", num_train=1000, width=256, repeats=3),
              dict(method="naive", num_train=1000, width=1024, repeats=3),
              dict(method="naive", num_train=1000, width=4096, repeats=1)]
@@ -154,6 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ntk_gram.json")
     parser.add_argument("--quick", action="store_true", help="one tiny size (a smoke test of this script)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated methods to time (jacobian, the reference, always runs)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -162,7 +168,10 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for spec in configurations(args.quick):
+        chosen = set(args.methods.split(",")) | {"jacobian"}
+        if chosen - set(METHODS):
+            parser.error(f"unknown method(s) {sorted(chosen - set(METHODS))}; expected some of {', '.join(METHODS)}")
+        for spec in [spec for spec in configurations(args.quick) if spec["method"] in chosen]:
             spec = dict(spec, save=str(Path(folder) / f"{spec['method']}_{spec['num_train']}_{spec['width']}.pt"))
             result = run_in_subprocess(spec)
             row = {key: spec[key] for key in ("method", "num_train", "width", "repeats")} | result

@@ -547,8 +547,10 @@ def _report(result: RunResult, schema: ResultSchema, problem, model, as_json: bo
 @model_options
 @click.option("--draws", type=CountType(), default=1, show_default=True,
               help="Independent prior draws of the weights; the eigenvalues are their means (with SE).")
-@click.option("--ntk-method", type=click.Choice(["jacobian", "vp"]), default="jacobian", show_default=True,
-              help="Jacobian contraction (vmap(jacrev)) or NTK-vector products (jvp of vjp): the same Gram.")
+@click.option("--ntk-method", type=click.Choice(["jacobian", "vp", "factors"]), default="jacobian", show_default=True,
+              help="Jacobian contraction (vmap(jacrev)), NTK-vector products (jvp of vjp), or the MLP's "
+                   "outer-product gradient factors (sum over layers of (G G^T) * (A A^T), no Jacobian; "
+                   "fastest): the same Gram.")
 @click.option("--memory-bytes", type=CountType(), default=None,
               help="Working memory one Gram may use, in bytes (e.g. 8e9) [default: 1e9, about 1 GiB].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,

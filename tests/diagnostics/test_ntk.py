@@ -30,7 +30,7 @@ from volumelab.diagnostics import (
 )
 from volumelab.errors import ModelError, ProblemError, VolumelabError
 from volumelab.models import DiagonalNetwork, FactorizationModel, MLPModel
-from volumelab.problems import make_supervised
+from volumelab.problems import SupervisedProblem, make_supervised
 
 #: Relative rounding tolerance of two exact computations of the same Gram (module docstring).
 EXACT = 1e-12
@@ -122,6 +122,10 @@ def test_sample_layers_is_one_prior_draw_of_the_ntk_stream():
 @pytest.mark.parametrize("name, model, problem", cases(), ids=[case[0] for case in cases()])
 def test_gram_equals_the_product_of_an_autograd_loop_jacobian(name, model, problem, method):
     layers = sample_layers(model, 1)
+    if method == "factors" and not _has_factors(model, problem):
+        with pytest.raises(VolumelabError, match="'factors' needs a model whose per-input gradients are outer"):
+            empirical_ntk(model, layers, problem, method=method)
+        return
     jacobian = loop_jacobian(model, layers, problem)
     gram = empirical_ntk(model, layers, problem, method=method)
     assert gram.shape == (problem.num_train, problem.num_train) and gram.dtype == torch.float64
@@ -140,7 +144,14 @@ def test_gram_equals_the_product_of_a_finite_difference_jacobian(name, model, pr
     layers = sample_layers(model, 2)
     jacobian = finite_difference_jacobian(model, layers, problem)
     for method in NTK_METHODS:
+        if method == "factors" and not _has_factors(model, problem):
+            continue
         assert_gram_close(empirical_ntk(model, layers, problem, method=method), jacobian @ jacobian.T, 1e-7)
+
+
+def _has_factors(model, problem) -> bool:
+    """Whether the ``factors`` method applies: an MLP (outer-product gradients) on a supervised task."""
+    return model.capabilities.outer_product_gradients and isinstance(problem, SupervisedProblem)
 
 
 def _logged_counts(caplog, pattern: str) -> tuple[int, ...]:
@@ -202,8 +213,11 @@ def test_a_model_that_couples_points_falls_back_to_the_full_forward_pass():
     layers = (torch.randn(1, 4, generator=make_generator(0, "test"), dtype=torch.float64),)
     jacobian = loop_jacobian(model, layers, problem)
     assert float(jacobian.abs().max()) > 0.1
-    for method in NTK_METHODS:
+    for method in ("jacobian", "vp"):
         assert_gram_close(empirical_ntk(model, layers, problem, method=method), jacobian @ jacobian.T, EXACT)
+    # The outer-product factors need a layered model whose layers act on one input at a time.
+    with pytest.raises(VolumelabError, match="'factors' needs a model whose per-input gradients are outer products"):
+        empirical_ntk(model, layers, problem, method="factors")
 
 
 def test_a_wide_mlp_gram_is_planned_within_the_default_budget():
@@ -357,12 +371,12 @@ def test_bad_problems_methods_and_budgets_are_rejected_with_a_clear_error():
         empirical_ntk(model, layers, stacked)
     with pytest.raises(ProblemError, match="expected a problem"):
         empirical_ntk(model, layers, "digits")
-    with pytest.raises(VolumelabError, match="unknown NTK method 'exact'; expected one of jacobian, vp"):
+    with pytest.raises(VolumelabError, match="unknown NTK method 'exact'; expected one of jacobian, vp, factors"):
         empirical_ntk(model, layers, problem, method="exact")
     for bad in (0, -5, True, 1.5e9):
         with pytest.raises(VolumelabError, match="memory_bytes must be a positive integer"):
             empirical_ntk(model, layers, problem, memory_bytes=bad)
-    for method in NTK_METHODS:
+    for method in ("jacobian", "vp"):  # the factors need no working memory beyond the m x m products
         with pytest.raises(VolumelabError, match="memory_bytes=500 is too small for the 6x6 NTK Gram"):
             empirical_ntk(model, layers, problem, method=method, memory_bytes=500)
     # Task tensors work in place of the problem; float32 ones are converted to the layers' float64

@@ -40,7 +40,7 @@ import torch
 from ..errors import ProblemError, VolumelabError
 from ..optimizers.observers import FinalRecording, Observer, Recording, RunOutcome, TrainingContext
 from ..problems import SupervisedProblem, SupervisedTensors
-from .ntk import _check_layers, _check_model, empirical_ntk
+from .ntk import _check_layers, _check_model, empirical_ntk, outer_product_gram
 
 __all__ = ["KERNEL_METRICS", "KernelPrediction", "KernelRegression", "SingularKernelError", "kernel_predictor",
            "ntk_on_task_inputs"]
@@ -83,12 +83,7 @@ def ntk_on_task_inputs(model, layers: Sequence[torch.Tensor], problem) -> torch.
     layers = _check_layers(model, layers)
     tensors = _supervised_tensors(problem, layers[0].dtype, layers[0].device)
     if model.capabilities.outer_product_gradients:
-        # J_j[i] = vec(g_ji a_ji^T), so J_j J_j^T = (G_j G_j^T) * (A_j A_j^T) (MLPModel.gradient_factors).
-        _outputs, factors = model.gradient_factors(list(layers), tensors.inputs)
-        gram = None
-        for gradient, inputs in factors:
-            part = (gradient @ gradient.T) * (inputs @ inputs.T)
-            gram = part if gram is None else gram + part
+        gram = outer_product_gram(model, layers, tensors.inputs)
         return (gram + gram.T) / 2
     return empirical_ntk(model, layers, tensors.on_inputs(tensors.inputs))
 

@@ -52,6 +52,7 @@ __all__ = [
     "empirical_ntk",
     "ntk_eigenvalues",
     "ntk_summary",
+    "outer_product_gram",
     "sample_layers",
     "training_outputs_function",
 ]
@@ -59,7 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The two Gram implementations of :func:`empirical_ntk`.
-NTK_METHODS = ("jacobian", "vp")
+NTK_METHODS = ("jacobian", "vp", "factors")
 #: Default working-memory budget of :func:`empirical_ntk`: 1 GiB.
 DEFAULT_MEMORY_BYTES = 1 << 30
 
@@ -419,6 +420,21 @@ def _pointwise_holds(function: TrainingOutputs, layers: tuple[torch.Tensor, ...]
     return single.shape == whole.shape and float((single - whole).abs().max()) <= tolerance
 
 
+def outer_product_gram(model, layers: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    """``J J^T`` on ``inputs`` for a model whose per-input gradients are outer products, not symmetrized.
+
+    Layer ``j``'s Jacobian rows are ``vec(g_ji a_ji^T)`` (:meth:`~volumelab.models.MLPModel.gradient_factors`),
+    so ``J_j J_j^T = (G_j G_j^T) * (A_j A_j^T)`` elementwise, and ``J J^T`` is their sum over layers: ``N^2 k``
+    work per layer of width ``k``, never the ``N x P`` Jacobian.
+    """
+    _outputs, factors = model.gradient_factors(list(layers), inputs)
+    gram = None
+    for gradient, layer_input in factors:
+        part = (gradient @ gradient.T) * (layer_input @ layer_input.T)
+        gram = part if gram is None else gram.add_(part)
+    return gram
+
+
 def empirical_ntk(
     model,
     layers: Sequence[torch.Tensor],
@@ -448,8 +464,10 @@ def empirical_ntk(
             parameters of one run); their dtype and device are the computation's.
         problem: A problem, or one run's task tensors.
         method: ``"jacobian"`` (rows of ``J`` by vmapped vjps, ``K`` accumulated over
-            parameter slices) or ``"vp"`` (``K e_i = J (J^T e_i)`` by a vjp and a jvp,
-            vmapped over chunks of identity columns).
+            parameter slices), ``"vp"`` (``K e_i = J (J^T e_i)`` by a vjp and a jvp,
+            vmapped over chunks of identity columns) or ``"factors"`` (an MLP on a supervised
+            task only: :func:`outer_product_gram`, one forward and one backward pass and
+            ``m x m`` products per layer, no Jacobian; ``memory_bytes`` does not apply).
         memory_bytes: Working-memory budget in bytes for ``K``, one slice of ``J`` and one
             vmapped chunk. Chunk sizes are planned from the bytes autograd saves in one
             forward pass, so the budget is a guide to within a small factor, not a hard
@@ -479,7 +497,12 @@ def empirical_ntk(
     num_train, itemsize = int(whole.shape[0]), layers[0].element_size()
     sizes = [layer.numel() for layer in layers]
     activations = _activation_bytes(function, layers)
-    if method == "vp":
+    if method == "factors":
+        if not (function.pointwise and isinstance(model, LayeredModel) and model.capabilities.outer_product_gradients):
+            raise VolumelabError(f"the NTK method 'factors' needs a model whose per-input gradients are outer "
+                                 f"products (an MLP) on a supervised task, got {type(model).__name__}")
+        gram = outer_product_gram(model, layers, function.training.inputs)
+    elif method == "vp":
         plan = _plan_product(sum(sizes), num_train, activations, itemsize, memory_bytes)
         logger.debug("NTK Gram by products: %d column(s) per chunk, ~%d bytes",
                      plan.columns_per_chunk, plan.estimated_bytes)
