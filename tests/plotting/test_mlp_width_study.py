@@ -111,6 +111,6 @@ def test_the_packaged_config_plans_three_data_sets():
     config = load_sweep(figure_config_path("mlp-width-needed"))
     assert config.claim == "mlp-width-needed" and config.x == "problem.train" and config.seeds == 6
     points = resolve_points(config, scale="quick")
-    assert len(points) == 3 * 5 * 5
+    assert len(points) == 3 * 5 * 4
     assert {p.problem.data for p in points} == {"digits", "mnist1d", "teacher"}
     assert {p.model.depth for p in points} == {2} and max(p.model.width for p in points) == 4096
