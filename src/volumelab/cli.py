@@ -452,9 +452,10 @@ def trainer_options(func):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), required=True, help="Step size."),
         click.option("--steps", type=CountType(minimum=0), required=True,
                      help="Number of full-batch steps (e.g. 1e5)."),
-        click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum"]),
+        click.option("--optimizer", "step_rule", type=click.Choice(["gd", "group_rmsprop", "momentum", "adam"]),
                      default="gd", show_default=True,
-                     help="Step rule; 'momentum' is plain steps with heavy-ball momentum."),
+                     help="Step rule; 'momentum' is plain steps with heavy-ball momentum; 'adam' is Adam (with "
+                          "--parametrization mup, muP's Adam learning rates: Tensor Programs V, Table 3)."),
         click.option("--momentum", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
                      help="Heavy-ball coefficient (default 0.9 for --optimizer momentum, else 0)."),
         click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,

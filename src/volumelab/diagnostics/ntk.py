@@ -675,6 +675,7 @@ class _NTKRecording(FinalRecording):
         if steps > 0 and initial_loss and final_loss and final_loss > 0:
             out["loss_rate"] = math.log(initial_loss / final_loss) / steps
         plain = (optimizer.step_rule == "gd" and not optimizer.momentum
+                 and getattr(optimizer, "batch_size", None) is None
                  and all(rate == 1.0 for rate in model.learning_rate_multipliers))
         training = tensors.training_view()
         outputs = training.train_outputs(model.outputs(objective.layers(initial.unsqueeze(0)), training))

@@ -118,6 +118,12 @@ KEY_MIGRATIONS: list[KeyMigration] = [
     *(KeyMigration("method", name, "initialization", old="random",
                    why="the balanced initialization joined GD and NGD after rows were stored (from the random start)")
       for name in ("gd", "ngd")),
+    *(KeyMigration("method", name, "batch_size", old=None,
+                   why="minibatches joined GD after rows were stored (None: full-batch steps, as before)")
+      for name in ("gd", "ngd")),
+    *(KeyMigration("method", name, field, relevant=lambda values: values.get("step_rule") == "adam",
+                   why="only step_rule adam reads Adam's settings (they joined GD after rows were stored)")
+      for name in ("gd", "ngd") for field in ("adam_beta1", "adam_beta2", "adam_eps")),
     KeyMigration("method", "ngd", "unlabeled", old=None,
                  why="the unlabeled inputs of NGD's Fisher joined NGD after rows were stored (None: the default, "
                      "which left train runs as they were)"),

@@ -162,6 +162,12 @@ class LayeredModel:
         otherwise (muP)."""
         return (1.0,) * len(self.layer_shapes)
 
+    @property
+    def adam_learning_rate_multipliers(self) -> tuple[tuple[float, float], ...]:
+        """Adam's per-layer learning-rate multiplier of each stored layer, ``(weights, bias)``: 1 unless the
+        family's parametrization says otherwise (muP's Adam scaling)."""
+        return ((1.0, 1.0),) * len(self.layer_shapes)
+
     def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
         """``w`` ``(..., d)`` when the model is a linear predictor ``x -> <w, x>`` on its inputs, else ``None``."""
         return None

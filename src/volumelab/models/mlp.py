@@ -34,7 +34,9 @@ transfers across widths. ``mup`` is the maximal-update parametrization for SGD (
 Hu 2021, Tensor Programs IV/V, Table 3): readout variance ``1/n_d^2`` (here the stored
 ``1/n_d`` times the multiplier ``1/sqrt(n_d)``, so its effective learning rate is
 ``lr / n_d``), input-layer learning rate ``lr * k``. For ``d = 1`` all three coincide
-with ``standard``.
+with ``standard``. With Adam, muP's per-layer rates are Table 3's "Adam LR" column instead
+(:attr:`MLPModel.adam_learning_rate_multipliers`: input layer 1, hidden and output layers
+``1/fan_in`` for the effective weights).
 
 The prior is Gaussian or uniform on ``[-1, 1]`` times the stored scale; GD's
 initialization (:meth:`MLPModel.initialize`) is uniform on ``[-s, s]`` with ``s`` the stored
@@ -177,6 +179,27 @@ class MLPModel(LayeredModel):
         if self.depth > 1 and self.parametrization == "mup":
             return (float(self.width),) + (1.0,) * (self.depth - 1)
         return (1.0,) * self.depth
+
+    @cached_property
+    def adam_learning_rate_multipliers(self) -> tuple[tuple[float, float], ...]:
+        """Adam's per-layer learning-rate multiplier of each stored layer, ``(weights, bias)``.
+
+        ``standard`` and ``ntk``: 1 (Adam on the stored weights, as the parametrization is defined). ``mup``:
+        Tensor Programs V (Yang et al. 2022, arXiv 2203.03466), Table 3, "Adam LR": input weights and all
+        biases 1, hidden weights ``1/fan_in``, output weights ``1/fan_in``, for the *effective* weights
+        ``m_j W_j`` of a network without multipliers. Adam's step on a stored weight is (up to ``eps``)
+        independent of its gradient's scale, so the effective weight moves by ``m_j`` times the stored one's
+        step: the stored multiplier is the table's divided by ``m_j``. Here only the readout has a multiplier
+        (``1/sqrt(n_d)``), so its stored weights get ``(1/n_d) / (1/sqrt(n_d)) = 1/sqrt(n_d)`` and its bias
+        ``sqrt(n_d)``; the hidden layers' weights ``1/n_j``; the input layer's 1.
+        """
+        if self.depth == 1 or self.parametrization != "mup":
+            return ((1.0, 1.0),) * self.depth
+        rates = []
+        for j, (fan_in, multiplier) in enumerate(zip(self.fan_ins, self.layer_multipliers)):
+            table = 1.0 if j == 0 else 1.0 / fan_in  # Table 3's effective Adam LR of the weights
+            rates.append((table / multiplier, 1.0 / multiplier))
+        return tuple(rates)
 
     def initialize(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),
                    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> list[torch.Tensor]:

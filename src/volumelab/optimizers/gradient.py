@@ -1,7 +1,17 @@
-"""Full-batch gradient descent from small initialization, with composable step rules.
+"""Gradient descent from small initialization, with composable step rules.
 
-An update is a chain, Optax style: the gradient, then a preconditioner (identity or
-the paper's global RMS scaling), then heavy-ball momentum, then the step size.
+An update is a chain, Optax style: the gradient, then a preconditioner (identity, the
+paper's global RMS scaling, or Adam's per-coordinate scaling), then heavy-ball momentum,
+then the step size.
+
+Steps are full-batch unless ``batch_size`` is set: then each step's gradient is that of
+the mean loss on a minibatch of the training points (SGD, or Adam on minibatches). Each
+run draws its own minibatches from the generator of ``(seed, "minibatch")``: an epoch is a
+random permutation of the ``n`` points, cut into ``n // batch_size`` minibatches of
+consecutive entries (the last ``n mod batch_size`` points of each epoch are not used), each
+minibatch's indices sorted. So a run's minibatches depend on its seed alone, never on the
+other runs of its batch, and ``batch_size = n`` takes every point at every step, in order:
+full-batch GD.
 
 The paper's adaptive rule (arXiv 2506.03931, App. "Gradient descent"), here
 ``group_rmsprop``, is one scalar for all parameters:
@@ -57,6 +67,7 @@ from .transforms import (
     Update,
     chain,
     identity,
+    scale_by_adam,
     scale_by_group_rms,
     scale_by_learning_rate,
     scale_by_parameter,
@@ -68,7 +79,7 @@ __all__ = ["GDInfo", "GDState", "GradientDescent", "INITS", "STEP_RULES", "TRAIN
 
 logger = logging.getLogger(__name__)
 
-STEP_RULES = ("gd", "group_rmsprop")
+STEP_RULES = ("gd", "group_rmsprop", "adam")
 
 #: GD's ``initialization``: each depth's own draw (``random``), the depth-1 draw as balanced factors (``balanced``),
 #: or an MLP's zero function from two opposite half-width copies (``antisymmetric``).
@@ -193,12 +204,17 @@ class _AutogradObjective(_ClosedFormObjective):
     output, and every other family (an MLP on supervised data).
     """
 
-    def train_loss_and_gradient(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_loss_and_gradient(self, params: torch.Tensor,
+                                indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_train, dL_train/dparams)`` from the forward pass on the training points only
-        (the task's training view: an MLP's test points are not run every step)."""
-        training = getattr(self, "_training", None)
-        if training is None:
-            training = self._training = self.tensors.training_view()
+        (the task's training view: an MLP's test points are not run every step), or with ``indices``
+        ``(S, b)`` on each run's minibatch of them (the mean loss on those ``b`` points)."""
+        if indices is not None:
+            training = self.tensors.minibatch(indices)
+        else:
+            training = getattr(self, "_training", None)
+            if training is None:
+                training = self._training = self.tensors.training_view()
         with torch.enable_grad():
             leaf = params.detach().requires_grad_(True)
             train = training.losses(self.model.outputs(self.layers(leaf), training))[0]
@@ -255,6 +271,8 @@ class GDState:
     mask_in_place: bool = False
     #: Runs stopped by a failed preconditioner solve: run index -> the reason.
     failures: dict = dataclasses.field(default_factory=dict)
+    #: With minibatches: each run's generator (from ``(seed, "minibatch")``) and its epoch's permutation.
+    minibatches: "_Minibatches | None" = None
 
     def __post_init__(self) -> None:
         # Made once here: indexing or unsqueezing a tensor costs a microsecond a step.
@@ -263,6 +281,33 @@ class GDState:
         # Measured on the 2-core CPU: `where` 2.6 us vs 4.1 us at 8 x 100 parameters,
         # 10.4 us vs 6.5 us at 8 x 1600.
         self.mask_in_place = self.params.numel() > _MASK_IN_PLACE_ABOVE
+
+
+class _Minibatches:
+    """Each run's minibatches (the module docstring): one generator per run, epochs of random permutations.
+
+    Attributes:
+        size: Points per minibatch ``b``.
+        count: Training points ``n``.
+        generators: One per run, from ``(seed, "minibatch")``.
+    """
+
+    def __init__(self, size: int, count: int, seeds: Sequence[int], device: torch.device) -> None:
+        self.size, self.count, self.device = size, count, device
+        self.generators = [make_generator(seed, "minibatch") for seed in seeds]
+        self.per_epoch = count // size
+        self.position = self.per_epoch  # the first call starts an epoch
+        self.orders: list[torch.Tensor] = []
+
+    def next(self) -> torch.Tensor:
+        """The step's minibatch of every run: indices into the training points, ``(S, b)``, each row sorted."""
+        if self.position == self.per_epoch:
+            self.orders = [torch.randperm(self.count, generator=generator) for generator in self.generators]
+            self.position = 0
+        start = self.position * self.size
+        self.position += 1
+        rows = [order[start:start + self.size].sort().values for order in self.orders]
+        return torch.stack(rows).to(self.device)
 
 
 class GDInfo(NamedTuple):
@@ -278,10 +323,15 @@ class GradientDescent:
     Attributes:
         lr: Step size.
         init_scale: Multiplier of PyTorch's default uniform linear-layer initialization.
-        step_rule: ``"gd"`` (plain) or ``"group_rmsprop"`` (the paper's global adaptive step).
-        momentum: Heavy-ball coefficient ``beta`` in ``[0, 1)``; 0 disables it.
+        step_rule: ``"gd"`` (plain), ``"group_rmsprop"`` (the paper's global adaptive step) or ``"adam"``
+            (Adam, :func:`~volumelab.optimizers.transforms.scale_by_adam`; under muP with the model's Adam
+            learning rates, :attr:`~volumelab.models.MLPModel.adam_learning_rate_multipliers`).
+        momentum: Heavy-ball coefficient ``beta`` in ``[0, 1)``; 0 disables it (Adam has its own: 0 there).
         ema_decay: Decay of the squared-gradient-norm average (``group_rmsprop``).
         stability_eps: Added to the RMS in the denominator (``group_rmsprop``).
+        batch_size: ``None`` (full-batch steps) or the points of each step's minibatch (module docstring);
+            supervised data only, at most its training points.
+        adam_beta1, adam_beta2, adam_eps: Adam's ``beta1``, ``beta2`` and ``eps`` (``adam`` only).
         train_loss_threshold: Stop a run once ``L_train`` falls below this.
         log_every: Steps between history entries; ``None`` gives about 200 entries.
         device: ``"auto" | "cpu" | "cuda"``.
@@ -308,6 +358,16 @@ class GradientDescent:
     momentum: float = 0.0
     ema_decay: float = 0.99
     stability_eps: float = 1e-6
+    batch_size: int | None = setting(
+        None, minimum=1, count=True,
+        doc="Points per minibatch (SGD; with --optimizer adam, Adam on minibatches), drawn per run from its "
+            "seed; at most the training points [default: every point, full-batch steps].")
+    adam_beta1: float = setting(0.9, minimum=0, maximum=1, exclusive=(False, True),
+                                doc="Adam's decay of the gradient's average (beta1), in [0, 1).")
+    adam_beta2: float = setting(0.999, minimum=0, maximum=1, exclusive=(False, True),
+                                doc="Adam's decay of the squared gradient's average (beta2), in [0, 1).")
+    adam_eps: float = setting(1e-8, minimum=0, exclusive=True,
+                              doc="Adam's epsilon, added to the root of the second moment.")
     train_loss_threshold: float | None = None
     log_every: int | None = None
     device: str = "cpu"
@@ -336,6 +396,19 @@ class GradientDescent:
             raise OptimizerError(f"log_every must be a positive integer, got {self.log_every!r}")
         if self.initialization not in INITS:
             raise OptimizerError(f"unknown initialization {self.initialization!r}; expected one of {', '.join(INITS)}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise OptimizerError(f"batch_size must be a positive integer or None (full batch), got {self.batch_size!r}")
+        for name in ("adam_beta1", "adam_beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise OptimizerError(f"{name} must be in [0, 1), got {value!r}")
+        if isinstance(self.adam_eps, bool) or not isinstance(self.adam_eps, (int, float)) or not (
+                math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            raise OptimizerError(f"adam_eps must be a positive finite number, got {self.adam_eps!r}")
+        if self.step_rule == "adam" and self.momentum:
+            raise OptimizerError(f"momentum {self.momentum!r} does not apply to step_rule adam (Adam averages the "
+                                 "gradient itself: adam_beta1); use momentum 0")
 
     #: Whether a step multiplies each layer by the model's per-layer learning rate (muP's
     #: :attr:`~volumelab.models.MLPModel.learning_rate_multipliers`): part of GD under a parametrization; a
@@ -445,12 +518,15 @@ class GradientDescent:
 
     # ------------------------------------------------------------ the step rule
     def preconditioner(self) -> GradientTransformation:
-        """The preconditioner slot of the chain: identity (``gd``) or the global RMS scalar (``group_rmsprop``).
+        """The preconditioner slot of the chain: identity (``gd``), the global RMS scalar (``group_rmsprop``) or
+        Adam's per-coordinate scaling (``adam``).
 
         Subclasses (e.g. a natural-gradient optimizer) return their own transform here.
         """
         if self.step_rule == "group_rmsprop":
             return scale_by_group_rms(decay=self.ema_decay, eps=self.stability_eps)
+        if self.step_rule == "adam":
+            return scale_by_adam(beta1=self.adam_beta1, beta2=self.adam_beta2, eps=self.adam_eps)
         return identity()
 
     def transform(self) -> GradientTransformation:
@@ -487,6 +563,13 @@ class GradientDescent:
             raise OptimizerError(mismatch)
         if len({p.num_train for p in problems}) != 1 or len({p.num_test for p in problems}) != 1:
             raise OptimizerError("problems in one batch must have the same number of measurements")
+        if self.batch_size is not None:
+            if problems[0].task != "supervised":
+                raise OptimizerError(f"batch_size {self.batch_size} needs supervised data (points to draw "
+                                     f"minibatches from); this problem is a {problems[0].task} task")
+            if self.batch_size > problems[0].num_train:
+                raise OptimizerError(f"batch_size {self.batch_size} is more than the {problems[0].num_train} "
+                                     "training points")
         device = resolve_device(self.device)
         dtype = torch.float64
         size = len(seeds)
@@ -498,11 +581,8 @@ class GradientDescent:
         # of whole-buffer operations instead of a few per layer.
         params = torch.stack([torch.cat([layer.reshape(-1) for layer in init]) for init in inits]).to(device)
         transform = self.transform()
-        rates = model.learning_rate_multipliers if self.layer_learning_rates else (1.0,) * len(model.layer_shapes)
-        if any(rate != 1.0 for rate in rates):
-            # Per-layer learning rates (muP): the whole step of each layer times its factor.
-            row = torch.cat([torch.full((out * inp,), rate, dtype=dtype)
-                             for (out, inp), rate in zip(model.layer_shapes, rates)])
+        row = self._learning_rate_row(model, dtype)
+        if row is not None:
             transform = chain(transform, scale_by_parameter(row))
         return GDState(
             params=params, transform=transform, transform_state=transform.init(params), objective=objective,
@@ -510,19 +590,47 @@ class GradientDescent:
             converged=torch.zeros(size, dtype=torch.bool, device=device),
             steps_done=torch.zeros(size, dtype=torch.long, device=device),
             zero_row=torch.zeros(params.shape[1], dtype=dtype, device=device),
+            minibatches=None if self.batch_size is None else _Minibatches(
+                self.batch_size, problems[0].num_train, seeds, device),
         )
 
+    def _learning_rate_row(self, model, dtype: torch.dtype) -> torch.Tensor | None:
+        """Each parameter's learning-rate factor ``(P,)`` under the model's parametrization (muP's per-layer rates:
+        :attr:`~volumelab.models.MLPModel.learning_rate_multipliers`, with Adam
+        :attr:`~volumelab.models.MLPModel.adam_learning_rate_multipliers`), or ``None`` where every factor is 1."""
+        if not self.layer_learning_rates:
+            return None
+        if self.step_rule == "adam":
+            pairs = model.adam_learning_rate_multipliers
+        else:
+            pairs = [(rate, rate) for rate in model.learning_rate_multipliers]
+        if all(weights == 1.0 and bias == 1.0 for weights, bias in pairs):
+            return None
+        bias = bool(getattr(model, "bias", False))
+        blocks = []
+        for (out, inp), (weights, bias_rate) in zip(model.layer_shapes, pairs):
+            block = torch.full((out, inp), weights, dtype=dtype)
+            if bias:
+                block[:, -1] = bias_rate  # a layer's bias is its last column
+            blocks.append(block.reshape(-1))
+        return torch.cat(blocks)
+
     def step(self, state: GDState, key: torch.Generator | None = None) -> tuple[GDState, GDInfo]:
-        """One full-batch step of every active run (in place; full-batch GD uses no randomness, ``key``).
+        """One step of every active run (in place). Full-batch GD uses no randomness; minibatches come from each
+        run's own generator in the state (``key`` is unused).
 
         A run is active for steps 0 .. s-1 and stops at step s: its loss is below
         ``train_loss_threshold`` (converged), or its loss or some gradient entry is not
-        finite (diverged). A stopped run is frozen: its update is exactly zero.
+        finite (diverged). A stopped run is frozen: its update is exactly zero. With
+        minibatches, "its loss" is the step's minibatch loss.
 
         Returns:
-            The state and :class:`GDInfo` (the training losses before the step).
+            The state and :class:`GDInfo` (the training losses before the step: the minibatch's with minibatches).
         """
-        train, grad = state.objective.train_loss_and_gradient(state.params)
+        if state.minibatches is None:
+            train, grad = state.objective.train_loss_and_gradient(state.params)
+        else:
+            train, grad = state.objective.train_loss_and_gradient(state.params, state.minibatches.next())
         active = state.active
         threshold = self.train_loss_threshold
         if threshold is not None:
@@ -581,10 +689,11 @@ class GradientDescent:
             for step in range(budget):
                 for recording in per_step:
                     recording.before_step(step, state.params)
-                gen = objective.losses(state.params)[1] if step % log_every == 0 else None
+                losses = objective.losses(state.params) if step % log_every == 0 else None
                 state, info = self.step(state)
-                if gen is not None:
-                    logged.append((step, info.train_loss, gen))  # both before the step's update
+                if losses is not None:
+                    # Both before the step's update; with minibatches the training loss on every point.
+                    logged.append((step, info.train_loss if state.minibatches is None else losses[0], losses[1]))
                 # A host sync only every few steps: a run that stopped is frozen, so the
                 # extra steps change nothing but the log, which is cut back to the step
                 # where the last run stopped.
@@ -660,6 +769,7 @@ class GradientDescent:
                 "momentum": self.momentum,
                 # Only where set: the diagnostics of runs from the random start stay as they were.
                 **({"initialization": self.initialization} if self.initialization != "random" else {}),
+                **({"batch_size": self.batch_size} if self.batch_size is not None else {}),
                 "device": str(device),
                 "seed": seed,
                 "batch": size,

@@ -1162,6 +1162,12 @@ class NaturalGradientDescent(GradientDescent):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.step_rule == "adam":
+            raise OptimizerError("step_rule adam does not apply to NGD (its preconditioner is the Fisher); use gd or "
+                                 "group_rmsprop")
+        if self.batch_size is not None:
+            raise OptimizerError(f"batch_size {self.batch_size} does not apply to NGD: its steps and its Fisher are "
+                                 "full-batch; leave batch_size unset")
         if not (isinstance(self.damping, (int, float)) and math.isfinite(self.damping) and self.damping >= 0):
             raise OptimizerError(f"damping must be a non-negative finite number, got {self.damping!r}")
         if not (isinstance(self.damping_decay, (int, float)) and 0 < self.damping_decay <= 1):

@@ -18,6 +18,7 @@ Transforms here:
 * :func:`identity`: no preconditioning.
 * :func:`scale_by_group_rms` (arXiv 2506.03931, the authors' optimizer): divide by
   ``sqrt(bias-corrected EMA of ||g||^2) + eps``, one scalar per run.
+* :func:`scale_by_adam`: Adam's per-coordinate step (Kingma & Ba 2015, Algorithm 1), bias-corrected.
 * :func:`trace_momentum`: heavy-ball ``m <- beta m + u``, frozen for stopped runs.
 * :func:`scale_by_learning_rate`: multiply by ``lr``.
 
@@ -40,6 +41,7 @@ __all__ = [
     "Update",
     "chain",
     "identity",
+    "scale_by_adam",
     "scale_by_group_rms",
     "scale_by_learning_rate",
     "scale_by_parameter",
@@ -166,6 +168,41 @@ def scale_by_group_rms(*, decay: float = 0.99, eps: float = 1e-6) -> GradientTra
         corrected = ema * (1.0 / (1 - decay ** (context.step + 1)))
         scale = corrected.sqrt_().add_(eps).reciprocal_()
         return update.scaled(scale.unsqueeze(1), owned=True), ema
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_adam(*, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    """Adam's per-coordinate step (Kingma & Ba 2015, Algorithm 1), without the step size.
+
+    With ``g`` the update received and ``t`` the 1-based step (``context.step + 1``)::
+
+        m <- beta1 m + (1 - beta1) g,      v <- beta2 v + (1 - beta2) g^2        (per coordinate)
+        u  = (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    A stopped run's update is exactly zero (its moments keep decaying but are never applied), so it
+    stays frozen. The learning rate (and muP's per-layer rates) multiply ``u`` afterwards.
+
+    Args:
+        beta1: Decay of the first moment (the gradient's average), in ``[0, 1)``.
+        beta2: Decay of the second moment (the squared gradient's average), in ``[0, 1)``.
+        eps: Added to the root of the bias-corrected second moment.
+    """
+
+    def init(params: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"first": torch.zeros_like(params), "second": torch.zeros_like(params)}
+
+    def update(update: Update, state: dict, context: StepContext) -> tuple[Update, dict]:
+        gradient = update.materialize()
+        first, second = state["first"], state["second"]
+        first.lerp_(gradient, 1 - beta1)
+        second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        count = context.step + 1
+        denominator = torch.div(second, 1 - beta2 ** count).sqrt_().add_(eps)
+        # Written into the step's own buffer (the gradient's): the moments are state and stay untouched.
+        direction = torch.div(first, denominator, out=gradient).mul_(1 / (1 - beta1 ** count))
+        direction.mul_(context.active.unsqueeze(1))
+        return Update(direction), state
 
     return GradientTransformation(init, update)
 

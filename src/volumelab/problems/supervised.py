@@ -173,6 +173,18 @@ class SupervisedTensors:
         n = self.num_train
         return dataclasses.replace(self, inputs=self.inputs[..., :n, :], targets=self.targets[..., :n])
 
+    def minibatch(self, indices: torch.Tensor) -> "SupervisedTensors":
+        """Each run's minibatch of the training points, as a training view: ``indices (S, b)`` (into
+        ``0 .. n-1``) give inputs ``(S, b, d)`` and targets ``(S, b)``, all ``b`` of them training points."""
+        if indices.ndim != 2:
+            raise ProblemError(f"minibatch indices must be (runs, points), got shape {tuple(indices.shape)}")
+        if self.stacked:
+            runs = torch.arange(indices.shape[0], device=indices.device).unsqueeze(1)
+            inputs, targets = self.inputs[runs, indices], self.targets[runs, indices]
+        else:
+            inputs, targets = self.inputs[indices], self.targets[indices]
+        return dataclasses.replace(self, inputs=inputs, targets=targets, num_train=int(indices.shape[1]))
+
     def on_inputs(self, inputs: torch.Tensor) -> "SupervisedTensors":
         """The same task on other inputs ``(..., N, d)``, without targets (NaN), all of them "training" points:
         what a model's outputs at chosen inputs are computed from (one input at a time for per-point
