@@ -38,7 +38,7 @@ def _pre_activations(model, layers, inputs) -> list[torch.Tensor]:
 
 
 def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps: int = 3,
-                     seeds: Sequence[int] = (0, 1, 2)) -> dict:
+                     seeds: Sequence[int] = (0, 1, 2), step_rule: str = "gd") -> dict:
     """Mean absolute coordinates of every layer's pre-activations, and of their change over ``steps`` GD steps.
 
     Args:
@@ -46,6 +46,8 @@ def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps:
         model: An :class:`~volumelab.models.MLPModel`; its ``width`` is replaced by each of ``widths``.
         widths: The widths to compare.
         lr: GD's learning rate (plain steps; ``mup`` adds its per-layer rates).
+        step_rule: GD's step rule: ``"gd"`` (plain steps) or ``"adam"`` (``mup`` with its Adam rates,
+            Tensor Programs V's Table 3).
         steps: GD steps before the activations are compared with their initial values.
         seeds: Initializations averaged over.
 
@@ -67,7 +69,7 @@ def coordinate_check(problem, model, widths: Sequence[int], *, lr: float, steps:
     sizes, changes = [], []
     for width in widths:
         wide = replace(model, width=width)
-        optimizer, keep = GradientDescent(lr=lr, init_scale=1.0), [FinalOutputs()]
+        optimizer, keep = GradientDescent(lr=lr, init_scale=1.0, step_rule=step_rule), [FinalOutputs()]
         start = optimizer.run_batch([problem], wide, 0, list(seeds), observers=keep)
         end = optimizer.run_batch([problem], wide, steps, list(seeds), observers=keep)
         size_rows, change_rows = [], []

@@ -17,7 +17,8 @@ __all__ = ["FIGURES", "PACKAGED", "STUDIES", "figure_config_path", "resolve_figu
 FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 #: Studies beyond those figures, one packaged config each.
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth", "ngd-mlp",
-           "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-volume", "mlp-volume-train",
+           "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-lr-transfer-sgd",
+           "mlp-lr-transfer-adam", "mlp-volume", "mlp-volume-train",
            "mlp-implicit-reg", "mlp-moments", "mlp-width-needed",
            "depth-rare", "width-rare", "theory-width", "theory-width-mean", "theory-depth", "theory-relu-width", "theory-rank-depth",
            "tensor-width", "tensor-depth")
