@@ -147,7 +147,7 @@ def test_what_enters_the_key(tmp_path):
 
 
 def test_optimizer_errors_name_the_field(tmp_path):
-    for replacement, field in (("momentum: 1.5", "methods.gd.momentum"), ("step_rule: adam", "methods.gd.step_rule"),
+    for replacement, field in (("momentum: 1.5", "methods.gd.momentum"), ("step_rule: nadam", "methods.gd.step_rule"),
                                ("ema_decay: 2.0", "methods.gd.ema_decay")):
         path = write_config(tmp_path, TINY.replace("init_scale: 1.0e-3}", f"init_scale: 1.0e-3, {replacement}}}"),
                             "bad.yaml")

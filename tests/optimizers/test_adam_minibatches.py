@@ -77,6 +77,8 @@ def test_mup_adam_learning_rates_are_table_3s_for_the_stored_layers():
     readout = 1 / math.sqrt(width)
     expected = [(1.0, 1.0), (1 / width, 1.0), (1 / width, 1.0), ((1 / width) / readout, 1 / readout)]
     np.testing.assert_allclose(model.adam_learning_rate_multipliers, expected, rtol=1e-15)
+    no_bias = MLPModel(5, width, 4, "relu", parametrization="mup")
+    np.testing.assert_allclose(no_bias.adam_learning_rate_multipliers, [(w, w) for w, _ in expected], rtol=1e-15)
     for parametrization in ("standard", "ntk"):
         assert MLPModel(5, width, 4, "relu", parametrization=parametrization).adam_learning_rate_multipliers == (
             ((1.0, 1.0),) * 4)

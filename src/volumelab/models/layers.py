@@ -165,7 +165,8 @@ class LayeredModel:
     @property
     def adam_learning_rate_multipliers(self) -> tuple[tuple[float, float], ...]:
         """Adam's per-layer learning-rate multiplier of each stored layer, ``(weights, bias)``: 1 unless the
-        family's parametrization says otherwise (muP's Adam scaling)."""
+        family's parametrization says otherwise (muP's Adam scaling). A layer's bias is its last column; a
+        model without biases gives both entries the weights' rate."""
         return ((1.0, 1.0),) * len(self.layer_shapes)
 
     def linear_predictor(self, weights: Sequence[torch.Tensor]) -> torch.Tensor | None:

@@ -191,14 +191,16 @@ class MLPModel(LayeredModel):
         independent of its gradient's scale, so the effective weight moves by ``m_j`` times the stored one's
         step: the stored multiplier is the table's divided by ``m_j``. Here only the readout has a multiplier
         (``1/sqrt(n_d)``), so its stored weights get ``(1/n_d) / (1/sqrt(n_d)) = 1/sqrt(n_d)`` and its bias
-        ``sqrt(n_d)``; the hidden layers' weights ``1/n_j``; the input layer's 1.
+        ``sqrt(n_d)``; the hidden layers' weights ``1/n_j``; the input layer's 1. Without biases the second entry
+        repeats the first.
         """
         if self.depth == 1 or self.parametrization != "mup":
             return ((1.0, 1.0),) * self.depth
         rates = []
         for j, (fan_in, multiplier) in enumerate(zip(self.fan_ins, self.layer_multipliers)):
             table = 1.0 if j == 0 else 1.0 / fan_in  # Table 3's effective Adam LR of the weights
-            rates.append((table / multiplier, 1.0 / multiplier))
+            # Without biases the pair's second entry is the weights' own (no column of its own to scale).
+            rates.append((table / multiplier, 1.0 / multiplier if self.bias else table / multiplier))
         return tuple(rates)
 
     def initialize(self, init_scale: float, generator: torch.Generator, *, batch_shape: tuple[int, ...] = (),

@@ -606,12 +606,11 @@ class GradientDescent:
             pairs = [(rate, rate) for rate in model.learning_rate_multipliers]
         if all(weights == 1.0 and bias == 1.0 for weights, bias in pairs):
             return None
-        bias = bool(getattr(model, "bias", False))
         blocks = []
         for (out, inp), (weights, bias_rate) in zip(model.layer_shapes, pairs):
             block = torch.full((out, inp), weights, dtype=dtype)
-            if bias:
-                block[:, -1] = bias_rate  # a layer's bias is its last column
+            if bias_rate != weights:
+                block[:, -1] = bias_rate  # only a model with biases has a bias rate of its own: its last column
             blocks.append(block.reshape(-1))
         return torch.cat(blocks)
 
