@@ -236,11 +236,16 @@ def _plot(verdict, frame, out_stem: Path, title: str, step_rule: str) -> list[Pa
     if not views:
         return []
     outcomes = panel_outcomes(verdict)
-    columns = len(views)
-    fig = new_figure((3.6 * columns, 7.5))
-    axes = fig.subplots(2, columns, squeeze=False)
+    # One column per parametrization; per depth a row of loss curves and a row of fitted optima.
+    parametrizations = list(dict.fromkeys(name.split(",")[0] for name in views))
+    depths = list(dict.fromkeys(name.split(", ", 1)[1] for name in views))
+    fig = new_figure((4.2 * len(parametrizations), 3.4 * 2 * len(depths)))
+    axes = fig.subplots(2 * len(depths), len(parametrizations), squeeze=False)
     with quiet_plotting():
-        for j, (name, panel) in enumerate(views.items()):
+        for name, panel in views.items():
+            parametrization, depth = name.split(", ", 1)
+            column, row = parametrizations.index(parametrization), 2 * depths.index(depth)
+            top, bottom = axes[row][column], axes[row + 1][column]
             curves = _curves(panel, "train_loss")
             cmap = colormaps["viridis"]
             for i, (width, seeds) in enumerate(sorted(curves.items())):
@@ -249,22 +254,22 @@ def _plot(verdict, frame, out_stem: Path, title: str, step_rule: str) -> list[Pa
                 median = np.array([np.nanmedian([min(s.get(lr, math.nan), 1e30) for s in seeds.values()])
                                    for lr in lrs])
                 shown = np.isfinite(median)
-                axes[0][j].plot(np.array(lrs)[shown], median[shown], "o-", color=color, markersize=2.5,
-                                label=f"width {width:g}")
-            axes[0][j].set(xscale="log", yscale="log", xlabel="learning rate",
-                           ylabel="training loss (median over seeds)" if j == 0 else "")
-            axes[0][j].set_title(f"{name} ({outcomes.get(name, 'not judged')})", fontsize=8)
-            axes[0][j].legend(fontsize=6)
+                top.plot(np.array(lrs)[shown], median[shown], "o-", color=color, markersize=2.5,
+                         label=f"width {width:g}")
+            top.set(xscale="log", yscale="log", xlabel="learning rate",
+                    ylabel="training loss (median over seeds)" if column == 0 else "")
+            top.set_title(f"{name} ({outcomes.get(name, 'not judged')})", fontsize=8)
+            top.legend(fontsize=6)
             optima = _optima(panel, "train_loss")
             widths = sorted(optima)
-            draw_seed_means(axes[1][j], widths, [{s: 2.0 ** v for s, v in optima[w].items() if _finite(v)}
-                                                  for w in widths], log=True, color="#d62728",
-                            label="fitted optimum (mean of log2, 95% t)")
-            axes[1][j].set(xscale="log", yscale="log", xlabel="width",
-                           ylabel="best learning rate" if j == 0 else "")
+            draw_seed_means(bottom, widths, [{s: 2.0 ** v for s, v in optima[w].items() if _finite(v)}
+                                             for w in widths], log=True, color="#d62728",
+                            label="fitted optimum (geometric mean, 95% t)")
+            bottom.set(xscale="log", yscale="log", xlabel="width", ylabel="best learning rate" if column == 0 else "")
+            bottom.legend(fontsize=6)
             missing = sum(not _finite(v) for w in widths for v in optima[w].values())
             if missing:
-                axes[1][j].set_title(f"{missing} (seed, width) without an optimum", fontsize=7)
+                bottom.set_title(f"{missing} (seed, width) without an optimum", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     paths = save_figure(fig, out_stem, title)
     return paths + _plot_coordinates(frame, out_stem.with_name(out_stem.name + "_coordinates"), step_rule)
