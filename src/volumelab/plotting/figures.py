@@ -148,6 +148,10 @@ def log_axis(summary: "pd.DataFrame") -> bool:
     return bool(medians) and max(medians) > LOG_AXIS_SPAN * min(medians)
 
 
+#: Values above this are drawn at it on a log axis (matplotlib cannot lay out ticks up to 1e288).
+PLOT_VALUE_CAP = 1e30
+
+
 def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | None, out_stem: Path,
                x_log: bool = False, note: str = "", panel_order: list | None = None) -> list[Path]:
     """Draw the sweep and save ``<out_stem>.png`` and ``<out_stem>.pdf``.
@@ -177,6 +181,13 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     methods = list(dict.fromkeys(frame["method"]))
     methods.sort(key=lambda m: (row_kind(types[m]).extra, m))  # extra rows (e.g. chance) after the methods
     y_log = log_axis(summary)
+    clipped = False
+    if y_log and len(summary):
+        # A finite loss of 1e288 (a run past GD's stability edge that stayed finite) is beyond what a log axis can
+        # lay out: such values are drawn at the cap, and a note says so.
+        columns = ["median", "q25", "q75"]
+        clipped = bool((summary[columns] > PLOT_VALUE_CAP).any().any())
+        summary = summary.assign(**{c: summary[c].clip(upper=PLOT_VALUE_CAP) for c in columns})
     counted = False  # some point is labelled n/N
     for ax, panel_value in zip(axes[0], panels):
         part = summary[summary["panel"] == panel_value]
@@ -226,9 +237,14 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     heading = title + ("\n" + textwrap.fill(" ".join(note.split()), width=40 * len(panels) + 20) if note else "")
     fig.suptitle(heading, fontsize=10)
     bottom = 0.0
+    notes = []
     if counted:
-        fig.text(0.01, 0.01, "n/N: seeds with a loss / seeds (where some have none); open marker: fewer than half "
-                 "of the seeds have a loss (the median leaves out the others)", fontsize=6, color="#555555")
+        notes.append("n/N: seeds with a loss / seeds (where some have none); open marker: fewer than half of the "
+                     "seeds have a loss (the median leaves out the others)")
+    if clipped:
+        notes.append(f"losses above {PLOT_VALUE_CAP:.0e} are drawn at that value")
+    if notes:
+        fig.text(0.01, 0.01, "; ".join(notes), fontsize=6, color="#555555")
         bottom = 0.04
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return save_figure(fig, out_stem)

@@ -251,14 +251,17 @@ def _plot(verdict, frame, out_stem: Path, title: str, step_rule: str) -> list[Pa
             for i, (width, seeds) in enumerate(sorted(curves.items())):
                 color = cmap(0.8 * i / max(1, len(curves) - 1))
                 lrs = sorted({lr for losses in seeds.values() for lr in losses})
-                median = np.array([np.nanmedian([min(s.get(lr, math.nan), 1e30) for s in seeds.values()])
-                                   for lr in lrs])
+                # As the fit counts them: a loss above the seed's loss at the smallest rate (or diverged) at it.
+                capped = [{lr: min(loss, losses.get(lrs[0], math.inf)) for lr, loss in losses.items()}
+                          for losses in seeds.values()]
+                median = np.array([np.nanmedian([c.get(lr, math.nan) for c in capped]) for lr in lrs])
                 shown = np.isfinite(median)
                 top.plot(np.array(lrs)[shown], median[shown], "o-", color=color, markersize=2.5,
                          label=f"width {width:g}")
             top.set(xscale="log", yscale="log", xlabel="learning rate",
                     ylabel="training loss (median over seeds)" if column == 0 else "")
-            top.set_title(f"{name} ({outcomes.get(name, 'not judged')})", fontsize=8)
+            top.set_title(f"{name} ({outcomes.get(name, 'not judged')}); above the least-trained loss: at it",
+                          fontsize=7)
             top.legend(fontsize=6)
             optima = _optima(panel, "train_loss")
             widths = sorted(optima)
