@@ -183,7 +183,7 @@ def plot_sweep(frame: "pd.DataFrame", *, title: str, x_name: str, panel: str | N
     y_log = log_axis(summary)
     clipped = False
     if y_log and len(summary):
-        # A finite loss of 1e288 (a run past GD's stability edge that stayed finite) is beyond what a log axis can
+        # A finite loss of 1e288 (a run past the stability edge that stayed finite) is beyond what a log axis can
         # lay out: such values are drawn at the cap, and a note says so.
         columns = ["median", "q25", "q75"]
         clipped = bool((summary[columns] > PLOT_VALUE_CAP).any().any())
