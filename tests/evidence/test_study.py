@@ -181,3 +181,12 @@ def test_where_keeps_one_arm_of_a_grid_field_with_its_flagged_runs():
     assert len(panel.where("width", 256).raw) == len(frame) and len(panel.where("width", 32).raw) == 0
     with pytest.raises(KeyError, match="no column 'depth'"):
         panel.where("depth", 2)
+
+
+def test_row_settings_read_the_grid_column_else_the_stored_config():
+    from volumelab.evidence import row_settings
+
+    frame = pd.DataFrame({"depth": [2.0, math.nan, None],
+                          "config": [{"model": {"depth": 9}}, {"model": {"depth": 3}}, {"problem": {}}]})
+    assert row_settings(frame, "depth", "model", "depth") == [2.0, 3, None]
+    assert row_settings(frame.drop(columns="depth"), "depth", "model", "depth") == [9, 3, None]

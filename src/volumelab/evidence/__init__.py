@@ -18,7 +18,8 @@ from .statistics import (
 )
 from .study import (
     COMBINATION_RULE, RESULTS_DIR_ATTR, SOUND_STATUSES, Endpoint, PanelData, PanelResult, Study, StudyVerdict, at_chance, combine, flagged_rows,
-    get_study, judge, panel_data, register_study, registered_studies, rule_changed, rule_history, split_panels, stale_results,
+    get_study, judge, panel_data, register_study, registered_studies, row_settings, rule_changed, rule_history,
+    split_panels, stale_results,
 )
 from .optimum import ParabolaOptimum, parabola_optimum
 from .trend import least_squares_slope, power_law_crossing, seed_slopes
@@ -26,7 +27,7 @@ from .trend import least_squares_slope, power_law_crossing, seed_slopes
 __all__ = [
     "ALPHA", "COMBINATION_RULE", "Decision", "Effect", "Endpoint", "FAILS", "HOLDS", "INCONCLUSIVE", "MIN_SEEDS",
     "PanelData", "PanelResult", "ParabolaOptimum", "RESULTS_DIR_ATTR", "Rule", "SOUND_STATUSES", "Study", "StudyVerdict", "at_chance", "combine", "decide", "decide_panels",
-    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data", "parabola_optimum",
+    "effect_interval", "flagged_rows", "get_study", "holm", "judge", "least_squares_slope", "panel_data", "parabola_optimum", "row_settings",
     "register_study", "registered_studies", "rule_changed", "rule_history", "power_law_crossing", "seed_slopes", "split_panels",
     "stale_results",
 ]

@@ -376,6 +376,19 @@ def _effects(endpoint: Endpoint, panel: PanelData) -> dict:
     return {int(seed): float(v) for seed, v in dict(values).items()}
 
 
+def row_settings(frame: "pd.DataFrame", column: str, section: str, key: str) -> list:
+    """Each row's setting: its ``column`` (a grid field's short name, e.g. ``depth``), else, where the grid does
+    not sweep it, the value in its stored ``config[section][key]`` (``None`` where neither has it)."""
+    own = list(frame[column]) if column in frame else [None] * len(frame)
+    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
+    values = []
+    for value, config in zip(own, configs):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            value = (config.get(section) or {}).get(key) if isinstance(config, dict) else None
+        values.append(value)
+    return values
+
+
 def panel_data(rows: "pd.DataFrame", name: str = "") -> PanelData:
     """``rows`` as an endpoint or a plot reads them: every metric of a flagged run left out, the rows as
     stored kept in ``raw``, the flagged runs listed."""

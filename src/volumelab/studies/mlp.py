@@ -128,7 +128,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, register_study, seed_slopes, split_panels,
+    Endpoint, PanelData, Rule, Study, StudyVerdict, at_chance, register_study, row_settings, seed_slopes,
+    split_panels,
 )
 from ..plotting.figures import draw_seed_means, new_figure, save_figure, seed_mean_interval
 
@@ -181,16 +182,8 @@ def _number(text: str, default: float) -> float:
         return default
 
 
-def _setting(frame: "pd.DataFrame", column: str, section: str, key: str) -> list:
-    """Each row's ``column`` (a grid coordinate), else its stored ``config[section][key]``."""
-    own = list(frame[column]) if column in frame else [None] * len(frame)
-    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
-    values = []
-    for value, config in zip(own, configs):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            value = (config.get(section) or {}).get(key) if isinstance(config, dict) else None
-        values.append(value)
-    return values
+#: Each row's grid coordinate, else its stored setting (:func:`volumelab.evidence.row_settings`).
+_setting = row_settings
 
 
 def depth_panels(frame: "pd.DataFrame") -> list[str]:

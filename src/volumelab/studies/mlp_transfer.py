@@ -40,7 +40,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..evidence import Endpoint, PanelData, Rule, Study, parabola_optimum, register_study, split_panels
+from ..evidence import Endpoint, PanelData, Rule, Study, parabola_optimum, register_study, row_settings, split_panels
 from ..errors import VolumelabError
 from ..plotting.figures import draw_seed_means, new_figure, save_figure
 from .mlp import panel_outcomes, quiet_plotting
@@ -69,18 +69,6 @@ def _finite(value) -> bool:
         return False
 
 
-def _settings(frame: "pd.DataFrame", column: str, section: str, key: str) -> list:
-    """Each row's ``column`` (a grid coordinate), else its stored ``config[section][key]``."""
-    own = list(frame[column]) if column in frame else [None] * len(frame)
-    configs = list(frame["config"]) if "config" in frame else [None] * len(frame)
-    out = []
-    for value, config in zip(own, configs):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            value = (config.get(section) or {}).get(key) if isinstance(config, dict) else None
-        out.append(value)
-    return out
-
-
 def _label(value) -> str:
     try:
         return f"{float(value):g}"
@@ -90,8 +78,8 @@ def _label(value) -> str:
 
 def transfer_panels(frame: "pd.DataFrame") -> list[str]:
     """``"<parametrization>, depth <d>"`` of every row."""
-    return [f"{p}, depth {_label(d)}" for p, d in zip(_settings(frame, "parametrization", "model", "parametrization"),
-                                                      _settings(frame, "depth", "model", "depth"))]
+    return [f"{p}, depth {_label(d)}" for p, d in zip(row_settings(frame, "parametrization", "model", "parametrization"),
+                                                      row_settings(frame, "depth", "model", "depth"))]
 
 
 def _curves(panel: PanelData, metric: str) -> dict[float, dict[int, dict[float, float]]]:
@@ -100,7 +88,7 @@ def _curves(panel: PanelData, metric: str) -> dict[float, dict[int, dict[float, 
     raw = panel.raw[panel.raw["method"] == method]
     losses = panel.frame.loc[raw.index, metric] if metric in panel.frame else [math.nan] * len(raw)
     curves: dict[float, dict[int, dict[float, float]]] = {}
-    for width, lr, seed, value in zip(_settings(raw, "width", "model", "width"), raw["x"], raw["seed"], losses):
+    for width, lr, seed, value in zip(row_settings(raw, "width", "model", "width"), raw["x"], raw["seed"], losses):
         loss = float(value) if _finite(value) else math.inf
         curves.setdefault(float(width), {}).setdefault(int(seed), {})[float(lr)] = loss
     return curves
@@ -293,12 +281,12 @@ def _plot_coordinates(frame, out_stem: Path, step_rule: str) -> list[Path]:
         return []
     problem_config = configs[0].get("problem") or {}
     model_config = configs[0].get("model") or {}
-    depths = sorted({int(d) for d in _settings(frame, "depth", "model", "depth") if _finite(d)})
+    depths = sorted({int(d) for d in row_settings(frame, "depth", "model", "depth") if _finite(d)})
     depth = 3 if 3 in depths else (depths[0] if depths else 3)
     problem = make_supervised(problem_config.get("data", "digits"), int(problem_config.get("train", 64)), seed=0,
                               loss=problem_config.get("loss", "squared"))
     lr = 0.05 if step_rule == "gd" else 0.01
-    parametrizations = list(dict.fromkeys(_settings(frame, "parametrization", "model", "parametrization")))
+    parametrizations = list(dict.fromkeys(row_settings(frame, "parametrization", "model", "parametrization")))
     fig = new_figure((3.8 * len(parametrizations), 6.5))
     axes = fig.subplots(2, len(parametrizations), squeeze=False, sharey="row")
     for j, parametrization in enumerate(parametrizations):
