@@ -21,6 +21,16 @@ with ``a_0 = prod_j (beta / lam_j)^(1/2) exp(-|delta|^2 / 2)`` and ``a_k = a_0 c
 ``a_0 z^(n/2) exp(sum_k d_k z^k)`` and ``z^(n/2 + k)`` is that of ``beta chi2_{n+2k}``). Every term
 is positive, so the sum is computed in log space without cancellation, and the truncation
 error after ``K`` terms is at most ``(1 - sum_{k<=K} a_k) P(chi2_{n+2K+2} <= x / beta)``.
+
+**A linear classifier's volume** (:func:`linear_classifier_log_volume`). A depth-1 MLP ``f(x) = <w, x>`` with
+the Gaussian prior ``w ~ N(0, s^2 I)`` classifies every training point correctly when every margin
+``m_i = y_i <w, x_i>`` is positive. The margins are jointly Gaussian, ``m ~ N(0, s^2 M M^T)`` with ``M`` the rows
+``y_i x_i``, so ``P(all m_i > 0)`` is a Gaussian orthant probability, by symmetry ``P(m <= 0)``: the normal CDF of
+``N(0, M M^T)`` at 0 (the scale ``s`` drops out), computed by Genz's quasi-Monte Carlo algorithm
+(``scipy.stats.multivariate_normal.cdf``). ``M M^T`` is singular when the points are linearly dependent: always
+when ``n`` exceeds the input dimension, and for standardized real data (the training inputs are centred, so they
+sum to 0 and ``M M^T`` has rank ``n - 1``); Genz's algorithm integrates over the covariance's range and is used
+as is (checked against Monte Carlo in the tests at both ranks).
 """
 
 from __future__ import annotations
@@ -30,9 +40,12 @@ import math
 import numpy as np
 
 from ..errors import VolumelabError
-from ..models import FactorizationModel
+from dataclasses import dataclass
 
-__all__ = ["depth1_quadratic_form", "quadratic_form_log_cdf"]
+from ..models import FactorizationModel, MLPModel
+
+__all__ = ["OrthantVolume", "depth1_quadratic_form", "linear_classifier_log_volume", "orthant_log_probability",
+           "quadratic_form_log_cdf"]
 
 
 def quadratic_form_log_cdf(weights, shifts, x: float, *, tolerance: float = 1e-12,
@@ -111,3 +124,84 @@ def depth1_quadratic_form(problem, model) -> tuple[np.ndarray, np.ndarray]:
         raise VolumelabError("the measurement matrices are linearly dependent: L_train has a constant part")
     c = v.T @ b
     return scale ** 2 * g / m, c / (scale * np.sqrt(g))
+
+
+@dataclass(frozen=True)
+class OrthantVolume:
+    """``log P(all margins > 0)`` from Genz's algorithm, with the spread of its independent repeats.
+
+    Attributes:
+        log_volume: Log of the mean of the repeats' probabilities.
+        log_volume_stderr: ``sd(P_r) / (sqrt(R) mean P_r)`` over the ``R`` repeats (each with its own random
+            lattice shift): Genz's own error, an independent estimate of the one its tolerance aims at.
+        repeats: ``R``.
+        method: How it was computed.
+    """
+
+    log_volume: float
+    log_volume_stderr: float
+    repeats: int
+    method: str = "Genz quasi-Monte Carlo (scipy.stats.multivariate_normal.cdf)"
+
+
+def orthant_log_probability(covariance, *, relative_error: float = 1e-3, repeats: int = 3,
+                            seed: int = 0) -> OrthantVolume:
+    """``log P(Z > 0)`` for ``Z ~ N(0, covariance)`` (equal to ``log P(Z <= 0)``), by Genz's algorithm.
+
+    A first pass at the default tolerance sizes the probability ``p``; each of ``repeats`` passes then asks for
+    an absolute error of ``relative_error * p`` (scipy's ``abseps``; its ``releps`` is not used by its
+    algorithm), with up to ``10^5`` points per dimension.
+
+    Args:
+        covariance: ``(n, n)`` symmetric positive semi-definite, ``n >= 2``.
+        relative_error: The target error of each pass relative to ``p`` (about 3 of Genz's standard errors).
+        repeats: Independent passes (their spread is the reported standard error).
+        seed: Seed of the passes' lattice shifts.
+    """
+    from scipy.stats import multivariate_normal
+
+    sigma = np.asarray(covariance, dtype=float)
+    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1] or sigma.shape[0] < 2:
+        raise VolumelabError(f"the covariance must be a square matrix of size at least 2, got shape {sigma.shape}")
+    if not (np.all(np.isfinite(sigma)) and np.allclose(sigma, sigma.T, rtol=1e-12, atol=0)):
+        raise VolumelabError("the covariance must be finite and symmetric")
+    if not (0 < relative_error < 1) or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise VolumelabError(f"relative_error must be in (0, 1) and repeats an integer >= 2, got {relative_error!r} "
+                             f"and {repeats!r}")
+    n = sigma.shape[0]
+    zeros = np.zeros(n)
+    generator = np.random.default_rng(seed)
+    rough = float(multivariate_normal.cdf(zeros, cov=sigma, allow_singular=True, abseps=1e-6 * 2.0 ** -n,
+                                          maxpts=10_000 * n, rng=generator))
+    if not rough > 0:
+        raise VolumelabError(f"the orthant probability is below Genz's resolution ({rough:g} at n = {n}): the "
+                             "margins may have no common positive solution")
+    values = np.array([multivariate_normal.cdf(zeros, cov=sigma, allow_singular=True, abseps=relative_error * rough,
+                                               maxpts=100_000 * n, rng=generator) for _ in range(repeats)])
+    mean = float(values.mean())
+    return OrthantVolume(math.log(mean), float(values.std(ddof=1) / math.sqrt(repeats) / mean), repeats)
+
+
+def linear_classifier_log_volume(problem, model, **options) -> OrthantVolume:
+    """``log P(every training point classified correctly)`` for a depth-1 MLP under its Gaussian prior.
+
+    The margins' covariance is ``M M^T`` with rows ``y_i x_i`` (with ``bias=True``, ``x_i`` with a trailing 1:
+    the bias has the other weights' prior scale), so the volume is :func:`orthant_log_probability` of it (the
+    module docstring). ``options`` go to :func:`orthant_log_probability`.
+
+    Args:
+        problem: A supervised classification problem (labels -1 and +1).
+        model: A depth-1 :class:`~volumelab.models.MLPModel` with the Gaussian prior of mean 0.
+    """
+    if not isinstance(model, MLPModel) or model.depth != 1 or model.prior != "gaussian" or model.weight_mean:
+        raise VolumelabError("the orthant volume needs a depth-1 MLP (a linear classifier) with the Gaussian prior "
+                             "of mean 0")
+    if getattr(problem, "task", None) != "supervised" or problem.loss != "logistic":
+        raise VolumelabError("the orthant volume needs a supervised classification problem (labels -1 and +1)")
+    if problem.num_train < 2:
+        raise VolumelabError(f"the orthant volume needs at least 2 training points, got {problem.num_train}")
+    inputs = problem.X_train.double().numpy()
+    if model.bias:
+        inputs = np.concatenate([inputs, np.ones((inputs.shape[0], 1))], axis=1)
+    rows = problem.y_train.double().numpy()[:, None] * inputs
+    return orthant_log_probability(rows @ rows.T, **options)
