@@ -149,3 +149,23 @@ def test_orthant_volume_refuses_what_it_cannot_compute():
         orthant_log_probability([[1.0, 0.5], [0.2, 1.0]])
     with pytest.raises(VolumelabError, match="repeats"):
         orthant_log_probability(np.eye(3), repeats=1)
+
+
+def test_the_series_matches_the_small_ball_limit_down_to_minus_100():
+    """The depth-1 sensing problem of the subset tests (5 x 5, 10 measurements) at eps with log P near -70 and
+    -100, where no chi-square reference applies (unequal weights, shifts). For small x the set
+    ``sum_j w_j (z_j + d_j)^2 <= x`` is an ellipsoid of radius at most ``r = sqrt(x / min w)`` around ``-d``, of
+    volume ``pi^(n/2) x^(n/2) / (Gamma(n/2 + 1) prod sqrt(w_j))``, on which ``log phi(z)`` is within
+    ``r |d| + r^2 / 2`` of ``log phi(-d)``: the series must lie within that bound of the log of volume times
+    density."""
+    problem = vl.make_sensing(5, 5, 1, 10, seed=0)
+    weights, shifts = depth1_quadratic_form(problem, vl.FactorizationModel(5, 5, 5, 1))
+    n = weights.size
+    for x, target in ((8.9e-8, -70.0), (2.2e-10, -100.0)):
+        got = quadratic_form_log_cdf(weights, shifts, x)
+        leading = (0.5 * n * math.log(math.pi * x) - math.lgamma(0.5 * n + 1) - 0.5 * float(np.log(weights).sum())
+                   - 0.5 * n * math.log(2 * math.pi) - 0.5 * float(shifts @ shifts))
+        radius = math.sqrt(x / weights.min())
+        bound = radius * float(np.linalg.norm(shifts)) + radius ** 2 / 2
+        assert abs(got - leading) <= bound + 1e-9, (x, got, leading, bound)
+        assert bound < 1e-2 and abs(got - target) < 0.05

@@ -191,3 +191,21 @@ def test_gradient_factors_are_each_inputs_gradient_as_outer_products(parametriza
             products = gradient[run].unsqueeze(-1) * layer_inputs.unsqueeze(-2)
             scale = float(expected.abs().max())
             torch.testing.assert_close(products, expected, rtol=1e-12, atol=1e-14 * scale)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("parametrization, bias", [("standard", False), ("ntk", True), ("mup", False),
+                                                   ("standard", True)])
+def test_last_layer_features_times_the_readout_are_the_outputs(depth, parametrization, bias):
+    """``W_d @ last_layer_features`` equals :meth:`forward` on a batch of 5 draws (float64, to rounding), and the
+    features do not depend on ``W_d``."""
+    model = MLPModel(3, 4, depth, activation="tanh", parametrization=parametrization, bias=bias)
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn((5, out, inp), generator=generator, dtype=torch.float64) for out, inp in model.layer_shapes]
+    inputs = torch.randn(7, 3, generator=generator, dtype=torch.float64)
+    features = model.last_layer_features(weights, inputs)
+    assert features.shape == (5, model.layer_shapes[-1][1], 7)
+    outputs = torch.matmul(weights[-1], features).squeeze(-2)
+    assert torch.allclose(outputs, model.forward(weights, inputs), rtol=1e-12, atol=1e-12)
+    other = weights[:-1] + [torch.randn_like(weights[-1])]
+    assert torch.equal(model.last_layer_features(other, inputs), features)

@@ -312,6 +312,28 @@ class MLPModel(LayeredModel):
         return self.propagate(first, weights, multiply=lambda j, layer, act: self._affine(layer, act, multipliers[j]),
                               pre=pre, post=post).squeeze(-2)
 
+    def last_layer_features(self, weights: Sequence[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """What the stored readout ``W_d`` multiplies: ``f = W_d @ features`` on every input, ``(..., in_d, N)``.
+
+        ``features = m_d [sigma(a_{d-1}); 1]`` (the ``1`` row with ``bias=True``; ``X^T`` in place of
+        ``sigma(a_{d-1})`` at depth 1): given the other layers, ``f`` is linear in ``W_d``, so the readouts that
+        classify every training point correctly form a polyhedral cone (subset simulation's exact readout move).
+
+        Args:
+            weights: ``W_1, ..., W_d`` as for :meth:`forward` (``W_d`` is not used).
+            inputs: ``(N, in_features)``.
+        """
+        if self.depth == 1:
+            activated = inputs.transpose(-1, -2).expand(*weights[0].shape[:-2], -1, -1)
+        else:
+            post: list[torch.Tensor] = []
+            self.forward(weights, inputs, post=post)
+            activated = post[-1]
+        if self.bias:
+            activated = torch.cat([activated, torch.ones_like(activated[..., :1, :])], -2)
+        multiplier = self.layer_multipliers[-1]
+        return activated if multiplier == 1.0 else activated * multiplier
+
     def _affine(self, layer: torch.Tensor, activated: torch.Tensor, multiplier: float) -> torch.Tensor:
         """``m (W a + b)``: the layer (its last column the bias, with ``bias=True``) on inputs ``a (..., in, N)``."""
         if self.bias:

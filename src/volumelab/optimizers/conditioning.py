@@ -128,7 +128,11 @@ class OutputScorer:
         self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS and accept == "train_loss"
 
     def _scores(self, layers, tensors) -> torch.Tensor:
-        outputs = self.model.outputs(layers, tensors).to(torch.float64)
+        return self.scores_from_outputs(self.model.outputs(layers, tensors))
+
+    def scores_from_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Scores ``(rows, n)`` float64 of the model's outputs ``(n, N)`` on the task's inputs (train, then test)."""
+        outputs = outputs.to(torch.float64)
         train, gen = self.exact.losses(outputs)
         extra = self.exact.extra_metrics(outputs)
         return torch.stack([train, gen, *(extra[name] for name in self.metric_names)])

@@ -27,6 +27,13 @@ replicates use the pilot's steps, fixed, so their kernels are not adaptive. Meas
 at the paper's depth setting (``benchmarks/subset_efficiency.py``) it gives several
 times the effective sample size per second of the slice kernel.
 
+**The exact readout kernel** (``"pcn-exact"``, :class:`ExactReadout`) follows each pCN step with an exact move
+of an MLP's readout when the run conditions on the training error: with the hidden layers fixed the outputs are
+linear in the readout, the readouts with fewer than ``eps_j n`` training errors are a union of polyhedral cones,
+and the angles on the ellipse ``u cos t + nu sin t`` that stay inside are arcs in closed form, so ``t`` is drawn
+uniformly on them with no rejection (analytic elliptical slice sampling, Gessner, Kanjilal & Hennig 2020). A
+step costs two evaluations (the pCN proposal's, and the hidden features of the new state on every input).
+
 **Moves per state.** At the ladder's levels each chain records a state every ``moves``
 kernel steps (5 by default). With one step per state a level's population stays close
 to its seeds, and after a few levels each replicate descends from a handful of
@@ -96,8 +103,8 @@ from .base import Metric, ResultSchema, RunningMoments, RunResult, format_value
 from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finite, conditional_lines, \
     register_estimator, scorer_for
 
-__all__ = ["KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck", "elliptical_slice_step",
-           "split_rhat", "subset_simulation"]
+__all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck", "elliptical_slice_step",
+           "feasible_arcs", "split_rhat", "subset_simulation", "uniform_on_arcs"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
 #: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
@@ -115,8 +122,11 @@ PCN_TARGET_ACCEPTANCE = 0.3
 PCN_MIN_STEP, PCN_MAX_STEP = 1e-4, 1.0
 #: Ladder levels the pilot may take (p0 = 0.1: log P down to about -460).
 MAX_LEVELS = 200
-#: The Markov kernels: elliptical slice sampling (no step size) or pCN (step adapted by the pilot).
-KERNELS = ("slice", "pcn")
+#: The Markov kernels: elliptical slice sampling (no step size), pCN (step adapted by the pilot), or pCN
+#: followed by an exact move of an MLP's readout (:class:`ExactReadout`).
+KERNELS = ("slice", "pcn", "pcn-exact")
+#: The kernels whose step is pCN's (adapted by the pilot).
+PCN_KERNELS = ("pcn", "pcn-exact")
 
 
 class LatentPrior:
@@ -252,6 +262,127 @@ def pcn_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: floa
     return new_latent, new_scores, list(counts), torch.bincount(owner[inside], minlength=runs).tolist()
 
 
+def feasible_arcs(current: torch.Tensor, direction: torch.Tensor,
+                  max_errors: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The angles ``t`` on each chain's ellipse where at most ``max_errors`` margins are ``<= 0``, as arcs.
+
+    Margin ``i`` along the ellipse ``z cos t + nu sin t`` is ``P_i cos t + Q_i sin t = R_i cos(t - phi_i)``
+    with ``P_i = <a_i, z>``, ``Q_i = <a_i, nu>``, ``phi_i = atan2(Q_i, P_i)``: positive exactly on the
+    half-circle ``|t - phi_i| < pi/2``. It turns non-positive at ``phi_i + pi/2`` (one error more) and
+    positive at ``phi_i - pi/2`` (one fewer); a margin with ``P_i = Q_i = 0`` is an error at every angle.
+    Sorting the ``2 n`` crossings cuts ``[0, 2 pi)`` into ``2 n + 1`` arcs, each with a constant error
+    count: the count at ``t = 0`` (the current state) plus the crossings before the arc.
+
+    Args:
+        current: ``P``, the margins' directions applied to the current states, ``(chains, n)``.
+        direction: ``Q``, applied to the fresh directions, ``(chains, n)``.
+        max_errors: The most errors allowed (an int, or one per chain).
+
+    Returns:
+        ``(starts, lengths, feasible)``, each ``(chains, 2 n + 1)``: every arc's first angle, its length and
+        whether its error count is at most ``max_errors``.
+    """
+    phase = torch.atan2(direction, current)
+    two_pi = 2 * math.pi
+    crossings = torch.cat([torch.remainder(phase + math.pi / 2, two_pi), torch.remainder(phase - math.pi / 2, two_pi)],
+                          1)
+    degenerate = ((current == 0) & (direction == 0)).to(current.dtype)
+    ones = torch.ones_like(current)
+    changes = torch.cat([ones - degenerate, degenerate - ones], 1)
+    ordered, order = torch.sort(crossings, 1)
+    errors = (current <= 0).sum(1, keepdim=True).to(current.dtype)
+    counts = torch.cat([errors, errors + torch.cumsum(torch.gather(changes, 1, order), 1)], 1)
+    edges = torch.cat([torch.zeros_like(errors), ordered, torch.full_like(errors, two_pi)], 1)
+    limit = torch.as_tensor(max_errors, dtype=current.dtype, device=current.device).reshape(-1, 1)
+    # Rounding may leave a count a hair off an integer: compare with half a unit of slack.
+    return edges[:, :-1], edges[:, 1:] - edges[:, :-1], counts <= limit + 0.5
+
+
+def uniform_on_arcs(starts: torch.Tensor, lengths: torch.Tensor, feasible: torch.Tensor,
+                    uniforms: torch.Tensor) -> torch.Tensor:
+    """An angle uniform on each chain's feasible arcs, from ``uniforms`` on ``[0, 1)`` ``(chains,)``: the
+    ``u``-quantile of the feasible length, laid end to end."""
+    kept = torch.where(feasible, lengths, torch.zeros_like(lengths))
+    cumulative = torch.cumsum(kept, 1)
+    target = uniforms * cumulative[:, -1]
+    index = torch.searchsorted(cumulative, target[:, None], right=True).clamp_(max=kept.shape[1] - 1)
+    before = torch.gather(cumulative - kept, 1, index)[:, 0]
+    angle = torch.gather(starts, 1, index)[:, 0] + (target - before)
+    end = torch.gather(starts + lengths, 1, index)[:, 0]
+    return torch.minimum(angle, end)
+
+
+class ExactReadout:
+    """Analytic elliptical slice moves of an MLP's readout, the other layers fixed (Gessner, Kanjilal & Hennig
+    2020, for the prior restricted to linear constraints; here to at most ``K`` violated ones).
+
+    With the hidden layers fixed, the outputs are linear in the readout's latent ``u`` (``f = s u^T F``,
+    ``F`` the :meth:`~volumelab.models.MLPModel.last_layer_features`, ``s`` its prior scale), so the training
+    error is the count of the margins ``y_i <u, F_i>`` that are ``<= 0``. Along the ellipse
+    ``u cos t + nu sin t`` (``nu`` a fresh prior draw) the angles where fewer than ``threshold * n`` of them
+    are errors are a union of arcs in closed form (:func:`feasible_arcs`); the move draws ``t`` uniformly on
+    it, with no rejection. It is the elliptical slice sampler's exact limit: given the ellipse (an orbit of
+    the rotation ``(u, nu) -> (u cos t + nu sin t, nu cos t - u sin t)``, which keeps the joint Gaussian law
+    of ``(u, nu)``), the restricted prior's conditional on the orbit is uniform on the feasible angles, so the
+    move leaves the restricted prior invariant. One model evaluation per move (the hidden features on every
+    input, train and test, for the new state's scores).
+    """
+
+    def __init__(self, prior: LatentPrior, scorer, accept_row: int) -> None:
+        model = prior.model
+        out, inp = prior.shapes[-1]
+        self.prior, self.scorer, self.accept_row = prior, scorer, accept_row
+        self.offset, self.size = prior.size - out * inp, out * inp
+        tensors = scorer.exact
+        self.inputs, self.num_train = tensors.inputs, tensors.num_train
+        self.labels = tensors.targets[:tensors.num_train]
+        self.model = model
+
+    @staticmethod
+    def mismatch(model, accept: str, scorer) -> str | None:
+        """Why the exact readout move does not apply, or ``None``."""
+        if accept != "train_error":
+            return (f"the exact readout kernel conditions on the training error (accept='train_error'): with "
+                    f"accept={accept!r} the feasible readouts are not a union of polyhedral cones")
+        if not hasattr(model, "last_layer_features") or not hasattr(scorer, "scores_from_outputs"):
+            return "the exact readout kernel needs an MLP on a supervised classification task"
+        if model.prior != "gaussian" or model.weight_mean:
+            return (f"the exact readout kernel needs the Gaussian prior of mean 0 (the readout's latent is then "
+                    f"linear in the outputs), got the {model.prior} prior")
+        return None
+
+    def step(self, latent: torch.Tensor, scores: torch.Tensor, counts, threshold: float,
+             generators) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+        """One exact move of every chain's readout; runs concatenated as in :func:`elliptical_slice_step`.
+
+        Returns:
+            ``(latent, scores, evaluations, kept)``, the last two per run; ``kept`` counts chains left where
+            they were because the new state's float64 scores put it on the constraint's boundary (rounding).
+        """
+        runs, device, dtype = len(counts), latent.device, latent.dtype
+        owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
+        features = self.model.last_layer_features(self.prior.layers(latent), self.inputs)  # (chains, in_d, N)
+        train = features[..., :self.num_train] * self.labels  # the margins' directions a_i as columns
+        readout = latent[:, self.offset:]
+        direction = _normals(generators, counts, self.size, dtype, device)
+        current = torch.einsum("ci,cin->cn", readout, train)
+        along = torch.einsum("ci,cin->cn", direction, train)
+        grid = torch.arange(self.num_train + 1, dtype=torch.float64, device=device) / self.num_train
+        max_errors = int((grid < threshold).sum()) - 1  # the train_error row is count / n
+        arcs = feasible_arcs(current, along, max_errors)
+        angle = uniform_on_arcs(*arcs, _uniforms(generators, counts, dtype, device))
+        moved = readout * angle.cos()[:, None] + direction * angle.sin()[:, None]
+        layer = self.model.prior_from_normal(moved.reshape(-1, *self.prior.shapes[-1]), len(self.prior.shapes) - 1)
+        outputs = torch.matmul(layer, features).squeeze(-2)
+        proposed = self.scorer.scores_from_outputs(outputs)
+        inside = proposed[self.accept_row] < threshold
+        new_latent = latent.clone()
+        new_latent[inside, self.offset:] = moved[inside]
+        new_scores = torch.where(inside[None, :], proposed, scores)
+        kept = torch.bincount(owner[~inside], minlength=runs).tolist()
+        return new_latent, new_scores, list(counts), kept
+
+
 def split_rhat(chains) -> float | None:
     """Split-R-hat of chains of draws (Gelman et al., BDA3, eq. 11.4, each chain split in halves).
 
@@ -307,9 +438,11 @@ class _Sampler:
     #: States scored in one call at most (memory of an MLP's activations on every input).
     CHUNK = 8192
 
-    def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check, bar=None) -> None:
+    def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check, bar=None,
+                 exact: ExactReadout | None = None) -> None:
         self.prior, self.scorer, self.accept_row, self.device, self.check = prior, scorer, accept_row, device, check
         self.bar = bar
+        self.exact = exact
 
     def score(self, latent: torch.Tensor) -> torch.Tensor:
         parts = [self.scorer(self.prior.draws(latent[start:start + self.CHUNK]))
@@ -387,6 +520,13 @@ class _Sampler:
                         step = min(PCN_MAX_STEP, max(PCN_MIN_STEP, step * math.exp(rate - PCN_TARGET_ACCEPTANCE)))
                 used = [a + b for a, b in zip(used, used_now)]
                 stuck_now = [a + b for a, b in zip(stuck_now, still)]
+                if self.exact is not None:
+                    latent, scores, used_now, _ = self.exact.step(latent, scores, sizes, threshold,
+                                                                  [generators[r] for r in live])
+                    self.check(scores)
+                    if self.bar is not None:
+                        self.bar.update(latent.shape[0])
+                    used = [a + b for a, b in zip(used, used_now)]
             offset = 0
             for i, r in enumerate(live):
                 count = active[r]
@@ -432,7 +572,7 @@ def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: in
     evaluations = population
     ladder: list[float] = []
     steps: list[float | None] = []
-    step = PCN_INITIAL_STEP if kernel == "pcn" else None
+    step = PCN_INITIAL_STEP if kernel in PCN_KERNELS else None
     log_volume = 0.0
     row = sampler.accept_row
     while True:
@@ -549,7 +689,9 @@ def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_name
 def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row,
          threshold) -> RunResult:
     replicates, population = optimizer.replicates, optimizer.population
-    sampler = _Sampler(LatentPrior(model), scorer, accept_row, device, check, bar)
+    prior = LatentPrior(model)
+    exact = ExactReadout(prior, scorer, accept_row) if optimizer.kernel == "pcn-exact" else None
+    sampler = _Sampler(prior, scorer, accept_row, device, check, bar, exact)
     start = time.perf_counter()
     pilot_share = budget // (replicates + 1)
     if pilot_share < population:
@@ -813,8 +955,10 @@ class SubsetGuessCheck(ConditionalEstimator):
         population: States per level and replicate.
         level_fraction: Share of a level's population below the next threshold of the adaptive ladder (``p0``).
         replicates: Independent descents of the ladder; the standard errors are their spread.
-        kernel: ``"slice"`` (elliptical slice sampling, no step size) or ``"pcn"`` (preconditioned
-            Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot).
+        kernel: ``"slice"`` (elliptical slice sampling, no step size), ``"pcn"`` (preconditioned
+            Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot) or ``"pcn-exact"``
+            (pCN, then an exact move of an MLP's readout: :class:`ExactReadout`; Gaussian prior and
+            ``accept="train_error"`` only; two evaluations per move).
         moves: Kernel steps between the recorded states of a chain at the ladder's levels (1: every step
             is recorded); more decorrelate each level's population from its seeds at that many times the cost.
     """
@@ -825,8 +969,9 @@ class SubsetGuessCheck(ConditionalEstimator):
     replicates: int = setting(8, minimum=2,
                               doc="Independent descents of the ladder; the standard errors are their spread.")
     kernel: str = setting("pcn", choices=KERNELS,
-                          doc="Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run) or "
-                              "elliptical slice sampling.")
+                          doc="Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run), "
+                              "elliptical slice sampling, or pCN followed by an exact move of an MLP's readout "
+                              "inside the training constraint (pcn-exact: Gaussian prior, --accept train_error).")
     moves: int = setting(5, minimum=1,
                          doc="Kernel steps between the recorded states of a chain at the ladder's levels.")
 
@@ -859,6 +1004,10 @@ class SubsetGuessCheck(ConditionalEstimator):
         device = resolve_device(self.device)
         threshold = self.threshold(problem)
         scorer = scorer_for(model, problem, device, threshold, self.accept)
+        if self.kernel == "pcn-exact":
+            reason = ExactReadout.mismatch(model, self.accept, scorer)
+            if reason:
+                raise OptimizerError(reason)
         names = ("train_loss", "gen_loss", *scorer.metric_names)
         return subset_simulation(self, model, budget, seed, scorer, names, device,
                                  lambda losses: check_finite(losses, model), threshold=threshold)
