@@ -103,8 +103,8 @@ from .base import Metric, ResultSchema, RunningMoments, RunResult, format_value
 from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finite, conditional_lines, \
     register_estimator, scorer_for
 
-__all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck", "elliptical_slice_step",
-           "feasible_arcs", "split_rhat", "subset_simulation", "uniform_on_arcs"]
+__all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck",
+           "elliptical_slice_step", "feasible_arcs", "split_rhat", "subset_simulation", "uniform_on_arcs"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
 #: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
@@ -362,11 +362,11 @@ class ExactReadout:
         runs, device, dtype = len(counts), latent.device, latent.dtype
         owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
         features = self.model.last_layer_features(self.prior.layers(latent), self.inputs)  # (chains, in_d, N)
-        train = features[..., :self.num_train] * self.labels  # the margins' directions a_i as columns
+        train = features[..., :self.num_train]  # the margins' directions a_i are these columns times y_i
         readout = latent[:, self.offset:]
         direction = _normals(generators, counts, self.size, dtype, device)
-        current = torch.einsum("ci,cin->cn", readout, train)
-        along = torch.einsum("ci,cin->cn", direction, train)
+        current = torch.matmul(readout[:, None, :], train).squeeze(1) * self.labels
+        along = torch.matmul(direction[:, None, :], train).squeeze(1) * self.labels
         grid = torch.arange(self.num_train + 1, dtype=torch.float64, device=device) / self.num_train
         max_errors = int((grid < threshold).sum()) - 1  # the train_error row is count / n
         arcs = feasible_arcs(current, along, max_errors)
@@ -474,7 +474,8 @@ class _Sampler:
 
         The kernel is the elliptical slice step, or with a ``step`` the pCN step of that
         size; with ``adapt`` (the pilot) the pCN step is multiplied by
-        ``exp(acceptance - PCN_TARGET_ACCEPTANCE)`` after every step. With ``targets``,
+        ``exp(acceptance - PCN_TARGET_ACCEPTANCE)`` after every step. With the sampler's ``exact`` readout move
+        (kernel ``"pcn-exact"``) every step is followed by it (its evaluations count with the step's). With ``targets``,
         each recorded state is ``thin`` kernel steps after the previous one of its chain.
 
         Returns ``(runs, step)``: per run ``(latent, scores, evaluations, moves, stuck,
