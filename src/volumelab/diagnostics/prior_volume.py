@@ -43,6 +43,7 @@ from ..errors import VolumelabError
 from dataclasses import dataclass
 
 from ..models import FactorizationModel, MLPModel
+from ..problems.supervised import SupervisedProblem
 
 __all__ = ["OrthantVolume", "depth1_quadratic_form", "linear_classifier_log_volume", "orthant_log_probability",
            "quadratic_form_log_cdf"]
@@ -196,7 +197,7 @@ def linear_classifier_log_volume(problem, model, **options) -> OrthantVolume:
     if not isinstance(model, MLPModel) or model.depth != 1 or model.prior != "gaussian" or model.weight_mean:
         raise VolumelabError("the orthant volume needs a depth-1 MLP (a linear classifier) with the Gaussian prior "
                              "of mean 0")
-    if getattr(problem, "task", None) != "supervised" or problem.loss != "logistic":
+    if not isinstance(problem, SupervisedProblem) or problem.loss != "logistic":
         raise VolumelabError("the orthant volume needs a supervised classification problem (labels -1 and +1)")
     if problem.num_train < 2:
         raise VolumelabError(f"the orthant volume needs at least 2 training points, got {problem.num_train}")

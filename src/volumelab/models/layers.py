@@ -78,11 +78,15 @@ class Capabilities:
             a layer is an outer product ``g a^T``: :meth:`LayeredModel.gradient_factors` gives
             ``g`` and ``a`` of every input, from which NGD forms ``J J^T`` and ``J^T v`` without
             the per-example Jacobian.
+        linear_readout: Given the other layers, the output is linear in the last stored layer ``W_d``:
+            ``f = W_d @ F`` with ``F`` from :meth:`LayeredModel.last_layer_features` (subset simulation's exact
+            readout move).
     """
 
     matrix_product: bool = False
     closed_form_chance: bool = False
     outer_product_gradients: bool = False
+    linear_readout: bool = False
 
 
 class LayeredModel:
@@ -178,6 +182,10 @@ class LayeredModel:
         """The outputs at ``inputs`` and every layer's per-input gradient as an outer product, for a family with
         ``capabilities.outer_product_gradients`` (:meth:`MLPModel.gradient_factors`)."""
         raise ModelError(f"a {self.family} model's per-input gradients are not outer products of layer factors")
+
+    def last_layer_features(self, weights, inputs) -> torch.Tensor:
+        """What the last stored layer multiplies, for a family with ``capabilities.linear_readout``."""
+        raise ModelError(f"a {self.family} model's output is not a readout of features")
 
     def chance_gen_loss(self, problem) -> float:
         """The prior's expected ``L_gen`` in closed form, for a family with ``capabilities.closed_form_chance``."""

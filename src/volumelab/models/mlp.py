@@ -133,7 +133,7 @@ class MLPModel(LayeredModel):
         return (self.abs_a, self.abs_b)
 
     family = "mlp"
-    capabilities = Capabilities(outer_product_gradients=True)
+    capabilities = Capabilities(outer_product_gradients=True, linear_readout=True)
     #: Draws per G&C randomness block. Fixed, because a draw's memory is its activations
     #: on every input (width x points), which the model does not know: 128 draws of width
     #: 160 on 1,500 points take about 120 MiB in float32.

@@ -344,8 +344,9 @@ class ExactReadout:
         if accept != "train_error":
             return (f"the exact readout kernel conditions on the training error (accept='train_error'): with "
                     f"accept={accept!r} the feasible readouts are not a union of polyhedral cones")
-        if not hasattr(model, "last_layer_features") or not hasattr(scorer, "scores_from_outputs"):
-            return "the exact readout kernel needs an MLP on a supervised classification task"
+        if not model.capabilities.linear_readout:
+            return (f"the exact readout kernel needs a model whose output is linear in its last layer (an MLP), "
+                    f"not a {model.family} model")
         if model.prior != "gaussian" or model.weight_mean:
             return (f"the exact readout kernel needs the Gaussian prior of mean 0 (the readout's latent is then "
                     f"linear in the outputs), got the {model.prior} prior")
