@@ -137,3 +137,17 @@ def test_the_exact_kernel_refuses_what_it_cannot_move():
     with pytest.raises(OptimizerError):
         vl.GuessCheck(eps=0.1, method="subset", kernel="pcn-exact").run(sensing, vl.FactorizationModel(4, 4, 3, 2),
                                                                          10_000, seed=0)
+
+
+def test_the_exact_kernel_gives_the_same_result_whatever_the_workers():
+    """Same seed, same numbers with 1 or 2 worker threads (the replicates' groups); another seed differs. Every
+    state at eps has no training error."""
+    problem = vl.make_supervised("digits", 10, seed=0, classes=(1, 7), num_test=40)
+    model = vl.MLPModel(problem.num_features, 4, 2)
+    runs = [vl.GuessCheck(eps=0, accept="train_error", method="subset", kernel="pcn-exact", population=100,
+                          workers=workers).run(problem, model, 40_000, seed=2) for workers in (1, 2)]
+    assert runs[0].status in ("ok", "not_mixed") and runs[0]["train_error"] == 0.0
+    assert runs[0].metrics == runs[1].metrics and runs[0].standard_errors == runs[1].standard_errors
+    other = vl.GuessCheck(eps=0, accept="train_error", method="subset", kernel="pcn-exact", population=100).run(
+        problem, model, 40_000, seed=3)
+    assert other["log_volume"] != runs[0]["log_volume"]
