@@ -151,3 +151,26 @@ def test_the_exact_kernel_gives_the_same_result_whatever_the_workers():
     other = vl.GuessCheck(eps=0, accept="train_error", method="subset", kernel="pcn-exact", population=100).run(
         problem, model, 40_000, seed=3)
     assert other["log_volume"] != runs[0]["log_volume"]
+
+
+def test_the_exact_move_does_not_depend_on_its_chunks(monkeypatch):
+    """Moving 50 chains of a depth-2 MLP in chunks of 7 gives exactly the states and scores of one pass."""
+    from volumelab.optimizers.conditioning import OutputScorer
+    from volumelab.optimizers.subset import ExactReadout, LatentPrior
+
+    problem = vl.make_supervised("digits", 12, seed=0, classes=(3, 8), num_test=30)
+    model = vl.MLPModel(problem.num_features, 5, 2, activation="tanh")
+    scorer = OutputScorer(model, problem, torch.device("cpu"), 0.5, accept="train_error")
+    prior = LatentPrior(model)
+    latent = torch.randn(400, prior.size, generator=make_generator(0, "test-chunks"), dtype=torch.float64)
+    scores = scorer(prior.layers(latent))
+    inside = scores[2] < 0.5
+    latent, scores = latent[inside][:50], scores[:, inside][:, :50]
+    assert latent.shape[0] == 50
+    one = ExactReadout(prior, scorer, 2).step(latent, scores, [30, 20], 0.5,
+                                              [make_generator(r, "test-chunk-moves") for r in range(2)])
+    monkeypatch.setattr(ExactReadout, "CHUNK", 7)
+    chunked = ExactReadout(prior, scorer, 2).step(latent, scores, [30, 20], 0.5,
+                                                  [make_generator(r, "test-chunk-moves") for r in range(2)])
+    assert torch.equal(one[0], chunked[0]) and torch.equal(one[1], chunked[1]) and one[2:] == chunked[2:]
+    assert not torch.equal(one[0], latent) and bool((one[1][2] < 0.5).all())

@@ -328,6 +328,9 @@ class ExactReadout:
     input, train and test, for the new state's scores).
     """
 
+    #: Chains moved in one pass at most (memory of the hidden features on every input), as :class:`_Sampler`.
+    CHUNK = 8192
+
     def __init__(self, prior: LatentPrior, scorer, accept_row: int) -> None:
         model = prior.model
         out, inp = prior.shapes[-1]
@@ -362,20 +365,26 @@ class ExactReadout:
         """
         runs, device, dtype = len(counts), latent.device, latent.dtype
         owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
-        features = self.model.last_layer_features(self.prior.layers(latent), self.inputs)  # (chains, in_d, N)
-        train = features[..., :self.num_train]  # the margins' directions a_i are these columns times y_i
-        readout = latent[:, self.offset:]
+        # Every random number first, in run order; the chains are then moved in chunks (memory of the features).
         direction = _normals(generators, counts, self.size, dtype, device)
-        current = torch.matmul(readout[:, None, :], train).squeeze(1) * self.labels
-        along = torch.matmul(direction[:, None, :], train).squeeze(1) * self.labels
+        uniforms = _uniforms(generators, counts, dtype, device)
         grid = torch.arange(self.num_train + 1, dtype=torch.float64, device=device) / self.num_train
         max_errors = int((grid < threshold).sum()) - 1  # the train_error row is count / n
-        arcs = feasible_arcs(current, along, max_errors)
-        angle = uniform_on_arcs(*arcs, _uniforms(generators, counts, dtype, device))
-        moved = readout * angle.cos()[:, None] + direction * angle.sin()[:, None]
-        layer = self.model.prior_from_normal(moved.reshape(-1, *self.prior.shapes[-1]), len(self.prior.shapes) - 1)
-        outputs = torch.matmul(layer, features).squeeze(-2)
-        proposed = self.scorer.scores_from_outputs(outputs)
+        moved = torch.empty_like(direction)
+        parts = []
+        for start in range(0, latent.shape[0], self.CHUNK):
+            chunk = slice(start, start + self.CHUNK)
+            features = self.model.last_layer_features(self.prior.layers(latent[chunk]), self.inputs)  # (c, in_d, N)
+            train = features[..., :self.num_train]  # the margins' directions a_i are these columns times y_i
+            readout = latent[chunk, self.offset:]
+            current = torch.matmul(readout[:, None, :], train).squeeze(1) * self.labels
+            along = torch.matmul(direction[chunk, None, :], train).squeeze(1) * self.labels
+            angle = uniform_on_arcs(*feasible_arcs(current, along, max_errors), uniforms[chunk])
+            moved[chunk] = readout * angle.cos()[:, None] + direction[chunk] * angle.sin()[:, None]
+            layer = self.model.prior_from_normal(moved[chunk].reshape(-1, *self.prior.shapes[-1]),
+                                                 len(self.prior.shapes) - 1)
+            parts.append(self.scorer.scores_from_outputs(torch.matmul(layer, features).squeeze(-2)))
+        proposed = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         inside = proposed[self.accept_row] < threshold
         new_latent = latent.clone()
         new_latent[inside, self.offset:] = moved[inside]
