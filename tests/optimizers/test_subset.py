@@ -353,3 +353,27 @@ def test_subset_agrees_with_rejection_on_an_mlp_classifier():
     for key in ("gen_loss", "log_volume", "test_error"):
         combined = math.hypot(rejection.standard_errors[key], subset.standard_errors[key])
         assert abs(rejection[key] - subset[key]) < 3 * combined, key
+
+
+def test_a_pcn_step_on_a_block_moves_only_that_block_and_keeps_the_law():
+    """``block=2`` of N(0, I_3) restricted to z_0 < -1: the third coordinate never changes, and after 5 steps of
+    20,000 chains the first is still the truncated normal and the second standard normal (4 SE)."""
+    generator = make_generator(0, "test-block")
+    start = torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
+    start = start[start[:, 0] < -1][:20_000]
+
+    def score(latent):
+        return torch.stack([latent[:, 0], latent[:, 1]])
+
+    latent, scores = start, score(start)
+    for _ in range(5):
+        latent, scores, used, accepted = pcn_step(latent, scores, [latent.shape[0]], -1.0, score, [generator], 0.8,
+                                                  block=2)
+        assert 0 < accepted[0] < latent.shape[0]
+    assert torch.equal(latent[:, 2], start[:, 2]) and bool((latent[:, 0] < -1).all())
+    n = latent.shape[0]
+    truncated = stats.truncnorm(-np.inf, -1.0)
+    assert abs(latent[:, 0].mean().item() - truncated.mean()) < 4 * truncated.std() / math.sqrt(n)
+    assert abs(latent[:, 1].mean().item()) < 4 / math.sqrt(n)
+    assert abs(latent[:, 1].var().item() - 1) < 4 * math.sqrt(2 / n)
+    assert float((latent[:, :2] == start[:, :2]).all(1).double().mean()) < 0.2

@@ -27,12 +27,14 @@ replicates use the pilot's steps, fixed, so their kernels are not adaptive. Meas
 at the paper's depth setting (``benchmarks/subset_efficiency.py``) it gives several
 times the effective sample size per second of the slice kernel.
 
-**The exact readout kernel** (``"pcn-exact"``, :class:`ExactReadout`) follows each pCN step with an exact move
-of an MLP's readout when the run conditions on the training error: with the hidden layers fixed the outputs are
+**The exact readout kernel** (``"pcn-exact"``, :class:`ExactReadout`) follows each pCN step on the hidden layers
+(the readout fixed; none at depth 1) with an exact move of an MLP's readout when the run conditions on the
+training error: with the hidden layers fixed the outputs are
 linear in the readout, the readouts with fewer than ``eps_j n`` training errors are a union of polyhedral cones,
 and the angles on the ellipse ``u cos t + nu sin t`` that stay inside are arcs in closed form, so ``t`` is drawn
 uniformly on them with no rejection (analytic elliptical slice sampling, Gessner, Kanjilal & Hennig 2020). A
-step costs two evaluations (the pCN proposal's, and the hidden features of the new state on every input).
+step costs two evaluations (the pCN proposal's, and the hidden features of the new state on every input; one at
+depth 1, where the readout is the whole model and there is no pCN step).
 
 **Moves per state.** At the ladder's levels each chain records a state every ``moves``
 kernel steps (5 by default). With one step per state a level's population stays close
@@ -237,7 +239,7 @@ def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, counts, th
 
 
 def pcn_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: float, score, generators, step: float,
-             accept_row: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+             accept_row: int = 0, block: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     """One preconditioned Crank-Nicolson step of every chain, for the prior restricted to the constraint.
 
     The proposal ``z' = sqrt(1 - b^2) z + b nu`` with ``nu ~ N(0, I)`` is reversible with
@@ -245,7 +247,9 @@ def pcn_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: floa
     ratio for the restricted prior is the indicator of the constraint: a proposal is
     accepted exactly when ``scores[accept_row] < threshold``, otherwise the chain stays.
     One evaluation per chain. Runs are concatenated as in :func:`elliptical_slice_step`
-    (run ``r``'s ``nu`` from ``generators[r]``).
+    (run ``r``'s ``nu`` from ``generators[r]``). With ``block`` only the first ``block`` coordinates
+    move (the prior is a product, so the step is reversible for it all the same): the exact readout
+    kernel's move of the hidden layers, the readout's coordinates coming last.
 
     Returns:
         ``(latent, scores, evaluations, accepted)``, the last two per run.
@@ -253,8 +257,10 @@ def pcn_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: floa
     runs = len(counts)
     device = latent.device
     owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
-    proposal = _normals(generators, counts, latent.shape[1], latent.dtype, device).mul_(step)
-    proposal.add_(latent, alpha=math.sqrt(1.0 - step * step))
+    size = latent.shape[1] if block is None else block
+    moved = _normals(generators, counts, size, latent.dtype, device).mul_(step)
+    moved.add_(latent[:, :size], alpha=math.sqrt(1.0 - step * step))
+    proposal = moved if size == latent.shape[1] else torch.cat([moved, latent[:, size:]], 1)
     proposed = score(proposal)
     inside = proposed[accept_row] < threshold
     new_latent = torch.where(inside[:, None], proposal, latent)
@@ -519,12 +525,16 @@ class _Sampler:
             used, stuck_now = [0] * len(live), [0] * len(live)
             # Thinning: at the ladder's levels each recorded state is `thin` kernel steps on.
             for _ in range(thin if targets is not None else 1):
+                used_now, still = [0] * len(live), [0] * len(live)  # no pCN step without hidden layers
                 if step is None:
                     latent, scores, used_now, still = elliptical_slice_step(
                         latent, scores, sizes, threshold, self.score, [generators[r] for r in live], self.accept_row)
-                else:
+                elif self.exact is None or self.exact.offset > 0:
+                    # With the exact readout move, pCN moves the hidden layers only (the readout's latent last).
+                    block = None if self.exact is None else self.exact.offset
                     latent, scores, used_now, accepted = pcn_step(latent, scores, sizes, threshold, self.score,
-                                                                  [generators[r] for r in live], step, self.accept_row)
+                                                                  [generators[r] for r in live], step, self.accept_row,
+                                                                  block)
                     still = [size - count for size, count in zip(sizes, accepted)]
                     if adapt:
                         rate = sum(accepted) / sum(sizes)
@@ -968,8 +978,8 @@ class SubsetGuessCheck(ConditionalEstimator):
         replicates: Independent descents of the ladder; the standard errors are their spread.
         kernel: ``"slice"`` (elliptical slice sampling, no step size), ``"pcn"`` (preconditioned
             Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot) or ``"pcn-exact"``
-            (pCN, then an exact move of an MLP's readout: :class:`ExactReadout`; Gaussian prior and
-            ``accept="train_error"`` only; two evaluations per move).
+            (pCN on the hidden layers, then an exact move of an MLP's readout: :class:`ExactReadout`; Gaussian
+            prior and ``accept="train_error"`` only; two evaluations per move, one at depth 1).
         moves: Kernel steps between the recorded states of a chain at the ladder's levels (1: every step
             is recorded); more decorrelate each level's population from its seeds at that many times the cost.
     """
