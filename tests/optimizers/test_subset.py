@@ -27,6 +27,18 @@ from volumelab.problems.core import make_completion, make_sensing
 
 
 # ----------------------------------------------------------------------------- the kernel
+def _truncated_start(stream: str):
+    """A generator of ``(0, stream)``, 20,000 draws of N(0, I_3) restricted to ``z_0 < -1``, and the score
+    ``(z_0, z_1)`` whose first row the constraint reads."""
+    generator = make_generator(0, stream)
+    start = torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
+
+    def score(latent):
+        return torch.stack([latent[:, 0], latent[:, 1]])
+
+    return generator, start[start[:, 0] < -1][:20_000], score
+
+
 @pytest.mark.parametrize("noise", [torch.float32, torch.float64], ids=["float32-noise", "float64-noise"])
 @pytest.mark.parametrize("kernel", ["slice", "pcn"])
 def test_kernel_keeps_a_truncated_normal_invariant(kernel, noise, monkeypatch):
@@ -40,13 +52,7 @@ def test_kernel_keeps_a_truncated_normal_invariant(kernel, noise, monkeypatch):
     float64 draws it replaced are checked.
     """
     monkeypatch.setattr(subset_module, "NOISE_DTYPE", noise)
-    generator = make_generator(0, "test-slice")
-    start = torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
-    start = start[start[:, 0] < -1][:20_000]
-
-    def score(latent):
-        return torch.stack([latent[:, 0], latent[:, 1]])
-
+    generator, start, score = _truncated_start("test-slice")
     latent, scores = start, score(start)
     for _ in range(5):
         if kernel == "slice":
@@ -358,13 +364,7 @@ def test_subset_agrees_with_rejection_on_an_mlp_classifier():
 def test_a_pcn_step_on_a_block_moves_only_that_block_and_keeps_the_law():
     """``block=2`` of N(0, I_3) restricted to z_0 < -1: the third coordinate never changes, and after 5 steps of
     20,000 chains the first is still the truncated normal and the second standard normal (4 SE)."""
-    generator = make_generator(0, "test-block")
-    start = torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
-    start = start[start[:, 0] < -1][:20_000]
-
-    def score(latent):
-        return torch.stack([latent[:, 0], latent[:, 1]])
-
+    generator, start, score = _truncated_start("test-block")
     latent, scores = start, score(start)
     for _ in range(5):
         latent, scores, used, accepted = pcn_step(latent, scores, [latent.shape[0]], -1.0, score, [generator], 0.8,
