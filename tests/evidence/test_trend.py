@@ -130,6 +130,11 @@ def test_power_law_crossing_solves_an_exact_power_law_and_a_noisy_one_like_polyf
                                                                    rel=1e-10)
     # No crossing: a flat fit, a non-positive value; bad input is an error.
     assert power_law_crossing(widths, [0.2] * 4, 0.1) is None
+    # A rising law crosses a level too, unless only a falling one may.
+    rising = [0.01 * w ** 0.5 for w in widths]
+    assert power_law_crossing(widths, rising, 0.1) == pytest.approx(100.0, rel=1e-12)
+    assert power_law_crossing(widths, rising, 0.1, falling=True) is None
+    assert power_law_crossing(widths, exact, 0.1, falling=True) == pytest.approx(900.0, rel=1e-12)
     assert power_law_crossing(widths, [0.2, 0.1, 0.0, 0.05], 0.1) is None
     with pytest.raises(ValueError, match="positive level"):
         power_law_crossing(widths, exact, 0.0)

@@ -491,15 +491,15 @@ def empirical_ntk(
     _check_model(model)
     layers = _check_layers(model, layers)
     function = training_outputs_function(model, problem, dtype=layers[0].dtype, device=layers[0].device)
-    whole = function(layers)
-    if whole.ndim != 1 or whole.shape[0] < 1:
-        raise ModelError(f"the training outputs have shape {tuple(whole.shape)}, expected (m,) with m >= 1")
     if method == "factors":
         if not (function.pointwise and isinstance(model, LayeredModel) and model.capabilities.outer_product_gradients):
             raise VolumelabError(f"the NTK method 'factors' needs a model whose per-input gradients are outer "
                                  f"products (an MLP) on a supervised task, got {type(model).__name__}")
         gram = outer_product_gram(model, layers, function.training.inputs)
         return gram.add_(gram.T.clone()).mul_(0.5)
+    whole = function(layers)
+    if whole.ndim != 1 or whole.shape[0] < 1:
+        raise ModelError(f"the training outputs have shape {tuple(whole.shape)}, expected (m,) with m >= 1")
     num_train, itemsize = int(whole.shape[0]), layers[0].element_size()
     sizes = [layer.numel() for layer in layers]
     activations = _activation_bytes(function, layers)

@@ -46,7 +46,8 @@ def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
             / math.fsum((x - mean_x) ** 2 for x in xs))
 
 
-def power_law_crossing(xs: Sequence[float], ys: Sequence[float], level: float) -> float | None:
+def power_law_crossing(xs: Sequence[float], ys: Sequence[float], level: float, *,
+                       falling: bool = False) -> float | None:
     """Where a power law fitted to ``ys`` against ``xs`` reaches ``level``.
 
     ``ln y = a + b ln x`` is fitted by least squares over every point and solved for ``ln level``:
@@ -58,6 +59,7 @@ def power_law_crossing(xs: Sequence[float], ys: Sequence[float], level: float) -
         xs: Positive abscissae (at least two distinct ones).
         ys: Positive, finite ordinates.
         level: The positive level.
+        falling: Only a falling law has a crossing (``None`` where the fitted slope is not negative).
 
     Returns:
         ``x*``; ``None`` where the fit has no finite crossing (fewer than two distinct ``xs``, a value that
@@ -72,7 +74,7 @@ def power_law_crossing(xs: Sequence[float], ys: Sequence[float], level: float) -
         return None
     logs_x, logs_y = [math.log(float(x)) for x in xs], [math.log(y) for y in values]
     slope = least_squares_slope(logs_x, logs_y)
-    if not math.isfinite(slope) or slope == 0:
+    if not math.isfinite(slope) or slope == 0 or (falling and slope > 0):
         return None
     intercept = math.fsum(logs_y) / len(logs_y) - slope * math.fsum(logs_x) / len(logs_x)
     crossing = math.exp((math.log(level) - intercept) / slope)
@@ -126,7 +128,4 @@ def _number(x) -> bool:
 
 
 def _positive(x) -> bool:
-    try:
-        return math.isfinite(float(x)) and float(x) > 0
-    except (TypeError, ValueError):
-        return False
+    return _number(x) and float(x) > 0

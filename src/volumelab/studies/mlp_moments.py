@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import Endpoint, PanelData, Rule, Study, register_study
-from ..evidence.trend import least_squares_slope, seed_slopes
+from ..evidence.trend import power_law_crossing, seed_slopes
 from ..plotting.figures import draw_seed_means, new_figure, save_figure
 from .mlp import PAPER, panel_outcomes, quiet_plotting
 
@@ -88,7 +88,7 @@ def concentration_width(arm: PanelData, x, level: float = CV_LEVEL) -> dict[int,
     """Per seed at depth ``x``: the width ``k*`` at which ``cv = lambda_min_std / lambda_min`` reaches ``level``.
 
     ``ln cv`` is fitted by least squares against ``ln width`` over every width of ``arm`` (the ``ntk`` method's
-    runs), and the line solved for ``ln level``. A seed without a value at every width, with a ``cv`` that is
+    runs), and the line solved for ``ln level`` (:func:`~volumelab.evidence.power_law_crossing`). A seed without a value at every width, with a ``cv`` that is
     not positive, or whose slope is not negative has none.
     """
     method = arm.method("ntk")
@@ -101,17 +101,10 @@ def concentration_width(arm: PanelData, x, level: float = CV_LEVEL) -> dict[int,
         spread, mean = at.values(method, x, "lambda_min_std"), at.values(method, x, "lambda_min")
         columns.append({s: spread[s] / m for s, m in mean.items() if s in spread and m > 0})
     out = {}
-    logs = [math.log(w) for w in widths]
     for seed in set.intersection(*(set(c) for c in columns)):
-        cvs = [c[seed] for c in columns]
-        if not all(v > 0 and math.isfinite(v) for v in cvs):
-            continue
-        ys = [math.log(v) for v in cvs]
-        slope = least_squares_slope(logs, ys)
-        if not slope < 0:
-            continue
-        intercept = sum(ys) / len(ys) - slope * sum(logs) / len(logs)
-        out[seed] = math.exp((math.log(level) - intercept) / slope)
+        crossing = power_law_crossing(widths, [c[seed] for c in columns], level, falling=True)
+        if crossing is not None:
+            out[seed] = crossing
     return out
 
 

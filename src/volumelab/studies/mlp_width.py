@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Endpoint, PanelData, Rule, Study, least_squares_slope, power_law_crossing, register_study, seed_slopes,
+    Endpoint, PanelData, Rule, Study, power_law_crossing, register_study, seed_slopes,
     split_panels,
 )
 from ..plotting.figures import draw_seed_means, new_figure, save_figure
@@ -88,9 +88,8 @@ def width_needed(panel: PanelData, x) -> dict[int, float]:
         values = [c[seed] for c in columns]
         if not all(v > 0 for v in values):
             continue
-        falls = least_squares_slope([math.log(w) for w in widths], [math.log(v) for v in values]) < 0
-        crossing = power_law_crossing(widths, values, WITHIN)
-        if crossing is not None and falls:
+        crossing = power_law_crossing(widths, values, WITHIN, falling=True)
+        if crossing is not None:
             out[seed] = crossing
     return out
 
