@@ -260,6 +260,33 @@ class SupervisedTensors:
         return {"train_error": wrong[..., : self.num_train].mean(-1),
                 "test_error": wrong[..., self.num_train :].mean(-1)}
 
+    def error_scores(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``train_error_score`` and ``test_error_score``: each split's error count with its ties broken by the
+        margins, ``(k + V / (V + S)) / m``, each ``(...)`` (logistic loss only).
+
+        ``m`` points, ``k`` of them errors (``y f(x) <= 0``, as :meth:`extra_metrics` counts them), ``V`` the
+        sum of ``|y f(x)|`` over the errors and ``S`` over all points (``V / (V + S) = 0`` when both are 0). The
+        tie-break ``V / (V + S)`` lies in ``[0, 1/2]`` (``V <= S``) and is 0 exactly when ``V = 0``, so for an
+        integer ``K`` the score is below ``(K + 1) / m`` exactly when ``k <= K``: the sets "at most ``K``
+        errors" are sets of the score, and between them the score orders a count's draws by how far their
+        errors are from being right, relative to the margins' scale (so it does not change when the outputs are
+        scaled). A ladder of thresholds on it is well defined at every level, where the count alone has
+        ``m + 1`` values and ties.
+        """
+        if self.loss != "logistic":
+            raise ProblemError("error scores need the logistic loss (a classification task)")
+        margins = self.targets * outputs
+        scores = {}
+        for name, part in (("train_error_score", margins[..., : self.num_train]),
+                           ("test_error_score", margins[..., self.num_train :])):
+            wrong = part <= 0
+            violation = torch.where(wrong, -part, torch.zeros_like(part)).sum(-1)
+            total = part.abs().sum(-1)
+            ratio = torch.where(violation > 0, violation / (violation + total).clamp_min(torch.finfo(part.dtype).tiny),
+                                torch.zeros_like(violation))
+            scores[name] = (wrong.sum(-1).to(part.dtype) + ratio) / part.shape[-1]
+        return scores
+
 
 @dataclass(frozen=True, eq=False)
 class GaussianInputs:
