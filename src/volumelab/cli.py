@@ -402,6 +402,11 @@ def common_options(func):
     return func
 
 
+#: ``gnc --condition-test`` without ``--test-eps``: the GD run whose test error is the threshold (the settings of
+#: the mlp-volume-train study's GD: full batch on the mean logistic loss from PyTorch's default initialization).
+GD_TEST_EPS = {"lr": 0.5, "steps": 500, "init_scale": 1.0}
+
+
 # ------------------------------------------------------------------------ CLI
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="volumelab")
@@ -425,8 +430,13 @@ def cli(verbose: int) -> None:
 @estimator_options
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
+@click.option("--gd-lr", type=click.FloatRange(min=0, min_open=True), default=GD_TEST_EPS["lr"], show_default=True,
+              help="With --condition-test and no --test-eps: the step size of the GD run whose test error is the "
+                   "test threshold (the mean logistic loss, full batch, PyTorch's default initialization).")
+@click.option("--gd-steps", type=CountType(), default=GD_TEST_EPS["steps"], show_default=True,
+              help="With --condition-test and no --test-eps: that GD run's steps.")
 def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, method, estimator_settings,
-        save_path) -> None:
+        save_path, gd_lr, gd_steps) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     estimator = estimators()[method]
     _reject_foreign(estimator_settings, method, estimators(), "--method", "work{s} with --method {owners} only")
@@ -439,8 +449,22 @@ def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, me
         raise click.UsageError("--accept train_error needs a classification task (--model mlp with the logistic "
                                "loss); this problem has no training error")
     model = _build_model(family, problem, model_settings)
+    gd_result = None
+    if estimator_settings.get("condition_test") and estimator_settings.get("test_eps") is None:
+        # The test threshold is GD's test error: how rare GD's solution is among the prior's interpolators.
+        gd_result = GradientDescent(lr=gd_lr, init_scale=GD_TEST_EPS["init_scale"], device="cpu").run(
+            problem, model, gd_steps, seed=seed)
+        if gd_result.status == "diverged" or gd_result.metrics.get("test_error") is None:
+            raise click.UsageError(f"the GD run for --condition-test ended {gd_result.status!r} without a test "
+                                   "error; give --test-eps, or another --gd-lr")
+        estimator_settings = dict(estimator_settings, test_eps=float(gd_result.metrics["test_error"]))
     optimizer = estimator(eps=eps, device=device, progress=_show_progress(as_json), **estimator_settings)
     result = optimizer.run(problem, model, samples, seed=seed)
+    if gd_result is not None:
+        result.metrics["gd_test_error"] = gd_result.metrics["test_error"]
+        result.metrics["gd_train_error"] = gd_result.metrics.get("train_error")
+        result.diagnostics["gd"] = {"lr": gd_lr, "steps": gd_steps, "init_scale": GD_TEST_EPS["init_scale"],
+                                    "status": gd_result.status}
     _report(result, estimator.schema, problem, model, as_json, save_path=save_path)
 
 

@@ -92,6 +92,12 @@ def test_the_migration_table_is_applied_once_per_field():
     assert canonical("problem", "sensing", {"kind": "sensing", "rows": 5}) == {"task": "sensing", "rows": 5}
     assert "nonzero" not in canonical("problem", "supervised", {"data": "teacher", "nonzero": 3})
     assert canonical("problem", "supervised", {"data": "sparse_teacher", "nonzero": 3})["nonzero"] == 3
+    # The training error's tie-break enters only subset runs on the training error, and only when not "none".
+    gnc = {"method": "subset", "accept": "train_error", "tie_break": "margin"}
+    assert canonical("method", "gnc", gnc)["tie_break"] == "margin"
+    assert "tie_break" not in canonical("method", "gnc", dict(gnc, tie_break="none"))
+    assert "tie_break" not in canonical("method", "gnc", dict(gnc, accept="train_loss"))
+    assert "tie_break" not in canonical("method", "gnc", dict(gnc, method="rejection"))
     # Every line names a field once; a conflicting second declaration is an error, a repeat a no-op.
     lines = [(m.part, m.kind, m.field) for m in KEY_MIGRATIONS]
     assert len(lines) == len(set(lines))

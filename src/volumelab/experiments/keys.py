@@ -106,6 +106,12 @@ KEY_MIGRATIONS: list[KeyMigration] = [
     *_joined("method", "gnc", {"keep_samples": 0, "accept": "train_loss", "method": "rejection", "population": 500,
                                "level_fraction": 0.1, "replicates": 8, "kernel": "pcn", "moves": 5},
              "kept draws, the acceptance criterion and subset simulation joined G&C after rows were stored"),
+    KeyMigration("method", "gnc", "tie_break", old="none",
+                 relevant=lambda values: values.get("method") == "subset" and values.get("accept") == "train_error",
+                 why="the margin tie-break of the training error joined subset simulation after rows were stored "
+                     "(none: the error count's ladder, as before); only subset runs on the training error read it"),
+    *_joined("method", "gnc", {"condition_test": False, "test_eps": None},
+             "the test-conditioned ladder joined subset simulation after rows were stored (off, as before)"),
     *_joined("method", "gd", {"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None,
                               "keep_outputs": False, "trajectory_every": 0, "ntk_metrics": False},
              "settable from sweep files since the method registry (and the observers since they existed)"),

@@ -54,6 +54,10 @@ class LossContraction:
 
     #: The matrix tasks score only the two losses (no task metrics besides them).
     metric_names: tuple[str, ...] = ()
+    #: Nor any error score (:class:`OutputScorer`'s ``score_names``).
+    score_names: tuple[str, ...] = ()
+    #: Inputs a draw's activations span (the matrix tasks have none: a draw is ``W``).
+    points: int = 1
     #: Below this eps every draw is contracted in float64.
     FLOAT64_BELOW_EPS = 1e-6
 
@@ -119,11 +123,26 @@ class OutputScorer:
 
     FLOAT64_BELOW_EPS = LossContraction.FLOAT64_BELOW_EPS
 
-    def __init__(self, model, problem, device: torch.device, eps: float, accept: str = "train_loss") -> None:
+    def __init__(self, model, problem, device: torch.device, eps: float, accept: str = "train_loss",
+                 error_scores: bool = False, train_threshold: float | None = None) -> None:
         self.model = model
         self.exact = problem.tensors(device, torch.float64)
         self.fast = self.exact.to(torch.float32)
         self.metric_names = tuple(self.exact.metric_names)
+        #: With ``error_scores`` the rows end with the error counts whose ties the margins break
+        #: (:meth:`~volumelab.problems.SupervisedTensors.error_scores`), the subset ladder's scores, and with a
+        #: ``train_threshold`` ``t`` on the first of them also ``test_given_train_score``: the training score where
+        #: it is ``>= t``, else ``t`` times half the test score (``< t``: the test score is at most 3/2), a score
+        #: whose thresholds below ``t`` are the sets "below ``t`` on the training score, and this far down on
+        #: the test score".
+        self.score_names = ("train_error_score", "test_error_score") if error_scores else ()
+        self.train_threshold = train_threshold
+        #: Inputs a draw's activations span (train and test): what bounds a chunk of draws in memory.
+        self.points = int(self.exact.inputs.shape[-2])
+        if train_threshold is not None:
+            if not error_scores:
+                raise OptimizerError("a train_threshold needs the error scores (error_scores=True)")
+            self.score_names += ("test_given_train_score",)
         self.candidate_below = 2.0 * eps
         self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS and accept == "train_loss"
 
@@ -135,7 +154,13 @@ class OutputScorer:
         outputs = outputs.to(torch.float64)
         train, gen = self.exact.losses(outputs)
         extra = self.exact.extra_metrics(outputs)
-        return torch.stack([train, gen, *(extra[name] for name in self.metric_names)])
+        if self.score_names:
+            extra.update(self.exact.error_scores(outputs))
+        if self.train_threshold is not None:
+            train_score, threshold = extra["train_error_score"], self.train_threshold
+            extra["test_given_train_score"] = torch.where(train_score < threshold,
+                                                          threshold * 0.5 * extra["test_error_score"], train_score)
+        return torch.stack([train, gen, *(extra[name] for name in (*self.metric_names, *self.score_names))])
 
     def __call__(self, draws, workspace: Workspace | None = None) -> torch.Tensor:
         """Scores of ``draws`` (the layers, each ``(n, out, in)``): float64 ``(rows, n)``."""
@@ -149,11 +174,13 @@ class OutputScorer:
         return scores
 
 
-def scorer_for(model, problem, device: torch.device, eps: float, accept: str = "train_loss"):
-    """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer."""
+def scorer_for(model, problem, device: torch.device, eps: float, accept: str = "train_loss",
+               error_scores: bool = False, train_threshold: float | None = None):
+    """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer (with
+    ``error_scores`` its rows end with the margin-broken error counts, :class:`OutputScorer`)."""
     if model.scores_array:  # a factorization's W, a CP model's T
         return LossContraction(problem, device, eps)
-    return OutputScorer(model, problem, device, eps, accept)
+    return OutputScorer(model, problem, device, eps, accept, error_scores, train_threshold)
 
 
 def check_finite(losses: torch.Tensor, model) -> None:

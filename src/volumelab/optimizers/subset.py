@@ -36,6 +36,16 @@ uniformly on them with no rejection (analytic elliptical slice sampling, Gessner
 step costs two evaluations (the pCN proposal's, and the hidden features of the new state on every input; one at
 depth 1, where the readout is the whole model and there is no pCN step).
 
+**The ladder's score for the training error.** With ``accept="train_error"`` the ladder's thresholds are on
+``train_error_score`` (``tie_break="margin"``, the default), the error count with its ties broken by the margins,
+``(k + V / (V + S)) / n`` (:meth:`~volumelab.problems.SupervisedTensors.error_scores`: ``V`` the errors' summed
+``|y f(x)|``, ``S`` all points'), and the last threshold is :func:`error_score_threshold`'s ``(K + 1) / n``, below
+which lie exactly the draws with at most ``K`` errors, the ``K`` that ``eps`` allows: the same conditional law as
+the count's. The count alone (``tie_break="none"``) has ``n + 1`` values, so a level's ``p0``-quantile falls on a
+tie, the level keeps far more or far fewer states than ``p0`` of them, and a replicate can lose its whole
+population at a level (``not_reached``); on the score every level keeps ``p0`` of its population. (The
+``levels`` then report ``eps`` on the score.)
+
 **Moves per state.** At the ladder's levels each chain records a state every ``moves``
 kernel steps (5 by default). With one step per state a level's population stays close
 to its seeds, and after a few levels each replicate descends from a handful of
@@ -106,7 +116,8 @@ from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finit
     register_estimator, scorer_for
 
 __all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck",
-           "elliptical_slice_step", "feasible_arcs", "split_rhat", "subset_simulation", "uniform_on_arcs"]
+           "TIE_BREAKS", "elliptical_slice_step", "error_score_threshold", "feasible_arcs", "split_rhat",
+           "subset_simulation", "uniform_on_arcs"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
 #: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
@@ -129,6 +140,23 @@ MAX_LEVELS = 200
 KERNELS = ("slice", "pcn", "pcn-exact")
 #: The kernels whose step is pCN's (adapted by the pilot).
 PCN_KERNELS = ("pcn", "pcn-exact")
+#: With ``accept="train_error"``, the ladder's score: the error count with ties broken by the margins
+#: (:meth:`~volumelab.problems.SupervisedTensors.error_scores`), or the count alone.
+TIE_BREAKS = ("margin", "none")
+
+
+#: A chunk of states scored in one pass holds at most about this many bytes in one activation (float64, every
+#: input, the widest layer): at n = 256 digits and width 64 the fixed 8,192 states took 1.5 GB an activation,
+#: several of them per thread, and the run was killed for memory on this 23 GB machine.
+ACTIVATION_BYTES = 1 << 28
+
+
+def chunk_states(prior: "LatentPrior", scorer, largest: int) -> int:
+    """States scored in one pass: ``largest``, or fewer where one state's widest activation on every input
+    (``scorer.points``) would make a chunk's exceed :data:`ACTIVATION_BYTES`. A function of the model and the
+    task only, so the chunks, and every floating-point operation, never depend on the workers."""
+    per_state = 8 * scorer.points * max(out for out, _ in prior.shapes)
+    return max(1, min(largest, ACTIVATION_BYTES // max(1, per_state)))
 
 
 class LatentPrior:
@@ -378,8 +406,9 @@ class ExactReadout:
         max_errors = int((grid < threshold).sum()) - 1  # the train_error row is count / n
         moved = torch.empty_like(direction)
         parts = []
-        for start in range(0, latent.shape[0], self.CHUNK):
-            chunk = slice(start, start + self.CHUNK)
+        size = chunk_states(self.prior, self.scorer, self.CHUNK)
+        for start in range(0, latent.shape[0], size):
+            chunk = slice(start, start + size)
             features = self.model.last_layer_features(self.prior.layers(latent[chunk]), self.inputs)  # (c, in_d, N)
             train = features[..., :self.num_train]  # the margins' directions a_i are these columns times y_i
             readout = latent[chunk, self.offset:]
@@ -448,6 +477,38 @@ class _Replicate:
     failed_at: float | None = None               # a threshold nothing fell below
 
 
+class _Columns:
+    """Score columns appended step by step, kept in blocks of :data:`BLOCK` columns.
+
+    The chains at ``eps`` record every state's scores, a few hundred columns a step for 10^5 steps or more: kept
+    as one small tensor a step, those long-lived allocations sat between the step's large temporary ones and the
+    C allocator could not give the freed memory back (a run at n = 256, width 64 grew to 20 GB and was killed;
+    ``benchmarks`` has the measurement). Copied into a few large blocks, they do not.
+    """
+
+    BLOCK = 1 << 16
+
+    def __init__(self, first: torch.Tensor) -> None:
+        self.rows, self.dtype, self.device = first.shape[0], first.dtype, first.device
+        self.blocks: list[torch.Tensor] = []
+        self.used = self.BLOCK
+        self.append(first)
+
+    def append(self, columns: torch.Tensor) -> None:
+        start = 0
+        while start < columns.shape[1]:
+            if self.used == self.BLOCK:
+                self.blocks.append(torch.empty((self.rows, self.BLOCK), dtype=self.dtype, device=self.device))
+                self.used = 0
+            count = min(columns.shape[1] - start, self.BLOCK - self.used)
+            self.blocks[-1][:, self.used:self.used + count] = columns[:, start:start + count]
+            self.used += count
+            start += count
+
+    def tensor(self) -> torch.Tensor:
+        return torch.cat([*self.blocks[:-1], self.blocks[-1][:, :self.used]], 1)
+
+
 class _Sampler:
     """Scores latents and grows the populations of several runs together; counts each run's evaluations."""
 
@@ -461,8 +522,8 @@ class _Sampler:
         self.exact = exact
 
     def score(self, latent: torch.Tensor) -> torch.Tensor:
-        parts = [self.scorer(self.prior.draws(latent[start:start + self.CHUNK]))
-                 for start in range(0, latent.shape[0], self.CHUNK)]
+        size = chunk_states(self.prior, self.scorer, self.CHUNK)
+        parts = [self.scorer(self.prior.draws(latent[start:start + size])) for start in range(0, latent.shape[0], size)]
         scores = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         self.check(scores)
         if self.bar is not None:
@@ -503,6 +564,7 @@ class _Sampler:
         runs = len(seeds)
         chains = [list(pair) for pair in seeds]
         parts = [[pair] for pair in seeds]
+        columns = None if targets is not None else [_Columns(pair[1]) for pair in seeds]
         totals = [pair[0].shape[0] for pair in seeds]
         evaluations, moves, stuck = [0] * runs, [0] * runs, [0] * runs
         per_move: list[float | None] = [None] * runs
@@ -561,8 +623,10 @@ class _Sampler:
                     chains[r] = list(moved)
                 # With budgets (the chains at eps) only the scores of every state are kept: their latents are
                 # never read, and at 10^6 states of a width-16 MLP (1,040 weights) they took 8 GB.
-                kept = moved[0] if targets is not None else moved[0].new_empty((0, moved[0].shape[1]))  # no view
-                parts[r].append((kept, moved[1]))
+                if targets is not None:
+                    parts[r].append(moved)
+                else:
+                    columns[r].append(moved[1])
                 totals[r] += count
                 evaluations[r] += used[i]
                 moves[r] += count
@@ -570,7 +634,7 @@ class _Sampler:
                 per_move[r] = used[i] / count
                 steps[r] += 1
         return [(torch.cat([part[0] for part in parts[r]]) if targets is not None else chains[r][0],
-                 torch.cat([part[1] for part in parts[r]], 1),
+                 torch.cat([part[1] for part in parts[r]], 1) if targets is not None else columns[r].tensor(),
                  evaluations[r], moves[r], stuck[r], steps[r]) for r in range(runs)], step
 
 
@@ -585,8 +649,11 @@ def _threshold(values: torch.Tensor, keep: int) -> float | None:
 
 
 def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: int, generator, kernel: str,
-           thin: int = 1):
+           thin: int = 1, waypoints: tuple[float, ...] = ()):
     """The adaptive ladder: ``(thresholds, steps, reached, log_volume_estimate, evaluations, next_threshold)``.
+
+    ``waypoints`` (decreasing, above ``eps``) are thresholds the ladder must have as rungs of their own: each is
+    taken as the next threshold once at least ``keep`` states lie below it.
 
     ``next_threshold`` is the threshold of the level the pilot would have added next when it stopped short of
     ``eps`` because its budget was spent (``None`` otherwise): with the ladder, the pilot's rate of descent.
@@ -601,8 +668,23 @@ def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: in
     step = PCN_INITIAL_STEP if kernel in PCN_KERNELS else None
     log_volume = 0.0
     row = sampler.accept_row
+    goals = [*waypoints, eps]
     while True:
         values = scores[row]
+        if len(goals) > 1 and int((values < goals[0]).sum()) >= keep:
+            # A waypoint: a rung of its own, then on towards the next goal.
+            if evaluations >= budget:
+                return ladder, steps, False, log_volume, evaluations, goals[0]
+            goal = goals.pop(0)
+            inside = values < goal
+            log_volume += math.log(int(inside.sum()) / population)
+            ladder.append(goal)
+            grown, step = sampler.grow([(latent[inside], scores[:, inside])], goal, [generator],
+                                       targets=[population], step=step, adapt=True, thin=thin)
+            steps.append(step)
+            latent, scores, used, _, _, _ = grown[0]
+            evaluations += used
+            continue
         below_eps = int((values < eps).sum())
         if below_eps >= keep:
             if step is not None:
@@ -686,8 +768,24 @@ def _mean_se(values: np.ndarray) -> tuple[float, float | None]:
     return float(values.mean()), (float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else None)
 
 
+def error_score_threshold(eps: float, num_train: int, inclusive: bool = False) -> float:
+    """The threshold on ``train_error_score`` that keeps exactly the draws whose training error is below ``eps``
+    (with ``inclusive``, at most ``eps``; the same for a test error's score with ``num_train`` test points).
+
+    The error ``k / n`` is below ``eps`` for ``k = 0, ..., K`` (``K + 1`` the number of those fractions, taken in
+    float64 as the error is); the score ``(k + t) / n`` with its tie-break ``t`` in ``[0, 1/2]`` is below
+    ``(K + 1) / n`` exactly for those ``k`` (:meth:`~volumelab.problems.SupervisedTensors.error_scores`).
+    """
+    allowed = sum(1 for k in range(num_train + 1) if (k / num_train <= eps if inclusive else k / num_train < eps))
+    if allowed == 0:
+        raise OptimizerError(f"eps {eps!r} is {'below' if inclusive else 'at or below'} 0: no error is "
+                             f"{'at or ' if inclusive else ''}below it")
+    return allowed / num_train
+
+
 def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_names: tuple[str, ...], device,
-                      check, threshold: float | None = None) -> RunResult:
+                      check, threshold: float | None = None, ladder_score: str | None = None,
+                      hold: float | None = None) -> RunResult:
     """The subset-simulation G&C run behind :meth:`SubsetGuessCheck.run` (see the module docstring).
 
     Budget: ``budget`` model evaluations in all. The pilot may use up to
@@ -697,23 +795,27 @@ def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_name
     each replicate's share ends the run as ``"budget_too_small"`` instead.
 
     ``threshold`` is the ladder's last level, what the accept score must be below (default ``optimizer.eps``;
-    see :meth:`~volumelab.optimizers.conditioning.ConditionalEstimator.threshold`).
+    see :meth:`~volumelab.optimizers.conditioning.ConditionalEstimator.threshold`). ``ladder_score`` is the row
+    the ladder's thresholds are on (default ``optimizer.accept``; ``"train_error_score"`` for the training error
+    with its ties broken, ``threshold`` then being :func:`error_score_threshold`'s); it is not reported as a
+    metric. With ``hold`` (a threshold above ``threshold``) the ladder has it as a rung, the run's estimates
+    are those at it, and the levels below it give ``log_volume_test_given_train`` (``condition_test``).
     """
     population = optimizer.population
     keep = max(1, int(round(optimizer.level_fraction * population)))
     if keep >= population:
         raise OptimizerError(f"level_fraction {optimizer.level_fraction} keeps the whole population of {population}")
-    accept_row = row_names.index(optimizer.accept)
+    accept_row = row_names.index(ladder_score or optimizer.accept)
     bar = tqdm(total=budget, unit="eval", unit_scale=True, disable=not optimizer.progress, desc="G&C subset")
     try:
         return _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row,
-                    optimizer.eps if threshold is None else threshold)
+                    optimizer.eps if threshold is None else threshold, hold)
     finally:
         bar.close()
 
 
 def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, keep, accept_row,
-         threshold) -> RunResult:
+         threshold, hold=None) -> RunResult:
     replicates, population = optimizer.replicates, optimizer.population
     prior = LatentPrior(model)
     exact = ExactReadout(prior, scorer, accept_row) if optimizer.kernel == "pcn-exact" else None
@@ -735,7 +837,8 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
 
     def pilot_work(_index: int):
         return _pilot(sampler, threshold, population, keep, pilot_share,
-                      make_generator(seed, "subset-pilot", device=device), optimizer.kernel, optimizer.moves)
+                      make_generator(seed, "subset-pilot", device=device), optimizer.kernel, optimizer.moves,
+                      () if hold is None else (hold,))
 
     ladder, steps, reached, pilot_log_volume, pilot_evaluations, next_threshold = next(
         map_in_threads(pilot_work, 1, 1))
@@ -792,7 +895,8 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
         return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
                             f"{max(failed):.4g} of the pilot's ladder; raise population")
-    return _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds)
+    return _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds,
+                    scorer.score_names, None if hold is None else ladder.index(hold))
 
 
 def budget_needed_from_rate(thresholds: list[float], eps: float, evaluations: int, population: int,
@@ -853,8 +957,14 @@ def _not_reached(ladder, log_volume, evaluations, metrics, diagnostics, seconds,
 
 
 def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pilot_evaluations,
-             seconds) -> RunResult:
-    """Replicate means and spreads at every threshold, the prior's moments, R-hat and the effective sample size."""
+             seconds, unreported: tuple[str, ...] = (), hold: int | None = None) -> RunResult:
+    """Replicate means and spreads at every threshold, the prior's moments, R-hat and the effective sample size.
+
+    The rows named in ``unreported`` (the ladder's error scores) appear in ``diagnostics["levels"]`` only. With
+    ``hold`` (the index of a rung) the estimates are that rung's, and the rungs below it give
+    ``log_volume_test_given_train``: the log of the replicates' mean product of the fractions below it, with the
+    delta-method SE (as ``log_volume``).
+    """
     metrics, errors = dict(metrics), {}
     levels = []
     for index, threshold in enumerate(ladder):
@@ -870,9 +980,14 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
         for row, name in enumerate(row_names):
             entry[name], entry[f"{name}_stderr"] = _mean_se(means[:, row])
         levels.append(entry)
-    final = levels[-1]
+    final = levels[-1] if hold is None else levels[hold]
+    if hold is not None:
+        logs = np.array([sum(level.log_fraction for level in run.levels[hold + 1:]) for run in runs])
+        metrics["log_volume_test_given_train"], errors["log_volume_test_given_train"] = _log_mean_exp(logs)
+        metrics["log_volume_test_given_train_stderr"] = errors["log_volume_test_given_train"]
     for name in row_names:
-        metrics[name], errors[name] = final[name], final[f"{name}_stderr"]
+        if name not in unreported:
+            metrics[name], errors[name] = final[name], final[f"{name}_stderr"]
     metrics["log_volume"], errors["log_volume"] = final["log_volume"], final["log_volume_stderr"]
     # The mean of the replicates' logs, with its SE also as a metric: a sweep's table keeps metrics only.
     metrics["log_volume_mean_log"] = final["log_volume_mean_log"]
@@ -886,13 +1001,14 @@ def _combine(runs: list[_Replicate], ladder, row_names, metrics, diagnostics, pi
         for row, moments in enumerate(prior):
             moments.merge(RunningMoments.of(torch.from_numpy(run.prior_scores[row])))
     for row, name in enumerate(row_names):
-        metrics[f"prior_{name}"], errors[f"prior_{name}"] = prior[row].summary()
+        if name not in unreported:
+            metrics[f"prior_{name}"], errors[f"prior_{name}"] = prior[row].summary()
     finals = np.concatenate([run.final_values for run in runs], axis=1)
     metrics["accepted"] = int(finals.shape[1])
     evaluations = pilot_evaluations + sum(run.evaluations for run in runs)
     metrics["evaluations"] = evaluations
     metrics["min_train_loss"] = min(run.min_train for run in runs)
-    gen_se = errors.get("gen_loss")
+    gen_se = levels[-1]["gen_loss_stderr"]  # the chains at the last rung (below the held one with hold)
     variance = float(finals[1].var(ddof=1)) if finals.shape[1] > 1 else None
     metrics["ess"] = variance / gen_se ** 2 if variance is not None and gen_se else None
     # Each replicate's final states in time order (the seeds, then every step's states).
@@ -929,6 +1045,11 @@ def _subset_text(result: RunResult, scored: str) -> list[str]:
              f"thresholds down to eps={metrics['eps']}: {metrics['evaluations']:,} evaluations, "
              f"ESS {format_value(metrics['ess'])}, split-R-hat {format_value(metrics['rhat'])}",
              "log P(L_train < eps):".ljust(27) + format_value(metrics["log_volume"], errors["log_volume"])]
+    if metrics.get("log_volume_test_given_train") is not None:
+        gd = f" (GD's test error {metrics['gd_test_error']:.4g})" if metrics.get("gd_test_error") is not None else ""
+        lines.append(f"log P(test error <= {metrics['test_eps']:.4g} | train):".ljust(27) + " "
+                     + format_value(metrics["log_volume_test_given_train"], errors["log_volume_test_given_train"])
+                     + gd)
     if result.status == "not_mixed":
         lines.append(f"warning: {diagnostics['warning']}")
     return lines + conditional_lines(result, scored)
@@ -948,7 +1069,19 @@ SUBSET_SCHEMA = ResultSchema(
                                            "below log P by about Var/2)"),
              Metric("log_volume_mean_log_stderr", "its standard error, also as a metric (a sweep's table keeps "
                                                   "metrics only)", kind="value"),
-             Metric("rhat", "split-R-hat of the conditional gen_loss over the replicates' chains", kind="check"),
+             Metric("rhat", "split-R-hat of the conditional gen_loss over the replicates' chains (with "
+                            "condition_test, the chains at the test threshold)", kind="check"),
+             Metric("log_volume_test_given_train", "log P(test error <= test_eps | training error < eps) under "
+                                                   "the prior, from the ladder's rungs below the training "
+                                                   "threshold", when="condition_test runs"),
+             Metric("log_volume_test_given_train_stderr", "its standard error, also as a metric", kind="value",
+                    when="condition_test runs"),
+             Metric("test_eps", "the test error condition_test conditions on (test error <= test_eps)",
+                    kind="value", when="condition_test runs"),
+             Metric("gd_test_error", "the test error of the GD run that set test_eps", kind="value",
+                    when="gnc --condition-test without --test-eps"),
+             Metric("gd_train_error", "that GD run's training error", kind="value",
+                    when="gnc --condition-test without --test-eps"),
              Metric("min_eps_reached", "the smallest threshold of the ladder", kind="value"),
              Metric("log_volume_at_min_eps", "the pilot's log volume at min_eps_reached", kind="value",
                     when="runs that stopped before eps"),
@@ -1000,6 +1133,15 @@ class SubsetGuessCheck(ConditionalEstimator):
                               "inside the training constraint (pcn-exact: Gaussian prior, --accept train_error).")
     moves: int = setting(5, minimum=1,
                          doc="Kernel steps between the recorded states of a chain at the ladder's levels.")
+    condition_test: bool = setting(False, doc="With --accept train_error: continue the ladder on the test error "
+                                              "inside the training constraint, down to test error <= --test-eps, "
+                                              "and report log_volume_test_given_train with its SE.")
+    test_eps: float | None = setting(None, minimum=0, maximum=1,
+                                     doc="With --condition-test: the test error the ladder conditions on (test "
+                                         "error <= it; the gnc command's default: GD's test error).")
+    tie_break: str = setting("margin", choices=TIE_BREAKS,
+                             doc="With --accept train_error, the score the ladder's thresholds are on: the error "
+                                 "count with its ties broken by the margins (margin), or the count alone (none).")
 
     name: ClassVar[str] = "subset"
     summary: ClassVar[str] = ("subset simulation over a ladder of thresholds, the same conditional law at eps far "
@@ -1016,6 +1158,19 @@ class SubsetGuessCheck(ConditionalEstimator):
             raise OptimizerError(f"level_fraction must be in (0, 1), got {self.level_fraction!r}")
         if self.kernel not in KERNELS:
             raise OptimizerError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.tie_break not in TIE_BREAKS:
+            raise OptimizerError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {self.tie_break!r}")
+        if not isinstance(self.condition_test, bool):
+            raise OptimizerError(f"condition_test must be True or False, got {self.condition_test!r}")
+        if self.test_eps is not None and not (isinstance(self.test_eps, (int, float))
+                                              and not isinstance(self.test_eps, bool) and 0 <= self.test_eps <= 1):
+            raise OptimizerError(f"test_eps must be a test error in [0, 1], got {self.test_eps!r}")
+        if self.test_eps is not None and not self.condition_test:
+            raise OptimizerError("test_eps is the threshold of condition_test: set condition_test too")
+        if self.condition_test and (self.accept != "train_error" or self.tie_break != "margin"):
+            raise OptimizerError("condition_test continues the ladder of the training error's score: it needs "
+                                 f"accept='train_error' and tie_break='margin' (got accept={self.accept!r}, "
+                                 f"tie_break={self.tie_break!r})")
         super().__post_init__()
 
     def run(self, problem, model, budget: int, seed: int = 0) -> RunResult:
@@ -1029,11 +1184,27 @@ class SubsetGuessCheck(ConditionalEstimator):
         self.check_run(problem, model, budget)
         device = resolve_device(self.device)
         threshold = self.threshold(problem)
-        scorer = scorer_for(model, problem, device, threshold, self.accept)
+        tie_break = self.accept == "train_error" and self.tie_break == "margin"
+        ladder_score, hold = None, None
+        if tie_break:
+            threshold, ladder_score = error_score_threshold(threshold, problem.num_train), "train_error_score"
+        if self.condition_test:
+            if self.test_eps is None:
+                raise OptimizerError("condition_test needs test_eps, the test error to condition on (the gnc "
+                                     "command takes GD's test error when --test-eps is not given)")
+            # The training score's threshold is a rung; below it the ladder is on the test error's score.
+            hold, ladder_score = threshold, "test_given_train_score"
+            threshold = hold * 0.5 * error_score_threshold(self.test_eps, problem.num_test, inclusive=True)
+        scorer = scorer_for(model, problem, device, threshold, self.accept, error_scores=tie_break,
+                            train_threshold=hold)
         if self.kernel == "pcn-exact":
             reason = ExactReadout.mismatch(model, self.accept, scorer)
             if reason:
                 raise OptimizerError(reason)
-        names = ("train_loss", "gen_loss", *scorer.metric_names)
-        return subset_simulation(self, model, budget, seed, scorer, names, device,
-                                 lambda losses: check_finite(losses, model), threshold=threshold)
+        names = ("train_loss", "gen_loss", *scorer.metric_names, *scorer.score_names)
+        result = subset_simulation(self, model, budget, seed, scorer, names, device,
+                                   lambda losses: check_finite(losses, model), threshold=threshold,
+                                   ladder_score=ladder_score, hold=hold)
+        if self.condition_test:
+            result.metrics["test_eps"] = self.test_eps
+        return result
