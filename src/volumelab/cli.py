@@ -424,9 +424,10 @@ def cli(verbose: int) -> None:
 @click.option("--eps", type=click.FloatRange(min=0), required=True,
               help="Accept draws with L_train < eps (with --accept train_error: training error < eps, and --eps 0 "
                    "the draws with no training errors).")
-@click.option("--samples", type=CountType(), required=True,
+@click.option("--samples", type=CountType(), default=None,
               help="The budget (e.g. 1000000 or 1e6): " + "; ".join(
-                  f"--method {name}: {estimator.budget_unit}" for name, estimator in estimators().items()) + ".")
+                  f"--method {name}: {estimator.budget_unit} [default: {estimator.default_budget:,}]"
+                  for name, estimator in estimators().items()) + ".")
 @estimator_options
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the kept draws to this .npz file (numpy.load reads it).")
@@ -439,6 +440,7 @@ def gnc(family, problem, seed, device, as_json, model_settings, eps, samples, me
         save_path, gd_lr, gd_steps) -> None:
     """Guess & Check: sample the prior, keep draws with L_train < eps."""
     estimator = estimators()[method]
+    samples = estimator.default_budget if samples is None else samples
     _reject_foreign(estimator_settings, method, estimators(), "--method", "work{s} with --method {owners} only")
     if bool(estimator_settings.get("keep_samples")) != (save_path is not None):
         raise click.UsageError("--keep-samples K and --save PATH.npz go together")

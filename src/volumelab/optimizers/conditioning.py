@@ -229,6 +229,8 @@ class ConditionalEstimator:
     #: A few words on what it is (``volumelab gnc --help`` lists it under ``--method``).
     summary: ClassVar[str] = ""
     budget_unit: ClassVar[str] = "prior draws"
+    #: The budget the ``gnc`` command uses when ``--samples`` is not given.
+    default_budget: ClassVar[int] = 1_000_000
     schema: ClassVar[ResultSchema | None] = None
 
     def __post_init__(self) -> None:

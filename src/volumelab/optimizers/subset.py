@@ -482,8 +482,10 @@ class _Columns:
 
     The chains at ``eps`` record every state's scores, a few hundred columns a step for 10^5 steps or more: kept
     as one small tensor a step, those long-lived allocations sat between the step's large temporary ones and the
-    C allocator could not give the freed memory back (a run at n = 256, width 64 grew to 20 GB and was killed;
-    ``benchmarks`` has the measurement). Copied into a few large blocks, they do not.
+    C allocator could not give the freed memory back: a run at n = 256 digits, width 64 grew to 20 GB of resident
+    memory and was killed; 200 steps of 4 x 100 pCN chains there, scores kept per step, peaked at 3.9 GB against
+    0.8 GB with nothing kept (2026-12-06). Copied into a few large blocks, the same run at 4 x 10^5 evaluations
+    peaked at 1.8 GB, with the same numbers.
     """
 
     BLOCK = 1 << 16
