@@ -673,35 +673,28 @@ def _pilot(sampler: _Sampler, eps: float, population: int, keep: int, budget: in
     goals = [*waypoints, eps]
     while True:
         values = scores[row]
-        if len(goals) > 1 and int((values < goals[0]).sum()) >= keep:
-            # A waypoint: a rung of its own, then on towards the next goal.
-            if evaluations >= budget:
-                return ladder, steps, False, log_volume, evaluations, goals[0]
-            goal = goals.pop(0)
-            inside = values < goal
-            log_volume += math.log(int(inside.sum()) / population)
-            ladder.append(goal)
-            grown, step = sampler.grow([(latent[inside], scores[:, inside])], goal, [generator],
-                                       targets=[population], step=step, adapt=True, thin=thin)
-            steps.append(step)
-            latent, scores, used, _, _, _ = grown[0]
-            evaluations += used
-            continue
-        below_eps = int((values < eps).sum())
-        if below_eps >= keep:
-            if step is not None:
-                # The last level's step: adapted by a growth of the pilot's own population at eps.
-                inside = values < eps
-                _, step = sampler.grow([(latent[inside], scores[:, inside])], eps, [generator],
-                                       targets=[population], step=step, adapt=True, thin=thin)
-            ladder.append(eps)
-            steps.append(step)
-            return ladder, steps, True, log_volume + math.log(below_eps / population), evaluations, None
-        threshold = _threshold(values, keep)
-        if threshold is None or len(ladder) >= MAX_LEVELS:
-            return ladder, steps, False, log_volume, evaluations, None
+        # A waypoint is a rung of its own once keep states are below it; then on towards the next goal.
+        waypoint = len(goals) > 1 and int((values < goals[0]).sum()) >= keep
+        if waypoint:
+            threshold = goals[0]
+        else:
+            below_eps = int((values < eps).sum())
+            if below_eps >= keep:
+                if step is not None:
+                    # The last level's step: adapted by a growth of the pilot's own population at eps.
+                    inside = values < eps
+                    _, step = sampler.grow([(latent[inside], scores[:, inside])], eps, [generator],
+                                           targets=[population], step=step, adapt=True, thin=thin)
+                ladder.append(eps)
+                steps.append(step)
+                return ladder, steps, True, log_volume + math.log(below_eps / population), evaluations, None
+            threshold = _threshold(values, keep)
+            if threshold is None or len(ladder) >= MAX_LEVELS:
+                return ladder, steps, False, log_volume, evaluations, None
         if evaluations >= budget:
             return ladder, steps, False, log_volume, evaluations, threshold
+        if waypoint:
+            goals.pop(0)
         inside = values < threshold
         log_volume += math.log(int(inside.sum()) / population)
         ladder.append(threshold)
