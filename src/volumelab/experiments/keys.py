@@ -110,7 +110,7 @@ KEY_MIGRATIONS: list[KeyMigration] = [
                  relevant=lambda values: values.get("method") == "subset" and values.get("accept") == "train_error",
                  why="the margin tie-break of the training error joined subset simulation after rows were stored "
                      "(none: the error count's ladder, as before); only subset runs on the training error read it"),
-    *_joined("method", "gnc", {"condition_test": False, "test_eps": None},
+    *_joined("method", "gnc", {"condition_test": False, "test_eps": None, "loss_bins": 0},
              "the test-conditioned ladder joined subset simulation after rows were stored (off, as before)"),
     *_joined("method", "gd", {"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None,
                               "keep_outputs": False, "trajectory_every": 0, "ntk_metrics": False},

@@ -124,11 +124,14 @@ class OutputScorer:
     FLOAT64_BELOW_EPS = LossContraction.FLOAT64_BELOW_EPS
 
     def __init__(self, model, problem, device: torch.device, eps: float, accept: str = "train_loss",
-                 error_scores: bool = False, train_threshold: float | None = None) -> None:
+                 error_scores: bool = False, train_threshold: float | None = None,
+                 normalized_loss: bool = False) -> None:
         self.model = model
         self.exact = problem.tensors(device, torch.float64)
         self.fast = self.exact.to(torch.float32)
-        self.metric_names = tuple(self.exact.metric_names)
+        #: With ``normalized_loss`` also Chiang et al.'s weight-normalized training loss
+        #: (:meth:`~volumelab.problems.SupervisedTensors.normalized_train_loss`), reported as a metric.
+        self.metric_names = tuple(self.exact.metric_names) + (("normalized_train_loss",) if normalized_loss else ())
         #: With ``error_scores`` the rows end with the error counts whose ties the margins break
         #: (:meth:`~volumelab.problems.SupervisedTensors.error_scores`), the subset ladder's scores, and with a
         #: ``train_threshold`` ``t`` on the first of them also ``test_given_train_score``: the training score where
@@ -147,13 +150,18 @@ class OutputScorer:
         self.float32_allowed = eps >= self.FLOAT64_BELOW_EPS and accept == "train_loss"
 
     def _scores(self, layers, tensors) -> torch.Tensor:
-        return self.scores_from_outputs(self.model.outputs(layers, tensors))
+        return self.scores_from_outputs(self.model.outputs(layers, tensors), layers)
 
-    def scores_from_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Scores ``(rows, n)`` float64 of the model's outputs ``(n, N)`` on the task's inputs (train, then test)."""
+    def scores_from_outputs(self, outputs: torch.Tensor, layers=None) -> torch.Tensor:
+        """Scores ``(rows, n)`` float64 of the model's outputs ``(n, N)`` on the task's inputs (train, then test);
+        ``layers`` (the draws' layers) only for the normalized training loss."""
         outputs = outputs.to(torch.float64)
         train, gen = self.exact.losses(outputs)
         extra = self.exact.extra_metrics(outputs)
+        if "normalized_train_loss" in self.metric_names:
+            if layers is None:
+                raise OptimizerError("the normalized training loss needs the draws' layers")
+            extra["normalized_train_loss"] = self.exact.normalized_train_loss(outputs, layers)
         if self.score_names:
             extra.update(self.exact.error_scores(outputs))
         if self.train_threshold is not None:
@@ -175,12 +183,12 @@ class OutputScorer:
 
 
 def scorer_for(model, problem, device: torch.device, eps: float, accept: str = "train_loss",
-               error_scores: bool = False, train_threshold: float | None = None):
+               error_scores: bool = False, train_threshold: float | None = None, normalized_loss: bool = False):
     """How a block of draws becomes scores: the matrix tasks' contraction, or the generic output scorer (with
     ``error_scores`` its rows end with the margin-broken error counts, :class:`OutputScorer`)."""
     if model.scores_array:  # a factorization's W, a CP model's T
         return LossContraction(problem, device, eps)
-    return OutputScorer(model, problem, device, eps, accept, error_scores, train_threshold)
+    return OutputScorer(model, problem, device, eps, accept, error_scores, train_threshold, normalized_loss)
 
 
 def check_finite(losses: torch.Tensor, model) -> None:

@@ -188,7 +188,11 @@ class _ClosedFormObjective:
         ``w``'s margins and sparsity.
         """
         layers = self.layers(params)
-        metrics = self.tensors.extra_metrics(self.model.outputs(layers, self.tensors))
+        outputs = self.model.outputs(layers, self.tensors)
+        metrics = self.tensors.extra_metrics(outputs)
+        if self.model.capabilities.linear_readout and "train_error" in metrics:
+            # Chiang et al.'s normalized loss: G&C's binning sets GD beside G&C's states at the same value.
+            metrics["normalized_train_loss"] = self.tensors.normalized_train_loss(outputs, layers)
         if self.model.capabilities.matrix_product:
             metrics["effective_rank"] = effective_rank(self.model.end_to_end(layers))
         w = self.model.linear_predictor(layers)
@@ -824,6 +828,8 @@ TRAINER_SCHEMA = ResultSchema(
                when="NGD with flow"),
         Metric("train_error", "final training error", kind="value", when="classification tasks"),
         Metric("test_error", "final test error", kind="value", when="classification tasks"),
+        Metric("normalized_train_loss", "final training loss of the outputs divided by the product of the layers' "
+               "Frobenius norms (Chiang et al. 2023)", kind="value", when="MLP classifiers"),
         Metric("effective_rank", "effective rank of the end-to-end matrix W", kind="value",
                when="matrix-product families"),
         Metric("sparsity", "||w||_1^2 / ||w||_2^2 of the linear predictor w (1: one non-zero entry; d: all equal)",

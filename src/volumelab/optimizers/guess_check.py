@@ -49,9 +49,8 @@ class GuessCheck:
         sampler, batch_size, dtype, memory_fraction, keep_samples: Rejection's
             (:class:`~volumelab.optimizers.rejection.RejectionGuessCheck`); with ``method="subset"`` they do
             not apply (``keep_samples`` must then be 0).
-        population, level_fraction, replicates, kernel, moves, tie_break, condition_test, test_eps: Subset
-            simulation's
-            (:class:`~volumelab.optimizers.subset.SubsetGuessCheck`).
+        population, level_fraction, replicates, kernel, moves, tie_break, condition_test, test_eps, loss_bins:
+            Subset simulation's (:class:`~volumelab.optimizers.subset.SubsetGuessCheck`).
 
     Every setting is checked whichever method runs, so a bad value is an error, never ignored.
     """
@@ -75,6 +74,7 @@ class GuessCheck:
     tie_break: str = "margin"
     condition_test: bool = False
     test_eps: float | None = None
+    loss_bins: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in estimators():
@@ -82,8 +82,9 @@ class GuessCheck:
         self._build(SubsetGuessCheck)
         if self.keep_samples and "keep_samples" not in _field_names(estimators()[self.method]):
             raise OptimizerError("keep_samples is only available with method='rejection'")
-        if self.condition_test and "condition_test" not in _field_names(estimators()[self.method]):
-            raise OptimizerError("condition_test is only available with method='subset'")
+        for name in ("condition_test", "loss_bins"):
+            if getattr(self, name) and name not in _field_names(estimators()[self.method]):
+                raise OptimizerError(f"{name} is only available with method='subset'")
         self._build(RejectionGuessCheck)
         self.estimator()
 

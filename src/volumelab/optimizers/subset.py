@@ -116,7 +116,7 @@ from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finit
     register_estimator, scorer_for
 
 __all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck",
-           "TIE_BREAKS", "elliptical_slice_step", "error_score_threshold", "feasible_arcs", "split_rhat",
+           "TIE_BREAKS", "elliptical_slice_step", "error_score_threshold", "feasible_arcs", "loss_bins", "split_rhat",
            "subset_simulation", "uniform_on_arcs"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
@@ -409,7 +409,8 @@ class ExactReadout:
         size = chunk_states(self.prior, self.scorer, self.CHUNK)
         for start in range(0, latent.shape[0], size):
             chunk = slice(start, start + size)
-            features = self.model.last_layer_features(self.prior.layers(latent[chunk]), self.inputs)  # (c, in_d, N)
+            layers = self.prior.layers(latent[chunk])
+            features = self.model.last_layer_features(layers, self.inputs)  # (c, in_d, N)
             train = features[..., :self.num_train]  # the margins' directions a_i are these columns times y_i
             readout = latent[chunk, self.offset:]
             current = torch.matmul(readout[:, None, :], train).squeeze(1) * self.labels
@@ -418,7 +419,8 @@ class ExactReadout:
             moved[chunk] = readout * angle.cos()[:, None] + direction[chunk] * angle.sin()[:, None]
             layer = self.model.prior_from_normal(moved[chunk].reshape(-1, *self.prior.shapes[-1]),
                                                  len(self.prior.shapes) - 1)
-            parts.append(self.scorer.scores_from_outputs(torch.matmul(layer, features).squeeze(-2)))
+            parts.append(self.scorer.scores_from_outputs(torch.matmul(layer, features).squeeze(-2),
+                                                         [*layers[:-1], layer]))
         proposed = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         inside = proposed[self.accept_row] < threshold
         new_latent = latent.clone()
@@ -890,8 +892,40 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
         return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                             seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
                             f"{max(failed):.4g} of the pilot's ladder; raise population")
-    return _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds,
-                    scorer.score_names, None if hold is None else ladder.index(hold))
+    result = _combine(runs, ladder, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds,
+                      scorer.score_names, None if hold is None else ladder.index(hold))
+    if optimizer.loss_bins:
+        result.diagnostics["loss_bins"] = loss_bins(
+            [run.final_values[row_names.index("normalized_train_loss")] for run in runs],
+            [run.final_values[row_names.index("test_error")] for run in runs], optimizer.loss_bins)
+    return result
+
+
+def loss_bins(losses, errors, bins: int) -> list[dict]:
+    """Chiang et al.'s (ICLR 2023) binning of G&C by the normalized training loss: per bin of the pooled states'
+    losses (``bins`` equal-count bins, edges at their quantiles), the test error averaged within each replicate
+    and then over the replicates with a state in the bin, its SE their spread (``None`` below two replicates).
+
+    Args:
+        losses, errors: Per replicate, its states' normalized training losses and test errors (1-D, aligned).
+        bins: Number of bins.
+    """
+    pooled = np.concatenate([np.asarray(values, dtype=np.float64) for values in losses])
+    edges = np.quantile(pooled, np.linspace(0, 1, bins + 1))
+    out = []
+    for index in range(bins):
+        low, high = float(edges[index]), float(edges[index + 1])
+        means, states = [], 0
+        for loss, error in zip(losses, errors):
+            loss, error = np.asarray(loss, dtype=np.float64), np.asarray(error, dtype=np.float64)
+            inside = (loss >= low) & ((loss <= high) if index == bins - 1 else (loss < high))
+            states += int(inside.sum())
+            if inside.any():
+                means.append(float(error[inside].mean()))
+        mean, se = _mean_se(np.array(means)) if means else (None, None)
+        out.append({"low": low, "high": high, "states": states, "replicates": len(means), "test_error": mean,
+                    "test_error_stderr": se})
+    return out
 
 
 def budget_needed_from_rate(thresholds: list[float], eps: float, evaluations: int, population: int,
@@ -1047,7 +1081,14 @@ def _subset_text(result: RunResult, scored: str) -> list[str]:
                      + gd)
     if result.status == "not_mixed":
         lines.append(f"warning: {diagnostics['warning']}")
-    return lines + conditional_lines(result, scored)
+    lines = lines + conditional_lines(result, scored)
+    if diagnostics.get("loss_bins"):
+        lines.append("test error by normalized training loss (Chiang et al.'s bins):")
+        for entry in diagnostics["loss_bins"]:
+            lines.append(f"  [{entry['low']:.4g}, {entry['high']:.4g}]: ".ljust(27)
+                         + format_value(entry["test_error"], entry["test_error_stderr"])
+                         + f"  ({entry['states']:,} states)")
+    return lines
 
 
 SUBSET_SCHEMA = ResultSchema(
@@ -1134,6 +1175,10 @@ class SubsetGuessCheck(ConditionalEstimator):
     test_eps: float | None = setting(None, minimum=0, maximum=1,
                                      doc="With --condition-test: the test error the ladder conditions on (test "
                                          "error <= it; the gnc command's default: GD's test error).")
+    loss_bins: int = setting(0, minimum=0,
+                             doc="With --accept train_error on an MLP: Chiang et al.'s binning, the test error of "
+                                 "the chains' states in this many equal-count bins of the weight-normalized "
+                                 "training loss (0: none).")
     tie_break: str = setting("margin", choices=TIE_BREAKS,
                              doc="With --accept train_error, the score the ladder's thresholds are on: the error "
                                  "count with its ties broken by the margins (margin), or the count alone (none).")
@@ -1155,6 +1200,11 @@ class SubsetGuessCheck(ConditionalEstimator):
             raise OptimizerError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         if self.tie_break not in TIE_BREAKS:
             raise OptimizerError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {self.tie_break!r}")
+        if isinstance(self.loss_bins, bool) or not isinstance(self.loss_bins, int) or self.loss_bins < 0:
+            raise OptimizerError(f"loss_bins must be an integer >= 0, got {self.loss_bins!r}")
+        if self.loss_bins and self.accept != "train_error":
+            raise OptimizerError("loss_bins bins a classifier's states by their normalized training loss: it needs "
+                                 f"accept='train_error', got accept={self.accept!r}")
         if not isinstance(self.condition_test, bool):
             raise OptimizerError(f"condition_test must be True or False, got {self.condition_test!r}")
         if self.test_eps is not None and not (isinstance(self.test_eps, (int, float))
@@ -1190,8 +1240,10 @@ class SubsetGuessCheck(ConditionalEstimator):
             # The training score's threshold is a rung; below it the ladder is on the test error's score.
             hold, ladder_score = threshold, "test_given_train_score"
             threshold = hold * 0.5 * error_score_threshold(self.test_eps, problem.num_test, inclusive=True)
+        if self.loss_bins and not model.capabilities.linear_readout:
+            raise OptimizerError(f"loss_bins needs an MLP (its weight-normalized loss), not a {model.family} model")
         scorer = scorer_for(model, problem, device, threshold, self.accept, error_scores=tie_break,
-                            train_threshold=hold)
+                            train_threshold=hold, normalized_loss=bool(self.loss_bins))
         if self.kernel == "pcn-exact":
             reason = ExactReadout.mismatch(model, self.accept, scorer)
             if reason:

@@ -260,6 +260,19 @@ class SupervisedTensors:
         return {"train_error": wrong[..., : self.num_train].mean(-1),
                 "test_error": wrong[..., self.num_train :].mean(-1)}
 
+    def normalized_train_loss(self, outputs: torch.Tensor, layers) -> torch.Tensor:
+        """Chiang et al.'s (ICLR 2023) weight-normalized training loss, ``(...)``: the mean logistic loss of the
+        outputs divided by the product of the layers' Frobenius norms (``layers`` each ``(..., out, in)``, as the
+        model holds them). A bias-free ReLU MLP's outputs are 1-homogeneous in each layer, so this loss does not
+        change when a layer is scaled, where the plain loss can be made as small as one likes; it puts networks
+        that fit the training set on one scale (logistic loss only)."""
+        if self.loss != "logistic":
+            raise ProblemError("the normalized training loss needs the logistic loss (a classification task)")
+        scale = torch.ones_like(outputs[..., 0])
+        for layer in layers:
+            scale = scale * layer.flatten(-2).norm(dim=-1).to(outputs.dtype)
+        return self._pointwise(outputs / scale[..., None])[..., : self.num_train].mean(-1)
+
     def error_scores(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``train_error_score`` and ``test_error_score``: each split's error count with its ties broken by the
         margins, ``(k + V / (V + S)) / m``, each ``(...)`` (logistic loss only).
