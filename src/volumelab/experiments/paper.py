@@ -19,7 +19,7 @@ FIGURES = tuple(f"figure{i}" for i in range(1, 12))
 STUDIES = ("ngd-invariance", "ngd-invariance-width", "ngd-completion", "ngd-sparse", "ngd-sparse-depth", "ngd-mlp",
            "mlp-ntk", "mlp-convergence", "mlp-lazy", "mlp-lr-transfer", "mlp-lr-transfer-sgd",
            "mlp-lr-transfer-adam", "mlp-volume", "mlp-volume-train",
-           "mlp-implicit-reg", "mlp-moments", "mlp-width-needed",
+           "mlp-implicit-reg", "mlp-moments", "mlp-width-needed", "volume-scale",
            "depth-rare", "width-rare", "theory-width", "theory-width-mean", "theory-depth", "theory-relu-width", "theory-rank-depth",
            "tensor-width", "tensor-depth")
 PACKAGED = FIGURES + STUDIES

@@ -14,15 +14,17 @@ Importing this package registers them (:func:`volumelab.evidence.register_study`
   network against the kernel predictor of its NTK at initialization); :mod:`~volumelab.studies.mlp_moments`:
   the dependence of its generalization on the inputs' higher moments; :mod:`~volumelab.studies.mlp_width`: the
   width its NTK regime needs against the number of training points; :mod:`~volumelab.studies.mlp_transfer`:
-  learning-rate transfer as Tensor Programs V measures it (SGD and Adam, fitted optima, the coordinate check).
+  learning-rate transfer as Tensor Programs V measures it (SGD and Adam, fitted optima, the coordinate check);
+  :mod:`~volumelab.studies.volume_scale`: G&C by subset simulation against GD and SGD as the training set grows
+  (Chiang et al.'s parity at small n, Pakman et al.'s shrinking advantage, Peleg & Hein's depth).
 
 The rule history (``rule_history.json``) dates each study's current rule.
 """
 
 from __future__ import annotations
 
-from . import figures, mlp, mlp_implicit, mlp_moments, mlp_transfer, mlp_width, ngd, tensor, theory
+from . import figures, mlp, mlp_implicit, mlp_moments, mlp_transfer, mlp_width, ngd, tensor, theory, volume_scale
 from .ngd import trajectory_distances
 
 __all__ = ["figures", "mlp", "mlp_implicit", "mlp_moments", "mlp_transfer", "mlp_width", "ngd", "tensor", "theory",
-           "trajectory_distances"]
+           "trajectory_distances", "volume_scale"]
