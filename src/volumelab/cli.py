@@ -1112,7 +1112,8 @@ def reproduce_command(figure, scale, out, **options) -> None:
     """Reproduce a figure of arXiv 2506.03931 (figure1 ... figure11) or a study (ngd-invariance,
     ngd-invariance-width, ngd-completion, ngd-sparse, ngd-sparse-depth, ngd-mlp: arXiv 2111.11542; mlp-ntk,
     mlp-convergence, mlp-lazy, mlp-lr-transfer, mlp-volume, mlp-volume-train, mlp-implicit-reg, mlp-moments, mlp-width-needed: arXiv
-    2205.13507 and the volume hypothesis on real data; mlp-lr-transfer-sgd, mlp-lr-transfer-adam: learning-rate
+    2205.13507 and the volume hypothesis on real data; volume-scale: G&C by subset simulation against GD and SGD
+    as the training set grows (Chiang et al., Pakman et al., Peleg & Hein); mlp-lr-transfer-sgd, mlp-lr-transfer-adam: learning-rate
     transfer as Tensor Programs V measures it; depth-rare, width-rare: figures 2 and 1 at eps 1e-4 and 1e-3 by
     subset simulation; theory-width, theory-depth: the mechanisms of the paper's Theorems 1 and 2 measured
     next to theory, and theory-width-mean outside Theorem 1 (a prior of non-zero mean); theory-relu-width, theory-rank-depth: its open questions, ReLU under width and ground
