@@ -110,14 +110,15 @@ from .._rng import make_generator
 from ..settings import setting
 from ..device import resolve_device
 from ..errors import OptimizerError
+from ..models.factorization import NORMALIZE_EPS
 from ._threads import configured_threads, map_in_threads
 from .base import Metric, ResultSchema, RunningMoments, RunResult, format_value
-from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, check_finite, conditional_lines, \
-    register_estimator, scorer_for
+from .conditioning import CONDITIONAL_METRICS, ConditionalEstimator, LossContraction, check_finite, \
+    conditional_lines, register_estimator, scorer_for
 
-__all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "SUBSET_SCHEMA", "SubsetGuessCheck",
-           "TIE_BREAKS", "elliptical_slice_step", "error_score_threshold", "feasible_arcs", "loss_bins", "split_rhat",
-           "subset_simulation", "uniform_on_arcs"]
+__all__ = ["ExactReadout", "KERNELS", "LatentPrior", "RHAT_THRESHOLD", "ReadoutSlice", "SUBSET_SCHEMA",
+           "SubsetGuessCheck", "TIE_BREAKS", "elliptical_slice_step", "error_score_threshold", "feasible_arcs",
+           "loss_bins", "split_rhat", "subset_simulation", "uniform_on_arcs"]
 
 #: A run whose split-R-hat over replicates exceeds this is flagged ``"not_mixed"`` (Gelman et al.'s
 #: classic threshold; with a handful of replicates the stricter 1.01 would flag sound runs by chance).
@@ -135,11 +136,12 @@ PCN_TARGET_ACCEPTANCE = 0.3
 PCN_MIN_STEP, PCN_MAX_STEP = 1e-4, 1.0
 #: Ladder levels the pilot may take (p0 = 0.1: log P down to about -460).
 MAX_LEVELS = 200
-#: The Markov kernels: elliptical slice sampling (no step size), pCN (step adapted by the pilot), or pCN
-#: followed by an exact move of an MLP's readout (:class:`ExactReadout`).
-KERNELS = ("slice", "pcn", "pcn-exact")
+#: The Markov kernels: elliptical slice sampling (no step size), pCN (step adapted by the pilot), pCN
+#: followed by an exact move of an MLP's readout (:class:`ExactReadout`), or pCN steps on the hidden layers
+#: alternating with exact slice moves of a factorization's readout (:class:`ReadoutSlice`).
+KERNELS = ("slice", "pcn", "pcn-exact", "pcn-readout")
 #: The kernels whose step is pCN's (adapted by the pilot).
-PCN_KERNELS = ("pcn", "pcn-exact")
+PCN_KERNELS = ("pcn", "pcn-exact", "pcn-readout")
 #: With ``accept="train_error"``, the ladder's score: the error count with ties broken by the margins
 #: (:meth:`~volumelab.problems.SupervisedTensors.error_scores`), or the count alone.
 TIE_BREAKS = ("margin", "none")
@@ -364,6 +366,8 @@ class ExactReadout:
 
     #: Chains moved in one pass at most (memory of the hidden features on every input), as :class:`_Sampler`.
     CHUNK = 8192
+    #: The move follows every pCN step of the hidden layers (in the same kernel step).
+    alternates = False
 
     def __init__(self, prior: LatentPrior, scorer, accept_row: int) -> None:
         model = prior.model
@@ -428,6 +432,122 @@ class ExactReadout:
         new_scores = torch.where(inside[None, :], proposed, scores)
         kept = torch.bincount(owner[~inside], minlength=runs).tolist()
         return new_latent, new_scores, list(counts), kept
+
+
+class ReadoutSlice:
+    """Elliptical slice moves of a deep factorization's readout ``W_d``, the other layers fixed, on the loss's
+    closed form along the ellipse (kernel ``"pcn-readout"``, for a matrix task's squared loss).
+
+    With the hidden layers fixed, the product is linear in the readout, ``M = W_d F`` with ``F = sigma(a_{d-1})``
+    (``F = I`` at depth 1); the Gaussian prior's readout is ``W_d = s u`` (``s`` its scale). On the ellipse
+    ``u cos t + nu sin t`` (``nu`` a fresh prior draw) the product is ``M(t) = M_0 cos t + M_1 sin t`` and every
+    measurement ``<O_i, W(t)> = (p_i cos t + q_i sin t) / (||M(t)|| + 1e-6)`` (without the normalization, the
+    numerator alone), with ``p = O vec(M_0)``, ``q = O vec(M_1)`` and ``||M(t)||^2`` a quadratic form in
+    ``(cos t, sin t)`` of the Gram matrix of ``M_0, M_1``: the training loss at any angle costs ``O(m)``
+    operations, no model evaluation. The angle is then drawn by the elliptical slice sampler's shrinking
+    bracket (Murray, Adams & MacKay 2010) on that closed form, so the move leaves the prior restricted to
+    ``L_train < eps_j`` invariant (given the hidden layers, it is the elliptical slice step of the readout's
+    conditional) and always moves. The new state is scored by the model's own forward pass (its hidden
+    features and one more product: one model evaluation per move); a state the closed form put inside and
+    that pass outside (float64 rounding at the boundary) is not taken, the chain stays (``kept``).
+
+    The normalization is what rules out the exact readout kernel's arcs (:class:`ExactReadout`): the feasible
+    angles solve an equation in ``cos t, sin t`` and ``||M(t)||``, not a union of half-circles; the slice
+    sampler needs only the loss at chosen angles.
+    """
+
+    #: Every chain's readout moves on its own kernel step, alternating with pCN steps on the hidden layers.
+    alternates = True
+
+    def __init__(self, prior: LatentPrior, scorer, accept_row: int) -> None:
+        out, inp = prior.shapes[-1]
+        self.prior, self.scorer, self.accept_row = prior, scorer, accept_row
+        self.model = prior.model
+        self.offset, self.size = prior.size - out * inp, out * inp
+        self.tensors = scorer.exact  # the task's float64 operator, targets and averaging (ProblemTensors)
+
+    @staticmethod
+    def mismatch(model, scorer) -> str | None:
+        """Why the readout slice move does not apply, or ``None``."""
+        if not model.capabilities.matrix_product:
+            return (f"the pcn-readout kernel needs a deep factorization W = W_d sigma(...), whose product is linear "
+                    f"in its readout, not a {model.family} model (use kernel='pcn')")
+        if model.prior != "gaussian" or model.weight_mean:
+            return (f"the pcn-readout kernel needs the Gaussian prior of mean 0 (the readout is then linear in its "
+                    f"latent), got the {model.prior} prior (use kernel='pcn')")
+        if not isinstance(scorer, LossContraction):
+            return "the pcn-readout kernel needs a matrix task's squared loss (use kernel='pcn')"
+        return None
+
+    def _losses(self, measured: torch.Tensor, direction: torch.Tensor, gram: torch.Tensor,
+                angle: torch.Tensor) -> torch.Tensor:
+        """``(2, c)`` losses at ``angle (c,)`` from ``p, q (c, m + t)`` and the Gram entries ``(c, 3)``."""
+        cos, sin = angle.cos()[:, None], angle.sin()[:, None]
+        values = measured * cos + direction * sin
+        if self.model.normalize:
+            squared = gram[:, :1] * cos * cos + 2 * gram[:, 1:2] * cos * sin + gram[:, 2:] * sin * sin
+            values = values / (squared.clamp_min(0).sqrt() + NORMALIZE_EPS)
+        return self.tensors.batch_last_losses((values - self.tensors.targets).T.contiguous())
+
+    def step(self, latent: torch.Tensor, scores: torch.Tensor, counts, threshold: float,
+             generators) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+        """One readout slice move of every chain; runs concatenated as in :func:`elliptical_slice_step` (run
+        ``r``'s ``nu``, then its angles, then its pending chains' angles at each shrinkage, from ``generators[r]``).
+
+        Returns:
+            ``(latent, scores, evaluations, kept)``, the last two per run; ``kept`` counts chains left where
+            they were (the model's pass put the new state outside, or :data:`MAX_SHRINKS` shrinkages).
+        """
+        runs, device, dtype = len(counts), latent.device, latent.dtype
+        model, last, shape = self.model, len(self.prior.shapes) - 1, self.prior.shapes[-1]
+        owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
+        direction = _normals(generators, counts, self.size, dtype, device)
+        theta = _uniforms(generators, counts, dtype, device).mul_(2 * math.pi)
+        low, high = theta - 2 * math.pi, theta.clone()
+        layers = self.prior.layers(latent)
+        features = None
+        if last:
+            post: list[torch.Tensor] = []
+            model.forward(layers, post=post)
+            features = post[-1]  # (n, width, cols)
+
+        def product(layer: torch.Tensor) -> torch.Tensor:  # the unnormalized product M = W_d F, (n, rows, cols)
+            return layer if features is None else torch.matmul(layer, features)
+
+        current = product(layers[-1]).flatten(1)
+        moved = product(model.prior_from_normal(direction.reshape(-1, *shape), last)).flatten(1)
+        operator = self.tensors.operator
+        outputs = operator.shape[1]
+        # Per chain: p, q (each (m + t,)) and the Gram entries, packed so each shrinkage gathers one tensor.
+        packed = torch.cat([current @ operator, moved @ operator,
+                            torch.stack([(current * current).sum(1), (current * moved).sum(1),
+                                         (moved * moved).sum(1)], 1)], 1)
+        accepted = torch.zeros_like(theta)
+        pending, angle = torch.arange(latent.shape[0], device=device), theta
+        for _ in range(MAX_SHRINKS):
+            losses = self._losses(packed[:, :outputs], packed[:, outputs:2 * outputs], packed[:, 2 * outputs:], angle)
+            inside = losses[self.accept_row] < threshold
+            accepted[pending[inside]] = angle[inside]
+            outside = ~inside
+            pending, angle, low, high, packed = (pending[outside], angle[outside], low[outside], high[outside],
+                                                 packed[outside])
+            if not pending.numel():
+                break
+            # Shrink the bracket's end on the rejected angle's side to it, and draw again inside the bracket.
+            negative = angle < 0
+            low, high = torch.where(negative, angle, low), torch.where(negative, high, angle)
+            fresh = _uniforms(generators, torch.bincount(owner[pending], minlength=runs).tolist(), dtype, device)
+            angle = low + (high - low) * fresh
+        # Chains still pending after MAX_SHRINKS keep angle 0: their own state.
+        readout = latent[:, self.offset:] * accepted.cos()[:, None] + direction * accepted.sin()[:, None]
+        proposed = self.scorer(model.normalize_output(product(model.prior_from_normal(readout.reshape(-1, *shape),
+                                                                                       last))))
+        inside = proposed[self.accept_row] < threshold
+        new_latent = latent.clone()
+        new_latent[inside, self.offset:] = readout[inside]
+        new_scores = torch.where(inside[None, :], proposed, scores)
+        kept = torch.bincount(owner[~inside], minlength=runs) + torch.bincount(owner[pending], minlength=runs)
+        return new_latent, new_scores, list(counts), kept.tolist()
 
 
 def split_rhat(chains) -> float | None:
@@ -520,7 +640,7 @@ class _Sampler:
     CHUNK = 8192
 
     def __init__(self, prior: LatentPrior, scorer, accept_row: int, device, check, bar=None,
-                 exact: ExactReadout | None = None) -> None:
+                 exact: ExactReadout | ReadoutSlice | None = None) -> None:
         self.prior, self.scorer, self.accept_row, self.device, self.check = prior, scorer, accept_row, device, check
         self.bar = bar
         self.exact = exact
@@ -556,7 +676,10 @@ class _Sampler:
         The kernel is the elliptical slice step, or with a ``step`` the pCN step of that
         size; with ``adapt`` (the pilot) the pCN step is multiplied by
         ``exp(acceptance - PCN_TARGET_ACCEPTANCE)`` after every step. With the sampler's ``exact`` readout
-        move (kernel ``"pcn-exact"``) every step is followed by it (its evaluations count with the step's).
+        move (kernel ``"pcn-exact"``) every step is followed by it (its evaluations count with the step's); with
+        the readout slice move (``"pcn-readout"``, its ``alternates``) the kernel's steps alternate: the ``i``-th
+        step of this call is a pCN step of the hidden layers for even ``i`` and the readout's move for odd ``i``
+        (every step at depth 1), whichever runs step along.
         With ``targets``, each recorded state is ``thin`` kernel steps after the previous one of its chain.
 
         Returns ``(runs, step)``: per run ``(latent, scores, evaluations, moves, stuck,
@@ -573,6 +696,8 @@ class _Sampler:
         evaluations, moves, stuck = [0] * runs, [0] * runs, [0] * runs
         per_move: list[float | None] = [None] * runs
         steps = [0] * runs
+        cycle = 0  # kernel steps so far in this call (the readout slice move takes the odd ones)
+        alternates = self.exact is not None and self.exact.alternates
         while True:
             active = []
             for r in range(runs):
@@ -593,10 +718,12 @@ class _Sampler:
             # Thinning: at the ladder's levels each recorded state is `thin` kernel steps on.
             for _ in range(thin if targets is not None else 1):
                 used_now, still = [0] * len(live), [0] * len(live)  # no pCN step without hidden layers
+                readout_turn = alternates and (cycle % 2 == 1 or self.exact.offset == 0)
+                cycle += 1
                 if step is None:
                     latent, scores, used_now, still = elliptical_slice_step(
                         latent, scores, sizes, threshold, self.score, [generators[r] for r in live], self.accept_row)
-                elif self.exact is None or self.exact.offset > 0:
+                elif (self.exact is None or self.exact.offset > 0) and not readout_turn:
                     # With the exact readout move, pCN moves the hidden layers only (the readout's latent last).
                     block = None if self.exact is None else self.exact.offset
                     latent, scores, used_now, accepted = pcn_step(latent, scores, sizes, threshold, self.score,
@@ -608,7 +735,7 @@ class _Sampler:
                         step = min(PCN_MAX_STEP, max(PCN_MIN_STEP, step * math.exp(rate - PCN_TARGET_ACCEPTANCE)))
                 used = [a + b for a, b in zip(used, used_now)]
                 stuck_now = [a + b for a, b in zip(stuck_now, still)]
-                if self.exact is not None:
+                if self.exact is not None and (readout_turn or not alternates):
                     latent, scores, used_now, _ = self.exact.step(latent, scores, sizes, threshold,
                                                                   [generators[r] for r in live])
                     self.check(scores)
@@ -816,6 +943,8 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     replicates, population = optimizer.replicates, optimizer.population
     prior = LatentPrior(model)
     exact = ExactReadout(prior, scorer, accept_row) if optimizer.kernel == "pcn-exact" else None
+    if optimizer.kernel == "pcn-readout":
+        exact = ReadoutSlice(prior, scorer, accept_row)
     sampler = _Sampler(prior, scorer, accept_row, device, check, bar, exact)
     start = time.perf_counter()
     pilot_share = budget // (replicates + 1)
@@ -1151,9 +1280,12 @@ class SubsetGuessCheck(ConditionalEstimator):
         level_fraction: Share of a level's population below the next threshold of the adaptive ladder (``p0``).
         replicates: Independent descents of the ladder; the standard errors are their spread.
         kernel: ``"slice"`` (elliptical slice sampling, no step size), ``"pcn"`` (preconditioned
-            Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot) or ``"pcn-exact"``
+            Crank-Nicolson, one evaluation per move, its step adapted per level by the pilot), ``"pcn-exact"``
             (pCN on the hidden layers, then an exact move of an MLP's readout: :class:`ExactReadout`; Gaussian
-            prior and ``accept="train_error"`` only; two evaluations per move, one at depth 1).
+            prior and ``accept="train_error"`` only; two evaluations per move, one at depth 1) or
+            ``"pcn-readout"`` (pCN steps on a factorization's hidden layers alternating with slice moves of its
+            readout on the loss's closed form: :class:`ReadoutSlice`; Gaussian prior of mean 0 and a matrix task
+            only; one evaluation per move).
         moves: Kernel steps between the recorded states of a chain at the ladder's levels (1: every step
             is recorded); more decorrelate each level's population from its seeds at that many times the cost.
     """
@@ -1165,8 +1297,10 @@ class SubsetGuessCheck(ConditionalEstimator):
                               doc="Independent descents of the ladder; the standard errors are their spread.")
     kernel: str = setting("pcn", choices=KERNELS,
                           doc="Markov kernel, preconditioned Crank-Nicolson (step adapted by a pilot run), "
-                              "elliptical slice sampling, or pCN followed by an exact move of an MLP's readout "
-                              "inside the training constraint (pcn-exact: Gaussian prior, --accept train_error).")
+                              "elliptical slice sampling, pCN followed by an exact move of an MLP's readout "
+                              "inside the training constraint (pcn-exact: Gaussian prior, --accept train_error), "
+                              "or pCN on a factorization's hidden layers alternating with slice moves of its "
+                              "readout (pcn-readout: Gaussian prior, matrix tasks).")
     moves: int = setting(5, minimum=1,
                          doc="Kernel steps between the recorded states of a chain at the ladder's levels.")
     condition_test: bool = setting(False, doc="With --accept train_error: continue the ladder on the test error "
@@ -1246,6 +1380,10 @@ class SubsetGuessCheck(ConditionalEstimator):
                             train_threshold=hold, normalized_loss=bool(self.loss_bins))
         if self.kernel == "pcn-exact":
             reason = ExactReadout.mismatch(model, self.accept, scorer)
+            if reason:
+                raise OptimizerError(reason)
+        if self.kernel == "pcn-readout":
+            reason = ReadoutSlice.mismatch(model, scorer)
             if reason:
                 raise OptimizerError(reason)
         names = ("train_loss", "gen_loss", *scorer.metric_names, *scorer.score_names)
