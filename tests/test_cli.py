@@ -71,7 +71,7 @@ def test_human_output_and_no_acceptance(capsys):
     [
         (["gnc", "--width", 5, "--eps", 0, "--samples", 10], "--eps"),
         (["gnc", "--width", 5, "--eps", 0.1, "--samples", 10, "--activation", "gelu"], "--activation"),
-        (["gnc", "--width", 5, "--eps", 0.1], "--samples"),
+        (["gnc", "--width", 5, "--eps", 0.1, "--samples", "1.5e3.5"], "--samples"),
         (["gnc", "--width", 5, "--eps", 0.1, "--samples", 10, "--bogus"], "--bogus"),
         (["gnc", "--problem", "/no/such/file.npz", "--width", 5, "--eps", 0.1, "--samples", 10], "does not exist"),
         (["gnc", "--width", 5, "--eps", 0.1, "--samples", 10, "--measurements", 25], "measurements = 25"),

@@ -23,6 +23,7 @@ def _problem():
     return problem, MLPModel(problem.num_features, 8, 2)
 
 
+@pytest.mark.slow
 def test_the_conditional_volume_matches_direct_prior_draws():
     """Six training images, 20 test images, width 8, depth 2: ``P(test error <= 0.25 | no training errors)``
     from 2 x 10^6 direct prior draws (about 2.5% have no training error, 6% of those test error <= 0.25, so the
