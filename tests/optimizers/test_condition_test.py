@@ -26,9 +26,12 @@ def _problem():
 @pytest.mark.slow
 def test_the_conditional_volume_matches_direct_prior_draws():
     """Six training images, 20 test images, width 8, depth 2: ``P(test error <= 0.25 | no training errors)``
-    from 2 x 10^6 direct prior draws (about 2.5% have no training error, 6% of those test error <= 0.25, so the
-    direct log has SE about 0.03) against subset simulation (seed 0, population 1,000, 4 x 10^5 evaluations):
-    within 3 of their combined standard errors."""
+    from 2 x 10^6 direct prior draws (1.7% have no training error, 12% of those test error <= 0.25, so the
+    direct log has SE about 0.015) against subset simulation (seed 0, population 1,000, 4 x 10^5 evaluations):
+    within 3 of their combined standard errors. Measured (2026-12-06): direct -2.151 +- 0.015 (34,352 draws
+    without training errors, 3,998 of them with test error <= 0.25), subset -2.078 +- 0.044, z = 1.55; the
+    training volume -4.064 (direct) against -4.086 +- 0.045. Like the depth-1 check (mean z 0.70 over 8 seeds),
+    the conditional comes out a little high: a bias of a few hundredths of a nat, not resolved."""
     problem, model = _problem()
     tensors = problem.tensors("cpu", torch.float64)
     generator = torch.Generator().manual_seed(12345)
