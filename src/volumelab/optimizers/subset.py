@@ -256,31 +256,49 @@ def elliptical_slice_step(latent: torch.Tensor, scores: torch.Tensor, counts, th
     runs = len(counts)
     owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
     direction = _normals(generators, counts, latent.shape[1], dtype, device)
-    theta = _uniforms(generators, counts, dtype, device).mul_(2 * math.pi)
-    low, high = theta - 2 * math.pi, theta.clone()
     new_latent, new_scores = latent.clone(), scores.clone()
-    pending = torch.arange(latent.shape[0], device=device)
     evaluations = torch.zeros(runs, dtype=torch.long, device=device)
-    for _ in range(MAX_SHRINKS):
-        angle = theta[pending]
+
+    def inside_at(pending: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
         proposal = latent[pending] * angle.cos()[:, None] + direction[pending] * angle.sin()[:, None]
         proposed = score(proposal)
-        evaluations += torch.bincount(owner[pending], minlength=runs)
+        evaluations.add_(torch.bincount(owner[pending], minlength=runs))
         inside = proposed[accept_row] < threshold
         done = pending[inside]
         new_latent[done] = proposal[inside]
         new_scores[:, done] = proposed[:, inside]
-        outside = ~inside
-        pending, angle = pending[outside], angle[outside]
+        return inside
+
+    pending = _shrink_bracket(owner, runs, generators, dtype, device, inside_at)
+    stuck = torch.bincount(owner[pending], minlength=runs)
+    return new_latent, new_scores, evaluations.tolist(), stuck.tolist()
+
+
+def _shrink_bracket(owner: torch.Tensor, runs: int, generators, dtype, device, inside_at) -> torch.Tensor:
+    """Elliptical slice sampling's angle search (Murray, Adams & MacKay 2010), the one loop of both slice moves.
+
+    Draws ``theta ~ U[0, 2 pi)`` per chain (chain ``i`` of run ``owner[i]``, from that run's generator), brackets
+    ``[theta - 2 pi, theta]`` and asks ``inside_at(pending, angle)`` which of the pending chains' angles are
+    inside the constraint (the callback records the accepted ones); for the others it shrinks the bracket's end
+    on the angle's side to it and draws the angle again from the bracket, up to :data:`MAX_SHRINKS` times.
+
+    Returns:
+        The chains still pending (left where they were).
+    """
+    angle = _uniforms(generators, torch.bincount(owner, minlength=runs).tolist(), dtype, device).mul_(2 * math.pi)
+    low, high = angle - 2 * math.pi, angle.clone()
+    pending = torch.arange(owner.shape[0], device=device)
+    for _ in range(MAX_SHRINKS):
+        # The pending chains' brackets and angles, kept compact (aligned with ``pending``).
+        outside = ~inside_at(pending, angle)
+        pending, angle, low, high = pending[outside], angle[outside], low[outside], high[outside]
         if not pending.numel():
             break
         negative = angle < 0
-        low[pending[negative]] = angle[negative]
-        high[pending[~negative]] = angle[~negative]
+        low, high = torch.where(negative, angle, low), torch.where(negative, high, angle)
         fresh = _uniforms(generators, torch.bincount(owner[pending], minlength=runs).tolist(), dtype, device)
-        theta[pending] = low[pending] + (high[pending] - low[pending]) * fresh
-    stuck = torch.bincount(owner[pending], minlength=runs)
-    return new_latent, new_scores, evaluations.tolist(), stuck.tolist()
+        angle = low + (high - low) * fresh
+    return pending
 
 
 def pcn_step(latent: torch.Tensor, scores: torch.Tensor, counts, threshold: float, score, generators, step: float,
@@ -517,8 +535,6 @@ class ReadoutSlice:
         model, last, shape = self.model, len(self.prior.shapes) - 1, self.prior.shapes[-1]
         owner = torch.repeat_interleave(torch.arange(runs, device=device), torch.tensor(counts, device=device))
         direction = _normals(generators, counts, self.size, dtype, device)
-        theta = _uniforms(generators, counts, dtype, device).mul_(2 * math.pi)
-        low, high = theta - 2 * math.pi, theta.clone()
         layers = self.prior.layers(latent)
         features = None
         if last:
@@ -537,22 +553,16 @@ class ReadoutSlice:
         packed = torch.cat([current @ operator, moved @ operator,
                             torch.stack([(current * current).sum(1), (current * moved).sum(1),
                                          (moved * moved).sum(1)], 1)], 1)
-        accepted = torch.zeros_like(theta)
-        pending, angle = torch.arange(latent.shape[0], device=device), theta
-        for _ in range(MAX_SHRINKS):
-            losses = self._losses(packed[:, :outputs], packed[:, outputs:2 * outputs], packed[:, 2 * outputs:], angle)
+        accepted = torch.zeros(latent.shape[0], dtype=dtype, device=device)
+
+        def inside_at(pending: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+            rows = packed[pending]
+            losses = self._losses(rows[:, :outputs], rows[:, outputs:2 * outputs], rows[:, 2 * outputs:], angle)
             inside = losses[self.accept_row] < threshold
             accepted[pending[inside]] = angle[inside]
-            outside = ~inside
-            pending, angle, low, high, packed = (pending[outside], angle[outside], low[outside], high[outside],
-                                                 packed[outside])
-            if not pending.numel():
-                break
-            # Shrink the bracket's end on the rejected angle's side to it, and draw again inside the bracket.
-            negative = angle < 0
-            low, high = torch.where(negative, angle, low), torch.where(negative, high, angle)
-            fresh = _uniforms(generators, torch.bincount(owner[pending], minlength=runs).tolist(), dtype, device)
-            angle = low + (high - low) * fresh
+            return inside
+
+        pending = _shrink_bracket(owner, runs, generators, dtype, device, inside_at)
         # Chains still pending after MAX_SHRINKS keep angle 0: their own state.
         readout = latent[:, self.offset:] * accepted.cos()[:, None] + direction * accepted.sin()[:, None]
         proposed = self.scorer(model.normalize_output(product(model.prior_from_normal(readout.reshape(-1, *shape),
