@@ -100,6 +100,9 @@ def test_a_truncated_store_is_one_line_naming_repair_and_repair_loses_only_its_l
 
 
 def test_random_bytes_in_the_file_never_reach_the_outputs(finished, tmp_path):
+    """64 random bytes in the middle of the file (where they land depends on the stored rows' sizes: on
+    2026-12-06 a new method setting moved them onto a row's run key, which the store could neither delete by
+    key nor replace past the unique index's stale entry; ``test_a_damaged_run_key_is_deleted_and_rerun``)."""
     import random
 
     out = _copy(finished, tmp_path)
@@ -122,7 +125,33 @@ def test_random_bytes_in_the_file_never_reach_the_outputs(finished, tmp_path):
 def _lost_with_partners(check, finished) -> int:
     """Rows a sweep reruns for damaged rows: each damaged row with its run's other rows (own and extra)."""
     bases = {key.split(":", 1)[0] for key in check.damaged}
-    return sum(1 for key in plan_sweep(finished[0]).keys if key.split(":", 1)[0] in bases)
+    # A row whose run key is itself damaged is listed as "<row ID>": its run is unknown, so only that row is
+    # missing (its partners are intact and kept when its run computes again).
+    garbled = sum(1 for key in check.damaged if key.startswith("<row "))
+    return sum(1 for key in plan_sweep(finished[0]).keys if key.split(":", 1)[0] in bases) + garbled
+
+
+def test_a_damaged_run_key_is_deleted_and_rerun(finished, tmp_path):
+    """A flipped bit in a run's key makes its row unreadable (not UTF-8) under no key: the next sweep deletes it by
+    its id, reruns the run, and every value equals the undamaged store's."""
+    out = _copy(finished, tmp_path)
+    with ResultsStore(out, create=False) as store:
+        row = next(row for row in store.fetch() if row["method"] == "gnc" and ":" not in row["run_key"])
+    database = out / "results.sqlite"
+    original, key = database.read_bytes(), row["run_key"].encode()
+    # The key is in the file several times (the row's, its extra row's key starts with it, the unique index's):
+    # the copy to damage is the one that leaves the row unreadable under no key.
+    places = [at for at in range(len(original)) if original.startswith(key, at)]
+    for where in places:
+        data = bytearray(original)
+        data[where] = 0xFF  # never valid UTF-8
+        database.write_bytes(bytes(data))
+        check = check_store(out)
+        if check.readable and any(name.startswith("<row ") for name in check.damaged):
+            break
+    else:
+        pytest.fail(f"no copy of the key among {len(places)} leaves its row unreadable")
+    _rerun_equals_undamaged(finished, out, _lost_with_partners(check, finished))
 
 
 @pytest.mark.parametrize("where", ["float", "json"])

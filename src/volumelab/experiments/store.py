@@ -428,7 +428,19 @@ class ResultsStore:
         logger.warning("%s: %d stored rows failed verification (%s); they and the rows stored with them (%d in "
                        "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
                        len(doomed))
-        return self.delete(doomed)
+        # A row whose run key itself is damaged is named "<row ID>" and no key matches it: delete it by its id.
+        # Its key's entry in the unique index still holds the key as it was (the bytes changed in the table
+        # only): it would refuse the rerun's row as "already stored", and deleting the row against it reads as a
+        # malformed file. So the indexes are first rebuilt from the table, then the row goes.
+        garbled = [row_id for row_id, key, *_, why in self._checked() if why and key == f"<row {row_id}>"]
+        removed = self.delete(doomed)
+        if garbled:
+            self._connection.execute("REINDEX")
+            with self._connection:
+                before = self.count()
+                self._connection.executemany("DELETE FROM runs WHERE id = ?", [(row_id,) for row_id in garbled])
+                removed += before - self.count()
+        return removed
 
     @_guarded
     def delete(self, keys: Iterable[str]) -> int:
