@@ -74,3 +74,20 @@ def test_bad_subset_options_exit_2_with_one_line(capsys, extra, message):
     code, _, err = run(capsys, *SENSING, "--eps", 0.02, "--samples", 1000, *extra)
     assert code == 2
     assert message in err
+
+
+def test_independent_ladders_through_the_cli_equal_the_library_and_say_so(capsys):
+    """``--independent-ladders``: the JSON equals the library's result, and the text names the ladders."""
+    args = [*SENSING, "--eps", 0.02, "--samples", 60_000, "--method", "subset", "--population", 100,
+            "--independent-ladders"]
+    code, out, _ = run(capsys, *args, "--json")
+    assert code == 0
+    payload = json.loads(out)
+    expected = vl.GuessCheck(eps=0.02, method="subset", population=100, independent_ladders=True).run(
+        make_sensing(4, 4, 1, 6, seed=1), FactorizationModel(4, 4, 3, 2), 60_000, seed=1)
+    assert payload["status"] == expected.status == "ok"
+    assert payload["log_volume"] == expected.metrics["log_volume"]
+    assert payload["log_volume_stderr"] == expected.standard_errors["log_volume"]
+    assert payload["diagnostics"]["independent_ladders"] is True and len(payload["diagnostics"]["ladder"]) == 8
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "over 8 independent ladders of" in out

@@ -377,3 +377,52 @@ def test_a_pcn_step_on_a_block_moves_only_that_block_and_keeps_the_law():
     assert abs(latent[:, 1].mean().item()) < 4 / math.sqrt(n)
     assert abs(latent[:, 1].var().item() - 1) < 4 * math.sqrt(2 / n)
     assert float((latent[:, :2] == start[:, :2]).all(1).double().mean()) < 0.2
+
+
+def test_independent_ladders_give_each_replicate_its_own_pilot_and_combine_like_a_plain_loop():
+    """``independent_ladders``: replicate ``r`` descends the ladder of its own pilot (stream ``(seed,
+    "subset-pilot", r)``), so the ladders differ; ``log_volume`` and ``log_volume_mean_log`` are the log mean
+    exp and the mean of the replicates' own log volumes (a plain loop over ``replicate_estimates``), with their
+    SEs; the result is the same for any number of workers."""
+    problem = make_sensing(4, 4, 1, 6, seed=0)
+    model = FactorizationModel(4, 4, 3, 2, activation="tanh")
+    runs = [GuessCheck(eps=0.05, method="subset", population=100, independent_ladders=True, workers=workers).run(
+        problem, model, 60_000, seed=4) for workers in (1, 2)]
+    assert runs[0].status == "ok", runs[0].diagnostics.get("reason")
+    assert runs[1].metrics == runs[0].metrics and runs[1].standard_errors == runs[0].standard_errors
+    result = runs[0]
+    ladders = result.diagnostics["ladder"]
+    assert len(ladders) == 8 and all(ladder[-1] == 0.05 for ladder in ladders)
+    assert len({tuple(ladder) for ladder in ladders}) > 1  # each pilot chose its own thresholds
+    logs = [estimate["log_volume"] for estimate in result.diagnostics["replicate_estimates"]]
+    top = max(logs)
+    weights = [math.exp(log - top) for log in logs]
+    mean = sum(weights) / len(weights)
+    sd = math.sqrt(sum((w - mean) ** 2 for w in weights) / (len(weights) - 1))
+    assert result["log_volume"] == pytest.approx(top + math.log(mean), abs=1e-12)
+    assert result.standard_errors["log_volume"] == pytest.approx(sd / math.sqrt(len(weights)) / mean, rel=1e-12)
+    plain = sum(logs) / len(logs)
+    assert result["log_volume_mean_log"] == pytest.approx(plain, abs=1e-12)
+    spread = math.sqrt(sum((log - plain) ** 2 for log in logs) / (len(logs) - 1))
+    assert result["log_volume_mean_log_stderr"] == pytest.approx(spread / math.sqrt(len(logs)), rel=1e-12)
+    # Only the common last threshold is reported per level (the ladders' other thresholds differ).
+    assert [level["eps"] for level in result.diagnostics["levels"]] == [0.05]
+    # The shared ladder of the same seed is another estimate of the same volume.
+    shared = GuessCheck(eps=0.05, method="subset", population=100).run(problem, model, 60_000, seed=4)
+    assert shared.diagnostics["ladder"] != ladders
+    se = math.hypot(shared.standard_errors["log_volume"], result.standard_errors["log_volume"])
+    assert abs(shared["log_volume"] - result["log_volume"]) < 4 * se
+
+
+def test_independent_ladders_are_refused_a_budget_their_pilots_cannot_share():
+    """Each replicate's pilot may spend ``samples / (2 replicates)``: below one population the run ends before
+    spending anything, and says so; a setting that is not a bool is an error."""
+    problem = make_sensing(5, 5, 1, 10, seed=0)
+    model = FactorizationModel(5, 5, 5, 2)
+    result = GuessCheck(eps=0.01, method="subset", population=500, independent_ladders=True).run(
+        problem, model, 7_000, seed=0)
+    assert result.status == "budget_too_small" and result["evaluations"] == 0
+    assert "samples / (2 replicates)" in result.diagnostics["reason"]
+    assert result["budget_needed"] == 3 * 8 * 500
+    with pytest.raises(OptimizerError, match="independent_ladders must be True or False"):
+        GuessCheck(eps=0.01, method="subset", independent_ladders="yes")

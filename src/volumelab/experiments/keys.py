@@ -112,6 +112,9 @@ KEY_MIGRATIONS: list[KeyMigration] = [
                      "(none: the error count's ladder, as before); only subset runs on the training error read it"),
     *_joined("method", "gnc", {"condition_test": False, "test_eps": None, "loss_bins": 0},
              "the test-conditioned ladder joined subset simulation after rows were stored (off, as before)"),
+    KeyMigration("method", "gnc", "independent_ladders", old=False,
+                 why="a ladder per replicate joined subset simulation after rows were stored (the shared ladder, as "
+                     "before)"),
     *_joined("method", "gd", {"ema_decay": 0.99, "stability_eps": 1e-6, "train_loss_threshold": None,
                               "keep_outputs": False, "trajectory_every": 0, "ntk_metrics": False},
              "settable from sweep files since the method registry (and the observers since they existed)"),

@@ -49,7 +49,8 @@ class GuessCheck:
         sampler, batch_size, dtype, memory_fraction, keep_samples: Rejection's
             (:class:`~volumelab.optimizers.rejection.RejectionGuessCheck`); with ``method="subset"`` they do
             not apply (``keep_samples`` must then be 0).
-        population, level_fraction, replicates, kernel, moves, tie_break, condition_test, test_eps, loss_bins:
+        population, level_fraction, replicates, kernel, moves, tie_break, condition_test, test_eps, loss_bins,
+        independent_ladders:
             Subset simulation's (:class:`~volumelab.optimizers.subset.SubsetGuessCheck`).
 
     Every setting is checked whichever method runs, so a bad value is an error, never ignored.
@@ -75,6 +76,7 @@ class GuessCheck:
     condition_test: bool = False
     test_eps: float | None = None
     loss_bins: int = 0
+    independent_ladders: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in estimators():
@@ -82,7 +84,7 @@ class GuessCheck:
         self._build(SubsetGuessCheck)
         if self.keep_samples and "keep_samples" not in _field_names(estimators()[self.method]):
             raise OptimizerError("keep_samples is only available with method='rejection'")
-        for name in ("condition_test", "loss_bins"):
+        for name in ("condition_test", "loss_bins", "independent_ladders"):
             if getattr(self, name) and name not in _field_names(estimators()[self.method]):
                 raise OptimizerError(f"{name} is only available with method='subset'")
         self._build(RejectionGuessCheck)
