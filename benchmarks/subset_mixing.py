@@ -39,7 +39,8 @@ def parse_kernel(text: str) -> tuple[str, dict]:
     settings = {"kernel": name}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        settings[key] = int(value) if value.isdigit() else value
+        settings[key] = (int(value) if value.isdigit() else
+                         {"true": True, "false": False}.get(value.lower(), value))
     return text, settings
 
 
