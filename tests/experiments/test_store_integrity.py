@@ -124,16 +124,23 @@ def test_random_bytes_in_the_file_never_reach_the_outputs(finished, tmp_path):
 
 def _lost_with_partners(check, finished) -> int:
     """Rows a sweep reruns for damaged rows: each damaged row with its run's other rows (own and extra)."""
-    bases = {key.split(":", 1)[0] for key in check.damaged}
-    # A row whose run key is itself damaged is listed as "<row ID>": its run is unknown, so only that row is
-    # missing (its partners are intact and kept when its run computes again).
-    garbled = sum(1 for key in check.damaged if key.startswith("<row "))
-    return sum(1 for key in plan_sweep(finished[0]).keys if key.split(":", 1)[0] in bases) + garbled
+    keys = set(check.damaged)
+    # A row whose run key is itself damaged is listed as "<row ID>": its key is the undamaged store's row ID's
+    # (the store reads it back from its unique index, and its run's other rows go with it).
+    garbled = {int(key[5:-1]) for key in keys if key.startswith("<row ")}
+    if garbled:
+        with sqlite3.connect(finished[1] / "results.sqlite") as connection:
+            keys = (keys - {f"<row {row_id}>" for row_id in garbled}) | {
+                connection.execute("SELECT run_key FROM runs WHERE id = ?", (row_id,)).fetchone()[0]
+                for row_id in garbled}
+    bases = {key.split(":", 1)[0] for key in keys}
+    return sum(1 for key in plan_sweep(finished[0]).keys if key.split(":", 1)[0] in bases)
 
 
 def test_a_damaged_run_key_is_deleted_and_rerun(finished, tmp_path):
-    """A flipped bit in a run's key makes its row unreadable (not UTF-8) under no key: the next sweep deletes it by
-    its id, reruns the run, and every value equals the undamaged store's."""
+    """A byte of a run's key set to 0xFF makes its row unreadable (not UTF-8) under no key: the next sweep reads the
+    key back from the unique index, deletes the row by its id with its run's other rows, reruns the run, and every
+    value equals the undamaged store's."""
     out = _copy(finished, tmp_path)
     with ResultsStore(out, create=False) as store:
         row = next(row for row in store.fetch() if row["method"] == "gnc" and ":" not in row["run_key"])

@@ -423,24 +423,47 @@ class ResultsStore:
         failed = self._scan_failures(scan)
         if not failed:
             return 0
-        bases = {key.split(":", 1)[0] for key in failed}
+        # A row whose text is not UTF-8 has damaged bytes that the indexes still hold as they were (the bytes
+        # changed in the table only). A row whose run key itself is damaged is named "<row ID>" and no key matches
+        # it: its key as it was is read back from the unique index (a covering read), so its run's other rows go
+        # with it; then the indexes are rebuilt from the table (deleting against a stale entry reads as a
+        # malformed file, and the stale key would refuse the rerun's row as "already stored"), and the row goes
+        # by its id.
+        garbled = {row_id for row_id, key, *_, why in self._checked() if why and key == f"<row {row_id}>"}
+        recovered = self._indexed_keys(garbled) if garbled else {}
+        bases = {key.split(":", 1)[0] for key in failed if not key.startswith("<row ")}
+        bases |= {key.split(":", 1)[0] for key in recovered.values()}
         doomed = {key for _, key, _ in scan if key.split(":", 1)[0] in bases} | set(failed)
         logger.warning("%s: %d stored rows failed verification (%s); they and the rows stored with them (%d in "
                        "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
                        len(doomed))
-        # A row whose run key itself is damaged is named "<row ID>" and no key matches it: delete it by its id.
-        # Its key's entry in the unique index still holds the key as it was (the bytes changed in the table
-        # only): it would refuse the rerun's row as "already stored", and deleting the row against it reads as a
-        # malformed file. So the indexes are first rebuilt from the table, then the row goes.
-        garbled = [row_id for row_id, key, *_, why in self._checked() if why and key == f"<row {row_id}>"]
+        if any(why == "text that is not UTF-8" for why in failed.values()):
+            self._connection.execute("REINDEX")
         removed = self.delete(doomed)
         if garbled:
-            self._connection.execute("REINDEX")
             with self._connection:
                 before = self.count()
                 self._connection.executemany("DELETE FROM runs WHERE id = ?", [(row_id,) for row_id in garbled])
                 removed += before - self.count()
         return removed
+
+    def _indexed_keys(self, ids: set[int]) -> dict[int, str]:
+        """The run keys the unique index of ``run_key`` holds for the rows ``ids`` (what they were stored under,
+        whatever the table's copy says now), where the index has them readable."""
+        found = {}
+        try:
+            indexes = [_text(name) for (name,) in self._connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")]
+            for name in filter(None, indexes):
+                columns = [_text(row[2]) for row in self._connection.execute(f"PRAGMA index_info('{name}')")]
+                if columns == ["run_key"]:
+                    for raw, row_id in self._connection.execute(f"SELECT run_key, id FROM runs INDEXED BY \"{name}\""):
+                        key = _text(raw)
+                        if row_id in ids and key is not None:
+                            found[row_id] = key
+        except sqlite3.Error:
+            pass
+        return found
 
     @_guarded
     def delete(self, keys: Iterable[str]) -> int:

@@ -97,8 +97,11 @@ ladder and steps, and their spread is the variance given them; the expected esti
 own pilots the estimates spread more: measured at a 12-level ladder (digits n = 128, width 16, depth 3,
 16 runs; docs/design.md) 1.70x the reported SE of ``log_volume`` and 1.41x that of ``log_volume_mean_log``,
 against 0.99x and 0.87x with the pilot held fixed. With ``independent_ladders`` each replicate descends the
-ladder of its own pilot (stream ``(seed, "subset-pilot", r)``, budget ``samples / (2 replicates)`` each), so
-the replicates are i.i.d. ladder included; ``levels`` then has the common last threshold only.
+ladder of its own pilot (stream ``(seed, "subset-pilot", r)``, replicate 0's the shared pilot's own, budget
+``samples / (2 replicates)`` each), so
+the replicates are i.i.d. ladder included; ``levels`` then has the common last threshold only (and the
+``condition_test`` rung, a rung of every ladder). The run then costs about ``3 replicates`` pilots' worth of
+evaluations (a pilot, a ladder and the chains per replicate) against ``2 (replicates + 1)``.
 
 **Guardrails.** A pilot that spends its share of the budget before its threshold comes
 down to ``eps`` ends the run with status ``"budget_too_small"`` and the budget it would
@@ -950,7 +953,9 @@ def subset_simulation(optimizer, model, budget: int, seed: int, scorer, row_name
     ``budget / (replicates + 1)``; the rest is split evenly over the replicates, whose
     last level's chains run until their share is spent (judged by the previous step's
     cost, so a slice step may overrun it by a little). A pilot that needs more than
-    each replicate's share ends the run as ``"budget_too_small"`` instead.
+    each replicate's share ends the run as ``"budget_too_small"`` instead. With
+    ``independent_ladders`` each replicate's own pilot may use up to ``budget / (2 replicates)``
+    and the rest is split as before.
 
     ``threshold`` is the ladder's last level, what the accept score must be below (default ``optimizer.eps``;
     see :meth:`~volumelab.optimizers.conditioning.ConditionalEstimator.threshold`). ``ladder_score`` is the row
@@ -998,7 +1003,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
         metrics = {"eps": optimizer.eps, "accept": optimizer.accept, "samples": budget, "budget_needed": needed}
         diagnostics = {"method": "subset", "kernel": optimizer.kernel, "population": population,
                        "replicates": replicates, "seed": seed, "device": str(device), "pilot_evaluations": 0,
-                       "ladder": []}
+                       "independent_ladders": independent, "ladder": []}
         return _not_reached([], None, 0, metrics, diagnostics, time.perf_counter() - start,
                             f"the budget is too small: samples {budget:,} leave the pilot {pilot_share:,} evaluations "
                             f"({share_text}), fewer than one population of {population:,}; raise "
@@ -1034,29 +1039,34 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
                         "device": str(device), "workers": workers, "pilot_evaluations": pilot_evaluations,
                         "independent_ladders": independent,
                         "ladder": [list(ladder) for ladder in ladders] if independent else list(ladders[0])}
-    for index, (ladder, steps, reached, pilot_log_volume, evaluations, next_threshold) in enumerate(pilots):
+    # A pilot that did not reach eps ends the run: the first such (by index) names it; with a ladder per replicate
+    # the run reports every pilot's evaluations and the largest budget any of them needs.
+    failures = [(index, pilot) for index, pilot in enumerate(pilots) if not pilot[2]]
+    if failures:
+        index, (ladder, steps, reached, pilot_log_volume, evaluations, next_threshold) = failures[0]
         whose = f"replicate {index}'s pilot" if independent else "the pilot"
-        if not reached and next_threshold is not None:
-            needed = budget_needed_from_rate([*ladder, next_threshold], threshold, evaluations, population,
-                                             replicates, independent)
-            if needed is not None:
-                base_metrics["budget_needed"] = needed
-                return _not_reached(ladder, pilot_log_volume, evaluations, base_metrics, base_diagnostics,
-                                    time.perf_counter() - start,
-                                    f"the budget is too small: {whose}'s thresholds came down to {ladder[-1]:.4g} "
-                                    f"(eps {optimizer.eps:g}) in {len(ladder)} levels with {evaluations:,} "
-                                    f"evaluations, its share of the budget being {pilot_share:,} ({share_text}); "
-                                    f"at the rate its thresholds fell, reaching eps takes about "
-                                    f"{needed:,} samples: raise samples to at least that",
-                                    status="budget_too_small")
-        if not reached:
-            smallest = f"{ladder[-1]:.4g}" if ladder else "none (no level)"
-            return _not_reached(ladder, pilot_log_volume, evaluations, base_metrics, base_diagnostics,
+        needs = [budget_needed_from_rate([*pilot[0], pilot[5]], threshold, pilot[4], population, replicates,
+                                         independent) for _, pilot in failures if pilot[5] is not None]
+        needs = [need for need in needs if need is not None]
+        if next_threshold is not None and needs:
+            needed = max(needs)
+            rate_of = "the pilots'" if independent else "its"
+            base_metrics["budget_needed"] = needed
+            return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
                                 time.perf_counter() - start,
-                                f"{whose}'s thresholds came down to {smallest} (eps {optimizer.eps:g}) with "
-                                f"{evaluations:,} evaluations, its share of the budget being {pilot_share:,} "
-                                f"({share_text}): the budget is too small, or the set L < {optimizer.eps:g} "
-                                "is empty or nearly so for this model")
+                                f"the budget is too small: {whose}'s thresholds came down to {ladder[-1]:.4g} "
+                                f"(eps {optimizer.eps:g}) in {len(ladder)} levels with {evaluations:,} "
+                                f"evaluations, its share of the budget being {pilot_share:,} ({share_text}); "
+                                f"at the rate {rate_of} thresholds fell, reaching "
+                                f"eps takes about {needed:,} samples: raise samples to at least that",
+                                status="budget_too_small")
+        smallest = f"{ladder[-1]:.4g}" if ladder else "none (no level)"
+        return _not_reached(ladder, pilot_log_volume, pilot_evaluations, base_metrics, base_diagnostics,
+                            time.perf_counter() - start,
+                            f"{whose}'s thresholds came down to {smallest} (eps {optimizer.eps:g}) with "
+                            f"{evaluations:,} evaluations, its share of the budget being {pilot_share:,} "
+                            f"({share_text}): the budget is too small, or the set L < {optimizer.eps:g} "
+                            "is empty or nearly so for this model")
     share = (budget - pilot_evaluations) // replicates
     largest = max(pilot[4] for pilot in pilots)
     if share < largest:
@@ -1088,7 +1098,7 @@ def _run(optimizer, model, budget, seed, scorer, row_names, device, check, bar, 
     if failed:
         return _not_reached(ladders[0], pilots[0][3], pilot_evaluations, base_metrics, base_diagnostics,
                             seconds, f"{len(failed)} of {replicates} replicates had no state below threshold "
-                            f"{max(failed):.4g} of {'their pilots' if independent else 'the pilot'}'s ladder; "
+                            f"{max(failed):.4g} of {'its pilot' if independent else 'the pilot'}'s ladder; "
                             "raise population")
     run_ladders = [pilots[g][0] if independent else ladders[0] for g, group in enumerate(groups) for _ in group]
     result = _combine(runs, run_ladders, row_names, base_metrics, base_diagnostics, pilot_evaluations, seconds,
@@ -1352,7 +1362,8 @@ SUBSET_SCHEMA = ResultSchema(
              Metric("budget_needed", "the samples (model evaluations) the run would need: twice the cost of one "
                                      "ladder per replicate and pilot, as measured by the pilot (extrapolated at the "
                                      "rate its thresholds fell when it stopped short of eps; a lower bound of one "
-                                     "population per run when the pilot could not start)", kind="value",
+                                     "population per run when the pilot could not start; with independent_ladders "
+                                     "three ladders per replicate, the largest any pilot needs)", kind="value",
                     when="budget_too_small runs")),
     statuses={"ok": "reached eps; the chains mixed",
               "not_mixed": f"reached eps, but split-R-hat exceeds {RHAT_THRESHOLD}: numbers reported, flagged",
