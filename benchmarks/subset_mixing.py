@@ -34,13 +34,20 @@ BUDGET = 200_000
 EPS = 0.0035
 
 
+def _number(value: str):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def parse_kernel(text: str) -> tuple[str, dict]:
     name, _, rest = text.partition(":")
     settings = {"kernel": name}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
         settings[key] = (int(value) if value.isdigit() else
-                         {"true": True, "false": False}.get(value.lower(), value))
+                         {"true": True, "false": False}.get(value.lower(), _number(value)))
     return text, settings
 
 
