@@ -27,7 +27,7 @@ from volumelab import _results_version
 from volumelab.cli import main
 from volumelab.errors import StoreError
 from volumelab.experiments import load_sweep, plan_sweep, run_sweep
-from volumelab.experiments.store import ResultsStore, check_store, repair_store, row_checksum, _CHECKED
+from volumelab.experiments.store import KEY_MISMATCH, ResultsStore, check_store, repair_store, row_checksum, _CHECKED
 from volumelab.plotting.report import write_sweep_outputs
 
 from sweep_testing import TINY, write_config
@@ -159,6 +159,40 @@ def test_a_damaged_run_key_is_deleted_and_rerun(finished, tmp_path):
     else:
         pytest.fail(f"no copy of the key among {len(places)} leaves its row unreadable")
     _rerun_equals_undamaged(finished, out, _lost_with_partners(check, finished))
+
+
+def test_a_run_key_damaged_into_another_valid_key_is_caught_in_every_copy(finished, tmp_path):
+    """The checksum leaves the run key out (a key migration renames it), so one flipped bit that turns the key into
+    other valid text must be caught by comparing it with the unique index's copy: in the table's copy the row
+    would otherwise pass verification under a key no run has, and its run's rerun would be refused as already
+    stored; in the index's copy the store would hold a stale index. Every copy of the key in the file is damaged
+    in turn (the runs table's and its index's, and those of the run's extra row, whose key starts with it):
+    each one that a read can see is reported, its run is deleted with its other rows and computed again, and
+    every value equals the undamaged store's."""
+    with ResultsStore(finished[1], create=False) as store:
+        row = next(row for row in store.fetch() if row["method"] == "gnc" and ":" not in row["run_key"])
+    original, key = (finished[1] / "results.sqlite").read_bytes(), row["run_key"].encode()
+    base = row["run_key"].split(":", 1)[0]
+    with_partners = sum(1 for planned in plan_sweep(finished[0]).keys if planned.split(":", 1)[0] == base)
+    places = [at for at in range(len(original)) if original.startswith(key, at)]
+    caught = []
+    for number, where in enumerate(places):
+        out = tmp_path / f"copy{number}"
+        shutil.copytree(finished[1], out)
+        data = bytearray(original)
+        data[where] ^= 1  # the key's first character, still ASCII: another valid key
+        (out / "results.sqlite").write_bytes(bytes(data))
+        check = check_store(out)
+        assert check.readable
+        if check.ok:  # bytes no read uses (a free page's leftover copy): nothing to rerun, nothing changed
+            _rerun_equals_undamaged(finished, out, 0)
+            continue
+        assert set(check.damaged.values()) <= {KEY_MISMATCH, "its arrays are missing"}, check.damaged
+        caught.append(number)
+        _rerun_equals_undamaged(finished, out, with_partners)
+        assert check_store(out).ok
+    # At least the runs table's copy and its index's copy are seen (without the comparison neither would be).
+    assert len(caught) >= 2, (places, caught)
 
 
 @pytest.mark.parametrize("where", ["float", "json"])
@@ -322,3 +356,29 @@ def test_repair_drops_a_run_whose_arrays_it_could_not_reach(finished_with_arrays
     outcome = run_sweep(config, out_dir=out, progress=False)
     assert outcome.ran_rows == 1
     _same_arrays(_arrays(out), arrays)
+
+
+def test_a_run_key_damaged_into_another_valid_key_is_caught_in_its_arrays_too(finished_with_arrays, tmp_path):
+    """As for a row, a flipped bit that turns a run's key into another valid key in any copy (its row, the runs
+    index, its arrays' row, the arrays index) is seen, and the run alone is computed again, its arrays with it."""
+    config, undamaged, arrays = finished_with_arrays
+    key = sorted(arrays)[0]
+    original = (undamaged / "results.sqlite").read_bytes()
+    places = [at for at in range(len(original)) if original.startswith(key.encode(), at)]
+    caught = 0
+    for number, where in enumerate(places):
+        out = tmp_path / f"copy{number}"
+        shutil.copytree(undamaged, out)
+        data = bytearray(original)
+        data[where] ^= 1
+        (out / "results.sqlite").write_bytes(bytes(data))
+        check = check_store(out)
+        assert check.readable
+        if not check.ok:
+            caught += 1
+            assert set(check.damaged.values()) <= {KEY_MISMATCH, "its arrays are missing"}, check.damaged
+        outcome = run_sweep(config, out_dir=out, progress=False)
+        assert outcome.ran_rows == (0 if check.ok else 1)
+        assert check_store(out).ok
+        _same_arrays(_arrays(out), arrays)
+    assert caught >= 4, (places, caught)

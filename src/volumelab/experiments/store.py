@@ -9,7 +9,7 @@ the run it was computing.
 **Integrity.** Every row carries a checksum of its content (every column but its id and
 key, :func:`row_checksum`; a run's arrays carry their own), written with it and verified
 whenever it is read: a row that fails (a flipped bit in a value or in its JSON, text that
-is no longer UTF-8) is never used. It is reported, left out of every output and, when a
+is no longer UTF-8, a run key that differs from the copy its table's unique index holds) is never used. It is reported, left out of every output and, when a
 sweep runs, deleted with the rows stored beside it so its run computes again. A database
 SQLite cannot read (truncated, overwritten, a table gone) raises :class:`StoreError`
 naming the file and the way out: :func:`check_store` says what is intact and
@@ -86,6 +86,8 @@ _CHECKED = ("sweep", "scale", "method", "method_type", "point", "x", "coords", "
             "gen_loss_stderr", "train_loss", "metrics", "standard_errors", "diagnostics", "config", "seconds",
             "started_at", "finished_at", "volumelab_version", "torch_version", "results_version")
 _JSON_COLUMNS = ("x", "coords", "metrics", "standard_errors", "diagnostics", "config")
+#: Why a row fails when its run key differs from its table's unique index's copy (the key was damaged).
+KEY_MISMATCH = "its run key does not match the store's index of keys"
 
 
 def row_checksum(values: Sequence[Any]) -> str:
@@ -317,14 +319,20 @@ class ResultsStore:
         """Every stored row as ``(id, run_key, its checked values as stored, its JSON columns decoded, its checksum,
         why it failed or None)``, in insertion order; values and JSON are ``None`` for a row that failed.
 
-        A row is used only when its text decodes, its JSON parses and its checksum matches its content.
+        A row is used only when its text decodes, its run key is the one the unique index holds for it (the
+        checksum leaves the key out, so a key damaged into other valid text is caught here), its JSON parses and
+        its checksum matches its content.
         """
+        indexed = self._index_keys("runs")
         cursor = self._connection.execute(f"SELECT id, run_key, {', '.join(_CHECKED)}, checksum FROM runs ORDER BY id")
         for row_id, raw_key, *raw, checksum in cursor:
             key = _text(raw_key)
             values = _decoded(raw)
             if key is None or values is None:
                 yield row_id, key or f"<row {row_id}>", None, None, None, "text that is not UTF-8"
+                continue
+            if row_id in indexed and indexed[row_id] != key:
+                yield row_id, key, None, None, None, KEY_MISMATCH
                 continue
             checksum = _text(checksum)
             if checksum != row_checksum(values):
@@ -368,12 +376,17 @@ class ResultsStore:
 
     @_guarded
     def _array_failures(self, rows: Iterable[tuple[str, dict | None]]) -> dict[str, str]:
-        """Run keys whose arrays fail: a stored blob whose checksum does not match, or a row (``(run key, its
-        decoded diagnostics)`` of ``rows``) that names the checksum of arrays the store does not hold."""
+        """Run keys whose arrays fail: a stored blob whose checksum does not match or whose key differs from the
+        unique index's copy, or a row (``(run key, its decoded diagnostics)`` of ``rows``) that names the checksum
+        of arrays the store does not hold."""
         failed, held = {}, {}
-        for key, data, checksum in self._connection.execute("SELECT run_key, data, checksum FROM arrays"):
+        indexed = self._index_keys("arrays")
+        for row_id, key, data, checksum in self._connection.execute(
+                "SELECT rowid, run_key, data, checksum FROM arrays"):
             key = _text(key) or "?"
-            if data is None or _text(checksum) != _blob_checksum(data):
+            if row_id in indexed and indexed[row_id] != key:
+                failed[key] = KEY_MISMATCH
+            elif data is None or _text(checksum) != _blob_checksum(data):
                 failed[key] = "its arrays' checksum does not match"
             else:
                 held[key] = _text(checksum)
@@ -423,21 +436,22 @@ class ResultsStore:
         failed = self._scan_failures(scan)
         if not failed:
             return 0
-        # A row whose text is not UTF-8 has damaged bytes that the indexes still hold as they were (the bytes
-        # changed in the table only). A row whose run key itself is damaged is named "<row ID>" and no key matches
-        # it: its key as it was is read back from the unique index (a covering read), so its run's other rows go
-        # with it; then the indexes are rebuilt from the table (deleting against a stale entry reads as a
-        # malformed file, and the stale key would refuse the rerun's row as "already stored"), and the row goes
-        # by its id.
-        garbled = {row_id for row_id, key, *_, why in self._checked() if why and key == f"<row {row_id}>"}
-        recovered = self._indexed_keys(garbled) if garbled else {}
+        # Damaged bytes in a table leave the indexes holding the values as they were. A row whose run key itself
+        # is damaged (named "<row ID>" when it is not UTF-8, or under a key that is not its own) has its key as it
+        # was read back from the unique index (a covering read), so its run's other rows go with it; then the
+        # indexes are rebuilt from the table (deleting against a stale entry reads as a malformed file, and the
+        # stale key would refuse the rerun's row as "already stored"), and the row goes by its id.
+        garbled = {row_id for row_id, key, *_, why in self._checked()
+                   if why and (key == f"<row {row_id}>" or why == KEY_MISMATCH)}
+        indexed = self._index_keys("runs") if garbled else {}
+        recovered = {row_id: indexed[row_id] for row_id in garbled if indexed.get(row_id) is not None}
         bases = {key.split(":", 1)[0] for key in failed if not key.startswith("<row ")}
         bases |= {key.split(":", 1)[0] for key in recovered.values()}
         doomed = {key for _, key, _ in scan if key.split(":", 1)[0] in bases} | set(failed)
         logger.warning("%s: %d stored rows failed verification (%s); they and the rows stored with them (%d in "
                        "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
                        len(doomed))
-        if any(why == "text that is not UTF-8" for why in failed.values()):
+        if any(why in ("text that is not UTF-8", KEY_MISMATCH) for why in failed.values()):
             self._connection.execute("REINDEX")
         removed = self.delete(doomed)
         if garbled:
@@ -447,22 +461,22 @@ class ResultsStore:
                 removed += before - self.count()
         return removed
 
-    def _indexed_keys(self, ids: set[int]) -> dict[int, str]:
-        """The run keys the unique index of ``run_key`` holds for the rows ``ids`` (what they were stored under,
-        whatever the table's copy says now), where the index has them readable."""
-        found = {}
+    def _index_keys(self, table: str) -> dict[int, str | None]:
+        """``{rowid: run_key}`` as the unique index of ``table``'s ``run_key`` holds them (what each row was
+        stored under, whatever the table's copy says now; ``None`` where the index's copy is not UTF-8), read
+        from the index alone (a covering read); empty when the table has no such index or it cannot be read."""
+        found: dict[int, str | None] = {}
         try:
             indexes = [_text(name) for (name,) in self._connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")]
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,))]
             for name in filter(None, indexes):
                 columns = [_text(row[2]) for row in self._connection.execute(f"PRAGMA index_info('{name}')")]
                 if columns == ["run_key"]:
-                    for raw, row_id in self._connection.execute(f"SELECT run_key, id FROM runs INDEXED BY \"{name}\""):
-                        key = _text(raw)
-                        if row_id in ids and key is not None:
-                            found[row_id] = key
+                    for raw, row_id in self._connection.execute(
+                            f"SELECT run_key, rowid FROM {table} INDEXED BY \"{name}\""):
+                        found[row_id] = _text(raw)
         except sqlite3.Error:
-            pass
+            return {}
         return found
 
     @_guarded
