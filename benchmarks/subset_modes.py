@@ -32,6 +32,7 @@ import math
 import os
 import platform
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -131,9 +132,9 @@ def main() -> None:
                                     if isinstance(value, list) else value) for key, value in row.items()}),
                   flush=True)
     if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(record, handle, indent=1)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
