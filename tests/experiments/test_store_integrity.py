@@ -382,3 +382,85 @@ def test_a_run_key_damaged_into_another_valid_key_is_caught_in_its_arrays_too(fi
         assert check_store(out).ok
         _same_arrays(_arrays(out), arrays)
     assert caught >= 4, (places, caught)
+
+
+def _key_places(finished, method: str = "gnc", which: int = 0) -> tuple[str, bytes, list[int]]:
+    with ResultsStore(finished[1], create=False) as store:
+        keys = [row["run_key"] for row in store.fetch() if row["method"] == method and ":" not in row["run_key"]]
+    original = (finished[1] / "results.sqlite").read_bytes()
+    key = keys[which]
+    return key, original, [at for at in range(len(original)) if original.startswith(key.encode(), at)]
+
+
+def test_repair_leaves_out_a_row_under_a_damaged_key(finished, tmp_path):
+    """``store repair`` salvages rows by their checksums, which leave the key out: a row whose key was damaged into
+    another valid key must not be salvaged under it (it would stand beside its run's rerun, under a key no run
+    has). The damaged copy is the table's (the one reported under a key the sweep does not plan)."""
+    key, original, places = _key_places(finished)
+    planned = set(plan_sweep(finished[0]).keys)
+    for number, where in enumerate(places):
+        out = tmp_path / f"copy{number}"
+        shutil.copytree(finished[1], out)
+        data = bytearray(original)
+        data[where] ^= 1
+        (out / "results.sqlite").write_bytes(bytes(data))
+        strays = [name for name in check_store(out).damaged if name not in planned]
+        if strays:
+            break
+    else:
+        pytest.fail(f"no copy of {key} among {len(places)} is the table's")
+    repaired = repair_store(out)
+    assert repaired.damaged == {strays[0]: KEY_MISMATCH} and check_store(out).ok
+    with ResultsStore(out, create=False) as store:
+        assert not any(row["run_key"] not in planned for row in store.fetch())
+    _rerun_equals_undamaged(finished, out, finished[2] - repaired.intact)
+
+
+def test_a_damaged_key_equal_to_another_runs_names_repair_and_repair_keeps_the_true_row(finished, tmp_path, capsys):
+    """A run key damaged into another run's key (the table then holds that key twice) cannot be deleted by key
+    and the indexes cannot be rebuilt: the run stops with one line naming ``store repair``, and repair keeps the
+    other run's own row and leaves out the damaged one."""
+    key, original, places = _key_places(finished, which=0)
+    other = _key_places(finished, which=1)[0]
+    for number, where in enumerate(places):
+        out = tmp_path / f"copy{number}"
+        shutil.copytree(finished[1], out)
+        data = bytearray(original)
+        data[where:where + len(key)] = other.encode()
+        (out / "results.sqlite").write_bytes(bytes(data))
+        if other in check_store(out).damaged:  # the table's copy: the row now claims the other run's key
+            break
+    else:
+        pytest.fail(f"no copy of {key} among {len(places)} is the table's")
+    with pytest.raises(StoreError, match="equals another run's.*store repair"):
+        run_sweep(finished[0], out_dir=out, progress=False)
+    repaired = repair_store(out)
+    assert repaired.damaged == {other: KEY_MISMATCH} and check_store(out).ok
+    _rerun_equals_undamaged(finished, out, finished[2] - repaired.intact)
+
+
+def test_a_key_renamed_by_another_process_between_the_index_and_the_table_reads_is_no_damage(finished, tmp_path,
+                                                                                              monkeypatch):
+    """The index and the table are read in one read transaction: another connection that renames a run's key
+    (a key migration) after the index is read and before the table is leaves the reader's view consistent, so
+    nothing reads as damaged; the rename shows on the next read."""
+    out = _copy(finished, tmp_path)
+    key = _key_places(finished)[0]
+    renamed = "f" * len(key)
+    reader = ResultsStore(out, create=False)
+    original = ResultsStore._index_keys
+
+    def index_then_rename(self, table):
+        found = original(self, table)
+        if self is reader and table == "runs" and not getattr(reader, "_renamed", False):
+            reader._renamed = True
+            with ResultsStore(out, create=False) as writer:
+                assert writer.migrate_keys({key: renamed}) == 1
+        return found
+
+    monkeypatch.setattr(ResultsStore, "_index_keys", index_then_rename)
+    try:
+        assert reader.damaged_rows() == {}
+        assert renamed in reader.existing_keys() and key not in reader.existing_keys()
+    finally:
+        reader.close()

@@ -9,8 +9,9 @@ the run it was computing.
 **Integrity.** Every row carries a checksum of its content (every column but its id and
 key, :func:`row_checksum`; a run's arrays carry their own), written with it and verified
 whenever it is read: a row that fails (a flipped bit in a value or in its JSON, text that
-is no longer UTF-8, a run key that differs from the copy its table's unique index holds) is never used. It is reported, left out of every output and, when a
-sweep runs, deleted with the rows stored beside it so its run computes again. A database
+is no longer UTF-8, a run key that differs from the copy its table's unique index holds)
+is never used. It is reported, left out of every output and, when a sweep runs, deleted
+with the rows stored beside it so its run computes again. A database
 SQLite cannot read (truncated, overwritten, a table gone) raises :class:`StoreError`
 naming the file and the way out: :func:`check_store` says what is intact and
 :func:`repair_store` salvages every intact row into a new database, keeping the damaged
@@ -21,6 +22,7 @@ A store holding runs of a newer results version (written by a newer volumelab) i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -81,7 +83,7 @@ CREATE TABLE IF NOT EXISTS arrays (
 """
 
 #: The columns a row's checksum covers, in order: all but ``id`` (SQLite's) and ``run_key`` (which a key
-#: migration renames; a damaged key only orphans its row, which is then never used).
+#: migration renames; a damaged key is caught by comparing it with the unique index's copy, :data:`KEY_MISMATCH`).
 _CHECKED = ("sweep", "scale", "method", "method_type", "point", "x", "coords", "seed", "status", "gen_loss",
             "gen_loss_stderr", "train_loss", "metrics", "standard_errors", "diagnostics", "config", "seconds",
             "started_at", "finished_at", "volumelab_version", "torch_version", "results_version")
@@ -99,6 +101,21 @@ def row_checksum(values: Sequence[Any]) -> str:
 
 def _blob_checksum(data: bytes) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()[:32]
+
+
+def _unique_key_index(connection: sqlite3.Connection, table: str) -> dict[int, str | None]:
+    """``{rowid: run_key}`` as the unique index of ``table``'s ``run_key`` holds them (what each row was stored
+    under, whatever the table's copy says now; ``None`` where the index's copy is not UTF-8), read from the index
+    alone (a covering read); empty when the table has no such index. An index SQLite cannot read raises."""
+    found: dict[int, str | None] = {}
+    indexes = [_text(name) for (name,) in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,))]
+    for name in filter(None, indexes):
+        columns = [_text(row[2]) for row in connection.execute(f"PRAGMA index_info('{name}')")]
+        if columns == ["run_key"]:
+            for raw, row_id in connection.execute(f"SELECT run_key, rowid FROM {table} INDEXED BY \"{name}\""):
+                found[row_id] = _text(raw)
+    return found
 
 
 def _damaged(path: Path, reason: str) -> StoreError:
@@ -323,6 +340,24 @@ class ResultsStore:
         checksum leaves the key out, so a key damaged into other valid text is caught here), its JSON parses and
         its checksum matches its content.
         """
+        with self._snapshot():
+            yield from self._checked_rows()
+
+    @contextlib.contextmanager
+    def _snapshot(self):
+        """One read transaction (unless one is open already), so that an index and its table read in it show the
+        same state of the file even while another process writes (a key renamed between the two reads would
+        otherwise read as damage)."""
+        opened = not self._connection.in_transaction
+        if opened:
+            self._connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if opened and self._connection.in_transaction:
+                self._connection.execute("COMMIT")
+
+    def _checked_rows(self) -> Iterator[tuple[int, str, list | None, dict | None, str | None, str | None]]:
         indexed = self._index_keys("runs")
         cursor = self._connection.execute(f"SELECT id, run_key, {', '.join(_CHECKED)}, checksum FROM runs ORDER BY id")
         for row_id, raw_key, *raw, checksum in cursor:
@@ -380,16 +415,17 @@ class ResultsStore:
         unique index's copy, or a row (``(run key, its decoded diagnostics)`` of ``rows``) that names the checksum
         of arrays the store does not hold."""
         failed, held = {}, {}
-        indexed = self._index_keys("arrays")
-        for row_id, key, data, checksum in self._connection.execute(
-                "SELECT rowid, run_key, data, checksum FROM arrays"):
-            key = _text(key) or "?"
-            if row_id in indexed and indexed[row_id] != key:
-                failed[key] = KEY_MISMATCH
-            elif data is None or _text(checksum) != _blob_checksum(data):
-                failed[key] = "its arrays' checksum does not match"
-            else:
-                held[key] = _text(checksum)
+        with self._snapshot():
+            indexed = self._index_keys("arrays")
+            for row_id, key, data, checksum in self._connection.execute(
+                    "SELECT rowid, run_key, data, checksum FROM arrays"):
+                key = _text(key) or "?"
+                if row_id in indexed and indexed[row_id] != key:
+                    failed[key] = KEY_MISMATCH
+                elif data is None or _text(checksum) != _blob_checksum(data):
+                    failed[key] = "its arrays' checksum does not match"
+                else:
+                    held[key] = _text(checksum)
         for key, diagnostics in rows:
             expected = (diagnostics or {}).get("arrays_checksum") if isinstance(diagnostics, dict) else None
             if expected and key not in failed and held.get(key) != expected:
@@ -452,7 +488,10 @@ class ResultsStore:
                        "all) are deleted and run again", self.path, len(failed), next(iter(failed.values())),
                        len(doomed))
         if any(why in ("text that is not UTF-8", KEY_MISMATCH) for why in failed.values()):
-            self._connection.execute("REINDEX")
+            try:
+                self._connection.execute("REINDEX")
+            except sqlite3.IntegrityError as exc:  # a damaged key turned into another run's: two rows hold it
+                raise _damaged(self.path, f"a damaged run key equals another run's ({exc})") from exc
         removed = self.delete(doomed)
         if garbled:
             with self._connection:
@@ -462,22 +501,7 @@ class ResultsStore:
         return removed
 
     def _index_keys(self, table: str) -> dict[int, str | None]:
-        """``{rowid: run_key}`` as the unique index of ``table``'s ``run_key`` holds them (what each row was
-        stored under, whatever the table's copy says now; ``None`` where the index's copy is not UTF-8), read
-        from the index alone (a covering read); empty when the table has no such index or it cannot be read."""
-        found: dict[int, str | None] = {}
-        try:
-            indexes = [_text(name) for (name,) in self._connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,))]
-            for name in filter(None, indexes):
-                columns = [_text(row[2]) for row in self._connection.execute(f"PRAGMA index_info('{name}')")]
-                if columns == ["run_key"]:
-                    for raw, row_id in self._connection.execute(
-                            f"SELECT run_key, rowid FROM {table} INDEXED BY \"{name}\""):
-                        found[row_id] = _text(raw)
-        except sqlite3.Error:
-            return {}
-        return found
+        return _unique_key_index(self._connection, table)
 
     @_guarded
     def delete(self, keys: Iterable[str]) -> int:
@@ -738,6 +762,10 @@ def _salvage_sql(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, st
                 ids.add(int(row_id))
         except sqlite3.Error:
             pass
+        try:
+            indexed = _unique_key_index(connection, "runs")
+        except sqlite3.Error:
+            indexed = {}  # the index is unreadable: the keys are kept as the table has them
         for row_id in sorted(ids):
             try:
                 raw = connection.execute(f"SELECT {', '.join(wanted)} FROM runs WHERE id = ?", (row_id,)).fetchone()
@@ -753,6 +781,9 @@ def _salvage_sql(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, st
             if key is None or values is None:
                 damaged[key or f"<row {row_id}>"] = "text that is not UTF-8"
                 continue
+            if row_id in indexed and indexed[row_id] != key:
+                damaged[key] = KEY_MISMATCH
+                continue
             checksum = _text(record.get("checksum"))
             if checksum is not None and checksum != row_checksum(values):
                 damaged[key] = "its checksum does not match its content"
@@ -767,11 +798,13 @@ def _salvage_sql(path: Path) -> tuple[list[dict], dict[str, bytes], dict[str, st
             rows.append({"run_key": key, **dict(zip(_CHECKED, values))})
         for row in rows:
             try:
-                hit = connection.execute("SELECT data, checksum FROM arrays WHERE run_key = ?",
+                hit = connection.execute("SELECT data, checksum, run_key FROM arrays WHERE run_key = ?",
                                          (row["run_key"],)).fetchone()
             except sqlite3.Error:
                 continue
-            if hit is not None and hit[0] is not None and _text(hit[1]) in (None, _blob_checksum(hit[0])):
+            # The lookup goes through the index: the table's own copy of the key must say the same.
+            if (hit is not None and hit[0] is not None and _text(hit[2]) == row["run_key"]
+                    and _text(hit[1]) in (None, _blob_checksum(hit[0]))):
                 arrays[row["run_key"]] = bytes(hit[0])
     finally:
         connection.close()
@@ -784,19 +817,23 @@ def _salvage_pages(path: Path, rows: list[dict], arrays: dict[str, bytes], damag
     from ._pages import leaf_records
 
     have = {row["run_key"] for row in rows}
+    # A key SQLite read and found to differ from its index's copy is damaged: its page holds the same wrong key.
+    refused = {key for key, why in damaged.items() if why == KEY_MISMATCH}
     width = 2 + len(_CHECKED) + 1  # id (stored as NULL), run_key, the checked columns, checksum
     found: dict[str, dict] = {}
     seen = 0
     blobs: dict[str, bytes] = {}
     for record in leaf_records(path):
         if len(record) == 3 and isinstance(record[0], str) and isinstance(record[1], bytes):
-            if isinstance(record[2], str) and record[2] == _blob_checksum(record[1]):
+            if isinstance(record[2], str) and record[2] == _blob_checksum(record[1]) and record[0] not in refused:
                 blobs[record[0]] = record[1]
             continue
         if len(record) != width or record[0] is not None or not isinstance(record[1], str):
             continue
         key, values, checksum = record[1], record[2:-1], record[-1]
         seen += 1
+        if key in refused:
+            continue
         if checksum != row_checksum(values):
             if key not in have:
                 damaged.setdefault(key, "its checksum does not match its content")
