@@ -51,12 +51,12 @@ def parse_kernel(text: str) -> tuple[str, dict]:
     return text, settings
 
 
-def one_run(settings: dict, activation: str, depth: int, problem_seed: int, seed: int) -> dict:
+def one_run(settings: dict, activation: str, depth: int, problem_seed: int, seed: int, budget: int = BUDGET) -> dict:
     problem = make_sensing(5, 5, 1, 15, seed=problem_seed, norm=1.0)
     model = FactorizationModel(5, 5, 5, depth, activation=activation, prior="gaussian", scaling="paper",
                                normalize=True, negative_slope=0.2)
     start = time.perf_counter()
-    result = GuessCheck(eps=EPS, method="subset", **settings).run(problem, model, BUDGET, seed=seed)
+    result = GuessCheck(eps=EPS, method="subset", **settings).run(problem, model, budget, seed=seed)
     seconds = time.perf_counter() - start
     metrics = result.metrics
     ess = metrics.get("ess")
@@ -91,17 +91,19 @@ def main() -> None:
                         help="run seed = problem seed + this (0: the sweep's runs; else another draw of each run)")
     parser.add_argument("--repeat-seeds", type=int, default=0,
                         help="also this many runs (seeds 100, ...) on seed 0's problem: the run-to-run spread")
+    parser.add_argument("--budget", type=int, default=BUDGET, help="model evaluations per run (the figures': 2e5)")
     parser.add_argument("--out")
     args = parser.parse_args()
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.processor()
-              or platform.machine(), "cpus": os.cpu_count(), "load_before": os.getloadavg(), "budget": BUDGET,
+              or platform.machine(), "cpus": os.cpu_count(), "load_before": os.getloadavg(), "budget": args.budget,
               "eps": EPS, "run_seed_offset": args.run_seed_offset, "results": []}
     for text in args.settings:
         activation, depth = text.split(":")
         for label, settings in map(parse_kernel, args.kernels):
-            runs = [one_run(settings, activation, int(depth), seed, seed + args.run_seed_offset)
+            runs = [one_run(settings, activation, int(depth), seed, seed + args.run_seed_offset, args.budget)
                     for seed in range(args.first_seed, args.first_seed + args.seeds)]
-            repeats = [one_run(settings, activation, int(depth), 0, 100 + index) for index in range(args.repeat_seeds)]
+            repeats = [one_run(settings, activation, int(depth), 0, 100 + index, args.budget)
+                       for index in range(args.repeat_seeds)]
             entry = {"activation": activation, "depth": int(depth), "kernel": label, "settings": settings,
                      "summary": summary(runs), "runs": runs}
             if repeats:
