@@ -19,12 +19,18 @@ state. Each configuration gives one row of the output JSON, with ``kind`` saying
   on a small shared machine than one long timing). Fixed-seed numbers compared: the final
   ``gen_loss`` of each of the 8 runs.
 
+* ``"store"`` (unit ``scans/s``): a results store of ``rows`` synthetic runs (each with a ``:prior`` row and
+  realistic JSON columns) built once per process by that side's code, then ``STORE_SCANS`` verified reads
+  (:meth:`~volumelab.experiments.ResultsStore.damaged_rows`, the scan every read of the store makes) timed
+  one by one; the process reports their median. Compared: the count of intact keys and of damaged rows.
+
 For each row it reports the median rate of each side (over ``--repeats`` processes), all
 the rates, their ratio after/before, and whether the fixed-seed numbers are the same on both.
 
     python benchmarks/compare_commits.py --before HEAD~3 --out benchmarks/results/compare/NAME.json
     python benchmarks/compare_commits.py --before HEAD~3 --only gd --repeats 3
     python benchmarks/compare_commits.py --before HEAD~1 --only subset
+    python benchmarks/compare_commits.py --before HEAD~1 --only store
 
 A configuration whose sampler or step changed on purpose (e.g. a fix that alters the
 draws) is expected to differ in its numbers; its throughput still has to hold.
@@ -87,6 +93,9 @@ GD_SUPERVISED_CONFIGURATIONS = [
     ("NGD mlp d2 k16 tanh digits n40 (dual)", dict(data="digits", train=40, width=16, depth=2, activation="tanh",
                                                    ngd=True, steps=20, blocks=3), 0.0),
 ]
+#: Results store: (name, runs stored; each has a ``:prior`` row too, so twice as many rows)
+STORE_CONFIGURATIONS = [("store scan 2 x 10000 rows", 10_000)]
+STORE_SCANS = 5  # timed scans per process; the process reports their median
 GD_SEEDS = 8  # one problem per seed, seeds range(GD_SEEDS)
 GD_WARMUP_STEPS = 200
 GD_STEPS = 1000  # steps per timed block
@@ -159,6 +168,34 @@ print(json.dumps({"rate": statistics.median(rates), "block_rates": rates, "gen_l
 """
 
 
+_STORE_WORKER = r"""
+import json, statistics, sys, tempfile, time
+from volumelab.experiments import ResultsStore
+from volumelab.experiments.store import ResultRow
+name, runs, scans = json.loads(sys.argv[1])
+metrics = {f"metric_{i}": 0.1 * i for i in range(30)}
+def row(key, method, point):
+    return ResultRow(run_key=key, sweep="s", scale="quick", method=method, method_type=method, point=point,
+                     x=point, coords={"model.width": point}, seed=point % 8, status="ok", metrics=metrics,
+                     standard_errors=metrics, diagnostics={"levels": [metrics] * 4}, config={"a": 1},
+                     seconds=0.1, started_at="t0", finished_at="t1", volumelab_version="v", torch_version="t")
+with tempfile.TemporaryDirectory() as folder:
+    with ResultsStore(folder) as store:
+        for start in range(0, runs, 1000):
+            store.add([r for i in range(start, min(runs, start + 1000))
+                       for r in (row(f"{i:032x}", "gnc", i), row(f"{i:032x}:prior", "prior", i))])
+    with ResultsStore(folder, create=False) as store:
+        store.damaged_rows()  # warm-up
+        times, damaged = [], None
+        for _ in range(scans):
+            start = time.perf_counter()
+            damaged = store.damaged_rows()
+            times.append(time.perf_counter() - start)
+        intact = len(store.existing_keys())
+print(json.dumps({"rate": 1 / statistics.median(times), "times": times, "intact": intact, "damaged": len(damaged)}))
+"""
+
+
 def _run_worker(src: Path, code: str, arguments: list) -> dict:
     environment = dict(os.environ, PYTHONPATH=str(src))
     output = subprocess.run([sys.executable, "-c", code, json.dumps(arguments)],
@@ -223,6 +260,23 @@ def _subset_row(sides: dict, configuration, repeats: int) -> dict:
     return row
 
 
+def _store_row(sides: dict, configuration, repeats: int) -> dict:
+    name, runs = configuration
+    measured = _alternate(sides, repeats, lambda src: _run_worker(src, _STORE_WORKER, [name, runs, STORE_SCANS]))
+    row = {"kind": "store", "unit": "scans/s", "configuration": name, "rows": 2 * runs}
+    for side in sides:
+        rates = [r["rate"] for r in measured[side]]
+        last = measured[side][-1]
+        row[side] = {"median_scans_per_s": statistics.median(rates), "rates": rates,
+                     "intact": last["intact"], "damaged": last["damaged"]}
+    row["ratio_after_over_before"] = row["after"]["median_scans_per_s"] / row["before"]["median_scans_per_s"]
+    row["same_numbers"] = all(row["before"][k] == row["after"][k] for k in ("intact", "damaged"))
+    print(f"{name:38s} before {1 / row['before']['median_scans_per_s']:6.3f} s/scan  "
+          f"after {1 / row['after']['median_scans_per_s']:6.3f} s/scan  "
+          f"ratio {row['ratio_after_over_before']:.3f}  same numbers: {row['same_numbers']}", flush=True)
+    return row
+
+
 def _gd_row(sides: dict, configuration, repeats: int) -> dict:
     name, kwargs, momentum = configuration
     runs = _alternate(sides, repeats, lambda src: _measure_gd(src, configuration))
@@ -250,10 +304,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", required=True, help="commit to compare the working tree with")
     parser.add_argument("--repeats", type=int, default=3, help="processes per side and configuration")
-    parser.add_argument("--only", choices=("gnc", "subset", "gd", "gd-supervised", "all"), default="all",
+    parser.add_argument("--only", choices=("gnc", "subset", "gd", "gd-supervised", "store", "all"), default="all",
                         help="which configurations to measure (default: all; gnc: rejection G&C, subset: "
                              "subset-simulation G&C, gd: the factorization's GD rows, gd-supervised: GD on "
-                             "supervised data and NGD)")
+                             "supervised data and NGD, store: a verified read of a results store)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "compare" / "compare_commits.json")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", args.before], cwd=ROOT, capture_output=True, text=True,
@@ -276,6 +330,9 @@ def main() -> None:
             if args.only in ("gd-supervised", "all"):
                 for configuration in GD_SUPERVISED_CONFIGURATIONS:
                     rows.append(_gd_row(sides, configuration, args.repeats))
+            if args.only in ("store", "all"):
+                for configuration in STORE_CONFIGURATIONS:
+                    rows.append(_store_row(sides, configuration, args.repeats))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", folder], cwd=ROOT, check=False,
                            capture_output=True)
