@@ -183,6 +183,26 @@ def test_where_keeps_one_arm_of_a_grid_field_with_its_flagged_runs():
         panel.where("depth", 2)
 
 
+def test_where_keeps_values_a_worst_case_set_on_the_panels_frame():
+    """An arm is the panel's own rows: a value a worst case wrote into the panel's frame (here the flagged run's
+    loss set to 0.75) is in the arm's frame, and the other rows' values are the panel's."""
+    from volumelab.evidence import PanelData, panel_data
+
+    frame = pd.concat([_frame(_falling, panel=law, statuses={(8, 1): "diverged"} if law == "student_t" else None)
+                       for law in ("gaussian", "student_t")], ignore_index=True).rename(columns={"activation": "inputs"})
+    panel = panel_data(frame, "all")
+    worst = panel.frame.copy()
+    hit = (worst["inputs"] == "student_t") & (worst["method"] == "gnc") & (worst["x"] == 8) & (worst["seed"] == 1)
+    assert hit.sum() == 1
+    worst.loc[hit, "gen_loss"] = 0.75
+    arm = PanelData(panel.name, worst, panel.raw, panel.flagged).where("inputs", "student_t")
+    assert arm.values("gnc", 8)[1] == 0.75
+    assert arm.flagged == frozenset({("gnc", 8, 1)})
+    plain = panel.where("inputs", "student_t")
+    assert 1 not in plain.values("gnc", 8)
+    assert {s: v for s, v in arm.values("gnc", 8).items() if s != 1} == plain.values("gnc", 8)
+
+
 def test_row_settings_read_the_grid_column_else_the_stored_config():
     from volumelab.evidence import row_settings
 

@@ -131,7 +131,9 @@ class PanelData:
     def where(self, column: str, value) -> "PanelData":
         """The panel's runs whose ``column`` (a grid field's short name, e.g. ``inputs`` or ``width``) equals
         ``value``: for a study that compares arms of a grid field inside one panel (a law of the inputs, a
-        width), each arm read as a panel of its own. The flagged runs are those of the kept rows.
+        width), each arm read as a panel of its own. The flagged runs are those of the kept rows. The arm's
+        frame is the panel's own rows (the frame and ``raw`` share their index), so values a worst case set on
+        the panel's frame carry over.
 
         Raises:
             KeyError: ``column`` is not a column of the panel's runs.
@@ -145,7 +147,9 @@ class PanelData:
             except (TypeError, ValueError):
                 return False
 
-        return panel_data(self.raw[[same(cell) for cell in self.raw[column]]], self.name)
+        raw = self.raw[[same(cell) for cell in self.raw[column]]]
+        frame = self.frame[self.frame.index.isin(raw.index)]
+        return PanelData(self.name, frame, raw, _flagged_runs(raw, flagged_rows(raw)) if len(raw) else frozenset())
 
 
 @dataclass(frozen=True)
@@ -400,9 +404,13 @@ def panel_data(rows: "pd.DataFrame", name: str = "") -> PanelData:
         numeric = [c for c in frame.columns if c not in ("x", "seed") and frame[c].dtype.kind in "fiu"]
         frame.loc[flags, numeric] = math.nan
         frame.loc[flags, [c for c in frame.columns if str(frame[c].dtype) == "Int64" and c != "seed"]] = None
-    flagged = frozenset((str(m), x, int(s)) for m, x, s in zip(rows.loc[flags, "method"], rows.loc[flags, "x"],
-                                                                 rows.loc[flags, "seed"]))
-    return PanelData(name, frame, rows, flagged)
+    return PanelData(name, frame, rows, _flagged_runs(rows, flags))
+
+
+def _flagged_runs(rows: "pd.DataFrame", flags) -> frozenset:
+    """``(method, x, seed)`` of the ``rows`` that ``flags`` (a boolean mask of them) marks."""
+    return frozenset((str(m), x, int(s)) for m, x, s in zip(rows.loc[flags, "method"], rows.loc[flags, "x"],
+                                                            rows.loc[flags, "seed"]))
 
 
 def split_panels(frame: "pd.DataFrame", labels) -> dict[str, PanelData]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..evidence import (
-    Endpoint, PanelData, Rule, Study, at_chance, flagged_rows, register_study, row_settings, seed_slopes,
+    Endpoint, PanelData, Rule, Study, at_chance, register_study, row_settings, seed_slopes,
     split_panels,
 )
 from ..plotting.figures import draw_seed_means, new_figure, save_figure
@@ -67,26 +67,9 @@ def _depths(panel: PanelData) -> list[int]:
 
 
 def _arm(panel: PanelData, depth: int) -> PanelData:
-    """The panel's runs at one depth (every method), read from the panel's frame as it is (so a worst case set on
-    the panel's frame carries over; :meth:`PanelData.where` would rebuild it from the stored rows), with the
-    flagged runs of that depth."""
-    if "depth" not in panel.raw:
-        return panel  # one depth, not a grid field
-
-    raw = panel.raw[[_is_depth(cell, depth) for cell in panel.raw["depth"]]]
-    # By the stored rows' depth: a flagged row's numeric cells, its depth among them, are blanked in the frame.
-    frame = panel.frame[panel.frame.index.isin(raw.index)]
-    flags = flagged_rows(raw)
-    flagged = frozenset((str(m), x, int(s)) for m, x, s in zip(raw.loc[flags, "method"], raw.loc[flags, "x"],
-                                                                 raw.loc[flags, "seed"]))
-    return PanelData(panel.name, frame, raw, flagged)
-
-
-def _is_depth(cell, depth: int) -> bool:
-    try:
-        return float(cell) == float(depth)
-    except (TypeError, ValueError):
-        return False
+    """The panel's runs at one depth (every method), with the flagged runs of that depth; a worst case set on the
+    panel's frame carries over (:meth:`PanelData.where`)."""
+    return panel.where("depth", depth) if "depth" in panel.raw else panel  # one depth: not a grid field
 
 
 def _trainers(panel: PanelData) -> tuple[str | None, str | None]:
