@@ -19,8 +19,20 @@ and their normalized end-to-end matrices ``U = W / ||W||`` are split into two cl
   overall one is not, the replicates disagree because their shares of the two sets differ, not because the
   chains inside a set have not mixed.
 
+With ``--levels`` it also follows the two sets up the ladder. Each state of every level is labelled by its
+cosine to ``W*``: in the first set above the midpoint of the two centres' cosines plus a quarter of their gap, in
+the second below the midpoint minus a quarter, else neither. Per level it reports:
+
+* ``shares``: per replicate, the share of the level's population in the first set;
+* ``crossings``: the replicate with the median share at that level runs ``--steps`` more kernel steps of every
+  chain at that level's threshold and step (the run's own kernel, a stream of its own), and the chains labelled
+  in both sets at some step are counted, with the evaluations those steps took (``crossings_per_1e4``);
+* ``evaluations``: what a replicate spent growing the level's population (mean over replicates).
+
     python benchmarks/subset_modes.py --depth 9 --seeds 1,6,23,28,29 --controls 0,2,3 \
         --out benchmarks/results/subset_modes.json
+    python benchmarks/subset_modes.py --depth 9 --seeds 6,28,36,43,50 --controls 4 --levels \
+        --out benchmarks/results/subset_modes_levels.json
 """
 
 from __future__ import annotations
@@ -42,14 +54,18 @@ from volumelab.models import FactorizationModel
 from volumelab.optimizers import GuessCheck
 from volumelab.optimizers import subset
 from volumelab.problems.core import make_sensing
+from volumelab._rng import make_generator
 
 BUDGET = 200_000
 EPS = 0.0035
+#: The sampler's own growth, for the crossings' extra steps (never the capturing wrapper).
+ORIGINAL_GROW = subset._Sampler.grow
 
 
 @contextlib.contextmanager
 def final_chains(store: dict):
-    """Keep the last states of the chains at eps (the budgeted growth) and the sampler's prior, per replicate."""
+    """Keep the last states of the chains at eps (the budgeted growth) and the sampler's prior, per replicate;
+    and every level's population of the replicates (not the pilot's) with its threshold, step and sampler."""
     original = subset._Sampler.grow
 
     def grow(self, seeds, threshold, generators, targets=None, budgets=None, **settings):
@@ -58,6 +74,10 @@ def final_chains(store: dict):
             # Replicates step in groups (one call each): keep every group's, in the order the calls end.
             store.setdefault("latents", []).extend(run[0] for run in out[0])
             store["prior"] = self.prior
+        elif len(seeds) > 1:  # the pilot grows one run
+            level = store.setdefault("levels", {}).setdefault(threshold, {"step": settings.get("step"),
+                                                                          "sampler": self, "runs": []})
+            level["runs"].extend((run[0], run[1], run[2]) for run in out[0])
         return out
 
     subset._Sampler.grow = grow
@@ -76,12 +96,14 @@ def rhat_states(groups: list[np.ndarray]) -> float | None:
     return math.sqrt(1 + between / within) if within > 0 else None
 
 
-def one_run(depth: int, seed: int) -> dict:
+def one_run(depth: int, seed: int, levels: bool = False, steps: int = 100) -> dict:
     problem = make_sensing(5, 5, 1, 15, seed=seed, norm=1.0)
     model = FactorizationModel(5, 5, 5, depth, activation="leaky_relu", prior="gaussian", scaling="paper",
                                normalize=True, negative_slope=0.2)
     with final_chains({}) as store:
-        result = GuessCheck(eps=EPS, method="subset", kernel="pcn-readout").run(problem, model, BUDGET, seed=seed)
+        # One worker: the groups' calls end in replicate order (the numbers do not depend on the workers).
+        result = GuessCheck(eps=EPS, method="subset", kernel="pcn-readout", workers=1).run(problem, model, BUDGET,
+                                                                                            seed=seed)
     if "latents" not in store:
         return {"seed": seed, "status": result.status}
     owners = np.concatenate([np.full(latent.shape[0], r) for r, latent in enumerate(store["latents"])])
@@ -99,7 +121,7 @@ def one_run(depth: int, seed: int) -> dict:
     cosines = [float(centre @ target / np.linalg.norm(centre)) for centre in centres]
     near = int(np.argmax(cosines))
     replicates = range(int(owners.max()) + 1)
-    return {
+    row = {
         "seed": seed, "status": result.status, "rhat": result.metrics.get("rhat"),
         "separation": float(np.linalg.norm(centres[0] - centres[1])) / spread,
         "cosines": [cosines[near], cosines[1 - near]],
@@ -110,6 +132,40 @@ def one_run(depth: int, seed: int) -> dict:
         "rhat_states_within": [rhat_states([gen[(owners == r) & (labels == cluster)] for r in replicates])
                                for cluster in (near, 1 - near)],
     }
+    if levels:
+        row["levels"] = level_rows(store, target, cosines[near], cosines[1 - near], seed, steps)
+    return row
+
+
+def level_rows(store: dict, target: np.ndarray, first: float, second: float, seed: int, steps: int) -> list[dict]:
+    """Per level of the ladder: each replicate's share of the first set, and the crossings of ``steps`` more
+    kernel steps from the replicate with the median share (see the module docstring)."""
+    middle, margin = (first + second) / 2, abs(first - second) / 4
+
+    def labels(sampler, latent: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            flat = sampler.prior.draws(latent).reshape(latent.shape[0], -1).numpy()
+        cosine = flat @ target / np.linalg.norm(flat, axis=1)
+        return np.where(cosine > middle + margin, 1, np.where(cosine < middle - margin, 0, -1))
+
+    rows = []
+    for threshold, level in sorted(store["levels"].items(), key=lambda item: -item[0]):
+        sampler, runs = level["sampler"], level["runs"]
+        shares = [float(np.mean(labels(sampler, latent) == 1)) for latent, _, _ in runs]
+        pick = int(np.argsort(shares)[len(shares) // 2])
+        latent, scores, _ = runs[pick]
+        chains = latent.shape[0]
+        generator = make_generator(seed, "subset-modes-crossings", device=latent.device)
+        (grown, _) = ORIGINAL_GROW(sampler, [(latent, scores)], threshold, [generator],
+                                   targets=[chains * (steps + 1)], step=level["step"], thin=1)
+        states, used = grown[0][0].reshape(steps + 1, chains, -1), grown[0][2]
+        seen = np.stack([labels(sampler, state) for state in states])
+        crossed = int(np.sum((seen == 1).any(0) & (seen == 0).any(0)))
+        rows.append({"eps": threshold, "shares": shares, "evaluations": float(np.mean([run[2] for run in runs])),
+                     "crossings": {"replicate": pick, "share": shares[pick], "chains": chains, "steps": steps,
+                                   "crossed": crossed, "evaluations": used,
+                                   "crossings_per_1e4": 1e4 * crossed / used}})
+    return rows
 
 
 def main() -> None:
@@ -117,20 +173,29 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=9)
     parser.add_argument("--seeds", required=True, help="comma-separated problem seeds (the flagged runs)")
     parser.add_argument("--controls", default="", help="comma-separated problem seeds of runs that passed")
+    parser.add_argument("--levels", action="store_true", help="follow the two sets up the ladder (shares, crossings)")
+    parser.add_argument("--steps", type=int, default=100, help="with --levels: kernel steps of the crossing count")
     parser.add_argument("--out")
     args = parser.parse_args()
     parse = lambda text: [int(item) for item in text.split(",") if item]  # noqa: E731
     record = {"benchmark": "subset_modes", "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
               "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "depth": args.depth,
-              "budget": BUDGET, "eps": EPS, "runs": []}
+              "budget": BUDGET, "eps": EPS, "levels": args.levels,
+              "steps": args.steps if args.levels else None, "runs": []}
     for group, seeds in (("flagged", parse(args.seeds)), ("control", parse(args.controls))):
         for seed in seeds:
-            row = {"group": group, **one_run(args.depth, seed)}
+            row = {"group": group, **one_run(args.depth, seed, args.levels, args.steps)}
             record["runs"].append(row)
             print(json.dumps({key: (round(value, 3) if isinstance(value, float) else
                                     [round(v, 3) if isinstance(v, float) else v for v in value]
-                                    if isinstance(value, list) else value) for key, value in row.items()}),
-                  flush=True)
+                                    if isinstance(value, list) else value) for key, value in row.items()
+                              if key != "levels"}), flush=True)
+            for level in row.get("levels", []):
+                crossings = level["crossings"]
+                print(f"  eps {level['eps']:.4g}: shares {' '.join(f'{v:.2f}' for v in level['shares'])}; "
+                      f"{level['evaluations']:,.0f} evaluations a replicate; {crossings['crossed']} of "
+                      f"{crossings['chains']} chains crossed in {crossings['steps']} steps "
+                      f"({crossings['crossings_per_1e4']:.2f} per 10^4 evaluations)", flush=True)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
