@@ -156,7 +156,13 @@ def test_failures_end_with_a_status_and_a_reason_never_numbers():
     # The other runs of a batch are unaffected by one run's failure.
     batch = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run_batch([problem], model, 20, [0, 1])
     alone = vl.NaturalGradientDescent(lr=0.1, init_scale=0.3, damping=1e-3).run(problem, model, 20, seed=1)
-    assert batch[1].metrics == alone.metrics
+    # To rounding (README, Reproducibility: a batched product's rounding can depend on how many runs share it;
+    # 1.3e-15 relative here on an AMD EPYC, 0 on an Intel Xeon).
+    assert batch[1].metrics.keys() == alone.metrics.keys()
+    for name, value in alone.metrics.items():
+        close = isinstance(value, float) and value == pytest.approx(batch[1].metrics[name], rel=1e-12)
+        assert close or batch[1].metrics[name] == value, name
+    assert batch[1].status == alone.status == "completed"
     # What auto resolved to is in every run's diagnostics: 15 measurements < 50 parameters.
     assert alone.diagnostics["solve"] == "dual" and alone.diagnostics["damping"] == 1e-3
     for bad, message in ((dict(damping=-1.0), "damping"), (dict(solve="qr"), "unknown solve"),
