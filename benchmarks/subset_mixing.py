@@ -3,7 +3,8 @@
 The setting of Figure 2 (and 4: the same G&C) of arXiv 2506.03931 at ``--scale quick``: rank-1 5 x 5 sensing
 with 15 measurements (each seed's own problem, as the sweep makes it), width 5, the normalized Gaussian prior
 with the paper's scaling, eps 0.0035, ``GuessCheck(method="subset")`` with 2x10^5 model evaluations per run and
-the defaults otherwise. For each ``activation:depth`` and each kernel in ``--kernels`` (a name of
+the defaults otherwise (the figures themselves name ``pcn-readout:population=1000,replicates=4`` since
+2026-12-06). For each ``activation:depth`` and each kernel in ``--kernels`` (a name of
 :data:`~volumelab.optimizers.subset.KERNELS`, optionally with settings, ``pcn:population=250,moves=10``), the
 same seeds run one after the other in this process (same run, same load); every run's status, split-R-hat,
 ESS per evaluation, ``log_volume``, gen loss and wall time are recorded. Summaries per kernel and setting: runs

@@ -55,6 +55,11 @@ def test_packaged_figures_keep_their_run_keys():
     pcn-readout kernel, which rekeys their 432 G&C and prior runs each; with those configs as they were
     (commit d485761) the code gives the former digests 7a489093...4a64f0 and 7842f97c...927a35, so no other
     key moved.
+
+    And once more (issue 33, a rule fixed in advance on held-out problems): the same quick scales run it with
+    population 1000 and 4 replicates, which rekeys the same 432 runs of each; with those configs as they were
+    (commit 5ed3562) the code gives the former digests 294fc153...1081c0 and 69ddc7cd...28480f, so no other
+    key moved.
     """
     original = _results_version.RESULTS_VERSION
     _results_version.RESULTS_VERSION = 2
@@ -67,9 +72,9 @@ def test_packaged_figures_keep_their_run_keys():
     keys = {name: plan.keys for name, plan in plans.items()}
     assert sum(len(v) for v in legacy.values()) == sum(len(v) for v in keys.values()) == 12096
     digest = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()
-    assert digest == "294fc1535d5baf8561f5126a25d489b095e349e96b3508d05ee689a8b61081c0"
+    assert digest == "e016be9aa97c410500189ef8d48412861f516eebb29347b8392a2a18cd838d64"
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
-    assert digest == "69ddc7cd4179894e2aee3cc3c89d58e6d56f582e1e8e9b7340a2a632d028480f"
+    assert digest == "05d2cd42a5ad9c4c50c878c4b94257f4e2f112a2b015e14b9666a5afbe07ce84"
 
 
 def test_kind_defaults_and_the_old_task_field_give_the_same_keys(tmp_path):

@@ -59,7 +59,9 @@ depth 10, 3 of 16 seeds ``not_mixed`` against pCN's 6 (the figure's seeds 0-7: 1
 3), at depth 6, 2 against 5 (1 against 3; redrawn: 1 against 1); the median split-R-hat lower and the median ESS
 per evaluation 1.1-3x pCN's on every measured setting, at about 2x pCN's wall time per evaluation (the shrinkage
 loop is Python-bound). pCN stays the default: this kernel covers the factorizations only; the depth figures'
-quick scale names it.
+quick scale names it, with population 1000 and 4 replicates (at depths 9-10 on held-out problems, 5 of 64 runs
+not ok against 15 with 500 and 8 at the same budget: each replicate draws more founders of a rare set of
+interpolators; RESULTS.md).
 
 **Moves per state.** At the ladder's levels each chain records a state every ``moves``
 kernel steps (5 by default). With one step per state a level's population stays close
