@@ -1,8 +1,10 @@
 """Why a depth figure's G&C run ends ``not_mixed``: replicates split between separated sets of interpolators.
 
 Diagnostic for issue 33's fourth "Done when" (the leaky-ReLU panels of Figures 2 and 4). Setting: Figure 2's
-quick scale (``benchmarks/subset_mixing.py``'s: rank-1 5 x 5 sensing, 15 measurements, width 5, the normalized
-Gaussian prior, eps 0.0035, ``kernel="pcn-readout"``, 2x10^5 evaluations; run seed = problem seed).
+quick G&C (``benchmarks/subset_mixing.py``'s: rank-1 5 x 5 sensing, 15 measurements, width 5, the normalized
+Gaussian prior, eps 0.0035, ``kernel="pcn-readout"``, 2x10^5 evaluations; run seed = problem seed) with the
+method's default population 500 and 8 replicates, the figures' setting until 2026-12-06 (since then they run
+population 1000 with 4 replicates, chosen after this diagnostic; benchmarks/RESULTS.md).
 
 For each problem seed, the run's chains at eps are captured (the last state of every chain of every replicate)
 and their normalized end-to-end matrices ``U = W / ||W||`` are split into two clusters by k-means
@@ -29,10 +31,14 @@ the second below the midpoint minus a quarter, else neither. Per level it report
   in both sets at some step are counted, with the evaluations those steps took (``crossings_per_1e4``);
 * ``evaluations``: what a replicate spent growing the level's population (mean over replicates).
 
-    python benchmarks/subset_modes.py --depth 9 --seeds 1,6,23,28,29 --controls 0,2,3 \
-        --out benchmarks/results/subset_modes.json
-    python benchmarks/subset_modes.py --depth 9 --seeds 6,28,36,43,50 --controls 4 --levels \
-        --out benchmarks/results/subset_modes_levels.json
+    python benchmarks/subset_modes.py --depth 9 --seeds 1,6,23,28,29,32,36,37,43,50,53,55 \
+        --controls 0,2,3,4,5,7,16,17 --out benchmarks/results/subset_modes.json
+    python benchmarks/subset_modes.py --depth 9 --seeds 6,28,36,43,50,53,55 --controls 4,0 --levels \
+        --steps 200 --out benchmarks/results/subset_modes_levels.json
+
+A chain counts once in ``crossed`` however often it crosses, and the two sets' cosine bands are closer together
+when the centres are (control seed 0: cosines 0.95 and 0.84), so compare crossing rates between runs whose
+centres are about as far apart.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def final_chains(store: dict):
             # Replicates step in groups (one call each): keep every group's, in the order the calls end.
             store.setdefault("latents", []).extend(run[0] for run in out[0])
             store["prior"] = self.prior
-        elif len(seeds) > 1:  # the pilot grows one run
+        elif not settings.get("adapt"):  # a replicates' level (the pilot's growths adapt their step)
             level = store.setdefault("levels", {}).setdefault(threshold, {"step": settings.get("step"),
                                                                           "sampler": self, "runs": []})
             level["runs"].extend((run[0], run[1], run[2]) for run in out[0])

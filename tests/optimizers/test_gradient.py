@@ -387,7 +387,7 @@ def test_a_balanced_start_and_its_run_agree_with_and_without_batching(sensing_pr
     # To rounding: a batched product's rounding can depend on how many runs share it (README, Reproducibility;
     # 2e-16 relative here after 30 steps on an AMD EPYC, 0 on an Intel Xeon); another start differs by far more.
     assert [r.metrics["train_loss"] for r in batch] == pytest.approx([r.metrics["train_loss"] for r in alone],
-                                                                      rel=1e-12)
+                                                                      rel=1e-12, abs=0)
     assert batch[0].diagnostics["initialization"] == "balanced"
     assert "initialization" not in vl.GradientDescent(lr=0.05).run(sensing_problem, model, 1).diagnostics
 
